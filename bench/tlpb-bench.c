@@ -1,0 +1,447 @@
+/* tlpb-bench: the project's benchmark. Measures, in one run, the floors
+ * (raw unix-socket ping-pong, the same through one relay process) and the
+ * bridge's figures (MMIO read latency in-process and external, posted write
+ * rate, DMA throughput fast and strict, MSI-X rate), and prints one JSON
+ * object. See docs/performance.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "dmacopy_host.h"
+#include "tlpb/wire.h"
+
+static int iterations = 20000;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile_us(uint64_t *ns, int n, double p)
+{
+    qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
+    int i = (int)(p * (n - 1) + 0.5);
+    return (double)ns[i] / 1e3;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "tlpb-bench: %s\n", what);
+    exit(1);
+}
+
+/* ---- floors ---------------------------------------------------------------- */
+
+#define MSG_BYTES 64
+
+static void echo_loop(int fd)
+{
+    char buf[MSG_BYTES];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            _exit(0);
+        if (write(fd, buf, (size_t)n) != n)
+            _exit(1);
+    }
+}
+
+static void relay_loop(int a, int b)
+{
+    char buf[4096];
+    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0)
+            _exit(1);
+        for (int i = 0; i < 2; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            ssize_t n = read(p[i].fd, buf, sizeof(buf));
+            if (n <= 0)
+                _exit(0);
+            if (write(p[1 - i].fd, buf, (size_t)n) != n)
+                _exit(1);
+        }
+    }
+}
+
+static double ping_pong_p50(int fd)
+{
+    uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
+    char buf[MSG_BYTES] = {1};
+    for (int i = 0; i < iterations + 1000; i++) {
+        uint64_t t0 = tlpb_now_ns();
+        if (write(fd, buf, sizeof(buf)) != sizeof(buf))
+            die("ping write");
+        size_t got = 0;
+        while (got < sizeof(buf)) {
+            ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+            if (n <= 0)
+                die("ping read");
+            got += (size_t)n;
+        }
+        if (i >= 1000) /* warm-up excluded */
+            lat[i - 1000] = tlpb_now_ns() - t0;
+    }
+    double p50 = percentile_us(lat, iterations, 0.5);
+    free(lat);
+    return p50;
+}
+
+static double socket_rtt_p50(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        die("socketpair");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        echo_loop(sv[1]);
+    }
+    close(sv[1]);
+    double r = ping_pong_p50(sv[0]);
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    return r;
+}
+
+static double relay_rtt_p50(void)
+{
+    int ar[2], rb[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, ar) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, rb) != 0)
+        die("socketpair");
+    pid_t relay = fork();
+    if (relay == 0) {
+        close(ar[0]);
+        close(rb[1]);
+        relay_loop(ar[1], rb[0]);
+    }
+    pid_t echo = fork();
+    if (echo == 0) {
+        close(ar[0]);
+        close(ar[1]);
+        close(rb[0]);
+        echo_loop(rb[1]);
+    }
+    close(ar[1]);
+    close(rb[0]);
+    close(rb[1]);
+    double r = ping_pong_p50(ar[0]);
+    close(ar[0]);
+    waitpid(relay, NULL, 0);
+    waitpid(echo, NULL, 0);
+    return r;
+}
+
+/* ---- processes under test ---------------------------------------------------- */
+
+struct paths {
+    char bridge[PATH_MAX];
+    char runner[PATH_MAX];
+    char model[PATH_MAX];
+    char dir[PATH_MAX];
+};
+
+static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const char *device_spec,
+                          const char *dma)
+{
+    int ready[2];
+    if (pipe(ready) != 0)
+        die("pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        char fd[16];
+        snprintf(fd, sizeof(fd), "%d", ready[1]);
+        execl(p->bridge, p->bridge, "--listen", socket_path, "--device", device_spec, "--dma", dma,
+              "--log-level", "warn", "--ready-fd", fd, (char *)NULL);
+        _exit(127);
+    }
+    close(ready[1]);
+    char buf[8] = "";
+    ssize_t n = read(ready[0], buf, sizeof(buf)); /* "ready\n", or EOF if it failed */
+    close(ready[0]);
+    if (n < 5 || strncmp(buf, "ready", 5) != 0)
+        die("tlpbridged did not start (see its messages above)");
+    return pid;
+}
+
+static pid_t spawn_runner(const struct paths *p, const char *socket_path, const char *device)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(p->runner, p->runner, "--socket", socket_path, "--device", device, "--model", p->model,
+              (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+static void open_device(struct dmacopy_host *dc, const char *socket_path, const char *device,
+                        bool unsplit, uint32_t mps, uint32_t mrrs)
+{
+    struct dmacopy_host_options o = {.socket = socket_path, .device = device,
+                                     .ram_bytes = 96u << 20, .ring_size = 256,
+                                     .max_payload = mps, .max_read_request = mrrs,
+                                     .offer_unsplit_dma = unsplit};
+    char err[512];
+    if (dmacopy_host_open(dc, &o, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tlpb-bench: %s\n", err);
+        exit(1);
+    }
+}
+
+static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
+{
+    uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
+    dmacopy_write32(dc, DMACOPY_SCRATCH, 0x5A5A0000u);
+    for (int i = 0; i < iterations + 1000; i++) {
+        uint64_t t0 = tlpb_now_ns();
+        uint32_t v = dmacopy_read32(dc, DMACOPY_SCRATCH);
+        uint64_t dt = tlpb_now_ns() - t0;
+        if (v != 0x5A5A0000u)
+            die("SCRATCH read back wrong");
+        if (i >= 1000)
+            lat[i - 1000] = dt;
+    }
+    *p50 = percentile_us(lat, iterations, 0.5);
+    if (p99)
+        *p99 = percentile_us(lat, iterations, 0.99);
+    free(lat);
+}
+
+static double posted_writes_per_s(struct dmacopy_host *dc)
+{
+    int n = iterations * 10;
+    uint64_t t0 = tlpb_now_ns();
+    for (int i = 0; i < n; i++)
+        dmacopy_write32(dc, DMACOPY_SCRATCH, (uint32_t)i);
+    /* A read cannot pass the writes before it: when it returns, all of them
+     * have reached the model. */
+    uint32_t last = dmacopy_read32(dc, DMACOPY_SCRATCH);
+    uint64_t dt = tlpb_now_ns() - t0;
+    if (last != (uint32_t)(n - 1))
+        die("posted writes lost or reordered");
+    return (double)n / ((double)dt / 1e9);
+}
+
+/* Copy `total` bytes in 64 KiB descriptors, keeping up to `depth` queued.
+ * Returns bytes per second; every copy's data and CRC are checked after. */
+static double dma_throughput(struct dmacopy_host *dc, uint64_t total, unsigned depth)
+{
+    const uint32_t len = 64 * 1024;
+    const unsigned buffers = 32;
+    uint64_t src_base = dc->ram_base + (1u << 20);
+    uint64_t dst_base = src_base + (uint64_t)buffers * len;
+    for (unsigned b = 0; b < buffers; b++) {
+        uint8_t *s = dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len;
+        for (uint32_t i = 0; i < len; i++)
+            s[i] = (uint8_t)(i * 7u + b * 13u);
+    }
+    uint32_t expect[32];
+    for (unsigned b = 0; b < buffers; b++)
+        expect[b] = (uint32_t)crc32(0L, dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len, len);
+    uint64_t copies = total / len, posted = 0, done = 0;
+    uint32_t first_index = dc->tail;
+    uint64_t t0 = tlpb_now_ns();
+    while (done < copies) {
+        unsigned batch = 0;
+        while (posted < copies && posted - done < depth) {
+            unsigned b = (unsigned)(posted % buffers);
+            dmacopy_post(dc, src_base + (uint64_t)b * len, dst_base + (uint64_t)b * len, len, false);
+            posted++;
+            batch++;
+        }
+        if (batch)
+            dmacopy_ring_doorbell(dc);
+        uint32_t idx = (uint32_t)((first_index + done) % dc->ring_size);
+        if (dmacopy_wait_done(dc, idx, 60000) != 0)
+            die("DMA copy did not complete");
+        uint32_t st = dmacopy_desc_status(dc, idx);
+        if (st != DMACOPY_DESC_DONE || dmacopy_desc_crc(dc, idx) != expect[done % buffers])
+            die("DMA copy reported an error or a wrong CRC");
+        done++;
+    }
+    uint64_t dt = tlpb_now_ns() - t0;
+    for (unsigned b = 0; b < buffers && b < copies; b++)
+        if (memcmp(dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len,
+                   dc->ram + (dst_base - dc->ram_base) + (uint64_t)b * len, len) != 0)
+            die("DMA copy data mismatch");
+    return (double)(copies * len) / ((double)dt / 1e9);
+}
+
+static double msix_per_s(struct dmacopy_host *dc)
+{
+    uint64_t n = (uint64_t)iterations / 2;
+    uint64_t start = dc->msix_count[0];
+    uint64_t src = dc->ram_base + (1u << 20), dst = src + 4096;
+    uint64_t t0 = tlpb_now_ns();
+    uint64_t posted = 0;
+    while (dc->msix_count[0] - start < n) {
+        unsigned batch = 0;
+        while (posted < n && posted - (dc->msix_count[0] - start) < 64) {
+            dmacopy_post(dc, src, dst, 4, true);
+            posted++;
+            batch++;
+        }
+        if (batch)
+            dmacopy_ring_doorbell(dc);
+        if (dmacopy_wait_msix(dc, 0, dc->msix_count[0] + 1, 30000) != 0)
+            die("completion interrupt missing");
+        /* the driver's half of the handshake: acknowledge the cause */
+        dmacopy_write32(dc, DMACOPY_IRQ_STATUS, 1);
+    }
+    uint64_t dt = tlpb_now_ns() - t0;
+    return (double)(dc->msix_count[0] - start) / ((double)dt / 1e9);
+}
+
+static void locate(struct paths *p, const char *build_dir)
+{
+    if (strlen(build_dir) > PATH_MAX - 64)
+        die("build directory path too long");
+    snprintf(p->bridge, sizeof(p->bridge), "%.*s/bridge/tlpbridged", PATH_MAX - 64, build_dir);
+    snprintf(p->runner, sizeof(p->runner), "%.*s/hlsim/hlsim-run", PATH_MAX - 64, build_dir);
+    snprintf(p->model, sizeof(p->model), "%.*s/examples/libdmacopy.so", PATH_MAX - 64, build_dir);
+    if (access(p->bridge, X_OK) || access(p->runner, X_OK) || access(p->model, R_OK)) {
+        fprintf(stderr, "tlpb-bench: cannot find tlpbridged, hlsim-run and libdmacopy.so under %s"
+                        " (give --build-dir)\n", build_dir);
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *build_dir = NULL;
+    static const struct option opts[] = {{"build-dir", required_argument, NULL, 'b'},
+                                         {"iterations", required_argument, NULL, 'n'},
+                                         {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "b:n:", opts, NULL)) != -1) {
+        if (ch == 'b')
+            build_dir = optarg;
+        else if (ch == 'n')
+            iterations = atoi(optarg) > 1000 ? atoi(optarg) : 1000;
+        else {
+            fprintf(stderr, "usage: tlpb-bench [--build-dir DIR] [--iterations N]\n");
+            return 2;
+        }
+    }
+    char self_dir[PATH_MAX];
+    if (!build_dir) {
+        ssize_t n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
+        if (n <= 0)
+            die("cannot locate the build directory; give --build-dir");
+        self_dir[n] = '\0';
+        *strrchr(self_dir, '/') = '\0';        /* .../build/bench */
+        *strrchr(self_dir, '/') = '\0';        /* .../build */
+        build_dir = self_dir;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct paths p;
+    locate(&p, build_dir);
+    char tmpl[] = "/tmp/tlpb-bench.XXXXXX";
+    if (!mkdtemp(tmpl))
+        die("mkdtemp");
+    char sock_in[PATH_MAX], sock_ext[PATH_MAX], sock_fast[PATH_MAX];
+    snprintf(sock_in, sizeof(sock_in), "%s/inproc.sock", tmpl);
+    snprintf(sock_ext, sizeof(sock_ext), "%s/external.sock", tmpl);
+    snprintf(sock_fast, sizeof(sock_fast), "%s/fast.sock", tmpl);
+    char spec[PATH_MAX + 64];
+
+    double socket_p50 = socket_rtt_p50();
+    double relay_p50 = relay_rtt_p50();
+
+    /* in-process hlsim, strict DMA */
+    snprintf(spec, sizeof(spec), "bench0:hlsim=%s", p.model);
+    pid_t bridge_strict = spawn_bridge(&p, sock_in, spec, "strict");
+    struct dmacopy_host dc;
+    open_device(&dc, sock_in, "bench0", false, 128, 512);
+    double mmio_p50, mmio_p99;
+    mmio_read_latency(&dc, &mmio_p50, &mmio_p99);
+    double writes = posted_writes_per_s(&dc);
+    struct tlpb_host_stats before, after;
+    tlpb_host_get_stats(dc.host, &before);
+    uint64_t t0 = tlpb_now_ns();
+    double strict = dma_throughput(&dc, 64u << 20, 32);
+    double strict_s = (double)(tlpb_now_ns() - t0) / 1e9;
+    tlpb_host_get_stats(dc.host, &after);
+    /* TLPs on the link during the strict copies: the device's read requests,
+     * the host's completions (one per 128 bytes returned) and the device's
+     * writes. */
+    double dma_read_tlps = (double)(after.dma_reads - before.dma_reads);
+    double cpl_tlps = (double)(after.dma_read_bytes - before.dma_read_bytes) / 128.0;
+    double write_tlps = (double)(after.dma_writes - before.dma_writes);
+    double strict_tlps = (dma_read_tlps + cpl_tlps + write_tlps) / strict_s;
+    double msix = msix_per_s(&dc);
+    dmacopy_host_close(&dc);
+    stop(bridge_strict);
+
+    /* in-process hlsim, fast (unsplit) DMA */
+    snprintf(spec, sizeof(spec), "bench1:hlsim=%s", p.model);
+    pid_t bridge_fast = spawn_bridge(&p, sock_fast, spec, "fast");
+    open_device(&dc, sock_fast, "bench1", true, 128, 512);
+    double fast = dma_throughput(&dc, 512u << 20, 32);
+    dmacopy_host_close(&dc);
+    stop(bridge_fast);
+
+    /* dmacopy as its own simulator process */
+    snprintf(spec, sizeof(spec), "bench2:external=%s", p.model);
+    pid_t bridge_ext = spawn_bridge(&p, sock_ext, spec, "strict");
+    pid_t runner = spawn_runner(&p, sock_ext, "bench2");
+    /* Connect first and let the host see the simulator attach: no guessing
+     * how long the runner takes to start. */
+    open_device(&dc, sock_ext, "bench2", false, 128, 512);
+    uint64_t deadline = tlpb_now_ns() + 10000000000ull;
+    while (!tlpb_host_simulator_attached(dc.host) && tlpb_now_ns() < deadline)
+        tlpb_host_wait(dc.host, 100);
+    if (!tlpb_host_simulator_attached(dc.host))
+        die("hlsim-run did not attach");
+    dmacopy_host_close(&dc);
+    open_device(&dc, sock_ext, "bench2", false, 128, 512); /* re-init against the model */
+    double ext_p50;
+    mmio_read_latency(&dc, &ext_p50, NULL);
+    dmacopy_host_close(&dc);
+    stop(runner);
+    stop(bridge_ext);
+    rmdir(tmpl);
+
+    printf("{\n"
+           "  \"iterations\": %d,\n"
+           "  \"socket_rtt_us_p50\": %.2f,\n"
+           "  \"relay_rtt_us_p50\": %.2f,\n"
+           "  \"mmio_read_rtt_us_p50\": %.2f,\n"
+           "  \"mmio_read_rtt_us_p99\": %.2f,\n"
+           "  \"mmio_read_rtt_ext_us_p50\": %.2f,\n"
+           "  \"posted_writes_per_s\": %.0f,\n"
+           "  \"dma_mode\": \"fast (unsplit TLPs, hlsim in-process)\",\n"
+           "  \"dma_MBps\": %.1f,\n"
+           "  \"dma_strict_MBps\": %.1f,\n"
+           "  \"dma_strict_tlps_per_s\": %.0f,\n"
+           "  \"msix_per_s\": %.0f,\n"
+           "  \"ratio_mmio_to_socket\": %.2f,\n"
+           "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
+           "  \"ratio_posted_writes_to_socket_rate\": %.2f\n"
+           "}\n",
+           iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, writes, fast / 1e6,
+           strict / 1e6, strict_tlps, msix, mmio_p50 / socket_p50, ext_p50 / relay_p50,
+           writes / (1e6 / socket_p50));
+    return 0;
+}

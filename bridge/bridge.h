@@ -1,0 +1,230 @@
+/* tlpbridged internals: connections, devices and their backends. */
+#ifndef TLPB_BRIDGE_H
+#define TLPB_BRIDGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "hlsim_env.h"
+#include "tlpb/cfgspace.h"
+#include "tlpb/tlp.h"
+#include "tlpb/wire.h"
+
+#define BRIDGE_NAME_MAX 64
+#define BRIDGE_MAX_DEVICES 64
+/* Above this many queued outbound bytes, the bridge stops reading from the
+ * peers that feed the connection until it drains below the low mark. */
+#define BRIDGE_QUEUE_HIGH_BYTES (8u * 1024u * 1024u)
+#define BRIDGE_QUEUE_LOW_BYTES (2u * 1024u * 1024u)
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+extern int bridge_log_level;
+void bridge_log(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+enum backend_kind { BACKEND_FALLBACK = 0, BACKEND_HLSIM = 1, BACKEND_EXTERNAL = 2 };
+const char *backend_name(enum backend_kind kind);
+int backend_from_name(const char *name, enum backend_kind *kind);
+
+enum fallback_read { FALLBACK_READ_ONES = 0, FALLBACK_READ_ZEROS = 1, FALLBACK_READ_UR = 2 };
+
+struct device_config {
+    char name[BRIDGE_NAME_MAX];
+    enum backend_kind backend;
+    char model_path[1024];
+    char model_args[512];
+    bool fast_dma;                 /* hlsim: unsplit DMA */
+    enum fallback_read fallback_read;
+    uint32_t timeout_ms;           /* 0: per backend default */
+    bool has_description;
+    struct tlpb_devdesc description;
+};
+
+struct bridge_config {
+    char listen_path[108];
+    char tcp_address[128];         /* HOST:PORT, empty = off */
+    char token[128];
+    char trace_path[1024];
+    unsigned device_count;
+    struct device_config devices[BRIDGE_MAX_DEVICES];
+};
+
+/* Parse a libconfig file into cfg (command-line options applied later
+ * override it). Returns 0 or -1 with err filled. */
+int bridge_config_load(struct bridge_config *cfg, const char *path, char *err, size_t err_size);
+/* "NAME", "NAME:fallback", "NAME:external", "NAME:hlsim=MODEL.so" */
+int bridge_config_add_device_arg(struct bridge_config *cfg, const char *arg, char *err,
+                                 size_t err_size);
+int bridge_config_check(struct bridge_config *cfg, char *err, size_t err_size);
+
+struct bridge;
+struct device;
+struct deferred_call;
+
+struct conn {
+    struct bridge *bridge;
+    union {
+        uv_pipe_t pipe;
+        uv_tcp_t tcp;
+        uv_stream_t stream;
+        uv_handle_t handle;
+    } h;
+    struct conn *next;
+    bool is_tcp;
+    bool is_loopback;
+    bool closing;
+    bool read_paused;              /* backpressure: a destination is full */
+    bool reading;                  /* uv_read_start in effect */
+    Tlpb__Role role;               /* UNSPECIFIED until the handshake */
+    struct device *device;
+    char peer_name[64];
+    char label[96];                /* for logs */
+    uint64_t capabilities;         /* negotiated */
+    uint32_t completion_timeout_ms;
+    struct tlpb_frame_reader rd;
+    struct tlpb_obuf ob;           /* queued, not yet handed to libuv */
+    struct tlpb_obuf inflight;     /* owned by the uv_write in progress */
+    uv_write_t write_req;
+    bool write_in_flight;
+    uint64_t frames_in;
+    uint64_t frames_out;
+};
+
+enum pending_state { PENDING_FREE = 0, PENDING_ACTIVE, PENDING_INTERNAL, PENDING_QUARANTINE };
+
+/* A non-posted request from the host, forwarded under a bridge tag so a
+ * late completion from a timed-out simulator can never be mistaken for the
+ * answer to a newer request. */
+struct pending_request {
+    uint8_t state;
+    uint8_t host_tag;
+    uint64_t deadline_ns;
+    struct tlpb_tlp request;       /* header only */
+    uint32_t owed_bytes;           /* MRd: bytes not yet completed */
+};
+
+struct device_stats {
+    uint64_t host_requests;
+    uint64_t host_posted_writes;
+    uint64_t device_requests;      /* DMA requests */
+    uint64_t device_posted_writes;
+    uint64_t dma_bytes;
+    uint64_t completions_to_host;
+    uint64_t completions_to_device;
+    uint64_t interrupts;
+    uint64_t fallback_completions;
+    uint64_t fallback_absorbed_writes;
+    uint64_t timeouts;
+    uint64_t late_completions;
+    uint64_t rejected_tlps;
+    uint64_t dropped_device_writes; /* no host connected */
+};
+
+struct device {
+    struct bridge *bridge;
+    struct device_config *cfg;
+    struct tlpb_devdesc desc;
+    struct tlpb_cfgspace shadow;   /* fallback config space; mirrors host writes */
+    enum backend_kind backend;
+    struct conn *host;
+    struct conn *sim;
+    /* in-process hlsim */
+    void *model_handle;
+    const struct hlsim_model_ops *model_ops;
+    hlsim_device *hlsim;
+    bool hlsim_output_blocked;
+    uv_idle_t deferred_idle;       /* runs the model's deferred work */
+    bool deferred_idle_init;
+    struct deferred_call *deferred_head, *deferred_tail;
+    /* request tracking */
+    struct pending_request pending[TLPB_TAGS_MAX];
+    unsigned pending_active;
+    unsigned next_tag;
+    uint32_t device_read_owed[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
+    bool device_read_active[TLPB_TAGS_MAX];
+    uv_timer_t timeout_timer;
+    uint64_t timer_deadline_ns;
+    struct device_stats stats;
+    bool logged_no_host;
+};
+
+struct bridge {
+    uv_loop_t *loop;
+    struct bridge_config *cfg;
+    uv_pipe_t unix_listener;
+    uv_tcp_t tcp_listener;
+    bool unix_init;                /* handles initialised, so stop closes them */
+    bool unix_bound;               /* the socket file is ours to remove */
+    bool tcp_init;
+    bool tcp_listening;
+    uv_signal_t sigint, sigterm;
+    bool signals_init;
+    bool stopping;
+    struct conn *conns;
+    unsigned device_count;
+    struct device devices[BRIDGE_MAX_DEVICES];
+    FILE *trace;
+    char trace_path[1024];
+    uint64_t started_ns;
+    int ready_fd;
+};
+
+/* server.c */
+int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, char *err,
+                 size_t err_size);
+void bridge_stop(struct bridge *b);
+void conn_close(struct conn *c, const char *reason);
+/* Queue to c and start writing. force: see tlpb_obuf_append. */
+int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force);
+int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env);
+void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector);
+void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
+                     const char *detail);
+void conn_flush(struct conn *c);
+bool conn_has_room(const struct conn *c);
+void conn_resume_paused(struct bridge *b);
+
+/* device.c */
+int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
+                size_t err_size);
+void device_fini(struct device *d);
+struct device *bridge_find_device(struct bridge *b, const char *name);
+void device_host_attached(struct device *d, struct conn *c);
+void device_host_detached(struct device *d);
+/* Whether a simulator describing desc may serve d (0, or -1 with err). */
+int device_sim_check(const struct device *d, const struct tlpb_devdesc *desc, char *err,
+                     size_t err_size);
+int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdesc *desc,
+                      char *err, size_t err_size);
+void device_sim_detached(struct device *d, const char *why);
+void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp);
+void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
+void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
+void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+void device_reset_from_host(struct device *d, Tlpb__ResetKind kind);
+int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size);
+int device_reload_model(struct device *d, const char *path, char *err, size_t err_size);
+/* The simulator side can take more (hlsim: resume DMA). */
+void device_output_ready(struct device *d);
+bool device_accepts_from_host(const struct device *d);
+bool device_accepts_from_device(const struct device *d);
+
+/* hlsim_backend.c */
+int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err_size);
+void hlsim_backend_unload(struct device *d);
+/* Deliver a TLP to the in-process model from the event loop. */
+void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp);
+
+/* trace.c */
+int trace_open(struct bridge *b, const char *path, char *err, size_t err_size);
+void trace_close(struct bridge *b);
+void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
+               const struct tlpb_tlp *tlp);
+void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
+                     uint32_t vector);
+
+/* control.c */
+void control_handle(struct conn *c, const Tlpb__ControlRequest *req);
+
+#endif

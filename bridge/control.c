@@ -1,0 +1,174 @@
+/* The control interface: tlpbctl (or any ROLE_CONTROL peer) asks for status
+ * and counters, switches a device's backend, reloads a model, and turns the
+ * trace on and off. Replies to status are JSON. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+
+struct text {
+    char *buf;
+    size_t len, cap;
+};
+
+static void appendf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = t->cap - t->len;
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 4096;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
+        char *grown = realloc(t->buf, cap);
+        if (!grown)
+            return;
+        t->buf = grown;
+        t->cap = cap;
+    }
+}
+
+/* Names are restricted to [A-Za-z0-9_.-] at load time; peer names are free
+ * text, so they are escaped. */
+static void append_json_string(struct text *t, const char *s)
+{
+    appendf(t, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            appendf(t, "\\%c", ch);
+        else if (ch < 0x20)
+            appendf(t, "\\u%04x", ch);
+        else
+            appendf(t, "%c", ch);
+    }
+    appendf(t, "\"");
+}
+
+static void status_json(struct bridge *b, struct text *t)
+{
+    double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
+    appendf(t, "{\"uptime_s\": %.3f, \"trace\": ", uptime);
+    append_json_string(t, b->trace ? b->trace_path : "");
+    appendf(t, ", \"devices\": [");
+    for (unsigned i = 0; i < b->device_count; i++) {
+        struct device *d = &b->devices[i];
+        const struct device_stats *s = &d->stats;
+        appendf(t, "%s{\"name\": \"%s\", \"backend\": \"%s\", \"configured_backend\": \"%s\","
+                   " \"vendor_id\": %u, \"device_id\": %u, \"dma\": \"%s\","
+                   " \"host_connected\": %s, \"simulator\": ",
+                i ? ", " : "", d->cfg->name, backend_name(d->backend),
+                backend_name(d->cfg->backend), d->desc.vendor_id, d->desc.device_id,
+                d->cfg->fast_dma ? "fast" : "strict", d->host ? "true" : "false");
+        if (d->sim)
+            append_json_string(t, d->sim->peer_name);
+        else
+            appendf(t, "null");
+        appendf(t, ", \"model\": ");
+        append_json_string(t, d->hlsim ? d->cfg->model_path : "");
+        appendf(t,
+                ", \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
+                " \"host_posted_writes\": %llu, \"device_requests\": %llu,"
+                " \"device_posted_writes\": %llu, \"dma_bytes\": %llu,"
+                " \"completions_to_host\": %llu, \"completions_to_device\": %llu,"
+                " \"interrupts\": %llu, \"fallback_completions\": %llu,"
+                " \"fallback_absorbed_writes\": %llu, \"timeouts\": %llu,"
+                " \"late_completions\": %llu, \"rejected_tlps\": %llu,"
+                " \"dropped_device_writes\": %llu}}",
+                d->pending_active, (unsigned long long)s->host_requests,
+                (unsigned long long)s->host_posted_writes, (unsigned long long)s->device_requests,
+                (unsigned long long)s->device_posted_writes, (unsigned long long)s->dma_bytes,
+                (unsigned long long)s->completions_to_host,
+                (unsigned long long)s->completions_to_device, (unsigned long long)s->interrupts,
+                (unsigned long long)s->fallback_completions,
+                (unsigned long long)s->fallback_absorbed_writes, (unsigned long long)s->timeouts,
+                (unsigned long long)s->late_completions, (unsigned long long)s->rejected_tlps,
+                (unsigned long long)s->dropped_device_writes);
+    }
+    appendf(t, "]}");
+}
+
+static void reply(struct conn *c, bool ok, const char *text)
+{
+    Tlpb__ControlReply r = TLPB__CONTROL_REPLY__INIT;
+    r.ok = ok;
+    r.text = (char *)(text ? text : "");
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_CONTROL_REPLY;
+    env.control_reply = &r;
+    conn_send_envelope(c, &env);
+}
+
+static struct device *arg_device(struct conn *c, const Tlpb__ControlRequest *req, size_t i)
+{
+    if (req->n_args <= i) {
+        reply(c, false, "missing device name");
+        return NULL;
+    }
+    struct device *d = bridge_find_device(c->bridge, req->args[i]);
+    if (!d) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown device '%.100s'", req->args[i]);
+        reply(c, false, msg);
+    }
+    return d;
+}
+
+void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
+{
+    struct bridge *b = c->bridge;
+    char err[512] = "";
+    const char *cmd = req->command;
+    bridge_log(LOG_INFO, "%s: control command '%s'", c->label, cmd);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0) {
+        struct text t = {0};
+        status_json(b, &t);
+        reply(c, true, t.buf);
+        free(t.buf);
+    } else if (strcmp(cmd, "switch") == 0) {
+        struct device *d = arg_device(c, req, 0);
+        if (!d)
+            return;
+        enum backend_kind kind;
+        if (req->n_args < 2 || backend_from_name(req->args[1], &kind) != 0) {
+            reply(c, false, "usage: switch DEVICE fallback|hlsim|external");
+            return;
+        }
+        if (device_switch_backend(d, kind, err, sizeof(err)) != 0)
+            reply(c, false, err);
+        else
+            reply(c, true, backend_name(d->backend));
+    } else if (strcmp(cmd, "reload") == 0) {
+        struct device *d = arg_device(c, req, 0);
+        if (!d)
+            return;
+        if (device_reload_model(d, req->n_args > 1 ? req->args[1] : NULL, err, sizeof(err)) != 0)
+            reply(c, false, err);
+        else
+            reply(c, true, d->cfg->model_path);
+    } else if (strcmp(cmd, "trace") == 0) {
+        if (req->n_args >= 1 && strcmp(req->args[0], "off") == 0) {
+            trace_close(b);
+            reply(c, true, "trace off");
+        } else if (req->n_args >= 2 && strcmp(req->args[0], "on") == 0) {
+            if (trace_open(b, req->args[1], err, sizeof(err)) != 0)
+                reply(c, false, err);
+            else
+                reply(c, true, b->trace_path);
+        } else {
+            reply(c, false, "usage: trace on FILE | trace off");
+        }
+    } else {
+        reply(c, false, "unknown command (status, stats, switch, reload, trace)");
+    }
+}

@@ -1,0 +1,757 @@
+/* One device at the bridge: which backend serves it, every non-posted
+ * request in flight in both directions, and the fallback responder that
+ * completes whatever the backend cannot.
+ *
+ * Host requests are forwarded under a bridge-chosen tag. A request that times
+ * out is completed by the fallback and its tag is quarantined until the late
+ * completion shows up (or the simulator goes away), so a late answer can
+ * never be taken for the answer to a newer request. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+
+#define DEFAULT_TIMEOUT_MS 5000u
+
+const char *backend_name(enum backend_kind kind)
+{
+    switch (kind) {
+    case BACKEND_HLSIM:
+        return "hlsim";
+    case BACKEND_EXTERNAL:
+        return "external";
+    default:
+        return "fallback";
+    }
+}
+
+int backend_from_name(const char *name, enum backend_kind *kind)
+{
+    if (strcmp(name, "fallback") == 0)
+        *kind = BACKEND_FALLBACK;
+    else if (strcmp(name, "hlsim") == 0)
+        *kind = BACKEND_HLSIM;
+    else if (strcmp(name, "external") == 0 || strcmp(name, "rtl") == 0)
+        *kind = BACKEND_EXTERNAL;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+struct device *bridge_find_device(struct bridge *b, const char *name)
+{
+    for (unsigned i = 0; i < b->device_count; i++)
+        if (strcmp(b->devices[i].cfg->name, name) == 0)
+            return &b->devices[i];
+    return NULL;
+}
+
+static uint32_t timeout_ms(const struct device *d)
+{
+    if (d->cfg->timeout_ms)
+        return d->cfg->timeout_ms;
+    if (d->backend == BACKEND_EXTERNAL && d->sim && d->sim->completion_timeout_ms)
+        return d->sim->completion_timeout_ms;
+    return DEFAULT_TIMEOUT_MS;
+}
+
+static bool completion_is_final(const struct tlpb_tlp *cpl)
+{
+    if (cpl->kind == TLPB_TLP_CPL || cpl->status != TLPB_CPL_SC)
+        return true;
+    uint32_t data = cpl->length_dw * 4u - (cpl->lower_address & 3u);
+    return cpl->byte_count <= data;
+}
+
+static void send_to_host(struct device *d, const struct tlpb_tlp *tlp, Tlpb__TraceDirection dir)
+{
+    trace_tlp(d->bridge, dir, d, tlp);
+    conn_send_tlp(d->host, tlp, true);
+}
+
+/* ---- Fallback responder --------------------------------------------------- */
+
+/* The completion the fallback gives for request req (tag as the host sent
+ * it). Returns false for requests that get none (posted). */
+static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, struct tlpb_tlp *cpl,
+                                uint8_t *data, size_t data_size)
+{
+    uint16_t completer = d->shadow.bus_device_function;
+    switch (req->kind) {
+    case TLPB_TLP_MRD: {
+        uint32_t bytes = tlpb_tlp_request_bytes(req);
+        if (d->cfg->fallback_read == FALLBACK_READ_UR) {
+            tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_UR);
+            return true;
+        }
+        uint64_t first = tlpb_tlp_first_byte_address(req);
+        tlpb_completion_for(cpl, req, completer, first, bytes, bytes);
+        size_t len = (size_t)cpl->length_dw * 4u;
+        if (len > data_size) { /* a host never asks this much through the shim */
+            tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_CA);
+            return true;
+        }
+        memset(data, d->cfg->fallback_read == FALLBACK_READ_ZEROS ? 0x00 : 0xFF, len);
+        cpl->payload = data;
+        cpl->payload_bytes = (uint32_t)len;
+        return true;
+    }
+    case TLPB_TLP_CFGRD0: {
+        uint32_t v = tlpb_cfgspace_read(&d->shadow, req->cfg_register);
+        struct tlpb_tlp one = *req;
+        tlpb_completion_for(cpl, &one, completer, req->cfg_register, 4, 4);
+        cpl->lower_address = 0;
+        data[0] = (uint8_t)v;
+        data[1] = (uint8_t)(v >> 8);
+        data[2] = (uint8_t)(v >> 16);
+        data[3] = (uint8_t)(v >> 24);
+        cpl->payload = data;
+        cpl->payload_bytes = 4;
+        return true;
+    }
+    case TLPB_TLP_CFGWR0:
+        tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_SC);
+        cpl->kind = TLPB_TLP_CPL;
+        cpl->byte_count = 4;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Complete a host request that no backend will answer. */
+static void fallback_answer_host(struct device *d, const struct tlpb_tlp *req_as_host_sent)
+{
+    uint8_t data[4096 + 8];
+    struct tlpb_tlp cpl;
+    if (!fallback_completion(d, req_as_host_sent, &cpl, data, sizeof(data)))
+        return;
+    d->stats.fallback_completions++;
+    if (d->host)
+        send_to_host(d, &cpl, TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
+}
+
+/* ---- Timeouts -------------------------------------------------------------- */
+
+static void arm_timeout(struct device *d);
+
+static void timeout_cb(uv_timer_t *t)
+{
+    struct device *d = t->data;
+    uint64_t now = tlpb_now_ns();
+    d->timer_deadline_ns = 0;
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
+        struct pending_request *p = &d->pending[tag];
+        if (p->state != PENDING_ACTIVE || p->deadline_ns > now)
+            continue;
+        struct tlpb_tlp req = p->request;
+        req.tag = p->host_tag;
+        bridge_log(LOG_WARN,
+                   "device %s: %s tag %u (addr 0x%llx) got no completion from %s within %u ms;"
+                   " completed by the fallback",
+                   d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
+                   (unsigned long long)req.address, backend_name(d->backend), timeout_ms(d));
+        d->stats.timeouts++;
+        p->state = PENDING_QUARANTINE;
+        d->pending_active--;
+        fallback_answer_host(d, &req);
+    }
+    arm_timeout(d);
+    if (d->host)
+        conn_flush(d->host);
+}
+
+static void arm_timeout(struct device *d)
+{
+    uint64_t earliest = UINT64_MAX;
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++)
+        if (d->pending[tag].state == PENDING_ACTIVE && d->pending[tag].deadline_ns < earliest)
+            earliest = d->pending[tag].deadline_ns;
+    if (earliest == UINT64_MAX) {
+        uv_timer_stop(&d->timeout_timer);
+        d->timer_deadline_ns = 0;
+        return;
+    }
+    if (d->timer_deadline_ns && d->timer_deadline_ns <= earliest)
+        return;
+    uint64_t now = tlpb_now_ns();
+    uint64_t ms = earliest > now ? (earliest - now + 999999u) / 1000000u : 0;
+    d->timer_deadline_ns = earliest;
+    uv_timer_start(&d->timeout_timer, timeout_cb, ms, 0);
+}
+
+/* ---- Delivery to the active backend --------------------------------------- */
+
+static void route_from_backend(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp);
+
+static void deliver_to_backend(struct device *d, const struct tlpb_tlp *tlp)
+{
+    switch (d->backend) {
+    case BACKEND_HLSIM:
+        hlsim_device_receive_tlp(d->hlsim, tlp);
+        break;
+    case BACKEND_EXTERNAL:
+        conn_send_tlp(d->sim, tlp, true);
+        break;
+    case BACKEND_FALLBACK: {
+        if (tlpb_tlp_is_completion(tlp->kind))
+            break; /* a DMA completion nobody waits for any more */
+        if (tlp->kind == TLPB_TLP_MWR) {
+            d->stats.fallback_absorbed_writes++;
+            break;
+        }
+        uint8_t data[4096 + 8];
+        struct tlpb_tlp cpl;
+        if (fallback_completion(d, tlp, &cpl, data, sizeof(data))) {
+            d->stats.fallback_completions++;
+            route_from_backend(d, BACKEND_FALLBACK, &cpl);
+        }
+        break;
+    }
+    }
+}
+
+static int alloc_bridge_tag(struct device *d)
+{
+    for (unsigned i = 0; i < TLPB_TAGS_MAX; i++) {
+        unsigned tag = (d->next_tag + i) % TLPB_TAGS_MAX;
+        if (d->pending[tag].state == PENDING_FREE) {
+            d->next_tag = (tag + 1) % TLPB_TAGS_MAX;
+            return (int)tag;
+        }
+    }
+    return -EAGAIN;
+}
+
+static int track_request(struct device *d, const struct tlpb_tlp *req, enum pending_state state)
+{
+    int tag = alloc_bridge_tag(d);
+    if (tag < 0)
+        return tag;
+    struct pending_request *p = &d->pending[tag];
+    p->state = (uint8_t)state;
+    p->host_tag = req->tag;
+    p->request = *req;
+    p->request.payload = NULL;
+    p->request.payload_bytes = 0;
+    p->request.tag = (uint8_t)tag;
+    p->owed_bytes = req->kind == TLPB_TLP_MRD ? tlpb_tlp_request_bytes(req) : 0;
+    p->deadline_ns = tlpb_now_ns() + (uint64_t)timeout_ms(d) * 1000000u;
+    if (state == PENDING_ACTIVE)
+        d->pending_active++;
+    return tag;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
+{
+    if (tlpb_tlp_is_completion(tlp->kind)) {
+        /* Completion for one of the device's DMA reads. */
+        if (!d->device_read_active[tlp->tag]) {
+            d->stats.rejected_tlps++;
+            bridge_log(LOG_WARN, "device %s: host completion for tag %u matches no DMA read",
+                       d->cfg->name, tlp->tag);
+            return;
+        }
+        if (completion_is_final(tlp))
+            d->device_read_active[tlp->tag] = false;
+        d->stats.completions_to_device++;
+        if (tlp->kind == TLPB_TLP_CPLD)
+            d->stats.dma_bytes += tlp->payload_bytes;
+        trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
+        deliver_to_backend(d, tlp);
+        return;
+    }
+    trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
+    if (tlp->kind == TLPB_TLP_CFGWR0 && tlp->payload_bytes >= 4) {
+        /* The shadow follows every config write, so the fallback answers
+         * enumeration consistently and a new backend can be brought up to
+         * the state the host programmed. */
+        unsigned changes = tlpb_cfgspace_write(&d->shadow, tlp->cfg_register, le32(tlp->payload),
+                                               tlp->first_be);
+        if (changes & TLPB_CFG_FLR_REQUESTED)
+            tlpb_cfgspace_reset(&d->shadow);
+        d->shadow.bus_device_function = tlp->completer_id;
+    }
+    if (tlp->kind == TLPB_TLP_MWR) {
+        d->stats.host_posted_writes++;
+        deliver_to_backend(d, tlp);
+        return;
+    }
+    d->stats.host_requests++;
+    if (d->backend == BACKEND_FALLBACK) {
+        fallback_answer_host(d, tlp);
+        return;
+    }
+    int tag = track_request(d, tlp, PENDING_ACTIVE);
+    if (tag < 0) {
+        bridge_log(LOG_WARN, "device %s: no free tag (256 requests outstanding or quarantined);"
+                             " completed by the fallback", d->cfg->name);
+        fallback_answer_host(d, tlp);
+        return;
+    }
+    struct tlpb_tlp fwd = *tlp;
+    fwd.tag = (uint8_t)tag;
+    if (d->backend == BACKEND_EXTERNAL)
+        arm_timeout(d);
+    deliver_to_backend(d, &fwd);
+}
+
+/* A completion for a host request, from the backend (or the fallback). */
+static void completion_from_backend(struct device *d, const struct tlpb_tlp *tlp,
+                                    Tlpb__TraceDirection dir)
+{
+    struct pending_request *p = &d->pending[tlp->tag];
+    bool final = completion_is_final(tlp);
+    switch (p->state) {
+    case PENDING_FREE:
+        d->stats.rejected_tlps++;
+        bridge_log(LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
+                   d->cfg->name, tlp->tag);
+        if (d->sim && d->backend == BACKEND_EXTERNAL)
+            tlpb_obuf_append_error(&d->sim->ob, "completion for a tag with no outstanding request");
+        return;
+    case PENDING_QUARANTINE:
+        d->stats.late_completions++;
+        bridge_log(LOG_INFO, "device %s: late completion for tag %u discarded", d->cfg->name,
+                   tlp->tag);
+        if (final)
+            p->state = PENDING_FREE;
+        return;
+    case PENDING_INTERNAL:
+        if (tlp->status != TLPB_CPL_SC)
+            bridge_log(LOG_WARN, "device %s: config replay write 0x%x completed with %s",
+                       d->cfg->name, p->request.cfg_register, tlpb_cpl_status_name(tlp->status));
+        if (final)
+            p->state = PENDING_FREE;
+        return;
+    case PENDING_ACTIVE:
+        break;
+    }
+    struct tlpb_tlp out = *tlp;
+    out.tag = p->host_tag;
+    out.requester_id = p->request.requester_id;
+    if (final) {
+        p->state = PENDING_FREE;
+        d->pending_active--;
+    }
+    d->stats.completions_to_host++;
+    if (d->host)
+        send_to_host(d, &out, dir);
+}
+
+/* Answer a request the device itself sent. An in-process model is in the
+ * middle of sending it, so its answer is delivered from the event loop. */
+static void reply_to_device(struct device *d, const struct tlpb_tlp *cpl)
+{
+    if (d->backend == BACKEND_HLSIM)
+        hlsim_backend_deliver_later(d, cpl);
+    else
+        deliver_to_backend(d, cpl);
+}
+
+static void route_from_backend(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
+{
+    if (from != d->backend) {
+        bridge_log(LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
+                   tlpb_tlp_kind_name(tlp->kind), backend_name(from));
+        return;
+    }
+    Tlpb__TraceDirection dir = from == BACKEND_FALLBACK ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
+                                                        : TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST;
+    if (tlpb_tlp_is_completion(tlp->kind)) {
+        completion_from_backend(d, tlp, dir);
+        return;
+    }
+    if (tlp->kind == TLPB_TLP_CFGRD0 || tlp->kind == TLPB_TLP_CFGWR0) {
+        d->stats.rejected_tlps++;
+        bridge_log(LOG_WARN, "device %s: a device may not send config requests; UR", d->cfg->name);
+        struct tlpb_tlp cpl;
+        tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+        reply_to_device(d, &cpl);
+        return;
+    }
+    if (!d->host) {
+        if (!d->logged_no_host) {
+            bridge_log(LOG_WARN, "device %s: DMA with no host connected (reads get UR, writes"
+                                 " are dropped; logged once)", d->cfg->name);
+            d->logged_no_host = true;
+        }
+        if (tlp->kind == TLPB_TLP_MRD) {
+            struct tlpb_tlp cpl;
+            tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+            reply_to_device(d, &cpl);
+        } else {
+            d->stats.dropped_device_writes++;
+        }
+        return;
+    }
+    if (tlp->kind == TLPB_TLP_MRD) {
+        d->stats.device_requests++;
+        d->device_read_active[tlp->tag] = true;
+    } else {
+        d->stats.device_posted_writes++;
+        d->stats.dma_bytes += tlp->payload_bytes;
+    }
+    send_to_host(d, tlp, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST);
+}
+
+void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp)
+{
+    route_from_backend(d, BACKEND_EXTERNAL, tlp);
+}
+
+void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp)
+{
+    route_from_backend(d, BACKEND_HLSIM, tlp);
+}
+
+void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector)
+{
+    d->stats.interrupts++;
+    trace_interrupt(d->bridge, d, kind, vector);
+    if (d->host)
+        conn_send_interrupt(d->host, kind, vector);
+}
+
+bool device_accepts_from_host(const struct device *d)
+{
+    if (d->backend == BACKEND_EXTERNAL && d->sim)
+        return conn_has_room(d->sim);
+    return true;
+}
+
+bool device_accepts_from_device(const struct device *d)
+{
+    return !d->host || conn_has_room(d->host);
+}
+
+void device_output_ready(struct device *d)
+{
+    if (d->backend == BACKEND_HLSIM && d->hlsim && d->hlsim_output_blocked &&
+        (!d->host || conn_has_room(d->host))) {
+        d->hlsim_output_blocked = false;
+        hlsim_device_output_ready(d->hlsim);
+    }
+}
+
+/* ---- Lifecycle ------------------------------------------------------------- */
+
+/* Bring a newly active backend to the config state the host programmed:
+ * BARs, interrupt line, device control, MSI/MSI-X control, command last. */
+static void replay_config(struct device *d)
+{
+    static const struct {
+        uint16_t reg;
+        uint8_t be;
+    } regs[] = {
+        {0x10, 0xF}, {0x14, 0xF}, {0x18, 0xF}, {0x1C, 0xF}, {0x20, 0xF}, {0x24, 0xF},
+        {0x3C, 0x1},                       /* interrupt line */
+        {TLPB_CFG_PCIE_CAP + 8, 0x3},      /* device control, not the RW1C status */
+        {TLPB_CFG_MSI_CAP, 0xC},           /* MSI control */
+        {TLPB_CFG_MSI_CAP + 4, 0xF}, {TLPB_CFG_MSI_CAP + 8, 0xF}, {TLPB_CFG_MSI_CAP + 12, 0xF},
+        {TLPB_CFG_MSIX_CAP, 0xC},          /* MSI-X control */
+        {0x04, 0x3},                       /* command, not the RW1C status */
+    };
+    for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+        if ((regs[i].reg == TLPB_CFG_MSI_CAP || regs[i].reg > TLPB_CFG_MSI_CAP) &&
+            regs[i].reg < TLPB_CFG_MSIX_CAP && d->desc.msi_vectors == 0)
+            continue;
+        if (regs[i].reg == TLPB_CFG_MSIX_CAP && d->desc.msix_vectors == 0)
+            continue;
+        uint32_t v = tlpb_cfgspace_read(&d->shadow, regs[i].reg);
+        uint8_t payload[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+        struct tlpb_tlp wr = {
+            .kind = TLPB_TLP_CFGWR0,
+            .requester_id = 0,
+            .length_dw = 1,
+            .first_be = regs[i].be,
+            .completer_id = d->shadow.bus_device_function,
+            .cfg_register = regs[i].reg,
+            .bar_hint = TLPB_NO_BAR,
+            .payload_bytes = 4,
+            .payload = payload,
+        };
+        int tag = track_request(d, &wr, PENDING_INTERNAL);
+        if (tag < 0)
+            return;
+        wr.tag = (uint8_t)tag;
+        deliver_to_backend(d, &wr);
+    }
+}
+
+/* Complete every request the leaving backend still owes, and forget its
+ * DMA reads. */
+static void drain_backend(struct device *d, const char *why)
+{
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
+        struct pending_request *p = &d->pending[tag];
+        if (p->state == PENDING_ACTIVE) {
+            struct tlpb_tlp req = p->request;
+            req.tag = p->host_tag;
+            bridge_log(LOG_WARN, "device %s: %s tag %u outstanding when %s; completed by the fallback",
+                       d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag, why);
+            d->pending_active--;
+            p->state = PENDING_FREE;
+            fallback_answer_host(d, &req);
+        }
+        p->state = PENDING_FREE;
+        d->device_read_active[tag] = false;
+    }
+    d->pending_active = 0;
+    arm_timeout(d);
+}
+
+static void announce_backend(struct device *d, Tlpb__EventKind kind, const char *detail)
+{
+    bridge_log(LOG_INFO, "device %s: backend %s (%s)", d->cfg->name, backend_name(d->backend), detail);
+    if (d->host) {
+        conn_send_event(d->host, kind, backend_name(d->backend), detail);
+        conn_flush(d->host);
+    }
+}
+
+static void activate(struct device *d, enum backend_kind kind, const char *why)
+{
+    if (d->backend != BACKEND_FALLBACK)
+        drain_backend(d, why);
+    d->backend = kind;
+    d->hlsim_output_blocked = false;
+    if (kind != BACKEND_FALLBACK)
+        replay_config(d);
+}
+
+void device_host_attached(struct device *d, struct conn *c)
+{
+    d->host = c;
+    d->logged_no_host = false;
+    bridge_log(LOG_INFO, "device %s: host %s connected (backend %s)", d->cfg->name,
+               c->peer_name[0] ? c->peer_name : "?", backend_name(d->backend));
+    bool device_unsplit = (d->cfg->fast_dma && d->hlsim) ||
+                          (d->sim && (d->sim->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA));
+    if (device_unsplit && !(c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA))
+        bridge_log(LOG_WARN,
+                   "device %s: its model uses fast (unsplit) DMA but this host did not offer"
+                   " unsplit DMA; DMA larger than PCIe allows will fail (use dma = \"strict\")",
+                   d->cfg->name);
+}
+
+void device_host_detached(struct device *d)
+{
+    d->host = NULL;
+    bridge_log(LOG_INFO, "device %s: host disconnected", d->cfg->name);
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
+        struct pending_request *p = &d->pending[tag];
+        if (p->state == PENDING_ACTIVE) {
+            p->state = PENDING_QUARANTINE; /* nobody to answer any more */
+            d->pending_active--;
+        }
+        if (d->device_read_active[tag]) {
+            /* The host will never complete this DMA read: say so. */
+            struct tlpb_tlp req = {.kind = TLPB_TLP_MRD, .tag = (uint8_t)tag,
+                                   .requester_id = d->shadow.bus_device_function,
+                                   .length_dw = 1, .first_be = 0xF, .bar_hint = TLPB_NO_BAR};
+            struct tlpb_tlp cpl;
+            tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+            d->device_read_active[tag] = false;
+            deliver_to_backend(d, &cpl);
+        }
+    }
+    arm_timeout(d);
+    if (d->sim)
+        conn_flush(d->sim);
+}
+
+static bool same_device(const struct tlpb_devdesc *a, const struct tlpb_devdesc *b)
+{
+    if (a->vendor_id != b->vendor_id || a->device_id != b->device_id ||
+        a->class_code != b->class_code || a->msix_vectors != b->msix_vectors)
+        return false;
+    for (unsigned i = 0; i < TLPB_BAR_COUNT; i++)
+        if (a->bars[i].size_bytes != b->bars[i].size_bytes || a->bars[i].is_64bit != b->bars[i].is_64bit)
+            return false;
+    return true;
+}
+
+int device_sim_check(const struct device *d, const struct tlpb_devdesc *desc, char *err,
+                     size_t err_size)
+{
+    if (!same_device(desc, &d->desc)) {
+        snprintf(err, err_size,
+                 "simulator implements %04x:%04x, which does not match device %s (%04x:%04x,"
+                 " same BARs and MSI-X required)",
+                 desc->vendor_id, desc->device_id, d->cfg->name, d->desc.vendor_id,
+                 d->desc.device_id);
+        return -1;
+    }
+    return 0;
+}
+
+int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdesc *desc,
+                      char *err, size_t err_size)
+{
+    if (device_sim_check(d, desc, err, err_size) != 0)
+        return -1;
+    d->sim = c;
+    activate(d, BACKEND_EXTERNAL, "simulator attached");
+    char detail[160];
+    snprintf(detail, sizeof(detail), "simulator %s attached", c->peer_name);
+    announce_backend(d, TLPB__EVENT_KIND__EVENT_SIMULATOR_ATTACHED, detail);
+    conn_flush(c);
+    return 0;
+}
+
+void device_sim_detached(struct device *d, const char *why)
+{
+    d->sim = NULL;
+    if (d->backend != BACKEND_EXTERNAL)
+        return;
+    char detail[200];
+    snprintf(detail, sizeof(detail), "simulator detached: %s", why);
+    enum backend_kind next = (d->cfg->backend == BACKEND_HLSIM && d->hlsim) ? BACKEND_HLSIM
+                                                                            : BACKEND_FALLBACK;
+    activate(d, next, detail);
+    announce_backend(d, TLPB__EVENT_KIND__EVENT_SIMULATOR_DETACHED, detail);
+}
+
+void device_reset_from_host(struct device *d, Tlpb__ResetKind kind)
+{
+    bridge_log(LOG_INFO, "device %s: %s reset from host", d->cfg->name,
+               kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
+    uint16_t bdf = d->shadow.bus_device_function;
+    tlpb_cfgspace_reset(&d->shadow);
+    d->shadow.bus_device_function = bdf;
+    switch (d->backend) {
+    case BACKEND_HLSIM:
+        for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++)
+            d->device_read_active[tag] = false;
+        hlsim_device_reset(d->hlsim, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                                         ? HLSIM_RESET_FUNCTION_LEVEL : HLSIM_RESET_HOT);
+        break;
+    case BACKEND_EXTERNAL: {
+        Tlpb__Reset r = TLPB__RESET__INIT;
+        r.kind = kind;
+        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+        env.body_case = TLPB__ENVELOPE__BODY_RESET;
+        env.reset = &r;
+        conn_send_envelope(d->sim, &env);
+        break;
+    }
+    case BACKEND_FALLBACK:
+        break;
+    }
+}
+
+int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size)
+{
+    if (kind == d->backend)
+        return 0;
+    if (kind == BACKEND_EXTERNAL && !d->sim) {
+        snprintf(err, err_size, "no simulator attached to %s", d->cfg->name);
+        return -1;
+    }
+    if (kind == BACKEND_HLSIM && !d->hlsim) {
+        if (!d->cfg->model_path[0]) {
+            snprintf(err, err_size, "device %s has no model configured", d->cfg->name);
+            return -1;
+        }
+        if (hlsim_backend_load(d, d->cfg->model_path, err, err_size) != 0)
+            return -1;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "switched from %s", backend_name(d->backend));
+    activate(d, kind, "the backend was switched");
+    announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, detail);
+    return 0;
+}
+
+int device_reload_model(struct device *d, const char *path, char *err, size_t err_size)
+{
+    const char *model = path && *path ? path : d->cfg->model_path;
+    if (!*model) {
+        snprintf(err, err_size, "device %s has no model configured", d->cfg->name);
+        return -1;
+    }
+    bool was_active = d->backend == BACKEND_HLSIM;
+    if (was_active)
+        activate(d, BACKEND_FALLBACK, "the model is being reloaded");
+    hlsim_backend_unload(d);
+    if (hlsim_backend_load(d, model, err, err_size) != 0) {
+        bridge_log(LOG_ERROR, "%s", err);
+        /* Bring back the model that was running, when it was another file
+         * (a rebuilt file at the same path has just failed to load). */
+        char again[512];
+        if (model != d->cfg->model_path && d->cfg->model_path[0] &&
+            hlsim_backend_load(d, d->cfg->model_path, again, sizeof(again)) == 0) {
+            bridge_log(LOG_WARN, "device %s: reload failed; kept %s", d->cfg->name,
+                       d->cfg->model_path);
+            if (was_active)
+                activate(d, BACKEND_HLSIM, "model reload failed, previous model kept");
+            announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED,
+                             "model reload failed, previous model kept");
+        } else {
+            bridge_log(LOG_WARN, "device %s: reload failed; the fallback serves it", d->cfg->name);
+            announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, "model reload failed");
+        }
+        return -1;
+    }
+    if (model != d->cfg->model_path)
+        snprintf(d->cfg->model_path, sizeof(d->cfg->model_path), "%s", model);
+    if (was_active) {
+        activate(d, BACKEND_HLSIM, "model reloaded");
+        announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, "model reloaded");
+    }
+    return 0;
+}
+
+int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
+                size_t err_size)
+{
+    memset(d, 0, sizeof(*d));
+    d->bridge = b;
+    d->cfg = cfg;
+    uv_timer_init(b->loop, &d->timeout_timer);
+    d->timeout_timer.data = d;
+    if (cfg->has_description)
+        d->desc = cfg->description;
+    if (cfg->model_path[0]) {
+        if (hlsim_backend_load(d, cfg->model_path, err, err_size) != 0)
+            return -1;
+        if (!cfg->has_description)
+            d->desc = *hlsim_device_description(d->hlsim);
+    } else if (!cfg->has_description) {
+        snprintf(err, err_size, "device %s: no description and no model to take it from",
+                 cfg->name);
+        return -1;
+    }
+    const char *reason = NULL;
+    if (tlpb_devdesc_validate(&d->desc, &reason) != 0) {
+        snprintf(err, err_size, "device %s: bad description: %s", cfg->name, reason);
+        return -1;
+    }
+    tlpb_cfgspace_init(&d->shadow, &d->desc);
+    d->shadow.bus_device_function = 0x0100;
+    d->backend = BACKEND_FALLBACK;
+    if (cfg->backend == BACKEND_HLSIM)
+        activate(d, BACKEND_HLSIM, "configured");
+    bridge_log(LOG_INFO, "device %s: %04x:%04x, backend %s%s", cfg->name, d->desc.vendor_id,
+               d->desc.device_id, backend_name(d->backend),
+               cfg->backend == BACKEND_EXTERNAL ? " until a simulator attaches" : "");
+    return 0;
+}
+
+void device_fini(struct device *d)
+{
+    if (!d->bridge)
+        return;
+    hlsim_backend_unload(d);
+    if (d->deferred_idle_init && !uv_is_closing((uv_handle_t *)&d->deferred_idle))
+        uv_close((uv_handle_t *)&d->deferred_idle, NULL);
+    if (!uv_is_closing((uv_handle_t *)&d->timeout_timer))
+        uv_close((uv_handle_t *)&d->timeout_timer, NULL);
+}

@@ -1,0 +1,206 @@
+/* tlpbridged: routes PCIe transactions between hosts (the QEMU shim) and
+ * device backends (in-process hlsim models, simulator processes, or the
+ * fallback responder). Single-threaded libuv loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+int bridge_log_level = LOG_INFO;
+
+void bridge_log(enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > bridge_log_level)
+        return;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld tlpbridged %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, names[level], line);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tlpbridged [options]\n"
+            "  -c, --config FILE         libconfig file (see examples/configs/)\n"
+            "  -l, --listen PATH         unix socket to listen on (mode 0600)\n"
+            "      --tcp HOST:PORT       also listen on TCP (loopback unless --token)\n"
+            "      --token TOKEN         shared token required from non-loopback TCP peers\n"
+            "  -d, --device SPEC         NAME:hlsim=MODEL.so | NAME:external[=MODEL.so] |\n"
+            "                            NAME:fallback[=MODEL.so] (repeatable)\n"
+            "      --dma strict|fast     DMA mode for --device models (default strict)\n"
+            "      --fallback-read ones|zeros|ur   for --device devices (default ones)\n"
+            "      --timeout-ms N        completion timeout for --device devices\n"
+            "  -t, --trace FILE          record every transaction to FILE\n"
+            "  -v, --log-level LEVEL     error, warn, info (default), debug\n"
+            "      --ready-fd N          write \"ready\\n\" to fd N once listening, then close it\n"
+            "  -h, --help\n");
+}
+
+static int parse_level(const char *s)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
+        {"tcp", required_argument, NULL, 'T'},      {"token", required_argument, NULL, 'K'},
+        {"device", required_argument, NULL, 'd'},   {"dma", required_argument, NULL, 'D'},
+        {"fallback-read", required_argument, NULL, 'F'},
+        {"timeout-ms", required_argument, NULL, 'O'},
+        {"trace", required_argument, NULL, 't'},    {"log-level", required_argument, NULL, 'v'},
+        {"ready-fd", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* Static: large, one per process, and nothing to free on the many
+     * early exits below. */
+    static struct bridge_config cfg_storage;
+    static struct bridge bridge_storage;
+    struct bridge_config *cfg = &cfg_storage;
+    struct bridge *b = &bridge_storage;
+    const char *config_path = NULL, *listen = NULL, *tcp = NULL, *token = NULL, *trace = NULL;
+    const char *dma = "strict", *fallback_read = "ones";
+    unsigned long timeout = 0;
+    char *device_args[BRIDGE_MAX_DEVICES];
+    unsigned device_arg_count = 0;
+    int ready_fd = -1;
+    char err[1024];
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:l:d:t:v:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': config_path = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'T': tcp = optarg; break;
+        case 'K': token = optarg; break;
+        case 'd':
+            if (device_arg_count == BRIDGE_MAX_DEVICES) {
+                fprintf(stderr, "tlpbridged: too many --device options\n");
+                return 2;
+            }
+            device_args[device_arg_count++] = optarg;
+            break;
+        case 'D': dma = optarg; break;
+        case 'F': fallback_read = optarg; break;
+        case 'O': {
+            char *end;
+            timeout = strtoul(optarg, &end, 10);
+            if (*end || timeout == 0 || timeout > 3600000) {
+                fprintf(stderr, "tlpbridged: --timeout-ms wants 1..3600000\n");
+                return 2;
+            }
+            break;
+        }
+        case 't': trace = optarg; break;
+        case 'v':
+            bridge_log_level = parse_level(optarg);
+            if (bridge_log_level < 0) {
+                fprintf(stderr, "tlpbridged: --log-level wants error, warn, info or debug\n");
+                return 2;
+            }
+            break;
+        case 'R': {
+            char *end;
+            long fd = strtol(optarg, &end, 10);
+            if (*end || fd < 0 || fd > 65535) {
+                fprintf(stderr, "tlpbridged: --ready-fd wants a file descriptor number\n");
+                return 2;
+            }
+            ready_fd = (int)fd;
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tlpbridged: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (config_path && bridge_config_load(cfg, config_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tlpbridged: %s\n", err);
+        return 2;
+    }
+    if (strcmp(dma, "strict") != 0 && strcmp(dma, "fast") != 0) {
+        fprintf(stderr, "tlpbridged: --dma wants strict or fast\n");
+        return 2;
+    }
+    enum fallback_read fb;
+    if (strcmp(fallback_read, "ones") == 0)
+        fb = FALLBACK_READ_ONES;
+    else if (strcmp(fallback_read, "zeros") == 0)
+        fb = FALLBACK_READ_ZEROS;
+    else if (strcmp(fallback_read, "ur") == 0)
+        fb = FALLBACK_READ_UR;
+    else {
+        fprintf(stderr, "tlpbridged: --fallback-read wants ones, zeros or ur\n");
+        return 2;
+    }
+    for (unsigned i = 0; i < device_arg_count; i++) {
+        if (bridge_config_add_device_arg(cfg, device_args[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "tlpbridged: %s\n", err);
+            return 2;
+        }
+        struct device_config *dc = &cfg->devices[cfg->device_count - 1];
+        dc->fast_dma = strcmp(dma, "fast") == 0;
+        dc->fallback_read = fb;
+        dc->timeout_ms = (uint32_t)timeout;
+    }
+#define SET(field, value)                                                                        \
+    do {                                                                                         \
+        if (value) {                                                                             \
+            if (strlen(value) >= sizeof(cfg->field)) {                                           \
+                fprintf(stderr, "tlpbridged: %s is too long\n", value);                          \
+                return 2;                                                                        \
+            }                                                                                    \
+            strcpy(cfg->field, value);                                                           \
+        }                                                                                        \
+    } while (0)
+    SET(listen_path, listen);
+    SET(tcp_address, tcp);
+    SET(token, token);
+    SET(trace_path, trace);
+#undef SET
+    if (bridge_config_check(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tlpbridged: %s\n", err);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t *loop = uv_default_loop();
+    if (bridge_start(b, loop, cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tlpbridged: %s\n", err);
+        bridge_stop(b);
+        uv_run(loop, UV_RUN_DEFAULT); /* let the closed handles go */
+        uv_loop_close(loop);
+        return 1;
+    }
+    if (ready_fd >= 0) {
+        if (write(ready_fd, "ready\n", 6) != 6)
+            bridge_log(LOG_WARN, "--ready-fd %d: %s", ready_fd, strerror(errno));
+        close(ready_fd);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    bridge_log(LOG_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,220 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmacopy_host.h"
+#include "tlpb/cfgspace.h"
+#include "tlpb/wire.h"
+
+#define BAR0_ADDRESS 0xFE000000u
+#define BAR2_ADDRESS 0xFE001000u
+
+static int ram_read(void *opaque, uint64_t addr, void *buf, uint32_t len)
+{
+    struct dmacopy_host *dc = opaque;
+    if (addr < dc->ram_base || addr - dc->ram_base > dc->ram_bytes ||
+        len > dc->ram_bytes - (addr - dc->ram_base))
+        return 1; /* UR: not guest memory */
+    memcpy(buf, dc->ram + (addr - dc->ram_base), len);
+    return 0;
+}
+
+static int ram_write(void *opaque, uint64_t addr, const void *buf, uint32_t len)
+{
+    struct dmacopy_host *dc = opaque;
+    if (addr < dc->ram_base || addr - dc->ram_base > dc->ram_bytes ||
+        len > dc->ram_bytes - (addr - dc->ram_base))
+        return 1;
+    memcpy(dc->ram + (addr - dc->ram_base), buf, len);
+    return 0;
+}
+
+static void on_interrupt(void *opaque, enum tlpb_host_irq_kind kind, unsigned vector)
+{
+    struct dmacopy_host *dc = opaque;
+    if (kind == TLPB_HOST_IRQ_MSIX && vector < 2)
+        dc->msix_count[vector]++;
+    else if (kind == TLPB_HOST_IRQ_INTX_ASSERT) {
+        dc->intx_asserted = true;
+        dc->intx_assertions++;
+    } else if (kind == TLPB_HOST_IRQ_INTX_DEASSERT)
+        dc->intx_asserted = false;
+}
+
+uint32_t dmacopy_read32(struct dmacopy_host *dc, uint32_t reg)
+{
+    uint32_t v = 0;
+    tlpb_host_mem_read(dc->host, 0, dc->bar0 + reg, &v, 4);
+    return v;
+}
+
+void dmacopy_write32(struct dmacopy_host *dc, uint32_t reg, uint32_t value)
+{
+    tlpb_host_mem_write(dc->host, 0, dc->bar0 + reg, &value, 4);
+}
+
+static int find_capability(struct tlpb_host *h, uint8_t id)
+{
+    uint32_t v;
+    tlpb_host_config_read(h, 0x34, &v);
+    unsigned ptr = v & 0xFC;
+    for (int hops = 0; ptr && hops < 48; hops++) {
+        tlpb_host_config_read(h, (uint16_t)ptr, &v);
+        if ((v & 0xFF) == id)
+            return (int)ptr;
+        ptr = (v >> 8) & 0xFC;
+    }
+    return -1;
+}
+
+static unsigned size_code(uint32_t bytes)
+{
+    unsigned code = 0;
+    while ((128u << code) < bytes && code < 5)
+        code++;
+    return code;
+}
+
+int dmacopy_host_open(struct dmacopy_host *dc, const struct dmacopy_host_options *opts, char *err,
+                      size_t err_size)
+{
+    memset(dc, 0, sizeof(*dc));
+    dc->ram_bytes = opts->ram_bytes ? opts->ram_bytes : 64u << 20;
+    dc->ram_base = 0x80000000u;
+    dc->ram = calloc(1, dc->ram_bytes);
+    dc->ring_size = opts->ring_size ? opts->ring_size : 256;
+    if (!dc->ram) {
+        snprintf(err, err_size, "out of memory for guest RAM");
+        return -1;
+    }
+    struct tlpb_host_config cfg = {
+        .address = opts->socket,
+        .device_name = opts->device,
+        .offer_unsplit_dma = opts->offer_unsplit_dma,
+    };
+    struct tlpb_host_ops ops = {.dma_read = ram_read, .dma_write = ram_write, .interrupt = on_interrupt};
+    if (tlpb_host_open(&dc->host, &cfg, &ops, dc, err, err_size) != 0)
+        return -1;
+    if (!tlpb_host_connected(dc->host)) {
+        snprintf(err, err_size, "bridge not reachable at %s", opts->socket);
+        return -1;
+    }
+    struct tlpb_host *h = dc->host;
+    uint32_t id = 0;
+    tlpb_host_config_read(h, 0x00, &id);
+    if (id != 0x7a111234u) {
+        snprintf(err, err_size, "config space ID is %08x, expected 7a111234", id);
+        return -1;
+    }
+    dc->bar0 = BAR0_ADDRESS;
+    dc->bar2 = BAR2_ADDRESS;
+    tlpb_host_config_write(h, 0x10, (uint32_t)dc->bar0, 0xF);
+    tlpb_host_config_write(h, 0x18, (uint32_t)dc->bar2, 0xF);
+    int pcie = find_capability(h, 0x10);
+    if (pcie < 0) {
+        snprintf(err, err_size, "no PCI Express capability");
+        return -1;
+    }
+    uint32_t mps = opts->max_payload ? opts->max_payload : 128;
+    uint32_t mrrs = opts->max_read_request ? opts->max_read_request : 512;
+    uint32_t devctl = size_code(mps) << 5 | size_code(mrrs) << 12 | 1u << 8 /* extended tags */;
+    tlpb_host_config_write(h, (uint16_t)(pcie + 8), devctl, 0x3);
+    tlpb_host_config_write(h, 0x04, 0x0006 | (opts->use_intx ? 0 : 0x400), 0x3);
+    if (!opts->use_intx) {
+        int msix = find_capability(h, 0x11);
+        if (msix < 0) {
+            snprintf(err, err_size, "no MSI-X capability");
+            return -1;
+        }
+        tlpb_host_config_write(h, (uint16_t)msix, 0x8000u << 16, 0xC);
+        for (unsigned v = 0; v < 2; v++) {
+            uint32_t unmasked = 0;
+            tlpb_host_mem_write(h, 2, dc->bar2 + v * 16 + 12, &unmasked, 4);
+        }
+    }
+    if (dmacopy_read32(dc, DMACOPY_ID) != DMACOPY_ID_VALUE) {
+        snprintf(err, err_size, "ID register reads %08x", dmacopy_read32(dc, DMACOPY_ID));
+        return -1;
+    }
+    dmacopy_write32(dc, DMACOPY_CTRL, DMACOPY_CTRL_RESET);
+    dc->ring_bus = dc->ram_base; /* ring at the start of RAM, 64-byte aligned */
+    dmacopy_write32(dc, DMACOPY_RING_LO, (uint32_t)dc->ring_bus);
+    dmacopy_write32(dc, DMACOPY_RING_HI, (uint32_t)(dc->ring_bus >> 32));
+    dmacopy_write32(dc, DMACOPY_RING_SIZE, dc->ring_size);
+    dmacopy_write32(dc, DMACOPY_CTRL, DMACOPY_CTRL_ENABLE);
+    dc->tail = 0;
+    return 0;
+}
+
+void dmacopy_host_close(struct dmacopy_host *dc)
+{
+    tlpb_host_close(dc->host);
+    free(dc->ram);
+    memset(dc, 0, sizeof(*dc));
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+uint32_t dmacopy_post(struct dmacopy_host *dc, uint64_t src, uint64_t dst, uint32_t len, bool irq)
+{
+    uint32_t index = dc->tail;
+    uint8_t *d = dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES;
+    memcpy(d, &src, 8);
+    memcpy(d + 8, &dst, 8);
+    put32(d + 16, len);
+    put32(d + 20, irq ? 1u : 0u);
+    put32(d + 24, 0);
+    put32(d + 28, 0);
+    dc->tail = (dc->tail + 1) % dc->ring_size;
+    return index;
+}
+
+void dmacopy_ring_doorbell(struct dmacopy_host *dc)
+{
+    dmacopy_write32(dc, DMACOPY_TAIL, dc->tail);
+    tlpb_host_flush(dc->host);
+}
+
+uint32_t dmacopy_desc_status(const struct dmacopy_host *dc, uint32_t index)
+{
+    uint32_t v;
+    memcpy(&v, dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES + 24, 4);
+    return v;
+}
+
+uint32_t dmacopy_desc_crc(const struct dmacopy_host *dc, uint32_t index)
+{
+    uint32_t v;
+    memcpy(&v, dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES + 28, 4);
+    return v;
+}
+
+int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms)
+{
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!(dmacopy_desc_status(dc, index) & DMACOPY_DESC_DONE)) {
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
+            return -ENOTCONN;
+    }
+    return 0;
+}
+
+int dmacopy_wait_msix(struct dmacopy_host *dc, unsigned vector, uint64_t target, int timeout_ms)
+{
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (dc->msix_count[vector] < target) {
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
+            return -ENOTCONN;
+    }
+    return 0;
+}

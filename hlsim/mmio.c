@@ -1,0 +1,228 @@
+/* hlsim SDK: memory requests from the host. A request is decoded to a BAR,
+ * then handled one DW at a time: the MSI-X table and PBA are emulated here,
+ * every other DW goes to the model as naturally aligned 1/2/4-byte accesses
+ * covering exactly the enabled bytes. */
+#include <errno.h>
+#include <string.h>
+
+#include "sdk_internal.h"
+
+/* Byte enables of DW i of a request. */
+static uint8_t dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t i)
+{
+    if (i == 0)
+        return tlp->first_be & 0xF;
+    if (i + 1 == tlp->length_dw)
+        return tlp->last_be & 0xF;
+    return 0xF;
+}
+
+/* Which BAR a request hits, and the offset of its first DW. The host's BAR
+ * hint wins: on the bridge path config space may not see BAR programming, and
+ * BARs are naturally aligned, so the offset is the address modulo the size. */
+static int decode_bar(hlsim_device *dev, const struct tlpb_tlp *tlp, uint64_t *offset)
+{
+    const struct tlpb_devdesc *desc = &dev->cfg.desc;
+    uint64_t span = (uint64_t)tlp->length_dw * 4;
+
+    if (tlp->bar_hint >= 0) {
+        unsigned bar = (unsigned)tlp->bar_hint;
+        if (bar >= TLPB_BAR_COUNT)
+            return -1;
+        const struct tlpb_bar_desc *b = &desc->bars[bar];
+        if (b->size_bytes == 0 || b->is_io)
+            return -1;
+        if (bar > 0 && desc->bars[bar - 1].is_64bit && desc->bars[bar - 1].size_bytes != 0)
+            return -1; /* upper half of a 64-bit BAR */
+        uint64_t off = tlp->address & (b->size_bytes - 1);
+        if (span > b->size_bytes - off)
+            return -1;
+        *offset = off;
+        return (int)bar;
+    }
+    if (span > UINT32_MAX)
+        return -1;
+    return tlpb_cfg_decode_address(&dev->cfg, tlp->address, (uint32_t)span, offset);
+}
+
+static uint32_t model_read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
+{
+    uint32_t value = 0;
+
+    for (unsigned i = 0; i < 4;) {
+        if (!(be & (1u << i))) {
+            i++;
+            continue;
+        }
+        unsigned size = 1;
+        if (i == 0 && be == 0xF)
+            size = 4;
+        else if ((i & 1) == 0 && (be & (1u << (i + 1))))
+            size = 2;
+        uint32_t part = dev->ops->mmio_read(dev->model, bar, dw_offset + i, size);
+        if (size < 4)
+            part &= (1u << (8 * size)) - 1;
+        value |= part << (8 * i);
+        i += size;
+    }
+    return value;
+}
+
+static void model_write_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint32_t value,
+                           uint8_t be)
+{
+    for (unsigned i = 0; i < 4;) {
+        if (!(be & (1u << i))) {
+            i++;
+            continue;
+        }
+        unsigned size = 1;
+        if (i == 0 && be == 0xF)
+            size = 4;
+        else if ((i & 1) == 0 && (be & (1u << (i + 1))))
+            size = 2;
+        uint32_t part = value >> (8 * i);
+        if (size < 4)
+            part &= (1u << (8 * size)) - 1;
+        dev->ops->mmio_write(dev->model, bar, dw_offset + i, part, size);
+        i += size;
+    }
+}
+
+static uint32_t read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
+{
+    if (irq_msix_table_hit(dev, bar, dw_offset) || irq_msix_pba_hit(dev, bar, dw_offset))
+        return irq_msix_read(dev, bar, dw_offset);
+    if (be == 0)
+        return 0;
+    return model_read_dw(dev, bar, dw_offset, be);
+}
+
+static void write_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint32_t value,
+                     uint8_t be)
+{
+    if (be == 0)
+        return;
+    if (irq_msix_table_hit(dev, bar, dw_offset) || irq_msix_pba_hit(dev, bar, dw_offset)) {
+        irq_msix_write(dev, bar, dw_offset, value, be);
+        return;
+    }
+    model_write_dw(dev, bar, dw_offset, value, be);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static void unsupported_request(hlsim_device *dev, const struct tlpb_tlp *tlp, const char *why)
+{
+    struct tlpb_tlp cpl;
+
+    hlsim_log(dev, HLSIM_LOG_WARN, "MRd of %u DW at %#llx: %s, completing with UR",
+              tlp->length_dw, (unsigned long long)tlp->address, why);
+    tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
+    dma_send_completion(dev, &cpl);
+}
+
+static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
+{
+    uint8_t data[TLPB_MAX_PAYLOAD_DW * 4];
+    uint64_t offset;
+
+    /* Host reads never exceed 4 KiB, even in fast mode. */
+    if (tlp->length_dw == 0 || tlp->length_dw > TLPB_MAX_PAYLOAD_DW) {
+        unsupported_request(dev, tlp, "bad length");
+        return;
+    }
+    int bar = decode_bar(dev, tlp, &offset);
+    if (bar < 0) {
+        unsupported_request(dev, tlp, "no BAR decodes it");
+        return;
+    }
+
+    uint32_t request_bytes = tlpb_tlp_request_bytes(tlp);
+    if (request_bytes > 0) {
+        for (uint32_t i = 0; i < tlp->length_dw; i++) {
+            uint32_t value = read_dw(dev, (unsigned)bar, offset + 4ull * i,
+                                     dw_byte_enables(tlp, i));
+            put_le32(&data[4 * i], value);
+        }
+    } else {
+        memset(data, 0, 4); /* zero-length read: the DW's contents are undefined */
+    }
+
+    if (request_bytes == 0) {
+        /* zero-length read: one DW with byte count 1 */
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), tlp->address, 0, 0);
+        cpl.payload = data;
+        dma_send_completion(dev, &cpl);
+        return;
+    }
+    /* Completions split at MPS, non-final ones ending on RCB boundaries. */
+    uint64_t addr = tlpb_tlp_first_byte_address(tlp);
+    uint32_t remaining = request_bytes;
+    uint32_t max_payload = tlpb_cfg_max_payload_bytes(&dev->cfg);
+    while (remaining > 0) {
+        struct tlpb_tlp cpl;
+        uint32_t chunk = tlpb_split_completion_bytes(addr, remaining, max_payload,
+                                                     HLSIM_RCB_BYTES);
+        if (chunk == 0 || chunk > remaining)
+            chunk = remaining; /* never loop forever on a helper's bad answer */
+        if ((addr & 3) + chunk > max_payload) {
+            /* MPS limits the DW length: an unaligned start can push a chunk
+             * of max_payload bytes into one DW more; stop at the last RCB
+             * boundary within the limit instead (not the last completion). */
+            uint64_t end = ((addr & ~3ull) + max_payload) & ~(uint64_t)(HLSIM_RCB_BYTES - 1);
+            chunk = (uint32_t)(end - addr);
+        }
+        tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), addr, chunk, remaining);
+        cpl.payload = &data[(addr & ~3ull) - tlp->address];
+        dma_send_completion(dev, &cpl);
+        addr += chunk;
+        remaining -= chunk;
+    }
+}
+
+static void memory_write(hlsim_device *dev, const struct tlpb_tlp *tlp)
+{
+    uint64_t offset;
+
+    if (tlp->poisoned) {
+        /* PCIe: poisoned write data must not be used */
+        hlsim_log(dev, HLSIM_LOG_WARN, "poisoned MWr at %#llx dropped",
+                  (unsigned long long)tlp->address);
+        return;
+    }
+    if (tlp->length_dw == 0 || !tlp->payload ||
+        tlp->payload_bytes / 4 < tlp->length_dw) {
+        hlsim_log(dev, HLSIM_LOG_WARN, "malformed MWr at %#llx dropped",
+                  (unsigned long long)tlp->address);
+        return;
+    }
+    int bar = decode_bar(dev, tlp, &offset);
+    if (bar < 0) {
+        hlsim_log(dev, HLSIM_LOG_WARN, "MWr of %u DW at %#llx: no BAR decodes it, dropped",
+                  tlp->length_dw, (unsigned long long)tlp->address);
+        return;
+    }
+    for (uint32_t i = 0; i < tlp->length_dw; i++)
+        write_dw(dev, (unsigned)bar, offset + 4ull * i, get_le32(&tlp->payload[4 * i]),
+                 dw_byte_enables(tlp, i));
+}
+
+void mmio_receive_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
+{
+    if (tlp->kind == TLPB_TLP_MRD)
+        memory_read(dev, tlp);
+    else
+        memory_write(dev, tlp);
+}

@@ -1,0 +1,861 @@
+/* libtlpbhost: the root complex side of one device (see tlpb_host.h).
+ *
+ * The path of one MMIO read: tlpb_host_mem_read builds an MRd TLP, queues it
+ * behind any posted writes (PCIe ordering: a read must not pass writes), sends
+ * the batch in one write, then wait_for_completion reads frames, serving DMA
+ * requests and interrupts that arrive first, until the CplD with its tag. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tlpb/cfgspace.h"
+#include "tlpb/wire.h"
+#include "tlpb_host.h"
+
+#define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
+
+struct msix_entry {
+    uint32_t address_lo;
+    uint32_t address_hi;
+    uint32_t data;
+    uint32_t vector_control; /* bit 0: masked */
+};
+
+struct tlpb_host {
+    struct tlpb_host_config cfg;
+    char address[512];
+    char device_name[64];
+    struct tlpb_host_ops ops;
+    void *opaque;
+
+    int fd;
+    bool connected;
+    bool simulator_attached;
+    bool unsplit_dma;
+    uint64_t next_reconnect_ns;
+    bool logged_absent;
+    bool ever_connected;
+
+    struct tlpb_devdesc desc;
+    bool have_desc;
+    /* Mirror of the config writes this host made: BAR addresses for MSI-X
+     * table decode, MSI-X enable and mask, max payload size for splitting the
+     * completions of the device's DMA reads. */
+    struct tlpb_cfgspace shadow;
+
+    struct tlpb_frame_reader rd;
+    struct tlpb_obuf ob;
+    uint8_t next_tag;
+
+    /* the one request a blocking call waits for */
+    struct {
+        bool active;
+        bool done;
+        uint8_t tag;
+        int status;
+        uint32_t total_bytes;
+        uint32_t received_bytes;
+        uint8_t data[16];
+    } wait;
+
+    uint8_t *dma_buf;
+    size_t dma_buf_size;
+    uint8_t *cpl_buf;
+    size_t cpl_buf_size;
+
+    struct msix_entry *msix_table;
+    uint8_t *msix_pending;
+
+    struct tlpb_host_stats stats;
+};
+
+static void host_log(struct tlpb_host *h, enum tlpb_host_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void host_log(struct tlpb_host *h, enum tlpb_host_log_level level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (h->ops.log)
+        h->ops.log(h->opaque, level, msg);
+    else if (level <= TLPB_HOST_LOG_WARN)
+        fprintf(stderr, "tlpbhost[%s]: %s\n", h->device_name, msg);
+}
+
+static uint32_t fallback_value(const struct tlpb_host *h)
+{
+    return h->cfg.fallback_value_set ? h->cfg.fallback_read_value : 0xFFFFFFFFu;
+}
+
+static void fill_fallback(const struct tlpb_host *h, void *buf, unsigned len)
+{
+    uint32_t v = fallback_value(h);
+    uint8_t bytes[8] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24),
+                        (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    memcpy(buf, bytes, len > 8 ? 8 : len);
+}
+
+/* ---- Connection ------------------------------------------------------------ */
+
+static int drain_frames(struct tlpb_host *h);
+static int flush_output(struct tlpb_host *h);
+
+static void disconnect(struct tlpb_host *h, const char *why)
+{
+    if (!h->connected)
+        return;
+    host_log(h, TLPB_HOST_LOG_WARN, "bridge connection lost: %s; answering locally until it returns",
+             why);
+    close(h->fd);
+    h->fd = -1;
+    h->connected = false;
+    h->simulator_attached = false;
+    h->logged_absent = true;
+    tlpb_reader_free(&h->rd);
+    tlpb_obuf_free(&h->ob);
+    h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
+    if (h->wait.active) {
+        h->wait.done = true;
+        h->wait.status = -ENOTCONN;
+    }
+    if (h->ops.link_changed)
+        h->ops.link_changed(h->opaque, false, false);
+}
+
+static void msix_alloc(struct tlpb_host *h)
+{
+    free(h->msix_table);
+    free(h->msix_pending);
+    h->msix_table = NULL;
+    h->msix_pending = NULL;
+    if (!h->desc.msix_vectors)
+        return;
+    h->msix_table = calloc(h->desc.msix_vectors, sizeof(*h->msix_table));
+    h->msix_pending = calloc(h->desc.msix_vectors, 1);
+    for (unsigned i = 0; h->msix_table && i < h->desc.msix_vectors; i++)
+        h->msix_table[i].vector_control = 1; /* PCIe: vectors come out of reset masked */
+}
+
+static int try_connect(struct tlpb_host *h)
+{
+    char err[512];
+    int fd = tlpb_connect(h->address, err, sizeof(err));
+    if (fd < 0) {
+        if (!h->logged_absent) {
+            host_log(h, TLPB_HOST_LOG_WARN,
+                     "bridge not reachable (%s); reads return 0x%08x, writes are dropped, retrying"
+                     " every %u ms", err, fallback_value(h), h->cfg.reconnect_interval_ms);
+            h->logged_absent = true;
+        }
+        h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
+        return fd;
+    }
+    tlpb_reader_init(&h->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    hello.version_major = TLPB_PROTOCOL_MAJOR;
+    hello.version_minor = TLPB_PROTOCOL_MINOR;
+    hello.role = TLPB__ROLE__ROLE_HOST;
+    hello.device_name = h->device_name;
+    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
+    hello.peer_name = (char *)"libtlpbhost";
+    Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
+    if (!reply) {
+        host_log(h, TLPB_HOST_LOG_ERROR, "handshake with %s failed: %s", h->address, err);
+        close(fd);
+        tlpb_reader_free(&h->rd);
+        h->logged_absent = true;
+        h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
+        return -ECONNREFUSED;
+    }
+    const Tlpb__HelloReply *hr = reply->hello_reply;
+    struct tlpb_devdesc desc;
+    const char *reason = NULL;
+    if (!hr->description || tlpb_devdesc_from_pb(&desc, hr->description, &reason) != 0) {
+        host_log(h, TLPB_HOST_LOG_ERROR, "bridge sent no usable device description (%s)",
+                 reason ? reason : "missing");
+        tlpb_envelope_free(reply);
+        close(fd);
+        tlpb_reader_free(&h->rd);
+        h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
+        return -EPROTO;
+    }
+    if (!h->have_desc || memcmp(&desc, &h->desc, sizeof(desc)) != 0) {
+        h->desc = desc;
+        h->have_desc = true;
+        tlpb_cfgspace_init(&h->shadow, &desc);
+        msix_alloc(h);
+    }
+    h->unsplit_dma = (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0;
+    h->simulator_attached = hr->simulator_attached;
+    tlpb_obuf_init(&h->ob, SIZE_MAX, hr->max_frame_bytes);
+    host_log(h, TLPB_HOST_LOG_INFO, "connected to %s as host of %s (backend %s)", h->address,
+             h->device_name, hr->backend);
+    tlpb_envelope_free(reply);
+    h->fd = fd;
+    if (h->ever_connected)
+        h->stats.reconnects++;
+    h->ever_connected = true;
+    h->connected = true;
+    h->logged_absent = false;
+    if (h->ops.link_changed)
+        h->ops.link_changed(h->opaque, true, h->simulator_attached);
+    /* Messages that came in the same read as the HelloReply (an event, a
+     * DMA request) would otherwise wait for the socket's next wake-up. */
+    if (drain_frames(h) > 0 && tlpb_obuf_pending(&h->ob))
+        flush_output(h);
+    return h->connected ? 0 : -ECONNRESET;
+}
+
+/* Connected, or reconnected if the retry interval has passed. */
+static bool ensure_connected(struct tlpb_host *h)
+{
+    if (h->connected)
+        return true;
+    if (tlpb_now_ns() < h->next_reconnect_ns)
+        return false;
+    return try_connect(h) == 0;
+}
+
+static int flush_output(struct tlpb_host *h)
+{
+    if (!h->connected)
+        return -ENOTCONN;
+    int rc = tlpb_obuf_write_all(&h->ob, h->fd);
+    if (rc) {
+        disconnect(h, strerror(-rc));
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* ---- Serving the device ----------------------------------------------------- */
+
+static bool grow(uint8_t **buf, size_t *size, size_t want)
+{
+    if (*size >= want)
+        return true;
+    uint8_t *p = realloc(*buf, want);
+    if (!p)
+        return false;
+    *buf = p;
+    *size = want;
+    return true;
+}
+
+static void send_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
+{
+    int rc = tlpb_obuf_append_tlp(&h->ob, cpl, true);
+    if (rc)
+        host_log(h, TLPB_HOST_LOG_ERROR, "cannot queue completion: %s", strerror(-rc));
+}
+
+static void serve_dma_read(struct tlpb_host *h, const struct tlpb_tlp *req)
+{
+    uint32_t bytes = tlpb_tlp_request_bytes(req);
+    uint64_t addr = tlpb_tlp_first_byte_address(req);
+    struct tlpb_tlp cpl;
+    h->stats.dma_reads++;
+    if (!grow(&h->dma_buf, &h->dma_buf_size, bytes ? bytes : 1)) {
+        tlpb_completion_error_for(&cpl, req, h->cfg.requester_id, TLPB_CPL_CA);
+        send_completion(h, &cpl);
+        return;
+    }
+    int st = h->ops.dma_read(h->opaque, addr, h->dma_buf, bytes);
+    if (st != 0) {
+        h->stats.dma_errors++;
+        host_log(h, TLPB_HOST_LOG_DEBUG, "DMA read of %u bytes at 0x%llx: not guest memory", bytes,
+                 (unsigned long long)addr);
+        tlpb_completion_error_for(&cpl, req, h->cfg.requester_id,
+                                  st == TLPB_CPL_CA ? TLPB_CPL_CA : TLPB_CPL_UR);
+        send_completion(h, &cpl);
+        return;
+    }
+    h->stats.dma_read_bytes += bytes;
+    if (bytes == 0) {
+        /* Zero-length read: one DW of data, byte count 1 (PCIe 2.2.5). */
+        tlpb_completion_for(&cpl, req, h->cfg.requester_id, addr, 1, 1);
+        static const uint8_t zero[4];
+        cpl.payload = zero;
+        cpl.payload_bytes = 4;
+        send_completion(h, &cpl);
+        return;
+    }
+    uint32_t max_payload = tlpb_cfg_max_payload_bytes(&h->shadow);
+    uint32_t done = 0;
+    while (done < bytes) {
+        uint32_t remaining = bytes - done;
+        uint64_t at = addr + done;
+        uint32_t chunk = (h->unsplit_dma && bytes > 4096)
+                             ? remaining
+                             : tlpb_split_completion_bytes(at, remaining, max_payload, HOST_RCB_BYTES);
+        tlpb_completion_for(&cpl, req, h->cfg.requester_id, at, chunk, remaining);
+        size_t len = (size_t)cpl.length_dw * 4u;
+        if (!grow(&h->cpl_buf, &h->cpl_buf_size, len))
+            return;
+        unsigned lead = (unsigned)(at & 3u);
+        memset(h->cpl_buf, 0, lead);
+        memcpy(h->cpl_buf + lead, h->dma_buf + done, chunk);
+        memset(h->cpl_buf + lead + chunk, 0, len - lead - chunk);
+        cpl.payload = h->cpl_buf;
+        cpl.payload_bytes = (uint32_t)len;
+        send_completion(h, &cpl);
+        done += chunk;
+    }
+}
+
+static bool be_contiguous(uint8_t first_be, uint8_t last_be, uint32_t length_dw)
+{
+    if (length_dw == 1)
+        return first_be == 0x1 || first_be == 0x3 || first_be == 0x7 || first_be == 0xF ||
+               first_be == 0x2 || first_be == 0x6 || first_be == 0xE || first_be == 0x4 ||
+               first_be == 0xC || first_be == 0x8;
+    bool first_ok = first_be == 0xF || first_be == 0xE || first_be == 0xC || first_be == 0x8;
+    bool last_ok = last_be == 0x1 || last_be == 0x3 || last_be == 0x7 || last_be == 0xF;
+    return first_ok && last_ok;
+}
+
+static void serve_dma_write(struct tlpb_host *h, const struct tlpb_tlp *req)
+{
+    h->stats.dma_writes++;
+    uint32_t bytes = tlpb_tlp_request_bytes(req);
+    if (bytes == 0)
+        return; /* zero-length write: nothing to do */
+    int st = 0;
+    if (be_contiguous(req->first_be, req->last_be, req->length_dw)) {
+        uint64_t addr = tlpb_tlp_first_byte_address(req);
+        st = h->ops.dma_write(h->opaque, addr, req->payload + (addr - req->address), bytes);
+    } else {
+        /* Sparse byte enables (1-2 DW writes only): byte by byte. */
+        for (uint32_t i = 0; i < req->length_dw * 4u && st == 0; i++) {
+            uint8_t be = i < 4 ? req->first_be : (i >= (req->length_dw - 1) * 4u ? req->last_be : 0xF);
+            if (be & (1u << (i & 3)))
+                st = h->ops.dma_write(h->opaque, req->address + i, req->payload + i, 1);
+        }
+    }
+    if (st != 0) {
+        h->stats.dma_errors++;
+        host_log(h, TLPB_HOST_LOG_DEBUG, "DMA write of %u bytes at 0x%llx: not guest memory",
+                 bytes, (unsigned long long)req->address);
+    } else {
+        h->stats.dma_write_bytes += bytes;
+    }
+}
+
+static bool msix_vector_masked(const struct tlpb_host *h, unsigned vector)
+{
+    return tlpb_cfg_msix_function_masked(&h->shadow) || (h->msix_table[vector].vector_control & 1u);
+}
+
+static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind, unsigned vector)
+{
+    h->stats.interrupts++;
+    if (kind == TLPB_HOST_IRQ_MSIX) {
+        if (!h->msix_table || vector >= h->desc.msix_vectors) {
+            host_log(h, TLPB_HOST_LOG_WARN, "MSI-X vector %u out of range: dropped", vector);
+            return;
+        }
+        if (!tlpb_cfg_msix_enabled(&h->shadow)) {
+            host_log(h, TLPB_HOST_LOG_WARN, "MSI-X vector %u while MSI-X is disabled: dropped",
+                     vector);
+            return;
+        }
+        if (msix_vector_masked(h, vector)) {
+            h->msix_pending[vector] = 1;
+            return;
+        }
+    }
+    h->ops.interrupt(h->opaque, kind, vector);
+}
+
+/* Unmasking delivers what was held pending. */
+static void msix_deliver_pending(struct tlpb_host *h)
+{
+    if (!h->msix_table || !tlpb_cfg_msix_enabled(&h->shadow))
+        return;
+    for (unsigned v = 0; v < h->desc.msix_vectors; v++) {
+        if (h->msix_pending[v] && !msix_vector_masked(h, v)) {
+            h->msix_pending[v] = 0;
+            h->ops.interrupt(h->opaque, TLPB_HOST_IRQ_MSIX, v);
+        }
+    }
+}
+
+static void take_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
+{
+    if (!h->wait.active || h->wait.done || cpl->tag != h->wait.tag) {
+        host_log(h, TLPB_HOST_LOG_WARN, "completion for tag %u matches no request: dropped", cpl->tag);
+        return;
+    }
+    if (cpl->status != TLPB_CPL_SC || cpl->kind == TLPB_TLP_CPL) {
+        h->wait.status = (int)cpl->status;
+        h->wait.done = true;
+        return;
+    }
+    uint32_t total = h->wait.total_bytes;
+    if (cpl->byte_count > total || cpl->byte_count == 0) {
+        h->wait.status = TLPB_CPL_CA;
+        h->wait.done = true;
+        return;
+    }
+    uint32_t offset = total - cpl->byte_count;
+    uint32_t lead = cpl->lower_address & 3u;
+    uint32_t avail = cpl->payload_bytes > lead ? cpl->payload_bytes - lead : 0;
+    uint32_t n = avail < cpl->byte_count ? avail : cpl->byte_count;
+    if (offset + n > sizeof(h->wait.data))
+        n = (uint32_t)sizeof(h->wait.data) - offset;
+    memcpy(h->wait.data + offset, cpl->payload + lead, n);
+    h->wait.received_bytes += n;
+    if (n >= cpl->byte_count) {
+        h->wait.status = 0;
+        h->wait.done = true;
+    }
+}
+
+static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
+{
+    switch (env->body_case) {
+    case TLPB__ENVELOPE__BODY_TLP: {
+        struct tlpb_tlp tlp;
+        const char *reason = NULL;
+        struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096, .unsplit = h->unsplit_dma};
+        if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) != 0 ||
+            tlpb_tlp_validate(&tlp, &lim, &reason) != 0) {
+            host_log(h, TLPB_HOST_LOG_WARN, "malformed TLP from the device dropped: %s", reason);
+            if (tlp.kind == TLPB_TLP_MRD) {
+                struct tlpb_tlp cpl;
+                tlpb_completion_error_for(&cpl, &tlp, h->cfg.requester_id, TLPB_CPL_UR);
+                send_completion(h, &cpl);
+            }
+            return;
+        }
+        switch (tlp.kind) {
+        case TLPB_TLP_MRD:
+            serve_dma_read(h, &tlp);
+            break;
+        case TLPB_TLP_MWR:
+            serve_dma_write(h, &tlp);
+            break;
+        case TLPB_TLP_CPL:
+        case TLPB_TLP_CPLD:
+            take_completion(h, &tlp);
+            break;
+        default:
+            host_log(h, TLPB_HOST_LOG_WARN, "%s from the device: UR", tlpb_tlp_kind_name(tlp.kind));
+            break;
+        }
+        break;
+    }
+    case TLPB__ENVELOPE__BODY_INTERRUPT:
+        deliver_interrupt(h, (enum tlpb_host_irq_kind)env->interrupt->kind, env->interrupt->vector);
+        break;
+    case TLPB__ENVELOPE__BODY_EVENT: {
+        const Tlpb__Event *ev = env->event;
+        h->simulator_attached = strcmp(ev->backend, "fallback") != 0;
+        host_log(h, TLPB_HOST_LOG_INFO, "bridge: %s (backend %s)", ev->detail, ev->backend);
+        if (h->ops.link_changed)
+            h->ops.link_changed(h->opaque, true, h->simulator_attached);
+        break;
+    }
+    case TLPB__ENVELOPE__BODY_ERROR:
+        host_log(h, TLPB_HOST_LOG_WARN, "bridge reports: %s", env->error->reason);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Handle every complete frame buffered. Returns frames handled or -1 when
+ * the connection had to be dropped. */
+static int drain_frames(struct tlpb_host *h)
+{
+    int handled = 0;
+    const uint8_t *frame;
+    size_t len;
+    const char *reason = NULL;
+    while (h->connected) {
+        int rc = tlpb_reader_next(&h->rd, &frame, &len, &reason);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            disconnect(h, reason);
+            return -1;
+        }
+        Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+        if (!env) {
+            disconnect(h, reason);
+            return -1;
+        }
+        handle_envelope(h, env);
+        tlpb_envelope_free(env);
+        handled++;
+    }
+    return handled;
+}
+
+/* Read what the socket has (waiting up to timeout_ms for the first byte),
+ * handle it, and send the completions it produced. */
+static int pump(struct tlpb_host *h, int timeout_ms)
+{
+    if (!h->connected)
+        return -ENOTCONN;
+    /* Frames that arrived together with an earlier one are already in the
+     * buffer; the socket will not signal them again. */
+    int buffered = drain_frames(h);
+    if (buffered < 0)
+        return -ENOTCONN;
+    if (buffered > 0) {
+        if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
+            return -ENOTCONN;
+        return buffered;
+    }
+    struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
+    int prc = poll(&pfd, 1, timeout_ms);
+    if (prc < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (prc == 0)
+        return 0;
+    size_t space;
+    uint8_t *dst = tlpb_reader_space(&h->rd, 64 * 1024, &space);
+    if (!dst) {
+        disconnect(h, "out of memory");
+        return -ENOTCONN;
+    }
+    ssize_t n = recv(h->fd, dst, space, MSG_DONTWAIT);
+    if (n == 0) {
+        disconnect(h, "bridge closed the connection");
+        return -ENOTCONN;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        disconnect(h, strerror(errno));
+        return -ENOTCONN;
+    }
+    tlpb_reader_commit(&h->rd, (size_t)n);
+    int handled = drain_frames(h);
+    if (handled < 0)
+        return -ENOTCONN;
+    if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
+        return -ENOTCONN;
+    return handled;
+}
+
+/* Send req and serve everything else until its completion arrives. */
+static int request_and_wait(struct tlpb_host *h, struct tlpb_tlp *req, uint32_t total_bytes)
+{
+    req->tag = h->next_tag++;
+    req->requester_id = h->cfg.requester_id;
+    int rc = tlpb_obuf_append_tlp(&h->ob, req, true);
+    if (rc)
+        return rc;
+    h->wait.active = true;
+    h->wait.done = false;
+    h->wait.tag = req->tag;
+    h->wait.status = 0;
+    h->wait.total_bytes = total_bytes;
+    h->wait.received_bytes = 0;
+    memset(h->wait.data, 0, sizeof(h->wait.data));
+    if (flush_output(h) != 0) {
+        h->wait.active = false;
+        return -ENOTCONN;
+    }
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
+    while (!h->wait.done) {
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline) {
+            host_log(h, TLPB_HOST_LOG_ERROR, "%s tag %u: no completion within %u ms",
+                     tlpb_tlp_kind_name(req->kind), req->tag, h->cfg.read_timeout_ms);
+            h->wait.active = false;
+            return -ETIMEDOUT;
+        }
+        int prc = pump(h, (int)((deadline - now + 999999u) / 1000000u));
+        if (prc == -ENOTCONN)
+            break;
+    }
+    h->wait.active = false;
+    return h->wait.done ? h->wait.status : -ENOTCONN;
+}
+
+/* ---- Public API -------------------------------------------------------------- */
+
+int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
+                   const struct tlpb_host_ops *ops, void *opaque, char *err, size_t err_size)
+{
+    if (!cfg || !cfg->address || !cfg->device_name || !ops || !ops->dma_read || !ops->dma_write ||
+        !ops->interrupt) {
+        snprintf(err, err_size, "address, device name and the dma_read, dma_write and interrupt"
+                                " callbacks are required");
+        return -EINVAL;
+    }
+    if (strlen(cfg->address) >= sizeof(((struct tlpb_host *)0)->address) ||
+        strlen(cfg->device_name) >= sizeof(((struct tlpb_host *)0)->device_name) ||
+        !cfg->device_name[0]) {
+        snprintf(err, err_size, "address or device name too long or empty");
+        return -EINVAL;
+    }
+    struct tlpb_host *h = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, err_size, "out of memory");
+        return -ENOMEM;
+    }
+    h->cfg = *cfg;
+    strcpy(h->address, cfg->address);
+    strcpy(h->device_name, cfg->device_name);
+    h->cfg.address = h->address;
+    h->cfg.device_name = h->device_name;
+    if (!h->cfg.read_timeout_ms)
+        h->cfg.read_timeout_ms = 30000;
+    if (!h->cfg.write_batch_bytes)
+        h->cfg.write_batch_bytes = 64 * 1024;
+    if (!h->cfg.reconnect_interval_ms)
+        h->cfg.reconnect_interval_ms = 1000;
+    if (!h->cfg.device_bdf)
+        h->cfg.device_bdf = 0x0100;
+    h->ops = *ops;
+    h->opaque = opaque;
+    h->fd = -1;
+    try_connect(h);
+    *out = h;
+    return 0;
+}
+
+void tlpb_host_close(struct tlpb_host *h)
+{
+    if (!h)
+        return;
+    if (h->connected) {
+        flush_output(h);
+        close(h->fd);
+    }
+    tlpb_reader_free(&h->rd);
+    tlpb_obuf_free(&h->ob);
+    free(h->dma_buf);
+    free(h->cpl_buf);
+    free(h->msix_table);
+    free(h->msix_pending);
+    free(h);
+}
+
+bool tlpb_host_connected(const struct tlpb_host *h) { return h->connected; }
+bool tlpb_host_simulator_attached(const struct tlpb_host *h) { return h->connected && h->simulator_attached; }
+int tlpb_host_fd(const struct tlpb_host *h) { return h->connected ? h->fd : -1; }
+
+const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *h)
+{
+    return h->have_desc ? &h->desc : NULL;
+}
+
+int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
+{
+    h->stats.reads++;
+    *value = fallback_value(h);
+    if (reg >= TLPB_CFG_SIZE || (reg & 3u))
+        return -EINVAL;
+    if (!ensure_connected(h)) {
+        h->stats.fallback_reads++;
+        return -ENOTCONN;
+    }
+    struct tlpb_tlp req = {.kind = TLPB_TLP_CFGRD0, .length_dw = 1, .first_be = 0xF,
+                           .completer_id = h->cfg.device_bdf, .cfg_register = reg,
+                           .bar_hint = TLPB_NO_BAR};
+    int rc = request_and_wait(h, &req, 4);
+    if (rc == 0) {
+        memcpy(value, h->wait.data, 4);
+    } else if (rc > 0) {
+        *value = 0xFFFFFFFFu;
+    } else {
+        h->stats.fallback_reads++;
+    }
+    return rc;
+}
+
+int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be)
+{
+    h->stats.writes++;
+    if (reg >= TLPB_CFG_SIZE || (reg & 3u) || be > 0xF)
+        return -EINVAL;
+    unsigned changes = 0;
+    if (h->have_desc) {
+        changes = tlpb_cfgspace_write(&h->shadow, reg, value, be);
+        if (changes & TLPB_CFG_FLR_REQUESTED)
+            tlpb_cfgspace_reset(&h->shadow);
+    }
+    if (changes & (TLPB_CFG_CHANGED_MSIX | TLPB_CFG_CHANGED_COMMAND))
+        msix_deliver_pending(h);
+    if (!ensure_connected(h)) {
+        h->stats.dropped_writes++;
+        return -ENOTCONN;
+    }
+    uint8_t payload[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
+                          (uint8_t)(value >> 24)};
+    struct tlpb_tlp req = {.kind = TLPB_TLP_CFGWR0, .length_dw = 1, .first_be = be,
+                           .completer_id = h->cfg.device_bdf, .cfg_register = reg,
+                           .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload};
+    return request_and_wait(h, &req, 4);
+}
+
+/* The MSI-X table and PBA live here, as in QEMU. Returns true if handled. */
+static bool msix_access(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len,
+                        bool is_write)
+{
+    if (!h->msix_table || bar < 0)
+        return false;
+    uint64_t base = tlpb_cfg_bar_address(&h->shadow, (unsigned)bar);
+    if (addr < base)
+        return false;
+    uint64_t off = addr - base;
+    const struct tlpb_devdesc *d = &h->desc;
+    uint64_t table_end = d->msix_table_offset + (uint64_t)d->msix_vectors * 16u;
+    uint64_t pba_end = d->msix_pba_offset + ((d->msix_vectors + 63u) / 64u) * 8u;
+    if ((unsigned)bar == d->msix_table_bar && off >= d->msix_table_offset && off + len <= table_end) {
+        uint64_t rel = off - d->msix_table_offset;
+        uint8_t *entry = (uint8_t *)&h->msix_table[rel / 16u];
+        unsigned within = (unsigned)(rel % 16u);
+        if (within + len > 16)
+            return true;
+        if (is_write) {
+            memcpy(entry + within, buf, len);
+            msix_deliver_pending(h);
+        } else {
+            memcpy(buf, entry + within, len);
+        }
+        return true;
+    }
+    if ((unsigned)bar == d->msix_pba_bar && off >= d->msix_pba_offset && off + len <= pba_end) {
+        if (!is_write) {
+            uint64_t rel = off - d->msix_pba_offset;
+            uint8_t *out = buf;
+            for (unsigned i = 0; i < len; i++) {
+                uint8_t byte = 0;
+                for (unsigned bit = 0; bit < 8; bit++) {
+                    uint64_t v = (rel + i) * 8u + bit;
+                    if (v < d->msix_vectors && h->msix_pending[v])
+                        byte |= (uint8_t)(1u << bit);
+                }
+                out[i] = byte;
+            }
+        }
+        return true; /* the PBA is read-only */
+    }
+    return false;
+}
+
+int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
+{
+    h->stats.reads++;
+    if (len == 0 || len > 8 || ((addr & 3u) + len > 8)) {
+        fill_fallback(h, buf, len > 8 ? 8 : len);
+        return -EINVAL;
+    }
+    if (msix_access(h, bar, addr, buf, len, false))
+        return 0;
+    if (!ensure_connected(h)) {
+        h->stats.fallback_reads++;
+        fill_fallback(h, buf, len);
+        return -ENOTCONN;
+    }
+    struct tlpb_tlp req = {.kind = TLPB_TLP_MRD, .bar_hint = (int8_t)(bar >= 0 && bar < 6 ? bar : TLPB_NO_BAR)};
+    tlpb_tlp_set_mem_range(&req, addr, len);
+    int rc = request_and_wait(h, &req, len);
+    if (rc == 0) {
+        memcpy(buf, h->wait.data, len);
+    } else if (rc > 0) {
+        memset(buf, 0xFF, len);
+    } else {
+        h->stats.fallback_reads++;
+        fill_fallback(h, buf, len);
+    }
+    return rc;
+}
+
+int tlpb_host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void *buf, unsigned len)
+{
+    h->stats.writes++;
+    if (len == 0 || len > 8 || ((addr & 3u) + len > 8))
+        return -EINVAL;
+    if (msix_access(h, bar, addr, (void *)buf, len, true))
+        return 0;
+    if (!ensure_connected(h)) {
+        if (h->stats.dropped_writes++ == 0)
+            host_log(h, TLPB_HOST_LOG_WARN, "bridge absent: posted writes are dropped (counted)");
+        return -ENOTCONN;
+    }
+    uint8_t payload[8] = {0};
+    struct tlpb_tlp req = {.kind = TLPB_TLP_MWR, .requester_id = h->cfg.requester_id,
+                           .bar_hint = (int8_t)(bar >= 0 && bar < 6 ? bar : TLPB_NO_BAR)};
+    tlpb_tlp_set_mem_range(&req, addr, len);
+    memcpy(payload + (addr & 3u), buf, len);
+    req.payload = payload;
+    req.payload_bytes = req.length_dw * 4u;
+    req.tag = 0; /* posted requests need no tag */
+    int rc = tlpb_obuf_append_tlp(&h->ob, &req, true);
+    if (rc)
+        return rc;
+    if (tlpb_obuf_pending(&h->ob) >= h->cfg.write_batch_bytes)
+        return flush_output(h);
+    return 0;
+}
+
+int tlpb_host_flush(struct tlpb_host *h)
+{
+    if (!h->connected)
+        return tlpb_obuf_pending(&h->ob) ? -ENOTCONN : 0;
+    return flush_output(h);
+}
+
+int tlpb_host_reset(struct tlpb_host *h, int kind)
+{
+    if (kind != TLPB__RESET_KIND__RESET_FUNCTION_LEVEL && kind != TLPB__RESET_KIND__RESET_HOT)
+        return -EINVAL;
+    if (h->have_desc) {
+        tlpb_cfgspace_reset(&h->shadow);
+        msix_alloc(h);
+    }
+    if (!ensure_connected(h))
+        return -ENOTCONN;
+    Tlpb__Reset r = TLPB__RESET__INIT;
+    r.kind = (Tlpb__ResetKind)kind;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_RESET;
+    env.reset = &r;
+    int rc = tlpb_obuf_append(&h->ob, &env, true);
+    return rc ? rc : flush_output(h);
+}
+
+int tlpb_host_poll(struct tlpb_host *h)
+{
+    return tlpb_host_wait(h, 0);
+}
+
+int tlpb_host_wait(struct tlpb_host *h, int timeout_ms)
+{
+    if (!ensure_connected(h))
+        return -ENOTCONN;
+    if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
+        return -ENOTCONN;
+    int total = 0;
+    int rc = pump(h, timeout_ms);
+    if (rc < 0)
+        return rc;
+    total += rc;
+    /* Take whatever else is already there without waiting again. */
+    while (rc > 0 && h->connected) {
+        rc = pump(h, 0);
+        if (rc > 0)
+            total += rc;
+    }
+    return total;
+}
+
+void tlpb_host_get_stats(const struct tlpb_host *h, struct tlpb_host_stats *stats)
+{
+    *stats = h->stats;
+}

@@ -1,0 +1,127 @@
+/* libtlpbhost: the root-complex side of tlpbridge, independent of QEMU.
+ *
+ * It connects to tlpbridged as the host of one device, issues config and
+ * memory requests as TLPs, serves the device's DMA from a guest-memory
+ * callback, and delivers its interrupts to a callback. Blocking calls (reads,
+ * config accesses) keep serving DMA and interrupts while they wait, so a
+ * device that is mid-DMA while the driver polls a register cannot deadlock.
+ *
+ * When the bridge is absent or goes away the library keeps answering: reads
+ * return the fallback value, posted writes are dropped and counted (logged
+ * once), and it reconnects when the bridge is back.
+ *
+ * Not thread-safe: one thread at a time (QEMU's BQL provides this). Callbacks
+ * must not call back into the library's request functions. */
+#ifndef TLPB_HOST_H
+#define TLPB_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlpb/devdesc.h"
+
+struct tlpb_host;
+
+enum tlpb_host_irq_kind {
+    TLPB_HOST_IRQ_MSIX = 1,
+    TLPB_HOST_IRQ_MSI = 2,
+    TLPB_HOST_IRQ_INTX_ASSERT = 3,
+    TLPB_HOST_IRQ_INTX_DEASSERT = 4,
+};
+
+enum tlpb_host_log_level { TLPB_HOST_LOG_ERROR = 0, TLPB_HOST_LOG_WARN, TLPB_HOST_LOG_INFO, TLPB_HOST_LOG_DEBUG };
+
+struct tlpb_host_ops {
+    /* Guest memory for the device's DMA. Return 0, or a PCIe completion
+     * status (1 = UR, 4 = CA) when [addr, addr + len) is not accessible.
+     * len may be 0 (a zero-length read: report whether addr is memory). */
+    int (*dma_read)(void *opaque, uint64_t addr, void *buf, uint32_t len);
+    /* Return 0, or nonzero when the write could not be done (counted and
+     * logged; posted writes get no completion). */
+    int (*dma_write)(void *opaque, uint64_t addr, const void *buf, uint32_t len);
+    void (*interrupt)(void *opaque, enum tlpb_host_irq_kind kind, unsigned vector);
+    /* Optional: the connection came up or went down, or a simulator
+     * attached/detached at the bridge (the fd to watch may have changed). */
+    void (*link_changed)(void *opaque, bool connected, bool simulator_attached);
+    /* Optional: a log line (no trailing newline). Default: stderr. */
+    void (*log)(void *opaque, enum tlpb_host_log_level level, const char *message);
+};
+
+struct tlpb_host_config {
+    const char *address;            /* "unix:PATH", "tcp:HOST:PORT" or a path */
+    const char *device_name;        /* the device's name at the bridge */
+    uint16_t requester_id;          /* the root complex's ID, default 0 */
+    uint16_t device_bdf;            /* target ID for config requests, default 01:00.0 */
+    uint32_t read_timeout_ms;       /* host-side bound on one read; 0 = 30000.
+                                     * The bridge completes earlier on its own
+                                     * timeouts; this only guards against a
+                                     * bridge that stops answering. */
+    uint32_t fallback_read_value;   /* read data when absent; default 0xFFFFFFFF */
+    bool fallback_value_set;        /* use fallback_read_value (else all-ones) */
+    uint32_t write_batch_bytes;     /* posted writes are sent when this much is
+                                     * queued or at the next read/flush/poll;
+                                     * 0 = 64 KiB; 1 = send each write at once */
+    uint32_t reconnect_interval_ms; /* 0 = 1000 */
+    bool offer_unsplit_dma;         /* accept oversized DMA TLPs (hlsim fast mode) */
+};
+
+/* Create the host and try to connect. A missing bridge is not an error: the
+ * host starts disconnected (fallback) and reconnects later. Returns 0, or
+ * -EINVAL with err filled for a bad configuration. */
+int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
+                   const struct tlpb_host_ops *ops, void *opaque, char *err, size_t err_size);
+void tlpb_host_close(struct tlpb_host *host);
+
+bool tlpb_host_connected(const struct tlpb_host *host);
+bool tlpb_host_simulator_attached(const struct tlpb_host *host);
+/* The socket to watch for readability (QEMU: qemu_set_fd_handler), or -1. */
+int tlpb_host_fd(const struct tlpb_host *host);
+/* The description received from the bridge, or NULL if never connected. */
+const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *host);
+
+/* Config space, one DW at byte offset reg, through the bridge. Returns 0
+ * (SC), a positive completion status (UR/CA/CRS: *value is all-ones), or
+ * -ENOTCONN / -ETIMEDOUT (*value is the fallback value). */
+int tlpb_host_config_read(struct tlpb_host *host, uint16_t reg, uint32_t *value);
+int tlpb_host_config_write(struct tlpb_host *host, uint16_t reg, uint32_t value, uint8_t be);
+
+/* Memory read of len (1..8) bytes at bus address addr, which the host
+ * decoded to BAR bar (passed on as a hint; -1 if unknown). addr + len must not
+ * cross an 8-byte boundary... it may: the request becomes 2 DWs with the
+ * right byte enables, as long as it stays within 8 bytes of DW-aligned span.
+ * Returns as tlpb_host_config_read; on failure buf holds the fallback value. */
+int tlpb_host_mem_read(struct tlpb_host *host, int bar, uint64_t addr, void *buf, unsigned len);
+/* Posted memory write of len (1..8) bytes: queued (see write_batch_bytes).
+ * Returns 0, or -ENOTCONN when dropped because the bridge is absent. */
+int tlpb_host_mem_write(struct tlpb_host *host, int bar, uint64_t addr, const void *buf,
+                        unsigned len);
+/* Send queued posted writes now. */
+int tlpb_host_flush(struct tlpb_host *host);
+
+/* Function-level or hot reset of the device (kind: 1 FLR, 2 hot). */
+int tlpb_host_reset(struct tlpb_host *host, int kind);
+
+/* Serve whatever arrived (DMA requests, interrupts, events) without
+ * blocking; also flushes posted writes and retries the connection when due.
+ * Returns the number of messages handled, or -errno. */
+int tlpb_host_poll(struct tlpb_host *host);
+/* Like poll, but wait up to timeout_ms for at least one message. */
+int tlpb_host_wait(struct tlpb_host *host, int timeout_ms);
+
+struct tlpb_host_stats {
+    uint64_t reads;
+    uint64_t writes;
+    uint64_t fallback_reads;        /* answered locally: bridge absent or timed out */
+    uint64_t dropped_writes;        /* bridge absent */
+    uint64_t dma_reads;             /* device read requests served */
+    uint64_t dma_read_bytes;
+    uint64_t dma_writes;
+    uint64_t dma_write_bytes;
+    uint64_t dma_errors;            /* requests outside guest memory */
+    uint64_t interrupts;
+    uint64_t reconnects;
+};
+void tlpb_host_get_stats(const struct tlpb_host *host, struct tlpb_host_stats *stats);
+
+#endif

@@ -1,0 +1,192 @@
+/* Client-side transport: connecting to a bridge address and the blocking
+ * handshake used by the host library, hlsim-run, the RTL adapter and
+ * tlpbctl. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tlpb/wire.h"
+
+uint64_t tlpb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int connect_unix(const char *path, char *err, size_t err_size)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, err_size, "unix socket path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, err_size, "socket: %s", strerror(e));
+        return -e;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        snprintf(err, err_size, "connect %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int connect_tcp(const char *hostport, char *err, size_t err_size)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof(host) || !colon[1]) {
+        snprintf(err, err_size, "TCP address must be tcp:HOST:PORT, got tcp:%s", hostport);
+        return -EINVAL;
+    }
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, colon + 1, &hints, &res);
+    if (gai) {
+        snprintf(err, err_size, "resolve %s: %s", hostport, gai_strerror(gai));
+        return -EHOSTUNREACH;
+    }
+    int last = -ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            freeaddrinfo(res);
+            return fd;
+        }
+        last = -errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    snprintf(err, err_size, "connect tcp:%s: %s", hostport, strerror(-last));
+    return last;
+}
+
+int tlpb_connect(const char *address, char *err, size_t err_size)
+{
+    if (!address || !*address) {
+        snprintf(err, err_size, "no bridge address given");
+        return -EINVAL;
+    }
+    if (strncmp(address, "tcp:", 4) == 0)
+        return connect_tcp(address + 4, err, err_size);
+    if (strncmp(address, "unix:", 5) == 0)
+        address += 5;
+    return connect_unix(address, err, err_size);
+}
+
+int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
+                           const uint8_t **frame, size_t *len, const char **reason)
+{
+    uint64_t deadline = timeout_ms >= 0 ? tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    for (;;) {
+        int rc = tlpb_reader_next(rd, frame, len, reason);
+        if (rc != 0)
+            return rc;
+        if (timeout_ms >= 0) {
+            uint64_t now = tlpb_now_ns();
+            if (now >= deadline) {
+                *reason = "timed out waiting for a frame";
+                return -ETIMEDOUT;
+            }
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int prc = poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
+            if (prc < 0 && errno != EINTR) {
+                *reason = "poll failed";
+                return -errno;
+            }
+            if (prc <= 0)
+                continue;
+        }
+        size_t space;
+        uint8_t *dst = tlpb_reader_space(rd, 4096, &space);
+        if (!dst) {
+            *reason = "out of memory";
+            return -ENOMEM;
+        }
+        ssize_t n = read(fd, dst, space);
+        if (n == 0) {
+            *reason = "connection closed by peer";
+            return 0;
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            *reason = "read failed";
+            return -errno;
+        }
+        tlpb_reader_commit(rd, (size_t)n);
+    }
+}
+
+Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
+                               int timeout_ms, char *err, size_t err_size)
+{
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_HELLO;
+    env.hello = (Tlpb__Hello *)hello;
+    int rc = tlpb_obuf_append(&ob, &env, true);
+    if (rc == 0)
+        rc = tlpb_obuf_write_all(&ob, fd);
+    tlpb_obuf_free(&ob);
+    if (rc) {
+        snprintf(err, err_size, "sending Hello: %s", strerror(-rc));
+        return NULL;
+    }
+    const uint8_t *frame;
+    size_t len;
+    const char *reason = "";
+    rc = tlpb_reader_read_frame(rd, fd, timeout_ms, &frame, &len, &reason);
+    if (rc <= 0) {
+        snprintf(err, err_size, "waiting for HelloReply: %s", reason);
+        return NULL;
+    }
+    Tlpb__Envelope *reply = tlpb_envelope_decode(frame, len, &reason);
+    if (!reply) {
+        snprintf(err, err_size, "bad HelloReply: %s", reason);
+        return NULL;
+    }
+    if (reply->body_case == TLPB__ENVELOPE__BODY_ERROR) {
+        snprintf(err, err_size, "bridge refused: %s", reply->error->reason);
+        tlpb_envelope_free(reply);
+        return NULL;
+    }
+    if (reply->body_case != TLPB__ENVELOPE__BODY_HELLO_REPLY) {
+        snprintf(err, err_size, "expected HelloReply, got message %d", (int)reply->body_case);
+        tlpb_envelope_free(reply);
+        return NULL;
+    }
+    if (!reply->hello_reply->accepted) {
+        snprintf(err, err_size, "bridge refused: %s", reply->hello_reply->error);
+        tlpb_envelope_free(reply);
+        return NULL;
+    }
+    if (reply->hello_reply->max_frame_bytes >= TLPB_MIN_MAX_FRAME_BYTES &&
+        reply->hello_reply->max_frame_bytes <= TLPB_HARD_MAX_FRAME_BYTES)
+        rd->max_frame_bytes = reply->hello_reply->max_frame_bytes;
+    return reply;
+}

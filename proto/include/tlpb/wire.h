@@ -1,0 +1,128 @@
+/* Framing and messages: length-prefixed protobuf envelopes on a stream
+ * socket, conversion between structured TLPs and their protobuf form, and
+ * the client side of the handshake. */
+#ifndef TLPB_WIRE_H
+#define TLPB_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlpbridge.pb-c.h"
+#include "tlpb/devdesc.h"
+#include "tlpb/tlp.h"
+
+#define TLPB_PROTOCOL_MAJOR 1
+#define TLPB_PROTOCOL_MINOR 0
+
+#define TLPB_FRAME_PREFIX_BYTES 4u
+/* Room for the largest fast-mode TLP plus its envelope. */
+#define TLPB_DEFAULT_MAX_FRAME_BYTES (TLPB_UNSPLIT_MAX_BYTES + 4096u)
+/* Smallest max frame a peer may announce: one 4 KiB TLP and its envelope. */
+#define TLPB_MIN_MAX_FRAME_BYTES 8192u
+/* Nobody may announce more than this. */
+#define TLPB_HARD_MAX_FRAME_BYTES (16u * 1024u * 1024u)
+
+/* ---- Outbound: frames appended to a bounded buffer ----------------------- */
+
+struct tlpb_obuf {
+    uint8_t *data;
+    size_t start;          /* first unsent byte */
+    size_t end;            /* one past the last queued byte */
+    size_t capacity;
+    size_t limit_bytes;    /* queued bytes above this are refused (-ENOBUFS) */
+    uint32_t max_frame_bytes;
+};
+
+void tlpb_obuf_init(struct tlpb_obuf *ob, size_t limit_bytes, uint32_t max_frame_bytes);
+void tlpb_obuf_free(struct tlpb_obuf *ob);
+static inline size_t tlpb_obuf_pending(const struct tlpb_obuf *ob) { return ob->end - ob->start; }
+static inline const uint8_t *tlpb_obuf_head(const struct tlpb_obuf *ob) { return ob->data + ob->start; }
+void tlpb_obuf_consume(struct tlpb_obuf *ob, size_t bytes);
+
+/* Append one framed envelope. force ignores limit_bytes (completions and
+ * control replies must not be refused: the requester is waiting). Returns 0,
+ * -ENOBUFS (over the limit: try later), -EMSGSIZE (bigger than the
+ * negotiated max frame) or -ENOMEM. */
+int tlpb_obuf_append(struct tlpb_obuf *ob, const Tlpb__Envelope *env, bool force);
+int tlpb_obuf_append_tlp(struct tlpb_obuf *ob, const struct tlpb_tlp *tlp, bool force);
+int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector);
+int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
+
+/* Write everything pending to a blocking fd (retrying on EINTR, partial
+ * writes). Returns 0 or -errno. */
+int tlpb_obuf_write_all(struct tlpb_obuf *ob, int fd);
+
+/* ---- Inbound: frame reassembly from a byte stream ------------------------ */
+
+struct tlpb_frame_reader {
+    uint8_t *data;
+    size_t start;          /* first unparsed byte */
+    size_t end;            /* one past the last received byte */
+    size_t capacity;
+    uint32_t max_frame_bytes;
+};
+
+void tlpb_reader_init(struct tlpb_frame_reader *rd, uint32_t max_frame_bytes);
+void tlpb_reader_free(struct tlpb_frame_reader *rd);
+
+/* Where to receive into: at least min_bytes of space (compacts and grows as
+ * needed, bounded by the max frame). Returns NULL on allocation failure. */
+uint8_t *tlpb_reader_space(struct tlpb_frame_reader *rd, size_t min_bytes, size_t *space);
+void tlpb_reader_commit(struct tlpb_frame_reader *rd, size_t bytes);
+
+/* Next complete frame: returns 1 with frame and len set (valid until the next
+ * tlpb_reader_space call), 0 when more bytes are needed, or -EMSGSIZE with
+ * *reason when the length prefix exceeds the max frame (the connection must
+ * be dropped: the stream cannot be resynchronised). */
+int tlpb_reader_next(struct tlpb_frame_reader *rd, const uint8_t **frame, size_t *len,
+                     const char **reason);
+
+/* Read from a blocking fd until one frame is available; returns 1 with the
+ * frame, 0 on orderly EOF, or -errno (-EMSGSIZE for an oversize prefix,
+ * -ETIMEDOUT when timeout_ms >= 0 expires first). */
+int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
+                           const uint8_t **frame, size_t *len, const char **reason);
+
+/* ---- Messages ------------------------------------------------------------ */
+
+/* Unpack a frame. Returns NULL with *reason when the bytes are not a valid
+ * Envelope or it carries no body. Free with tlpb_envelope_free. */
+Tlpb__Envelope *tlpb_envelope_decode(const uint8_t *frame, size_t len, const char **reason);
+void tlpb_envelope_free(Tlpb__Envelope *env);
+
+/* Structured TLP <-> protobuf. from_pb range-checks every field (values that
+ * do not fit their PCIe width are rejected with *reason, never truncated);
+ * the payload aliases pb's bytes. to_pb aliases tlp's payload. */
+int tlpb_tlp_from_pb(struct tlpb_tlp *tlp, const Tlpb__Tlp *pb, const char **reason);
+void tlpb_tlp_to_pb(Tlpb__Tlp *pb, const struct tlpb_tlp *tlp);
+
+/* Device description <-> protobuf. to_pb fills storage that must outlive pb. */
+struct tlpb_devdesc_pb {
+    Tlpb__DeviceDescription msg;
+    Tlpb__Bar bars[TLPB_BAR_COUNT];
+    Tlpb__Bar *bar_ptrs[TLPB_BAR_COUNT];
+};
+void tlpb_devdesc_to_pb(struct tlpb_devdesc_pb *out, const struct tlpb_devdesc *desc);
+int tlpb_devdesc_from_pb(struct tlpb_devdesc *desc, const Tlpb__DeviceDescription *pb,
+                         const char **reason);
+
+const char *tlpb_role_name(Tlpb__Role role);
+
+/* ---- Transport ----------------------------------------------------------- */
+
+/* Connect to a bridge address: "unix:PATH", "tcp:HOST:PORT", or a plain
+ * path. Blocking, close-on-exec, TCP_NODELAY for TCP. Returns the fd, or
+ * -errno with err filled in. */
+int tlpb_connect(const char *address, char *err, size_t err_size);
+
+/* Client handshake on a connected blocking fd: send Hello, wait up to
+ * timeout_ms for HelloReply. Returns the reply (caller frees with
+ * tlpb_envelope_free; check ->hello_reply->accepted), or NULL with err. */
+Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
+                               int timeout_ms, char *err, size_t err_size);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t tlpb_now_ns(void);
+
+#endif

@@ -1,0 +1,161 @@
+/* Integration-test harness: runs a real tlpbridged (and hlsim-run
+ * simulators) as child processes in a per-test temporary directory, captures
+ * their stderr to files, talks to the bridge's control interface, and
+ * records check failures.
+ *
+ * Every wait is bounded by a deadline and driven by an event (a pipe, a
+ * socket, a child's exit): nothing sleeps to synchronise. Children are always
+ * reaped and the temporary directory is always removed, also when a check
+ * fails fatally. */
+#ifndef TLPB_IT_HARNESS_H
+#define TLPB_IT_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Upper bound on any single wait in the tests (a hang is a failure, not a
+ * timing threshold: correct runs finish far below it). TLPB_IT_DEADLINE_MS
+ * in the environment overrides it (for debugging a hang). */
+#define IT_DEADLINE_DEFAULT_MS 30000
+int it_deadline_ms(void);
+#define IT_DEADLINE_MS it_deadline_ms()
+
+/* Paths of the executables under test, from the command line. */
+struct it_paths {
+    const char *bridge;     /* --tlpbridged */
+    const char *sim;        /* --hlsim-run */
+    const char *model;      /* --model (libdmacopy.so) */
+    const char *ctl;        /* --tlpbctl */
+    const char *tracetool;  /* --tlpbtrace */
+    const char *configs;    /* --configs (examples/configs) */
+    const char *mode;       /* --mode, test specific */
+};
+extern struct it_paths it_paths;
+
+#define IT_MAX_CHILDREN 16
+#define IT_MAX_ARGS 40
+
+struct it_child {
+    bool used;
+    bool running;
+    bool expect_exit;       /* killed or stopped on purpose */
+    pid_t pid;
+    char name[48];
+    char log_path[256];
+    int status;             /* waitpid status once reaped */
+};
+
+struct it_harness {
+    char dir[128];          /* temporary directory */
+    char socket_path[192];  /* the bridge's unix socket */
+    struct it_child children[IT_MAX_CHILDREN];
+    struct it_child *bridge;
+};
+
+extern struct it_harness it;
+
+/* ---- Checks --------------------------------------------------------------- */
+
+extern volatile int it_failures;
+
+void it_fail_at(const char *file, int line, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A failed CHECK is counted and the test goes on; a failed REQUIRE ends the
+ * test (after cleanup). Both print where and why. */
+#define CHECK(cond, ...)                                                                         \
+    do {                                                                                         \
+        if (!(cond))                                                                             \
+            it_fail_at(__FILE__, __LINE__, false, "check failed: " #cond ": " __VA_ARGS__);      \
+    } while (0)
+#define REQUIRE(cond, ...)                                                                       \
+    do {                                                                                         \
+        if (!(cond))                                                                             \
+            it_fail_at(__FILE__, __LINE__, true, "requirement failed: " #cond ": " __VA_ARGS__); \
+    } while (0)
+#define CHECK_EQ_U64(actual, expected, what)                                                     \
+    do {                                                                                         \
+        uint64_t a_ = (uint64_t)(actual), e_ = (uint64_t)(expected);                            \
+        if (a_ != e_)                                                                            \
+            it_fail_at(__FILE__, __LINE__, false, "%s: got 0x%llx, expected 0x%llx", what,       \
+                       (unsigned long long)a_, (unsigned long long)e_);                          \
+    } while (0)
+
+/* Run one named case: prints PASS/FAIL with the failures it added. */
+#define IT_RUN(name, call)                                                                       \
+    do {                                                                                         \
+        int before_ = it_failures;                                                               \
+        printf("---- %s\n", name);                                                               \
+        fflush(stdout);                                                                          \
+        call;                                                                                    \
+        printf("%s %s\n", it_failures == before_ ? "PASS" : "FAIL", name);                       \
+        fflush(stdout);                                                                          \
+    } while (0)
+
+/* ---- Lifecycle ------------------------------------------------------------ */
+
+/* Parse the common options, create the temporary directory, install the
+ * cleanup. Unknown options are an error. */
+void it_init(int argc, char **argv, const char *test_name);
+/* Stop every child (SIGTERM to the bridge: it must exit 0), reap them, check
+ * their logs for sanitizer reports, print the logs' tails on a failure (or
+ * always with TLPB_IT_VERBOSE set), remove the directory, and return the
+ * exit status for main (0 only when nothing failed). */
+int it_finish(void);
+
+/* A path inside the test directory (valid until it_finish). */
+const char *it_path(const char *name);
+/* Write a text file (config) into the test directory; returns its path. */
+const char *it_write_file(const char *name, const char *text);
+
+/* Start tlpbridged with --listen it.socket_path, --ready-fd and the given
+ * extra arguments (NULL-terminated); waits for "ready". Fatal on failure. */
+struct it_child *it_start_bridge(const char *const *extra_args);
+/* Start `hlsim-run` for device with the model (fast: --fast-dma). Returns
+ * once the process runs; attachment is observed by the caller (host side or
+ * control status). */
+struct it_child *it_start_sim(const char *device, bool fast_dma);
+
+/* Send a signal to a child. SIGKILL/SIGTERM mark the exit as expected. */
+void it_signal(struct it_child *c, int sig);
+/* Wait (bounded) for the child to exit; returns its waitpid status. */
+int it_wait_exit(struct it_child *c);
+/* Fatal if any running child has exited without being told to. */
+void it_check_children(void);
+
+/* Does the child's log contain needle? (Reads the whole file.) The bridge
+ * logs to unbuffered stderr before it sends the reply a test waits for, so
+ * once the reply is in, the line is in the file. */
+bool it_log_contains(const struct it_child *c, const char *needle);
+/* The whole log (malloc'd), or NULL. */
+char *it_read_log(const struct it_child *c);
+/* Print the tail of a child's log to stdout (on failures). */
+void it_dump_log(const struct it_child *c);
+
+/* ---- Control interface ---------------------------------------------------- */
+
+/* Send one control command over the bridge's socket (role control) and
+ * return the reply text (malloc'd) with *ok set. NULL (and a failure
+ * recorded) when there was no reply. args is NULL-terminated. */
+char *it_control(const char *command, const char *const *args, bool *ok);
+
+/* Run a program to completion with stdout captured (malloc'd, NUL
+ * terminated) and stderr to a log file; returns its exit code, or -1. */
+int it_run_capture(const char *const *argv, char **out, char **err_out);
+
+/* ---- Minimal JSON field access for the status reply ---------------------- */
+
+/* The JSON object of device `name` inside a status reply (a pointer into
+ * json, to its "name" member), or NULL. */
+const char *it_json_device(const char *json, const char *name);
+/* Integer member `key` of the object starting at obj (searches forward to
+ * the end of that object). Returns false if absent. */
+bool it_json_uint(const char *obj, const char *key, unsigned long long *value);
+/* String member: copies into out. "null" gives an empty string and false. */
+bool it_json_str(const char *obj, const char *key, char *out, size_t out_size);
+
+uint64_t it_now_ms(void);
+
+#endif

@@ -1,0 +1,79 @@
+/* The dmacopy suite through a real tlpbridged:
+ *   --mode inproc       model loaded in the bridge, strict DMA
+ *   --mode inproc-fast  model loaded in the bridge, fast (unsplit) DMA
+ *   --mode external     model in its own hlsim-run process, strict DMA
+ *   --mode external-fast  the same with hlsim-run --fast-dma
+ *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmacopy_suite.h"
+#include "harness.h"
+
+int main(int argc, char **argv)
+{
+    it_init(argc, argv, "test_dmacopy_bridge");
+    const char *mode = it_paths.mode ? it_paths.mode : "inproc";
+    bool external = strncmp(mode, "external", 8) == 0;
+    bool fast = strstr(mode, "-fast") != NULL;
+    bool tcp = strcmp(mode, "inproc-tcp") == 0;
+    if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp &&
+        strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0) {
+        fprintf(stderr, "unknown --mode %s\n", mode);
+        return 2;
+    }
+    REQUIRE(it_paths.model != NULL, "--model not given");
+    printf("mode %s: dmacopy %s, %s DMA\n", mode,
+           external ? "in its own hlsim-run process" : "loaded in the bridge",
+           fast ? "fast (unsplit)" : "strict");
+
+    char device_arg[1200];
+    snprintf(device_arg, sizeof(device_arg), "dmacopy0:%s=%s", external ? "external" : "hlsim",
+             it_paths.model);
+    const char *args[] = {"--device", device_arg, "--dma", fast ? "fast" : "strict",
+                          tcp ? "--tcp" : NULL, "127.0.0.1:0", NULL};
+    struct it_child *bridge = it_start_bridge(args);
+    char tcp_address[96];
+    if (tcp) {
+        /* The bridge logs the port the kernel chose before it reports ready. */
+        char *log = it_read_log(bridge);
+        const char *at = log ? strstr(log, "listening on tcp:127.0.0.1:") : NULL;
+        REQUIRE(at != NULL, "the bridge did not log its TCP port");
+        int port = atoi(at + strlen("listening on tcp:127.0.0.1:"));
+        free(log);
+        REQUIRE(port > 0 && port < 65536, "bad TCP port %d", port);
+        snprintf(tcp_address, sizeof(tcp_address), "tcp:127.0.0.1:%d", port);
+        fx_bridge_address = tcp_address;
+        printf("host connects to %s\n", tcp_address);
+    }
+    if (external)
+        it_start_sim("dmacopy0", fast);
+
+    struct dmacopy_fixture fx;
+    fx_open(&fx, "dmacopy0", fast);
+    if (external)
+        REQUIRE(fx_wait_attached(&fx, true), "hlsim-run never attached");
+    CHECK(tlpb_host_simulator_attached(fx.host), "no simulator attached at the start");
+
+    /* The configuration says which DMA mode is in force. */
+    bool ok = false;
+    char *status = it_control("status", NULL, &ok);
+    CHECK(ok && status, "control status failed");
+    const char *dev = it_json_device(status, "dmacopy0");
+    CHECK(dev != NULL, "status has no dmacopy0: %s", status ? status : "(none)");
+    char text[64];
+    if (!external) {
+        CHECK(it_json_str(dev, "dma", text, sizeof(text)) && strcmp(text, fast ? "fast" : "strict") == 0,
+              "status dma is '%s'", text);
+    }
+    CHECK(it_json_str(dev, "backend", text, sizeof(text)) &&
+              strcmp(text, external ? "external" : "hlsim") == 0,
+          "status backend is '%s'", text);
+    free(status);
+
+    dmacopy_suite_run(&fx);
+
+    fx_close(&fx);
+    return it_finish();
+}

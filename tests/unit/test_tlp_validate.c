@@ -1,0 +1,490 @@
+/* TLP validation: every rejection reason at least once, and the valid
+ * edge cases (limits, zero-length forms, byte-enable exceptions, fast-mode
+ * sizes) accepted. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tlpb/tlp.h"
+
+#define UNSPLIT_DW (TLPB_UNSPLIT_MAX_BYTES / 4u)
+
+static uint8_t data[TLPB_UNSPLIT_MAX_BYTES + 4];
+
+static const struct tlpb_tlp_limits mps_4096 = { .max_payload_bytes = 0, .unsplit = false };
+static const struct tlpb_tlp_limits mps_128 = { .max_payload_bytes = 128, .unsplit = false };
+static const struct tlpb_tlp_limits mps_256 = { .max_payload_bytes = 256, .unsplit = false };
+static const struct tlpb_tlp_limits fast = { .max_payload_bytes = 256, .unsplit = true };
+
+static struct tlpb_tlp mrd(uint64_t address, uint32_t length_dw)
+{
+    struct tlpb_tlp tlp;
+    memset(&tlp, 0, sizeof(tlp));
+    tlp.kind = TLPB_TLP_MRD;
+    tlp.requester_id = 0x0100;
+    tlp.tag = 1;
+    tlp.address = address;
+    tlp.length_dw = length_dw;
+    tlp.first_be = 0xf;
+    tlp.last_be = length_dw > 1 ? 0xf : 0x0;
+    tlp.bar_hint = TLPB_NO_BAR;
+    return tlp;
+}
+
+static struct tlpb_tlp mwr(uint64_t address, uint32_t length_dw)
+{
+    struct tlpb_tlp tlp = mrd(address, length_dw);
+    tlp.kind = TLPB_TLP_MWR;
+    tlp.payload = data;
+    tlp.payload_bytes = length_dw * 4;
+    return tlp;
+}
+
+static struct tlpb_tlp cfg(enum tlpb_tlp_kind kind, uint16_t reg)
+{
+    struct tlpb_tlp tlp;
+    memset(&tlp, 0, sizeof(tlp));
+    tlp.kind = kind;
+    tlp.requester_id = 0x0000;
+    tlp.completer_id = 0x0100;
+    tlp.length_dw = 1;
+    tlp.first_be = 0xf;
+    tlp.cfg_register = reg;
+    tlp.bar_hint = TLPB_NO_BAR;
+    if (kind == TLPB_TLP_CFGWR0) {
+        tlp.payload = data;
+        tlp.payload_bytes = 4;
+    }
+    return tlp;
+}
+
+static struct tlpb_tlp cpld(uint32_t length_dw, uint32_t byte_count, uint8_t lower_address)
+{
+    struct tlpb_tlp tlp;
+    memset(&tlp, 0, sizeof(tlp));
+    tlp.kind = TLPB_TLP_CPLD;
+    tlp.completer_id = 0x0100;
+    tlp.requester_id = 0x0000;
+    tlp.status = TLPB_CPL_SC;
+    tlp.length_dw = length_dw;
+    tlp.byte_count = byte_count;
+    tlp.lower_address = lower_address;
+    tlp.payload = data;
+    tlp.payload_bytes = length_dw * 4;
+    tlp.bar_hint = TLPB_NO_BAR;
+    return tlp;
+}
+
+static struct tlpb_tlp cpl(enum tlpb_cpl_status status, uint32_t byte_count)
+{
+    struct tlpb_tlp tlp = cpld(0, byte_count, 0);
+    tlp.kind = TLPB_TLP_CPL;
+    tlp.status = status;
+    tlp.payload = NULL;
+    tlp.payload_bytes = 0;
+    return tlp;
+}
+
+static void expect_valid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits)
+{
+    const char *reason = NULL;
+    int err = tlpb_tlp_validate(tlp, limits, &reason);
+    if (err != 0)
+        fail_msg("rejected: %s", reason ? reason : "(no reason)");
+}
+
+static void expect_invalid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
+                           const char *why)
+{
+    const char *reason = NULL;
+    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -EINVAL);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+}
+
+/* ---- valid TLPs ------------------------------------------------------ */
+
+static void test_valid_memory_requests(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1000, 1);
+    expect_valid(&t, &mps_128);
+    expect_valid(&t, NULL);
+    /* A read may ask for 4096 bytes whatever the max payload size. */
+    t = mrd(0x1000, 1024);
+    expect_valid(&t, &mps_128);
+    /* Ending exactly at a 4 KiB boundary. */
+    t = mrd(0x1ffc, 1);
+    expect_valid(&t, &mps_128);
+    t = mrd(0x1f80, 32);
+    expect_valid(&t, &mps_128);
+    /* A write of exactly max payload. */
+    t = mwr(0x1000, 32);
+    expect_valid(&t, &mps_128);
+    t = mwr(0x1000, 1024);
+    expect_valid(&t, &mps_4096);
+    /* 64-bit addresses, up to the last DW of the address space. */
+    t = mwr(0xfffffffffffff000ull, 1024);
+    expect_valid(&t, &mps_4096);
+    t = mrd(0xfffffffffffffffcull, 1);
+    expect_valid(&t, &mps_4096);
+    /* Attributes, TC, EP, BAR hints. */
+    t = mwr(0x2000, 2);
+    t.traffic_class = 7;
+    t.attributes = TLPB_ATTR_NO_SNOOP | TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_ID_ORDERING;
+    t.poisoned = true;
+    t.bar_hint = 5;
+    expect_valid(&t, &mps_128);
+    t.bar_hint = 0;
+    expect_valid(&t, &mps_128);
+}
+
+static void test_valid_byte_enables(void **state)
+{
+    (void)state;
+    /* Zero-length read and write: 1 DW, nothing enabled. */
+    struct tlpb_tlp t = mrd(0x1000, 1);
+    t.first_be = 0;
+    expect_valid(&t, &mps_128);
+    t = mwr(0x1000, 1);
+    t.first_be = 0;
+    expect_valid(&t, &mps_128);
+    /* Gaps in a 1-DW request. */
+    t = mrd(0x1004, 1);
+    t.first_be = 0x9;
+    expect_valid(&t, &mps_128);
+    /* Gaps in a QW-aligned 2-DW request. */
+    t = mwr(0x1008, 2);
+    t.first_be = 0x5;
+    t.last_be = 0xa;
+    expect_valid(&t, &mps_128);
+    /* Contiguous partial enables in a long request. */
+    t = mrd(0x1004, 8);
+    t.first_be = 0x8;
+    t.last_be = 0x1;
+    expect_valid(&t, &mps_128);
+    /* 2-DW not QW aligned but contiguous. */
+    t = mrd(0x1004, 2);
+    t.first_be = 0xc;
+    t.last_be = 0x3;
+    expect_valid(&t, &mps_128);
+}
+
+static void test_valid_config(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = cfg(TLPB_TLP_CFGRD0, 0x000);
+    expect_valid(&t, &mps_128);
+    t = cfg(TLPB_TLP_CFGRD0, 0xffc);
+    t.first_be = 0x5; /* gaps are fine in 1 DW */
+    expect_valid(&t, &mps_128);
+    t = cfg(TLPB_TLP_CFGWR0, 0x104);
+    t.attributes = TLPB_ATTR_ID_ORDERING;
+    expect_valid(&t, &mps_128);
+}
+
+static void test_valid_completions(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = cpld(1, 4, 0);
+    expect_valid(&t, &mps_128);
+    /* Max payload exactly; Byte Count larger (more completions follow). */
+    t = cpld(32, 4096, 0);
+    expect_valid(&t, &mps_128);
+    t = cpld(1024, 4096, 0);
+    expect_valid(&t, &mps_4096);
+    /* Unaligned start: 2 bytes at offset 3 need 2 DW. */
+    t = cpld(2, 2, 0x7f);
+    expect_valid(&t, &mps_128);
+    /* Zero-length read's completion. */
+    t = cpld(1, 1, 0x40);
+    expect_valid(&t, &mps_128);
+    t = cpl(TLPB_CPL_UR, 128);
+    expect_valid(&t, &mps_128);
+    t = cpl(TLPB_CPL_CRS, 4);
+    expect_valid(&t, &mps_128);
+    t = cpl(TLPB_CPL_CA, 4096);
+    expect_valid(&t, &mps_128);
+    /* A Cpl's Length is reserved: whatever length_dw holds is ignored. */
+    t = cpl(TLPB_CPL_SC, 4);
+    t.length_dw = 7;
+    expect_valid(&t, &mps_128);
+}
+
+static void test_valid_unsplit(void **state)
+{
+    (void)state;
+    /* Fast mode: 1 MiB (+8) in one TLP, crossing 4 KiB boundaries. */
+    struct tlpb_tlp t = mwr(0x1000, UNSPLIT_DW);
+    expect_valid(&t, &fast);
+    t = mwr(0x1ff8, 1024 * 256);
+    expect_valid(&t, &fast);
+    t = mrd(0x10, UNSPLIT_DW);
+    expect_valid(&t, &fast);
+    t = cpld(UNSPLIT_DW, TLPB_UNSPLIT_MAX_BYTES, 0);
+    expect_valid(&t, &fast);
+    /* The same TLPs are refused without fast mode. */
+    t = mwr(0x1ff8, 1024 * 256);
+    expect_invalid(&t, &mps_256, "MWr payload exceeds max payload size");
+    t = mrd(0x1ff8, 4);
+    expect_invalid(&t, &mps_256, "memory request crosses a 4 KiB boundary");
+}
+
+/* ---- every rejection --------------------------------------------------- */
+
+static void test_reject_common_fields(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1000, 1);
+    t.kind = TLPB_TLP_INVALID;
+    expect_invalid(&t, &mps_128, "unknown TLP kind");
+    t.kind = (enum tlpb_tlp_kind)7;
+    expect_invalid(&t, &mps_128, "unknown TLP kind");
+
+    t = mrd(0x1000, 1);
+    t.traffic_class = 8;
+    expect_invalid(&t, &mps_128, "traffic class out of range");
+
+    t = mrd(0x1000, 1);
+    t.attributes = 0x8;
+    expect_invalid(&t, &mps_128, "attributes out of range");
+
+    t = mrd(0x1000, 1);
+    t.first_be = 0x1f;
+    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+    t = mrd(0x1000, 2);
+    t.last_be = 0x10;
+    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+
+    t = mrd(0x1000, 1);
+    t.bar_hint = 6;
+    expect_invalid(&t, &mps_128, "BAR hint out of range");
+    t.bar_hint = -2;
+    expect_invalid(&t, &mps_128, "BAR hint out of range");
+
+    t = mrd(0x1000, 1);
+    t.payload = data;
+    t.payload_bytes = 4;
+    expect_invalid(&t, &mps_128, "payload on a TLP kind without data");
+    t = cpl(TLPB_CPL_UR, 4);
+    t.payload = data;
+    t.payload_bytes = 4;
+    expect_invalid(&t, &mps_128, "payload on a TLP kind without data");
+    t = cfg(TLPB_TLP_CFGRD0, 0);
+    t.payload = data;
+    t.payload_bytes = 4;
+    expect_invalid(&t, &mps_128, "payload on a TLP kind without data");
+
+    t = mwr(0x1000, 1);
+    t.payload = NULL;
+    expect_invalid(&t, &mps_128, "payload_bytes set but payload missing");
+}
+
+static void test_reject_memory_lengths(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1000, 0);
+    expect_invalid(&t, &mps_128, "memory request length_dw is 0");
+    t = mwr(0x1000, 0);
+    expect_invalid(&t, &mps_128, "memory request length_dw is 0");
+
+    t = mrd(0x0, 1025);
+    expect_invalid(&t, &mps_4096, "MRd longer than 4096 bytes");
+    t = mrd(0x0, UNSPLIT_DW + 1);
+    expect_invalid(&t, &fast, "MRd longer than the unsplit maximum");
+
+    t = mwr(0x1000, 33);
+    expect_invalid(&t, &mps_128, "MWr payload exceeds max payload size");
+    t = mwr(0x0, 1025);
+    expect_invalid(&t, &mps_4096, "MWr payload exceeds max payload size");
+    /* A limit above 4096 is no licence for more. */
+    struct tlpb_tlp_limits huge = { .max_payload_bytes = 8192, .unsplit = false };
+    expect_invalid(&t, &huge, "MWr payload exceeds max payload size");
+    t = mwr(0x0, UNSPLIT_DW + 1);
+    expect_invalid(&t, &fast, "MWr payload exceeds max payload size");
+
+    t = mwr(0x1000, 2);
+    t.payload_bytes = 4;
+    expect_invalid(&t, &mps_128, "MWr payload length does not match length_dw");
+    t.payload_bytes = 12;
+    expect_invalid(&t, &mps_128, "MWr payload length does not match length_dw");
+}
+
+static void test_reject_memory_addresses(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1002, 1);
+    expect_invalid(&t, &mps_128, "memory address not DW aligned");
+    t = mwr(0x1001, 1);
+    expect_invalid(&t, &fast, "memory address not DW aligned");
+
+    t = mrd(0xfffffffffffffffcull, 2);
+    expect_invalid(&t, &mps_128, "memory request wraps past the top of the address space");
+    t = mwr(0xffffffffffff0000ull, 65536);
+    expect_invalid(&t, &fast, "memory request wraps past the top of the address space");
+
+    /* One DW past the boundary, and the classic one-byte-over case. */
+    t = mrd(0x1ffc, 2);
+    expect_invalid(&t, &mps_128, "memory request crosses a 4 KiB boundary");
+    t = mwr(0xf80, 33);
+    t.payload_bytes = 33 * 4;
+    expect_invalid(&t, &mps_4096, "memory request crosses a 4 KiB boundary");
+    t = mrd(0x1004, 1024);
+    expect_invalid(&t, &mps_128, "memory request crosses a 4 KiB boundary");
+}
+
+static void test_reject_byte_enables(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1000, 1);
+    t.last_be = 0xf;
+    expect_invalid(&t, &mps_128, "last_be must be 0 for a 1-DW request");
+
+    t = mrd(0x1000, 2);
+    t.first_be = 0;
+    expect_invalid(&t, &mps_128, "first_be is 0 in a multi-DW request");
+    t = mwr(0x1000, 4);
+    t.last_be = 0;
+    expect_invalid(&t, &mps_128, "last_be is 0 in a multi-DW request");
+
+    t = mrd(0x1000, 3);
+    t.first_be = 0x5;
+    expect_invalid(&t, &mps_128, "non-contiguous byte enables in a request longer than 2 DW");
+    t = mrd(0x1000, 3);
+    t.first_be = 0x7; /* contiguous in itself, but leaves a gap before DW 2 */
+    expect_invalid(&t, &mps_128, "non-contiguous byte enables in a request longer than 2 DW");
+    t = mwr(0x1000, 8);
+    t.last_be = 0xe;
+    expect_invalid(&t, &mps_128, "non-contiguous byte enables in a request longer than 2 DW");
+
+    t = mrd(0x1004, 2);
+    t.first_be = 0x5;
+    t.last_be = 0xf;
+    expect_invalid(&t, &mps_128, "non-contiguous byte enables in a 2-DW request not QW aligned");
+    t = mwr(0x100c, 2);
+    t.first_be = 0xf;
+    t.last_be = 0x2;
+    expect_invalid(&t, &mps_128, "non-contiguous byte enables in a 2-DW request not QW aligned");
+}
+
+static void test_reject_config(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = cfg(TLPB_TLP_CFGRD0, 0x10);
+    t.length_dw = 2;
+    t.last_be = 0xf;
+    expect_invalid(&t, &mps_128, "config request length must be 1 DW");
+    t = cfg(TLPB_TLP_CFGWR0, 0x10);
+    t.length_dw = 0;
+    t.payload_bytes = 0;
+    t.payload = NULL;
+    expect_invalid(&t, &mps_128, "config request length must be 1 DW");
+
+    t = cfg(TLPB_TLP_CFGRD0, 0x10);
+    t.last_be = 0x1;
+    expect_invalid(&t, &mps_128, "last_be must be 0 for a 1-DW request");
+
+    t = cfg(TLPB_TLP_CFGRD0, 0x1000);
+    expect_invalid(&t, &mps_128, "config register out of range");
+    t = cfg(TLPB_TLP_CFGWR0, 0xffe);
+    expect_invalid(&t, &mps_128, "config register out of range");
+    t = cfg(TLPB_TLP_CFGRD0, 0x102);
+    expect_invalid(&t, &mps_128, "config register not DW aligned");
+
+    t = cfg(TLPB_TLP_CFGRD0, 0x10);
+    t.traffic_class = 1;
+    expect_invalid(&t, &mps_128, "config request traffic class must be 0");
+    t = cfg(TLPB_TLP_CFGWR0, 0x10);
+    t.attributes = TLPB_ATTR_RELAXED_ORDERING;
+    expect_invalid(&t, &mps_128, "config request with relaxed ordering or no snoop");
+    t.attributes = TLPB_ATTR_NO_SNOOP;
+    expect_invalid(&t, &mps_128, "config request with relaxed ordering or no snoop");
+
+    t = cfg(TLPB_TLP_CFGWR0, 0x10);
+    t.payload_bytes = 8;
+    expect_invalid(&t, &mps_128, "CfgWr0 payload length does not match length_dw");
+    t.payload_bytes = 0;
+    expect_invalid(&t, &mps_128, "CfgWr0 payload length does not match length_dw");
+}
+
+static void test_reject_completions(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = cpl(TLPB_CPL_SC, 4);
+    t.status = (enum tlpb_cpl_status)3;
+    expect_invalid(&t, &mps_128, "unknown completion status");
+    t.status = (enum tlpb_cpl_status)5;
+    expect_invalid(&t, &mps_128, "unknown completion status");
+
+    t = cpld(1, 4, 0);
+    t.status = TLPB_CPL_UR;
+    expect_invalid(&t, &mps_128, "completion with data has non-SC status");
+    t.status = TLPB_CPL_CA;
+    expect_invalid(&t, &mps_128, "completion with data has non-SC status");
+
+    t = cpl(TLPB_CPL_UR, 0);
+    expect_invalid(&t, &mps_128, "completion byte count is 0");
+    t = cpld(1, 0, 0);
+    expect_invalid(&t, &mps_128, "completion byte count is 0");
+
+    t = cpl(TLPB_CPL_UR, 4097);
+    expect_invalid(&t, &mps_128, "completion byte count above 4096");
+    t = cpld(1, TLPB_UNSPLIT_MAX_BYTES + 1, 0);
+    expect_invalid(&t, &fast, "completion byte count above the unsplit maximum");
+
+    t = cpld(1, 4, 0x80);
+    expect_invalid(&t, &mps_128, "lower address out of range");
+
+    t = cpld(0, 4, 0);
+    expect_invalid(&t, &mps_128, "CplD length_dw is 0");
+
+    t = cpld(33, 4096, 0);
+    expect_invalid(&t, &mps_128, "CplD payload exceeds max payload size");
+    t = cpld(UNSPLIT_DW + 1, TLPB_UNSPLIT_MAX_BYTES, 0);
+    expect_invalid(&t, &fast, "CplD payload exceeds max payload size");
+
+    t = cpld(2, 8, 0);
+    t.payload_bytes = 4;
+    expect_invalid(&t, &mps_128, "CplD payload length does not match length_dw");
+
+    /* 4 bytes from offset 0 fit in 1 DW; from offset 1 they need 2. */
+    t = cpld(2, 4, 0x40);
+    expect_invalid(&t, &mps_128, "CplD carries more data than its byte count");
+    t = cpld(2, 4, 0x41);
+    expect_valid(&t, &mps_128);
+    t = cpld(3, 4, 0x41);
+    expect_invalid(&t, &mps_128, "CplD carries more data than its byte count");
+}
+
+static void test_reason_pointer_optional(void **state)
+{
+    (void)state;
+    struct tlpb_tlp t = mrd(0x1002, 1);
+    assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), -EINVAL);
+    t = mrd(0x1000, 1);
+    assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_memory_requests),
+        cmocka_unit_test(test_valid_byte_enables),
+        cmocka_unit_test(test_valid_config),
+        cmocka_unit_test(test_valid_completions),
+        cmocka_unit_test(test_valid_unsplit),
+        cmocka_unit_test(test_reject_common_fields),
+        cmocka_unit_test(test_reject_memory_lengths),
+        cmocka_unit_test(test_reject_memory_addresses),
+        cmocka_unit_test(test_reject_byte_enables),
+        cmocka_unit_test(test_reject_config),
+        cmocka_unit_test(test_reject_completions),
+        cmocka_unit_test(test_reason_pointer_optional),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
