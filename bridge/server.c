@@ -500,6 +500,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void start_conn(struct bridge *b, struct conn *c)
 {
+    /* As on the client side: several large DMA frames in flight each way. */
+    uv_send_buffer_size(&c->h.handle, &(int){4 * 1024 * 1024});
+    uv_recv_buffer_size(&c->h.handle, &(int){4 * 1024 * 1024});
     c->bridge = b;
     c->h.handle.data = c;
     c->role = TLPB__ROLE__ROLE_UNSPECIFIED;

@@ -65,8 +65,6 @@ struct tlpb_host {
 
     uint8_t *dma_buf;
     size_t dma_buf_size;
-    uint8_t *cpl_buf;
-    size_t cpl_buf_size;
 
     struct msix_entry *msix_table;
     uint8_t *msix_pending;
@@ -261,14 +259,18 @@ static void serve_dma_read(struct tlpb_host *h, const struct tlpb_tlp *req)
 {
     uint32_t bytes = tlpb_tlp_request_bytes(req);
     uint64_t addr = tlpb_tlp_first_byte_address(req);
+    uint32_t lead = (uint32_t)(addr & 3u);
     struct tlpb_tlp cpl;
     h->stats.dma_reads++;
-    if (!grow(&h->dma_buf, &h->dma_buf_size, bytes ? bytes : 1)) {
+    /* Guest memory is read once, at its offset within the first DW, so each
+     * completion's payload is a slice of this buffer: no second copy. */
+    size_t span = ((size_t)lead + bytes + 3u) & ~(size_t)3u;
+    if (!grow(&h->dma_buf, &h->dma_buf_size, span ? span : 4)) {
         tlpb_completion_error_for(&cpl, req, h->cfg.requester_id, TLPB_CPL_CA);
         send_completion(h, &cpl);
         return;
     }
-    int st = h->ops.dma_read(h->opaque, addr, h->dma_buf, bytes);
+    int st = h->ops.dma_read(h->opaque, addr, h->dma_buf + lead, bytes);
     if (st != 0) {
         h->stats.dma_errors++;
         host_log(h, TLPB_HOST_LOG_DEBUG, "DMA read of %u bytes at 0x%llx: not guest memory", bytes,
@@ -288,6 +290,8 @@ static void serve_dma_read(struct tlpb_host *h, const struct tlpb_tlp *req)
         send_completion(h, &cpl);
         return;
     }
+    memset(h->dma_buf, 0, lead);
+    memset(h->dma_buf + lead + bytes, 0, span - lead - bytes);
     uint32_t max_payload = tlpb_cfg_max_payload_bytes(&h->shadow);
     uint32_t done = 0;
     while (done < bytes) {
@@ -296,16 +300,15 @@ static void serve_dma_read(struct tlpb_host *h, const struct tlpb_tlp *req)
         uint32_t chunk = (h->unsplit_dma && bytes > 4096)
                              ? remaining
                              : tlpb_split_completion_bytes(at, remaining, max_payload, HOST_RCB_BYTES);
-        tlpb_completion_for(&cpl, req, h->cfg.requester_id, at, chunk, remaining);
-        size_t len = (size_t)cpl.length_dw * 4u;
-        if (!grow(&h->cpl_buf, &h->cpl_buf_size, len))
+        if (chunk == 0) { /* cannot happen with RCB 64 and MPS >= 128; never spin */
+            tlpb_completion_error_for(&cpl, req, h->cfg.requester_id, TLPB_CPL_CA);
+            send_completion(h, &cpl);
             return;
-        unsigned lead = (unsigned)(at & 3u);
-        memset(h->cpl_buf, 0, lead);
-        memcpy(h->cpl_buf + lead, h->dma_buf + done, chunk);
-        memset(h->cpl_buf + lead + chunk, 0, len - lead - chunk);
-        cpl.payload = h->cpl_buf;
-        cpl.payload_bytes = (uint32_t)len;
+        }
+        tlpb_completion_for(&cpl, req, h->cfg.requester_id, at, chunk, remaining);
+        /* Every completion but the first starts DW aligned (on an RCB). */
+        cpl.payload = h->dma_buf + ((at & ~(uint64_t)3u) - (addr & ~(uint64_t)3u));
+        cpl.payload_bytes = cpl.length_dw * 4u;
         send_completion(h, &cpl);
         done += chunk;
     }
@@ -523,7 +526,7 @@ static int pump(struct tlpb_host *h, int timeout_ms)
     if (prc == 0)
         return 0;
     size_t space;
-    uint8_t *dst = tlpb_reader_space(&h->rd, 64 * 1024, &space);
+    uint8_t *dst = tlpb_reader_space(&h->rd, 256 * 1024, &space);
     if (!dst) {
         disconnect(h, "out of memory");
         return -ENOTCONN;
@@ -638,7 +641,6 @@ void tlpb_host_close(struct tlpb_host *h)
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
     free(h->dma_buf);
-    free(h->cpl_buf);
     free(h->msix_table);
     free(h->msix_pending);
     free(h);

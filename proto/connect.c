@@ -23,6 +23,15 @@ uint64_t tlpb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Room for several large DMA frames in flight each way, so a burst of
+ * completions does not make either side sleep and wake per frame. */
+static void size_buffers(int fd)
+{
+    int bytes = 4 * 1024 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
 static int connect_unix(const char *path, char *err, size_t err_size)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -37,6 +46,7 @@ static int connect_unix(const char *path, char *err, size_t err_size)
         snprintf(err, err_size, "socket: %s", strerror(e));
         return -e;
     }
+    size_buffers(fd);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
         snprintf(err, err_size, "connect %s: %s", path, strerror(e));
@@ -70,6 +80,7 @@ static int connect_tcp(const char *hostport, char *err, size_t err_size)
             last = -errno;
             continue;
         }
+        size_buffers(fd);
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

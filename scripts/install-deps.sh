@@ -9,7 +9,8 @@ packages=(
   libuv1-dev                         # the bridge's event loop
   libprotobuf-c-dev protobuf-c-compiler  # wire schema, generated at build time
   libconfig-dev                      # the bridge's config file
-  zlib1g-dev                         # CRC-32 in the dmacopy model and checks
+  zlib1g-dev                         # reference CRC-32 in tests and checks
+  libisal-dev                        # fast CRC-32 in the dmacopy model
   libcmocka-dev                      # unit tests
 )
 

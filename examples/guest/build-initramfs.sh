@@ -18,7 +18,7 @@ INSTALL=1
 PACKAGES="linux-image-amd64 linux-headers-amd64 busybox-static cpio gcc make libc6-dev binutils gzip"
 
 usage() {
-	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 while [ $# -gt 0 ]; do
@@ -56,12 +56,12 @@ fi
 
 # --- kernel version: one with both the image and the headers ---------------------
 if [ -z "$KVER" ]; then
-	for dir in /lib/modules/*; do
+	KVER=$(for dir in /lib/modules/*; do
 		v=${dir##*/}
-		[ -f "/boot/vmlinuz-$v" ] && [ -f "$dir/build/Makefile" ] && echo "$v"
-	done | sort -V | tail -n 1 >"${TMPDIR:-/tmp}/tlpb-kver.$$"
-	KVER=$(cat "${TMPDIR:-/tmp}/tlpb-kver.$$")
-	rm -f "${TMPDIR:-/tmp}/tlpb-kver.$$"
+		if [ -f "/boot/vmlinuz-$v" ] && [ -f "$dir/build/Makefile" ]; then
+			echo "$v"
+		fi
+	done | sort -V | tail -n 1)
 fi
 [ -n "$KVER" ] || die "no kernel with both /boot/vmlinuz-VER and /lib/modules/VER/build"
 [ -f "/boot/vmlinuz-$KVER" ] || die "/boot/vmlinuz-$KVER not found (linux-image-$KVER)"

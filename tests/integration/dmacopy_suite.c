@@ -78,6 +78,11 @@ static int cb_dma_write(void *opaque, uint64_t addr, const void *buf, uint32_t l
 static void cb_interrupt(void *opaque, enum tlpb_host_irq_kind kind, unsigned vector)
 {
     struct dmacopy_fixture *fx = opaque;
+    /* DMA data (and DONE) must land before the interrupt that announces it. */
+    if (fx->irq_watch_index >= 0 &&
+        ((kind == TLPB_HOST_IRQ_MSIX && vector == 0) || kind == TLPB_HOST_IRQ_INTX_ASSERT) &&
+        !(fx_desc_status(fx, (unsigned)fx->irq_watch_index) & DESC_DONE))
+        fx->irq_before_done++;
     switch (kind) {
     case TLPB_HOST_IRQ_MSIX:
         if (vector < 2)
@@ -123,6 +128,7 @@ void fx_open_ex(struct dmacopy_fixture *fx, const char *device, bool offer_unspl
                 bool require_connected)
 {
     memset(fx, 0, sizeof(*fx));
+    fx->irq_watch_index = -1;
     fx->device = device;
     fx->dma_mode = offer_unsplit ? FX_DMA_FAST : FX_DMA_STRICT;
     fx->ram = calloc(1, GUEST_RAM_BYTES);
@@ -578,12 +584,16 @@ void fx_copy(struct dmacopy_fixture *fx, uint32_t src_off, uint32_t dst_off, uin
     unsigned m1 = fx->msix[1];
     unsigned index = fx_post(fx, GUEST_RAM_BASE + src_off, GUEST_RAM_BASE + dst_off, len,
                              DESC_FLAG_IRQ);
+    unsigned early = fx->irq_before_done;
+    fx->irq_watch_index = (int)index;
     fx_doorbell(fx);
     if (!fx_wait_desc(fx, index))
         return;
     fx->completed++;
     check_copy(fx, index, src_off, dst_off, len, what);
     ack_completion_irq(fx, m0, what);
+    fx->irq_watch_index = -1;
+    CHECK(fx->irq_before_done == early, "%s: the completion interrupt came before DONE", what);
     CHECK(fx->msix[1] == m1, "%s: unexpected error interrupt", what);
     CHECK_EQ_U64(fx_rd32(fx, REG_STATUS), 0, "STATUS after a copy");
     CHECK_EQ_U64(fx_rd32(fx, REG_HEAD), fx->tail, "HEAD after a copy");
@@ -844,12 +854,16 @@ static void case_intx(struct dmacopy_fixture *fx)
     unsigned m0 = fx->msix[0], asserts = fx->intx_asserts;
     prepare_copy(fx, SRC_OFF, DST_OFF, 2000, 11);
     unsigned index = fx_post(fx, GUEST_RAM_BASE + SRC_OFF, GUEST_RAM_BASE + DST_OFF, 2000, DESC_FLAG_IRQ);
+    unsigned early = fx->irq_before_done;
+    fx->irq_watch_index = (int)index;
     fx_doorbell(fx);
     if (fx_wait_desc(fx, index)) {
         fx->completed++;
         check_copy(fx, index, SRC_OFF, DST_OFF, 2000, "copy with INTx");
         bool level = true;
         fx_wait_for(fx, pred_intx, &level, "INTx assert");
+        fx->irq_watch_index = -1;
+        CHECK(fx->irq_before_done == early, "INTx asserted before DONE landed");
         CHECK(fx->intx_asserts == asserts + 1, "INTx asserted %u times", fx->intx_asserts - asserts);
         CHECK(fx_rd32(fx, REG_IRQ_STATUS) & IRQ_COMPLETION, "IRQ_STATUS.completion with INTx");
         uint32_t cs = fx_config_read(fx, 0x04);

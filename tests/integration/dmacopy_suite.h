@@ -61,6 +61,8 @@ struct dmacopy_fixture {
     bool intx_level;
     unsigned intx_asserts;
     unsigned intx_deasserts;
+    int irq_watch_index;    /* descriptor whose completion interrupt is due, or -1 */
+    unsigned irq_before_done; /* completion interrupts seen before its DONE landed */
     unsigned link_events;
     bool link_sim_attached;
 

@@ -600,6 +600,16 @@ static void case_bad_tlps_from_simulator(void)
             reply ? reply->hello_reply->error : "no reply");
     tlpb_envelope_free(reply);
 
+    /* A second simulator for the same device. */
+    struct raw s2;
+    raw_open(&s2);
+    reply = raw_hello(&s2, TLPB__ROLE__ROLE_SIMULATOR, "ext0", TLPB_PROTOCOL_MAJOR, dmacopy_description());
+    CHECK(reply && !reply->hello_reply->accepted, "a second simulator for ext0 was accepted");
+    tlpb_envelope_free(reply);
+    CHECK(raw_expect_dropped(&s2), "second simulator: not dropped");
+    raw_close(&s2);
+    check_logged("handshake refused: device already has a simulator attached", "second simulator");
+
     /* The bridge replays the host's config state to a new simulator: answer
      * whatever config writes it sends, as a device would. Then a
      * completion for a tag nobody used. */

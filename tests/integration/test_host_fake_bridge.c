@@ -142,12 +142,12 @@ static void end_script(void)
 static void case_event_with_reply(void)
 {
     start_script(SCRIPT_EVENT_WITH_REPLY);
-    CHECK(fb.hello_ok || !tlpb_host_connected(fx.host), "the host's Hello was wrong");
     CHECK(tlpb_host_connected(fx.host), "not connected to the scripted bridge");
     CHECK(tlpb_host_simulator_attached(fx.host),
           "the event that came with the HelloReply was not handled");
     CHECK(fx.link_sim_attached, "link_changed did not report the attached simulator");
     end_script();
+    CHECK(fb.hello_ok, "the host's Hello was not a host Hello for dmacopy0");
 }
 
 static void case_junk(void)
@@ -155,10 +155,10 @@ static void case_junk(void)
     start_script(SCRIPT_JUNK);
     uint32_t v = 0;
     int rc = tlpb_host_mem_read(fx.host, 0, DMACOPY_BAR0_ADDR, &v, 4);
-    CHECK(fb.got_request, "the scripted bridge never saw the read");
     CHECK(rc == -ENOTCONN && v == 0xFFFFFFFFu, "read answered by junk: rc %d value 0x%x", rc, v);
     CHECK(!tlpb_host_connected(fx.host), "still connected after junk from the bridge");
     end_script();
+    CHECK(fb.got_request, "the scripted bridge never saw the read");
 }
 
 static void case_vanish(void)

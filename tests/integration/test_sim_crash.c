@@ -8,15 +8,19 @@
  * - a restarted hlsim-run attaches, the host sees it, and the whole dmacopy
  *   suite passes again: same bridge, same host handle. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "tlpb/wire.h"
 
 static struct dmacopy_fixture fx;
 
@@ -219,6 +223,153 @@ static void simulator_times_out(void)
     fx_close(&slow);
 }
 
+static bool backend_is(const char *device, const char *want)
+{
+    bool ok = false;
+    char backend[32] = "";
+    char *status = it_control("status", NULL, &ok);
+    it_json_str(it_json_device(status, device), "backend", backend, sizeof(backend));
+    free(status);
+    return strcmp(backend, want) == 0;
+}
+
+static unsigned long long posted_writes_at_bridge(const char *device)
+{
+    bool ok = false;
+    unsigned long long n = 0;
+    char *status = it_control("status", NULL, &ok);
+    CHECK(it_json_uint(it_json_device(status, device), "host_posted_writes", &n),
+          "status lacks host_posted_writes");
+    free(status);
+    return n;
+}
+
+/* A host that writes as fast as it can to a device whose simulator is
+ * stopped: the bridge stops reading from the host (its queue to the
+ * simulator is bounded), so the host's socket fills up; when the
+ * simulator runs again every write is delivered, in order. */
+static void backpressure_no_write_lost(void)
+{
+    struct it_child *sim = it_start_sim("bp0", false);
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (!backend_is("bp0", "external") && it_now_ms() < deadline)
+        it_check_children();
+    REQUIRE(backend_is("bp0", "external"), "hlsim-run for bp0 never attached");
+
+    char err[256];
+    int fd = tlpb_connect(it.socket_path, err, sizeof(err));
+    REQUIRE(fd >= 0, "connect: %s", err);
+    struct tlpb_frame_reader rd;
+    tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    hello.version_major = TLPB_PROTOCOL_MAJOR;
+    hello.role = TLPB__ROLE__ROLE_HOST;
+    hello.device_name = (char *)"bp0";
+    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
+    REQUIRE(reply != NULL, "handshake: %s", err);
+    tlpb_envelope_free(reply);
+
+    /* Memory space on, BAR0 where the writes go (config writes complete). */
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    uint8_t bar0[4] = {(uint8_t)DMACOPY_BAR0_ADDR, (uint8_t)(DMACOPY_BAR0_ADDR >> 8),
+                       (uint8_t)(DMACOPY_BAR0_ADDR >> 16), (uint8_t)(DMACOPY_BAR0_ADDR >> 24)};
+    uint8_t cmd[4] = {0x02, 0, 0, 0};
+    struct tlpb_tlp cfg = {.kind = TLPB_TLP_CFGWR0, .tag = 1, .length_dw = 1, .first_be = 0xF,
+                           .completer_id = 0x100, .cfg_register = 0x10, .bar_hint = TLPB_NO_BAR,
+                           .payload_bytes = 4, .payload = bar0};
+    tlpb_obuf_append_tlp(&ob, &cfg, true);
+    cfg.tag = 2;
+    cfg.cfg_register = 0x04;
+    cfg.first_be = 0x3;
+    cfg.payload = cmd;
+    tlpb_obuf_append_tlp(&ob, &cfg, true);
+    REQUIRE(tlpb_obuf_write_all(&ob, fd) == 0, "sending config writes");
+    for (int done = 0; done < 2;) {
+        const uint8_t *frame;
+        size_t len;
+        const char *reason = "";
+        REQUIRE(tlpb_reader_read_frame(&rd, fd, IT_DEADLINE_MS, &frame, &len, &reason) == 1,
+                "config write completions: %s", reason);
+        Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+        if (env && env->body_case == TLPB__ENVELOPE__BODY_TLP)
+            done++;
+        tlpb_envelope_free(env);
+    }
+
+    it_signal(sim, SIGSTOP);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uint64_t sent = 0, bytes = 0;
+    const uint64_t give_up_bytes = 256u * 1024u * 1024u;
+    uint32_t value = 0;
+    bool blocked = false;
+    while (!blocked && bytes < give_up_bytes) {
+        /* a batch of writes of increasing values to SCRATCH */
+        for (int i = 0; i < 256; i++) {
+            uint32_t v = ++value;
+            uint8_t data[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+            struct tlpb_tlp wr = {.kind = TLPB_TLP_MWR, .length_dw = 1, .first_be = 0xF,
+                                  .address = DMACOPY_BAR0_ADDR + REG_SCRATCH, .bar_hint = 0,
+                                  .payload_bytes = 4, .payload = data};
+            tlpb_obuf_append_tlp(&ob, &wr, true);
+        }
+        sent += 256;
+        while (tlpb_obuf_pending(&ob)) {
+            ssize_t n = write(fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno == EAGAIN) {
+                blocked = true;
+                break;
+            }
+            REQUIRE(n > 0, "write to the bridge: %s", strerror(errno));
+            bytes += (uint64_t)n;
+            tlpb_obuf_consume(&ob, (size_t)n);
+        }
+    }
+    printf("  the host's socket filled after %.1f MiB (%llu posted writes)\n",
+           (double)bytes / (1024.0 * 1024.0), (unsigned long long)sent);
+    CHECK(blocked, "%.0f MiB written without the bridge pushing back",
+          (double)bytes / (1024.0 * 1024.0));
+    unsigned long long taken = posted_writes_at_bridge("bp0");
+    CHECK(taken < sent, "the bridge took all %llu writes while the simulator was stopped", taken);
+
+    /* Let it go: the rest of the writes, then a read behind them. */
+    it_signal(sim, SIGCONT);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    struct tlpb_tlp rd_req = {.kind = TLPB_TLP_MRD, .tag = 3, .length_dw = 1, .first_be = 0xF,
+                              .address = DMACOPY_BAR0_ADDR + REG_SCRATCH, .bar_hint = 0};
+    tlpb_obuf_append_tlp(&ob, &rd_req, true);
+    REQUIRE(tlpb_obuf_write_all(&ob, fd) == 0, "sending the rest");
+    tlpb_obuf_free(&ob);
+    uint32_t got = 0;
+    bool answered = false;
+    while (!answered) {
+        const uint8_t *frame;
+        size_t len;
+        const char *reason = "";
+        int rc = tlpb_reader_read_frame(&rd, fd, IT_DEADLINE_MS, &frame, &len, &reason);
+        if (rc != 1) {
+            CHECK(false, "no completion for the read behind the writes: %s", reason);
+            break;
+        }
+        Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+        if (env && env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->tag == 3) {
+            answered = true;
+            CHECK(env->tlp->kind == TLPB__TLP_KIND__TLP_CPLD && env->tlp->payload.len == 4,
+                  "read behind the writes: kind %d", (int)env->tlp->kind);
+            if (env->tlp->payload.len == 4)
+                memcpy(&got, env->tlp->payload.data, 4);
+        }
+        tlpb_envelope_free(env);
+    }
+    CHECK_EQ_U64(got, value, "SCRATCH after the flood (the last write)");
+    CHECK_EQ_U64(posted_writes_at_bridge("bp0"), sent, "posted writes the bridge forwarded");
+    tlpb_reader_free(&rd);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_sim_crash");
@@ -236,6 +387,16 @@ int main(int argc, char **argv)
                   "    msix = { vectors = 2; table_bar = 2; table_offset = 0; pba_bar = 2; pba_offset = 0x800; };\n"
                   "    intx_pin = 1;\n"
                   "    max_payload_supported = 512;\n"
+                  "  };\n"
+                  "}, {\n"
+                  "  name = \"bp0\";\n"
+                  "  backend = \"external\";\n"
+                  "  timeout_ms = 600000;\n"
+                  "  description = {\n"
+                  "    vendor_id = 0x1234; device_id = 0x7a11; revision = 1; class_code = 0x088000;\n"
+                  "    bars = ({ index = 0; size = 4096; }, { index = 2; size = 4096; });\n"
+                  "    msix = { vectors = 2; table_bar = 2; table_offset = 0; pba_bar = 2; pba_offset = 0x800; };\n"
+                  "    intx_pin = 1;\n"
                   "  };\n"
                   "}, {\n"
                   "  name = \"slow0\";\n"
@@ -259,6 +420,7 @@ int main(int argc, char **argv)
     printf("==== the suite, first simulator\n");
     dmacopy_suite_run(&fx);
     IT_RUN("a simulator that stops answering: timeout", simulator_times_out());
+    IT_RUN("a stopped simulator: backpressure, no posted write lost", backpressure_no_write_lost());
     IT_RUN("SIGKILL in the middle of a 1 MiB copy's DMA", sim = crash_mid_dma(sim));
     IT_RUN("SIGKILL with a read and a 1 MiB copy outstanding", crash_with_work_outstanding(sim));
     IT_RUN("the bridge keeps serving", bridge_keeps_serving());
