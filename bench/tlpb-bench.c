@@ -34,10 +34,26 @@ static double percentile_us(uint64_t *ns, int n, double p)
     return (double)ns[i] / 1e3;
 }
 
+/* Processes this run started: stopped on any exit, so a failure leaves
+ * nothing running. */
+static pid_t children[8];
+static unsigned child_count;
+
 static void die(const char *what)
 {
     fprintf(stderr, "tlpb-bench: %s\n", what);
+    for (unsigned i = 0; i < child_count; i++) {
+        kill(children[i], SIGKILL);
+        waitpid(children[i], NULL, 0);
+    }
     exit(1);
+}
+
+static pid_t track(pid_t pid)
+{
+    if (pid > 0 && child_count < sizeof(children) / sizeof(children[0]))
+        children[child_count++] = pid;
+    return pid;
 }
 
 /* ---- floors ---------------------------------------------------------------- */
@@ -167,6 +183,7 @@ static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const 
               "--log-level", "warn", "--ready-fd", fd, (char *)NULL);
         _exit(127);
     }
+    track(pid);
     close(ready[1]);
     char buf[8] = "";
     ssize_t n = read(ready[0], buf, sizeof(buf)); /* "ready\n", or EOF if it failed */
@@ -184,15 +201,18 @@ static pid_t spawn_runner(const struct paths *p, const char *socket_path, const 
               (char *)NULL);
         _exit(127);
     }
-    return pid;
+    return track(pid);
 }
 
 static void stop(pid_t pid)
 {
-    if (pid > 0) {
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-    }
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    for (unsigned i = 0; i < child_count; i++)
+        if (children[i] == pid)
+            children[i] = children[--child_count];
 }
 
 static void open_device(struct dmacopy_host *dc, const char *socket_path, const char *device,
@@ -313,6 +333,28 @@ static double msix_per_s(struct dmacopy_host *dc)
     return (double)(dc->msix_count[0] - start) / ((double)dt / 1e9);
 }
 
+static int no_dma(void *opaque, uint64_t addr, void *buf, uint32_t len) { return 1; }
+static int no_dma_write(void *opaque, uint64_t addr, const void *buf, uint32_t len) { return 1; }
+static void no_irq(void *opaque, enum tlpb_host_irq_kind kind, unsigned vector) {}
+
+/* Connect as the host and let the bridge's event say when the simulator has
+ * attached: no guessing how long the runner takes to start. */
+static void wait_for_simulator(const char *socket_path, const char *device)
+{
+    struct tlpb_host_config cfg = {.address = socket_path, .device_name = device};
+    struct tlpb_host_ops ops = {.dma_read = no_dma, .dma_write = no_dma_write, .interrupt = no_irq};
+    struct tlpb_host *h;
+    char err[256];
+    if (tlpb_host_open(&h, &cfg, &ops, NULL, err, sizeof(err)) != 0 || !tlpb_host_connected(h))
+        die("cannot connect to the bridge");
+    uint64_t deadline = tlpb_now_ns() + 30000000000ull;
+    while (!tlpb_host_simulator_attached(h) && tlpb_now_ns() < deadline)
+        tlpb_host_wait(h, 1000);
+    if (!tlpb_host_simulator_attached(h))
+        die("hlsim-run did not attach");
+    tlpb_host_close(h);
+}
+
 static void locate(struct paths *p, const char *build_dir)
 {
     if (strlen(build_dir) > PATH_MAX - 64)
@@ -406,16 +448,8 @@ int main(int argc, char **argv)
     snprintf(spec, sizeof(spec), "bench2:external=%s", p.model);
     pid_t bridge_ext = spawn_bridge(&p, sock_ext, spec, "strict");
     pid_t runner = spawn_runner(&p, sock_ext, "bench2");
-    /* Connect first and let the host see the simulator attach: no guessing
-     * how long the runner takes to start. */
+    wait_for_simulator(sock_ext, "bench2");
     open_device(&dc, sock_ext, "bench2", false, 128, 512);
-    uint64_t deadline = tlpb_now_ns() + 10000000000ull;
-    while (!tlpb_host_simulator_attached(dc.host) && tlpb_now_ns() < deadline)
-        tlpb_host_wait(dc.host, 100);
-    if (!tlpb_host_simulator_attached(dc.host))
-        die("hlsim-run did not attach");
-    dmacopy_host_close(&dc);
-    open_device(&dc, sock_ext, "bench2", false, 128, 512); /* re-init against the model */
     double ext_p50;
     mmio_read_latency(&dc, &ext_p50, NULL);
     dmacopy_host_close(&dc);

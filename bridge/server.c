@@ -281,6 +281,13 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         refuse(c, "device already has a simulator attached");
         return;
     }
+    /* Fast (unsplit) DMA trades PCIe fidelity for speed: only where the
+     * device's configuration says so, so a strict device stays strict. */
+    if (!d->cfg->fast_dma && (c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA)) {
+        bridge_log(LOG_INFO, "%s: device %s is configured for strict DMA: unsplit DMA not granted",
+                   c->label, d->cfg->name);
+        c->capabilities &= ~(uint64_t)TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
+    }
     struct tlpb_devdesc desc;
     const char *reason = NULL;
     if (!hello->description) {
