@@ -133,7 +133,7 @@ static void msix_alloc(struct tlpb_host *h)
     free(h->msix_pending);
     h->msix_table = NULL;
     h->msix_pending = NULL;
-    if (!h->desc.msix_vectors)
+    if (!h->desc.msix_vectors || h->cfg.msix_table_external)
         return;
     h->msix_table = calloc(h->desc.msix_vectors, sizeof(*h->msix_table));
     h->msix_pending = calloc(h->desc.msix_vectors, 1);
@@ -360,7 +360,12 @@ static bool msix_vector_masked(const struct tlpb_host *h, unsigned vector)
 static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind, unsigned vector)
 {
     h->stats.interrupts++;
-    if (kind == TLPB_HOST_IRQ_MSIX) {
+    if (kind == TLPB_HOST_IRQ_MSIX && h->cfg.msix_table_external) {
+        if (vector >= h->desc.msix_vectors) {
+            host_log(h, TLPB_HOST_LOG_WARN, "MSI-X vector %u out of range: dropped", vector);
+            return;
+        }
+    } else if (kind == TLPB_HOST_IRQ_MSIX) {
         if (!h->msix_table || vector >= h->desc.msix_vectors) {
             host_log(h, TLPB_HOST_LOG_WARN, "MSI-X vector %u out of range: dropped", vector);
             return;

@@ -56,6 +56,37 @@ static int connect_unix(const char *path, char *err, size_t err_size)
     return fd;
 }
 
+/* A host that drops packets would hold a blocking connect() for minutes,
+ * and the host library retries from QEMU's main loop: bound it. */
+#define TCP_CONNECT_TIMEOUT_MS 1000
+
+static int connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return connect(fd, sa, len);
+    int rc = connect(fd, sa, len);
+    if (rc < 0 && errno == EINPROGRESS) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int prc;
+        do
+            prc = poll(&pfd, 1, TCP_CONNECT_TIMEOUT_MS);
+        while (prc < 0 && errno == EINTR);
+        int soerr = 0;
+        socklen_t soerr_len = sizeof(soerr);
+        if (prc == 0) {
+            errno = ETIMEDOUT;
+        } else if (prc > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len) == 0) {
+            rc = soerr ? -1 : 0;
+            errno = soerr;
+        }
+    }
+    int saved = errno;
+    fcntl(fd, F_SETFL, flags);
+    errno = saved;
+    return rc;
+}
+
 static int connect_tcp(const char *hostport, char *err, size_t err_size)
 {
     char host[256];
@@ -81,7 +112,7 @@ static int connect_tcp(const char *hostport, char *err, size_t err_size)
             continue;
         }
         size_buffers(fd);
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (connect_bounded(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             freeaddrinfo(res);

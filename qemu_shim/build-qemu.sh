@@ -2,8 +2,10 @@
 # Build qemu-system-x86_64 with the tlpbridge-pci device, cached by content.
 #
 # Usage: qemu_shim/build-qemu.sh [options]
-#   QEMU=$(qemu_shim/build-qemu.sh --host-lib build/host/libtlpbhost.a \
-#            --host-include host/include:build/proto | tail -1)
+#   QEMU=$(qemu_shim/build-qemu.sh | tail -1)
+#
+# The host protocol library (libtlpbhost, libtlpbwire) is built from this
+# repository, without sanitizers, unless --host-lib names prebuilt archives.
 #
 # Everything but the final binary path goes to stderr; the path is the last
 # line of stdout. See qemu_shim/README.md.
@@ -11,6 +13,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 PROG=$(basename "$0")
 
 # ---------------------------------------------------------------- settings --
@@ -39,6 +42,9 @@ MESON_MIN=1.5.0
 RUNTIME_PKGS=(seabios qemu-system-data ipxe-qemu libglib2.0-0 libpixman-1-0 zlib1g)
 HOST_RUNTIME_PKGS=(libprotobuf-c1)
 HOST_BUILD_PKGS=(libprotobuf-c-dev)
+# Building the host library from this repository: its CMake project
+# configures every component, so it needs all of the project's libraries.
+SELF_HOST_BUILD_PKGS=(cmake protobuf-c-compiler libuv1-dev libconfig-dev zlib1g-dev libisal-dev)
 
 # The QEMU feature set. Changing this line changes the script, hence the key.
 CONFIGURE_ARGS=(
@@ -72,8 +78,10 @@ Options (environment variable in brackets):
   --qemu-src PATH       QEMU source directory or tarball [QEMU_SRC]; default:
                         'apt-get source --download-only qemu/<codename>-backports'
                         into the cache (downloaded once, kept)
-  --host-lib FILES      static host protocol library libtlpbhost.a, then the
-                        archives it needs (libtlpbwire.a), colon-separated [TLPB_HOST_LIB]
+  --host-lib FILES      prebuilt static host protocol library libtlpbhost.a, then
+                        the archives it needs (libtlpbwire.a), colon-separated
+                        [TLPB_HOST_LIB]; default: built from this repository
+                        (RelWithDebInfo, no sanitizers) in the build tree
   --host-include DIRS   colon-separated include dirs for it [TLPB_HOST_INCLUDE]
   --host-libs FLAGS     extra link flags for it, default '-lprotobuf-c' [TLPB_HOST_LIBS]
   --cache-dir DIR       cache root [TLPB_QEMU_CACHE], default
@@ -253,7 +261,7 @@ apt_install() {  # apt_install [-t SUITE] PKG...
 
 ensure_runtime_deps() {
     local pkgs=("${RUNTIME_PKGS[@]}") missing
-    [ -n "$TLPB_HOST_LIB" ] && pkgs+=("${HOST_RUNTIME_PKGS[@]}")
+    pkgs+=("${HOST_RUNTIME_PKGS[@]}")
     missing=$(missing_pkgs "${pkgs[@]}")
     [ -z "$missing" ] && return 0
     need_root_for "missing runtime packages: $(printf "%s " $missing)"
@@ -264,7 +272,8 @@ ensure_runtime_deps() {
 
 ensure_build_deps() {
     local pkgs=("${BUILD_PKGS[@]}" "${RUNTIME_PKGS[@]}") missing
-    [ -n "$TLPB_HOST_LIB" ] && pkgs+=("${HOST_BUILD_PKGS[@]}" "${HOST_RUNTIME_PKGS[@]}")
+    pkgs+=("${HOST_BUILD_PKGS[@]}" "${HOST_RUNTIME_PKGS[@]}")
+    [ -n "$TLPB_HOST_LIB" ] || pkgs+=("${SELF_HOST_BUILD_PKGS[@]}")
     missing=$(missing_pkgs "${pkgs[@]}")
     if [ -n "$missing" ]; then
         need_root_for "missing build packages: $(printf "%s " $missing)"
@@ -357,9 +366,11 @@ resolve_source() {
 }
 
 # ------------------------------------------------------------- cache key --
-# Device sources: every C file and header next to this script.
+# Device sources: every C file and header next to this script, and the
+# trace-events file (appended to hw/misc/trace-events).
 shim_sources() {
-    find "$SCRIPT_DIR" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort
+    find "$SCRIPT_DIR" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name trace-events \) |
+        LC_ALL=C sort
 }
 
 host_include_dirs() {  # one absolute dir per line
@@ -371,6 +382,13 @@ host_include_dirs() {  # one absolute dir per line
         [ -d "$d" ] || die "host include dir '$d' does not exist"
         abspath "$d"
     done
+}
+
+# Sources of the host library when it is built from this repository: the
+# top-level CMake project and everything under host/ and proto/.
+self_host_sources() {
+    printf '%s\n' "$REPO_DIR/CMakeLists.txt"
+    find "$REPO_DIR/host" "$REPO_DIR/proto" -type f | LC_ALL=C sort
 }
 
 compute_key() {
@@ -389,6 +407,9 @@ compute_key() {
         [ ${#HOST_ARCHIVES[@]} -gt 0 ] || die "--host-lib names no archive"
     elif [ -n "$TLPB_HOST_INCLUDE" ]; then
         die "--host-include given without --host-lib"
+    else
+        [ -f "$REPO_DIR/CMakeLists.txt" ] && [ -d "$REPO_DIR/host" ] && [ -d "$REPO_DIR/proto" ] \
+            || die "no --host-lib given and $REPO_DIR is not the tlpbridge repository to build it from"
     fi
     HOST_INC_DIRS=$(host_include_dirs)
     manifest=$(
@@ -411,7 +432,10 @@ compute_key() {
                     done
             done <<<"$HOST_INC_DIRS"
         else
-            printf 'hostlib none\n'
+            printf 'hostlib self %s\n' "$TLPB_HOST_LIBS"
+            while IFS= read -r f; do
+                printf 'hostsrc %s %s\n' "${f#"$REPO_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
+            done < <(self_host_sources)
         fi
     )
     KEY_MANIFEST=$manifest
@@ -469,7 +493,7 @@ patch_tree() {
     # 1. The device sources.
     while IFS= read -r f; do
         case $(basename "$f") in
-            tlpbridge-pci.c) cp "$f" "$q/hw/misc/tlpbridge-pci.c" ;;
+            trace-events) { printf '\n'; cat "$f"; } >>"$q/hw/misc/trace-events" ;;
             *) cp "$f" "$q/hw/misc/" ;;
         esac
     done < <(shim_sources)
@@ -494,7 +518,6 @@ EOF
     fi
     {
         printf '/* Generated by qemu_shim/build-qemu.sh */\n'
-        printf '#define TLPBRIDGE_HAVE_HOST_LIB %d\n' "$([ -n "$TLPB_HOST_LIB" ] && echo 1 || echo 0)"
         printf '#define TLPBRIDGE_BUILD_KEY "%s"\n' "$KEY"
     } >"$q/hw/misc/tlpbridge-build.h"
     local extra_c=() n
@@ -524,10 +547,7 @@ EOF
 }
 
 check_host_lib() {
-    if [ -z "$TLPB_HOST_LIB" ]; then
-        warn "no --host-lib given: tlpbridge-pci is built without the host protocol library"
-        return 0
-    fi
+    [ ${#HOST_ARCHIVES[@]} -gt 0 ] || return 0  # built from the repository later
     local a
     for a in "${HOST_ARCHIVES[@]}"; do
         case $(head -c 8 "$a" | tr -d '\n') in
@@ -547,6 +567,23 @@ check_host_lib() {
     done
 }
 
+# Build libtlpbhost.a and libtlpbwire.a from this repository into the build
+# tree, always without sanitizers: ASan-instrumented archives cannot be linked
+# into QEMU. Sets HOST_ARCHIVES and HOST_INC_DIRS.
+build_self_host_lib() {
+    local hb=$WORK/hostlib
+    log "building the host library from $REPO_DIR in $hb"
+    run_logged "$LOG" cmake -S "$REPO_DIR" -B "$hb" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DTLPB_SANITIZE=OFF -DTLPB_BUILD_TESTS=OFF -DTLPB_BUILD_QEMU=OFF -DTLPB_BUILD_RTL=OFF \
+        -DTLPB_WERROR=OFF || fail_with_log "$LOG" "configuring the host library failed"
+    run_logged "$LOG" cmake --build "$hb" -j "$JOBS" --target tlpbhost tlpbwire \
+        || fail_with_log "$LOG" "building the host library failed"
+    HOST_ARCHIVES=("$hb/host/libtlpbhost.a" "$hb/proto/libtlpbwire.a")
+    HOST_INC_DIRS=$(printf '%s\n' "$REPO_DIR/host/include" "$REPO_DIR/proto/include" "$hb/proto/generated")
+    TLPB_HOST_LIB=$(IFS=:; printf '%s' "${HOST_ARCHIVES[*]}")
+    check_host_lib
+}
+
 do_build() {
     local q b t0 t1
     WORK=$CACHE_ROOT/work/qemu-$KEY
@@ -556,6 +593,7 @@ do_build() {
     LOG=$WORK/build.log
     : >"$LOG"
     t0=$(date +%s)
+    [ ${#HOST_ARCHIVES[@]} -gt 0 ] || build_self_host_lib
     unpack_source "$WORK"
     q=$WORK/qemu; b=$q/build
     patch_tree "$q"

@@ -1,22 +1,39 @@
 /*
- * tlpbridge-pci: PCIe endpoint whose config, MMIO, DMA and interrupts are
- * carried as PCIe TLPs over a socket to the tlpbridge daemon.
+ * tlpbridge-pci: a PCIe endpoint whose MMIO, config writes, DMA and
+ * interrupts are carried as PCIe TLPs over a socket to the tlpbridge daemon,
+ * which hands them to a behavioural C model, an RTL simulation, or its
+ * fallback responder.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * This is the device skeleton: it realizes a PCIe endpoint with a PCI Express
- * capability, an MMIO BAR and an MSI-X BAR, and validates its properties.
- * Until it is wired to the host protocol library, it behaves like the shim
- * with no bridge reachable: reads return all-ones, writes are dropped and
- * counted, and this is logged once.
+ * The protocol lives in libtlpbhost (the root-complex side, independent of
+ * QEMU); this file maps it onto QEMU:
+ *
+ *  - Config space is QEMU's, built from the device description (from the
+ *    bridge, or from properties when no bridge answers at realize), with the
+ *    capabilities at the offsets the model side uses: PCI Express at 0x40,
+ *    MSI at 0x80, MSI-X at 0xA0. Every config write is also forwarded, so
+ *    the model sees bus mastering, BAR addresses, MSI-X enable, MPS/MRRS
+ *    and initiate-FLR.
+ *  - MMIO reads block the vCPU until the completion arrives; while waiting,
+ *    the library serves the device's DMA and interrupts through the callbacks
+ *    below (with the BQL held, as for any other device). MMIO writes are
+ *    posted: queued, and sent from a bottom half so that a burst of writes
+ *    becomes one send; a read is ordered after queued writes by the library.
+ *  - The MSI-X table and PBA are QEMU's (msix_init); the rest of the BAR
+ *    that holds them is forwarded.
+ *  - With no bridge, or after it went away, reads return the fallback value
+ *    and writes are dropped (counted, logged once); the library reconnects
+ *    from a timer, and QEMU keeps running.
  *
  * Written against QEMU 10.0 (hw/misc/edu.c style). Porting notes:
  *  - QEMU >= 10.1: class_init takes (ObjectClass *, const void *data).
  *  - Property arrays are const and have no DEFINE_PROP_END_OF_LIST (>= 9.2).
  *
  * Usage:
- *   -device tlpbridge-pci,socket=/run/tlpbridge.sock,device=dev0
- *   -device tlpbridge-pci,socket=tcp:127.0.0.1:7700,device=dev0
+ *   -device pcie-root-port,id=rp0,chassis=1
+ *   -device tlpbridge-pci,bus=rp0,socket=/run/tlpbridge.sock,device=dmacopy0
+ *   -device tlpbridge-pci,bus=rp0,socket=tcp:127.0.0.1:7700,device=dmacopy0
  */
 
 #include "qemu/osdep.h"
@@ -24,118 +41,437 @@
 #include "qemu/units.h"
 #include "qemu/host-utils.h"
 #include "qemu/module.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
 #include "qemu/error-report.h"
 #include "qapi/error.h"
+#include "exec/memory.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_device.h"
 #include "hw/pci/pcie.h"
+#include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
 #include "hw/resettable.h"
 #include "qom/object.h"
+#include "trace.h"
 
 /*
- * The build script generates tlpbridge-build.h next to this file; it says
- * whether the host protocol library (libtlpbhost) is linked in.
+ * libtlpbhost and the description/config-space definitions it shares with
+ * the model side (include dirs added after QEMU's own by build-qemu.sh).
  */
-#if defined(__has_include)
-#if __has_include("tlpbridge-build.h")
-#include "tlpbridge-build.h"
-#endif
-#endif
-#ifndef TLPBRIDGE_HAVE_HOST_LIB
-#define TLPBRIDGE_HAVE_HOST_LIB 0
-#endif
+#include "tlpb_host.h"
+#include "tlpb/cfgspace.h"
+#include "tlpb/devdesc.h"
 
 #define TYPE_TLPBRIDGE_PCI "tlpbridge-pci"
 OBJECT_DECLARE_SIMPLE_TYPE(TlpbridgePciState, TLPBRIDGE_PCI)
 
-/* Placeholder identity until the device description comes from the bridge. */
-#define TLPBRIDGE_VENDOR_ID       PCI_VENDOR_ID_QEMU
-#define TLPBRIDGE_DEVICE_ID       0x7470
-#define TLPBRIDGE_REVISION        0x01
+/* Capability offsets: the same as in the model's config space. */
+#define TLPBRIDGE_PCIE_CAP_OFFSET TLPB_CFG_PCIE_CAP /* 0x40 */
+#define TLPBRIDGE_MSI_CAP_OFFSET  TLPB_CFG_MSI_CAP  /* 0x80 */
+#define TLPBRIDGE_MSIX_CAP_OFFSET TLPB_CFG_MSIX_CAP /* 0xA0 */
 
-#define TLPBRIDGE_MMIO_BAR        0
-#define TLPBRIDGE_MSIX_BAR        2
-#define TLPBRIDGE_PCIE_CAP_OFFSET 0x80
+/* Reset kinds of tlpb_host_reset (the protocol's ResetKind). */
+#define TLPBRIDGE_RESET_FUNCTION_LEVEL 1
+#define TLPBRIDGE_RESET_HOT            2
+
+typedef struct TlpbridgeBar {
+    TlpbridgePciState *dev;
+    int index;
+    MemoryRegion container; /* what is registered as the BAR */
+    MemoryRegion forward;   /* the whole BAR, forwarded to the bridge */
+} TlpbridgeBar;
 
 struct TlpbridgePciState {
     PCIDevice parent_obj;
 
-    /* properties */
-    char *socket;          /* unix path, "unix:PATH" or "tcp:HOST:PORT" */
-    char *device;          /* device name at the bridge */
-    uint64_t mmio_size;    /* BAR0 size */
-    uint32_t msix_vectors; /* 0: no MSI-X */
+    /* properties: the bridge */
+    char *socket;              /* unix path, "unix:PATH" or "tcp:HOST:PORT" */
+    char *device;              /* device name at the bridge */
+    uint32_t read_timeout_ms;
+    uint32_t fallback_value;
+    uint32_t reconnect_ms;
+    bool fast_dma;
 
-    MemoryRegion mmio;
+    /* properties: the description used when no bridge answers at realize */
+    uint16_t prop_vendor_id;
+    uint16_t prop_device_id;
+    uint32_t prop_class_code;
+    uint8_t prop_revision;
+    uint64_t prop_bar_size[TLPB_BAR_COUNT];
+    uint8_t prop_bar_64bit;    /* bit n: BAR n is 64-bit (uses slot n + 1) */
+    uint16_t prop_msix_vectors;
+    uint8_t prop_msix_bar;
+    uint32_t prop_msix_table_offset;
+    uint32_t prop_msix_pba_offset;
+    uint8_t prop_msi_vectors;
+    uint8_t prop_intx_pin;
 
-    /* while no bridge answers */
-    uint64_t dropped_writes;
-    uint64_t failed_reads;
-    bool no_bridge_logged;
+    struct tlpb_host *host;
+    struct tlpb_devdesc desc;  /* what the device was realized from */
+    bool realized;
+    bool link_up;              /* as last reported by link_changed */
+    bool desc_mismatch_logged;
+
+    TlpbridgeBar bars[TLPB_BAR_COUNT];
+
+    int watched_fd;            /* the bridge socket in the main loop, or -1 */
+    QEMUTimer *reconnect_timer;
+    QEMUBH *flush_bh;          /* sends queued posted writes */
+    QEMUBH *replay_bh;         /* brings a (re)connected bridge up to date */
+    bool in_host_call;         /* inside libtlpbhost: it is not reentrant */
 };
 
-static bool tlpbridge_socket_valid(const char *s, Error **errp)
-{
-    const char *hostport, *colon;
+/* ---- libtlpbhost callbacks ----------------------------------------------- */
 
-    if (!s || !*s) {
-        error_setg(errp, "tlpbridge-pci: property 'socket' is required "
-                   "(a unix socket path, unix:PATH or tcp:HOST:PORT)");
-        return false;
+/*
+ * The device reads guest memory (or asks with a zero-length read whether its
+ * posted writes landed). Returns 0, or 1 (Unsupported Request).
+ */
+static int tlpbridge_dma_read(void *opaque, uint64_t addr, void *buf,
+                              uint32_t len)
+{
+    TlpbridgePciState *s = opaque;
+    PCIDevice *pdev = PCI_DEVICE(s);
+    int result;
+
+    if (len == 0) {
+        result = address_space_access_valid(pci_get_address_space(pdev), addr,
+                                            1, false,
+                                            MEMTXATTRS_UNSPECIFIED) ? 0 : 1;
+    } else {
+        result = pci_dma_read(pdev, addr, buf, len) == MEMTX_OK ? 0 : 1;
     }
-    if (g_str_has_prefix(s, "tcp:")) {
-        hostport = s + 4;
-        colon = strrchr(hostport, ':');
-        if (!colon || colon == hostport || !colon[1] ||
-            strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
-            error_setg(errp, "tlpbridge-pci: socket '%s' is not tcp:HOST:PORT",
-                       s);
+    trace_tlpbridge_dma_read(addr, len, result);
+    return result;
+}
+
+static int tlpbridge_dma_write(void *opaque, uint64_t addr, const void *buf,
+                               uint32_t len)
+{
+    TlpbridgePciState *s = opaque;
+    int result = pci_dma_write(PCI_DEVICE(s), addr, buf, len) == MEMTX_OK ?
+                 0 : 1;
+
+    trace_tlpbridge_dma_write(addr, len, result);
+    return result;
+}
+
+static unsigned tlpbridge_msi_vectors_enabled(PCIDevice *pdev)
+{
+    uint16_t flags = pci_get_word(pdev->config + pdev->msi_cap +
+                                  PCI_MSI_FLAGS);
+
+    return 1u << ((flags & PCI_MSI_FLAGS_QSIZE) >> 4);
+}
+
+static void tlpbridge_interrupt(void *opaque, enum tlpb_host_irq_kind kind,
+                                unsigned vector)
+{
+    TlpbridgePciState *s = opaque;
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    trace_tlpbridge_interrupt(kind, vector);
+    switch (kind) {
+    case TLPB_HOST_IRQ_MSIX:
+        /* msix_notify holds a masked vector pending, as hardware does. */
+        if (msix_enabled(pdev) && vector < msix_nr_vectors_allocated(pdev)) {
+            msix_notify(pdev, vector);
+        }
+        break;
+    case TLPB_HOST_IRQ_MSI:
+        /* Only vectors the guest enabled (Multiple Message Enable). */
+        if (msi_enabled(pdev) && vector < tlpbridge_msi_vectors_enabled(pdev)) {
+            msi_notify(pdev, vector);
+        }
+        break;
+    case TLPB_HOST_IRQ_INTX_ASSERT:
+    case TLPB_HOST_IRQ_INTX_DEASSERT:
+        if (pci_intx(pdev) >= 0) {
+            pci_set_irq(pdev, kind == TLPB_HOST_IRQ_INTX_ASSERT);
+        }
+        break;
+    }
+}
+
+static void tlpbridge_fd_read(void *opaque);
+
+/*
+ * Do two descriptions give the guest the same function (IDs, BARs,
+ * interrupt capabilities)?
+ */
+static bool tlpbridge_same_layout(const struct tlpb_devdesc *a,
+                                  const struct tlpb_devdesc *b)
+{
+    for (int i = 0; i < TLPB_BAR_COUNT; i++) {
+        if (a->bars[i].size_bytes != b->bars[i].size_bytes ||
+            a->bars[i].is_64bit != b->bars[i].is_64bit ||
+            a->bars[i].prefetchable != b->bars[i].prefetchable ||
+            a->bars[i].is_io != b->bars[i].is_io) {
             return false;
         }
-        return true;
     }
-    if (g_str_has_prefix(s, "unix:")) {
-        s += 5;
+    return a->vendor_id == b->vendor_id && a->device_id == b->device_id &&
+           a->revision == b->revision && a->class_code == b->class_code &&
+           a->msix_vectors == b->msix_vectors &&
+           (!a->msix_vectors ||
+            (a->msix_table_bar == b->msix_table_bar &&
+             a->msix_table_offset == b->msix_table_offset &&
+             a->msix_pba_bar == b->msix_pba_bar &&
+             a->msix_pba_offset == b->msix_pba_offset)) &&
+           a->msi_vectors == b->msi_vectors &&
+           (!a->msi_vectors || a->msi_64bit == b->msi_64bit) &&
+           a->intx_pin == b->intx_pin;
+}
+
+/*
+ * The connection came up or went down: watch the new socket, or retry from a
+ * timer while there is none.
+ */
+static void tlpbridge_link_changed(void *opaque, bool connected,
+                                   bool simulator_attached)
+{
+    TlpbridgePciState *s = opaque;
+    const struct tlpb_devdesc *desc;
+    bool was_up;
+    int fd;
+
+    if (!s->host) {
+        return; /* still inside tlpb_host_open; synced right after it */
     }
-    if (!*s) {
-        error_setg(errp, "tlpbridge-pci: empty unix socket path");
+    fd = tlpb_host_fd(s->host);
+    trace_tlpbridge_link_changed(connected, simulator_attached, fd);
+    if (fd != s->watched_fd) {
+        if (s->watched_fd >= 0) {
+            qemu_set_fd_handler(s->watched_fd, NULL, NULL, NULL);
+        }
+        if (fd >= 0) {
+            qemu_set_fd_handler(fd, tlpbridge_fd_read, NULL, s);
+        }
+        s->watched_fd = fd;
+    }
+    if (!connected) {
+        s->link_up = false;
+        timer_mod(s->reconnect_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->reconnect_ms);
+        return;
+    }
+    timer_del(s->reconnect_timer);
+    was_up = s->link_up;
+    s->link_up = true;
+    if (!s->realized) {
+        return;
+    }
+    if (!was_up) {
+        qemu_bh_schedule(s->replay_bh);
+    }
+
+    /* BARs and capabilities cannot change under a running guest. */
+    desc = tlpb_host_description(s->host);
+    if (desc && !tlpbridge_same_layout(desc, &s->desc) &&
+        !s->desc_mismatch_logged) {
+        s->desc_mismatch_logged = true;
+        warn_report("tlpbridge-pci: device '%s': the bridge describes the "
+                    "device differently from how it was realized "
+                    "(%04x:%04x); keeping the realized layout",
+                    s->device, desc->vendor_id, desc->device_id);
+    }
+}
+
+static void tlpbridge_log(void *opaque, enum tlpb_host_log_level level,
+                          const char *message)
+{
+    TlpbridgePciState *s = opaque;
+
+    switch (level) {
+    case TLPB_HOST_LOG_ERROR:
+        error_report("tlpbridge-pci: device '%s': %s", s->device, message);
+        break;
+    case TLPB_HOST_LOG_WARN:
+        warn_report("tlpbridge-pci: device '%s': %s", s->device, message);
+        break;
+    case TLPB_HOST_LOG_INFO:
+        info_report("tlpbridge-pci: device '%s': %s", s->device, message);
+        break;
+    default:
+        trace_tlpbridge_log(message);
+        break;
+    }
+}
+
+static const struct tlpb_host_ops tlpbridge_host_ops = {
+    .dma_read = tlpbridge_dma_read,
+    .dma_write = tlpbridge_dma_write,
+    .interrupt = tlpbridge_interrupt,
+    .link_changed = tlpbridge_link_changed,
+    .log = tlpbridge_log,
+};
+
+/*
+ * libtlpbhost must not be entered from its own callbacks: a DMA the device
+ * aims at its own BAR (or at config space) would do that. Such an access is
+ * ignored: reads get all-ones.
+ */
+static bool tlpbridge_enter(TlpbridgePciState *s)
+{
+    if (s->in_host_call) {
+        qemu_log_mask(LOG_GUEST_ERROR, "tlpbridge-pci: device '%s': "
+                      "its own DMA reached it back: ignored\n", s->device);
         return false;
     }
-    if (strlen(s) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
-        error_setg(errp, "tlpbridge-pci: unix socket path '%s' is too long", s);
-        return false;
-    }
+    s->in_host_call = true;
     return true;
 }
 
-static void tlpbridge_log_no_bridge(TlpbridgePciState *s)
+static void tlpbridge_leave(TlpbridgePciState *s)
 {
-    if (!s->no_bridge_logged) {
-        s->no_bridge_logged = true;
-        warn_report("tlpbridge-pci: no bridge connection for device '%s' "
-                    "(socket %s); MMIO reads return all-ones, writes are "
-                    "dropped", s->device, s->socket);
+    s->in_host_call = false;
+}
+
+/* ---- Main-loop work ------------------------------------------------------ */
+
+/* Traffic while no vCPU waits: DMA, interrupts, events, a lost connection. */
+static void tlpbridge_fd_read(void *opaque)
+{
+    TlpbridgePciState *s = opaque;
+
+    if (tlpbridge_enter(s)) {
+        tlpb_host_poll(s->host);
+        tlpbridge_leave(s);
     }
 }
 
-static uint64_t tlpbridge_mmio_read(void *opaque, hwaddr addr, unsigned size)
+static void tlpbridge_reconnect(void *opaque)
 {
     TlpbridgePciState *s = opaque;
 
-    s->failed_reads++;
-    tlpbridge_log_no_bridge(s);
-    return MAKE_64BIT_MASK(0, size * 8);
+    if (!tlpbridge_enter(s)) {
+        return;
+    }
+    tlpb_host_poll(s->host);  /* retries the connection when it is due */
+    tlpbridge_leave(s);
+    if (!tlpb_host_connected(s->host)) {
+        timer_mod(s->reconnect_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->reconnect_ms);
+    }
 }
 
-static void tlpbridge_mmio_write(void *opaque, hwaddr addr, uint64_t val,
-                                 unsigned size)
+/*
+ * A bridge that was restarted, or that comes up after the guest programmed
+ * the device, has not seen the config writes that matter: send them again
+ * from QEMU's config space (the command register last, as the bridge does
+ * when it brings up a new backend).
+ */
+static void tlpbridge_replay_config(void *opaque)
+{
+    TlpbridgePciState *s = opaque;
+    PCIDevice *pdev = PCI_DEVICE(s);
+    static const struct { uint16_t offset; uint8_t be; } header[] = {
+        { PCI_BASE_ADDRESS_0, 0xf }, { PCI_BASE_ADDRESS_1, 0xf },
+        { PCI_BASE_ADDRESS_2, 0xf }, { PCI_BASE_ADDRESS_3, 0xf },
+        { PCI_BASE_ADDRESS_4, 0xf }, { PCI_BASE_ADDRESS_5, 0xf },
+        { PCI_INTERRUPT_LINE, 0x1 },
+    };
+    struct { uint16_t offset; uint8_t be; } regs[16];
+    unsigned n = 0;
+
+    if (!tlpb_host_connected(s->host) || !tlpbridge_enter(s)) {
+        return;
+    }
+    for (unsigned i = 0; i < ARRAY_SIZE(header); i++) {
+        regs[n].offset = header[i].offset;
+        regs[n++].be = header[i].be;
+    }
+    if (pdev->exp.exp_cap) {
+        /* Device Control (MPS, MRRS, extended tags) */
+        regs[n].offset = pdev->exp.exp_cap + PCI_EXP_DEVCTL;
+        regs[n++].be = 0x3;
+    }
+    if (msi_present(pdev)) {
+        /* address, upper address, data; the flags (enable) after them */
+        for (unsigned off = 4; off < 16; off += 4) {
+            regs[n].offset = pdev->msi_cap + off;
+            regs[n++].be = 0xf;
+        }
+        regs[n].offset = pdev->msi_cap;
+        regs[n++].be = 0xc;
+    }
+    if (msix_present(pdev)) {
+        regs[n].offset = pdev->msix_cap;
+        regs[n++].be = 0xc;
+    }
+    regs[n].offset = PCI_COMMAND;
+    regs[n++].be = 0x3;
+
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t value = pci_get_long(pdev->config + regs[i].offset);
+        int rc = tlpb_host_config_write(s->host, regs[i].offset, value,
+                                        regs[i].be);
+
+        trace_tlpbridge_config_write(regs[i].offset, value, regs[i].be, rc);
+    }
+    tlpbridge_leave(s);
+}
+
+static void tlpbridge_flush(void *opaque)
 {
     TlpbridgePciState *s = opaque;
 
-    s->dropped_writes++;
-    tlpbridge_log_no_bridge(s);
+    if (tlpbridge_enter(s)) {
+        tlpb_host_flush(s->host);
+        tlpbridge_leave(s);
+    }
+}
+
+/* ---- MMIO ---------------------------------------------------------------- */
+
+static uint64_t tlpbridge_bus_address(TlpbridgeBar *bar, hwaddr offset)
+{
+    pcibus_t base = pci_get_bar_addr(PCI_DEVICE(bar->dev), bar->index);
+
+    return (base == PCI_BAR_UNMAPPED ? 0 : base) + offset;
+}
+
+static uint64_t tlpbridge_mmio_read(void *opaque, hwaddr offset,
+                                    unsigned size)
+{
+    TlpbridgeBar *bar = opaque;
+    TlpbridgePciState *s = bar->dev;
+    uint64_t addr = tlpbridge_bus_address(bar, offset);
+    uint8_t data[8] = { 0 };
+    uint64_t val;
+    int rc;
+
+    if (!tlpbridge_enter(s)) {
+        return MAKE_64BIT_MASK(0, size * 8);
+    }
+    rc = tlpb_host_mem_read(s->host, bar->index, addr, data, size);
+    tlpbridge_leave(s);
+    val = ldn_le_p(data, size);
+    trace_tlpbridge_mmio_read(bar->index, addr, size, val, rc);
+    return val;
+}
+
+static void tlpbridge_mmio_write(void *opaque, hwaddr offset, uint64_t val,
+                                 unsigned size)
+{
+    TlpbridgeBar *bar = opaque;
+    TlpbridgePciState *s = bar->dev;
+    uint64_t addr = tlpbridge_bus_address(bar, offset);
+    uint8_t data[8];
+    int rc;
+
+    if (!tlpbridge_enter(s)) {
+        return;
+    }
+    stn_le_p(data, size, val);
+    rc = tlpb_host_mem_write(s->host, bar->index, addr, data, size);
+    tlpbridge_leave(s);
+    trace_tlpbridge_mmio_write(bar->index, addr, size, val, rc);
+    if (rc == 0) {
+        qemu_bh_schedule(s->flush_bh);
+    }
 }
 
 static const MemoryRegionOps tlpbridge_mmio_ops = {
@@ -145,96 +481,500 @@ static const MemoryRegionOps tlpbridge_mmio_ops = {
     .valid = {
         .min_access_size = 1,
         .max_access_size = 8,
+        .unaligned = false,
     },
     .impl = {
         .min_access_size = 1,
         .max_access_size = 8,
+        .unaligned = false,
     },
 };
 
-static void tlpbridge_config_write(PCIDevice *pdev, uint32_t addr,
-                                   uint32_t val, int len)
-{
-    /* QEMU owns config space; the bridge will be told about the write. */
-    pci_default_write_config(pdev, addr, val, len);
-}
+/* ---- Config space -------------------------------------------------------- */
 
-static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
+static void tlpbridge_config_write(PCIDevice *pdev, uint32_t address,
+                                   uint32_t value, int len)
 {
     TlpbridgePciState *s = TLPBRIDGE_PCI(pdev);
-    uint8_t *conf = pdev->config;
+    uint32_t addr = address, val = value, end = address + len;
+
+    pci_default_write_config(pdev, address, value, len);
+
+    /*
+     * Forward what the guest wrote, one DW at a time with byte enables: the
+     * model applies its own register semantics (RW1C, BAR sizing), exactly
+     * as for a configuration write on a link.
+     */
+    if (tlpbridge_enter(s)) {
+        while (addr < end) {
+            uint32_t reg = addr & ~3u;
+            uint32_t shift = addr & 3u;
+            uint32_t n = MIN(end - addr, 4 - shift);
+            uint8_t be = ((1u << n) - 1) << shift;
+            uint32_t dw = (uint32_t)(val << (shift * 8));
+            int rc = tlpb_host_config_write(s->host, reg, dw, be);
+
+            trace_tlpbridge_config_write(reg, dw, be, rc);
+            val = n < 4 ? val >> (n * 8) : 0;
+            addr += n;
+        }
+        tlpbridge_leave(s);
+    }
+
+    /*
+     * An initiate-FLR reached the model with the write above; this resets
+     * QEMU's side of the function.
+     */
+    pcie_cap_flr_write_config(pdev, address, value, len);
+}
+
+/* ---- Device description -------------------------------------------------- */
+
+static void tlpbridge_desc_from_properties(TlpbridgePciState *s,
+                                           struct tlpb_devdesc *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->vendor_id = s->prop_vendor_id;
+    d->device_id = s->prop_device_id;
+    d->revision = s->prop_revision;
+    d->class_code = s->prop_class_code;
+    for (int i = 0; i < TLPB_BAR_COUNT; i++) {
+        d->bars[i].size_bytes = s->prop_bar_size[i];
+        d->bars[i].is_64bit = s->prop_bar_size[i] &&
+                              (s->prop_bar_64bit & (1u << i));
+    }
+    d->msix_vectors = s->prop_msix_vectors;
+    if (d->msix_vectors) {
+        d->msix_table_bar = s->prop_msix_bar;
+        d->msix_table_offset = s->prop_msix_table_offset;
+        d->msix_pba_bar = s->prop_msix_bar;
+        d->msix_pba_offset = s->prop_msix_pba_offset;
+    }
+    d->msi_vectors = s->prop_msi_vectors;
+    d->msi_64bit = true;
+    d->intx_pin = s->prop_intx_pin;
+    d->max_payload_supported_bytes = 128;
+}
+
+/* PCIe size code (Max_Payload_Size, Max_Read_Request_Size) of a size. */
+static uint32_t tlpbridge_size_code(uint32_t bytes)
+{
+    uint32_t code = 0;
+
+    while (code < 5 && (128u << code) < bytes) {
+        code++;
+    }
+    return code;
+}
+
+/*
+ * Device Control at power-on, as on the model side: MPS 128, MRRS 512,
+ * relaxed ordering and no snoop enabled.
+ */
+static void tlpbridge_devctl_reset(PCIDevice *pdev)
+{
+    uint8_t *devctl = pdev->config + pdev->exp.exp_cap + PCI_EXP_DEVCTL;
+
+    pci_set_word(devctl, (pci_get_word(devctl) & PCI_EXP_DEVCTL_BCR_FLR) |
+                 PCI_EXP_DEVCTL_RELAX_EN | PCI_EXP_DEVCTL_NOSNOOP_EN |
+                 PCI_EXP_DEVCTL_READRQ_512B);
+}
+
+/*
+ * The PCI Express endpoint capability, matching the model's: max payload
+ * supported from the description, MPS/MRRS/extended tags writable (so what
+ * the guest reads back is what the model uses), error reporting, FLR.
+ */
+static int tlpbridge_pcie_cap_init(TlpbridgePciState *s, Error **errp)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+    uint32_t pos;
     int ret;
-
-    if (!tlpbridge_socket_valid(s->socket, errp)) {
-        return;
-    }
-    if (!s->device || !*s->device) {
-        error_setg(errp, "tlpbridge-pci: property 'device' (the device name "
-                   "at the bridge) is required");
-        return;
-    }
-    if (s->mmio_size < 16 || !is_power_of_2(s->mmio_size)) {
-        error_setg(errp, "tlpbridge-pci: mmio-size must be a power of two "
-                   ">= 16, got 0x%" PRIx64, s->mmio_size);
-        return;
-    }
-    if (s->msix_vectors > PCI_MSIX_FLAGS_QSIZE + 1) {
-        error_setg(errp, "tlpbridge-pci: msix-vectors must be <= %d",
-                   PCI_MSIX_FLAGS_QSIZE + 1);
-        return;
-    }
-
-    pci_config_set_interrupt_pin(conf, 1);
 
     ret = pcie_endpoint_cap_init(pdev, TLPBRIDGE_PCIE_CAP_OFFSET);
     if (ret < 0) {
         error_setg(errp, "tlpbridge-pci: cannot add the PCI Express "
                    "capability (%d)", ret);
+        return ret;
+    }
+    pos = pdev->exp.exp_cap;
+    pci_long_test_and_set_mask(pdev->config + pos + PCI_EXP_DEVCAP,
+                               tlpbridge_size_code(
+                                   s->desc.max_payload_supported_bytes) |
+                               PCI_EXP_DEVCAP_EXT_TAG);
+    pci_word_test_and_set_mask(pdev->wmask + pos + PCI_EXP_DEVCTL,
+                               PCI_EXP_DEVCTL_RELAX_EN |
+                               PCI_EXP_DEVCTL_PAYLOAD |
+                               PCI_EXP_DEVCTL_EXT_TAG |
+                               PCI_EXP_DEVCTL_NOSNOOP_EN |
+                               PCI_EXP_DEVCTL_READRQ);
+    pcie_cap_deverr_init(pdev);
+    pcie_cap_flr_init(pdev);
+    tlpbridge_devctl_reset(pdev);
+    return 0;
+}
+
+static void tlpbridge_init_bars(TlpbridgePciState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    for (int i = 0; i < TLPB_BAR_COUNT; i++) {
+        const struct tlpb_bar_desc *bd = &s->desc.bars[i];
+        TlpbridgeBar *bar = &s->bars[i];
+        g_autofree char *name = g_strdup_printf("tlpbridge-bar%d", i);
+        g_autofree char *fwd_name = g_strdup_printf("tlpbridge-bar%d-mmio", i);
+        uint8_t type;
+
+        bar->dev = s;
+        bar->index = i;
+        if (!bd->size_bytes) {
+            continue;
+        }
+        if (bd->is_io) {
+            warn_report("tlpbridge-pci: device '%s': I/O BAR %d is not "
+                        "supported; left unimplemented", s->device, i);
+            continue;
+        }
+        /*
+         * MSI-X table and PBA, when described in this BAR, are added on top
+         * of the forwarded region by msix_init.
+         */
+        memory_region_init(&bar->container, OBJECT(s), name, bd->size_bytes);
+        memory_region_init_io(&bar->forward, OBJECT(s), &tlpbridge_mmio_ops,
+                              bar, fwd_name, bd->size_bytes);
+        memory_region_add_subregion_overlap(&bar->container, 0, &bar->forward,
+                                            -1);
+        type = PCI_BASE_ADDRESS_SPACE_MEMORY;
+        if (bd->is_64bit) {
+            type |= PCI_BASE_ADDRESS_MEM_TYPE_64;
+        }
+        if (bd->prefetchable) {
+            type |= PCI_BASE_ADDRESS_MEM_PREFETCH;
+        }
+        pci_register_bar(pdev, i, type, &bar->container);
+    }
+}
+
+static bool tlpbridge_bar_usable(TlpbridgePciState *s, unsigned i)
+{
+    return i < TLPB_BAR_COUNT && s->desc.bars[i].size_bytes &&
+           !s->desc.bars[i].is_io;
+}
+
+/*
+ * A subregion holds a reference on its owner: the forwarded regions must
+ * leave their containers, or the device would never be freed (unplug).
+ */
+static void tlpbridge_uninit_bars(TlpbridgePciState *s)
+{
+    for (int i = 0; i < TLPB_BAR_COUNT; i++) {
+        if (tlpbridge_bar_usable(s, i)) {
+            memory_region_del_subregion(&s->bars[i].container,
+                                        &s->bars[i].forward);
+        }
+    }
+}
+
+/* ---- Realize / unrealize ------------------------------------------------- */
+
+static bool tlpbridge_check_properties(TlpbridgePciState *s, Error **errp)
+{
+    if (!s->socket || !*s->socket) {
+        error_setg(errp, "tlpbridge-pci: property 'socket' is required "
+                   "(a unix socket path, unix:PATH or tcp:HOST:PORT)");
+        return false;
+    }
+    if (!s->device || !*s->device) {
+        error_setg(errp, "tlpbridge-pci: property 'device' (the device name "
+                   "at the bridge) is required");
+        return false;
+    }
+    if (s->reconnect_ms == 0) {
+        error_setg(errp, "tlpbridge-pci: reconnect-ms must be at least 1");
+        return false;
+    }
+    return true;
+}
+
+static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
+{
+    struct tlpb_host_config cfg = {
+        .address = s->socket,
+        .device_name = s->device,
+        .read_timeout_ms = s->read_timeout_ms,
+        .fallback_read_value = s->fallback_value,
+        .fallback_value_set = true,
+        .reconnect_interval_ms = s->reconnect_ms,
+        .offer_unsplit_dma = s->fast_dma,
+        .msix_table_external = true,
+    };
+    char err[256];
+    int ret;
+
+    s->in_host_call = true;
+    ret = tlpb_host_open(&s->host, &cfg, &tlpbridge_host_ops, s, err,
+                         sizeof(err));
+    s->in_host_call = false;
+    if (ret < 0) {
+        error_setg(errp, "tlpbridge-pci: %s", err);
+        s->host = NULL;
+        return ret;
+    }
+    /* Callbacks made while connecting came before s->host was set. */
+    tlpbridge_link_changed(s, tlpb_host_connected(s->host),
+                           tlpb_host_simulator_attached(s->host));
+    return 0;
+}
+
+static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
+{
+    ERRP_GUARD();
+    TlpbridgePciState *s = TLPBRIDGE_PCI(pdev);
+    const struct tlpb_devdesc *bridge_desc;
+    const char *reason = NULL;
+    const char *source;
+    int ret;
+
+    if (!tlpbridge_check_properties(s, errp)) {
         return;
     }
 
-    memory_region_init_io(&s->mmio, OBJECT(s), &tlpbridge_mmio_ops, s,
-                          "tlpbridge-mmio", s->mmio_size);
-    pci_register_bar(pdev, TLPBRIDGE_MMIO_BAR,
-                     PCI_BASE_ADDRESS_SPACE_MEMORY |
-                     PCI_BASE_ADDRESS_MEM_TYPE_64, &s->mmio);
+    /* Before connecting: the link_changed callback uses them. */
+    s->watched_fd = -1;
+    s->reconnect_timer = timer_new_ms(QEMU_CLOCK_REALTIME, tlpbridge_reconnect,
+                                      s);
+    s->flush_bh = qemu_bh_new_guarded(tlpbridge_flush, s,
+                                      &DEVICE(pdev)->mem_reentrancy_guard);
+    s->replay_bh = qemu_bh_new_guarded(tlpbridge_replay_config, s,
+                                       &DEVICE(pdev)->mem_reentrancy_guard);
 
-    if (s->msix_vectors) {
-        if (msix_init_exclusive_bar(pdev, s->msix_vectors,
-                                    TLPBRIDGE_MSIX_BAR, errp)) {
-            pcie_cap_exit(pdev);
-            return;
+    if (tlpbridge_open(s, errp) < 0) {
+        goto fail;
+    }
+    bridge_desc = tlpb_host_description(s->host);
+    if (bridge_desc) {
+        s->desc = *bridge_desc;
+        source = "the bridge";
+    } else {
+        tlpbridge_desc_from_properties(s, &s->desc);
+        source = "properties (no bridge reachable)";
+        if (tlpb_devdesc_validate(&s->desc, &reason) < 0) {
+            error_setg(errp, "tlpbridge-pci: device '%s': the description "
+                       "given by properties is invalid: %s", s->device,
+                       reason ? reason : "?");
+            goto fail;
         }
-        for (unsigned v = 0; v < s->msix_vectors; v++) {
+    }
+    trace_tlpbridge_realize(s->device, source);
+    info_report("tlpbridge-pci: device '%s': %04x:%04x rev %u class %06x, "
+                "description from %s", s->device, s->desc.vendor_id,
+                s->desc.device_id, s->desc.revision, s->desc.class_code,
+                source);
+
+    pci_config_set_vendor_id(pdev->config, s->desc.vendor_id);
+    pci_config_set_device_id(pdev->config, s->desc.device_id);
+    pci_config_set_revision(pdev->config, s->desc.revision);
+    pci_config_set_prog_interface(pdev->config, s->desc.class_code & 0xff);
+    pci_config_set_class(pdev->config, s->desc.class_code >> 8);
+    pci_set_word(pdev->config + PCI_SUBSYSTEM_VENDOR_ID,
+                 s->desc.subsystem_vendor_id);
+    pci_set_word(pdev->config + PCI_SUBSYSTEM_ID, s->desc.subsystem_id);
+    pci_config_set_interrupt_pin(pdev->config, s->desc.intx_pin);
+
+    tlpbridge_init_bars(s);
+
+    /*
+     * Capabilities are prepended to the list: add them last to first, so
+     * that it reads 0x40 (PCIe) -> 0x80 (MSI) -> 0xA0 (MSI-X).
+     */
+    if (s->desc.msix_vectors) {
+        if (!tlpbridge_bar_usable(s, s->desc.msix_table_bar) ||
+            !tlpbridge_bar_usable(s, s->desc.msix_pba_bar)) {
+            error_setg(errp, "tlpbridge-pci: device '%s': MSI-X table or PBA "
+                       "in an unimplemented BAR", s->device);
+            goto fail_bars;
+        }
+        ret = msix_init(pdev, s->desc.msix_vectors,
+                        &s->bars[s->desc.msix_table_bar].container,
+                        s->desc.msix_table_bar, s->desc.msix_table_offset,
+                        &s->bars[s->desc.msix_pba_bar].container,
+                        s->desc.msix_pba_bar, s->desc.msix_pba_offset,
+                        TLPBRIDGE_MSIX_CAP_OFFSET, errp);
+        if (ret < 0) {
+            goto fail_bars;
+        }
+        for (unsigned v = 0; v < s->desc.msix_vectors; v++) {
             msix_vector_use(pdev, v);
         }
     }
+    if (s->desc.msi_vectors) {
+        ret = msi_init(pdev, TLPBRIDGE_MSI_CAP_OFFSET, s->desc.msi_vectors,
+                       s->desc.msi_64bit, false, errp);
+        if (ret < 0) {
+            goto fail_msix;
+        }
+    }
+    if (tlpbridge_pcie_cap_init(s, errp) < 0) {
+        goto fail_msi;
+    }
+    s->realized = true;
+    return;
+
+fail_msi:
+    msi_uninit(pdev);
+fail_msix:
+    if (s->desc.msix_vectors) {
+        msix_unuse_all_vectors(pdev);
+        msix_uninit(pdev, &s->bars[s->desc.msix_table_bar].container,
+                    &s->bars[s->desc.msix_pba_bar].container);
+    }
+fail_bars:
+    tlpbridge_uninit_bars(s);
+fail:
+    if (s->watched_fd >= 0) {
+        qemu_set_fd_handler(s->watched_fd, NULL, NULL, NULL);
+        s->watched_fd = -1;
+    }
+    tlpb_host_close(s->host);
+    s->host = NULL;
+    timer_free(s->reconnect_timer);
+    s->reconnect_timer = NULL;
+    qemu_bh_delete(s->flush_bh);
+    s->flush_bh = NULL;
+    qemu_bh_delete(s->replay_bh);
+    s->replay_bh = NULL;
 }
 
 static void tlpbridge_exit(PCIDevice *pdev)
 {
     TlpbridgePciState *s = TLPBRIDGE_PCI(pdev);
 
-    if (s->msix_vectors) {
-        msix_unuse_all_vectors(pdev);
-        msix_uninit_exclusive_bar(pdev);
+    if (s->watched_fd >= 0) {
+        qemu_set_fd_handler(s->watched_fd, NULL, NULL, NULL);
+        s->watched_fd = -1;
     }
+    timer_free(s->reconnect_timer);
+    s->reconnect_timer = NULL;
+    qemu_bh_delete(s->flush_bh);
+    s->flush_bh = NULL;
+    qemu_bh_delete(s->replay_bh);
+    s->replay_bh = NULL;
+    s->realized = false;
+
+    /* Sends what is still queued, then closes the connection. */
+    tlpb_host_close(s->host);
+    s->host = NULL;
+
     pcie_cap_exit(pdev);
+    msi_uninit(pdev);
+    if (s->desc.msix_vectors) {
+        msix_unuse_all_vectors(pdev);
+        msix_uninit(pdev, &s->bars[s->desc.msix_table_bar].container,
+                    &s->bars[s->desc.msix_pba_bar].container);
+    }
+    tlpbridge_uninit_bars(s);
 }
+
+/* ---- Reset --------------------------------------------------------------- */
 
 static void tlpbridge_reset_hold(Object *obj, ResetType type)
 {
     TlpbridgePciState *s = TLPBRIDGE_PCI(obj);
+    PCIDevice *pdev = PCI_DEVICE(obj);
+    uint8_t *devctl = pdev->config + pdev->exp.exp_cap + PCI_EXP_DEVCTL;
+    bool flr = pdev->exp.exp_cap &&
+               (pci_get_word(devctl) & PCI_EXP_DEVCTL_BCR_FLR);
+    int rc = 0;
 
-    s->dropped_writes = 0;
-    s->failed_reads = 0;
+    if (!s->host) {
+        return;
+    }
+    if (pdev->exp.exp_cap) {
+        tlpbridge_devctl_reset(pdev);
+    }
+    /*
+     * A function-level reset was initiated by the config write that the
+     * model has already received (and acted on); anything else is a hot
+     * reset of the link the device sits on.
+     */
+    if (!flr && tlpbridge_enter(s)) {
+        rc = tlpb_host_reset(s->host, TLPBRIDGE_RESET_HOT);
+        tlpbridge_leave(s);
+    }
+    trace_tlpbridge_reset(flr ? TLPBRIDGE_RESET_FUNCTION_LEVEL :
+                          TLPBRIDGE_RESET_HOT, rc);
 }
+
+/* ---- Type ---------------------------------------------------------------- */
 
 static const Property tlpbridge_properties[] = {
     DEFINE_PROP_STRING("socket", TlpbridgePciState, socket),
     DEFINE_PROP_STRING("device", TlpbridgePciState, device),
-    DEFINE_PROP_UINT64("mmio-size", TlpbridgePciState, mmio_size, 1 * MiB),
-    DEFINE_PROP_UINT32("msix-vectors", TlpbridgePciState, msix_vectors, 1),
+    DEFINE_PROP_UINT32("read-timeout-ms", TlpbridgePciState, read_timeout_ms,
+                       30000),
+    DEFINE_PROP_UINT32("fallback-value", TlpbridgePciState, fallback_value,
+                       0xffffffff),
+    DEFINE_PROP_UINT32("reconnect-ms", TlpbridgePciState, reconnect_ms, 1000),
+    DEFINE_PROP_BOOL("fast-dma", TlpbridgePciState, fast_dma, false),
+    /* The description when no bridge answers at realize: dmacopy's. */
+    DEFINE_PROP_UINT16("vendor-id", TlpbridgePciState, prop_vendor_id, 0x1234),
+    DEFINE_PROP_UINT16("device-id", TlpbridgePciState, prop_device_id, 0x7a11),
+    DEFINE_PROP_UINT32("class-code", TlpbridgePciState, prop_class_code,
+                       0x088000),
+    DEFINE_PROP_UINT8("revision", TlpbridgePciState, prop_revision, 1),
+    DEFINE_PROP_UINT64("bar0-size", TlpbridgePciState, prop_bar_size[0],
+                       4 * KiB),
+    DEFINE_PROP_UINT64("bar1-size", TlpbridgePciState, prop_bar_size[1], 0),
+    DEFINE_PROP_UINT64("bar2-size", TlpbridgePciState, prop_bar_size[2],
+                       4 * KiB),
+    DEFINE_PROP_UINT64("bar3-size", TlpbridgePciState, prop_bar_size[3], 0),
+    DEFINE_PROP_UINT64("bar4-size", TlpbridgePciState, prop_bar_size[4], 0),
+    DEFINE_PROP_UINT64("bar5-size", TlpbridgePciState, prop_bar_size[5], 0),
+    DEFINE_PROP_UINT8("bar-64bit", TlpbridgePciState, prop_bar_64bit, 0),
+    DEFINE_PROP_UINT16("msix-vectors", TlpbridgePciState, prop_msix_vectors,
+                       2),
+    DEFINE_PROP_UINT8("msix-bar", TlpbridgePciState, prop_msix_bar, 2),
+    DEFINE_PROP_UINT32("msix-table-offset", TlpbridgePciState,
+                       prop_msix_table_offset, 0),
+    DEFINE_PROP_UINT32("msix-pba-offset", TlpbridgePciState,
+                       prop_msix_pba_offset, 0x800),
+    DEFINE_PROP_UINT8("msi-vectors", TlpbridgePciState, prop_msi_vectors, 0),
+    DEFINE_PROP_UINT8("intx-pin", TlpbridgePciState, prop_intx_pin, 1),
+};
+
+static const struct {
+    const char *name;
+    const char *description;
+} tlpbridge_property_help[] = {
+    { "socket", "the bridge: unix socket path, unix:PATH or tcp:HOST:PORT "
+      "(required)" },
+    { "device", "the device's name at the bridge (required)" },
+    { "read-timeout-ms", "longest wait for one MMIO read completion" },
+    { "fallback-value", "MMIO read data while no bridge answers" },
+    { "reconnect-ms", "retry interval while the bridge is unreachable" },
+    { "fast-dma", "offer unsplit DMA (hlsim fast mode: larger transfers, "
+      "not PCIe-exact)" },
+    { "vendor-id", "without a bridge at realize: vendor ID" },
+    { "device-id", "without a bridge at realize: device ID" },
+    { "class-code", "without a bridge at realize: 24-bit class code" },
+    { "revision", "without a bridge at realize: revision ID" },
+    { "bar0-size", "without a bridge at realize: BAR0 bytes (0 = absent)" },
+    { "bar1-size", "without a bridge at realize: BAR1 bytes (0 = absent)" },
+    { "bar2-size", "without a bridge at realize: BAR2 bytes (0 = absent)" },
+    { "bar3-size", "without a bridge at realize: BAR3 bytes (0 = absent)" },
+    { "bar4-size", "without a bridge at realize: BAR4 bytes (0 = absent)" },
+    { "bar5-size", "without a bridge at realize: BAR5 bytes (0 = absent)" },
+    { "bar-64bit", "without a bridge at realize: bit n makes BAR n 64-bit" },
+    { "msix-vectors", "without a bridge at realize: MSI-X vectors "
+      "(0 = no MSI-X)" },
+    { "msix-bar", "without a bridge at realize: BAR of MSI-X table and PBA" },
+    { "msix-table-offset", "without a bridge at realize: MSI-X table "
+      "offset" },
+    { "msix-pba-offset", "without a bridge at realize: MSI-X PBA offset" },
+    { "msi-vectors", "without a bridge at realize: MSI vectors "
+      "(0 = no MSI)" },
+    { "intx-pin", "without a bridge at realize: INTx pin (0 none, 1 = INTA "
+      ".. 4 = INTD)" },
 };
 
 static void tlpbridge_class_init(ObjectClass *klass, void *data)
@@ -246,15 +986,21 @@ static void tlpbridge_class_init(ObjectClass *klass, void *data)
     k->realize = tlpbridge_realize;
     k->exit = tlpbridge_exit;
     k->config_write = tlpbridge_config_write;
-    k->vendor_id = TLPBRIDGE_VENDOR_ID;
-    k->device_id = TLPBRIDGE_DEVICE_ID;
-    k->revision = TLPBRIDGE_REVISION;
+    /* Overwritten at realize from the device description. */
+    k->vendor_id = 0x1234;
+    k->device_id = 0x7a11;
+    k->revision = 1;
     k->class_id = PCI_CLASS_OTHERS;
     rc->phases.hold = tlpbridge_reset_hold;
 
     dc->desc = "PCIe endpoint forwarding TLPs to a tlpbridge daemon";
     dc->hotpluggable = true;
     device_class_set_props(dc, tlpbridge_properties);
+    for (unsigned i = 0; i < ARRAY_SIZE(tlpbridge_property_help); i++) {
+        object_class_property_set_description(
+            klass, tlpbridge_property_help[i].name,
+            tlpbridge_property_help[i].description);
+    }
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

@@ -64,6 +64,10 @@ struct tlpb_host_config {
                                      * 0 = 64 KiB; 1 = send each write at once */
     uint32_t reconnect_interval_ms; /* 0 = 1000 */
     bool offer_unsplit_dma;         /* accept oversized DMA TLPs (hlsim fast mode) */
+    bool msix_table_external;       /* the caller owns the MSI-X table and PBA
+                                     * (QEMU: msix_init): MSI-X interrupts are
+                                     * passed on unfiltered, and table/PBA
+                                     * accesses are not intercepted */
 };
 
 /* Create the host and try to connect. A missing bridge is not an error: the
