@@ -148,16 +148,19 @@ int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
         if (rc != 0)
             return rc;
         if (timeout_ms >= 0) {
+            /* Poll even when the deadline has passed (timeout 0 means "only
+             * what is already there"), and give up only when nothing came. */
             uint64_t now = tlpb_now_ns();
-            if (now >= deadline) {
-                *reason = "timed out waiting for a frame";
-                return -ETIMEDOUT;
-            }
+            int wait_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
             struct pollfd pfd = {.fd = fd, .events = POLLIN};
-            int prc = poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
+            int prc = poll(&pfd, 1, wait_ms);
             if (prc < 0 && errno != EINTR) {
                 *reason = "poll failed";
                 return -errno;
+            }
+            if (prc == 0 && tlpb_now_ns() >= deadline) {
+                *reason = "timed out waiting for a frame";
+                return -ETIMEDOUT;
             }
             if (prc <= 0)
                 continue;

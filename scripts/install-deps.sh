@@ -12,6 +12,7 @@ packages=(
   zlib1g-dev                         # reference CRC-32 in tests and checks
   libisal-dev                        # fast CRC-32 in the dmacopy model
   libcmocka-dev                      # unit tests
+  verilator                          # the RTL backend (-DTLPB_BUILD_RTL=ON): dmacopy in Verilog
 )
 
 missing=()

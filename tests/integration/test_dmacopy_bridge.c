@@ -3,29 +3,81 @@
  *   --mode inproc-fast  model loaded in the bridge, fast (unsplit) DMA
  *   --mode external     model in its own hlsim-run process, strict DMA
  *   --mode external-fast  the same with hlsim-run --fast-dma
- *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback) */
+ *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback)
+ *   --mode rtl          the Verilog dmacopy in its Verilator simulator (the
+ *                       executable named by TLPB_IT_RTL_SIM), strict DMA */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+
+/* Start the RTL simulator for device like it_start_sim starts hlsim-run:
+ * a child of the harness (stopped with SIGTERM at the end, which it must
+ * survive with exit status 0; its log checked for sanitizer reports). */
+static struct it_child *start_rtl_sim(const char *sim, const char *device)
+{
+    struct it_child *c = NULL;
+    for (unsigned i = 0; i < IT_MAX_CHILDREN && !c; i++)
+        if (!it.children[i].used)
+            c = &it.children[i];
+    REQUIRE(c != NULL, "too many child processes");
+    memset(c, 0, sizeof(*c));
+    c->used = true;
+    snprintf(c->name, sizeof(c->name), "rtl-sim");
+    snprintf(c->log_path, sizeof(c->log_path), "%s", it_path("rtl-sim.log"));
+    const char *argv[] = {sim, "--socket", it.socket_path, "--device", device, NULL};
+    printf("starting: %s --socket %s --device %s\n", sim, it.socket_path, device);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        int in = open("/dev/null", O_RDONLY);
+        int log = open(c->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+        if (in < 0 || log < 0)
+            _exit(126);
+        dup2(in, 0);
+        dup2(log, 1);
+        dup2(log, 2);
+        signal(SIGPIPE, SIG_DFL);
+        execv(sim, (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", sim, strerror(errno));
+        _exit(127);
+    }
+    c->pid = pid;
+    c->running = true;
+    return c;
+}
 
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_dmacopy_bridge");
     const char *mode = it_paths.mode ? it_paths.mode : "inproc";
-    bool external = strncmp(mode, "external", 8) == 0;
+    bool rtl = strcmp(mode, "rtl") == 0;
+    bool external = strncmp(mode, "external", 8) == 0 || rtl;
     bool fast = strstr(mode, "-fast") != NULL;
     bool tcp = strcmp(mode, "inproc-tcp") == 0;
     if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp &&
-        strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0) {
+        strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0 && !rtl) {
         fprintf(stderr, "unknown --mode %s\n", mode);
         return 2;
     }
     REQUIRE(it_paths.model != NULL, "--model not given");
+    /* The bridge takes the device description from the C model; the RTL
+     * simulator must announce the same one to attach. */
+    const char *rtl_sim = getenv("TLPB_IT_RTL_SIM");
+    if (rtl)
+        REQUIRE(rtl_sim && *rtl_sim, "--mode rtl needs TLPB_IT_RTL_SIM (the simulator executable)");
     printf("mode %s: dmacopy %s, %s DMA\n", mode,
-           external ? "in its own hlsim-run process" : "loaded in the bridge",
+           rtl ? "in RTL (Verilator simulator process)"
+           : external ? "in its own hlsim-run process" : "loaded in the bridge",
            fast ? "fast (unsplit)" : "strict");
 
     char device_arg[1200];
@@ -47,13 +99,15 @@ int main(int argc, char **argv)
         fx_bridge_address = tcp_address;
         printf("host connects to %s\n", tcp_address);
     }
-    if (external)
+    if (rtl)
+        start_rtl_sim(rtl_sim, "dmacopy0");
+    else if (external)
         it_start_sim("dmacopy0", fast);
 
     struct dmacopy_fixture fx;
     fx_open(&fx, "dmacopy0", fast);
     if (external)
-        REQUIRE(fx_wait_attached(&fx, true), "hlsim-run never attached");
+        REQUIRE(fx_wait_attached(&fx, true), "%s never attached", rtl ? "the RTL simulator" : "hlsim-run");
     CHECK(tlpb_host_simulator_attached(fx.host), "no simulator attached at the start");
 
     /* The configuration says which DMA mode is in force. */

@@ -1,0 +1,304 @@
+/* rtl_adapter: what the hard IP keeps to itself. Config space (from the
+ * device description, answered here), the cfg_* values the design sees,
+ * BAR decode of host requests, the MSI-X table and PBA (the host owns the
+ * real ones; should accesses reach the device they are answered here, as
+ * the hlsim SDK does), resets, and the interrupt port. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MSIX_ENTRY_BYTES 16u
+#define MSIX_CTRL_MASKED 0x1u
+
+/* ---- configuration seen by the design ----------------------------------------- */
+
+static uint8_t size_code(uint32_t bytes)
+{
+    uint8_t code = 0;
+    while (code < 5 && (128u << code) < bytes)
+        code++;
+    return code;
+}
+
+void rtl_refresh_cfg(struct tlpb_rtl *a)
+{
+    struct tlpb_rtl_cfg *c = &a->cfg_out;
+    c->completer_id = a->cfg.bus_device_function;
+    c->bus_master_enable = tlpb_cfg_bus_master_enabled(&a->cfg);
+    c->memory_enable = tlpb_cfg_memory_enabled(&a->cfg);
+    c->max_payload = size_code(tlpb_cfg_max_payload_bytes(&a->cfg));
+    c->max_read_request = size_code(tlpb_cfg_max_read_request_bytes(&a->cfg));
+    c->msix_enable = tlpb_cfg_msix_enabled(&a->cfg);
+    c->msix_function_mask = tlpb_cfg_msix_function_masked(&a->cfg);
+    c->intx_disable = tlpb_cfg_intx_disabled(&a->cfg);
+    c->extended_tag_enable = tlpb_cfg_extended_tags_enabled(&a->cfg);
+}
+
+static void msix_table_reset(struct tlpb_rtl *a)
+{
+    for (unsigned v = 0; a->msix_table && v < a->opts.description.msix_vectors; v++) {
+        memset(a->msix_table[v], 0, sizeof(a->msix_table[v]));
+        a->msix_table[v][3] = MSIX_CTRL_MASKED; /* vectors come out of reset masked */
+    }
+}
+
+void rtl_config_init(struct tlpb_rtl *a)
+{
+    tlpb_cfgspace_init(&a->cfg, &a->opts.description);
+    a->cfg.bus_device_function = 0x0100; /* until config writes tell the real one */
+    tlpb_tags_init(&a->tags, 32);
+    unsigned n = a->opts.description.msix_vectors;
+    if (n)
+        a->msix_table = calloc(n, sizeof(*a->msix_table));
+    msix_table_reset(a);
+    rtl_refresh_cfg(a);
+}
+
+void rtl_config_fini(struct tlpb_rtl *a)
+{
+    free(a->msix_table);
+    a->msix_table = NULL;
+}
+
+/* ---- interrupts ------------------------------------------------------------------ */
+
+void rtl_intx_update(struct tlpb_rtl *a)
+{
+    const struct tlpb_devdesc *d = &a->opts.description;
+    /* A function with MSI or MSI-X enabled must not use INTx. */
+    bool wire = a->intx_design && !tlpb_cfg_intx_disabled(&a->cfg) &&
+                !tlpb_cfg_msix_enabled(&a->cfg) && !tlpb_cfg_msi_enabled(&a->cfg);
+    if (wire == a->intx_wire || d->intx_pin == 0)
+        return;
+    a->intx_wire = wire;
+    a->stats.intx_changes++;
+    rtl_send_interrupt(a, wire ? TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT
+                               : TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT,
+                       d->intx_pin - 1u);
+}
+
+void rtl_msix_request(struct tlpb_rtl *a, unsigned vector)
+{
+    if (vector >= a->opts.description.msix_vectors) {
+        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "MSI-X request for vector %u of %u: ignored", vector,
+                     a->opts.description.msix_vectors);
+        return;
+    }
+    if (!tlpb_cfg_msix_enabled(&a->cfg)) {
+        tlpb_rtl_log(a, TLPB_RTL_LOG_DEBUG, "MSI-X request for vector %u while MSI-X is off: "
+                     "ignored", vector);
+        return;
+    }
+    /* The host owns the table and PBA: it applies vector and function
+     * masking and keeps the pending bits. */
+    a->stats.msix_messages++;
+    rtl_send_interrupt(a, TLPB__INTERRUPT_KIND__IRQ_MSIX, vector);
+}
+
+/* ---- resets ------------------------------------------------------------------------ */
+
+void rtl_reset(struct tlpb_rtl *a, int reset_kind)
+{
+    tlpb_rtl_log(a, TLPB_RTL_LOG_INFO, "%s reset",
+                 reset_kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
+    a->stats.resets++;
+    /* The design's outstanding reads are abandoned; their completions are
+     * dropped when they come. A TLP half received from the design is lost
+     * with the reset, as on a link. */
+    rtl_tags_abandon(a);
+    a->held = false;
+    a->tx_count = 0;
+    a->tx_malformed = false;
+    uint16_t bdf = a->cfg.bus_device_function;
+    tlpb_cfgspace_reset(&a->cfg);
+    a->cfg.bus_device_function = bdf;
+    msix_table_reset(a);
+    a->intx_design = false;
+    tlpb_cfg_set_interrupt_status(&a->cfg, false);
+    rtl_intx_update(a);
+    rtl_refresh_cfg(a);
+    a->reset_left = a->opts.reset_cycles;
+}
+
+/* ---- config requests ------------------------------------------------------------- */
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
+{
+    struct tlpb_tlp cpl;
+    uint8_t data[4];
+    uint16_t reg = tlp->cfg_register;
+
+    a->stats.config_requests++;
+    if (reg >= TLPB_CFG_SIZE || (reg & 3) != 0) {
+        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "config request to bad register %#x", reg);
+        tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
+        rtl_send_tlp(a, &cpl);
+        return;
+    }
+    if (tlp->kind == TLPB_TLP_CFGRD0) {
+        uint32_t value = tlpb_cfgspace_read(&a->cfg, reg);
+        for (unsigned i = 0; i < 4; i++)
+            data[i] = (uint8_t)(value >> (8 * i));
+        tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
+        cpl.payload = data;
+        rtl_send_tlp(a, &cpl);
+        return;
+    }
+    if (tlp->poisoned || tlp->payload_bytes < 4 || !tlp->payload) {
+        /* PCIe: a poisoned config write is discarded and completed with UR */
+        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "%s config write to %#x discarded",
+                     tlp->poisoned ? "poisoned" : "malformed", reg);
+        tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
+        rtl_send_tlp(a, &cpl);
+        return;
+    }
+    /* The function captures its bus and device number from config writes. */
+    a->cfg.bus_device_function = tlp->completer_id;
+    unsigned changes = tlpb_cfgspace_write(&a->cfg, reg, le32(tlp->payload), tlp->first_be);
+    tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
+    rtl_send_tlp(a, &cpl);
+    if (changes & TLPB_CFG_FLR_REQUESTED) {
+        /* The write completes first, then the function resets. */
+        rtl_reset(a, TLPB__RESET_KIND__RESET_FUNCTION_LEVEL);
+        return;
+    }
+    if (changes & (TLPB_CFG_CHANGED_COMMAND | TLPB_CFG_CHANGED_MSIX | TLPB_CFG_CHANGED_MSI))
+        rtl_intx_update(a);
+    rtl_refresh_cfg(a);
+}
+
+/* ---- memory requests ----------------------------------------------------------------- */
+
+/* Which BAR a request hits and the offset of its first DW. The host's BAR
+ * hint wins (BARs are naturally aligned, so the offset is the address modulo
+ * the size); without one, the programmed BARs decide. */
+static int decode_bar(const struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint64_t *offset)
+{
+    const struct tlpb_devdesc *d = &a->opts.description;
+    uint64_t span = (uint64_t)tlp->length_dw * 4;
+
+    if (tlp->bar_hint >= 0) {
+        unsigned bar = (unsigned)tlp->bar_hint;
+        if (bar >= TLPB_BAR_COUNT)
+            return -1;
+        const struct tlpb_bar_desc *b = &d->bars[bar];
+        if (b->size_bytes == 0 || b->is_io)
+            return -1;
+        if (bar > 0 && d->bars[bar - 1].is_64bit && d->bars[bar - 1].size_bytes != 0)
+            return -1; /* upper half of a 64-bit BAR */
+        uint64_t off = tlp->address & (b->size_bytes - 1);
+        if (span > b->size_bytes - off)
+            return -1;
+        *offset = off;
+        return (int)bar;
+    }
+    if (span > UINT32_MAX)
+        return -1;
+    return tlpb_cfg_decode_address(&a->cfg, tlp->address, (uint32_t)span, offset);
+}
+
+static bool msix_table_hit(const struct tlpb_rtl *a, unsigned bar, uint64_t offset)
+{
+    const struct tlpb_devdesc *d = &a->opts.description;
+    return d->msix_vectors > 0 && bar == d->msix_table_bar && offset >= d->msix_table_offset &&
+           offset - d->msix_table_offset < (uint64_t)d->msix_vectors * MSIX_ENTRY_BYTES;
+}
+
+static bool msix_pba_hit(const struct tlpb_rtl *a, unsigned bar, uint64_t offset)
+{
+    const struct tlpb_devdesc *d = &a->opts.description;
+    uint64_t pba_bytes = (d->msix_vectors + 63u) / 64u * 8u;
+    return d->msix_vectors > 0 && bar == d->msix_pba_bar && offset >= d->msix_pba_offset &&
+           offset - d->msix_pba_offset < pba_bytes;
+}
+
+static uint8_t dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t i)
+{
+    if (i == 0)
+        return tlp->first_be & 0xF;
+    if (i + 1 == tlp->length_dw)
+        return tlp->last_be & 0xF;
+    return 0xF;
+}
+
+/* MSI-X table and PBA requests (both kinds), answered here. */
+static void msix_access(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, unsigned bar,
+                        uint64_t offset)
+{
+    const struct tlpb_devdesc *d = &a->opts.description;
+    uint8_t data[TLPB_MAX_PAYLOAD_DW * 4];
+
+    for (uint32_t i = 0; i < tlp->length_dw; i++) {
+        uint64_t off = offset + 4ull * i;
+        uint32_t *entry = NULL;
+        if (msix_table_hit(a, bar, off)) {
+            uint64_t rel = off - d->msix_table_offset;
+            entry = &a->msix_table[rel / MSIX_ENTRY_BYTES][(rel % MSIX_ENTRY_BYTES) / 4];
+        }
+        if (tlp->kind == TLPB_TLP_MRD) {
+            uint32_t v = entry ? *entry : 0; /* PBA: nothing is pending on this side */
+            for (unsigned b = 0; b < 4; b++)
+                data[4 * i + b] = (uint8_t)(v >> (8 * b));
+        } else if (entry) {
+            static const uint32_t writable[4] = {0xFFFFFFFCu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+                                                 MSIX_CTRL_MASKED};
+            uint8_t be = dw_byte_enables(tlp, i);
+            uint32_t lanes = 0;
+            for (unsigned b = 0; b < 4; b++)
+                if (be & (1u << b))
+                    lanes |= 0xFFu << (8 * b);
+            uint32_t mask = writable[((off - d->msix_table_offset) % MSIX_ENTRY_BYTES) / 4] & lanes;
+            *entry = (*entry & ~mask) | (le32(tlp->payload + 4 * i) & mask);
+        }
+    }
+    if (tlp->kind != TLPB_TLP_MRD)
+        return;
+    uint32_t bytes = tlpb_tlp_request_bytes(tlp);
+    struct tlpb_tlp cpl;
+    uint64_t addr = tlpb_tlp_first_byte_address(tlp);
+    tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, addr, bytes, bytes);
+    cpl.payload = data;
+    rtl_send_tlp(a, &cpl);
+}
+
+void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
+{
+    uint64_t offset;
+    int bar = decode_bar(a, tlp, &offset);
+
+    if (bar < 0) {
+        if (tlp->kind == TLPB_TLP_MRD) {
+            struct tlpb_tlp cpl;
+            tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "MRd of %u DW at %#llx: no BAR decodes it, UR",
+                         tlp->length_dw, (unsigned long long)tlp->address);
+            tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
+            rtl_send_tlp(a, &cpl);
+        } else {
+            tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "MWr of %u DW at %#llx: no BAR decodes it, dropped",
+                         tlp->length_dw, (unsigned long long)tlp->address);
+        }
+        return;
+    }
+    if (tlp->kind == TLPB_TLP_MWR && tlp->poisoned) {
+        /* PCIe: poisoned write data must not be used */
+        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "poisoned MWr at %#llx dropped",
+                     (unsigned long long)tlp->address);
+        return;
+    }
+    /* A request touching the MSI-X table or PBA is the adapter's whole. */
+    uint64_t last = offset + (uint64_t)tlp->length_dw * 4 - 4;
+    if (msix_table_hit(a, (unsigned)bar, offset) || msix_pba_hit(a, (unsigned)bar, offset) ||
+        msix_table_hit(a, (unsigned)bar, last) || msix_pba_hit(a, (unsigned)bar, last)) {
+        if (tlp->length_dw <= TLPB_MAX_PAYLOAD_DW)
+            msix_access(a, tlp, (unsigned)bar, offset);
+        return;
+    }
+    rtl_rx_push_tlp(a, tlp, (uint8_t)(1u << bar));
+}

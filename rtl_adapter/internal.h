@@ -1,0 +1,145 @@
+/* rtl_adapter internals, shared by its files:
+ *   adapter.c  connection, handshake, frames from the bridge, output, logging
+ *   stream.c   the RX queue and its beats, TX beats back into TLPs, DMA tags
+ *   config.c   config space, BAR decode, the MSI-X table, resets, interrupts
+ *   cycle.c    one clock edge: handshakes, I/O cadence, sleeping when idle
+ *   dpi.c      the DPI-C entry point of the SystemVerilog wrapper
+ *   sim.c      command line and run control of a simulator executable */
+#ifndef TLPB_RTL_INTERNAL_H
+#define TLPB_RTL_INTERNAL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tlpb/cfgspace.h"
+#include "tlpb/tlp.h"
+#include "tlpb/wire.h"
+#include "tlpb_rtl.h"
+
+#define RTL_OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
+#define RTL_INPUT_LIMIT_BYTES (16u * 1024u * 1024u)  /* queued for the design */
+#define RTL_READ_BUDGET_BYTES (4u * 1024u * 1024u)   /* per read, for fairness */
+#define RTL_MAX_TLP_DWS (4u + TLPB_MAX_PAYLOAD_DW)
+#define RTL_QUIET_CYCLES 8u      /* no handshake for this long before sleeping */
+#define RTL_READ_EMPTY_CYCLES 16u  /* look at the socket this often when RX is empty */
+#define RTL_READ_BUSY_CYCLES 256u  /* ... and when it is not */
+#define RTL_FLUSH_CYCLES 64u       /* write queued output at least this often */
+#define RTL_FLUSH_BYTES (64u * 1024u)
+
+enum rx_entry_kind {
+    RX_TLP,     /* to the design: dws[] in stream format */
+    RX_CONFIG,  /* a config request the adapter answers when it reaches the head */
+    RX_RESET,   /* a reset from the host, in order with the requests */
+};
+
+struct rx_entry {
+    struct rx_entry *next;
+    enum rx_entry_kind kind;
+    uint8_t bar_hit;        /* RX_TLP: one bit per BAR */
+    int reset_kind;         /* RX_RESET: Tlpb__ResetKind */
+    struct tlpb_tlp tlp;    /* RX_CONFIG: payload points into bytes[] */
+    uint32_t n_dws;         /* RX_TLP */
+    uint8_t bytes[4];       /* RX_CONFIG payload */
+    uint32_t dws[];         /* RX_TLP */
+};
+
+struct tlpb_rtl {
+    struct tlpb_rtl_options opts;
+    char device_name[64];
+    char peer_name[96];
+
+    /* the bridge */
+    int fd;
+    struct tlpb_frame_reader rd;
+    struct tlpb_obuf ob;
+    bool urgent_output;          /* a completion, read request or interrupt is queued */
+    volatile sig_atomic_t stop_requested;
+    bool connection_lost;
+
+    /* the PCIe function */
+    struct tlpb_cfgspace cfg;
+    struct tlpb_rtl_cfg cfg_out; /* what the design sees, refreshed on change */
+    uint32_t (*msix_table)[4];
+    unsigned reset_left;         /* cycles of user_reset still to drive */
+
+    /* RX: TLPs for the design, in order */
+    struct rx_entry *rx_head, *rx_tail;
+    size_t rx_bytes;
+    uint32_t rx_beat;            /* next beat of rx_head */
+
+    unsigned out_lanes;          /* DWs per beat of both streams */
+
+    /* TX: the TLP being received from the design */
+    uint32_t tx_dws[RTL_MAX_TLP_DWS];
+    uint8_t tx_bytes[RTL_MAX_TLP_DWS * 4];
+    uint32_t tx_count;
+    bool tx_malformed;
+    const char *tx_malformed_reason;
+    bool held;                   /* a DMA read waits for a free tag */
+    struct tlpb_tlp held_read;
+
+    /* DMA reads of the design: link tags, mapped back to the design's */
+    struct tlpb_tag_table tags;
+    uint8_t design_tag[TLPB_TAGS_MAX];
+    bool tag_stale[TLPB_TAGS_MAX]; /* abandoned by a reset: drop its completions */
+
+    /* interrupts */
+    bool intx_design;            /* level the design drives */
+    bool intx_wire;              /* level the host was told */
+
+    /* cadence */
+    uint64_t last_activity;
+    uint64_t last_read;
+    uint64_t last_flush;
+    bool trigger_prev;
+    bool trigger_pending;
+    uint32_t stall_rng;
+    unsigned stall_left;
+
+    struct tlpb_rtl_to_design out; /* what is driven now */
+    struct tlpb_rtl_stats stats;
+};
+
+/* adapter.c */
+void rtl_send_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
+void rtl_send_interrupt(struct tlpb_rtl *a, Tlpb__InterruptKind kind, uint32_t vector);
+void rtl_read_input(struct tlpb_rtl *a);
+void rtl_flush_output(struct tlpb_rtl *a);
+/* Sleep until the socket is readable (or writable with output queued), at
+ * most timeout_ms, then service it. */
+void rtl_wait_socket(struct tlpb_rtl *a, int timeout_ms);
+void rtl_lost(struct tlpb_rtl *a, const char *why);
+
+/* stream.c */
+void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit);
+void rtl_rx_push_config(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
+void rtl_rx_push_reset(struct tlpb_rtl *a, int reset_kind);
+void rtl_rx_free_all(struct tlpb_rtl *a);
+/* Drive the next RX beat (handling config and reset entries at the head). */
+void rtl_rx_present(struct tlpb_rtl *a);
+void rtl_rx_beat_taken(struct tlpb_rtl *a);
+void rtl_tx_beat(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in);
+void rtl_tx_retry_held(struct tlpb_rtl *a);
+void rtl_host_completion(struct tlpb_rtl *a, const struct tlpb_tlp *cpl);
+void rtl_tags_abandon(struct tlpb_rtl *a);
+/* Encode a TLP in the design's stream format: header DWs as in the PCIe
+ * figures, payload DWs little-endian. Returns the DW count or -EINVAL. */
+int tlpb_rtl_encode_dws(const struct tlpb_tlp *tlp, uint32_t *dws, size_t max_dws);
+/* Decode DWs in the stream format; payload points into buf (>= n*4 bytes). */
+int tlpb_rtl_decode_dws(const uint32_t *dws, uint32_t n, uint8_t *buf, struct tlpb_tlp *tlp,
+                        const char **reason);
+
+/* config.c */
+void rtl_config_init(struct tlpb_rtl *a);
+void rtl_config_fini(struct tlpb_rtl *a);
+void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
+/* A memory request from the host: answered here (no BAR, MSI-X table, PBA)
+ * or queued for the design. */
+void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
+void rtl_reset(struct tlpb_rtl *a, int reset_kind);
+void rtl_refresh_cfg(struct tlpb_rtl *a);
+void rtl_intx_update(struct tlpb_rtl *a);
+void rtl_msix_request(struct tlpb_rtl *a, unsigned vector);
+
+#endif

@@ -1,0 +1,737 @@
+/* Unit tests of the RTL adapter, without a simulator: the test plays the
+ * design (a C model of the other side of the streams, stepping the adapter
+ * once per clock edge) and the bridge (the other end of a socketpair).
+ * Expected values come from the PCIe specification's header layouts and the
+ * documented stream format, not from the adapter's code. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake_bridge.h"
+#include "internal.h"
+#include "tlpb_rtl.h"
+
+#define MAX_TLPS 512
+#define CYCLE_BOUND 2000000u /* a hang is a failure, never a timing threshold */
+
+struct design_tlp {
+    uint32_t dws[RTL_MAX_TLP_DWS];
+    uint32_t n;
+    uint8_t bar_hit;
+};
+
+struct rig {
+    struct tlpb_rtl *a;
+    struct fake_bridge fb;
+    unsigned lanes;
+    uint32_t rng;
+    unsigned rx_ready_percent;
+    struct tlpb_rtl_from_design in;
+    struct tlpb_rtl_to_design out;
+    /* RX as the design sees it */
+    struct design_tlp rx_cur;
+    struct design_tlp rx[MAX_TLPS];
+    unsigned rx_count;
+    /* TX: TLPs the design sends, beat by beat */
+    struct design_tlp tx[MAX_TLPS];
+    unsigned tx_count, tx_next, tx_beat;
+    bool idle;
+    /* interrupt port */
+    bool msix_hold;     /* keep irq_msix_req high */
+    bool msix_once;     /* request until the first ack, then drop */
+    uint16_t msix_vector;
+    unsigned msix_acks;
+    bool intx;
+};
+
+static uint32_t rnd(struct rig *r)
+{
+    uint32_t x = r->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    r->rng = x;
+    return x;
+}
+
+static const struct tlpb_devdesc test_desc = {
+    .vendor_id = 0x1234,
+    .device_id = 0x7a11,
+    .revision = 1,
+    .class_code = 0x088000,
+    .bars = {[0] = {.size_bytes = 4096}, [2] = {.size_bytes = 4096}},
+    .msix_vectors = 2,
+    .msix_table_bar = 2,
+    .msix_table_offset = 0,
+    .msix_pba_bar = 2,
+    .msix_pba_offset = 0x800,
+    .intx_pin = 1,
+    .max_payload_supported_bytes = 256,
+};
+
+static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
+                     unsigned rx_ready_percent)
+{
+    memset(r, 0, sizeof(*r));
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fb_init(&r->fb, sv[1]);
+    /* The reply is already waiting when the adapter says Hello. */
+    assert_int_equal(fb_send_hello_reply(&r->fb), 0);
+    struct tlpb_rtl_options o = {.device_name = "dev0", .description = test_desc,
+                                 .log_level = TLPB_RTL_LOG_ERROR,
+                                 .tx_stall_percent = tx_stall_percent, .stall_seed = 77,
+                                 .idle_wait_ms = 1};
+    char err[256] = "";
+    int rc = tlpb_rtl_open_fd(&r->a, sv[0], &o, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("tlpb_rtl_open_fd: %s", err);
+    /* The Hello the bridge got. */
+    Tlpb__Envelope *env = fb_recv(&r->fb, 5000);
+    assert_non_null(env);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_HELLO);
+    assert_int_equal(env->hello->role, TLPB__ROLE__ROLE_SIMULATOR);
+    assert_string_equal(env->hello->device_name, "dev0");
+    assert_int_equal(env->hello->completion_timeout_ms, 60000);
+    assert_non_null(env->hello->description);
+    assert_int_equal(env->hello->description->vendor_id, 0x1234);
+    assert_int_equal(env->hello->capabilities, 0); /* never unsplit DMA */
+    tlpb_envelope_free(env);
+    r->lanes = lanes;
+    r->rng = 0x1234567u + lanes;
+    r->rx_ready_percent = rx_ready_percent;
+    tlpb_rtl_initial_outputs(r->a, &r->out);
+    assert_true(r->out.reset);
+}
+
+static void rig_close(struct rig *r)
+{
+    tlpb_rtl_close(r->a);
+    fb_fini(&r->fb);
+}
+
+/* One clock edge. */
+static void rig_cycle(struct rig *r)
+{
+    struct tlpb_rtl_from_design in;
+    memset(&in, 0, sizeof(in));
+    in.lanes = r->lanes;
+    in.rx_tready = rnd(r) % 100u < r->rx_ready_percent;
+    if (r->tx_next < r->tx_count && !r->out.reset) {
+        const struct design_tlp *t = &r->tx[r->tx_next];
+        uint32_t first = r->tx_beat * r->lanes;
+        for (unsigned i = 0; i < r->lanes; i++) {
+            if (first + i < t->n) {
+                in.tx_tdata[i] = t->dws[first + i];
+                in.tx_tkeep |= (uint64_t)0xF << (4 * i);
+            }
+        }
+        in.tx_tvalid = true;
+        in.tx_tlast = first + r->lanes >= t->n;
+    }
+    in.irq_msix_req = r->msix_hold || r->msix_once;
+    in.irq_msix_vector = r->msix_vector;
+    in.irq_intx = r->intx;
+    in.idle = r->idle;
+
+    struct tlpb_rtl_to_design before = r->out;
+    tlpb_rtl_cycle(r->a, &in, &r->out);
+
+    if (before.reset)
+        return;
+    if (before.rx_tvalid && in.rx_tready) {
+        struct design_tlp *c = &r->rx_cur;
+        if (c->n == 0)
+            c->bar_hit = before.rx_bar_hit;
+        assert_int_equal(before.rx_bar_hit, c->bar_hit); /* held for the whole TLP */
+        bool gap = false;
+        for (unsigned i = 0; i < r->lanes; i++) {
+            unsigned keep = (unsigned)(before.rx_tkeep >> (4 * i)) & 0xF;
+            assert_true(keep == 0 || keep == 0xF); /* whole DWs */
+            if (!keep) {
+                gap = true;
+                continue;
+            }
+            assert_false(gap); /* packed from lane 0 */
+            assert_true(c->n < RTL_MAX_TLP_DWS);
+            c->dws[c->n++] = before.rx_tdata[i];
+        }
+        if (!before.rx_tlast)
+            assert_false(gap); /* only the last beat is partial */
+        if (before.rx_tlast) {
+            assert_true(r->rx_count < MAX_TLPS);
+            r->rx[r->rx_count++] = *c;
+            memset(c, 0, sizeof(*c));
+        }
+    } else if (before.rx_tvalid && !r->out.reset) {
+        /* AXI4-Stream: a beat offered and not taken stays as it is. */
+        assert_true(r->out.rx_tvalid);
+        assert_memory_equal(before.rx_tdata, r->out.rx_tdata, sizeof(before.rx_tdata));
+        assert_true(before.rx_tkeep == r->out.rx_tkeep);
+        assert_int_equal(before.rx_tlast, r->out.rx_tlast);
+        assert_int_equal(before.rx_bar_hit, r->out.rx_bar_hit);
+    }
+    if (in.tx_tvalid && before.tx_tready) {
+        if (in.tx_tlast) {
+            r->tx_next++;
+            r->tx_beat = 0;
+        } else {
+            r->tx_beat++;
+        }
+    }
+    if (in.irq_msix_req && before.irq_msix_ack)
+        assert_false(r->out.irq_msix_ack); /* a one-cycle pulse per taken request */
+    if (r->out.irq_msix_ack) {
+        r->msix_acks++;
+        r->msix_once = false;
+    }
+}
+
+static void run_cycles(struct rig *r, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        rig_cycle(r);
+}
+
+/* Cycle until the design has received `count` TLPs. */
+static void run_until_rx(struct rig *r, unsigned count)
+{
+    for (unsigned i = 0; i < CYCLE_BOUND && r->rx_count < count; i++)
+        rig_cycle(r);
+    assert_int_equal(r->rx_count, count);
+}
+
+/* Cycle until the bridge has a frame of the given kind (others are
+ * skipped: events, errors). */
+static Tlpb__Envelope *run_until_frame(struct rig *r, Tlpb__Envelope__BodyCase kind)
+{
+    for (unsigned i = 0; i < CYCLE_BOUND; i++) {
+        Tlpb__Envelope *env = fb_recv(&r->fb, 0);
+        if (env && env->body_case == kind)
+            return env;
+        if (env)
+            tlpb_envelope_free(env);
+        rig_cycle(r);
+    }
+    fail_msg("no frame of kind %d from the adapter", (int)kind);
+    return NULL;
+}
+
+static struct tlpb_tlp run_until_tlp(struct rig *r, Tlpb__Envelope **keep)
+{
+    Tlpb__Envelope *env = run_until_frame(r, TLPB__ENVELOPE__BODY_TLP);
+    struct tlpb_tlp tlp;
+    const char *reason = "?";
+    if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) != 0)
+        fail_msg("bad TLP from the adapter: %s", reason);
+    *keep = env; /* the payload points into it */
+    return tlp;
+}
+
+/* ---- TLP builders ----------------------------------------------------------------- */
+
+static uint8_t payload_pool[MAX_TLPS][4096];
+
+static struct tlpb_tlp mwr(uint64_t addr, uint32_t len_dw, uint8_t *payload, uint32_t seed)
+{
+    struct tlpb_tlp t = {.kind = TLPB_TLP_MWR, .bar_hint = 0, .address = addr,
+                         .length_dw = len_dw, .first_be = 0xF, .last_be = len_dw > 1 ? 0xF : 0,
+                         .payload_bytes = len_dw * 4, .payload = payload};
+    for (uint32_t i = 0; i < len_dw * 4; i++)
+        payload[i] = (uint8_t)(seed * 31u + i * 7u);
+    return t;
+}
+
+static void config_write(struct rig *r, uint16_t reg, uint32_t value, uint8_t be, uint8_t tag)
+{
+    uint8_t data[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
+                       (uint8_t)(value >> 24)};
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
+                          .completer_id = 0x0300, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = data};
+    assert_int_equal(fb_send_tlp(&r->fb, &wr), 0);
+    Tlpb__Envelope *env;
+    struct tlpb_tlp cpl = run_until_tlp(r, &env);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPL);
+    assert_int_equal(cpl.status, TLPB_CPL_SC);
+    assert_int_equal(cpl.tag, tag);
+    tlpb_envelope_free(env);
+}
+
+static uint32_t config_read(struct rig *r, uint16_t reg)
+{
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .tag = 9, .length_dw = 1, .first_be = 0xF,
+                          .completer_id = 0x0300, .cfg_register = reg, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(fb_send_tlp(&r->fb, &rd), 0);
+    Tlpb__Envelope *env;
+    struct tlpb_tlp cpl = run_until_tlp(r, &env);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPLD);
+    assert_int_equal(cpl.tag, 9);
+    uint32_t v = (uint32_t)cpl.payload[0] | (uint32_t)cpl.payload[1] << 8 |
+                 (uint32_t)cpl.payload[2] << 16 | (uint32_t)cpl.payload[3] << 24;
+    tlpb_envelope_free(env);
+    return v;
+}
+
+/* ---- the stream format ------------------------------------------------------------- */
+
+static void test_format_known_values(void **state)
+{
+    uint32_t dws[8];
+    uint8_t payload[4] = {0x78, 0x56, 0x34, 0x12}; /* byte at the lowest address first */
+    /* MWr, 32-bit address: Fmt 010, Type 00000, Length 1. */
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .requester_id = 0x0100, .tag = 0,
+                         .address = 0xFE000004u, .length_dw = 1, .first_be = 0xF,
+                         .payload_bytes = 4, .payload = payload, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_rtl_encode_dws(&w, dws, 8), 4);
+    assert_int_equal(dws[0], 0x40000001u);
+    assert_int_equal(dws[1], 0x0100000Fu); /* requester, tag, last BE 0, first BE F */
+    assert_int_equal(dws[2], 0xFE000004u);
+    assert_int_equal(dws[3], 0x12345678u); /* little-endian payload DW */
+
+    /* MRd above 4 GiB: Fmt 001 (4DW), tag 0x2A, 2 DWs. */
+    struct tlpb_tlp r = {.kind = TLPB_TLP_MRD, .requester_id = 0x0208, .tag = 0x2A,
+                         .address = 0x123456780ull, .length_dw = 2, .first_be = 0xE,
+                         .last_be = 0x3, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_rtl_encode_dws(&r, dws, 8), 4);
+    assert_int_equal(dws[0], 0x20000002u);
+    assert_int_equal(dws[1], 0x02082A3Eu);
+    assert_int_equal(dws[2], 0x00000001u);
+    assert_int_equal(dws[3], 0x23456780u);
+
+    /* CplD: Fmt 010, Type 01010; completer, status SC, byte count 4;
+     * requester, tag, lower address 0x04. */
+    struct tlpb_tlp c = {.kind = TLPB_TLP_CPLD, .requester_id = 0x0000, .tag = 0x11,
+                         .completer_id = 0x0100, .status = TLPB_CPL_SC, .byte_count = 4,
+                         .lower_address = 0x04, .length_dw = 1, .payload_bytes = 4,
+                         .payload = payload, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_rtl_encode_dws(&c, dws, 8), 4);
+    assert_int_equal(dws[0], 0x4A000001u);
+    assert_int_equal(dws[1], 0x01000004u);
+    assert_int_equal(dws[2], 0x00001104u);
+    assert_int_equal(dws[3], 0x12345678u);
+
+    /* And back. */
+    uint8_t buf[64];
+    struct tlpb_tlp back;
+    const char *reason = NULL;
+    assert_int_equal(tlpb_rtl_decode_dws(dws, 4, buf, &back, &reason), 0);
+    assert_int_equal(back.kind, TLPB_TLP_CPLD);
+    assert_int_equal(back.tag, 0x11);
+    assert_int_equal(back.completer_id, 0x0100);
+    assert_memory_equal(back.payload, payload, 4);
+    /* A TLP one DW short of its Length is refused. */
+    assert_int_not_equal(tlpb_rtl_decode_dws(dws, 3, buf, &back, &reason), 0);
+}
+
+/* ---- RX framing and backpressure --------------------------------------------------- */
+
+static void rx_framing(unsigned lanes)
+{
+    struct rig r;
+    rig_open(&r, lanes, 0, 40); /* the design takes a beat 40% of the time */
+    run_cycles(&r, 32);         /* out of reset */
+    struct tlpb_tlp sent[200];
+    unsigned n = 200;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t len = 1 + rnd(&r) % 64u;
+        uint64_t addr = (i % 3 == 0) ? 0x400000000ull + 0x100u : 0xFE000000u + 4u * (rnd(&r) % 512u);
+        if ((addr & 0xFFFu) + len * 4 > 4096)
+            len = (uint32_t)((4096 - (addr & 0xFFFu)) / 4);
+        if (i % 5 == 4) {
+            sent[i] = (struct tlpb_tlp){.kind = TLPB_TLP_MRD, .tag = (uint8_t)i, .address = addr,
+                                        .length_dw = len, .first_be = 0xF,
+                                        .last_be = len > 1 ? 0xF : 0, .bar_hint = 0};
+        } else {
+            sent[i] = mwr(addr, len, payload_pool[i], i);
+        }
+        assert_int_equal(fb_send_tlp(&r.fb, &sent[i]), 0);
+    }
+    run_until_rx(&r, n);
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t want[RTL_MAX_TLP_DWS];
+        int wn = tlpb_rtl_encode_dws(&sent[i], want, RTL_MAX_TLP_DWS);
+        assert_int_equal(r.rx[i].n, wn);
+        assert_memory_equal(r.rx[i].dws, want, (size_t)wn * 4);
+        assert_int_equal(r.rx[i].bar_hit, 0x01); /* BAR0 */
+    }
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.tlps_to_design, n);
+    rig_close(&r);
+}
+
+static void test_rx_framing_64(void **state)
+{
+    rx_framing(2);
+}
+
+static void test_rx_framing_128(void **state)
+{
+    rx_framing(4);
+}
+
+/* ---- TX framing, backpressure, read tags -------------------------------------------- */
+
+static void design_send(struct rig *r, const struct tlpb_tlp *tlp)
+{
+    struct design_tlp *t = &r->tx[r->tx_count++];
+    int n = tlpb_rtl_encode_dws(tlp, t->dws, RTL_MAX_TLP_DWS);
+    assert_true(n > 0);
+    t->n = (uint32_t)n;
+}
+
+static void tx_framing(unsigned lanes)
+{
+    struct rig r;
+    rig_open(&r, lanes, 40, 100); /* the adapter drops tx_tready 40% of the time */
+    run_cycles(&r, 32);
+    config_write(&r, 0x04, 0x0006, 0x3, 1); /* memory + bus master */
+    config_write(&r, TLPB_CFG_PCIE_CAP + 8, 1u << 5, 0x3, 2); /* max payload 256 */
+    assert_true(r.out.cfg.bus_master_enable);
+
+    unsigned n = 120;
+    struct tlpb_tlp sent[120];
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t len = 1 + rnd(&r) % 64u;
+        uint64_t addr = (i % 2) ? 0x80000000u + 0x1000u * i : 0x200000000ull + 0x1000u * i;
+        if (i % 4 == 3) {
+            sent[i] = (struct tlpb_tlp){.kind = TLPB_TLP_MRD, .requester_id = 0x0300,
+                                        .tag = (uint8_t)(i & 0x1F), .address = addr,
+                                        .length_dw = len, .first_be = 0xF,
+                                        .last_be = len > 1 ? 0xF : 0, .bar_hint = TLPB_NO_BAR};
+        } else if (i % 4 == 2) {
+            /* a completion for a host read: 1..32 DW, within max payload */
+            len = 1 + len % 32u;
+            sent[i] = (struct tlpb_tlp){.kind = TLPB_TLP_CPLD, .requester_id = 0, .tag = (uint8_t)i,
+                                        .completer_id = 0x0300, .status = TLPB_CPL_SC,
+                                        .byte_count = len * 4, .lower_address = 0,
+                                        .length_dw = len, .payload_bytes = len * 4,
+                                        .payload = payload_pool[i], .bar_hint = TLPB_NO_BAR};
+            for (uint32_t b = 0; b < len * 4; b++)
+                payload_pool[i][b] = (uint8_t)(b ^ i);
+        } else {
+            sent[i] = mwr(addr, len, payload_pool[i], i);
+            sent[i].requester_id = 0x0300;
+            sent[i].bar_hint = TLPB_NO_BAR;
+        }
+        design_send(&r, &sent[i]);
+    }
+    uint8_t link_tag_of[120];
+    for (unsigned i = 0; i < n; i++) {
+        Tlpb__Envelope *env;
+        struct tlpb_tlp got = run_until_tlp(&r, &env);
+        assert_int_equal(got.kind, sent[i].kind);
+        assert_true(got.address == sent[i].address);
+        assert_int_equal(got.length_dw, sent[i].length_dw);
+        assert_int_equal(got.requester_id, sent[i].requester_id);
+        if (got.kind == TLPB_TLP_MRD) {
+            link_tag_of[i] = got.tag; /* the adapter's own tag */
+        } else {
+            assert_int_equal(got.tag, sent[i].tag);
+            assert_int_equal(got.payload_bytes, sent[i].payload_bytes);
+            assert_memory_equal(got.payload, sent[i].payload, sent[i].payload_bytes);
+        }
+        if (got.kind == TLPB_TLP_CPLD)
+            assert_int_equal(got.byte_count, sent[i].byte_count);
+        tlpb_envelope_free(env);
+    }
+    /* Complete every read under the link tag: the design gets its own tag. */
+    unsigned reads = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (sent[i].kind != TLPB_TLP_MRD)
+            continue;
+        struct tlpb_tlp req = sent[i];
+        req.tag = link_tag_of[i];
+        struct tlpb_tlp cpl;
+        uint32_t bytes = req.length_dw * 4;
+        tlpb_completion_for(&cpl, &req, 0, req.address, bytes > 256 ? 256 : bytes, bytes);
+        cpl.payload = payload_pool[i];
+        assert_int_equal(fb_send_tlp(&r.fb, &cpl), 0);
+        if (bytes > 256) {
+            struct tlpb_tlp rest;
+            tlpb_completion_for(&rest, &req, 0, req.address + 256, bytes - 256, bytes - 256);
+            rest.payload = payload_pool[i] + 256;
+            assert_int_equal(fb_send_tlp(&r.fb, &rest), 0);
+            reads++;
+        }
+        reads++;
+    }
+    run_until_rx(&r, reads);
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (sent[i].kind != TLPB_TLP_MRD)
+            continue;
+        unsigned parts = sent[i].length_dw * 4 > 256 ? 2 : 1;
+        for (unsigned p = 0; p < parts; p++, k++) {
+            struct tlpb_tlp got;
+            const char *reason = "?";
+            uint8_t buf[RTL_MAX_TLP_DWS * 4];
+            assert_int_equal(tlpb_rtl_decode_dws(r.rx[k].dws, r.rx[k].n, buf, &got, &reason), 0);
+            assert_int_equal(got.kind, TLPB_TLP_CPLD);
+            assert_int_equal(got.tag, sent[i].tag); /* mapped back */
+            assert_int_equal(r.rx[k].bar_hit, 0);  /* completions hit no BAR */
+        }
+    }
+    rig_close(&r);
+}
+
+static void test_tx_framing_64(void **state)
+{
+    tx_framing(2);
+}
+
+static void test_tx_framing_128(void **state)
+{
+    tx_framing(4);
+}
+
+/* ---- config space ------------------------------------------------------------------ */
+
+static void test_config_space(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    assert_int_equal(config_read(&r, 0x00), 0x7a111234u);
+    assert_int_equal(config_read(&r, 0x08) >> 8, 0x088000u);
+    assert_false(r.out.cfg.bus_master_enable);
+    config_write(&r, 0x04, 0x0006, 0x3, 3);
+    assert_true(r.out.cfg.bus_master_enable);
+    assert_true(r.out.cfg.memory_enable);
+    assert_int_equal(r.out.cfg.completer_id, 0x0300); /* captured from the write */
+    /* Max payload 256 (code 1), max read request 1024 (code 3). */
+    config_write(&r, TLPB_CFG_PCIE_CAP + 8, (1u << 5) | (3u << 12), 0x3, 4);
+    assert_int_equal(r.out.cfg.max_payload, 1);
+    assert_int_equal(r.out.cfg.max_read_request, 3);
+    /* More than supported is held to what is supported (256). */
+    config_write(&r, TLPB_CFG_PCIE_CAP + 8, (3u << 5) | (3u << 12), 0x3, 5);
+    assert_int_equal(r.out.cfg.max_payload, 1);
+    assert_false(r.out.cfg.msix_enable);
+    config_write(&r, TLPB_CFG_MSIX_CAP, 0x80000000u, 0xC, 6);
+    assert_true(r.out.cfg.msix_enable);
+    config_write(&r, 0x04, 0x0406, 0x3, 7);
+    assert_true(r.out.cfg.intx_disable);
+
+    /* A config write does not pass a memory write queued before it: with
+     * the design not taking anything, bus mastering stays on. */
+    r.rx_ready_percent = 0;
+    struct tlpb_tlp w = mwr(0xFE000010u, 1, payload_pool[0], 1);
+    assert_int_equal(fb_send_tlp(&r.fb, &w), 0);
+    uint8_t off[4] = {0x02, 0, 0, 0};
+    struct tlpb_tlp cw = {.kind = TLPB_TLP_CFGWR0, .tag = 8, .length_dw = 1, .first_be = 0x3,
+                          .completer_id = 0x0300, .cfg_register = 0x04, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = off};
+    assert_int_equal(fb_send_tlp(&r.fb, &cw), 0);
+    run_cycles(&r, 5000);
+    assert_true(r.out.cfg.bus_master_enable);
+    assert_int_equal(r.rx_count, 0);
+    r.rx_ready_percent = 100;
+    run_until_rx(&r, 1);
+    run_cycles(&r, 2);
+    assert_false(r.out.cfg.bus_master_enable);
+    Tlpb__Envelope *env;
+    struct tlpb_tlp cpl = run_until_tlp(&r, &env);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPL);
+    assert_int_equal(cpl.tag, 8);
+    tlpb_envelope_free(env);
+    rig_close(&r);
+}
+
+/* ---- interrupts ------------------------------------------------------------------------ */
+
+static unsigned count_interrupts(struct rig *r, Tlpb__InterruptKind kind, uint32_t vector)
+{
+    unsigned n = 0;
+    Tlpb__Envelope *env;
+    while ((env = fb_recv(&r->fb, 0)) != NULL) {
+        if (env->body_case == TLPB__ENVELOPE__BODY_INTERRUPT && env->interrupt->kind == kind &&
+            env->interrupt->vector == vector)
+            n++;
+        tlpb_envelope_free(env);
+    }
+    return n;
+}
+
+static void test_interrupt_port(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    /* MSI-X off: a held request is acknowledged every other cycle, and no
+     * message goes out. */
+    r.msix_hold = true;
+    r.msix_vector = 1;
+    run_cycles(&r, 20);
+    r.msix_hold = false;
+    run_cycles(&r, 70); /* past the output cadence */
+    assert_int_equal(r.msix_acks, 10);
+    assert_int_equal(count_interrupts(&r, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 0);
+
+    config_write(&r, TLPB_CFG_MSIX_CAP, 0x80000000u, 0xC, 1);
+    r.msix_acks = 0;
+    r.msix_once = true; /* request until acknowledged */
+    run_cycles(&r, 100);
+    assert_int_equal(r.msix_acks, 1);
+    Tlpb__Envelope *env = run_until_frame(&r, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->kind, TLPB__INTERRUPT_KIND__IRQ_MSIX);
+    assert_int_equal(env->interrupt->vector, 1);
+    tlpb_envelope_free(env);
+    run_cycles(&r, 100);
+    assert_int_equal(count_interrupts(&r, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 0); /* exactly one */
+
+    /* INTx: with MSI-X on the line stays low on the wire. */
+    r.intx = true;
+    run_cycles(&r, 100);
+    assert_int_equal(count_interrupts(&r, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT, 0), 0);
+    assert_true(config_read(&r, 0x04) & (1u << 19)); /* interrupt status follows the design */
+    config_write(&r, TLPB_CFG_MSIX_CAP, 0, 0xC, 2);
+    env = run_until_frame(&r, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->kind, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT);
+    assert_int_equal(env->interrupt->vector, 0); /* INTA */
+    tlpb_envelope_free(env);
+    config_write(&r, 0x04, 0x0400, 0x3, 3); /* INTx disable */
+    env = run_until_frame(&r, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->kind, TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT);
+    tlpb_envelope_free(env);
+    config_write(&r, 0x04, 0x0000, 0x3, 4);
+    env = run_until_frame(&r, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->kind, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT);
+    tlpb_envelope_free(env);
+    r.intx = false;
+    env = run_until_frame(&r, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->kind, TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT);
+    tlpb_envelope_free(env);
+    assert_false(config_read(&r, 0x04) & (1u << 19));
+    rig_close(&r);
+}
+
+/* ---- bad TLPs from the design ---------------------------------------------------------- */
+
+static void test_bad_tlp_from_design(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    config_write(&r, 0x04, 0x0006, 0x3, 1);
+    assert_false(tlpb_rtl_take_trigger(r.a));
+    /* A write crossing 4 KiB is dropped; a read crossing it gets UR. */
+    struct tlpb_tlp w = mwr(0x80000FF0u, 8, payload_pool[0], 3);
+    design_send(&r, &w);
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0300, .tag = 7,
+                          .address = 0x80000FF0u, .length_dw = 8, .first_be = 0xF,
+                          .last_be = 0xF, .bar_hint = TLPB_NO_BAR};
+    design_send(&r, &rd);
+    run_until_rx(&r, 1);
+    struct tlpb_tlp got;
+    const char *reason = "?";
+    uint8_t buf[64];
+    assert_int_equal(tlpb_rtl_decode_dws(r.rx[0].dws, r.rx[0].n, buf, &got, &reason), 0);
+    assert_int_equal(got.kind, TLPB_TLP_CPL);
+    assert_int_equal(got.status, TLPB_CPL_UR);
+    assert_int_equal(got.tag, 7);
+    run_cycles(&r, 200);
+    /* The bridge hears about both, as errors, and gets no TLP. */
+    unsigned errors = 0;
+    Tlpb__Envelope *env;
+    while ((env = fb_recv(&r.fb, 0)) != NULL) {
+        assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_ERROR);
+        assert_non_null(strstr(env->error->reason, "4 KiB"));
+        errors++;
+        tlpb_envelope_free(env);
+    }
+    assert_int_equal(errors, 2);
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.bad_tlps_from_design, 2);
+    assert_true(tlpb_rtl_take_trigger(r.a));
+    assert_false(tlpb_rtl_take_trigger(r.a));
+    rig_close(&r);
+}
+
+/* ---- resets abandon reads ---------------------------------------------------------------- */
+
+static void test_reset_abandons_reads(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    config_write(&r, 0x04, 0x0006, 0x3, 1);
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0300, .tag = 5,
+                          .address = 0x80000000u, .length_dw = 4, .first_be = 0xF,
+                          .last_be = 0xF, .bar_hint = TLPB_NO_BAR};
+    design_send(&r, &rd);
+    Tlpb__Envelope *env;
+    struct tlpb_tlp req = run_until_tlp(&r, &env);
+    assert_int_equal(req.kind, TLPB_TLP_MRD);
+    tlpb_envelope_free(env);
+
+    assert_int_equal(fb_send_reset(&r.fb, TLPB__RESET_KIND__RESET_FUNCTION_LEVEL), 0);
+    unsigned i = 0;
+    while (!r.out.reset && i++ < CYCLE_BOUND)
+        rig_cycle(&r);
+    unsigned reset_cycles = 0;
+    while (r.out.reset && reset_cycles < 1000) {
+        rig_cycle(&r);
+        reset_cycles++;
+    }
+    assert_int_equal(reset_cycles, 16);
+    assert_false(r.out.cfg.bus_master_enable); /* config space is back to power-on */
+
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, &req, 0, req.address, 16, 16);
+    cpl.payload = payload_pool[0];
+    assert_int_equal(fb_send_tlp(&r.fb, &cpl), 0);
+    run_cycles(&r, 2000);
+    assert_int_equal(r.rx_count, 0); /* the stale completion never reaches the design */
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.dropped_completions, 1);
+    assert_int_equal(st.resets, 1);
+    rig_close(&r);
+}
+
+/* ---- sleeping when idle --------------------------------------------------------------------- */
+
+static void test_idle_sleeps_on_socket(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 100);
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.idle_waits, 0); /* the design never said it was idle */
+    r.idle = true;
+    run_cycles(&r, 20);
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_true(st.idle_waits >= 10); /* slept on the socket, cycle after cycle */
+    /* Input wakes it, and the TLP gets through. */
+    struct tlpb_tlp w = mwr(0xFE000000u, 1, payload_pool[0], 9);
+    assert_int_equal(fb_send_tlp(&r.fb, &w), 0);
+    run_until_rx(&r, 1);
+    rig_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_known_values),
+        cmocka_unit_test(test_rx_framing_64),
+        cmocka_unit_test(test_rx_framing_128),
+        cmocka_unit_test(test_tx_framing_64),
+        cmocka_unit_test(test_tx_framing_128),
+        cmocka_unit_test(test_config_space),
+        cmocka_unit_test(test_interrupt_port),
+        cmocka_unit_test(test_bad_tlp_from_design),
+        cmocka_unit_test(test_reset_abandons_reads),
+        cmocka_unit_test(test_idle_sleeps_on_socket),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

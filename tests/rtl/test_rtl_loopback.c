@@ -1,0 +1,518 @@
+/* The RTL adapter under Verilator: the loopback design (loopback_top.sv)
+ * sends every TLP it receives back out. This program plays the bridge on a
+ * unix socket, starts the simulator, and checks:
+ *   echo    - random memory writes and reads of 1..64 DWs, 32- and 64-bit
+ *             addresses, come back intact through RX and TX with
+ *             backpressure on both sides (the design's LFSR on rx_tready,
+ *             --tx-stall-percent on tx_tready); the design's reads get link
+ *             tags and their completions find their way back;
+ *   trace   - --trace writes a VCD of the whole run (two time steps a cycle);
+ *   window  - --trace-window N keeps the window around the trigger (a TLP
+ *             the adapter rejects), bounded whatever the run's length.
+ * Every wait is bounded; a hang is a failure.
+ *
+ *   test_rtl_loopback --sim PATH --case echo|trace|window */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake_bridge.h"
+#include "tlpb/cfgspace.h"
+
+#define WAIT_MS 30000
+#define PERIOD_PS 4000 /* --cycles-per-ns 0.25 */
+
+static const char *sim_path;
+static char dir[96];
+static char sock_path[108];
+static char log_path[256];
+static pid_t sim_pid = -1;
+static int failures;
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAILED: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    failures++;
+}
+
+static void dump_log(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "tail -n 40 '%s'", log_path);
+    printf("==== simulator log ====\n");
+    fflush(stdout);
+    if (system(cmd) != 0)
+        printf("(no log)\n");
+}
+
+static void cleanup(void)
+{
+    if (sim_pid > 0) {
+        kill(sim_pid, SIGKILL);
+        waitpid(sim_pid, NULL, 0);
+        sim_pid = -1;
+    }
+    if (dir[0]) {
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            printf("could not remove %s\n", dir);
+    }
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAILED: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    dump_log();
+    cleanup();
+    exit(1);
+}
+
+/* Start the simulator and accept its connection; answer its Hello. */
+static void start_sim(struct fake_bridge *fb, const char *const *extra)
+{
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+    unlink(sock_path);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ls, 1) != 0)
+        die("listen on %s: %s", sock_path, strerror(errno));
+    const char *argv[24];
+    unsigned n = 0;
+    argv[n++] = sim_path;
+    argv[n++] = "--socket";
+    argv[n++] = sock_path;
+    argv[n++] = "--device";
+    argv[n++] = "loop0";
+    argv[n++] = "--cycles-per-ns";
+    argv[n++] = "0.25";
+    for (unsigned i = 0; extra && extra[i] && n < 23; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    fflush(stdout);
+    sim_pid = fork();
+    if (sim_pid < 0)
+        die("fork: %s", strerror(errno));
+    if (sim_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int log = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (log < 0)
+            _exit(126);
+        dup2(log, 1);
+        dup2(log, 2);
+        execv(sim_path, (char *const *)argv);
+        _exit(127);
+    }
+    struct pollfd p = {.fd = ls, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS) != 1)
+        die("the simulator did not connect");
+    int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+    close(ls);
+    if (fd < 0)
+        die("accept: %s", strerror(errno));
+    fb_init(fb, fd);
+    Tlpb__Envelope *hello = fb_recv(fb, WAIT_MS);
+    if (!hello || hello->body_case != TLPB__ENVELOPE__BODY_HELLO)
+        die("no Hello from the simulator");
+    if (hello->hello->role != TLPB__ROLE__ROLE_SIMULATOR || strcmp(hello->hello->device_name, "loop0") ||
+        !hello->hello->description || hello->hello->description->device_id != 0x0001)
+        fail("unexpected Hello (role %d, device %s)", (int)hello->hello->role,
+             hello->hello->device_name);
+    tlpb_envelope_free(hello);
+    if (fb_send_hello_reply(fb) != 0)
+        die("cannot answer the Hello");
+}
+
+/* Wait (bounded) for the simulator to exit; it must exit 0. */
+static void wait_sim_exit(void)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, sim_pid, 0);
+    if (pfd >= 0) {
+        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        int rc = poll(&p, 1, WAIT_MS);
+        close(pfd);
+        if (rc != 1)
+            die("the simulator did not exit within %d ms", WAIT_MS);
+    }
+    int status = 0;
+    if (waitpid(sim_pid, &status, 0) != sim_pid)
+        die("waitpid: %s", strerror(errno));
+    sim_pid = -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the simulator exited with status 0x%x", status);
+}
+
+/* SIGTERM ends a run cleanly. */
+static void stop_sim(void)
+{
+    kill(sim_pid, SIGTERM);
+    wait_sim_exit();
+}
+
+static struct tlpb_tlp recv_tlp(struct fake_bridge *fb, Tlpb__Envelope **keep)
+{
+    for (;;) {
+        Tlpb__Envelope *env = fb_recv(fb, WAIT_MS);
+        if (!env)
+            die("no TLP from the simulator within %d ms", WAIT_MS);
+        if (env->body_case != TLPB__ENVELOPE__BODY_TLP) {
+            tlpb_envelope_free(env);
+            continue;
+        }
+        struct tlpb_tlp t;
+        const char *reason = "?";
+        if (tlpb_tlp_from_pb(&t, env->tlp, &reason) != 0)
+            die("bad TLP from the simulator: %s", reason);
+        *keep = env;
+        return t;
+    }
+}
+
+static void config_write(struct fake_bridge *fb, uint16_t reg, uint32_t value, uint8_t be)
+{
+    uint8_t data[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
+                       (uint8_t)(value >> 24)};
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = 200, .length_dw = 1, .first_be = be,
+                          .completer_id = 0x0500, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = data};
+    if (fb_send_tlp(fb, &wr) != 0)
+        die("send config write");
+    Tlpb__Envelope *env;
+    struct tlpb_tlp cpl = recv_tlp(fb, &env);
+    if (cpl.kind != TLPB_TLP_CPL || cpl.status != TLPB_CPL_SC || cpl.tag != 200)
+        fail("config write: completion kind %d status %d tag %u", cpl.kind, cpl.status, cpl.tag);
+    tlpb_envelope_free(env);
+}
+
+/* ---- echo ------------------------------------------------------------------------------ */
+
+static uint32_t rng = 0xC0FFEEu;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+}
+
+static void case_echo(void)
+{
+    struct fake_bridge fb;
+    const char *extra[] = {"--tx-stall-percent", "40", NULL};
+    start_sim(&fb, extra);
+    config_write(&fb, 0x04, 0x0006, 0x3);                       /* memory + bus master */
+    config_write(&fb, TLPB_CFG_PCIE_CAP + 8, 1u << 5, 0x3);     /* max payload 256 */
+
+    enum { N = 300 };
+    static uint8_t payload[N][256];
+    static struct tlpb_tlp sent[N];
+    unsigned reads = 0, echoed_writes = 0, read_cpls = 0;
+    for (unsigned i = 0; i < N; i++) {
+        uint32_t len = 1 + rnd() % 64u;
+        uint64_t addr = (rnd() & 1) ? 0x80000000u + 0x1000u * i + 4u * (rnd() % 16u)
+                                    : 0x300000000ull + 0x1000u * i;
+        uint8_t fbe = len == 1 ? (uint8_t)(1u << (rnd() % 4)) : 0xF;
+        uint8_t lbe = len == 1 ? 0 : 0xF;
+        if (i % 3 == 2) {
+            sent[i] = (struct tlpb_tlp){.kind = TLPB_TLP_MRD, .requester_id = 0, .tag = (uint8_t)(i % 32),
+                                        .address = addr, .length_dw = len, .first_be = fbe,
+                                        .last_be = lbe, .bar_hint = 0};
+            reads++;
+        } else {
+            for (uint32_t b = 0; b < len * 4; b++)
+                payload[i][b] = (uint8_t)(rnd() >> 24);
+            sent[i] = (struct tlpb_tlp){.kind = TLPB_TLP_MWR, .address = addr, .length_dw = len,
+                                        .first_be = fbe, .last_be = lbe, .bar_hint = 0,
+                                        .payload_bytes = len * 4, .payload = payload[i]};
+        }
+        if (fb_send_tlp(&fb, &sent[i]) != 0)
+            die("send TLP %u", i);
+    }
+    /* Back in order: a write as the device's DMA write, a read as the
+     * device's read (link tag), answered here; the answer comes back as the
+     * device's completion, in order with the later echoes. */
+    static uint8_t data[N][4096];
+    static struct tlpb_tlp owed[N];
+    static unsigned owed_index[N];
+    unsigned next = 0, owed_head = 0, owed_tail = 0;
+    while (next < N || owed_head < owed_tail) {
+        Tlpb__Envelope *env;
+        struct tlpb_tlp got = recv_tlp(&fb, &env);
+        if (got.kind == TLPB_TLP_CPLD) {
+            if (owed_head == owed_tail) {
+                fail("a completion nobody asked for came back");
+                tlpb_envelope_free(env);
+                break;
+            }
+            const struct tlpb_tlp *want = &owed[owed_head];
+            unsigned i = owed_index[owed_head++];
+            if (got.tag != sent[i].tag || got.byte_count != want->byte_count ||
+                got.lower_address != want->lower_address ||
+                got.payload_bytes != want->payload_bytes ||
+                memcmp(got.payload, data[i], want->payload_bytes) != 0)
+                fail("read %u: the completion came back with tag %u (want %u), %u bytes", i,
+                     got.tag, sent[i].tag, got.payload_bytes);
+            else
+                read_cpls++;
+            tlpb_envelope_free(env);
+            continue;
+        }
+        if (next >= N) {
+            fail("an extra TLP came back (kind %d)", got.kind);
+            tlpb_envelope_free(env);
+            break;
+        }
+        unsigned i = next++;
+        if (got.kind != sent[i].kind || got.address != sent[i].address ||
+            got.length_dw != sent[i].length_dw || got.first_be != sent[i].first_be ||
+            got.last_be != sent[i].last_be) {
+            fail("TLP %u came back as kind %d addr %#llx len %u (sent kind %d addr %#llx len %u)", i,
+                 got.kind, (unsigned long long)got.address, got.length_dw, sent[i].kind,
+                 (unsigned long long)sent[i].address, sent[i].length_dw);
+            tlpb_envelope_free(env);
+            break;
+        }
+        if (got.kind == TLPB_TLP_MWR) {
+            if (memcmp(got.payload, sent[i].payload, sent[i].payload_bytes) != 0)
+                fail("write %u: payload differs", i);
+            else
+                echoed_writes++;
+        } else {
+            /* answer the device's read under its link tag */
+            uint32_t bytes = tlpb_tlp_request_bytes(&got);
+            for (unsigned b = 0; b < sizeof(data[i]); b++)
+                data[i][b] = (uint8_t)(b * 3u + i);
+            struct tlpb_tlp *cpl = &owed[owed_tail];
+            owed_index[owed_tail++] = i;
+            tlpb_completion_for(cpl, &got, 0, tlpb_tlp_first_byte_address(&got), bytes, bytes);
+            cpl->payload = data[i];
+            if (fb_send_tlp(&fb, cpl) != 0)
+                die("send completion");
+        }
+        tlpb_envelope_free(env);
+    }
+    printf("echo: %u writes and %u read round trips through RX and TX\n", echoed_writes, read_cpls);
+    if (echoed_writes + read_cpls != N || read_cpls != reads)
+        fail("%u of %u TLPs came back right", echoed_writes + read_cpls, N);
+    stop_sim();
+    fb_fini(&fb);
+}
+
+/* ---- waveforms --------------------------------------------------------------------------- */
+
+struct vcd_summary {
+    long size;
+    unsigned enddefinitions;
+    unsigned timestamps;
+    unsigned long long first_time, last_time;
+    bool has_clk, has_rx_tdata;
+};
+
+static bool read_vcd(const char *path, struct vcd_summary *s)
+{
+    memset(s, 0, sizeof(*s));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool first = true;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "$enddefinitions", 15) == 0)
+            s->enddefinitions++;
+        if (strstr(line, "$var") && strstr(line, " clk "))
+            s->has_clk = true;
+        if (strstr(line, "$var") && strstr(line, " rx_tdata "))
+            s->has_rx_tdata = true;
+        if (line[0] == '#') {
+            unsigned long long t = strtoull(line + 1, NULL, 10);
+            if (first)
+                s->first_time = t;
+            first = false;
+            s->last_time = t;
+            s->timestamps++;
+        }
+    }
+    s->size = ftell(f);
+    fclose(f);
+    return true;
+}
+
+static void log_must_contain(const char *needle)
+{
+    FILE *f = fopen(log_path, "r");
+    char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    if (!strstr(buf, needle))
+        fail("the simulator's log does not say \"%s\"", needle);
+}
+
+static void case_trace(void)
+{
+    char vcd[256];
+    snprintf(vcd, sizeof(vcd), "%s/whole.vcd", dir);
+    struct fake_bridge fb;
+    const char *extra[] = {"--trace", vcd, "--max-cycles", "3000", NULL};
+    start_sim(&fb, extra);
+    wait_sim_exit();
+    fb_fini(&fb);
+    struct vcd_summary s;
+    if (!read_vcd(vcd, &s))
+        die("no waveform file %s", vcd);
+    printf("trace: %ld bytes, %u time steps, %llu..%llu ps\n", s.size, s.timestamps, s.first_time,
+           s.last_time);
+    if (s.enddefinitions != 1 || !s.has_clk || !s.has_rx_tdata)
+        fail("the VCD lacks its header or signals");
+    /* two dumps a cycle, 3000 cycles */
+    if (s.timestamps != 6000)
+        fail("%u time steps for 3000 cycles, expected 6000", s.timestamps);
+    if (s.last_time != 2999ull * PERIOD_PS + PERIOD_PS / 2)
+        fail("last time %llu ps", s.last_time);
+    log_must_contain("waveforms written to");
+}
+
+static void case_window(void)
+{
+    const unsigned window = 200;
+    char vcd[256], win[16];
+    snprintf(vcd, sizeof(vcd), "%s/window.vcd", dir);
+    snprintf(win, sizeof(win), "%u", window);
+
+    /* No trigger in a long run: the last cycles only, bounded. */
+    struct fake_bridge fb;
+    const char *extra[] = {"--trace", vcd, "--trace-window", win, "--max-cycles", "20000", NULL};
+    start_sim(&fb, extra);
+    wait_sim_exit();
+    fb_fini(&fb);
+    struct vcd_summary s;
+    if (!read_vcd(vcd, &s))
+        die("no waveform file %s", vcd);
+    printf("window without trigger: %ld bytes, %u time steps, %llu..%llu ps\n", s.size,
+           s.timestamps, s.first_time, s.last_time);
+    unsigned bound = 2 * (2 * window + window / 8 + 2);
+    if (s.enddefinitions != 1)
+        fail("joined VCD has %u headers", s.enddefinitions);
+    if (s.timestamps > bound || s.timestamps < 2 * window)
+        fail("%u time steps, expected between %u and %u", s.timestamps, 2 * window, bound);
+    if (s.last_time != 19999ull * PERIOD_PS + PERIOD_PS / 2)
+        fail("the window does not end at the last cycle (%llu ps)", s.last_time);
+    log_must_contain("no waveform trigger");
+    remove(vcd);
+
+    /* A trigger: the design echoes a write while bus mastering is off, the
+     * adapter rejects it and reports it to the bridge. */
+    const char *extra2[] = {"--trace", vcd, "--trace-window", win, NULL};
+    start_sim(&fb, extra2);
+    config_write(&fb, 0x04, 0x0002, 0x3); /* memory only */
+    uint8_t data[4] = {1, 2, 3, 4};
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = 0xFE000000u, .length_dw = 1,
+                         .first_be = 0xF, .bar_hint = 0, .payload_bytes = 4, .payload = data};
+    if (fb_send_tlp(&fb, &w) != 0)
+        die("send write");
+    Tlpb__Envelope *env = fb_recv(&fb, WAIT_MS);
+    if (!env || env->body_case != TLPB__ENVELOPE__BODY_ERROR ||
+        !strstr(env->error->reason, "bus mastering"))
+        fail("the adapter did not report the rejected write");
+    if (env)
+        tlpb_envelope_free(env);
+    stop_sim();
+    fb_fini(&fb);
+    if (!read_vcd(vcd, &s))
+        die("no waveform file %s", vcd);
+    printf("window with trigger: %ld bytes, %u time steps, %llu..%llu ps\n", s.size, s.timestamps,
+           s.first_time, s.last_time);
+    log_must_contain("waveform window written to");
+    log_must_contain("DMA with bus mastering disabled");
+    unsigned long long trigger = 0;
+    FILE *f = fopen(log_path, "r");
+    char line[512];
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *at = strstr(line, "waveform trigger at cycle ");
+        if (at)
+            trigger = strtoull(at + strlen("waveform trigger at cycle "), NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    if (trigger == 0)
+        fail("no trigger cycle in the log");
+    if (s.enddefinitions != 1 || s.timestamps > bound || s.timestamps == 0)
+        fail("window with trigger: %u headers, %u time steps (bound %u)", s.enddefinitions,
+             s.timestamps, bound);
+    /* it covers the trigger and ends at most window/8 + 1 cycles after it */
+    if (s.first_time > trigger * PERIOD_PS || s.last_time < trigger * PERIOD_PS ||
+        s.last_time > (trigger + window / 8 + 2) * PERIOD_PS)
+        fail("window %llu..%llu ps does not fit the trigger at cycle %llu", s.first_time,
+             s.last_time, trigger);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"sim", required_argument, NULL, 's'},
+                                         {"case", required_argument, NULL, 'c'},
+                                         {NULL, 0, NULL, 0}};
+    const char *which = NULL;
+    int ch;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 's')
+            sim_path = optarg;
+        else if (ch == 'c')
+            which = optarg;
+        else
+            return 2;
+    }
+    if (!sim_path || !which) {
+        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/tlpbrtl-XXXXXX", tmp && *tmp && strlen(tmp) < 60 ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    snprintf(sock_path, sizeof(sock_path), "%.90s/bridge.sock", dir);
+    snprintf(log_path, sizeof(log_path), "%s/sim.log", dir);
+    if (strcmp(which, "echo") == 0)
+        case_echo();
+    else if (strcmp(which, "trace") == 0)
+        case_trace();
+    else if (strcmp(which, "window") == 0)
+        case_window();
+    else
+        die("unknown case %s", which);
+    if (failures)
+        dump_log();
+    cleanup();
+    printf("test_rtl_loopback %s: %s\n", which, failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
