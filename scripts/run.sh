@@ -1,37 +1,114 @@
 #!/usr/bin/env bash
-# The main job: install what is needed, build, start tlpbridged with the
-# dmacopy model (hlsim backend), and drive the device through the host
-# library: register accesses, DMA copies checked byte for byte and by CRC,
-# MSI-X completion interrupts. Exits 0 only if every check passes.
+# The main job: install what is needed, build, and run the dmacopy example end
+# to end: tlpbridged with the dmacopy model (hlsim, in the bridge), QEMU with
+# the tlpbridge-pci device booting a small Linux guest, the dmacopy driver
+# loaded in the guest, and the guest test program (dmacopy-test) copying
+# through the device. Prints a short result; exits 0 only if every check
+# passed.
+#
+# usage: scripts/run.sh [--no-qemu] [--external | --rtl] [--intx] [--accel tcg|kvm] [-v]
+#   --no-qemu    no QEMU: drive the device from the host library (dmacopy-demo)
+#   --external   the model in its own process (hlsim-run) instead of in the bridge
+#   --rtl        the RTL: dmacopy in SystemVerilog, Verilated, through the RTL adapter
+#   --intx       also run the guest cases with INTx (driver rebound, use_msix=0)
+#   --accel A    tcg or kvm (default: KVM if a KVM guest boots, else TCG)
+#   -v           echo the guest console and the bridge log
+# The first run builds QEMU (about 4 minutes; cached under ~/.cache/tlpbridge).
+# The build goes to build/ (TLPB_BUILD_DIR overrides it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 
+qemu=1
+rtl=0
+guest_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-qemu) qemu=0 ;;
+    --external) guest_args+=(--backend external) ;;
+    --rtl) rtl=1; guest_args+=(--backend rtl) ;;
+    --intx) guest_args+=(--intx) ;;
+    --accel) guest_args+=(--accel "$2"); shift ;;
+    --accel=*) guest_args+=(--accel "${1#--accel=}") ;;
+    -v|--verbose) guest_args+=(-v) ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+step() { echo "run: $*"; }
+
 scripts/install-deps.sh
 
-build="$here/build"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLPB_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" >/dev/null
+build="${TLPB_BUILD_DIR:-$here/build}"
+log="$build/run-build.log"
+mkdir -p "$build"
 
-work="$(mktemp -d /tmp/tlpbridge-run.XXXXXX)"
-socket="$work/tlpbridge.sock"
-bridge_pid=""
-cleanup() {
-  [ -n "$bridge_pid" ] && kill "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null
-  rm -rf "$work"
+# Builds quietly into a log; shows its tail if something fails.
+quiet_build() {
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "run: build failed; full log in $log" >&2
+    exit 1
+  fi
 }
-trap cleanup EXIT
+: >"$log"
 
-# tlpbridged writes "ready" to fd 3 once it listens: no guessing with sleeps.
-ready="$work/ready"
-mkfifo "$ready"
-"$build/bridge/tlpbridged" --config examples/configs/dmacopy-hlsim.cfg --listen "$socket" \
-  --log-level warn --ready-fd 3 3>"$ready" &
-bridge_pid=$!
-if ! read -r -t 30 line <"$ready" || [ "$line" != "ready" ]; then
-  echo "run: tlpbridged did not start" >&2
-  exit 1
+if [ "$qemu" = 0 ]; then
+  step "building the bridge, the dmacopy model and the host-side demo"
+  quiet_build cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLPB_BUILD_TESTS=OFF
+  quiet_build cmake --build "$build" -j"$(nproc)" --target tlpbridged dmacopy_model dmacopy-demo
+
+  work="$(mktemp -d /tmp/tlpbridge-run.XXXXXX)"
+  socket="$work/tlpbridge.sock"
+  bridge_pid=""
+  cleanup() {
+    if [ -n "$bridge_pid" ]; then kill "$bridge_pid" 2>/dev/null || true; wait "$bridge_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+  }
+  trap cleanup EXIT
+  # tlpbridged writes "ready" to fd 3 once it listens: no guessing with sleeps.
+  ready="$work/ready"
+  mkfifo "$ready"
+  "$build/bridge/tlpbridged" --listen "$socket" \
+    --device "dmacopy0:hlsim=$build/examples/libdmacopy.so" \
+    --log-level warn --ready-fd 3 3>"$ready" &
+  bridge_pid=$!
+  if ! read -r -t 30 line <"$ready" || [ "$line" != "ready" ]; then
+    echo "run: tlpbridged did not start" >&2
+    exit 1
+  fi
+  step "tlpbridged is serving dmacopy0 from the hlsim model ($socket)"
+  "$build/examples/dmacopy-demo" --socket "$socket" --device dmacopy0
+  exit $?
 fi
 
-echo "tlpbridged is serving dmacopy0 from the hlsim model ($socket)"
-"$build/examples/dmacopy-demo" --socket "$socket" --device dmacopy0
+# The guest tooling is Python 3 (standard library only).
+if ! command -v python3 >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run: python3 is missing; run as root or install it" >&2
+    exit 1
+  fi
+  step "installing python3"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >>"$log" 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3; }
+fi
+
+step "configuring (cmake -DTLPB_BUILD_QEMU=ON), build log in $log"
+rtl_option=()
+targets=(tlpbridged hlsim-run tlpbctl dmacopy_model)
+if [ "$rtl" = 1 ]; then
+  rtl_option=(-DTLPB_BUILD_RTL=ON)
+  targets+=(dmacopy-rtl-sim)
+fi
+quiet_build cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLPB_BUILD_TESTS=OFF \
+  -DTLPB_BUILD_QEMU=ON "${rtl_option[@]}"
+step "building ${targets[*]}"
+quiet_build cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
+step "building QEMU with tlpbridge-pci (about 4 minutes the first time, then cached)"
+quiet_build cmake --build "$build" --target qemu
+step "building the guest image (Debian kernel, busybox, dmacopy.ko, dmacopy-test)"
+quiet_build cmake --build "$build" --target guest-image
+
+exec python3 examples/guest/run-guest.py --build "$build" "${guest_args[@]}"

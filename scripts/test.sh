@@ -1,14 +1,37 @@
 #!/usr/bin/env bash
 # Install the dependencies, build with warnings as errors and ASan+UBSan, and
-# run the whole test suite with ctest.
+# run the whole test suite with ctest: unit, integration, and the guest
+# end-to-end tests (QEMU with tlpbridge-pci booting Linux with the dmacopy
+# driver, on every backend). Extra arguments go to ctest
+# (./scripts/test.sh -R fallback, ./scripts/test.sh -LE guest).
+#
+# QEMU is built once by qemu_shim/build-qemu.sh (about 4 minutes) and cached
+# under ~/.cache/tlpbridge; it links its own non-sanitized host library. The
+# sanitizers cover this project's programs (tlpbridged, hlsim-run, tools).
+# The RTL backend (Verilator: the adapter's tests, and the guest on the
+# Verilated dmacopy) is in too. TLPB_TEST_QEMU=OFF leaves QEMU and the guest
+# tests out, TLPB_TEST_RTL=OFF the RTL backend.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 
 scripts/install-deps.sh
 
+with_qemu="${TLPB_TEST_QEMU:-ON}"
+with_rtl="${TLPB_TEST_RTL:-ON}"
+if [ "$with_qemu" = ON ] && ! command -v python3 >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test: python3 is missing (the guest tests use it); run as root or install it" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3
+fi
+
 build="${TLPB_TEST_BUILD_DIR:-$here/build-test}"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTLPB_SANITIZE=ON -DTLPB_WERROR=ON
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTLPB_SANITIZE=ON -DTLPB_WERROR=ON \
+  -DTLPB_BUILD_QEMU="$with_qemu" -DTLPB_BUILD_RTL="$with_rtl"
+# Everything, QEMU (cached), the guest image and the Verilated models included.
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" "$@"

@@ -33,6 +33,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+# Run from a build system (CMake's guest-image target), the parent make's
+# jobserver flags would reach the nested makes and make them warn; the module
+# and program builds below are self-contained.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKE_TERMOUT MAKE_TERMERR
+
 log() { echo "build-initramfs: $*"; }
 die() { echo "build-initramfs: error: $*" >&2; exit 1; }
 

@@ -1,0 +1,602 @@
+#!/usr/bin/env python3
+"""Guest end-to-end tests: Linux in QEMU with tlpbridge-pci, the dmacopy
+driver and dmacopy-test, against tlpbridged on each backend.
+
+usage: guest_test.py TEST --qemu Q --kernel K --initrd I --tlpbridged B
+                     --hlsim-run H --model M --tlpbctl C --configs DIR
+                     [--accel-file F]
+                     [--rtl-sim S]
+TEST: accel | inproc | external | nosim | sim_kill | hotplug | rtl
+
+Each test boots one guest in interactive mode (tlpb.interactive=1) and runs
+many checks in it. Exit status: 0 all checks passed, 1 a check failed,
+77 skipped (something needed is not built). TLPB_GUEST_VERBOSE=1 echoes the
+console and every log; TLPB_GUEST_KEEP=1 keeps the temporary directory;
+TLPB_ACCEL=tcg|kvm overrides the accelerator probe.
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "guest"))
+import tlpbguest as tg  # noqa: E402
+from tlpbguest import Failure, log  # noqa: E402
+
+SKIP = 77
+DEVICE = "dmacopy0"
+
+# Longest a guest command may take before the test calls it hung. Generous:
+# they are bounds for a hang, not performance thresholds (TCG on a busy
+# 2-core machine is slow).
+SUITE_TIMEOUT = 420
+SHORT_TIMEOUT = 120
+
+
+class Skip(Exception):
+    pass
+
+
+class Test:
+    def __init__(self, args):
+        self.args = args
+        self.failures = 0
+        self.t0 = time.monotonic()
+
+    def check(self, cond, msg):
+        if not cond:
+            self.failures += 1
+            log("FAIL: " + msg)
+        return bool(cond)
+
+    def elapsed(self):
+        return time.monotonic() - self.t0
+
+    def step(self, msg):
+        log("[%6.1fs] %s" % (self.elapsed(), msg))
+
+
+# ---- preconditions ---------------------------------------------------------------------
+
+
+def preconditions(args, need_qemu=True):
+    for what, path, target in (("guest kernel", args.kernel, "guest-image"),
+                               ("guest initramfs", args.initrd, "guest-image")):
+        if not os.path.exists(path):
+            raise Skip("%s %s not found: build the '%s' target" % (what, path, target))
+    if need_qemu:
+        if not os.path.exists(args.qemu):
+            raise Skip("QEMU with tlpbridge-pci not found at %s: configure with "
+                       "-DTLPB_BUILD_QEMU=ON and build the 'qemu' target" % args.qemu)
+        r = subprocess.run([args.qemu, "-device", "help"], capture_output=True, text=True,
+                           timeout=60)
+        if '"tlpbridge-pci"' not in r.stdout:
+            raise Failure("%s has no tlpbridge-pci device (-device help)" % args.qemu)
+    for p in (args.tlpbridged, args.hlsim_run, args.model, args.tlpbctl):
+        if not os.path.exists(p):
+            raise Skip("%s not built" % p)
+
+
+def accel_for(t):
+    accel, why = tg.choose_accel(t.args.qemu, t.args.kernel, t.args.initrd, t.args.accel_file)
+    t.step("accelerator %s (%s)" % (accel, why))
+    return accel
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def shim_device(s, dev_id="tlpb0", bus="rp0"):
+    return "tlpbridge-pci,id=%s,bus=%s,socket=%s,device=%s" % (dev_id, bus, s.socket, DEVICE)
+
+
+ROOT_PORT = "pcie-root-port,id=rp0,chassis=1,slot=1"
+
+
+def boot(t, s, accel, devices, append=""):
+    t.step("booting the guest (%s)" % accel)
+    g = tg.Guest(s, t.args.qemu, t.args.kernel, t.args.initrd, accel=accel, devices=devices,
+                 append=append)
+    g.wait_booted()
+    t.step("guest up")
+    return g
+
+
+def gsh(t, g, cmd, timeout=SHORT_TIMEOUT, want_rc=0):
+    """Runs a guest command; checks its exit status when want_rc is not None."""
+    rc, out = g.run(cmd, timeout)
+    if want_rc is not None:
+        t.check(rc == want_rc, "guest command %r exited %d, expected %d; output:\n%s" %
+                (cmd, rc, want_rc, "\n".join("    " + l for l in out[-30:])))
+    return rc, out
+
+
+BOUND_CMD = ("for d in /sys/bus/pci/drivers/dmacopy/0000:*; do "
+             "[ -e \"$d\" ] && echo \"BOUND ${d##*/}\"; done; true")
+
+
+def bound_devices(t, g):
+    _, out = gsh(t, g, BOUND_CMD)
+    return [l.split()[1] for l in out if l.startswith("BOUND ")]
+
+
+_case_list = {}
+
+
+def case_names(t, g, intx):
+    """The cases dmacopy-test runs in a mode, from its --list."""
+    if not _case_list:
+        _, out = gsh(t, g, "dmacopy-test --list")
+        for l in out:
+            m = re.match(r"^(\w+)\s+.*?(\[(MSI-X|--intx) runs\])?$", l)
+            if m:
+                _case_list[m.group(1)] = m.group(3)
+        t.check(len(_case_list) > 0, "dmacopy-test --list printed no cases")
+    want = "--intx" if intx else "MSI-X"
+    return [n for n, mode in _case_list.items() if mode in (None, want)]
+
+
+def run_suite(t, g, intx=False, only=None, label=None, timeout=SUITE_TIMEOUT):
+    """Runs dmacopy-test in the guest; every expected case must PASS."""
+    cmd = "dmacopy-test" + (" --intx" if intx else "")
+    expected = case_names(t, g, intx)
+    if only:
+        cmd += " --only " + ",".join(only)
+        expected = list(only)
+    label = label or cmd
+    t.step("guest: %s" % cmd)
+    rc, out = g.run(cmd, timeout)
+    cases, result = tg.parse_tests(out)
+    for name, ok, reason in cases:
+        log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
+    seen = {n for n, _, _ in cases}
+    missing = [n for n in expected if n not in seen]
+    failed = [n for n, ok, _ in cases if not ok]
+    ok = t.check(not missing, "%s: no result for %s" % (label, ", ".join(missing)))
+    ok &= t.check(not failed, "%s: failed cases: %s" % (label, ", ".join(failed)))
+    ok &= t.check(result is not None and result[1] == 0 and result[0] == len(expected),
+                  "%s: RESULT line %s, expected %d passed, 0 failed" %
+                  (label, result, len(expected)))
+    ok &= t.check(rc == 0, "%s exited %d" % (label, rc))
+    if not ok:
+        log("    guest output:\n" + "\n".join("      " + l for l in out[-60:]))
+    return ok
+
+
+def check_model_served(t, s, backend):
+    """The bridge served the guest from the expected backend, and the fallback
+    answered nothing."""
+    st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+    c = st.get("counters", {})
+    t.step("bridge: backend %s, %d host requests, %d DMA bytes, %d interrupts, "
+           "%d fallback completions" % (st.get("backend"), c.get("host_requests", 0),
+                                        c.get("dma_bytes", 0), c.get("interrupts", 0),
+                                        c.get("fallback_completions", 0)))
+    t.check(st.get("backend") == backend, "backend is %s, expected %s" % (st.get("backend"),
+                                                                          backend))
+    t.check(st.get("host_connected") is True, "the bridge has no host (QEMU) connected")
+    t.check(c.get("host_requests", 0) > 0, "no host requests reached the bridge")
+    t.check(c.get("dma_bytes", 0) > 0, "no DMA through the bridge")
+    t.check(c.get("interrupts", 0) > 0, "no interrupts through the bridge")
+    t.check(c.get("fallback_completions", 0) == 0,
+            "%d requests were completed by the fallback" % c.get("fallback_completions", 0))
+    return st
+
+
+def check_sanitizers(t, s):
+    for name, lines in s.sanitizer_reports:
+        t.check(False, "sanitizer report in %s: %s" % (name, lines[0]))
+
+
+def finish_guest(t, g):
+    t.step("powering the guest off")
+    rc = g.poweroff()
+    t.check(rc == 0, "QEMU exited with status %s" % rc)
+
+
+def stop_bridge(t, bridge):
+    rc = bridge.stop()
+    t.check(rc == 0, "tlpbridged exited with status %s on SIGTERM" % rc)
+
+
+def bridge_device_args(t, backend):
+    return ["--device", "%s:%s=%s" % (DEVICE, backend, t.args.model)]
+
+
+def wait_host_connected(t, bridge, since, timeout=60):
+    """The shim connects (or reconnects) to the bridge: the bridge logs it."""
+    bridge.wait_line(r"device %s: host .* connected" % DEVICE, timeout, since,
+                     what="'host connected' in the bridge log")
+
+
+# ---- the tests --------------------------------------------------------------------------
+
+
+def test_accel(t):
+    """Decides once per ctest run whether KVM works (guest tests read it)."""
+    preconditions(t.args)
+    if t.args.accel_file and os.path.exists(t.args.accel_file):
+        os.unlink(t.args.accel_file)
+    accel = accel_for(t)
+    log("guest tests use %s" % accel)
+
+
+def full_session(t, s, accel, backend_label):
+    g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+    devs = bound_devices(t, g)
+    t.check(len(devs) == 1, "dmacopy driver bound to %s, expected one device" % devs)
+    gsh(t, g, "test -c /dev/dmacopy0")
+    _, out = gsh(t, g, "dmesg | grep -i dmacopy")
+    for l in out:
+        log("    " + l)
+    run_suite(t, g, intx=False, label="MSI-X suite (%s)" % backend_label)
+    t.step("rebind with use_msix=0")
+    gsh(t, g, "dmacopy-rebind use_msix=0")
+    run_suite(t, g, intx=True, label="INTx suite (%s)" % backend_label)
+    return g
+
+
+def test_inproc(t):
+    preconditions(t.args)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+            g = full_session(t, s, accel, "hlsim in the bridge")
+            check_model_served(t, s, "hlsim")
+            finish_guest(t, g)
+            stop_bridge(t, bridge)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+def test_external(t):
+    preconditions(t.args)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged,
+                                    ["--config", os.path.join(t.args.configs,
+                                                              "dmacopy-fallback.cfg")])
+            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+            t.step("hlsim-run attached")
+            g = full_session(t, s, accel, "hlsim-run")
+            check_model_served(t, s, "external")
+            finish_guest(t, g)
+            t.check(sim.alive(), "hlsim-run exited during the run")
+            rc = sim.stop()
+            t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
+            stop_bridge(t, bridge)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+ENUM_CMD = (
+    "for d in /sys/bus/pci/devices/*; do "
+    "echo \"PCI ${d##*/} $(cat $d/vendor) $(cat $d/device) $(cat $d/class) $(cat $d/revision)\";"
+    " done; "
+    "f=$(grep -l 0x7a11 /sys/bus/pci/devices/*/device | head -n 1); d=${f%/device}; "
+    "[ -n \"$f\" ] || exit 3; n=0; "
+    "while read a b fl; do echo \"RES $n $a $b $fl\"; n=$((n+1)); done < $d/resource; "
+    "echo \"IRQPIN $(od -An -tx1 -j61 -N1 $d/config)\"; "
+    "[ -e $d/driver ] && echo \"DRIVER $(basename $(readlink $d/driver))\"; true")
+
+
+def check_enumeration(t, g):
+    """lspci-like view from sysfs: the configured description, with no simulator."""
+    rc, out = gsh(t, g, ENUM_CMD)
+    for l in out:
+        if l.startswith(("PCI ", "RES ", "IRQPIN", "DRIVER")):
+            log("    " + l)
+    pci = [l.split() for l in out if l.startswith("PCI ")]
+    ours = [p for p in pci if p[2] == "0x1234" and p[3] == "0x7a11"]
+    if not t.check(len(ours) == 1, "expected one 1234:7a11 device in sysfs, found %d" %
+                   len(ours)):
+        return None
+    bdf, _, _, cls, rev = ours[0][1:6]
+    t.check(cls == "0x088000", "class %s, expected 0x088000" % cls)
+    t.check(rev == "0x01", "revision %s, expected 0x01" % rev)
+    res = {int(l.split()[1]): l.split()[2:5] for l in out if l.startswith("RES ")}
+    for bar in range(6):
+        start, end, flags = (int(x, 16) for x in res.get(bar, ["0", "0", "0"]))
+        size = end - start + 1 if end else 0
+        if bar in (0, 2):
+            t.check(size == 4096, "BAR%d size %d, expected 4096" % (bar, size))
+            t.check(flags & 0x200 and not flags & 0x2000 and not flags & 0x100000,
+                    "BAR%d flags 0x%x: expected 32-bit non-prefetchable memory" % (bar, flags))
+        else:
+            t.check(size == 0, "BAR%d present (size %d), expected none" % (bar, size))
+    pin = [l.split()[1] for l in out if l.startswith("IRQPIN")]
+    t.check(pin == ["01"], "interrupt pin %s, expected 01 (INTA)" % pin)
+    drv = [l for l in out if l.startswith("DRIVER")]
+    return bdf, drv
+
+
+def test_nosim(t):
+    preconditions(t.args)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged,
+                                    ["--config", os.path.join(t.args.configs,
+                                                              "dmacopy-fallback.cfg")])
+            g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+            t.step("no simulator: enumeration from the configured description")
+            found = check_enumeration(t, g)
+            if found:
+                bdf, drv = found
+                t.check(not drv, "a driver is bound to %s with no simulator: %s" % (bdf, drv))
+            t.check(bound_devices(t, g) == [], "dmacopy bound with no simulator")
+            _, out = gsh(t, g, "dmesg | grep dmacopy")
+            for l in out:
+                log("    " + l)
+            t.check(any("ID register reads 0xffffffff (no device model attached?)" in l
+                        for l in out),
+                    "no 'ID register reads 0xffffffff (no device model attached?)' "
+                    "in the guest's kernel log")
+            gsh(t, g, "test ! -e /dev/dmacopy0")
+            st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+            t.check(st.get("backend") == "fallback", "backend %s, expected fallback" %
+                    st.get("backend"))
+            t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
+                    "the fallback completed no reads")
+
+            t.step("starting hlsim-run")
+            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+            t.step("hlsim-run attached; rebinding the driver in the guest")
+            rc, out = gsh(t, g, "dmacopy-rebind")
+            t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound after rebind")
+            run_suite(t, g, intx=False, label="MSI-X suite after the simulator attached")
+            check_model_served_after_attach(t, s)
+            finish_guest(t, g)
+            t.check(sim.alive(), "hlsim-run exited during the run")
+            rc = sim.stop()
+            t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
+            stop_bridge(t, bridge)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+def check_model_served_after_attach(t, s):
+    st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+    c = st.get("counters", {})
+    t.check(st.get("backend") == "external", "backend %s, expected external" %
+            st.get("backend"))
+    t.check(c.get("dma_bytes", 0) > 0, "no DMA through the bridge")
+
+
+def test_sim_kill(t):
+    preconditions(t.args)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged,
+                                    ["--config", os.path.join(t.args.configs,
+                                                              "dmacopy-fallback.cfg")])
+            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+            g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+            t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound")
+            run_suite(t, g, only=["scratch_4", "copy_1"], label="quick check before the kill")
+
+            # --- the simulator dies in the middle of a test run --------------------
+            # A dead device must not cost the driver's default 30 s per wait.
+            gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
+            t.step("guest: dmacopy-test (full suite); SIGKILL hlsim-run once copy_1 passed")
+            mark = g.start("dmacopy-test")
+            g.wait_console(r"^TEST copy_1 ", SUITE_TIMEOUT, since=mark,
+                           what="dmacopy-test's copy_1 result")
+            sim.signal(signal.SIGKILL)
+            sim.wait(30)
+            t.step("hlsim-run killed")
+            rc, out = g.finish(mark, SUITE_TIMEOUT,
+                               "dmacopy-test after the kill (guest hung?)")
+            cases, result = tg.parse_tests(out)
+            failed = [n for n, ok, _ in cases if not ok]
+            log("    after the kill: %d cases reported, failed: %s; %s" %
+                (len(cases), ", ".join(failed) or "none", result))
+            t.check(rc != 0, "dmacopy-test exited 0 although the simulator died")
+            t.check(result is not None, "dmacopy-test printed no RESULT line")
+            t.check(len(failed) > 0, "no case failed after the simulator was killed")
+            gsh(t, g, "echo guest-alive")
+            bridge.check_alive()
+            st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+            t.check(st.get("backend") == "fallback", "backend %s after the kill, expected "
+                    "fallback" % st.get("backend"))
+            t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
+                    "no request was completed by the fallback after the kill")
+
+            # --- a simulator attaches again -----------------------------------------
+            t.step("starting hlsim-run again")
+            sim2 = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE, name="hlsim-run-2")
+            gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
+            gsh(t, g, "dmacopy-rebind")
+            run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
+                      label="after the simulator re-attached")
+
+            # --- the bridge dies ------------------------------------------------------
+            t.step("SIGKILL tlpbridged")
+            bridge.signal(signal.SIGKILL)
+            bridge.wait(30)
+            sim2.wait(60)  # it exits when the bridge goes away (no --reconnect)
+            gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
+            rc, out = gsh(t, g, "dmacopy-test --only scratch_4,copy_1", want_rc=None)
+            cases, _ = tg.parse_tests(out)
+            t.check(rc != 0 and any(not ok for _, ok, _ in cases),
+                    "with no bridge, dmacopy-test should fail (reads all-ones), got rc %d: %s"
+                    % (rc, cases))
+            status = g.qmp.cmd("query-status")
+            t.check(status.get("running") is True and status.get("status") == "running",
+                    "QEMU status %s with no bridge, expected running" % status)
+            g.alive_check()
+
+            # --- the bridge comes back: the shim reconnects ----------------------------
+            t.step("restarting tlpbridged (dmacopy in the bridge)")
+            bridge2 = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"),
+                                     name="tlpbridged-2")
+            wait_host_connected(t, bridge2, 0)
+            t.step("the shim reconnected")
+            gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
+            gsh(t, g, "dmacopy-rebind")
+            run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
+                      label="after the bridge came back")
+            finish_guest(t, g)
+            stop_bridge(t, bridge2)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+HOTPLUG_ROUNDS = int(os.environ.get("TLPB_HOTPLUG_ROUNDS", "20"))
+
+
+def test_hotplug(t):
+    preconditions(t.args)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+            # The root port starts empty; the device comes and goes through QMP.
+            g = boot(t, s, accel, [ROOT_PORT])
+            t.check(bound_devices(t, g) == [], "a dmacopy device is bound before device_add")
+            # Kernel info messages on the console: the driver's probe and remove
+            # lines are the events the test waits for.
+            gsh(t, g, "dmesg -n 7")
+            for i in range(1, HOTPLUG_ROUNDS + 1):
+                t.step("round %d: device_add" % i)
+                mark = g.console.mark()
+                bmark = bridge.out.mark()
+                g.qmp.cmd("device_add", driver="tlpbridge-pci", id="tlpb0", bus="rp0",
+                          socket=s.socket, device=DEVICE)
+                g.wait_console(r"dmacopy \S+: /dev/dmacopy0: ring", SHORT_TIMEOUT, since=mark,
+                               what="dmacopy probe after device_add (round %d)" % i)
+                wait_host_connected(t, bridge, bmark)
+                devs = bound_devices(t, g)
+                t.check(len(devs) == 1, "round %d: dmacopy bound to %s, expected one" %
+                        (i, devs))
+                run_suite(t, g, only=["scratch_4", "copy_1"], label="round %d" % i,
+                          timeout=SHORT_TIMEOUT)
+                t.step("round %d: device_del" % i)
+                mark = g.console.mark()
+                qmark = g.qmp.mark()
+                g.qmp.cmd("device_del", id="tlpb0")
+                try:
+                    g.qmp.wait_event("DEVICE_DELETED", SHORT_TIMEOUT, since=qmark,
+                                     match={"device": "tlpb0"})
+                except Failure as e:
+                    raise Failure("round %d: device_del did not complete: %s (QEMU never "
+                                  "released the device)" % (i, e))
+                g.wait_console(r"dmacopy \S+: removed /dev/dmacopy0", SHORT_TIMEOUT,
+                               since=mark, what="dmacopy remove (round %d)" % i)
+                # The device closed its connection to the bridge.
+                bridge.wait_line(r"device %s: host disconnected" % DEVICE, SHORT_TIMEOUT,
+                                 bmark, what="'host disconnected' in the bridge log")
+                t.check(bound_devices(t, g) == [], "round %d: dmacopy still bound after "
+                        "device_del" % i)
+                if t.failures:
+                    break
+            bridge.check_alive()
+            finish_guest(t, g)
+            stop_bridge(t, bridge)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+def test_rtl(t):
+    """The RTL backend: dmacopy in SystemVerilog under Verilator, attached to the
+    bridge through the RTL adapter; the same guest, driver and cases."""
+    if not t.args.rtl_sim:
+        raise Skip("no RTL simulator: configure with -DTLPB_BUILD_RTL=ON")
+    preconditions(t.args)
+    if not os.path.exists(t.args.rtl_sim):
+        raise Skip("%s not built" % t.args.rtl_sim)
+    accel = accel_for(t)
+    with tg.Session("tlpb-guest") as s:
+        try:
+            bridge = s.start_bridge(t.args.tlpbridged,
+                                    ["--config", os.path.join(t.args.configs,
+                                                              "dmacopy-fallback.cfg")])
+            sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE)
+            t.step("RTL simulator attached")
+            g = full_session(t, s, accel, "RTL")
+            check_model_served(t, s, "external")
+            finish_guest(t, g)
+            t.check(sim.alive(), "the RTL simulator exited during the run")
+            rc = sim.stop(60)
+            t.check(rc == 0, "the RTL simulator exited with status %s on SIGTERM" % rc)
+            stop_bridge(t, bridge)
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
+TESTS = {
+    "accel": test_accel,
+    "inproc": test_inproc,
+    "external": test_external,
+    "nosim": test_nosim,
+    "sim_kill": test_sim_kill,
+    "hotplug": test_hotplug,
+    "rtl": test_rtl,
+}
+
+
+def main():
+    tg.exit_on_signals()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("test", choices=sorted(TESTS))
+    ap.add_argument("--qemu", required=True)
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--tlpbridged", required=True)
+    ap.add_argument("--hlsim-run", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tlpbctl", required=True)
+    ap.add_argument("--configs", required=True)
+    ap.add_argument("--accel-file")
+    ap.add_argument("--rtl-sim", help="dmacopy RTL simulator (for the rtl test)")
+    args = ap.parse_args()
+    t = Test(args)
+    log("guest.%s" % args.test)
+    try:
+        TESTS[args.test](t)
+    except Skip as e:
+        log("SKIP guest.%s: %s" % (args.test, e))
+        return SKIP
+    except Failure as e:
+        t.failures += 1
+        log("FAIL: %s" % e)
+    log("%s guest.%s in %.0f s (%d failed checks)" %
+        ("PASS" if not t.failures else "FAIL", args.test, t.elapsed(), t.failures))
+    return 1 if t.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
