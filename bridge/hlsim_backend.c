@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "hlsim_uv.h"
 
 struct deferred_call {
     struct deferred_call *next;
@@ -15,12 +16,6 @@ struct deferred_call {
     struct device *device;
     struct tlpb_tlp tlp;      /* for hlsim_backend_deliver_later */
     uint8_t payload[];
-};
-
-struct model_timer {
-    uv_timer_t timer;
-    void (*fire)(void *arg);
-    void *arg;
 };
 
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
@@ -46,46 +41,10 @@ static uint64_t env_now_ns(void *env)
     return tlpb_now_ns();
 }
 
-static void timer_cb(uv_timer_t *t)
-{
-    struct model_timer *mt = t->data;
-    mt->fire(mt->arg);
-}
-
 static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
 {
     struct device *d = env;
-    struct model_timer *mt = calloc(1, sizeof(*mt));
-    if (!mt)
-        return NULL;
-    uv_timer_init(d->bridge->loop, &mt->timer);
-    mt->timer.data = mt;
-    mt->fire = fire;
-    mt->arg = arg;
-    return mt;
-}
-
-static void env_timer_start(void *timer, uint64_t delay_ns)
-{
-    struct model_timer *mt = timer;
-    uv_timer_start(&mt->timer, timer_cb, (delay_ns + 999999u) / 1000000u, 0);
-}
-
-static void env_timer_stop(void *timer)
-{
-    struct model_timer *mt = timer;
-    uv_timer_stop(&mt->timer);
-}
-
-static void free_timer_cb(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void env_timer_destroy(void *timer)
-{
-    struct model_timer *mt = timer;
-    uv_close((uv_handle_t *)&mt->timer, free_timer_cb);
+    return hlsim_uv_timer_create(d->bridge->loop, fire, arg);
 }
 
 static void run_deferred(uv_idle_t *idle)
@@ -172,9 +131,9 @@ static const struct hlsim_env_ops bridge_env_ops = {
     .send_interrupt = env_send_interrupt,
     .now_ns = env_now_ns,
     .timer_create = env_timer_create,
-    .timer_start = env_timer_start,
-    .timer_stop = env_timer_stop,
-    .timer_destroy = env_timer_destroy,
+    .timer_start = hlsim_uv_timer_start,
+    .timer_stop = hlsim_uv_timer_stop,
+    .timer_destroy = hlsim_uv_timer_destroy,
     .defer = env_defer,
     .log = env_log,
 };

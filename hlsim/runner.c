@@ -23,6 +23,7 @@
 
 #include "hlsim.h"
 #include "hlsim_env.h"
+#include "hlsim_uv.h"
 #include "tlpb/wire.h"
 
 #define HANDSHAKE_TIMEOUT_MS 5000
@@ -34,12 +35,6 @@
 struct deferred_call {
     struct deferred_call *next;
     void (*fn)(void *arg);
-    void *arg;
-};
-
-struct model_timer {
-    uv_timer_t handle;
-    void (*fire)(void *arg);
     void *arg;
 };
 
@@ -139,48 +134,10 @@ static uint64_t env_now_ns(void *env)
     return tlpb_now_ns();
 }
 
-static void model_timer_cb(uv_timer_t *handle)
-{
-    struct model_timer *t = handle->data;
-    t->fire(t->arg);
-}
-
 static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
 {
     struct runner *r = env;
-    struct model_timer *t = calloc(1, sizeof(*t));
-
-    if (!t)
-        return NULL;
-    uv_timer_init(&r->loop, &t->handle);
-    t->handle.data = t;
-    t->fire = fire;
-    t->arg = arg;
-    return t;
-}
-
-static void env_timer_start(void *timer, uint64_t delay_ns)
-{
-    struct model_timer *t = timer;
-    /* libuv counts milliseconds: round up, never fire early */
-    uv_timer_start(&t->handle, model_timer_cb, (delay_ns + 999999u) / 1000000u, 0);
-}
-
-static void env_timer_stop(void *timer)
-{
-    struct model_timer *t = timer;
-    uv_timer_stop(&t->handle);
-}
-
-static void free_on_close(uv_handle_t *handle)
-{
-    free(handle->data);
-}
-
-static void env_timer_destroy(void *timer)
-{
-    struct model_timer *t = timer;
-    uv_close((uv_handle_t *)&t->handle, free_on_close);
+    return hlsim_uv_timer_create(&r->loop, fire, arg);
 }
 
 static void run_deferred(uv_idle_t *idle)
@@ -241,9 +198,9 @@ static const struct hlsim_env_ops runner_env_ops = {
     .send_interrupt = env_send_interrupt,
     .now_ns = env_now_ns,
     .timer_create = env_timer_create,
-    .timer_start = env_timer_start,
-    .timer_stop = env_timer_stop,
-    .timer_destroy = env_timer_destroy,
+    .timer_start = hlsim_uv_timer_start,
+    .timer_stop = hlsim_uv_timer_stop,
+    .timer_destroy = hlsim_uv_timer_destroy,
     .defer = env_defer,
     .log = env_log,
 };
