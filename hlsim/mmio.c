@@ -17,34 +17,6 @@ static uint8_t dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t i)
     return 0xF;
 }
 
-/* Which BAR a request hits, and the offset of its first DW. The host's BAR
- * hint wins: on the bridge path config space may not see BAR programming, and
- * BARs are naturally aligned, so the offset is the address modulo the size. */
-static int decode_bar(hlsim_device *dev, const struct tlpb_tlp *tlp, uint64_t *offset)
-{
-    const struct tlpb_devdesc *desc = &dev->cfg.desc;
-    uint64_t span = (uint64_t)tlp->length_dw * 4;
-
-    if (tlp->bar_hint >= 0) {
-        unsigned bar = (unsigned)tlp->bar_hint;
-        if (bar >= TLPB_BAR_COUNT)
-            return -1;
-        const struct tlpb_bar_desc *b = &desc->bars[bar];
-        if (b->size_bytes == 0 || b->is_io)
-            return -1;
-        if (bar > 0 && desc->bars[bar - 1].is_64bit && desc->bars[bar - 1].size_bytes != 0)
-            return -1; /* upper half of a 64-bit BAR */
-        uint64_t off = tlp->address & (b->size_bytes - 1);
-        if (span > b->size_bytes - off)
-            return -1;
-        *offset = off;
-        return (int)bar;
-    }
-    if (span > UINT32_MAX)
-        return -1;
-    return tlpb_cfg_decode_address(&dev->cfg, tlp->address, (uint32_t)span, offset);
-}
-
 static uint32_t model_read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
 {
     uint32_t value = 0;
@@ -142,7 +114,7 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
         unsupported_request(dev, tlp, "bad length");
         return;
     }
-    int bar = decode_bar(dev, tlp, &offset);
+    int bar = tlpb_cfg_decode_request(&dev->cfg, tlp, &offset);
     if (bar < 0) {
         unsupported_request(dev, tlp, "no BAR decodes it");
         return;
@@ -208,7 +180,7 @@ static void memory_write(hlsim_device *dev, const struct tlpb_tlp *tlp)
                   (unsigned long long)tlp->address);
         return;
     }
-    int bar = decode_bar(dev, tlp, &offset);
+    int bar = tlpb_cfg_decode_request(&dev->cfg, tlp, &offset);
     if (bar < 0) {
         hlsim_log(dev, HLSIM_LOG_WARN, "MWr of %u DW at %#llx: no BAR decodes it, dropped",
                   tlp->length_dw, (unsigned long long)tlp->address);

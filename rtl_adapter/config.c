@@ -176,34 +176,6 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 
 /* ---- memory requests ----------------------------------------------------------------- */
 
-/* Which BAR a request hits and the offset of its first DW. The host's BAR
- * hint wins (BARs are naturally aligned, so the offset is the address modulo
- * the size); without one, the programmed BARs decide. */
-static int decode_bar(const struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint64_t *offset)
-{
-    const struct tlpb_devdesc *d = &a->opts.description;
-    uint64_t span = (uint64_t)tlp->length_dw * 4;
-
-    if (tlp->bar_hint >= 0) {
-        unsigned bar = (unsigned)tlp->bar_hint;
-        if (bar >= TLPB_BAR_COUNT)
-            return -1;
-        const struct tlpb_bar_desc *b = &d->bars[bar];
-        if (b->size_bytes == 0 || b->is_io)
-            return -1;
-        if (bar > 0 && d->bars[bar - 1].is_64bit && d->bars[bar - 1].size_bytes != 0)
-            return -1; /* upper half of a 64-bit BAR */
-        uint64_t off = tlp->address & (b->size_bytes - 1);
-        if (span > b->size_bytes - off)
-            return -1;
-        *offset = off;
-        return (int)bar;
-    }
-    if (span > UINT32_MAX)
-        return -1;
-    return tlpb_cfg_decode_address(&a->cfg, tlp->address, (uint32_t)span, offset);
-}
-
 static bool msix_table_hit(const struct tlpb_rtl *a, unsigned bar, uint64_t offset)
 {
     const struct tlpb_devdesc *d = &a->opts.description;
@@ -271,7 +243,7 @@ static void msix_access(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, unsigned
 void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 {
     uint64_t offset;
-    int bar = decode_bar(a, tlp, &offset);
+    int bar = tlpb_cfg_decode_request(&a->cfg, tlp, &offset);
 
     if (bar < 0) {
         if (tlp->kind == TLPB_TLP_MRD) {

@@ -313,6 +313,57 @@ static void test_decode_address(void **state)
     assert_int_equal(tlpb_cfg_decode_address(&cfg, 0xFEB00010, 4, &off), -1);
 }
 
+static struct tlpb_tlp mem_read(uint64_t addr, uint32_t length_dw, int8_t bar_hint)
+{
+    struct tlpb_tlp t;
+    memset(&t, 0, sizeof(t));
+    t.kind = TLPB_TLP_MRD;
+    t.address = addr;
+    t.length_dw = length_dw;
+    t.first_be = 0xF;
+    t.last_be = length_dw > 1 ? 0xF : 0;
+    t.bar_hint = bar_hint;
+    return t;
+}
+
+static void test_decode_request(void **state)
+{
+    uint64_t off = 0;
+    struct tlpb_tlp t;
+
+    /* With a hint, BAR programming and memory enable do not matter: the
+     * offset is the address modulo the BAR size. */
+    t = mem_read(0xC0000808, 1, 2);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), 2);
+    assert_int_equal(off, 0x808);
+    t = mem_read(0x12340000FFCull, 1, 0);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), 0);
+    assert_int_equal(off, 0xFFC);
+    /* the last DW of BAR0 fits; two DWs from there run past its end */
+    t = mem_read(0xFFC, 2, 0);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+    /* an absent BAR, the upper half of the 64-bit BAR 4, an index past 5 */
+    t = mem_read(0x10, 1, 1);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+    t = mem_read(0x10, 1, 5);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+    t = mem_read(0x10, 1, 6);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+    t = mem_read(0x100010, 16, 4);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), 4);
+    assert_int_equal(off, 0x10);
+
+    /* Without a hint, the programmed BARs decide (memory space on). */
+    t = mem_read(0xFEB01800, 2, TLPB_NO_BAR);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+    tlpb_cfgspace_write(&cfg, 0x18, 0xFEB01000, 0xF);
+    tlpb_cfgspace_write(&cfg, 0x04, 0x2, 0x1);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), 2);
+    assert_int_equal(off, 0x800);
+    t = mem_read(0xFEB01FFC, 2, TLPB_NO_BAR);
+    assert_int_equal(tlpb_cfg_decode_request(&cfg, &t, &off), -1);
+}
+
 static void test_reset(void **state)
 {
     cfg.bus_device_function = 0x0300;
@@ -351,6 +402,7 @@ int main(void)
         cmocka_unit_test_setup(test_flr_requested, setup),
         cmocka_unit_test_setup(test_msix_msi_control, setup),
         cmocka_unit_test_setup(test_decode_address, setup),
+        cmocka_unit_test_setup(test_decode_request, setup),
         cmocka_unit_test_setup(test_reset, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

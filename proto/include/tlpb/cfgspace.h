@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "tlpb/devdesc.h"
+#include "tlpb/tlp.h"
 
 #define TLPB_CFG_SIZE 4096u
 #define TLPB_CFG_PCIE_CAP 0x40u
@@ -68,6 +69,13 @@ uint64_t tlpb_cfg_bar_address(const struct tlpb_cfgspace *cfg, unsigned bar);
 /* Which memory BAR decodes [addr, addr + len) with memory space enabled:
  * the BAR index with *offset set, or -1. */
 int tlpb_cfg_decode_address(const struct tlpb_cfgspace *cfg, uint64_t addr, uint32_t len,
+                            uint64_t *offset);
+
+/* Which memory BAR a memory request hits, from its BAR hint when it has one
+ * (the upper half of a 64-bit BAR, an IO or absent BAR, or a request running
+ * past the BAR's end: -1), else from the programmed BARs as
+ * tlpb_cfg_decode_address. Returns the BAR index with *offset set, or -1. */
+int tlpb_cfg_decode_request(const struct tlpb_cfgspace *cfg, const struct tlpb_tlp *tlp,
                             uint64_t *offset);
 
 /* Reflect the INTx line in the status register's interrupt-status bit. */
