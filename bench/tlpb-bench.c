@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "dmacopy_host.h"
 #include "tlpb/wire.h"
@@ -264,48 +263,15 @@ static double posted_writes_per_s(struct dmacopy_host *dc)
 }
 
 /* Copy `total` bytes in 64 KiB descriptors, keeping up to `depth` queued.
- * Returns bytes per second; every copy's data and CRC are checked after. */
+ * Returns bytes per second; every copy's data and CRC are checked. */
 static double dma_throughput(struct dmacopy_host *dc, uint64_t total, unsigned depth)
 {
     const uint32_t len = 64 * 1024;
-    const unsigned buffers = 32;
-    uint64_t src_base = dc->ram_base + (1u << 20);
-    uint64_t dst_base = src_base + (uint64_t)buffers * len;
-    for (unsigned b = 0; b < buffers; b++) {
-        uint8_t *s = dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len;
-        for (uint32_t i = 0; i < len; i++)
-            s[i] = (uint8_t)(i * 7u + b * 13u);
-    }
-    uint32_t expect[32];
-    for (unsigned b = 0; b < buffers; b++)
-        expect[b] = (uint32_t)crc32(0L, dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len, len);
-    uint64_t copies = total / len, posted = 0, done = 0;
-    uint32_t first_index = dc->tail;
-    uint64_t t0 = tlpb_now_ns();
-    while (done < copies) {
-        unsigned batch = 0;
-        while (posted < copies && posted - done < depth) {
-            unsigned b = (unsigned)(posted % buffers);
-            dmacopy_post(dc, src_base + (uint64_t)b * len, dst_base + (uint64_t)b * len, len, false);
-            posted++;
-            batch++;
-        }
-        if (batch)
-            dmacopy_ring_doorbell(dc);
-        uint32_t idx = (uint32_t)((first_index + done) % dc->ring_size);
-        if (dmacopy_wait_done(dc, idx, 60000) != 0)
-            die("DMA copy did not complete");
-        uint32_t st = dmacopy_desc_status(dc, idx);
-        if (st != DMACOPY_DESC_DONE || dmacopy_desc_crc(dc, idx) != expect[done % buffers])
-            die("DMA copy reported an error or a wrong CRC");
-        done++;
-    }
-    uint64_t dt = tlpb_now_ns() - t0;
-    for (unsigned b = 0; b < buffers && b < copies; b++)
-        if (memcmp(dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len,
-                   dc->ram + (dst_base - dc->ram_base) + (uint64_t)b * len, len) != 0)
-            die("DMA copy data mismatch");
-    return (double)(copies * len) / ((double)dt / 1e9);
+    char err[256];
+    double seconds;
+    if (dmacopy_copy_stream(dc, len, 32, depth, total / len, &seconds, err, sizeof(err)) != 0)
+        die(err);
+    return (double)(total / len * len) / seconds;
 }
 
 static double msix_per_s(struct dmacopy_host *dc)

@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "dmacopy_host.h"
 #include "tlpb/wire.h"
@@ -195,43 +194,15 @@ static void mmio_latency(struct dmacopy_host *dc, double *p50, double *p99)
     free(lat);
 }
 
-/* 64 KiB copies, up to 8 queued, checked by CRC. Returns bytes/s. */
+/* 64 KiB copies, up to 8 queued, checked by CRC and data. Returns bytes/s. */
 static double dma_throughput(struct dmacopy_host *dc, uint64_t total)
 {
     const uint32_t len = 64 * 1024;
-    const unsigned buffers = 16, depth = 8;
-    uint64_t src_base = dc->ram_base + (1u << 20);
-    uint64_t dst_base = src_base + (uint64_t)buffers * len;
-    uint32_t expect[16];
-    for (unsigned b = 0; b < buffers; b++) {
-        uint8_t *s = dc->ram + (src_base - dc->ram_base) + (uint64_t)b * len;
-        for (uint32_t i = 0; i < len; i++)
-            s[i] = (uint8_t)(i * 7u + b * 13u);
-        expect[b] = (uint32_t)crc32(0L, s, len);
-    }
-    uint64_t copies = total / len, posted = 0, done = 0;
-    uint32_t first_index = dc->tail;
-    uint64_t t0 = tlpb_now_ns();
-    while (done < copies) {
-        unsigned batch = 0;
-        while (posted < copies && posted - done < depth) {
-            unsigned b = (unsigned)(posted % buffers);
-            dmacopy_post(dc, src_base + (uint64_t)b * len, dst_base + (uint64_t)b * len, len, false);
-            posted++;
-            batch++;
-        }
-        if (batch)
-            dmacopy_ring_doorbell(dc);
-        uint32_t idx = (uint32_t)((first_index + done) % dc->ring_size);
-        if (dmacopy_wait_done(dc, idx, 60000) != 0)
-            die("DMA copy did not complete");
-        if (dmacopy_desc_status(dc, idx) != DMACOPY_DESC_DONE ||
-            dmacopy_desc_crc(dc, idx) != expect[done % buffers])
-            die("DMA copy reported an error or a wrong CRC");
-        done++;
-    }
-    uint64_t dt = tlpb_now_ns() - t0;
-    return (double)(copies * len) / ((double)dt / 1e9);
+    char err[256];
+    double seconds;
+    if (dmacopy_copy_stream(dc, len, 16, 8, total / len, &seconds, err, sizeof(err)) != 0)
+        die(err);
+    return (double)(total / len * len) / seconds;
 }
 
 static void locate(struct paths *p, const char *build_dir)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "dmacopy_host.h"
 #include "tlpb/cfgspace.h"
@@ -217,4 +218,66 @@ int dmacopy_wait_msix(struct dmacopy_host *dc, unsigned vector, uint64_t target,
             return -ENOTCONN;
     }
     return 0;
+}
+
+int dmacopy_copy_stream(struct dmacopy_host *dc, uint32_t len, unsigned buffers, unsigned depth,
+                        uint64_t copies, double *seconds, char *err, size_t err_size)
+{
+    uint64_t src_base = dc->ram_base + (1u << 20);
+    uint64_t dst_base = src_base + (uint64_t)buffers * len;
+    if (buffers == 0 || depth == 0 || dst_base + (uint64_t)buffers * len > dc->ram_base + dc->ram_bytes) {
+        snprintf(err, err_size, "%u buffers of %u bytes do not fit guest memory", buffers, len);
+        return -1;
+    }
+    uint8_t *src = dc->ram + (src_base - dc->ram_base);
+    uint8_t *dst = dc->ram + (dst_base - dc->ram_base);
+    uint32_t *expect = calloc(buffers, sizeof(*expect));
+    if (!expect) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    for (unsigned b = 0; b < buffers; b++) {
+        uint8_t *s = src + (uint64_t)b * len;
+        for (uint32_t i = 0; i < len; i++)
+            s[i] = (uint8_t)(i * 7u + b * 13u);
+        expect[b] = (uint32_t)crc32(0L, s, len);
+    }
+    int rc = 0;
+    uint64_t posted = 0, done = 0;
+    uint32_t first_index = dc->tail;
+    uint64_t t0 = tlpb_now_ns();
+    while (done < copies) {
+        unsigned batch = 0;
+        while (posted < copies && posted - done < depth) {
+            unsigned b = (unsigned)(posted % buffers);
+            dmacopy_post(dc, src_base + (uint64_t)b * len, dst_base + (uint64_t)b * len, len, false);
+            posted++;
+            batch++;
+        }
+        if (batch)
+            dmacopy_ring_doorbell(dc);
+        uint32_t idx = (uint32_t)((first_index + done) % dc->ring_size);
+        if (dmacopy_wait_done(dc, idx, 60000) != 0) {
+            snprintf(err, err_size, "DMA copy %llu did not complete", (unsigned long long)done);
+            rc = -1;
+            break;
+        }
+        if (dmacopy_desc_status(dc, idx) != DMACOPY_DESC_DONE ||
+            dmacopy_desc_crc(dc, idx) != expect[done % buffers]) {
+            snprintf(err, err_size, "DMA copy %llu reported an error or a wrong CRC",
+                     (unsigned long long)done);
+            rc = -1;
+            break;
+        }
+        done++;
+    }
+    *seconds = (double)(tlpb_now_ns() - t0) / 1e9;
+    for (unsigned b = 0; rc == 0 && b < buffers && b < copies; b++) {
+        if (memcmp(src + (uint64_t)b * len, dst + (uint64_t)b * len, len) != 0) {
+            snprintf(err, err_size, "DMA copy data mismatch in buffer %u", b);
+            rc = -1;
+        }
+    }
+    free(expect);
+    return rc;
 }

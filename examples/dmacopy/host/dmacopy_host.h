@@ -79,4 +79,13 @@ int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms);
 /* Serve the device until MSI-X vector's count reaches target. */
 int dmacopy_wait_msix(struct dmacopy_host *dc, unsigned vector, uint64_t target, int timeout_ms);
 
+/* Throughput run: `copies` descriptors of len bytes from `buffers` source
+ * buffers (filled with a pattern here, after the ring) to as many
+ * destination buffers, at most `depth` queued at a time. Every descriptor's
+ * status and CRC (checked against zlib) and every destination buffer's data
+ * are verified. Returns 0 with *seconds (posting to the last DONE), or -1
+ * with err filled. */
+int dmacopy_copy_stream(struct dmacopy_host *dc, uint32_t len, unsigned buffers, unsigned depth,
+                        uint64_t copies, double *seconds, char *err, size_t err_size);
+
 #endif
