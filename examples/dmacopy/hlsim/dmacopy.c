@@ -24,6 +24,7 @@
  * model's work on a large copy. */
 #include <isa-l/crc.h>
 
+#include "../dmacopy_description.h"
 #include "hlsim.h"
 
 #define DMACOPY_ID 0x7A110001u
@@ -680,23 +681,7 @@ static void dmacopy_config_changed(void *model, unsigned changes)
 const struct hlsim_model_ops hlsim_model = {
     .abi_version = HLSIM_ABI_VERSION,
     .name = "dmacopy",
-    .description = {
-        .vendor_id = 0x1234,
-        .device_id = 0x7a11,
-        .revision = 1,
-        .class_code = 0x088000,
-        .bars = {
-            [0] = {.size_bytes = 4096},
-            [2] = {.size_bytes = 4096},
-        },
-        .msix_vectors = 2,
-        .msix_table_bar = 2,
-        .msix_table_offset = 0,
-        .msix_pba_bar = 2,
-        .msix_pba_offset = 0x800,
-        .intx_pin = 1,
-        .max_payload_supported_bytes = 256,
-    },
+    .description = DMACOPY_DESCRIPTION,
     .create = dmacopy_create,
     .destroy = dmacopy_destroy,
     .reset = dmacopy_reset,
