@@ -9,19 +9,42 @@
 
 #include "hlsim_env.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/log.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
 
 #define BRIDGE_NAME_MAX 64
 #define BRIDGE_MAX_DEVICES 64
+#define BRIDGE_MAX_MODEL_DIRS 16
+/* A connection that has not completed its Hello by then is closed. */
+#define BRIDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT 5000u
 /* Above this many queued outbound bytes, the bridge stops reading from the
  * peers that feed the connection until it drains below the low mark. */
 #define BRIDGE_QUEUE_HIGH_BYTES (8u * 1024u * 1024u)
 #define BRIDGE_QUEUE_LOW_BYTES (2u * 1024u * 1024u)
 
-enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+/* The shared levels (tlpb/log.h) under the bridge's short names. */
+#define log_level tlpb_log_level
+#define LOG_ERROR TLPB_LOG_ERROR
+#define LOG_WARN TLPB_LOG_WARN
+#define LOG_INFO TLPB_LOG_INFO
+#define LOG_DEBUG TLPB_LOG_DEBUG
 extern int bridge_log_level;
-void bridge_log(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One log line to stderr. Every call site is rate limited on its own (see
+ * tlpb_log_site_admit): a flood of one message is summarised with a count;
+ * any byte that is not printable ASCII is escaped. Debug lines are not
+ * limited (they are asked for). */
+void bridge_log_at(struct tlpb_log_site *site, enum tlpb_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define bridge_log(level, ...)                                                                   \
+    do {                                                                                         \
+        static struct tlpb_log_site bridge_log_site_ = {.file = __FILE__, .line = __LINE__};    \
+        bridge_log_at(&bridge_log_site_, (level), __VA_ARGS__);                                  \
+    } while (0)
+/* Log the summaries of suppressed messages that are due (all with force). */
+void bridge_log_flush(bool force);
+/* Peer-supplied text for a log line: escaped and bounded (tlpb_log_escape). */
+#define BRIDGE_PEER_TEXT(buf, s) tlpb_log_escape((buf), sizeof(buf), (s), TLPB_LOG_PEER_TEXT_MAX)
 
 enum backend_kind { BACKEND_FALLBACK = 0, BACKEND_HLSIM = 1, BACKEND_EXTERNAL = 2 };
 const char *backend_name(enum backend_kind kind);
@@ -44,8 +67,15 @@ struct device_config {
 struct bridge_config {
     char listen_path[108];
     char tcp_address[128];         /* HOST:PORT, empty = off */
-    char token[128];
+    char token[128];               /* required from every TCP peer when set */
+    char token_file[1024];         /* read into token by bridge_config_check */
     char trace_path[1024];
+    uint32_t handshake_timeout_ms; /* 0: BRIDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT */
+    /* Where `reload` may load models from, resolved (realpath) by
+     * bridge_config_check; the models configured at start are allowed too. */
+    unsigned model_dir_count;
+    char model_dirs[BRIDGE_MAX_MODEL_DIRS][1024];
+    char allowed_models[BRIDGE_MAX_DEVICES][1024];
     unsigned device_count;
     struct device_config devices[BRIDGE_MAX_DEVICES];
 };
@@ -56,7 +86,16 @@ int bridge_config_load(struct bridge_config *cfg, const char *path, char *err, s
 /* "NAME", "NAME:fallback", "NAME:external", "NAME:hlsim=MODEL.so" */
 int bridge_config_add_device_arg(struct bridge_config *cfg, const char *arg, char *err,
                                  size_t err_size);
+int bridge_config_add_model_dir(struct bridge_config *cfg, const char *dir, char *err,
+                                size_t err_size);
+/* Checks the whole configuration, reads the token file and resolves the
+ * model directories. */
 int bridge_config_check(struct bridge_config *cfg, char *err, size_t err_size);
+/* Whether the operator allows loading the model at path: its real path
+ * (resolved into resolved) is a configured model or lies inside a model
+ * directory. 0, or -1 with err. Nothing is opened. */
+int bridge_model_allowed(const struct bridge_config *cfg, const char *path, char *resolved,
+                         size_t resolved_size, char *err, size_t err_size);
 
 struct bridge;
 struct device;
@@ -74,6 +113,9 @@ struct conn {
     bool is_tcp;
     bool is_loopback;
     bool closing;
+    unsigned open_handles;         /* the stream and the handshake timer */
+    uv_timer_t handshake_timer;    /* closes a connection that never says Hello */
+    bool handshake_timer_init;
     bool read_paused;              /* backpressure: a destination is full */
     bool reading;                  /* uv_read_start in effect */
     Tlpb__Role role;               /* UNSPECIFIED until the handshake */
@@ -168,6 +210,11 @@ struct bridge {
     char trace_path[1024];
     uint64_t started_ns;
     int ready_fd;
+    uv_timer_t log_timer;          /* logs the summaries of rate-limited messages */
+    bool log_timer_init;
+    /* accept() failing at the fd limit: logged once, then counted */
+    bool accept_exhausted;
+    uint64_t accept_failures;
 };
 
 /* server.c */
@@ -184,6 +231,8 @@ void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
 void conn_flush(struct conn *c);
 bool conn_has_room(const struct conn *c);
 void conn_resume_paused(struct bridge *b);
+/* A rate-limited message was held back: make sure its summary gets logged. */
+void bridge_log_summary_due(void);
 
 /* device.c */
 int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
@@ -217,7 +266,10 @@ void hlsim_backend_unload(struct device *d);
 void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp);
 
 /* trace.c */
-int trace_open(struct bridge *b, const char *path, char *err, size_t err_size);
+/* Start tracing to path (replacing the current trace). create_new: the file
+ * must not exist yet (control requests); else it is truncated (the
+ * operator's --trace). */
+int trace_open(struct bridge *b, const char *path, bool create_new, char *err, size_t err_size);
 void trace_close(struct bridge *b);
 void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
                const struct tlpb_tlp *tlp);

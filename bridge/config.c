@@ -229,7 +229,36 @@ int bridge_config_load(struct bridge_config *cfg, const char *path, char *err, s
     bool ok = get_string(root, "listen", cfg->listen_path, sizeof(cfg->listen_path), err, err_size) &&
               get_string(root, "tcp", cfg->tcp_address, sizeof(cfg->tcp_address), err, err_size) &&
               get_string(root, "token", cfg->token, sizeof(cfg->token), err, err_size) &&
+              get_string(root, "token_file", cfg->token_file, sizeof(cfg->token_file), err,
+                         err_size) &&
               get_string(root, "trace", cfg->trace_path, sizeof(cfg->trace_path), err, err_size);
+    uint64_t handshake_ms = 0;
+    if (ok && get_uint(root, "handshake_timeout_ms", 600000, &handshake_ms, false, err, err_size))
+        cfg->handshake_timeout_ms = (uint32_t)handshake_ms;
+    else
+        ok = false;
+    if (ok && cfg->token[0] && cfg->token_file[0])
+        ok = fail(err, err_size, config_setting_get_member(root, "token_file"),
+                  "give 'token' or 'token_file', not both");
+    resolve_relative(cfg->token_file, sizeof(cfg->token_file), base_dir);
+    /* model_dirs = [ "DIR", ... ]; relative to the file's directory. */
+    const config_setting_t *dirs = ok ? config_setting_get_member(root, "model_dirs") : NULL;
+    if (dirs) {
+        if (!config_setting_is_array(dirs) && !config_setting_is_list(dirs))
+            ok = fail(err, err_size, dirs, "'model_dirs' must be a list of directories: [ \"...\" ]");
+        for (int i = 0; ok && i < config_setting_length(dirs); i++) {
+            const char *dir = config_setting_get_string_elem(dirs, i);
+            char joined[1024];
+            if (!dir) {
+                ok = fail(err, err_size, dirs, "'model_dirs' must hold strings");
+                break;
+            }
+            snprintf(joined, sizeof(joined), "%s", dir);
+            resolve_relative(joined, sizeof(joined), base_dir);
+            if (bridge_config_add_model_dir(cfg, joined, err, err_size) != 0)
+                ok = false;
+        }
+    }
     const config_setting_t *devices = ok ? config_setting_get_member(root, "devices") : NULL;
     if (ok && devices) {
         if (!config_setting_is_list(devices))
@@ -297,8 +326,91 @@ int bridge_config_add_device_arg(struct bridge_config *cfg, const char *arg, cha
     return 0;
 }
 
+int bridge_config_add_model_dir(struct bridge_config *cfg, const char *dir, char *err,
+                                size_t err_size)
+{
+    if (cfg->model_dir_count >= BRIDGE_MAX_MODEL_DIRS) {
+        snprintf(err, err_size, "more than %d model directories", BRIDGE_MAX_MODEL_DIRS);
+        return -1;
+    }
+    if (!dir[0] || strlen(dir) >= sizeof(cfg->model_dirs[0])) {
+        snprintf(err, err_size, "bad model directory '%s'", dir);
+        return -1;
+    }
+    strcpy(cfg->model_dirs[cfg->model_dir_count++], dir);
+    return 0;
+}
+
+/* The token is a secret: from a file, so that it is not visible in ps. The
+ * first line counts; a trailing newline is not part of it. */
+static int read_token_file(struct bridge_config *cfg, char *err, size_t err_size)
+{
+    char file_err[512];
+    if (tlpb_token_read_file(cfg->token_file, cfg->token, sizeof(cfg->token), file_err,
+                             sizeof(file_err)) != 0) {
+        snprintf(err, err_size, "token file: %s", file_err);
+        return -1;
+    }
+    return 0;
+}
+
+int bridge_model_allowed(const struct bridge_config *cfg, const char *path, char *resolved,
+                         size_t resolved_size, char *err, size_t err_size)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
+        snprintf(err, err_size, "cannot load model %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (strlen(real) >= resolved_size) {
+        snprintf(err, err_size, "cannot load model %s: path too long", path);
+        return -1;
+    }
+    bool allowed = false;
+    for (unsigned i = 0; i < cfg->device_count && !allowed; i++)
+        allowed = cfg->allowed_models[i][0] && strcmp(cfg->allowed_models[i], real) == 0;
+    for (unsigned i = 0; i < cfg->model_dir_count && !allowed; i++) {
+        size_t n = strlen(cfg->model_dirs[i]);
+        /* "/" as a model directory allows everything: the operator's choice. */
+        allowed = strncmp(real, cfg->model_dirs[i], n) == 0 &&
+                  (real[n] == '/' || (n == 1 && cfg->model_dirs[i][0] == '/'));
+    }
+    if (!allowed) {
+        snprintf(err, err_size,
+                 "model %s (%s) is not in an allowed model directory: the bridge's operator"
+                 " allows more with --model-dir DIR or model_dirs = [ ... ]",
+                 path, real);
+        return -1;
+    }
+    strcpy(resolved, real);
+    return 0;
+}
+
 int bridge_config_check(struct bridge_config *cfg, char *err, size_t err_size)
 {
+    if (cfg->token_file[0] && read_token_file(cfg, err, err_size) != 0)
+        return -1;
+    for (unsigned i = 0; i < cfg->model_dir_count; i++) {
+        char real[PATH_MAX];
+        if (!realpath(cfg->model_dirs[i], real)) {
+            snprintf(err, err_size, "model directory %s: %s", cfg->model_dirs[i], strerror(errno));
+            return -1;
+        }
+        if (strlen(real) >= sizeof(cfg->model_dirs[i])) {
+            snprintf(err, err_size, "model directory %s: path too long", cfg->model_dirs[i]);
+            return -1;
+        }
+        strcpy(cfg->model_dirs[i], real);
+    }
+    /* The models named at start are the operator's choice: allowed. A missing
+     * file is reported when the device is set up. */
+    for (unsigned i = 0; i < cfg->device_count; i++) {
+        char real[PATH_MAX];
+        cfg->allowed_models[i][0] = '\0';
+        if (cfg->devices[i].model_path[0] && realpath(cfg->devices[i].model_path, real) &&
+            strlen(real) < sizeof(cfg->allowed_models[i]))
+            strcpy(cfg->allowed_models[i], real);
+    }
     if (!cfg->listen_path[0]) {
         snprintf(err, err_size, "no listen socket: give --listen PATH or listen = \"...\"");
         return -1;

@@ -129,7 +129,8 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
     struct bridge *b = c->bridge;
     char err[512] = "";
     const char *cmd = req->command;
-    bridge_log(LOG_INFO, "%s: control command '%s'", c->label, cmd);
+    char cmd_text[TLPB_LOG_PEER_TEXT_MAX + 8];
+    bridge_log(LOG_INFO, "%s: control command '%s'", c->label, BRIDGE_PEER_TEXT(cmd_text, cmd));
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0) {
         struct text t = {0};
         status_json(b, &t);
@@ -152,7 +153,22 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
         struct device *d = arg_device(c, req, 0);
         if (!d)
             return;
-        if (device_reload_model(d, req->n_args > 1 ? req->args[1] : NULL, err, sizeof(err)) != 0)
+        /* A model runs code in the bridge as soon as it is opened: only from
+         * where the operator allows, checked before anything is opened. */
+        char resolved[1024];
+        const char *path = NULL;
+        if (req->n_args > 1) {
+            if (bridge_model_allowed(b->cfg, req->args[1], resolved, sizeof(resolved), err,
+                                     sizeof(err)) != 0) {
+                char path_text[TLPB_LOG_PEER_TEXT_MAX + 8];
+                bridge_log(LOG_WARN, "%s: reload of %s refused: %s", c->label,
+                           BRIDGE_PEER_TEXT(path_text, req->args[1]), err);
+                reply(c, false, err);
+                return;
+            }
+            path = resolved;
+        }
+        if (device_reload_model(d, path, err, sizeof(err)) != 0)
             reply(c, false, err);
         else
             reply(c, true, d->cfg->model_path);
@@ -161,7 +177,7 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
             trace_close(b);
             reply(c, true, "trace off");
         } else if (req->n_args >= 2 && strcmp(req->args[0], "on") == 0) {
-            if (trace_open(b, req->args[1], err, sizeof(err)) != 0)
+            if (trace_open(b, req->args[1], true, err, sizeof(err)) != 0)
                 reply(c, false, err);
             else
                 reply(c, true, b->trace_path);

@@ -14,22 +14,51 @@
 
 int bridge_log_level = LOG_INFO;
 
-void bridge_log(enum log_level level, const char *fmt, ...)
+static void log_line(int level, const char *text)
 {
-    if ((int)level > bridge_log_level)
-        return;
-    static const char *names[] = {"error", "warn", "info", "debug"};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld tlpbridged %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, tlpb_log_level_name(level), text);
+}
+
+static void emit_summary(int level, const char *line, void *opaque)
+{
+    (void)opaque;
+    log_line(level, line);
+}
+
+void bridge_log_flush(bool force)
+{
+    tlpb_log_flush_summaries(tlpb_now_ns(), force, emit_summary, NULL);
+}
+
+void bridge_log_at(struct tlpb_log_site *site, enum tlpb_log_level level, const char *fmt, ...)
+{
+    if ((int)level > bridge_log_level)
+        return;
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%02d:%02d:%02d.%03ld tlpbridged %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000, names[level], line);
+    /* Text from a peer that reached the line unescaped still cannot forge
+     * a line or send terminal escapes. */
+    char escaped[1024];
+    const char *text = line;
+    if (tlpb_log_needs_escape(line))
+        text = tlpb_log_escape(escaped, sizeof(escaped), line, sizeof(line));
+    if (level != LOG_DEBUG) {
+        uint64_t now = tlpb_now_ns();
+        tlpb_log_flush_summaries(now, false, emit_summary, NULL);
+        if (!tlpb_log_site_admit(site, now, level, text)) {
+            bridge_log_summary_due();
+            return;
+        }
+    }
+    log_line(level, text);
 }
 
 static void usage(FILE *out)
@@ -38,8 +67,14 @@ static void usage(FILE *out)
             "usage: tlpbridged [options]\n"
             "  -c, --config FILE         libconfig file (see examples/configs/)\n"
             "  -l, --listen PATH         unix socket to listen on (mode 0600)\n"
-            "      --tcp HOST:PORT       also listen on TCP (loopback unless --token)\n"
-            "      --token TOKEN         shared token required from non-loopback TCP peers\n"
+            "      --tcp HOST:PORT       also listen on TCP (loopback unless a token is set)\n"
+            "      --token-file FILE     shared token (first line of FILE) every TCP peer must\n"
+            "                            send; control over TCP needs it (also on loopback)\n"
+            "      --token TOKEN         the same, on the command line (visible in ps)\n"
+            "      --model-dir DIR       models may be loaded from DIR (repeatable); models\n"
+            "                            named in the configuration are always allowed\n"
+            "      --handshake-timeout-ms N  close connections without Hello after N ms\n"
+            "                            (default 5000)\n"
             "  -d, --device SPEC         NAME:hlsim=MODEL.so | NAME:external[=MODEL.so] |\n"
             "                            NAME:fallback[=MODEL.so] (repeatable)\n"
             "      --dma strict|fast     DMA mode for --device models (default strict)\n"
@@ -49,15 +84,6 @@ static void usage(FILE *out)
             "  -v, --log-level LEVEL     error, warn, info (default), debug\n"
             "      --ready-fd N          write \"ready\\n\" to fd N once listening, then close it\n"
             "  -h, --help\n");
-}
-
-static int parse_level(const char *s)
-{
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return -1;
 }
 
 int main(int argc, char **argv)
@@ -70,6 +96,9 @@ int main(int argc, char **argv)
         {"timeout-ms", required_argument, NULL, 'O'},
         {"trace", required_argument, NULL, 't'},    {"log-level", required_argument, NULL, 'v'},
         {"ready-fd", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
+        {"token-file", required_argument, NULL, 'k'},
+        {"model-dir", required_argument, NULL, 'M'},
+        {"handshake-timeout-ms", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     /* Static: large, one per process, and nothing to free on the many
@@ -79,6 +108,10 @@ int main(int argc, char **argv)
     struct bridge_config *cfg = &cfg_storage;
     struct bridge *b = &bridge_storage;
     const char *config_path = NULL, *listen = NULL, *tcp = NULL, *token = NULL, *trace = NULL;
+    const char *token_file = NULL;
+    const char *model_dirs[BRIDGE_MAX_MODEL_DIRS];
+    unsigned model_dir_count = 0;
+    unsigned long handshake_timeout = 0;
     const char *dma = "strict", *fallback_read = "ones";
     unsigned long timeout = 0;
     char *device_args[BRIDGE_MAX_DEVICES];
@@ -92,6 +125,24 @@ int main(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 'T': tcp = optarg; break;
         case 'K': token = optarg; break;
+        case 'k': token_file = optarg; break;
+        case 'M':
+            if (model_dir_count == BRIDGE_MAX_MODEL_DIRS) {
+                fprintf(stderr, "tlpbridged: more than %d --model-dir options\n",
+                        BRIDGE_MAX_MODEL_DIRS);
+                return 2;
+            }
+            model_dirs[model_dir_count++] = optarg;
+            break;
+        case 'H': {
+            char *end;
+            handshake_timeout = strtoul(optarg, &end, 10);
+            if (*end || handshake_timeout == 0 || handshake_timeout > 600000) {
+                fprintf(stderr, "tlpbridged: --handshake-timeout-ms wants 1..600000\n");
+                return 2;
+            }
+            break;
+        }
         case 'd':
             if (device_arg_count == BRIDGE_MAX_DEVICES) {
                 fprintf(stderr, "tlpbridged: too many --device options\n");
@@ -112,7 +163,7 @@ int main(int argc, char **argv)
         }
         case 't': trace = optarg; break;
         case 'v':
-            bridge_log_level = parse_level(optarg);
+            bridge_log_level = tlpb_log_level_from_name(optarg);
             if (bridge_log_level < 0) {
                 fprintf(stderr, "tlpbridged: --log-level wants error, warn, info or debug\n");
                 return 2;
@@ -180,7 +231,23 @@ int main(int argc, char **argv)
     SET(tcp_address, tcp);
     SET(token, token);
     SET(trace_path, trace);
+    SET(token_file, token_file);
 #undef SET
+    if (token && token_file) {
+        fprintf(stderr, "tlpbridged: give --token or --token-file, not both\n");
+        return 2;
+    }
+    if (token_file)
+        cfg->token[0] = '\0'; /* the file given here wins over the config's token */
+    if (token)
+        cfg->token_file[0] = '\0';
+    for (unsigned i = 0; i < model_dir_count; i++)
+        if (bridge_config_add_model_dir(cfg, model_dirs[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "tlpbridged: %s\n", err);
+            return 2;
+        }
+    if (handshake_timeout)
+        cfg->handshake_timeout_ms = (uint32_t)handshake_timeout;
     if (bridge_config_check(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlpbridged: %s\n", err);
         return 2;

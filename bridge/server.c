@@ -17,6 +17,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_free_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    /* Freed once the stream and the handshake timer are both closed. */
+    if (--c->open_handles > 0)
+        return;
     tlpb_reader_free(&c->rd);
     tlpb_obuf_free(&c->ob);
     tlpb_obuf_free(&c->inflight);
@@ -46,6 +49,10 @@ void conn_close(struct conn *c, const char *reason)
             device_sim_detached(d, reason ? reason : "connection closed");
     }
     uv_read_stop(&c->h.stream);
+    if (c->handshake_timer_init) {
+        c->handshake_timer_init = false;
+        uv_close((uv_handle_t *)&c->handshake_timer, conn_free_cb);
+    }
     uv_close(&c->h.handle, conn_free_cb);
     conn_resume_paused(b);
 }
@@ -215,9 +222,21 @@ static void refuse(struct conn *c, const char *why)
     conn_close(c, NULL);
 }
 
+/* The token compared in time independent of where they differ. */
+static bool token_matches(const char *given, const char *want)
+{
+    size_t given_len = strlen(given), want_len = strlen(want);
+    unsigned char diff = given_len != want_len;
+    for (size_t i = 0; i < want_len; i++)
+        diff |= (unsigned char)(want[i] ^ (i < given_len ? given[i] : 0));
+    return diff == 0;
+}
+
 static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
 {
     char why[256];
+    if (c->handshake_timer_init)
+        uv_timer_stop(&c->handshake_timer);
     if (hello->version_major != TLPB_PROTOCOL_MAJOR) {
         snprintf(why, sizeof(why), "incompatible protocol version %u.%u (bridge speaks %u.%u)",
                  hello->version_major, hello->version_minor, TLPB_PROTOCOL_MAJOR,
@@ -225,8 +244,10 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         refuse(c, why);
         return;
     }
-    if (c->is_tcp && !c->is_loopback && c->bridge->cfg->token[0] &&
-        strcmp(hello->token, c->bridge->cfg->token) != 0) {
+    /* The unix socket (mode 0600) is authorised by the file system; over
+     * TCP a configured token is required from every peer, loopback too. */
+    const char *token = c->bridge->cfg->token;
+    if (c->is_tcp && token[0] && !token_matches(hello->token ? hello->token : "", token)) {
         refuse(c, "bad or missing token");
         return;
     }
@@ -243,9 +264,17 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     c->ob.max_frame_bytes = max_frame;
     c->inflight.max_frame_bytes = max_frame;
     c->capabilities = hello->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
-    snprintf(c->peer_name, sizeof(c->peer_name), "%s", hello->peer_name);
+    /* Free text from the peer: escaped once here, for logs and status. */
+    tlpb_log_escape(c->peer_name, sizeof(c->peer_name), hello->peer_name, 48);
 
     if (hello->role == TLPB__ROLE__ROLE_CONTROL) {
+        /* Control loads code and writes files: never for an unauthenticated
+         * TCP peer, loopback or not. */
+        if (c->is_tcp && !token[0]) {
+            refuse(c, "control over TCP needs the bridge's token (none is configured: use the"
+                      " unix socket, or configure a token)");
+            return;
+        }
         c->role = hello->role;
         snprintf(c->label, sizeof(c->label), "control[%s]", c->peer_name);
         send_hello_reply(c, true, NULL, NULL);
@@ -505,6 +534,17 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
 }
 
+static void handshake_timeout_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->closing || c->role != TLPB__ROLE__ROLE_UNSPECIFIED)
+        return;
+    char why[96];
+    snprintf(why, sizeof(why), "no Hello within %u ms", c->bridge->cfg->handshake_timeout_ms);
+    bridge_log(LOG_WARN, "%s: handshake timeout: %s", c->label, why);
+    conn_close(c, why);
+}
+
 static void start_conn(struct bridge *b, struct conn *c)
 {
     /* As on the client side: several large DMA frames in flight each way. */
@@ -519,21 +559,58 @@ static void start_conn(struct bridge *b, struct conn *c)
     tlpb_obuf_init(&c->inflight, BRIDGE_QUEUE_HIGH_BYTES, TLPB_DEFAULT_MAX_FRAME_BYTES);
     c->next = b->conns;
     b->conns = c;
+    uv_timer_init(b->loop, &c->handshake_timer);
+    c->handshake_timer.data = c;
+    c->handshake_timer_init = true;
+    c->open_handles++;
+    uv_timer_start(&c->handshake_timer, handshake_timeout_cb, b->cfg->handshake_timeout_ms, 0);
     uv_read_start(&c->h.stream, alloc_cb, read_cb);
     c->reading = true;
+}
+
+/* libuv accepts and closes the connection when the process is out of file
+ * descriptors (its reserve-fd trick) and tells us: log that once, count the
+ * repeats, and keep serving the peers that are attached. */
+static void accept_failed(struct bridge *b, const char *listener, int status)
+{
+    if (status != UV_EMFILE && status != UV_ENFILE) {
+        bridge_log(LOG_WARN, "accept on %s: %s", listener, uv_strerror(status));
+        return;
+    }
+    b->accept_failures++;
+    if (b->accept_exhausted)
+        return;
+    b->accept_exhausted = true;
+    bridge_log(LOG_ERROR,
+               "accept on %s: %s: out of file descriptors, new connections are closed at once"
+               " (attached peers are still served; raise the limit, ulimit -n); further"
+               " refusals are counted",
+               listener, uv_strerror(status));
+}
+
+static void accept_recovered(struct bridge *b)
+{
+    if (!b->accept_exhausted)
+        return;
+    bridge_log(LOG_WARN, "accepting connections again: %llu connection(s) were refused while"
+               " out of file descriptors", (unsigned long long)b->accept_failures);
+    b->accept_exhausted = false;
+    b->accept_failures = 0;
 }
 
 static void on_unix_connection(uv_stream_t *server, int status)
 {
     struct bridge *b = server->data;
     if (status < 0) {
-        bridge_log(LOG_WARN, "accept: %s", uv_strerror(status));
+        accept_failed(b, "the unix socket", status);
         return;
     }
+    accept_recovered(b);
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
         return;
     uv_pipe_init(b->loop, &c->h.pipe, 0);
+    c->open_handles = 1;
     if (uv_accept(server, &c->h.stream) != 0) {
         c->h.handle.data = c;
         c->closing = true;
@@ -548,12 +625,16 @@ static void on_unix_connection(uv_stream_t *server, int status)
 static void on_tcp_connection(uv_stream_t *server, int status)
 {
     struct bridge *b = server->data;
-    if (status < 0)
+    if (status < 0) {
+        accept_failed(b, "TCP", status);
         return;
+    }
+    accept_recovered(b);
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
         return;
     uv_tcp_init(b->loop, &c->h.tcp);
+    c->open_handles = 1;
     if (uv_accept(server, &c->h.stream) != 0) {
         c->h.handle.data = c;
         c->closing = true;
@@ -679,12 +760,38 @@ static int listen_tcp(struct bridge *b, const char *hostport, char *err, size_t 
     return 0;
 }
 
+/* The bridge whose loop times the summaries of rate-limited log messages. */
+static struct bridge *log_bridge;
+
+static void log_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    bridge_log_flush(false);
+    bridge_log_summary_due();
+}
+
+void bridge_log_summary_due(void)
+{
+    struct bridge *b = log_bridge;
+    if (!b || !b->log_timer_init || uv_is_active((uv_handle_t *)&b->log_timer))
+        return;
+    if (!tlpb_log_summaries_owed())
+        return;
+    uv_timer_start(&b->log_timer, log_timer_cb, TLPB_LOG_INTERVAL_MS, 0);
+}
+
 int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, char *err,
                  size_t err_size)
 {
     b->loop = loop;
     b->cfg = cfg;
     b->started_ns = tlpb_now_ns();
+    if (!cfg->handshake_timeout_ms)
+        cfg->handshake_timeout_ms = BRIDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    uv_timer_init(loop, &b->log_timer);
+    uv_unref((uv_handle_t *)&b->log_timer); /* never what keeps the bridge running */
+    b->log_timer_init = true;
+    log_bridge = b;
     for (unsigned i = 0; i < cfg->device_count; i++) {
         if (device_init(&b->devices[i], b, &cfg->devices[i], err, err_size) != 0) {
             device_fini(&b->devices[i]); /* what it set up before failing */
@@ -692,7 +799,7 @@ int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, c
         }
         b->device_count++;
     }
-    if (cfg->trace_path[0] && trace_open(b, cfg->trace_path, err, err_size) != 0)
+    if (cfg->trace_path[0] && trace_open(b, cfg->trace_path, false, err, err_size) != 0)
         return -1;
     if (listen_unix(b, cfg->listen_path, err, err_size) != 0)
         return -1;
@@ -716,6 +823,15 @@ void bridge_stop(struct bridge *b)
     b->stopping = true;
     while (b->conns)
         conn_close(b->conns, "bridge shutting down");
+    if (b->accept_exhausted)
+        bridge_log(LOG_WARN, "%llu connection(s) were refused while out of file descriptors",
+                   (unsigned long long)b->accept_failures);
+    if (b->log_timer_init) {
+        uv_close((uv_handle_t *)&b->log_timer, NULL);
+        b->log_timer_init = false;
+    }
+    log_bridge = NULL;
+    bridge_log_flush(true);
     for (unsigned i = 0; i < b->device_count; i++)
         device_fini(&b->devices[i]);
     if (b->unix_init)

@@ -9,25 +9,31 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tlpbctl [-s SOCKET] COMMAND [ARGS...]\n"
+    fprintf(out, "usage: tlpbctl [-s SOCKET] [--token-file FILE] COMMAND [ARGS...]\n"
                  "commands:\n"
                  "  status                      devices, backends, counters (JSON)\n"
                  "  switch DEVICE BACKEND       fallback | hlsim | external\n"
                  "  reload DEVICE [MODEL.so]    reload the device's hlsim model\n"
                  "  trace on FILE | trace off\n"
-                 "SOCKET defaults to $TLPBRIDGE_SOCKET.\n");
+                 "SOCKET (a path, unix:PATH or tcp:HOST:PORT) defaults to $TLPBRIDGE_SOCKET.\n"
+                 "Over TCP the bridge wants its token: --token-file FILE (first line), or\n"
+                 "$TLPB_TOKEN, or a file named by $TLPB_TOKEN_FILE.\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *socket_path = getenv("TLPBRIDGE_SOCKET");
+    const char *token_file = NULL;
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"token-file", required_argument, NULL, 'k'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
         if (ch == 's')
             socket_path = optarg;
+        else if (ch == 'k')
+            token_file = optarg;
         else if (ch == 'h') {
             usage(stdout);
             return 0;
@@ -41,6 +47,11 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[512];
+    char token[TLPB_TOKEN_MAX_BYTES + 1] = "";
+    if (token_file && tlpb_token_read_file(token_file, token, sizeof(token), err, sizeof(err)) != 0) {
+        fprintf(stderr, "tlpbctl: --token-file: %s\n", err);
+        return 2;
+    }
     int fd = tlpb_connect(socket_path, err, sizeof(err));
     if (fd < 0) {
         fprintf(stderr, "tlpbctl: %s\n", err);
@@ -54,6 +65,7 @@ int main(int argc, char **argv)
     hello.role = TLPB__ROLE__ROLE_CONTROL;
     hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
     hello.peer_name = (char *)"tlpbctl";
+    hello.token = token; /* empty: tlpb_handshake looks in the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
         fprintf(stderr, "tlpbctl: %s\n", err);

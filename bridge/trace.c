@@ -2,22 +2,37 @@
  * time, direction, device and backend, as framed TraceRecords after an
  * 8-byte magic. tlpbtrace prints and filters it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
 #define TRACE_MAGIC "TLPBTRC1"
 
-int trace_open(struct bridge *b, const char *path, char *err, size_t err_size)
+int trace_open(struct bridge *b, const char *path, bool create_new, char *err, size_t err_size)
 {
-    trace_close(b);
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
+    /* A control client names the file: it may only create a new one, so a
+     * trace can never overwrite (or, through a symlink, redirect) anything. */
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (create_new ? O_EXCL : O_TRUNC);
+    int fd = open(path, flags, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            snprintf(err, err_size,
+                     "trace file %s exists: traces are only written to new files", path);
+        else
+            snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
         return -1;
     }
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    trace_close(b);
     fwrite(TRACE_MAGIC, 1, 8, f);
     b->trace = f;
     snprintf(b->trace_path, sizeof(b->trace_path), "%s", path);

@@ -30,6 +30,7 @@ struct tlpb_host {
     struct tlpb_host_config cfg;
     char address[512];
     char device_name[64];
+    char token[TLPB_TOKEN_MAX_BYTES + 1];
     struct tlpb_host_ops ops;
     void *opaque;
 
@@ -164,6 +165,7 @@ static int try_connect(struct tlpb_host *h)
     hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
     hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
     hello.peer_name = (char *)"libtlpbhost";
+    hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
         host_log(h, TLPB_HOST_LOG_ERROR, "handshake with %s failed: %s", h->address, err);
@@ -609,6 +611,10 @@ int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
         snprintf(err, err_size, "address or device name too long or empty");
         return -EINVAL;
     }
+    if (cfg->token && strlen(cfg->token) > TLPB_TOKEN_MAX_BYTES) {
+        snprintf(err, err_size, "token longer than %u bytes", TLPB_TOKEN_MAX_BYTES);
+        return -EINVAL;
+    }
     struct tlpb_host *h = calloc(1, sizeof(*h));
     if (!h) {
         snprintf(err, err_size, "out of memory");
@@ -617,6 +623,8 @@ int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
     h->cfg = *cfg;
     strcpy(h->address, cfg->address);
     strcpy(h->device_name, cfg->device_name);
+    snprintf(h->token, sizeof(h->token), "%s", cfg->token ? cfg->token : "");
+    h->cfg.token = h->token;
     h->cfg.address = h->address;
     h->cfg.device_name = h->device_name;
     if (!h->cfg.read_timeout_ms)

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -186,14 +187,73 @@ int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
     }
 }
 
+int tlpb_token_read_file(const char *path, char *token, size_t token_size, char *err,
+                         size_t err_size)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, err_size, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[TLPB_TOKEN_MAX_BYTES + 3];
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t n = got ? strlen(line) : 0;
+    bool whole = n > 0 && line[n - 1] == '\n';
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (n == 0) {
+        snprintf(err, err_size, "%s holds no token (its first line is empty)", path);
+        return -1;
+    }
+    if (n > TLPB_TOKEN_MAX_BYTES || n >= token_size ||
+        (!whole && n == sizeof(line) - 1)) {
+        snprintf(err, err_size, "the token in %s is longer than %u bytes", path,
+                 TLPB_TOKEN_MAX_BYTES);
+        return -1;
+    }
+    memcpy(token, line, n + 1);
+    return 0;
+}
+
+int tlpb_token_from_env(char *token, size_t token_size, char *err, size_t err_size)
+{
+    token[0] = '\0';
+    const char *value = getenv("TLPB_TOKEN");
+    if (value && value[0]) {
+        if (strlen(value) > TLPB_TOKEN_MAX_BYTES || strlen(value) >= token_size) {
+            snprintf(err, err_size, "TLPB_TOKEN is longer than %u bytes", TLPB_TOKEN_MAX_BYTES);
+            return -1;
+        }
+        strcpy(token, value);
+        return 0;
+    }
+    const char *file = getenv("TLPB_TOKEN_FILE");
+    if (file && file[0]) {
+        char file_err[400];
+        if (tlpb_token_read_file(file, token, token_size, file_err, sizeof(file_err)) != 0) {
+            snprintf(err, err_size, "TLPB_TOKEN_FILE: %s", file_err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
                                int timeout_ms, char *err, size_t err_size)
 {
+    Tlpb__Hello with_token = *hello;
+    char env_token[TLPB_TOKEN_MAX_BYTES + 1];
+    if (!hello->token || !hello->token[0]) {
+        if (tlpb_token_from_env(env_token, sizeof(env_token), err, err_size) != 0)
+            return NULL;
+        with_token.token = env_token;
+    }
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
-    env.hello = (Tlpb__Hello *)hello;
+    env.hello = &with_token;
     int rc = tlpb_obuf_append(&ob, &env, true);
     if (rc == 0)
         rc = tlpb_obuf_write_all(&ob, fd);

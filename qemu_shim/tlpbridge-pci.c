@@ -34,6 +34,12 @@
  *   -device pcie-root-port,id=rp0,chassis=1
  *   -device tlpbridge-pci,bus=rp0,socket=/run/tlpbridge.sock,device=dmacopy0
  *   -device tlpbridge-pci,bus=rp0,socket=tcp:127.0.0.1:7700,device=dmacopy0
+ *
+ * A bridge that wants a token over TCP gets it from a QEMU secret object
+ * (never on the command line, where ps shows it):
+ *   -object secret,id=tlpbtok,file=/run/tlpbridge.token
+ *   -device tlpbridge-pci,...,token-secret=tlpbtok
+ * Without token-secret, libtlpbhost takes $TLPB_TOKEN or $TLPB_TOKEN_FILE.
  */
 
 #include "qemu/osdep.h"
@@ -45,6 +51,7 @@
 #include "qemu/timer.h"
 #include "qemu/error-report.h"
 #include "qapi/error.h"
+#include "crypto/secret_common.h"
 #include "exec/memory.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_device.h"
@@ -89,6 +96,7 @@ struct TlpbridgePciState {
     /* properties: the bridge */
     char *socket;              /* unix path, "unix:PATH" or "tcp:HOST:PORT" */
     char *device;              /* device name at the bridge */
+    char *token_secret;        /* id of a secret object holding the bridge's token */
     uint32_t read_timeout_ms;
     uint32_t fallback_value;
     uint32_t reconnect_ms;
@@ -698,6 +706,7 @@ static bool tlpbridge_check_properties(TlpbridgePciState *s, Error **errp)
 
 static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
 {
+    ERRP_GUARD();
     struct tlpb_host_config cfg = {
         .address = s->socket,
         .device_name = s->device,
@@ -708,9 +717,19 @@ static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
         .offer_unsplit_dma = s->fast_dma,
         .msix_table_external = true,
     };
+    g_autofree char *token = NULL;
     char err[256];
     int ret;
 
+    if (s->token_secret && *s->token_secret) {
+        token = qcrypto_secret_lookup_as_utf8(s->token_secret, errp);
+        if (!token) {
+            error_prepend(errp, "tlpbridge-pci: token-secret '%s': ",
+                          s->token_secret);
+            return -EINVAL;
+        }
+        cfg.token = token;
+    }
     s->in_host_call = true;
     ret = tlpb_host_open(&s->host, &cfg, &tlpbridge_host_ops, s, err,
                          sizeof(err));
@@ -910,6 +929,7 @@ static void tlpbridge_reset_hold(Object *obj, ResetType type)
 static const Property tlpbridge_properties[] = {
     DEFINE_PROP_STRING("socket", TlpbridgePciState, socket),
     DEFINE_PROP_STRING("device", TlpbridgePciState, device),
+    DEFINE_PROP_STRING("token-secret", TlpbridgePciState, token_secret),
     DEFINE_PROP_UINT32("read-timeout-ms", TlpbridgePciState, read_timeout_ms,
                        30000),
     DEFINE_PROP_UINT32("fallback-value", TlpbridgePciState, fallback_value,

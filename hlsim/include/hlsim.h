@@ -15,6 +15,7 @@
 
 #include "tlpb/cfgspace.h"
 #include "tlpb/devdesc.h"
+#include "tlpb/log.h"
 
 #define HLSIM_ABI_VERSION 1
 #define HLSIM_MODEL_SYMBOL "hlsim_model"
@@ -113,7 +114,12 @@ void hlsim_timer_start(hlsim_timer *timer, uint64_t delay_ns);
 void hlsim_timer_stop(hlsim_timer *timer);
 void hlsim_timer_destroy(hlsim_timer *timer);
 
-enum hlsim_log_level { HLSIM_LOG_ERROR = 0, HLSIM_LOG_WARN = 1, HLSIM_LOG_INFO = 2, HLSIM_LOG_DEBUG = 3 };
+/* The project's log levels (tlpb/log.h) under the SDK's names. */
+#define hlsim_log_level tlpb_log_level
+#define HLSIM_LOG_ERROR TLPB_LOG_ERROR
+#define HLSIM_LOG_WARN TLPB_LOG_WARN
+#define HLSIM_LOG_INFO TLPB_LOG_INFO
+#define HLSIM_LOG_DEBUG TLPB_LOG_DEBUG
 void hlsim_log(hlsim_device *dev, enum hlsim_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

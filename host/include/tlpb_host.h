@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "tlpb/devdesc.h"
+#include "tlpb/log.h"
 
 struct tlpb_host;
 
@@ -30,7 +31,12 @@ enum tlpb_host_irq_kind {
     TLPB_HOST_IRQ_INTX_DEASSERT = 4,
 };
 
-enum tlpb_host_log_level { TLPB_HOST_LOG_ERROR = 0, TLPB_HOST_LOG_WARN, TLPB_HOST_LOG_INFO, TLPB_HOST_LOG_DEBUG };
+/* The project's log levels (tlpb/log.h) under this library's names. */
+#define tlpb_host_log_level tlpb_log_level
+#define TLPB_HOST_LOG_ERROR TLPB_LOG_ERROR
+#define TLPB_HOST_LOG_WARN TLPB_LOG_WARN
+#define TLPB_HOST_LOG_INFO TLPB_LOG_INFO
+#define TLPB_HOST_LOG_DEBUG TLPB_LOG_DEBUG
 
 struct tlpb_host_ops {
     /* Guest memory for the device's DMA. Return 0, or a PCIe completion
@@ -51,6 +57,9 @@ struct tlpb_host_ops {
 struct tlpb_host_config {
     const char *address;            /* "unix:PATH", "tcp:HOST:PORT" or a path */
     const char *device_name;        /* the device's name at the bridge */
+    const char *token;              /* the bridge's shared token (TCP); NULL or
+                                     * empty: $TLPB_TOKEN, else the first line
+                                     * of the file named by $TLPB_TOKEN_FILE */
     uint16_t requester_id;          /* the root complex's ID, default 0 */
     uint16_t device_bdf;            /* target ID for config requests, default 01:00.0 */
     uint32_t read_timeout_ms;       /* host-side bound on one read; 0 = 30000.

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "tlpb/devdesc.h"
+#include "tlpb/log.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,12 +29,12 @@ extern "C" {
 
 #define TLPB_RTL_MAX_LANES 16 /* 512-bit streams; one lane is one DW */
 
-enum tlpb_rtl_log_level {
-    TLPB_RTL_LOG_ERROR = 0,
-    TLPB_RTL_LOG_WARN = 1,
-    TLPB_RTL_LOG_INFO = 2,
-    TLPB_RTL_LOG_DEBUG = 3,
-};
+/* The project's log levels (tlpb/log.h) under the adapter's names. */
+#define tlpb_rtl_log_level tlpb_log_level
+#define TLPB_RTL_LOG_ERROR TLPB_LOG_ERROR
+#define TLPB_RTL_LOG_WARN TLPB_LOG_WARN
+#define TLPB_RTL_LOG_INFO TLPB_LOG_INFO
+#define TLPB_RTL_LOG_DEBUG TLPB_LOG_DEBUG
 
 /* What the design drives, sampled before a clock edge. */
 struct tlpb_rtl_from_design {

@@ -118,9 +118,25 @@ int tlpb_connect(const char *address, char *err, size_t err_size);
 
 /* Client handshake on a connected blocking fd: send Hello, wait up to
  * timeout_ms for HelloReply. Returns the reply (caller frees with
- * tlpb_envelope_free; check ->hello_reply->accepted), or NULL with err. */
+ * tlpb_envelope_free; check ->hello_reply->accepted), or NULL with err.
+ *
+ * The bridge's shared token: when hello->token is empty, it comes from the
+ * environment, TLPB_TOKEN or else the first line of the file named by
+ * TLPB_TOKEN_FILE (tlpb_token_from_env), so every client can present one
+ * without it appearing on a command line. */
 Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
                                int timeout_ms, char *err, size_t err_size);
+
+/* The largest token a Hello may carry (the bridge compares whole tokens). */
+#define TLPB_TOKEN_MAX_BYTES 127u
+
+/* Read a token from the first line of a file (a trailing newline or CR is
+ * dropped). Returns 0, or -1 with err: unreadable, empty or too long. */
+int tlpb_token_read_file(const char *path, char *token, size_t token_size, char *err,
+                         size_t err_size);
+/* The token from TLPB_TOKEN, else from the file named by TLPB_TOKEN_FILE,
+ * else "". Returns 0, or -1 with err when TLPB_TOKEN_FILE cannot be used. */
+int tlpb_token_from_env(char *token, size_t token_size, char *err, size_t err_size);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t tlpb_now_ns(void);
