@@ -191,15 +191,24 @@ struct device {
     bool logged_no_host;
 };
 
+/* A listening socket, accepted from by the bridge itself (server.c). */
+struct listener {
+    struct bridge *bridge;
+    int fd;
+    bool is_tcp;
+    bool init;                     /* poll and retry initialised, so stop closes them */
+    uv_poll_t poll;
+    uv_timer_t retry;              /* polling again after an accept it could not handle */
+    char name[160];
+};
+
 struct bridge {
     uv_loop_t *loop;
     struct bridge_config *cfg;
-    uv_pipe_t unix_listener;
-    uv_tcp_t tcp_listener;
-    bool unix_init;                /* handles initialised, so stop closes them */
+    struct listener unix_listener;
+    struct listener tcp_listener;
     bool unix_bound;               /* the socket file is ours to remove */
-    bool tcp_init;
-    bool tcp_listening;
+    int reserve_fd;                /* given up to shed a connection at the fd limit */
     uv_signal_t sigint, sigterm;
     bool signals_init;
     bool stopping;

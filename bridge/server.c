@@ -1,11 +1,15 @@
 /* Listening sockets, connections, the handshake and frame dispatch. Each
  * read callback parses every complete frame it has, routes each one, and
  * flushes the resulting output once: one write per peer per batch. */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -568,15 +572,15 @@ static void start_conn(struct bridge *b, struct conn *c)
     c->reading = true;
 }
 
-/* libuv accepts and closes the connection when the process is out of file
- * descriptors (its reserve-fd trick) and tells us: log that once, count the
- * repeats, and keep serving the peers that are attached. */
-static void accept_failed(struct bridge *b, const char *listener, int status)
+/* The bridge accepts itself (not uv_listen): at the fd limit libuv would
+ * close the new connection with its reserve-fd trick and say nothing. Here
+ * the same trick sheds the connection, the first refusal is logged and the
+ * rest counted, and the attached peers are served as before. */
+#define ACCEPT_BATCH 64
+#define ACCEPT_RETRY_MS 100
+
+static void accept_failed(struct bridge *b, struct listener *l, int err)
 {
-    if (status != UV_EMFILE && status != UV_ENFILE) {
-        bridge_log(LOG_WARN, "accept on %s: %s", listener, uv_strerror(status));
-        return;
-    }
     b->accept_failures++;
     if (b->accept_exhausted)
         return;
@@ -585,7 +589,7 @@ static void accept_failed(struct bridge *b, const char *listener, int status)
                "accept on %s: %s: out of file descriptors, new connections are closed at once"
                " (attached peers are still served; raise the limit, ulimit -n); further"
                " refusals are counted",
-               listener, uv_strerror(status));
+               l->name, strerror(err));
 }
 
 static void accept_recovered(struct bridge *b)
@@ -598,47 +602,63 @@ static void accept_recovered(struct bridge *b)
     b->accept_failures = 0;
 }
 
-static void on_unix_connection(uv_stream_t *server, int status)
+/* Out of fds: give up the reserve fd, accept the pending connection and
+ * close it, take the reserve back. Returns 1 when a connection was shed, 0
+ * when none was pending (Linux reports EMFILE before it looks), -1 when
+ * there was no reserve to give up. */
+static int shed_connection(struct bridge *b, struct listener *l)
 {
-    struct bridge *b = server->data;
-    if (status < 0) {
-        accept_failed(b, "the unix socket", status);
-        return;
-    }
-    accept_recovered(b);
-    struct conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return;
-    uv_pipe_init(b->loop, &c->h.pipe, 0);
-    c->open_handles = 1;
-    if (uv_accept(server, &c->h.stream) != 0) {
-        c->h.handle.data = c;
-        c->closing = true;
-        uv_close(&c->h.handle, conn_free_cb);
-        return;
-    }
-    snprintf(c->label, sizeof(c->label), "unix-peer");
-    c->is_loopback = true;
-    start_conn(b, c);
+    if (b->reserve_fd < 0)
+        b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (b->reserve_fd < 0)
+        return -1;
+    close(b->reserve_fd);
+    b->reserve_fd = -1;
+    int fd;
+    do
+        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
+    if (fd >= 0)
+        close(fd);
+    b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? 1 : 0;
 }
 
-static void on_tcp_connection(uv_stream_t *server, int status)
+static void listener_poll_cb(uv_poll_t *p, int status, int events);
+
+static void accept_retry_cb(uv_timer_t *t)
 {
-    struct bridge *b = server->data;
-    if (status < 0) {
-        accept_failed(b, "TCP", status);
+    struct listener *l = t->data;
+    uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
+}
+
+static void conn_from_fd(struct bridge *b, struct listener *l, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
         return;
     }
-    accept_recovered(b);
-    struct conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return;
-    uv_tcp_init(b->loop, &c->h.tcp);
+    int rc;
+    if (l->is_tcp) {
+        uv_tcp_init(b->loop, &c->h.tcp);
+        rc = uv_tcp_open(&c->h.tcp, fd);
+    } else {
+        uv_pipe_init(b->loop, &c->h.pipe, 0);
+        rc = uv_pipe_open(&c->h.pipe, fd);
+    }
     c->open_handles = 1;
-    if (uv_accept(server, &c->h.stream) != 0) {
+    if (rc != 0) {
+        close(fd);
         c->h.handle.data = c;
         c->closing = true;
         uv_close(&c->h.handle, conn_free_cb);
+        return;
+    }
+    if (!l->is_tcp) {
+        snprintf(c->label, sizeof(c->label), "unix-peer");
+        c->is_loopback = true;
+        start_conn(b, c);
         return;
     }
     uv_tcp_nodelay(&c->h.tcp, 1);
@@ -661,6 +681,85 @@ static void on_tcp_connection(uv_stream_t *server, int status)
     start_conn(b, c);
 }
 
+static void listener_poll_cb(uv_poll_t *p, int status, int events)
+{
+    struct listener *l = p->data;
+    struct bridge *b = l->bridge;
+    (void)events;
+    if (status < 0) {
+        bridge_log(LOG_WARN, "listening on %s: %s", l->name, uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH && !b->stopping; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_recovered(b);
+            conn_from_fd(b, l, fd);
+            continue;
+        }
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return;
+        if (e == EINTR || e == ECONNABORTED)
+            continue;
+        if (e == EMFILE || e == ENFILE) {
+            int shed = shed_connection(b, l);
+            if (shed > 0) {
+                accept_failed(b, l, e);
+                continue;
+            }
+            if (shed == 0)
+                return;
+        } else {
+            bridge_log(LOG_WARN, "accept on %s: %s", l->name, strerror(e));
+        }
+        /* Nothing to shed with, or an unexpected error: a level-triggered
+         * poll would spin; look again a little later. */
+        uv_poll_stop(&l->poll);
+        uv_timer_start(&l->retry, accept_retry_cb, ACCEPT_RETRY_MS, 0);
+        return;
+    }
+}
+
+static int listener_start(struct bridge *b, struct listener *l, int fd, bool is_tcp,
+                          const char *name, char *err, size_t err_size)
+{
+    l->bridge = b;
+    l->fd = fd;
+    l->is_tcp = is_tcp;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    if (listen(fd, 64) != 0) {
+        snprintf(err, err_size, "listen on %s: %s", name, strerror(errno));
+        close(fd);
+        l->fd = -1;
+        return -1;
+    }
+    uv_poll_init(b->loop, &l->poll, fd);
+    uv_timer_init(b->loop, &l->retry);
+    l->poll.data = l->retry.data = l;
+    l->init = true;
+    uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
+    return 0;
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    if (h == (uv_handle_t *)&l->poll && l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+static void listener_stop(struct listener *l)
+{
+    if (!l->init)
+        return;
+    l->init = false;
+    uv_close((uv_handle_t *)&l->retry, NULL);
+    uv_close((uv_handle_t *)&l->poll, listener_closed_cb);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     struct bridge *b = sig->data;
@@ -670,9 +769,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 static int listen_unix(struct bridge *b, const char *path, char *err, size_t err_size)
 {
-    uv_pipe_init(b->loop, &b->unix_listener, 0);
-    b->unix_listener.data = b;
-    b->unix_init = true;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, err_size, "listen on %s: path too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
     /* A stale socket from a previous run would make bind fail; only remove a
      * socket, never another kind of file. */
     struct stat st;
@@ -687,17 +789,31 @@ static int listen_unix(struct bridge *b, const char *path, char *err, size_t err
         }
         unlink(path);
     }
-    int rc = uv_pipe_bind(&b->unix_listener, path);
-    if (rc == 0) {
-        b->unix_bound = true;
-        rc = chmod(path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
-    }
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&b->unix_listener, 64, on_unix_connection);
-    if (rc) {
-        snprintf(err, err_size, "listen on %s: %s", path, uv_strerror(rc));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, err_size, "listen on %s: socket: %s", path, strerror(errno));
         return -1;
     }
+    /* Mode 0600 from the start: the socket is the control authorisation. */
+    mode_t old_umask = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    int bind_errno = errno;
+    umask(old_umask);
+    if (rc != 0) {
+        snprintf(err, err_size, "listen on %s: %s", path, strerror(bind_errno));
+        close(fd);
+        return -1;
+    }
+    b->unix_bound = true;
+    if (chmod(path, 0600) != 0) {
+        snprintf(err, err_size, "listen on %s: chmod: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    char name[160];
+    snprintf(name, sizeof(name), "unix:%s", path);
+    if (listener_start(b, &b->unix_listener, fd, false, name, err, err_size) != 0)
+        return -1;
     bridge_log(LOG_INFO, "listening on unix:%s", path);
     return 0;
 }
@@ -719,35 +835,40 @@ static int listen_tcp(struct bridge *b, const char *hostport, char *err, size_t 
         return -1;
     }
     struct sockaddr_storage ss;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, err_size, "bad TCP host in %s (give a numeric address)", hostport);
-        return -1;
+    socklen_t ss_len = sizeof(struct sockaddr_in);
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0) {
+        ss_len = sizeof(struct sockaddr_in6);
+        if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) != 0) {
+            snprintf(err, err_size, "bad TCP host in %s (give a numeric address)", hostport);
+            return -1;
+        }
     }
     bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
     if (!loopback && !b->cfg->token[0]) {
         snprintf(err, err_size,
-                 "refusing to listen on non-loopback %s without a token (--token or token = ...)",
+                 "refusing to listen on non-loopback %s without a token (--token-file or"
+                 " token_file = ...)",
                  hostport);
         return -1;
     }
-    uv_tcp_init(b->loop, &b->tcp_listener);
-    b->tcp_listener.data = b;
-    b->tcp_init = true;
-    int rc = uv_tcp_bind(&b->tcp_listener, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&b->tcp_listener, 64, on_tcp_connection);
-    if (rc) {
-        snprintf(err, err_size, "listen on tcp:%s: %s", hostport, uv_strerror(rc));
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, err_size, "listen on tcp:%s: socket: %s", hostport, strerror(errno));
         return -1;
     }
-    b->tcp_listening = true;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, ss_len) != 0) {
+        snprintf(err, err_size, "listen on tcp:%s: %s", hostport, strerror(errno));
+        close(fd);
+        return -1;
+    }
     /* The port actually bound (port 0 asks the kernel for a free one). */
     struct sockaddr_storage bound;
-    int bound_len = sizeof(bound);
+    socklen_t bound_len = sizeof(bound);
     char bound_host[64] = "?";
     int bound_port = (int)port;
-    if (uv_tcp_getsockname(&b->tcp_listener, (struct sockaddr *)&bound, &bound_len) == 0) {
+    if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) == 0) {
         if (bound.ss_family == AF_INET) {
             uv_ip4_name((struct sockaddr_in *)&bound, bound_host, sizeof(bound_host));
             bound_port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
@@ -756,6 +877,10 @@ static int listen_tcp(struct bridge *b, const char *hostport, char *err, size_t 
             bound_port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
         }
     }
+    char name[160];
+    snprintf(name, sizeof(name), "tcp:%s:%d", bound_host, bound_port);
+    if (listener_start(b, &b->tcp_listener, fd, true, name, err, err_size) != 0)
+        return -1;
     bridge_log(LOG_INFO, "listening on tcp:%s:%d", bound_host, bound_port);
     return 0;
 }
@@ -788,6 +913,9 @@ int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, c
     b->started_ns = tlpb_now_ns();
     if (!cfg->handshake_timeout_ms)
         cfg->handshake_timeout_ms = BRIDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    b->unix_listener.fd = b->tcp_listener.fd = -1;
+    /* Spare fd for shedding connections at the fd limit (see shed_connection). */
+    b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     uv_timer_init(loop, &b->log_timer);
     uv_unref((uv_handle_t *)&b->log_timer); /* never what keeps the bridge running */
     b->log_timer_init = true;
@@ -834,12 +962,14 @@ void bridge_stop(struct bridge *b)
     bridge_log_flush(true);
     for (unsigned i = 0; i < b->device_count; i++)
         device_fini(&b->devices[i]);
-    if (b->unix_init)
-        uv_close((uv_handle_t *)&b->unix_listener, NULL);
+    listener_stop(&b->unix_listener);
     if (b->unix_bound)
         unlink(b->cfg->listen_path);
-    if (b->tcp_init)
-        uv_close((uv_handle_t *)&b->tcp_listener, NULL);
+    listener_stop(&b->tcp_listener);
+    if (b->reserve_fd >= 0) {
+        close(b->reserve_fd);
+        b->reserve_fd = -1;
+    }
     if (b->signals_init) {
         uv_close((uv_handle_t *)&b->sigint, NULL);
         uv_close((uv_handle_t *)&b->sigterm, NULL);

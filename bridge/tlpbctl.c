@@ -69,6 +69,8 @@ int main(int argc, char **argv)
     Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
         fprintf(stderr, "tlpbctl: %s\n", err);
+        tlpb_reader_free(&rd);
+        close(fd);
         return 1;
     }
     tlpb_envelope_free(reply);
@@ -82,9 +84,11 @@ int main(int argc, char **argv)
     env.control_request = &req;
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, TLPB_DEFAULT_MAX_FRAME_BYTES, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    int status = 1;
     if (tlpb_obuf_append(&ob, &env, true) != 0 || tlpb_obuf_write_all(&ob, fd) != 0) {
         fprintf(stderr, "tlpbctl: sending the command failed\n");
-        return 1;
+        tlpb_obuf_free(&ob);
+        goto out;
     }
     tlpb_obuf_free(&ob);
     for (;;) {
@@ -94,23 +98,25 @@ int main(int argc, char **argv)
         int rc = tlpb_reader_read_frame(&rd, fd, 30000, &frame, &len, &reason);
         if (rc <= 0) {
             fprintf(stderr, "tlpbctl: no reply: %s\n", reason);
-            return 1;
+            goto out;
         }
         Tlpb__Envelope *msg = tlpb_envelope_decode(frame, len, &reason);
         if (!msg) {
             fprintf(stderr, "tlpbctl: bad reply: %s\n", reason);
-            return 1;
+            goto out;
         }
         if (msg->body_case != TLPB__ENVELOPE__BODY_CONTROL_REPLY) {
             tlpb_envelope_free(msg);
             continue;
         }
-        int status = msg->control_reply->ok ? 0 : 1;
+        status = msg->control_reply->ok ? 0 : 1;
         fprintf(status ? stderr : stdout, "%s%s\n", status ? "tlpbctl: " : "",
                 msg->control_reply->text);
         tlpb_envelope_free(msg);
-        tlpb_reader_free(&rd);
-        close(fd);
-        return status;
+        break;
     }
+out:
+    tlpb_reader_free(&rd);
+    close(fd);
+    return status;
 }
