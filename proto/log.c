@@ -87,7 +87,7 @@ bool tlpb_log_site_admit(struct tlpb_log_site *site, uint64_t now_ns, int level,
         site->window_start_ns = now_ns;
         site->in_window = 0;
     }
-    if (site->in_window < TLPB_LOG_BURST) {
+    if (site->in_window < (level >= TLPB_LOG_INFO ? TLPB_LOG_BURST_INFO : TLPB_LOG_BURST)) {
         site->in_window++;
         return true;
     }

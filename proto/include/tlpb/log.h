@@ -36,11 +36,13 @@ const char *tlpb_log_escape(char *dst, size_t dst_size, const char *src, size_t 
 /* Whether s holds a byte that tlpb_log_escape would change. */
 bool tlpb_log_needs_escape(const char *s);
 
-/* Rate limiting per call site: the first TLPB_LOG_BURST messages of a site
- * in an interval of TLPB_LOG_INTERVAL_MS are logged, the rest are counted and
- * reported in one summary line when the interval is over (or at the next
- * flush). Sites are static storage at the call site (see bridge_log). */
+/* Rate limiting per call site: the first TLPB_LOG_BURST warnings or errors
+ * (TLPB_LOG_BURST_INFO informational lines) of a site in an interval of
+ * TLPB_LOG_INTERVAL_MS are logged, the rest are counted and reported in one
+ * summary line when the interval is over (or at the next flush). Sites are
+ * static storage at the call site (see bridge_log). */
 #define TLPB_LOG_BURST 10u
+#define TLPB_LOG_BURST_INFO 50u
 #define TLPB_LOG_INTERVAL_MS 5000u
 
 struct tlpb_log_site {
