@@ -572,6 +572,37 @@ static void case_token_clients(void)
     fx_close(&ext);
 }
 
+/* tlpbridged exits 2 with msg on stderr for the given arguments. */
+static void expect_start_refused(const char *const *args, const char *msg)
+{
+    const char *argv[24] = {it_paths.bridge, "--listen", it_path("refused.sock")};
+    unsigned n = 3;
+    for (unsigned i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    int rc = it_run_capture(argv, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, msg), "expected exit 2 with '%s': %d '%s'", msg, rc, err);
+    free(out);
+    free(err);
+}
+
+static void case_bad_settings(const char *device_spec)
+{
+    const char *both = it_write_file("both.cfg", "token = \"a\";\ntoken_file = \"bridge.token\";\n");
+    const char *a1[] = {"--config", both, "--device", device_spec, NULL};
+    expect_start_refused(a1, "give 'token' or 'token_file', not both");
+    const char *a2[] = {"--token-file", it_path("no-such-token"), "--device", device_spec, NULL};
+    expect_start_refused(a2, "no-such-token");
+    const char *empty = it_write_file("empty.token", "\n");
+    const char *a3[] = {"--token-file", empty, "--device", device_spec, NULL};
+    expect_start_refused(a3, "holds no token");
+    const char *a4[] = {"--model-dir", it_path("no-such-dir"), "--device", device_spec, NULL};
+    expect_start_refused(a4, "model directory");
+    const char *a5[] = {"--handshake-timeout-ms", "0", "--device", device_spec, NULL};
+    expect_start_refused(a5, "--handshake-timeout-ms wants");
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "trust");
@@ -599,11 +630,17 @@ int main(int argc, char **argv)
     fx_close(&fx);
     IT_RUN("a flood of one message is summarised", case_log_flood());
 
-    /* A bridge that requires a token over TCP. */
+    IT_RUN("bad trust settings are refused at start", case_bad_settings(dmacopy_spec));
+
+    /* A bridge that requires a token over TCP, from its configuration file
+     * (paths relative to the file). */
     char ext_spec[1200];
     snprintf(ext_spec, sizeof(ext_spec), "ext0:external=%s", it_paths.model);
-    const char *token_args[] = {"--device", dmacopy_spec, "--device", ext_spec, "--tcp",
-                                "127.0.0.1:0", "--token-file", token_file, NULL};
+    const char *cfg = it_write_file("trust.cfg", "token_file = \"bridge.token\";\n"
+                                                 "model_dirs = [ \"models\" ];\n"
+                                                 "handshake_timeout_ms = 2000;\n");
+    const char *token_args[] = {"--config", cfg, "--device", dmacopy_spec, "--device", ext_spec,
+                                "--tcp", "127.0.0.1:0", NULL};
     it_start_bridge(token_args);
     find_tcp_address();
     IT_RUN("every client presents the token", case_token_clients());
