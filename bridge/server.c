@@ -545,8 +545,8 @@ static void handshake_timeout_cb(uv_timer_t *t)
         return;
     char why[96];
     snprintf(why, sizeof(why), "no Hello within %u ms", c->bridge->cfg->handshake_timeout_ms);
-    bridge_log(LOG_WARN, "%s: handshake timeout: %s", c->label, why);
-    conn_close(c, why);
+    bridge_log(LOG_WARN, "%s: closing: handshake timeout: %s", c->label, why);
+    conn_close(c, NULL);
 }
 
 static void start_conn(struct bridge *b, struct conn *c)
