@@ -231,10 +231,10 @@ static void open_device(struct dmacopy_host *dc, const char *socket_path, const 
 static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
 {
     uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
-    dmacopy_write32(dc, DMACOPY_SCRATCH, 0x5A5A0000u);
+    dmacopy_write32(dc, DMACOPY_REG_SCRATCH, 0x5A5A0000u);
     for (int i = 0; i < iterations + 1000; i++) {
         uint64_t t0 = tlpb_now_ns();
-        uint32_t v = dmacopy_read32(dc, DMACOPY_SCRATCH);
+        uint32_t v = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
         uint64_t dt = tlpb_now_ns() - t0;
         if (v != 0x5A5A0000u)
             die("SCRATCH read back wrong");
@@ -252,10 +252,10 @@ static double posted_writes_per_s(struct dmacopy_host *dc)
     int n = iterations * 10;
     uint64_t t0 = tlpb_now_ns();
     for (int i = 0; i < n; i++)
-        dmacopy_write32(dc, DMACOPY_SCRATCH, (uint32_t)i);
+        dmacopy_write32(dc, DMACOPY_REG_SCRATCH, (uint32_t)i);
     /* A read cannot pass the writes before it: when it returns, all of them
      * have reached the model. */
-    uint32_t last = dmacopy_read32(dc, DMACOPY_SCRATCH);
+    uint32_t last = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
     uint64_t dt = tlpb_now_ns() - t0;
     if (last != (uint32_t)(n - 1))
         die("posted writes lost or reordered");
@@ -293,7 +293,7 @@ static double msix_per_s(struct dmacopy_host *dc)
         if (dmacopy_wait_msix(dc, 0, dc->msix_count[0] + 1, 30000) != 0)
             die("completion interrupt missing");
         /* the driver's half of the handshake: acknowledge the cause */
-        dmacopy_write32(dc, DMACOPY_IRQ_STATUS, 1);
+        dmacopy_write32(dc, DMACOPY_REG_IRQ_STATUS, 1);
     }
     uint64_t dt = tlpb_now_ns() - t0;
     return (double)(dc->msix_count[0] - start) / ((double)dt / 1e9);

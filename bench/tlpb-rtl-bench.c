@@ -178,10 +178,10 @@ static void attach(struct dmacopy_host *dc, const char *socket_path)
 static void mmio_latency(struct dmacopy_host *dc, double *p50, double *p99)
 {
     uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
-    dmacopy_write32(dc, DMACOPY_SCRATCH, 0x5A5A0000u);
+    dmacopy_write32(dc, DMACOPY_REG_SCRATCH, 0x5A5A0000u);
     for (int i = 0; i < iterations + 100; i++) {
         uint64_t t0 = tlpb_now_ns();
-        uint32_t v = dmacopy_read32(dc, DMACOPY_SCRATCH);
+        uint32_t v = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
         uint64_t dt = tlpb_now_ns() - t0;
         if (v != 0x5A5A0000u)
             die("SCRATCH read back wrong");

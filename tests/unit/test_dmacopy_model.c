@@ -22,19 +22,7 @@ extern const struct hlsim_model_ops hlsim_model;
 
 /* ---- device constants (EXAMPLE_DEVICE) ---------------------------------- */
 
-#define REG_ID 0x000
-#define REG_SCRATCH 0x004
-#define REG_CTRL 0x008
-#define REG_STATUS 0x00C
-#define REG_RING_LO 0x010
-#define REG_RING_HI 0x014
-#define REG_RING_SIZE 0x018
-#define REG_HEAD 0x01C
-#define REG_TAIL 0x020
-#define REG_IRQ_STATUS 0x024
-#define REG_IRQ_MASK 0x028
-#define REG_COMPLETED 0x02C
-#define REG_ERR_CODE 0x030
+#include "../dmacopy_spec.h" /* the tests' own register map, on purpose */
 
 #define BAR0_ADDR 0xFEB00000u
 #define BAR2_ADDR 0xFEB01000u
