@@ -17,6 +17,7 @@
 
 #include "hlsim.h"
 #include "hlsim_env.h"
+#include "tlpb/byteorder.h"
 
 extern const struct hlsim_model_ops hlsim_model;
 
@@ -697,19 +698,17 @@ static int teardown(void **state)
 
 static void put64(uint64_t addr, uint64_t v)
 {
-    memcpy(ram_at(addr), &v, 8);
+    tlpb_put_le64(ram_at(addr), v);
 }
 
 static void put32(uint64_t addr, uint32_t v)
 {
-    memcpy(ram_at(addr), &v, 4);
+    tlpb_put_le32(ram_at(addr), v);
 }
 
 static uint32_t get32(uint64_t addr)
 {
-    uint32_t v;
-    memcpy(&v, ram_at(addr), 4);
-    return v;
+    return tlpb_get_le32(ram_at(addr));
 }
 
 static void set_ring(uint64_t ring, uint32_t size)
