@@ -21,6 +21,15 @@
 
 #define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
 
+/* The public kinds are the protocol's, value for value. */
+#define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " is " #b)
+SAME_VALUE(TLPB_HOST_IRQ_MSIX, TLPB__INTERRUPT_KIND__IRQ_MSIX);
+SAME_VALUE(TLPB_HOST_IRQ_MSI, TLPB__INTERRUPT_KIND__IRQ_MSI);
+SAME_VALUE(TLPB_HOST_IRQ_INTX_ASSERT, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT);
+SAME_VALUE(TLPB_HOST_IRQ_INTX_DEASSERT, TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT);
+SAME_VALUE(TLPB_HOST_RESET_FUNCTION_LEVEL, TLPB__RESET_KIND__RESET_FUNCTION_LEVEL);
+SAME_VALUE(TLPB_HOST_RESET_HOT, TLPB__RESET_KIND__RESET_HOT);
+
 struct tlpb_host {
     struct tlpb_host_config cfg;
     char address[512];
@@ -776,9 +785,9 @@ int tlpb_host_flush(struct tlpb_host *h)
     return flush_output(h);
 }
 
-int tlpb_host_reset(struct tlpb_host *h, int kind)
+int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
 {
-    if (kind != TLPB__RESET_KIND__RESET_FUNCTION_LEVEL && kind != TLPB__RESET_KIND__RESET_HOT)
+    if (kind != TLPB_HOST_RESET_FUNCTION_LEVEL && kind != TLPB_HOST_RESET_HOT)
         return -EINVAL;
     if (h->have_desc) {
         tlpb_cfgspace_reset(&h->shadow);
