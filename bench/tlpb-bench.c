@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dmacopy_host.h"
+#include "harness.h"
 #include "tlpb/wire.h"
 
 static int iterations = 20000;
@@ -167,40 +168,26 @@ struct paths {
     char dir[PATH_MAX];
 };
 
+/* The processes' messages go to this program's stderr. */
 static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const char *device_spec,
                           const char *dma)
 {
-    int ready[2];
-    if (pipe(ready) != 0)
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(ready[0]);
-        char fd[16];
-        snprintf(fd, sizeof(fd), "%d", ready[1]);
-        execl(p->bridge, p->bridge, "--listen", socket_path, "--device", device_spec, "--dma", dma,
-              "--log-level", "warn", "--ready-fd", fd, (char *)NULL);
-        _exit(127);
-    }
-    track(pid);
-    close(ready[1]);
-    char buf[8] = "";
-    ssize_t n = read(ready[0], buf, sizeof(buf)); /* "ready\n", or EOF if it failed */
-    close(ready[0]);
-    if (n < 5 || strncmp(buf, "ready", 5) != 0)
+    const char *argv[] = {p->bridge, "--listen", socket_path, "--device", device_spec,
+                          "--dma", dma, "--log-level", "warn", NULL};
+    bool ready;
+    pid_t pid = track(it_spawn_ready(argv, NULL, NULL, IT_DEADLINE_MS, &ready));
+    if (pid < 0)
+        die("fork");
+    if (!ready)
         die("tlpbridged did not start (see its messages above)");
     return pid;
 }
 
 static pid_t spawn_runner(const struct paths *p, const char *socket_path, const char *device)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl(p->runner, p->runner, "--socket", socket_path, "--device", device, "--model", p->model,
-              (char *)NULL);
-        _exit(127);
-    }
-    return track(pid);
+    const char *argv[] = {p->runner, "--socket", socket_path, "--device", device,
+                          "--model", p->model, NULL};
+    return track(it_spawn(argv, NULL, NULL, -1));
 }
 
 static void stop(pid_t pid)
