@@ -1,13 +1,12 @@
 /* hlsim SDK: interrupts. The host owns the MSI-X table and PBA (as QEMU
  * does): it applies vector and function masking and keeps the pending bits,
  * so a vector goes out whenever MSI-X is enabled in config space. Should a
- * host forward table or PBA accesses anyway, they are answered here (entries
- * read back, PBA reads 0) and never reach the model. MSI is minimal, and the
+ * host forward table or PBA accesses anyway, they are answered by the shared
+ * emulation (tlpb/msix.h: entries read back, nothing pends on this side) and
+ * never reach the model. MSI is minimal, and the
  * INTx line is tracked so the host only hears about level changes it is
  * allowed to see. */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "sdk_internal.h"
 

@@ -5,7 +5,6 @@
  * the hlsim SDK does), resets, and the interrupt port. */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 #include "tlpb/byteorder.h"

@@ -193,10 +193,29 @@ uint32_t dmacopy_desc_crc(const struct dmacopy_host *dc, uint32_t index)
     return tlpb_get_le32(desc_at(dc, index) + DMACOPY_DESC_CRC);
 }
 
-int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms)
+struct wait_target {
+    uint32_t desc_index;  /* for desc_done */
+    unsigned msix_vector; /* for msix_reached */
+    uint64_t msix_count;
+};
+
+static bool desc_done(const struct dmacopy_host *dc, const struct wait_target *t)
+{
+    return (dmacopy_desc_status(dc, t->desc_index) & DMACOPY_DESC_DONE) != 0;
+}
+
+static bool msix_reached(const struct dmacopy_host *dc, const struct wait_target *t)
+{
+    return dc->msix_count[t->msix_vector] >= t->msix_count;
+}
+
+/* Serve the device until reached() holds or timeout_ms passes. */
+static int serve_until(struct dmacopy_host *dc,
+                       bool (*reached)(const struct dmacopy_host *, const struct wait_target *),
+                       const struct wait_target *t, int timeout_ms)
 {
     uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (!(dmacopy_desc_status(dc, index) & DMACOPY_DESC_DONE)) {
+    while (!reached(dc, t)) {
         uint64_t now = tlpb_now_ns();
         if (now >= deadline)
             return -ETIMEDOUT;
@@ -206,17 +225,16 @@ int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms)
     return 0;
 }
 
+int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms)
+{
+    struct wait_target t = {.desc_index = index};
+    return serve_until(dc, desc_done, &t, timeout_ms);
+}
+
 int dmacopy_wait_msix(struct dmacopy_host *dc, unsigned vector, uint64_t target, int timeout_ms)
 {
-    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (dc->msix_count[vector] < target) {
-        uint64_t now = tlpb_now_ns();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
-            return -ENOTCONN;
-    }
-    return 0;
+    struct wait_target t = {.msix_vector = vector, .msix_count = target};
+    return serve_until(dc, msix_reached, &t, timeout_ms);
 }
 
 int dmacopy_copy_stream(struct dmacopy_host *dc, uint32_t len, unsigned buffers, unsigned depth,
