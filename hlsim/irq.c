@@ -3,9 +3,8 @@
  * so a vector goes out whenever MSI-X is enabled in config space. Should a
  * host forward table or PBA accesses anyway, they are answered by the shared
  * emulation (tlpb/msix.h: entries read back, nothing pends on this side) and
- * never reach the model. MSI is minimal, and the
- * INTx line is tracked so the host only hears about level changes it is
- * allowed to see. */
+ * never reach the model. MSI is minimal, and the INTx line is tracked so the
+ * host only hears about level changes it is allowed to see. */
 #include <errno.h>
 
 #include "sdk_internal.h"

@@ -1,8 +1,7 @@
 /* hlsim SDK: memory requests from the host. A request is decoded to a BAR,
  * then handled one DW at a time: the MSI-X table and PBA are answered here
- * (tlpb/msix.h),
- * every other DW goes to the model as naturally aligned 1/2/4-byte accesses
- * covering exactly the enabled bytes. */
+ * (tlpb/msix.h), every other DW goes to the model as naturally aligned
+ * 1/2/4-byte accesses covering exactly the enabled bytes. */
 #include <errno.h>
 #include <string.h>
 
