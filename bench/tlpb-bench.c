@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dmacopy_host.h"
+#include "harness.h"
 #include "tlpb/wire.h"
 
 static int iterations = 20000;
@@ -167,40 +168,26 @@ struct paths {
     char dir[PATH_MAX];
 };
 
+/* The processes' messages go to this program's stderr. */
 static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const char *device_spec,
                           const char *dma)
 {
-    int ready[2];
-    if (pipe(ready) != 0)
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(ready[0]);
-        char fd[16];
-        snprintf(fd, sizeof(fd), "%d", ready[1]);
-        execl(p->bridge, p->bridge, "--listen", socket_path, "--device", device_spec, "--dma", dma,
-              "--log-level", "warn", "--ready-fd", fd, (char *)NULL);
-        _exit(127);
-    }
-    track(pid);
-    close(ready[1]);
-    char buf[8] = "";
-    ssize_t n = read(ready[0], buf, sizeof(buf)); /* "ready\n", or EOF if it failed */
-    close(ready[0]);
-    if (n < 5 || strncmp(buf, "ready", 5) != 0)
+    const char *argv[] = {p->bridge, "--listen", socket_path, "--device", device_spec,
+                          "--dma", dma, "--log-level", "warn", NULL};
+    bool ready;
+    pid_t pid = track(it_spawn_ready(argv, NULL, NULL, IT_DEADLINE_MS, &ready));
+    if (pid < 0)
+        die("fork");
+    if (!ready)
         die("tlpbridged did not start (see its messages above)");
     return pid;
 }
 
 static pid_t spawn_runner(const struct paths *p, const char *socket_path, const char *device)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl(p->runner, p->runner, "--socket", socket_path, "--device", device, "--model", p->model,
-              (char *)NULL);
-        _exit(127);
-    }
-    return track(pid);
+    const char *argv[] = {p->runner, "--socket", socket_path, "--device", device,
+                          "--model", p->model, NULL};
+    return track(it_spawn(argv, NULL, NULL, -1));
 }
 
 static void stop(pid_t pid)
@@ -231,10 +218,10 @@ static void open_device(struct dmacopy_host *dc, const char *socket_path, const 
 static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
 {
     uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
-    dmacopy_write32(dc, DMACOPY_SCRATCH, 0x5A5A0000u);
+    dmacopy_write32(dc, DMACOPY_REG_SCRATCH, 0x5A5A0000u);
     for (int i = 0; i < iterations + 1000; i++) {
         uint64_t t0 = tlpb_now_ns();
-        uint32_t v = dmacopy_read32(dc, DMACOPY_SCRATCH);
+        uint32_t v = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
         uint64_t dt = tlpb_now_ns() - t0;
         if (v != 0x5A5A0000u)
             die("SCRATCH read back wrong");
@@ -252,10 +239,10 @@ static double posted_writes_per_s(struct dmacopy_host *dc)
     int n = iterations * 10;
     uint64_t t0 = tlpb_now_ns();
     for (int i = 0; i < n; i++)
-        dmacopy_write32(dc, DMACOPY_SCRATCH, (uint32_t)i);
+        dmacopy_write32(dc, DMACOPY_REG_SCRATCH, (uint32_t)i);
     /* A read cannot pass the writes before it: when it returns, all of them
      * have reached the model. */
-    uint32_t last = dmacopy_read32(dc, DMACOPY_SCRATCH);
+    uint32_t last = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
     uint64_t dt = tlpb_now_ns() - t0;
     if (last != (uint32_t)(n - 1))
         die("posted writes lost or reordered");
@@ -293,7 +280,7 @@ static double msix_per_s(struct dmacopy_host *dc)
         if (dmacopy_wait_msix(dc, 0, dc->msix_count[0] + 1, 30000) != 0)
             die("completion interrupt missing");
         /* the driver's half of the handshake: acknowledge the cause */
-        dmacopy_write32(dc, DMACOPY_IRQ_STATUS, 1);
+        dmacopy_write32(dc, DMACOPY_REG_IRQ_STATUS, 1);
     }
     uint64_t dt = tlpb_now_ns() - t0;
     return (double)(dc->msix_count[0] - start) / ((double)dt / 1e9);

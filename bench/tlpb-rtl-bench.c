@@ -7,7 +7,6 @@
  * Each phase runs its own simulator process; its cycle count comes from the
  * report it prints when it exits. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "dmacopy_host.h"
+#include "harness.h"
 #include "tlpb/wire.h"
 
 static int iterations = 2000;
@@ -53,24 +53,14 @@ static int cmp_u64(const void *a, const void *b)
 
 static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const char *spec)
 {
-    int ready[2];
-    if (pipe(ready) != 0)
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(ready[0]);
-        char fd[16];
-        snprintf(fd, sizeof(fd), "%d", ready[1]);
-        execl(p->bridge, p->bridge, "--listen", socket_path, "--device", spec, "--log-level",
-              "warn", "--ready-fd", fd, (char *)NULL);
-        _exit(127);
-    }
-    close(ready[1]);
-    char buf[8] = "";
-    ssize_t n = read(ready[0], buf, sizeof(buf));
-    close(ready[0]);
+    const char *argv[] = {p->bridge, "--listen", socket_path, "--device", spec,
+                          "--log-level", "warn", NULL};
+    bool ready;
+    pid_t pid = it_spawn_ready(argv, NULL, NULL, IT_DEADLINE_MS, &ready);
+    if (pid < 0)
+        die("fork");
     children[0] = pid;
-    if (n < 5 || strncmp(buf, "ready", 5) != 0)
+    if (!ready)
         die("tlpbridged did not start");
     return pid;
 }
@@ -78,15 +68,10 @@ static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const 
 /* The simulator's stderr goes to log_path: its exit report is parsed. */
 static pid_t spawn_sim(const struct paths *p, const char *socket_path, const char *log_path)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, 2);
-        execl(p->sim, p->sim, "--socket", socket_path, "--device", "rtl0", (char *)NULL);
-        _exit(127);
-    }
+    const char *argv[] = {p->sim, "--socket", socket_path, "--device", "rtl0", NULL};
+    pid_t pid = it_spawn(argv, NULL, log_path, -1);
+    if (pid < 0)
+        die("fork");
     children[1] = pid;
     return pid;
 }
@@ -178,10 +163,10 @@ static void attach(struct dmacopy_host *dc, const char *socket_path)
 static void mmio_latency(struct dmacopy_host *dc, double *p50, double *p99)
 {
     uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
-    dmacopy_write32(dc, DMACOPY_SCRATCH, 0x5A5A0000u);
+    dmacopy_write32(dc, DMACOPY_REG_SCRATCH, 0x5A5A0000u);
     for (int i = 0; i < iterations + 100; i++) {
         uint64_t t0 = tlpb_now_ns();
-        uint32_t v = dmacopy_read32(dc, DMACOPY_SCRATCH);
+        uint32_t v = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
         uint64_t dt = tlpb_now_ns() - t0;
         if (v != 0x5A5A0000u)
             die("SCRATCH read back wrong");

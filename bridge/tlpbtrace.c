@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
 static void usage(FILE *out)
@@ -89,8 +90,7 @@ int main(int argc, char **argv)
             status = 1;
             break;
         }
-        uint32_t len = (uint32_t)prefix[0] | (uint32_t)prefix[1] << 8 | (uint32_t)prefix[2] << 16 |
-                       (uint32_t)prefix[3] << 24;
+        uint32_t len = tlpb_get_le32(prefix);
         if (len > TLPB_HARD_MAX_FRAME_BYTES) {
             fprintf(stderr, "tlpbtrace: record %llu claims %u bytes; file corrupt\n", records, len);
             status = 1;

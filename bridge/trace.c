@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "tlpb/byteorder.h"
 
 #define TRACE_MAGIC "TLPBTRC1"
 
@@ -66,7 +67,8 @@ static void write_record(struct bridge *b, Tlpb__TraceDirection dir, const struc
     rec.backend = (char *)backend_name(d->backend);
     rec.message = msg;
     size_t len = tlpb__trace_record__get_packed_size(&rec);
-    uint8_t prefix[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+    uint8_t prefix[4];
+    tlpb_put_le32(prefix, (uint32_t)len);
     uint8_t small[512];
     uint8_t *buf = len <= sizeof(small) ? small : malloc(len);
     if (!buf)

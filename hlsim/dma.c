@@ -124,7 +124,7 @@ void dma_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
     TAILQ_INSERT_TAIL(&dev->cpls, c, link);
 }
 
-void dma_queue_interrupt(hlsim_device *dev, int kind, unsigned vector)
+void dma_queue_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector)
 {
     if (TAILQ_EMPTY(&dev->posted)) {
         dev->env_ops->send_interrupt(dev->env, kind, vector);
@@ -133,7 +133,7 @@ void dma_queue_interrupt(hlsim_device *dev, int kind, unsigned vector)
     /* An interrupt must not overtake the DMA writes it announces. */
     struct hlsim_posted *p = posted_append(dev);
     if (!p) {
-        hlsim_log(dev, HLSIM_LOG_ERROR, "out of memory: interrupt %d/%u lost", kind, vector);
+        hlsim_log(dev, HLSIM_LOG_ERROR, "out of memory: interrupt %d/%u lost", (int)kind, vector);
         return;
     }
     p->is_interrupt = true;

@@ -1,21 +1,11 @@
 /* hlsim SDK: memory requests from the host. A request is decoded to a BAR,
- * then handled one DW at a time: the MSI-X table and PBA are emulated here,
- * every other DW goes to the model as naturally aligned 1/2/4-byte accesses
- * covering exactly the enabled bytes. */
+ * then handled one DW at a time: the MSI-X table and PBA are answered here
+ * (tlpb/msix.h), every other DW goes to the model as naturally aligned
+ * 1/2/4-byte accesses covering exactly the enabled bytes. */
 #include <errno.h>
 #include <string.h>
 
 #include "sdk_internal.h"
-
-/* Byte enables of DW i of a request. */
-static uint8_t dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t i)
-{
-    if (i == 0)
-        return tlp->first_be & 0xF;
-    if (i + 1 == tlp->length_dw)
-        return tlp->last_be & 0xF;
-    return 0xF;
-}
 
 static uint32_t model_read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
 {
@@ -63,8 +53,8 @@ static void model_write_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, 
 
 static uint32_t read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
 {
-    if (irq_msix_table_hit(dev, bar, dw_offset) || irq_msix_pba_hit(dev, bar, dw_offset))
-        return irq_msix_read(dev, bar, dw_offset);
+    if (tlpb_msix_hit(&dev->msix, bar, dw_offset))
+        return tlpb_msix_read_dw(&dev->msix, bar, dw_offset);
     if (be == 0)
         return 0;
     return model_read_dw(dev, bar, dw_offset, be);
@@ -75,23 +65,11 @@ static void write_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint32
 {
     if (be == 0)
         return;
-    if (irq_msix_table_hit(dev, bar, dw_offset) || irq_msix_pba_hit(dev, bar, dw_offset)) {
-        irq_msix_write(dev, bar, dw_offset, value, be);
+    if (tlpb_msix_hit(&dev->msix, bar, dw_offset)) {
+        tlpb_msix_write_dw(&dev->msix, bar, dw_offset, value, be);
         return;
     }
     model_write_dw(dev, bar, dw_offset, value, be);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
 }
 
 static void unsupported_request(hlsim_device *dev, const struct tlpb_tlp *tlp, const char *why)
@@ -124,8 +102,8 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
     if (request_bytes > 0) {
         for (uint32_t i = 0; i < tlp->length_dw; i++) {
             uint32_t value = read_dw(dev, (unsigned)bar, offset + 4ull * i,
-                                     dw_byte_enables(tlp, i));
-            put_le32(&data[4 * i], value);
+                                     tlpb_tlp_dw_byte_enables(tlp, i));
+            tlpb_put_le32(&data[4 * i], value);
         }
     } else {
         memset(data, 0, 4); /* zero-length read: the DW's contents are undefined */
@@ -187,8 +165,8 @@ static void memory_write(hlsim_device *dev, const struct tlpb_tlp *tlp)
         return;
     }
     for (uint32_t i = 0; i < tlp->length_dw; i++)
-        write_dw(dev, (unsigned)bar, offset + 4ull * i, get_le32(&tlp->payload[4 * i]),
-                 dw_byte_enables(tlp, i));
+        write_dw(dev, (unsigned)bar, offset + 4ull * i, tlpb_get_le32(&tlp->payload[4 * i]),
+                 tlpb_tlp_dw_byte_enables(tlp, i));
 }
 
 void mmio_receive_request(hlsim_device *dev, const struct tlpb_tlp *tlp)

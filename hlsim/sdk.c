@@ -184,12 +184,6 @@ void hlsim_device_output_ready(hlsim_device *dev)
 
 /* ---- host requests ------------------------------------------------------- */
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
 static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
 {
     struct tlpb_tlp cpl;
@@ -205,8 +199,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
 
     if (tlp->kind == TLPB_TLP_CFGRD0) {
         uint32_t value = tlpb_cfgspace_read(&dev->cfg, reg);
-        for (unsigned i = 0; i < 4; i++)
-            data[i] = (uint8_t)(value >> (8 * i));
+        tlpb_put_le32(data, value);
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4);
         cpl.payload = data;
         dma_send_completion(dev, &cpl);
@@ -224,7 +217,8 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
     }
     /* The function captures its bus and device number from config writes. */
     dev->cfg.bus_device_function = tlp->completer_id;
-    unsigned changes = tlpb_cfgspace_write(&dev->cfg, reg, le32(tlp->payload), tlp->first_be);
+    unsigned changes =
+        tlpb_cfgspace_write(&dev->cfg, reg, tlpb_get_le32(tlp->payload), tlp->first_be);
 
     tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4); /* Cpl, SC */
     dma_send_completion(dev, &cpl);

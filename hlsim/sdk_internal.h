@@ -6,8 +6,11 @@
 
 #include "hlsim.h"
 #include "hlsim_env.h"
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/msix.h"
 #include "tlpb/tlp.h"
+#include "tlpbridge.pb-c.h"
 
 /* Largest DMA transfer one hlsim_dma_read/write call may ask for. */
 #define HLSIM_DMA_MAX_BYTES (16u * 1024u * 1024u)
@@ -32,7 +35,7 @@ struct hlsim_posted {
     TAILQ_ENTRY(hlsim_posted) link;
     uint64_t seq;
     bool is_interrupt;
-    int irq_kind;          /* for interrupts: 1 MSI-X, 2 MSI, 3/4 INTx */
+    Tlpb__InterruptKind irq_kind; /* for interrupts */
     unsigned irq_vector;
     uint64_t address;      /* first byte of a write */
     uint32_t length_bytes;
@@ -87,10 +90,9 @@ struct hlsim_device {
     void *env;
     struct tlpb_cfgspace cfg;
 
-    /* MSI-X table entries (address lo, address hi, data, vector control),
-     * only for accesses a host might forward: the host owns the real table. */
-    unsigned msix_vectors;
-    uint32_t (*msix_table)[4];
+    /* The MSI-X table and PBA, only for accesses a host might forward: the
+     * host owns the real ones. */
+    struct tlpb_msix msix;
     bool intx_level;       /* what the model drives */
     bool intx_wire;        /* what the host has been told */
 
@@ -128,17 +130,12 @@ void dma_receive_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
 void dma_deliver_callbacks(hlsim_device *dev);
 void dma_link_down(hlsim_device *dev);
 void dma_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
-void dma_queue_interrupt(hlsim_device *dev, int kind, unsigned vector);
+void dma_queue_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector);
 
 /* irq.c */
 int irq_init(hlsim_device *dev);
 void irq_fini(hlsim_device *dev);
 void irq_reset(hlsim_device *dev);
 void irq_config_changed(hlsim_device *dev, unsigned changes);
-bool irq_msix_table_hit(const hlsim_device *dev, unsigned bar, uint64_t offset);
-bool irq_msix_pba_hit(const hlsim_device *dev, unsigned bar, uint64_t offset);
-uint32_t irq_msix_read(hlsim_device *dev, unsigned bar, uint64_t dw_offset);
-void irq_msix_write(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint32_t value,
-                    uint8_t be);
 
 #endif

@@ -13,18 +13,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/msix.h"
 #include "tlpb/wire.h"
 #include "tlpb_host.h"
 
 #define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
 
-struct msix_entry {
-    uint32_t address_lo;
-    uint32_t address_hi;
-    uint32_t data;
-    uint32_t vector_control; /* bit 0: masked */
-};
+/* The public kinds are the protocol's, value for value. */
+#define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " is " #b)
+SAME_VALUE(TLPB_HOST_IRQ_MSIX, TLPB__INTERRUPT_KIND__IRQ_MSIX);
+SAME_VALUE(TLPB_HOST_IRQ_MSI, TLPB__INTERRUPT_KIND__IRQ_MSI);
+SAME_VALUE(TLPB_HOST_IRQ_INTX_ASSERT, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT);
+SAME_VALUE(TLPB_HOST_IRQ_INTX_DEASSERT, TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT);
+SAME_VALUE(TLPB_HOST_RESET_FUNCTION_LEVEL, TLPB__RESET_KIND__RESET_FUNCTION_LEVEL);
+SAME_VALUE(TLPB_HOST_RESET_HOT, TLPB__RESET_KIND__RESET_HOT);
 
 struct tlpb_host {
     struct tlpb_host_config cfg;
@@ -67,8 +71,9 @@ struct tlpb_host {
     uint8_t *dma_buf;
     size_t dma_buf_size;
 
-    struct msix_entry *msix_table;
-    uint8_t *msix_pending;
+    /* the MSI-X table and PBA, unless the caller keeps them
+     * (msix_table_external) */
+    struct tlpb_msix msix;
 
     struct tlpb_host_stats stats;
 };
@@ -95,9 +100,9 @@ static uint32_t fallback_value(const struct tlpb_host *h)
 
 static void fill_fallback(const struct tlpb_host *h, void *buf, unsigned len)
 {
-    uint32_t v = fallback_value(h);
-    uint8_t bytes[8] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24),
-                        (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint8_t bytes[8];
+    tlpb_put_le32(bytes, fallback_value(h));
+    tlpb_put_le32(bytes + 4, fallback_value(h));
     memcpy(buf, bytes, len > 8 ? 8 : len);
 }
 
@@ -130,16 +135,11 @@ static void disconnect(struct tlpb_host *h, const char *why)
 
 static void msix_alloc(struct tlpb_host *h)
 {
-    free(h->msix_table);
-    free(h->msix_pending);
-    h->msix_table = NULL;
-    h->msix_pending = NULL;
-    if (!h->desc.msix_vectors || h->cfg.msix_table_external)
+    tlpb_msix_fini(&h->msix);
+    if (h->cfg.msix_table_external)
         return;
-    h->msix_table = calloc(h->desc.msix_vectors, sizeof(*h->msix_table));
-    h->msix_pending = calloc(h->desc.msix_vectors, 1);
-    for (unsigned i = 0; h->msix_table && i < h->desc.msix_vectors; i++)
-        h->msix_table[i].vector_control = 1; /* PCIe: vectors come out of reset masked */
+    if (tlpb_msix_init(&h->msix, &h->desc) != 0)
+        host_log(h, TLPB_HOST_LOG_ERROR, "no memory for the MSI-X table: MSI-X vectors dropped");
 }
 
 static int try_connect(struct tlpb_host *h)
@@ -354,11 +354,6 @@ static void serve_dma_write(struct tlpb_host *h, const struct tlpb_tlp *req)
     }
 }
 
-static bool msix_vector_masked(const struct tlpb_host *h, unsigned vector)
-{
-    return tlpb_cfg_msix_function_masked(&h->shadow) || (h->msix_table[vector].vector_control & 1u);
-}
-
 static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind, unsigned vector)
 {
     h->stats.interrupts++;
@@ -368,7 +363,7 @@ static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind,
             return;
         }
     } else if (kind == TLPB_HOST_IRQ_MSIX) {
-        if (!h->msix_table || vector >= h->desc.msix_vectors) {
+        if (vector >= h->msix.vectors) {
             host_log(h, TLPB_HOST_LOG_WARN, "MSI-X vector %u out of range: dropped", vector);
             return;
         }
@@ -377,8 +372,8 @@ static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind,
                      vector);
             return;
         }
-        if (msix_vector_masked(h, vector)) {
-            h->msix_pending[vector] = 1;
+        if (tlpb_cfg_msix_function_masked(&h->shadow) || tlpb_msix_vector_masked(&h->msix, vector)) {
+            tlpb_msix_set_pending(&h->msix, vector);
             return;
         }
     }
@@ -388,14 +383,11 @@ static void deliver_interrupt(struct tlpb_host *h, enum tlpb_host_irq_kind kind,
 /* Unmasking delivers what was held pending. */
 static void msix_deliver_pending(struct tlpb_host *h)
 {
-    if (!h->msix_table || !tlpb_cfg_msix_enabled(&h->shadow))
+    if (!tlpb_cfg_msix_enabled(&h->shadow) || tlpb_cfg_msix_function_masked(&h->shadow))
         return;
-    for (unsigned v = 0; v < h->desc.msix_vectors; v++) {
-        if (h->msix_pending[v] && !msix_vector_masked(h, v)) {
-            h->msix_pending[v] = 0;
-            h->ops.interrupt(h->opaque, TLPB_HOST_IRQ_MSIX, v);
-        }
-    }
+    int v;
+    while ((v = tlpb_msix_take_deliverable(&h->msix)) >= 0)
+        h->ops.interrupt(h->opaque, TLPB_HOST_IRQ_MSIX, (unsigned)v);
 }
 
 static void take_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
@@ -654,8 +646,7 @@ void tlpb_host_close(struct tlpb_host *h)
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
     free(h->dma_buf);
-    free(h->msix_table);
-    free(h->msix_pending);
+    tlpb_msix_fini(&h->msix);
     free(h);
 }
 
@@ -709,8 +700,8 @@ int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, ui
         h->stats.dropped_writes++;
         return -ENOTCONN;
     }
-    uint8_t payload[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-                          (uint8_t)(value >> 24)};
+    uint8_t payload[4];
+    tlpb_put_le32(payload, value);
     struct tlpb_tlp req = {.kind = TLPB_TLP_CFGWR0, .length_dw = 1, .first_be = be,
                            .completer_id = h->cfg.device_bdf, .cfg_register = reg,
                            .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload};
@@ -721,46 +712,22 @@ int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, ui
 static bool msix_access(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len,
                         bool is_write)
 {
-    if (!h->msix_table || bar < 0)
+    if (h->msix.vectors == 0 || bar < 0)
         return false;
     uint64_t base = tlpb_cfg_bar_address(&h->shadow, (unsigned)bar);
     if (addr < base)
         return false;
     uint64_t off = addr - base;
-    const struct tlpb_devdesc *d = &h->desc;
-    uint64_t table_end = d->msix_table_offset + (uint64_t)d->msix_vectors * 16u;
-    uint64_t pba_end = d->msix_pba_offset + ((d->msix_vectors + 63u) / 64u) * 8u;
-    if ((unsigned)bar == d->msix_table_bar && off >= d->msix_table_offset && off + len <= table_end) {
-        uint64_t rel = off - d->msix_table_offset;
-        uint8_t *entry = (uint8_t *)&h->msix_table[rel / 16u];
-        unsigned within = (unsigned)(rel % 16u);
-        if (within + len > 16)
-            return true;
-        if (is_write) {
-            memcpy(entry + within, buf, len);
-            msix_deliver_pending(h);
-        } else {
-            memcpy(buf, entry + within, len);
-        }
-        return true;
+    if (!tlpb_msix_hit(&h->msix, (unsigned)bar, off) ||
+        !tlpb_msix_hit(&h->msix, (unsigned)bar, off + len - 1))
+        return false;
+    if (is_write) {
+        tlpb_msix_write(&h->msix, (unsigned)bar, off, buf, len);
+        msix_deliver_pending(h);
+    } else {
+        tlpb_msix_read(&h->msix, (unsigned)bar, off, buf, len);
     }
-    if ((unsigned)bar == d->msix_pba_bar && off >= d->msix_pba_offset && off + len <= pba_end) {
-        if (!is_write) {
-            uint64_t rel = off - d->msix_pba_offset;
-            uint8_t *out = buf;
-            for (unsigned i = 0; i < len; i++) {
-                uint8_t byte = 0;
-                for (unsigned bit = 0; bit < 8; bit++) {
-                    uint64_t v = (rel + i) * 8u + bit;
-                    if (v < d->msix_vectors && h->msix_pending[v])
-                        byte |= (uint8_t)(1u << bit);
-                }
-                out[i] = byte;
-            }
-        }
-        return true; /* the PBA is read-only */
-    }
-    return false;
+    return true;
 }
 
 int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
@@ -826,9 +793,9 @@ int tlpb_host_flush(struct tlpb_host *h)
     return flush_output(h);
 }
 
-int tlpb_host_reset(struct tlpb_host *h, int kind)
+int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
 {
-    if (kind != TLPB__RESET_KIND__RESET_FUNCTION_LEVEL && kind != TLPB__RESET_KIND__RESET_HOT)
+    if (kind != TLPB_HOST_RESET_FUNCTION_LEVEL && kind != TLPB_HOST_RESET_HOT)
         return -EINVAL;
     if (h->have_desc) {
         tlpb_cfgspace_reset(&h->shadow);

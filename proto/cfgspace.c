@@ -5,6 +5,7 @@
  * semantics follow from those masks, except the few that are not plain
  * storage (BAR sizing falls out of the mask; initiate-FLR is detected and
  * never stored). */
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 
 #include <string.h>
@@ -86,34 +87,11 @@
 #define MSIX_TABLE 0x04
 #define MSIX_PBA 0x08
 
-/* ---- little-endian byte array access ------------------------------------ */
-
-static uint16_t get16(const uint8_t *a, unsigned off)
-{
-    return (uint16_t)(a[off] | (a[off + 1] << 8));
-}
-
-static uint32_t get32(const uint8_t *a, unsigned off)
-{
-    return (uint32_t)a[off] | ((uint32_t)a[off + 1] << 8) | ((uint32_t)a[off + 2] << 16) |
-           ((uint32_t)a[off + 3] << 24);
-}
+/* ---- byte array access (multi-byte values: tlpb/byteorder.h) ------------ */
 
 static void put8(uint8_t *a, unsigned off, uint8_t v)
 {
     a[off] = v;
-}
-
-static void put16(uint8_t *a, unsigned off, uint16_t v)
-{
-    a[off] = (uint8_t)v;
-    a[off + 1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *a, unsigned off, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        a[off + i] = (uint8_t)(v >> (8 * i));
 }
 
 /* PCIe size encoding shared by Max_Payload_Size and Max_Read_Request_Size. */
@@ -141,17 +119,17 @@ static void build_bars(struct tlpb_cfgspace *cfg)
             continue; /* unimplemented: reads 0, ignores writes */
         if (bar->is_io) {
             uint32_t size = bar->size_bytes < 4 ? 4 : (uint32_t)bar->size_bytes;
-            put32(cfg->bytes, off, 0x1u);
-            put32(cfg->write_mask, off, ~(size - 1) & ~0x3u);
+            tlpb_put_le32(&cfg->bytes[off], 0x1u);
+            tlpb_put_le32(&cfg->write_mask[off], ~(size - 1) & ~0x3u);
             continue;
         }
         uint64_t size = bar->size_bytes < 16 ? 16 : bar->size_bytes;
         uint64_t addr_mask = ~(size - 1);
         uint32_t flags = (bar->is_64bit ? 0x4u : 0x0u) | (bar->prefetchable ? 0x8u : 0x0u);
-        put32(cfg->bytes, off, flags);
-        put32(cfg->write_mask, off, (uint32_t)addr_mask & ~0xFu);
+        tlpb_put_le32(&cfg->bytes[off], flags);
+        tlpb_put_le32(&cfg->write_mask[off], (uint32_t)addr_mask & ~0xFu);
         if (bar->is_64bit && i + 1 < TLPB_BAR_COUNT) {
-            put32(cfg->write_mask, off + 4, (uint32_t)(addr_mask >> 32));
+            tlpb_put_le32(&cfg->write_mask[off + 4], (uint32_t)(addr_mask >> 32));
             i++; /* the upper half is not a BAR of its own */
         }
     }
@@ -168,25 +146,26 @@ static void build_pcie_cap(struct tlpb_cfgspace *cfg, uint8_t next)
 
     put8(b, c, PCIE_CAP_ID);
     put8(b, c + 1, next);
-    put16(b, c + PCIE_FLAGS, 0x0002); /* version 2, PCI Express endpoint */
+    tlpb_put_le16(&b[c + PCIE_FLAGS], 0x0002); /* version 2, PCI Express endpoint */
     /* L0s/L1 acceptable latency left at 0 (64 ns / 1 us): we never enter them */
-    put32(b, c + PCIE_DEVCAP, mps_supported | DEVCAP_EXT_TAG | DEVCAP_ROLE_BASED_ERR | DEVCAP_FLR);
+    tlpb_put_le32(&b[c + PCIE_DEVCAP],
+                  mps_supported | DEVCAP_EXT_TAG | DEVCAP_ROLE_BASED_ERR | DEVCAP_FLR);
     /* Power-on: MPS 128, MRRS 512, relaxed ordering and no snoop enabled */
-    put16(b, c + PCIE_DEVCTL, (uint16_t)(DEVCTL_RELAXED_ORDERING | DEVCTL_NO_SNOOP |
-                                         (2u << DEVCTL_MRRS_SHIFT)));
-    put16(wm, c + PCIE_DEVCTL, (uint16_t)(DEVCTL_ERR_REPORTING | DEVCTL_RELAXED_ORDERING |
-                                          DEVCTL_MPS_MASK | DEVCTL_EXT_TAG | DEVCTL_NO_SNOOP |
-                                          DEVCTL_MRRS_MASK));
-    put16(cfg->w1c_mask, c + PCIE_DEVSTA, DEVSTA_RW1C);
+    tlpb_put_le16(&b[c + PCIE_DEVCTL], (uint16_t)(DEVCTL_RELAXED_ORDERING | DEVCTL_NO_SNOOP |
+                                                  (2u << DEVCTL_MRRS_SHIFT)));
+    tlpb_put_le16(&wm[c + PCIE_DEVCTL],
+                  (uint16_t)(DEVCTL_ERR_REPORTING | DEVCTL_RELAXED_ORDERING | DEVCTL_MPS_MASK |
+                             DEVCTL_EXT_TAG | DEVCTL_NO_SNOOP | DEVCTL_MRRS_MASK));
+    tlpb_put_le16(&cfg->w1c_mask[c + PCIE_DEVSTA], DEVSTA_RW1C);
     /* x1, 2.5 GT/s, no ASPM, port number 0 */
-    put32(b, c + PCIE_LINKCAP, (1u << 4) | 0x1u);
-    put16(wm, c + PCIE_LINKCTL, LINKCTL_WRITABLE);
+    tlpb_put_le32(&b[c + PCIE_LINKCAP], (1u << 4) | 0x1u);
+    tlpb_put_le16(&wm[c + PCIE_LINKCTL], LINKCTL_WRITABLE);
     /* current speed 2.5 GT/s, negotiated width x1, slot clock configuration */
-    put16(b, c + PCIE_LINKSTA, (uint16_t)(0x1u | (1u << 4) | (1u << 12)));
+    tlpb_put_le16(&b[c + PCIE_LINKSTA], (uint16_t)(0x1u | (1u << 4) | (1u << 12)));
     /* Device Capabilities 2: completion timeout ranges not supported */
-    put32(b, c + PCIE_DEVCAP2, 0);
-    put32(b, c + PCIE_LINKCAP2, 1u << 1); /* supported link speeds: 2.5 GT/s */
-    put16(b, c + PCIE_LINKCTL2, 0x1);     /* target link speed 2.5 GT/s */
+    tlpb_put_le32(&b[c + PCIE_DEVCAP2], 0);
+    tlpb_put_le32(&b[c + PCIE_LINKCAP2], 1u << 1); /* supported link speeds: 2.5 GT/s */
+    tlpb_put_le16(&b[c + PCIE_LINKCTL2], 0x1);     /* target link speed 2.5 GT/s */
 }
 
 static void build_msi_cap(struct tlpb_cfgspace *cfg, uint8_t next)
@@ -203,14 +182,14 @@ static void build_msi_cap(struct tlpb_cfgspace *cfg, uint8_t next)
         flags |= MSI_FLAGS_64BIT;
     put8(b, c, MSI_CAP_ID);
     put8(b, c + 1, next);
-    put16(b, c + MSI_FLAGS, flags);
-    put16(wm, c + MSI_FLAGS, MSI_FLAGS_ENABLE | MSI_FLAGS_QSIZE_MASK);
-    put32(wm, c + MSI_ADDR_LO, ~0x3u); /* DW-aligned address */
+    tlpb_put_le16(&b[c + MSI_FLAGS], flags);
+    tlpb_put_le16(&wm[c + MSI_FLAGS], MSI_FLAGS_ENABLE | MSI_FLAGS_QSIZE_MASK);
+    tlpb_put_le32(&wm[c + MSI_ADDR_LO], ~0x3u); /* DW-aligned address */
     if (cfg->desc.msi_64bit) {
-        put32(wm, c + 0x08, 0xFFFFFFFFu); /* upper address */
-        put16(wm, c + 0x0C, 0xFFFF);      /* data */
+        tlpb_put_le32(&wm[c + 0x08], 0xFFFFFFFFu); /* upper address */
+        tlpb_put_le16(&wm[c + 0x0C], 0xFFFF);      /* data */
     } else {
-        put16(wm, c + 0x08, 0xFFFF);
+        tlpb_put_le16(&wm[c + 0x08], 0xFFFF);
     }
 }
 
@@ -222,10 +201,12 @@ static void build_msix_cap(struct tlpb_cfgspace *cfg, uint8_t next)
 
     put8(cfg->bytes, c, MSIX_CAP_ID);
     put8(cfg->bytes, c + 1, next);
-    put16(cfg->bytes, c + MSIX_FLAGS, (uint16_t)(table_size - 1));
-    put16(cfg->write_mask, c + MSIX_FLAGS, MSIX_FLAGS_MASKALL | MSIX_FLAGS_ENABLE);
-    put32(cfg->bytes, c + MSIX_TABLE, (d->msix_table_offset & ~0x7u) | (d->msix_table_bar & 0x7u));
-    put32(cfg->bytes, c + MSIX_PBA, (d->msix_pba_offset & ~0x7u) | (d->msix_pba_bar & 0x7u));
+    tlpb_put_le16(&cfg->bytes[c + MSIX_FLAGS], (uint16_t)(table_size - 1));
+    tlpb_put_le16(&cfg->write_mask[c + MSIX_FLAGS], MSIX_FLAGS_MASKALL | MSIX_FLAGS_ENABLE);
+    tlpb_put_le32(&cfg->bytes[c + MSIX_TABLE],
+                  (d->msix_table_offset & ~0x7u) | (d->msix_table_bar & 0x7u));
+    tlpb_put_le32(&cfg->bytes[c + MSIX_PBA],
+                  (d->msix_pba_offset & ~0x7u) | (d->msix_pba_bar & 0x7u));
 }
 
 static void build(struct tlpb_cfgspace *cfg)
@@ -238,12 +219,12 @@ static void build(struct tlpb_cfgspace *cfg)
     memset(cfg->write_mask, 0, sizeof(cfg->write_mask));
     memset(cfg->w1c_mask, 0, sizeof(cfg->w1c_mask));
 
-    put16(b, CFG_VENDOR_ID, d->vendor_id);
-    put16(b, CFG_DEVICE_ID, d->device_id);
-    put16(wm, CFG_COMMAND, CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | CMD_PARITY | CMD_SERR |
-                               CMD_INTX_DISABLE);
-    put16(b, CFG_STATUS, STS_CAP_LIST);
-    put16(cfg->w1c_mask, CFG_STATUS, STS_RW1C_ERRORS);
+    tlpb_put_le16(&b[CFG_VENDOR_ID], d->vendor_id);
+    tlpb_put_le16(&b[CFG_DEVICE_ID], d->device_id);
+    tlpb_put_le16(&wm[CFG_COMMAND], CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | CMD_PARITY |
+                                        CMD_SERR | CMD_INTX_DISABLE);
+    tlpb_put_le16(&b[CFG_STATUS], STS_CAP_LIST);
+    tlpb_put_le16(&cfg->w1c_mask[CFG_STATUS], STS_RW1C_ERRORS);
     put8(b, CFG_REVISION, d->revision);
     put8(b, CFG_CLASS, (uint8_t)d->class_code);
     put8(b, CFG_CLASS + 1, (uint8_t)(d->class_code >> 8));
@@ -251,8 +232,8 @@ static void build(struct tlpb_cfgspace *cfg)
     put8(wm, CFG_CACHE_LINE, 0xFF); /* no effect on PCIe, but read-write */
     put8(b, CFG_HEADER_TYPE, 0x00);
     build_bars(cfg);
-    put16(b, CFG_SUBSYS_VENDOR_ID, d->subsystem_vendor_id);
-    put16(b, CFG_SUBSYS_ID, d->subsystem_id);
+    tlpb_put_le16(&b[CFG_SUBSYS_VENDOR_ID], d->subsystem_vendor_id);
+    tlpb_put_le16(&b[CFG_SUBSYS_ID], d->subsystem_id);
     put8(b, CFG_CAP_PTR, TLPB_CFG_PCIE_CAP);
     put8(wm, CFG_INT_LINE, 0xFF);
     put8(b, CFG_INT_PIN, d->intx_pin <= 4 ? d->intx_pin : 0);
@@ -286,7 +267,7 @@ void tlpb_cfgspace_reset(struct tlpb_cfgspace *cfg)
 uint32_t tlpb_cfgspace_read(const struct tlpb_cfgspace *cfg, uint16_t reg)
 {
     reg &= (TLPB_CFG_SIZE - 1) & ~0x3u;
-    return get32(cfg->bytes, reg);
+    return tlpb_get_le32(&cfg->bytes[reg]);
 }
 
 /* Did any byte of [start, start + len) inside the DW at reg change? */
@@ -347,7 +328,7 @@ unsigned tlpb_cfgspace_write(struct tlpb_cfgspace *cfg, uint16_t reg, uint32_t v
 
 static uint16_t command(const struct tlpb_cfgspace *cfg)
 {
-    return get16(cfg->bytes, CFG_COMMAND);
+    return tlpb_get_le16(&cfg->bytes[CFG_COMMAND]);
 }
 
 bool tlpb_cfg_memory_enabled(const struct tlpb_cfgspace *cfg)
@@ -368,30 +349,30 @@ bool tlpb_cfg_intx_disabled(const struct tlpb_cfgspace *cfg)
 bool tlpb_cfg_msix_enabled(const struct tlpb_cfgspace *cfg)
 {
     return cfg->desc.msix_vectors > 0 &&
-           (get16(cfg->bytes, TLPB_CFG_MSIX_CAP + MSIX_FLAGS) & MSIX_FLAGS_ENABLE);
+           (tlpb_get_le16(&cfg->bytes[TLPB_CFG_MSIX_CAP + MSIX_FLAGS]) & MSIX_FLAGS_ENABLE);
 }
 
 bool tlpb_cfg_msix_function_masked(const struct tlpb_cfgspace *cfg)
 {
     return cfg->desc.msix_vectors > 0 &&
-           (get16(cfg->bytes, TLPB_CFG_MSIX_CAP + MSIX_FLAGS) & MSIX_FLAGS_MASKALL);
+           (tlpb_get_le16(&cfg->bytes[TLPB_CFG_MSIX_CAP + MSIX_FLAGS]) & MSIX_FLAGS_MASKALL);
 }
 
 bool tlpb_cfg_msi_enabled(const struct tlpb_cfgspace *cfg)
 {
     return cfg->desc.msi_vectors > 0 &&
-           (get16(cfg->bytes, TLPB_CFG_MSI_CAP + MSI_FLAGS) & MSI_FLAGS_ENABLE);
+           (tlpb_get_le16(&cfg->bytes[TLPB_CFG_MSI_CAP + MSI_FLAGS]) & MSI_FLAGS_ENABLE);
 }
 
 static uint16_t devctl(const struct tlpb_cfgspace *cfg)
 {
-    return get16(cfg->bytes, TLPB_CFG_PCIE_CAP + PCIE_DEVCTL);
+    return tlpb_get_le16(&cfg->bytes[TLPB_CFG_PCIE_CAP + PCIE_DEVCTL]);
 }
 
 uint32_t tlpb_cfg_max_payload_bytes(const struct tlpb_cfgspace *cfg)
 {
     unsigned code = (devctl(cfg) & DEVCTL_MPS_MASK) >> DEVCTL_MPS_SHIFT;
-    unsigned supported = get32(cfg->bytes, TLPB_CFG_PCIE_CAP + PCIE_DEVCAP) & 0x7u;
+    unsigned supported = tlpb_get_le32(&cfg->bytes[TLPB_CFG_PCIE_CAP + PCIE_DEVCAP]) & 0x7u;
 
     /* Software must not program more than supported (or a reserved code);
      * if it does, the function keeps to what it supports. */
@@ -431,13 +412,13 @@ uint64_t tlpb_cfg_bar_address(const struct tlpb_cfgspace *cfg, unsigned bar)
     if (!bar_is_base(cfg, bar))
         return 0;
     const struct tlpb_bar_desc *desc = &cfg->desc.bars[bar];
-    uint32_t lo = get32(cfg->bytes, CFG_BAR0 + 4 * bar);
+    uint32_t lo = tlpb_get_le32(&cfg->bytes[CFG_BAR0 + 4 * bar]);
 
     if (desc->is_io)
         return lo & ~0x3u;
     uint64_t addr = lo & ~0xFu;
     if (desc->is_64bit && bar + 1 < TLPB_BAR_COUNT)
-        addr |= (uint64_t)get32(cfg->bytes, CFG_BAR0 + 4 * (bar + 1)) << 32;
+        addr |= (uint64_t)tlpb_get_le32(&cfg->bytes[CFG_BAR0 + 4 * (bar + 1)]) << 32;
     return addr;
 }
 
@@ -470,10 +451,10 @@ int tlpb_cfg_decode_address(const struct tlpb_cfgspace *cfg, uint64_t addr, uint
 
 void tlpb_cfg_set_interrupt_status(struct tlpb_cfgspace *cfg, bool asserted)
 {
-    uint16_t status = get16(cfg->bytes, CFG_STATUS);
+    uint16_t status = tlpb_get_le16(&cfg->bytes[CFG_STATUS]);
 
     status = asserted ? (uint16_t)(status | STS_INTERRUPT) : (uint16_t)(status & ~STS_INTERRUPT);
-    put16(cfg->bytes, CFG_STATUS, status);
+    tlpb_put_le16(&cfg->bytes[CFG_STATUS], status);
 }
 
 /* The host's BAR hint wins: on the bridge path the device's config space may

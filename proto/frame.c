@@ -6,22 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
 #define TLPB_BUF_MIN_CAPACITY (64u * 1024u)
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Make room for `more` bytes after end, compacting first. */
 static int reserve_tail(uint8_t **data, size_t *start, size_t *end, size_t *capacity, size_t more)
@@ -81,7 +69,7 @@ int tlpb_obuf_append(struct tlpb_obuf *ob, const Tlpb__Envelope *env, bool force
     int rc = reserve_tail(&ob->data, &ob->start, &ob->end, &ob->capacity, frame);
     if (rc)
         return rc;
-    put_le32(ob->data + ob->end, (uint32_t)body);
+    tlpb_put_le32(ob->data + ob->end, (uint32_t)body);
     protobuf_c_message_pack(&env->base, ob->data + ob->end + TLPB_FRAME_PREFIX_BYTES);
     ob->end += frame;
     return 0;
@@ -153,7 +141,7 @@ uint8_t *tlpb_reader_space(struct tlpb_frame_reader *rd, size_t min_bytes, size_
     /* A partial frame whose length is known: make room for all of it, so a
      * large frame arrives in few reads. The prefix was checked by _next. */
     if (have >= TLPB_FRAME_PREFIX_BYTES) {
-        uint32_t body = get_le32(rd->data + rd->start);
+        uint32_t body = tlpb_get_le32(rd->data + rd->start);
         if (body <= rd->max_frame_bytes) {
             size_t frame = TLPB_FRAME_PREFIX_BYTES + (size_t)body;
             if (frame > have && frame - have > need)
@@ -177,7 +165,7 @@ int tlpb_reader_next(struct tlpb_frame_reader *rd, const uint8_t **frame, size_t
     size_t have = rd->end - rd->start;
     if (have < TLPB_FRAME_PREFIX_BYTES)
         return 0;
-    uint32_t body = get_le32(rd->data + rd->start);
+    uint32_t body = tlpb_get_le32(rd->data + rd->start);
     if (body > rd->max_frame_bytes) {
         *reason = "frame length prefix exceeds the negotiated maximum frame size";
         return -EMSGSIZE;

@@ -85,6 +85,15 @@ uint64_t tlpb_tlp_first_byte_address(const struct tlpb_tlp *tlp)
     return be ? base + be_leading_disabled(be) : base;
 }
 
+uint8_t tlpb_tlp_dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t dw_index)
+{
+    if (dw_index == 0)
+        return tlp->first_be & 0xF;
+    if (dw_index + 1 == tlp->length_dw)
+        return tlp->last_be & 0xF;
+    return 0xF;
+}
+
 static bool is_config_request(enum tlpb_tlp_kind kind)
 {
     return kind == TLPB_TLP_CFGRD0 || kind == TLPB_TLP_CFGWR0;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/tlp.h"
 
 /* Fmt[2:0] */
@@ -40,30 +41,6 @@
 #define CPL_BCM 0x10u
 
 #define FOUR_GIB (UINT64_C(1) << 32)
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint16_t get_be16(const uint8_t *p)
-{
-    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static bool status_is_known(enum tlpb_cpl_status status)
 {
@@ -108,15 +85,15 @@ int tlpb_tlp_encode_header(const struct tlpb_tlp *tlp, uint8_t hdr[TLPB_WIRE_HEA
         bool four_dw = tlp->address >= FOUR_GIB;
         unsigned fmt = (has_data ? FMT_HAS_DATA : 0u) | (four_dw ? FMT_IS_4DW : 0u);
         encode_dw0(tlp, fmt, TYPE_MEM, tlp->length_dw, hdr);
-        put_be16(hdr + 4, tlp->requester_id);
+        tlpb_put_be16(hdr + 4, tlp->requester_id);
         hdr[6] = tlp->tag;
         hdr[7] = (uint8_t)(tlp->last_be << 4 | tlp->first_be);
         if (four_dw) {
-            put_be32(hdr + 8, (uint32_t)(tlp->address >> 32));
-            put_be32(hdr + 12, (uint32_t)tlp->address);
+            tlpb_put_be32(hdr + 8, (uint32_t)(tlp->address >> 32));
+            tlpb_put_be32(hdr + 12, (uint32_t)tlp->address);
             return 16;
         }
-        put_be32(hdr + 8, (uint32_t)tlp->address);
+        tlpb_put_be32(hdr + 8, (uint32_t)tlp->address);
         return 12;
     }
     case TLPB_TLP_CFGRD0:
@@ -124,13 +101,13 @@ int tlpb_tlp_encode_header(const struct tlpb_tlp *tlp, uint8_t hdr[TLPB_WIRE_HEA
         if (tlp->cfg_register > 0xffcu || (tlp->cfg_register & 3u))
             return -EINVAL;
         encode_dw0(tlp, has_data ? FMT_3DW_DATA : FMT_3DW, TYPE_CFG0, tlp->length_dw, hdr);
-        put_be16(hdr + 4, tlp->requester_id);
+        tlpb_put_be16(hdr + 4, tlp->requester_id);
         hdr[6] = tlp->tag;
         hdr[7] = (uint8_t)(tlp->last_be << 4 | tlp->first_be);
-        put_be16(hdr + 8, tlp->completer_id);
+        tlpb_put_be16(hdr + 8, tlp->completer_id);
         /* Extended Register Number in byte 10 [3:0], Register Number in
          * byte 11 [7:2]: together the DW-aligned offset, big-endian. */
-        put_be16(hdr + 10, tlp->cfg_register);
+        tlpb_put_be16(hdr + 10, tlp->cfg_register);
         return 12;
     case TLPB_TLP_CPL:
     case TLPB_TLP_CPLD:
@@ -139,12 +116,12 @@ int tlpb_tlp_encode_header(const struct tlpb_tlp *tlp, uint8_t hdr[TLPB_WIRE_HEA
             return -EINVAL;
         encode_dw0(tlp, has_data ? FMT_3DW_DATA : FMT_3DW, TYPE_CPL,
                    has_data ? tlp->length_dw : 0u, hdr);
-        put_be16(hdr + 4, tlp->completer_id);
+        tlpb_put_be16(hdr + 4, tlp->completer_id);
         /* Byte Count 4096 is encoded as 0. */
         hdr[6] = (uint8_t)((unsigned)tlp->status << CPL_STATUS_SHIFT |
                            (tlp->bcm ? CPL_BCM : 0u) | ((tlp->byte_count >> 8) & 0xfu));
         hdr[7] = (uint8_t)tlp->byte_count;
-        put_be16(hdr + 8, tlp->requester_id);
+        tlpb_put_be16(hdr + 8, tlp->requester_id);
         hdr[10] = tlp->tag;
         hdr[11] = tlp->lower_address;
         return 12;
@@ -229,31 +206,32 @@ int tlpb_tlp_decode_wire(const uint8_t *buf, size_t len, struct tlpb_tlp *tlp,
 
     if (tlpb_tlp_is_completion(kind)) {
         unsigned byte_count = ((unsigned)(buf[6] & 0xfu) << 8) | buf[7];
-        out.completer_id = get_be16(buf + 4);
+        out.completer_id = tlpb_get_be16(buf + 4);
         out.status = (enum tlpb_cpl_status)(buf[6] >> CPL_STATUS_SHIFT);
         if (!status_is_known(out.status))
             return decode_fail(reason, "reserved completion status", -EINVAL);
         out.bcm = (buf[6] & CPL_BCM) != 0;
         out.byte_count = byte_count ? byte_count : 4096u;
-        out.requester_id = get_be16(buf + 8);
+        out.requester_id = tlpb_get_be16(buf + 8);
         out.tag = buf[10];
         out.lower_address = buf[11] & 0x7fu;
     } else {
-        out.requester_id = get_be16(buf + 4);
+        out.requester_id = tlpb_get_be16(buf + 4);
         out.tag = buf[6];
         out.last_be = buf[7] >> 4;
         out.first_be = buf[7] & 0xfu;
         if (is_memory) {
             if (header_bytes == 16) {
-                out.address = (uint64_t)get_be32(buf + 8) << 32 | (get_be32(buf + 12) & ~3u);
+                out.address =
+                    (uint64_t)tlpb_get_be32(buf + 8) << 32 | (tlpb_get_be32(buf + 12) & ~3u);
                 /* Requesters must use the 3DW form below 4 GiB. */
                 if (out.address < FOUR_GIB)
                     return decode_fail(reason, "4DW memory request below 4 GiB", -EINVAL);
             } else {
-                out.address = get_be32(buf + 8) & ~3u;
+                out.address = tlpb_get_be32(buf + 8) & ~3u;
             }
         } else {
-            out.completer_id = get_be16(buf + 8);
+            out.completer_id = tlpb_get_be16(buf + 8);
             out.cfg_register = (uint16_t)(((buf[10] & 0xfu) << 8) | (buf[11] & 0xfcu));
         }
     }

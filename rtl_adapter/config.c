@@ -5,12 +5,10 @@
  * the hlsim SDK does), resets, and the interrupt port. */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
-
-#define MSIX_ENTRY_BYTES 16u
-#define MSIX_CTRL_MASKED 0x1u
+#include "tlpb/byteorder.h"
+#include "tlpb/msix.h"
 
 /* ---- configuration seen by the design ----------------------------------------- */
 
@@ -36,28 +34,24 @@ void rtl_refresh_cfg(struct tlpb_rtl *a)
     c->extended_tag_enable = tlpb_cfg_extended_tags_enabled(&a->cfg);
 }
 
-static void msix_table_reset(struct tlpb_rtl *a)
-{
-    for (unsigned v = 0; a->msix_table && v < a->opts.description.msix_vectors; v++) {
-        memset(a->msix_table[v], 0, sizeof(a->msix_table[v]));
-        a->msix_table[v][3] = MSIX_CTRL_MASKED; /* vectors come out of reset masked */
-    }
-}
-
 void rtl_config_init(struct tlpb_rtl *a)
 {
     tlpb_cfgspace_init(&a->cfg, &a->opts.description);
     a->cfg.bus_device_function = 0x0100; /* until config writes tell the real one */
     tlpb_tags_init(&a->tags, 32);
-    unsigned n = a->opts.description.msix_vectors;
-    if (n)
-        a->msix_table = calloc(n, sizeof(*a->msix_table));
-    msix_table_reset(a);
+    if (a->opts.description.msix_vectors)
+        a->msix_table = calloc(1, sizeof(*a->msix_table));
+    if (a->msix_table && tlpb_msix_init(a->msix_table, &a->opts.description) != 0) {
+        free(a->msix_table);
+        a->msix_table = NULL;
+    }
     rtl_refresh_cfg(a);
 }
 
 void rtl_config_fini(struct tlpb_rtl *a)
 {
+    if (a->msix_table)
+        tlpb_msix_fini(a->msix_table);
     free(a->msix_table);
     a->msix_table = NULL;
 }
@@ -99,7 +93,7 @@ void rtl_msix_request(struct tlpb_rtl *a, unsigned vector)
 
 /* ---- resets ------------------------------------------------------------------------ */
 
-void rtl_reset(struct tlpb_rtl *a, int reset_kind)
+void rtl_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind)
 {
     tlpb_rtl_log(a, TLPB_RTL_LOG_INFO, "%s reset",
                  reset_kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
@@ -114,7 +108,8 @@ void rtl_reset(struct tlpb_rtl *a, int reset_kind)
     uint16_t bdf = a->cfg.bus_device_function;
     tlpb_cfgspace_reset(&a->cfg);
     a->cfg.bus_device_function = bdf;
-    msix_table_reset(a);
+    if (a->msix_table)
+        tlpb_msix_reset(a->msix_table);
     a->intx_design = false;
     tlpb_cfg_set_interrupt_status(&a->cfg, false);
     rtl_intx_update(a);
@@ -123,11 +118,6 @@ void rtl_reset(struct tlpb_rtl *a, int reset_kind)
 }
 
 /* ---- config requests ------------------------------------------------------------- */
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 {
@@ -144,8 +134,7 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
     }
     if (tlp->kind == TLPB_TLP_CFGRD0) {
         uint32_t value = tlpb_cfgspace_read(&a->cfg, reg);
-        for (unsigned i = 0; i < 4; i++)
-            data[i] = (uint8_t)(value >> (8 * i));
+        tlpb_put_le32(data, value);
         tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
         cpl.payload = data;
         rtl_send_tlp(a, &cpl);
@@ -161,7 +150,7 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
     }
     /* The function captures its bus and device number from config writes. */
     a->cfg.bus_device_function = tlp->completer_id;
-    unsigned changes = tlpb_cfgspace_write(&a->cfg, reg, le32(tlp->payload), tlp->first_be);
+    unsigned changes = tlpb_cfgspace_write(&a->cfg, reg, tlpb_get_le32(tlp->payload), tlp->first_be);
     tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
     rtl_send_tlp(a, &cpl);
     if (changes & TLPB_CFG_FLR_REQUESTED) {
@@ -176,59 +165,19 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 
 /* ---- memory requests ----------------------------------------------------------------- */
 
-static bool msix_table_hit(const struct tlpb_rtl *a, unsigned bar, uint64_t offset)
-{
-    const struct tlpb_devdesc *d = &a->opts.description;
-    return d->msix_vectors > 0 && bar == d->msix_table_bar && offset >= d->msix_table_offset &&
-           offset - d->msix_table_offset < (uint64_t)d->msix_vectors * MSIX_ENTRY_BYTES;
-}
-
-static bool msix_pba_hit(const struct tlpb_rtl *a, unsigned bar, uint64_t offset)
-{
-    const struct tlpb_devdesc *d = &a->opts.description;
-    uint64_t pba_bytes = (d->msix_vectors + 63u) / 64u * 8u;
-    return d->msix_vectors > 0 && bar == d->msix_pba_bar && offset >= d->msix_pba_offset &&
-           offset - d->msix_pba_offset < pba_bytes;
-}
-
-static uint8_t dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t i)
-{
-    if (i == 0)
-        return tlp->first_be & 0xF;
-    if (i + 1 == tlp->length_dw)
-        return tlp->last_be & 0xF;
-    return 0xF;
-}
-
 /* MSI-X table and PBA requests (both kinds), answered here. */
 static void msix_access(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, unsigned bar,
                         uint64_t offset)
 {
-    const struct tlpb_devdesc *d = &a->opts.description;
     uint8_t data[TLPB_MAX_PAYLOAD_DW * 4];
 
     for (uint32_t i = 0; i < tlp->length_dw; i++) {
         uint64_t off = offset + 4ull * i;
-        uint32_t *entry = NULL;
-        if (msix_table_hit(a, bar, off)) {
-            uint64_t rel = off - d->msix_table_offset;
-            entry = &a->msix_table[rel / MSIX_ENTRY_BYTES][(rel % MSIX_ENTRY_BYTES) / 4];
-        }
-        if (tlp->kind == TLPB_TLP_MRD) {
-            uint32_t v = entry ? *entry : 0; /* PBA: nothing is pending on this side */
-            for (unsigned b = 0; b < 4; b++)
-                data[4 * i + b] = (uint8_t)(v >> (8 * b));
-        } else if (entry) {
-            static const uint32_t writable[4] = {0xFFFFFFFCu, 0xFFFFFFFFu, 0xFFFFFFFFu,
-                                                 MSIX_CTRL_MASKED};
-            uint8_t be = dw_byte_enables(tlp, i);
-            uint32_t lanes = 0;
-            for (unsigned b = 0; b < 4; b++)
-                if (be & (1u << b))
-                    lanes |= 0xFFu << (8 * b);
-            uint32_t mask = writable[((off - d->msix_table_offset) % MSIX_ENTRY_BYTES) / 4] & lanes;
-            *entry = (*entry & ~mask) | (le32(tlp->payload + 4 * i) & mask);
-        }
+        if (tlp->kind == TLPB_TLP_MRD)
+            tlpb_put_le32(data + 4 * i, tlpb_msix_read_dw(a->msix_table, bar, off));
+        else
+            tlpb_msix_write_dw(a->msix_table, bar, off, tlpb_get_le32(tlp->payload + 4 * i),
+                               tlpb_tlp_dw_byte_enables(tlp, i));
     }
     if (tlp->kind != TLPB_TLP_MRD)
         return;
@@ -266,8 +215,8 @@ void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
     }
     /* A request touching the MSI-X table or PBA is the adapter's whole. */
     uint64_t last = offset + (uint64_t)tlp->length_dw * 4 - 4;
-    if (msix_table_hit(a, (unsigned)bar, offset) || msix_pba_hit(a, (unsigned)bar, offset) ||
-        msix_table_hit(a, (unsigned)bar, last) || msix_pba_hit(a, (unsigned)bar, last)) {
+    if (a->msix_table && (tlpb_msix_hit(a->msix_table, (unsigned)bar, offset) ||
+                          tlpb_msix_hit(a->msix_table, (unsigned)bar, last))) {
         if (tlp->length_dw <= TLPB_MAX_PAYLOAD_DW)
             msix_access(a, tlp, (unsigned)bar, offset);
         return;

@@ -37,7 +37,7 @@ struct rx_entry {
     struct rx_entry *next;
     enum rx_entry_kind kind;
     uint8_t bar_hit;        /* RX_TLP: one bit per BAR */
-    int reset_kind;         /* RX_RESET: Tlpb__ResetKind */
+    Tlpb__ResetKind reset_kind; /* RX_RESET */
     struct tlpb_tlp tlp;    /* RX_CONFIG: payload points into bytes[] */
     uint32_t n_dws;         /* RX_TLP */
     uint8_t bytes[4];       /* RX_CONFIG payload */
@@ -60,7 +60,9 @@ struct tlpb_rtl {
     /* the PCIe function */
     struct tlpb_cfgspace cfg;
     struct tlpb_rtl_cfg cfg_out; /* what the design sees, refreshed on change */
-    uint32_t (*msix_table)[4];
+    /* the MSI-X table and PBA, answered here should accesses reach the
+     * device (the host owns the real ones); NULL without MSI-X */
+    struct tlpb_msix *msix_table;
     unsigned reset_left;         /* cycles of user_reset still to drive */
 
     /* RX: TLPs for the design, in order */
@@ -114,7 +116,7 @@ void rtl_lost(struct tlpb_rtl *a, const char *why);
 /* stream.c */
 void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit);
 void rtl_rx_push_config(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
-void rtl_rx_push_reset(struct tlpb_rtl *a, int reset_kind);
+void rtl_rx_push_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind);
 void rtl_rx_free_all(struct tlpb_rtl *a);
 /* Drive the next RX beat (handling config and reset entries at the head). */
 void rtl_rx_present(struct tlpb_rtl *a);
@@ -137,7 +139,7 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
 /* A memory request from the host: answered here (no BAR, MSI-X table, PBA)
  * or queued for the design. */
 void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp);
-void rtl_reset(struct tlpb_rtl *a, int reset_kind);
+void rtl_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind);
 void rtl_refresh_cfg(struct tlpb_rtl *a);
 void rtl_intx_update(struct tlpb_rtl *a);
 void rtl_msix_request(struct tlpb_rtl *a, unsigned vector);

@@ -18,34 +18,9 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tlpb/byteorder.h"
 
 /* ---- format --------------------------------------------------------------------- */
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 int tlpb_rtl_encode_dws(const struct tlpb_tlp *tlp, uint32_t *dws, size_t max_dws)
 {
@@ -58,9 +33,9 @@ int tlpb_rtl_encode_dws(const struct tlpb_tlp *tlp, uint32_t *dws, size_t max_dw
     if (hdr_dws + pay_dws > max_dws || (tlp->payload_bytes && !tlp->payload))
         return -EINVAL;
     for (size_t i = 0; i < hdr_dws; i++)
-        dws[i] = be32(hdr + 4 * i);
+        dws[i] = tlpb_get_be32(hdr + 4 * i);
     for (size_t i = 0; i < pay_dws; i++)
-        dws[hdr_dws + i] = le32(tlp->payload + 4 * i);
+        dws[hdr_dws + i] = tlpb_get_le32(tlp->payload + 4 * i);
     return (int)(hdr_dws + pay_dws);
 }
 
@@ -74,9 +49,9 @@ int tlpb_rtl_decode_dws(const uint32_t *dws, uint32_t n, uint8_t *buf, struct tl
     uint32_t hdr_dws = (dws[0] >> 29) & 1u ? 4 : 3; /* Fmt bit 0: 4DW header */
     for (uint32_t i = 0; i < n; i++) {
         if (i < hdr_dws)
-            put_be32(buf + 4 * i, dws[i]);
+            tlpb_put_be32(buf + 4 * i, dws[i]);
         else
-            put_le32(buf + 4 * i, dws[i]);
+            tlpb_put_le32(buf + 4 * i, dws[i]);
     }
     int rc = tlpb_tlp_decode_wire(buf, (size_t)n * 4, tlp, reason);
     return rc < 0 ? rc : 0;
@@ -138,7 +113,7 @@ void rtl_rx_push_config(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
     rx_append(a, e, sizeof(*e));
 }
 
-void rtl_rx_push_reset(struct tlpb_rtl *a, int reset_kind)
+void rtl_rx_push_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind)
 {
     struct rx_entry *e = calloc(1, sizeof(*e));
     if (!e) {

@@ -6,14 +6,16 @@
 #ifndef DMACOPY_DESCRIPTION_H
 #define DMACOPY_DESCRIPTION_H
 
+#include "dmacopy_regs.h"
+
 #define DMACOPY_DESCRIPTION                                                                      \
     {                                                                                            \
-        .vendor_id = 0x1234,                                                                     \
-        .device_id = 0x7a11,                                                                     \
+        .vendor_id = DMACOPY_PCI_VENDOR_ID,                                                      \
+        .device_id = DMACOPY_PCI_DEVICE_ID,                                                      \
         .revision = 1,                                                                           \
         .class_code = 0x088000,                                                                  \
         .bars = {                                                                                \
-            [0] = {.size_bytes = 4096},                                                          \
+            [0] = {.size_bytes = DMACOPY_BAR0_BYTES},                                            \
             [2] = {.size_bytes = 4096},                                                          \
         },                                                                                       \
         .msix_vectors = 2,                                                                       \

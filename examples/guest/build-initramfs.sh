@@ -81,8 +81,10 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD/dmacopy" "$BUILD/edu" "$ROOT"
 
 # --- modules: built in copies so the source folders stay clean -------------------
-cp "$DRIVER_DIR/dmacopy.c" "$DRIVER_DIR/dmacopy_ioctl.h" "$DRIVER_DIR/Kbuild" "$BUILD/dmacopy/"
-cp "$HERE/mmio_bench_edu.c" "$HERE/Kbuild" "$DRIVER_DIR/dmacopy_ioctl.h" "$BUILD/edu/"
+cp "$DRIVER_DIR/dmacopy.c" "$DRIVER_DIR/dmacopy_ioctl.h" "$DRIVER_DIR/../dmacopy_regs.h" \
+	"$DRIVER_DIR/Kbuild" "$BUILD/dmacopy/"
+cp "$HERE/mmio_bench_edu.c" "$HERE/Kbuild" "$DRIVER_DIR/dmacopy_ioctl.h" \
+	"$DRIVER_DIR/../dmacopy_regs.h" "$BUILD/edu/"
 for m in dmacopy edu; do
 	log "building $m module"
 	# The prefix map keeps the build folder out of the debug info, and so out of

@@ -548,9 +548,9 @@ static int t_copy_1m(struct ctx *c, char *reason)
 {
 	if (need_dev(c, reason))
 		return -1;
-	if (run_copy(c, DMACOPY_MAX_LEN_BYTES, 0, 0, DMACOPY_COPY_IRQ, 30, NULL, reason))
+	if (run_copy(c, DMACOPY_MAX_COPY_BYTES, 0, 0, DMACOPY_COPY_IRQ, 30, NULL, reason))
 		return -1;
-	if (run_copy(c, DMACOPY_MAX_LEN_BYTES, 4095, 13, DMACOPY_COPY_IRQ, 31, NULL, reason))
+	if (run_copy(c, DMACOPY_MAX_COPY_BYTES, 4095, 13, DMACOPY_COPY_IRQ, 31, NULL, reason))
 		return -1;
 	return 0;
 }
@@ -767,10 +767,10 @@ static int t_irq_masked(struct ctx *c, char *reason)
 
 	if (need_dev(c, reason) || get_stats(c, &s0, reason))
 		return -1;
-	if (reg_write(c, DMACOPY_REG_IRQ_MASK, 4, DMACOPY_IRQ_DONE) ||
+	if (reg_write(c, DMACOPY_REG_IRQ_MASK, 4, DMACOPY_IRQ_COMPLETION) ||
 	    reg_read(c, DMACOPY_REG_IRQ_MASK, 4, &mask))
 		return fail(reason, "register ioctl: %s", strerror(errno));
-	if (mask != DMACOPY_IRQ_DONE) {
+	if (mask != DMACOPY_IRQ_COMPLETION) {
 		fail(reason, "IRQ_MASK reads 0x%x after writing 0x1", mask);
 		goto out;
 	}
@@ -785,7 +785,7 @@ static int t_irq_masked(struct ctx *c, char *reason)
 		     (uint64_t)(s1.done_irqs - s0.done_irqs));
 		goto out;
 	}
-	if (irq_status & DMACOPY_IRQ_DONE) {
+	if (irq_status & DMACOPY_IRQ_COMPLETION) {
 		fail(reason, "IRQ_STATUS 0x%x: masked completion was latched", irq_status);
 		goto out;
 	}
@@ -850,7 +850,7 @@ static int run_errtest(struct ctx *c, uint32_t kind, uint32_t want_err, char *re
 
 static int t_error_zero_len(struct ctx *c, char *reason)
 {
-	return run_errtest(c, DMACOPY_ERRTEST_ZERO_LEN, DMACOPY_ERR_BAD_LEN, reason);
+	return run_errtest(c, DMACOPY_ERRTEST_ZERO_LEN, DMACOPY_ERR_BAD_LENGTH, reason);
 }
 
 static int t_error_bad_src(struct ctx *c, char *reason)
@@ -866,7 +866,7 @@ static int t_error_bad_dst(struct ctx *c, char *reason)
 static int t_poll_busy(struct ctx *c, char *reason)
 {
 	struct dmacopy_pollbusy p;
-	uint32_t len = DMACOPY_MAX_LEN_BYTES;
+	uint32_t len = DMACOPY_MAX_COPY_BYTES;
 	uint8_t *src = xmalloc(len), *dst = xmalloc(len);
 	int ret = -1;
 
@@ -1044,9 +1044,9 @@ static int bench_copy(struct ctx *c, uint32_t size, uint32_t count)
 			strerror(c->open_errno));
 		return -1;
 	}
-	if (!size || size > DMACOPY_MAX_LEN_BYTES || !count) {
+	if (!size || size > DMACOPY_MAX_COPY_BYTES || !count) {
 		fprintf(stderr, "dmacopy-test: --bench-copy SIZE 1..%u COUNT >= 1\n",
-			DMACOPY_MAX_LEN_BYTES);
+			DMACOPY_MAX_COPY_BYTES);
 		return -1;
 	}
 	/* One checked copy first: a benchmark of a broken copy means nothing. */

@@ -22,6 +22,7 @@ add_custom_command(
     ${_guest_src}/dmacopy-test.c ${_guest_src}/mmio_bench_edu.c ${_guest_src}/Kbuild
     ${_guest_src}/Makefile
     ${_driver_src}/dmacopy.c ${_driver_src}/dmacopy_ioctl.h ${_driver_src}/Kbuild
+    ${_driver_src}/../dmacopy_regs.h
   COMMENT "Guest image (examples/guest/build-initramfs.sh)"
   VERBATIM USES_TERMINAL)
 add_custom_target(guest-image ALL DEPENDS ${TLPB_GUEST_KERNEL} ${TLPB_GUEST_INITRD})

@@ -18,8 +18,8 @@ struct hlsim_env_ops {
      * back into the SDK (deliver the answer later, from the event loop). */
     int (*send_tlp)(void *env, const struct tlpb_tlp *tlp);
 
-    /* MSI-X/MSI vector, or INTx level change (kind from the Interrupt
-     * message: 1 MSI-X, 2 MSI, 3 INTx assert, 4 INTx deassert). */
+    /* MSI-X/MSI vector, or INTx level change; kind is a
+     * Tlpb__InterruptKind, the Interrupt message's own enum. */
     void (*send_interrupt)(void *env, int kind, unsigned vector);
 
     uint64_t (*now_ns)(void *env); /* monotonic */

@@ -24,11 +24,19 @@
 
 struct tlpb_host;
 
+/* The protocol's InterruptKind and ResetKind (tlpbridge.proto), by the same
+ * values, for callers that do not include the protobuf-c headers (the QEMU
+ * shim). */
 enum tlpb_host_irq_kind {
     TLPB_HOST_IRQ_MSIX = 1,
     TLPB_HOST_IRQ_MSI = 2,
     TLPB_HOST_IRQ_INTX_ASSERT = 3,
     TLPB_HOST_IRQ_INTX_DEASSERT = 4,
+};
+
+enum tlpb_host_reset_kind {
+    TLPB_HOST_RESET_FUNCTION_LEVEL = 1,
+    TLPB_HOST_RESET_HOT = 2, /* hot reset, secondary bus reset, system reset */
 };
 
 /* The project's log levels (tlpb/log.h) under this library's names. */
@@ -112,8 +120,9 @@ int tlpb_host_mem_write(struct tlpb_host *host, int bar, uint64_t addr, const vo
 /* Send queued posted writes now. */
 int tlpb_host_flush(struct tlpb_host *host);
 
-/* Function-level or hot reset of the device (kind: 1 FLR, 2 hot). */
-int tlpb_host_reset(struct tlpb_host *host, int kind);
+/* Function-level or hot reset of the device. Returns -EINVAL for any other
+ * kind. */
+int tlpb_host_reset(struct tlpb_host *host, enum tlpb_host_reset_kind kind);
 
 /* Serve whatever arrived (DMA requests, interrupts, events) without
  * blocking; also flushes posted writes and retries the connection when due.

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "harness.h"
+#include "tlpb/byteorder.h"
 
 #define GUARD_BYTES 64u
 #define GUARD_FILL 0xA5u
@@ -232,13 +233,13 @@ static uint32_t fx_rd(struct dmacopy_fixture *fx, uint32_t reg, unsigned size)
     if (rc != 0)
         it_fail_at(__FILE__, __LINE__, false, "%s: %u-byte read of BAR0+0x%03x failed: %d",
                    fx->device, size, reg, rc);
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return tlpb_get_le32(b);
 }
 
 static void fx_wr(struct dmacopy_fixture *fx, uint32_t reg, uint32_t value, unsigned size)
 {
-    uint8_t b[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-                    (uint8_t)(value >> 24)};
+    uint8_t b[4];
+    tlpb_put_le32(b, value);
     int rc = tlpb_host_mem_write(fx->host, 0, DMACOPY_BAR0_ADDR + reg, b, size);
     if (rc != 0)
         it_fail_at(__FILE__, __LINE__, false, "%s: write of BAR0+0x%03x failed: %d", fx->device,
@@ -271,8 +272,8 @@ void fx_config_write(struct dmacopy_fixture *fx, uint16_t reg, uint32_t value, u
 static void msix_table_write(struct dmacopy_fixture *fx, unsigned vector, unsigned dw,
                              uint32_t value)
 {
-    uint8_t b[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-                    (uint8_t)(value >> 24)};
+    uint8_t b[4];
+    tlpb_put_le32(b, value);
     int rc = tlpb_host_mem_write(fx->host, 2, DMACOPY_BAR2_ADDR + vector * 16u + dw * 4u, b, 4);
     CHECK(rc == 0, "MSI-X table write vector %u dw %u: %d", vector, dw, rc);
 }
@@ -425,17 +426,6 @@ void fx_reset_engine(struct dmacopy_fixture *fx, unsigned ring_size)
 
 /* ---- Descriptors ------------------------------------------------------------ */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static uint8_t *desc_at(struct dmacopy_fixture *fx, unsigned index)
 {
     return fx->ram + RING_OFF + (size_t)index * DESC_BYTES;
@@ -446,14 +436,12 @@ unsigned fx_post(struct dmacopy_fixture *fx, uint64_t src, uint64_t dst, uint32_
 {
     unsigned index = fx->tail;
     uint8_t *d = desc_at(fx, index);
-    put32(d + 0, (uint32_t)src);
-    put32(d + 4, (uint32_t)(src >> 32));
-    put32(d + 8, (uint32_t)dst);
-    put32(d + 12, (uint32_t)(dst >> 32));
-    put32(d + 16, len);
-    put32(d + 20, flags);
-    put32(d + 24, 0);
-    put32(d + 28, 0);
+    tlpb_put_le64(d + 0, src);
+    tlpb_put_le64(d + 8, dst);
+    tlpb_put_le32(d + 16, len);
+    tlpb_put_le32(d + 20, flags);
+    tlpb_put_le32(d + 24, 0);
+    tlpb_put_le32(d + 28, 0);
     fx->tail = (fx->tail + 1) % fx->ring_size;
     return index;
 }
@@ -466,12 +454,12 @@ void fx_doorbell(struct dmacopy_fixture *fx)
 
 uint32_t fx_desc_status(struct dmacopy_fixture *fx, unsigned index)
 {
-    return get32(desc_at(fx, index) + 24);
+    return tlpb_get_le32(desc_at(fx, index) + 24);
 }
 
 static uint32_t desc_crc(struct dmacopy_fixture *fx, unsigned index)
 {
-    return get32(desc_at(fx, index) + 28);
+    return tlpb_get_le32(desc_at(fx, index) + 28);
 }
 
 static bool pred_desc(struct dmacopy_fixture *fx, const void *arg)
@@ -621,8 +609,8 @@ static void case_scratch(struct dmacopy_fixture *fx)
     uint8_t b8[8];
     int rc = tlpb_host_mem_read(fx->host, 0, DMACOPY_BAR0_ADDR + REG_ID, b8, 8);
     CHECK(rc == 0, "8-byte read: %d", rc);
-    CHECK_EQ_U64(get32(b8), 0x7A110001u, "8-byte read, ID half");
-    CHECK_EQ_U64(get32(b8 + 4), 0xCDEFAB11u, "8-byte read, SCRATCH half");
+    CHECK_EQ_U64(tlpb_get_le32(b8), 0x7A110001u, "8-byte read, ID half");
+    CHECK_EQ_U64(tlpb_get_le32(b8 + 4), 0xCDEFAB11u, "8-byte read, SCRATCH half");
     /* other offsets read 0 and ignore writes */
     fx_wr32(fx, 0x100, 0xFFFFFFFFu);
     CHECK_EQ_U64(fx_rd32(fx, 0x100), 0, "unassigned offset 0x100");

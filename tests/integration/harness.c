@@ -167,7 +167,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 /* ---- Children --------------------------------------------------------------- */
 
-static int pidfd_open_compat(pid_t pid)
+int it_pidfd_open(pid_t pid)
 {
 #ifdef SYS_pidfd_open
     return (int)syscall(SYS_pidfd_open, pid, 0);
@@ -194,12 +194,11 @@ static void reaped(struct it_child *c, int status)
     c->status = status;
 }
 
-int it_wait_exit(struct it_child *c)
+int it_reap(pid_t pid, bool *killed)
 {
-    if (!c->running)
-        return c->status;
     int status = 0;
-    int pfd = pidfd_open_compat(c->pid);
+    *killed = false;
+    int pfd = it_pidfd_open(pid);
     if (pfd >= 0) {
         struct pollfd p = {.fd = pfd, .events = POLLIN};
         int rc;
@@ -208,14 +207,26 @@ int it_wait_exit(struct it_child *c)
         while (rc < 0 && errno == EINTR);
         close(pfd);
         if (rc == 0) {
-            printf("FAILED: %s (pid %d) did not exit within %d ms; killing it\n", c->name,
-                   (int)c->pid, IT_DEADLINE_MS);
-            __atomic_add_fetch(&it_failures, 1, __ATOMIC_SEQ_CST);
-            kill(c->pid, SIGKILL);
+            kill(pid, SIGKILL);
+            *killed = true;
         }
     }
-    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    return status;
+}
+
+int it_wait_exit(struct it_child *c)
+{
+    if (!c->running)
+        return c->status;
+    bool killed;
+    int status = it_reap(c->pid, &killed);
+    if (killed) {
+        printf("FAILED: %s (pid %d) did not exit within %d ms; killed it\n", c->name,
+               (int)c->pid, IT_DEADLINE_MS);
+        __atomic_add_fetch(&it_failures, 1, __ATOMIC_SEQ_CST);
+    }
     reaped(c, status);
     return status;
 }
@@ -281,24 +292,25 @@ static struct it_child *new_child(const char *name)
     return NULL;
 }
 
-/* fork + exec with stdin from /dev/null, stdout and stderr to the log (or to
- * out_path/err_path when given). keep_fd stays open across exec. */
-static pid_t spawn(char *const argv[], const char *out_path, const char *err_path, int keep_fd)
+static int open_output(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+}
+
+pid_t it_spawn(const char *const *argv, const char *out_path, const char *err_path, int keep_fd)
 {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid > 0)
+    if (pid != 0)
         return pid;
-    /* Never outlive the test, even when it is killed. */
+    /* Never outlive the parent, even when it is killed. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)
         _exit(125);
     int in = open("/dev/null", O_RDONLY);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-    int err = err_path == out_path ? out : open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    int out = out_path ? open_output(out_path) : 1;
+    int err = !err_path ? 2 : err_path == out_path ? out : open_output(err_path);
     if (in < 0 || out < 0 || err < 0)
         _exit(126);
     dup2(in, 0);
@@ -309,45 +321,37 @@ static pid_t spawn(char *const argv[], const char *out_path, const char *err_pat
         fcntl(keep_fd, F_SETFD, flags & ~FD_CLOEXEC);
     }
     signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv);
+    execv(argv[0], (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
-struct it_child *it_start_bridge(const char *const *extra_args)
+pid_t it_spawn_ready(const char *const *argv, const char *out_path, const char *err_path,
+                     int timeout_ms, bool *ready)
 {
-    REQUIRE(it_paths.bridge != NULL, "--tlpbridged not given");
-    struct it_child *c = new_child("tlpbridged");
+    *ready = false;
     int pipefd[2];
-    REQUIRE(pipe2(pipefd, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return -1;
     char fdarg[16];
     snprintf(fdarg, sizeof(fdarg), "%d", pipefd[1]);
-    const char *argv[IT_MAX_ARGS];
+    const char *args[IT_MAX_ARGS + 3];
     unsigned n = 0;
-    argv[n++] = it_paths.bridge;
-    argv[n++] = "--listen";
-    argv[n++] = it.socket_path;
-    argv[n++] = "--ready-fd";
-    argv[n++] = fdarg;
-    for (unsigned i = 0; extra_args && extra_args[i]; i++) {
-        REQUIRE(n + 1 < IT_MAX_ARGS, "too many bridge arguments");
-        argv[n++] = extra_args[i];
-    }
-    argv[n] = NULL;
-    printf("starting:");
-    for (unsigned i = 0; i < n; i++)
-        printf(" %s", argv[i]);
-    printf("\n");
-    c->pid = spawn((char *const *)argv, c->log_path, c->log_path, pipefd[1]);
+    for (; argv[n] && n < IT_MAX_ARGS; n++)
+        args[n] = argv[n];
+    args[n++] = "--ready-fd";
+    args[n++] = fdarg;
+    args[n] = NULL;
+    pid_t pid = it_spawn(args, out_path, err_path, pipefd[1]);
     close(pipefd[1]);
-    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
-    c->running = true;
-    it.bridge = c;
-
-    /* Wait for "ready\n" (or EOF: the bridge failed to start). */
+    if (pid < 0) {
+        close(pipefd[0]);
+        return -1;
+    }
+    /* Wait for "ready\n" (or EOF: the program failed to start). */
     char buf[16] = "";
     size_t got = 0;
-    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
     while (got < 6) {
         uint64_t now = it_now_ms();
         if (now >= deadline)
@@ -364,7 +368,49 @@ struct it_child *it_start_bridge(const char *const *extra_args)
         got += (size_t)r;
     }
     close(pipefd[0]);
-    if (got < 6 || strncmp(buf, "ready\n", 6) != 0) {
+    *ready = got >= 6 && strncmp(buf, "ready\n", 6) == 0;
+    return pid;
+}
+
+static void print_command(const char *const *argv)
+{
+    printf("starting:");
+    for (unsigned i = 0; argv[i]; i++)
+        printf(" %s", argv[i]);
+    printf("\n");
+}
+
+struct it_child *it_start_child(const char *name, const char *const *argv)
+{
+    struct it_child *c = new_child(name);
+    print_command(argv);
+    c->pid = it_spawn(argv, c->log_path, c->log_path, -1);
+    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
+    c->running = true;
+    return c;
+}
+
+struct it_child *it_start_bridge(const char *const *extra_args)
+{
+    REQUIRE(it_paths.bridge != NULL, "--tlpbridged not given");
+    struct it_child *c = new_child("tlpbridged");
+    const char *argv[IT_MAX_ARGS];
+    unsigned n = 0;
+    argv[n++] = it_paths.bridge;
+    argv[n++] = "--listen";
+    argv[n++] = it.socket_path;
+    for (unsigned i = 0; extra_args && extra_args[i]; i++) {
+        REQUIRE(n + 1 < IT_MAX_ARGS, "too many bridge arguments");
+        argv[n++] = extra_args[i];
+    }
+    argv[n] = NULL;
+    print_command(argv);
+    bool ready;
+    c->pid = it_spawn_ready(argv, c->log_path, c->log_path, IT_DEADLINE_MS, &ready);
+    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
+    c->running = true;
+    it.bridge = c;
+    if (!ready) {
         it_check_children();
         it_dump_log(c);
         it_fail_at(__FILE__, __LINE__, true, "tlpbridged did not report ready");
@@ -375,15 +421,9 @@ struct it_child *it_start_bridge(const char *const *extra_args)
 struct it_child *it_start_sim(const char *device, bool fast_dma)
 {
     REQUIRE(it_paths.sim != NULL && it_paths.model != NULL, "--hlsim-run/--model not given");
-    struct it_child *c = new_child("hlsim-run");
     const char *argv[] = {it_paths.sim, "--socket", it.socket_path, "--device", device,
                           "--model", it_paths.model, fast_dma ? "--fast-dma" : NULL, NULL};
-    printf("starting: %s --socket %s --device %s --model %s%s\n", it_paths.sim, it.socket_path,
-           device, it_paths.model, fast_dma ? " --fast-dma" : "");
-    c->pid = spawn((char *const *)argv, c->log_path, c->log_path, -1);
-    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
-    c->running = true;
-    return c;
+    return it_start_child("hlsim-run", argv);
 }
 
 int it_run_capture(const char *const *argv, char **out, char **err_out)
@@ -396,7 +436,7 @@ int it_run_capture(const char *const *argv, char **out, char **err_out)
     snprintf(err_path, sizeof(err_path), "%s", it_path(err_name));
     struct it_child tmp = {.used = true, .running = true};
     snprintf(tmp.name, sizeof(tmp.name), "%s", argv[0]);
-    tmp.pid = spawn((char *const *)argv, out_path, err_path, -1);
+    tmp.pid = it_spawn(argv, out_path, err_path, -1);
     if (tmp.pid < 0)
         return -1;
     int status = it_wait_exit(&tmp);

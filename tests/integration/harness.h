@@ -110,6 +110,33 @@ const char *it_path(const char *name);
 /* Write a text file (config) into the test directory; returns its path. */
 const char *it_write_file(const char *name, const char *text);
 
+/* ---- Child processes ------------------------------------------------------ */
+
+/* The one child starter of the tests and benchmarks: fork and exec argv
+ * (argv[0] is the executable's path, NULL-terminated) with stdin from
+ * /dev/null and stdout and stderr appended to out_path and err_path (NULL:
+ * inherited; the same path: one file). keep_fd (or -1) stays open across
+ * exec. The child is killed when the calling process dies, so nothing is
+ * left running after a crashed test. Returns the pid, or -1 (errno set)
+ * when fork failed; an exec failure is the child's exit status 127. */
+pid_t it_spawn(const char *const *argv, const char *out_path, const char *err_path, int keep_fd);
+/* it_spawn for a program that reports readiness as tlpbridged does: argv
+ * gets "--ready-fd N" appended, and this waits up to timeout_ms for the
+ * program to write "ready\n". *ready says whether it did (false also when
+ * it exited first). Returns the pid, or -1 when fork or pipe failed. */
+pid_t it_spawn_ready(const char *const *argv, const char *out_path, const char *err_path,
+                     int timeout_ms, bool *ready);
+/* Wait up to the deadline for pid to exit, SIGKILL it if it does not, and
+ * reap it. Returns its waitpid status; *killed says whether it had to be
+ * killed. */
+int it_reap(pid_t pid, bool *killed);
+/* pidfd_open(2), or -1 where the kernel has none: readable once pid exits. */
+int it_pidfd_open(pid_t pid);
+
+/* Start argv as a child of the harness named name (stdout and stderr to its
+ * log; stopped with SIGTERM by it_finish, which it must survive with exit
+ * status 0; its log checked for sanitizer reports). Fatal on failure. */
+struct it_child *it_start_child(const char *name, const char *const *argv);
 /* Start tlpbridged with --listen it.socket_path, --ready-fd and the given
  * extra arguments (NULL-terminated); waits for "ready". Fatal on failure. */
 struct it_child *it_start_bridge(const char *const *extra_args);

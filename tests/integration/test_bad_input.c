@@ -16,6 +16,7 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
 /* ---- A raw peer ---------------------------------------------------------------- */
@@ -58,18 +59,10 @@ static void raw_send(struct raw *r, const void *bytes, size_t len)
     }
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 static void raw_send_prefix(struct raw *r, uint32_t len)
 {
     uint8_t p[4];
-    put_le32(p, len);
+    tlpb_put_le32(p, len);
     raw_send(r, p, 4);
 }
 
@@ -420,7 +413,7 @@ static void case_bad_tlps_from_host(void)
 
     /* Program BAR0 and memory space through this raw host first. */
     uint8_t bar0[4];
-    put_le32(bar0, DMACOPY_BAR0_ADDR);
+    tlpb_put_le32(bar0, DMACOPY_BAR0_ADDR);
     struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = 1, .length_dw = 1, .first_be = 0xF,
                           .completer_id = bdf, .cfg_register = 0x10, .bar_hint = TLPB_NO_BAR,
                           .payload_bytes = 4, .payload = bar0};
@@ -504,8 +497,7 @@ static void case_bad_tlps_from_host(void)
               "valid MRd after bad ones: kind %d status %d tag %u", (int)t->kind, (int)t->status,
               t->tag);
         if (t->payload.len == 4) {
-            uint32_t v = (uint32_t)t->payload.data[0] | (uint32_t)t->payload.data[1] << 8 |
-                         (uint32_t)t->payload.data[2] << 16 | (uint32_t)t->payload.data[3] << 24;
+            uint32_t v = tlpb_get_le32(t->payload.data);
             CHECK_EQ_U64(v, 0x7A110001u, "ID read on the connection that sent bad TLPs");
         }
         tlpb_envelope_free(env);

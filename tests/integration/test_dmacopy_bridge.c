@@ -6,55 +6,12 @@
  *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback)
  *   --mode rtl          the Verilog dmacopy in its Verilator simulator (the
  *                       executable named by TLPB_IT_RTL_SIM), strict DMA */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
-
-/* Start the RTL simulator for device like it_start_sim starts hlsim-run:
- * a child of the harness (stopped with SIGTERM at the end, which it must
- * survive with exit status 0; its log checked for sanitizer reports). */
-static struct it_child *start_rtl_sim(const char *sim, const char *device)
-{
-    struct it_child *c = NULL;
-    for (unsigned i = 0; i < IT_MAX_CHILDREN && !c; i++)
-        if (!it.children[i].used)
-            c = &it.children[i];
-    REQUIRE(c != NULL, "too many child processes");
-    memset(c, 0, sizeof(*c));
-    c->used = true;
-    snprintf(c->name, sizeof(c->name), "rtl-sim");
-    snprintf(c->log_path, sizeof(c->log_path), "%s", it_path("rtl-sim.log"));
-    const char *argv[] = {sim, "--socket", it.socket_path, "--device", device, NULL};
-    printf("starting: %s --socket %s --device %s\n", sim, it.socket_path, device);
-    fflush(stdout);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int in = open("/dev/null", O_RDONLY);
-        int log = open(c->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-        if (in < 0 || log < 0)
-            _exit(126);
-        dup2(in, 0);
-        dup2(log, 1);
-        dup2(log, 2);
-        signal(SIGPIPE, SIG_DFL);
-        execv(sim, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", sim, strerror(errno));
-        _exit(127);
-    }
-    c->pid = pid;
-    c->running = true;
-    return c;
-}
 
 int main(int argc, char **argv)
 {
@@ -99,10 +56,15 @@ int main(int argc, char **argv)
         fx_bridge_address = tcp_address;
         printf("host connects to %s\n", tcp_address);
     }
-    if (rtl)
-        start_rtl_sim(rtl_sim, "dmacopy0");
-    else if (external)
+    if (rtl) {
+        /* a child of the harness like hlsim-run: stopped with SIGTERM at the
+         * end, which it must survive with exit status 0 */
+        const char *sim_argv[] = {rtl_sim, "--socket", it.socket_path, "--device", "dmacopy0",
+                                  NULL};
+        it_start_child("rtl-sim", sim_argv);
+    } else if (external) {
         it_start_sim("dmacopy0", fast);
+    }
 
     struct dmacopy_fixture fx;
     fx_open(&fx, "dmacopy0", fast);

@@ -20,6 +20,7 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
 static struct dmacopy_fixture fx;
@@ -273,8 +274,8 @@ static void backpressure_no_write_lost(void)
     /* Memory space on, BAR0 where the writes go (config writes complete). */
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    uint8_t bar0[4] = {(uint8_t)DMACOPY_BAR0_ADDR, (uint8_t)(DMACOPY_BAR0_ADDR >> 8),
-                       (uint8_t)(DMACOPY_BAR0_ADDR >> 16), (uint8_t)(DMACOPY_BAR0_ADDR >> 24)};
+    uint8_t bar0[4];
+    tlpb_put_le32(bar0, DMACOPY_BAR0_ADDR);
     uint8_t cmd[4] = {0x02, 0, 0, 0};
     struct tlpb_tlp cfg = {.kind = TLPB_TLP_CFGWR0, .tag = 1, .length_dw = 1, .first_be = 0xF,
                            .completer_id = 0x100, .cfg_register = 0x10, .bar_hint = TLPB_NO_BAR,
@@ -308,7 +309,8 @@ static void backpressure_no_write_lost(void)
         /* a batch of writes of increasing values to SCRATCH */
         for (int i = 0; i < 256; i++) {
             uint32_t v = ++value;
-            uint8_t data[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+            uint8_t data[4];
+            tlpb_put_le32(data, v);
             struct tlpb_tlp wr = {.kind = TLPB_TLP_MWR, .length_dw = 1, .first_be = 0xF,
                                   .address = DMACOPY_BAR0_ADDR + REG_SCRATCH, .bar_hint = 0,
                                   .payload_bytes = 4, .payload = data};

@@ -3,7 +3,6 @@
 #include "qtest_client.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,9 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,20 +35,11 @@ static int listen_unix(const char *path)
     return fd;
 }
 
-static int pidfd_open_compat(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
-}
 
 /* Accept QEMU's connection, or fail if QEMU exits or the deadline passes. */
 static int accept_from_qemu(struct qt_qemu *q, int listen_fd, const char *what)
 {
-    int pidfd = pidfd_open_compat(q->pid);
+    int pidfd = it_pidfd_open(q->pid);
     uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
     for (;;) {
         uint64_t now = it_now_ms();
@@ -133,24 +121,9 @@ void qt_start(struct qt_qemu *q, const char *qemu_binary, const char *const *ext
     for (unsigned i = 0; i < n; i++)
         printf(" %s", argv[i]);
     printf("\n");
-    fflush(stdout);
 
-    pid_t pid = fork();
+    pid_t pid = it_spawn(argv, q->log_path, q->log_path, -1);
     REQUIRE(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(q->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-        if (in < 0 || out < 0)
-            _exit(126);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(out, 2);
-        signal(SIGPIPE, SIG_DFL);
-        execv(qemu_binary, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", qemu_binary, strerror(errno));
-        _exit(127);
-    }
     q->pid = pid;
     q->running = true;
     q->qtest_fd = accept_from_qemu(q, qtest_listen, "qtest");
@@ -188,21 +161,10 @@ bool qt_stop(struct qt_qemu *q)
     if (!qt_alive(q))
         goto done;
     kill(q->pid, SIGTERM);
-    int pidfd = pidfd_open_compat(q->pid);
-    if (pidfd >= 0) {
-        struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        int rc;
-        do
-            rc = poll(&p, 1, IT_DEADLINE_MS);
-        while (rc < 0 && errno == EINTR);
-        close(pidfd);
-        if (rc == 0) {
-            printf("FAILED: QEMU did not exit within %d ms of SIGTERM; killing it\n", IT_DEADLINE_MS);
-            kill(q->pid, SIGKILL);
-        }
-    }
-    while (waitpid(q->pid, &q->status, 0) < 0 && errno == EINTR)
-        ;
+    bool killed;
+    q->status = it_reap(q->pid, &killed);
+    if (killed)
+        printf("FAILED: QEMU did not exit within %d ms of SIGTERM; killed it\n", IT_DEADLINE_MS);
     q->running = false;
 done:
     if (WIFEXITED(q->status) && WEXITSTATUS(q->status) == 0)

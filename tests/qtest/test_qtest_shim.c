@@ -30,6 +30,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "../dmacopy_spec.h" /* the tests' own register map, on purpose */
 #include "harness.h"
 #include "qtest_client.h"
 
@@ -38,18 +39,6 @@
 #define BAR0_ADDR 0xfe000000u
 #define BAR2_ADDR 0xfe001000u
 
-#define REG_ID 0x000
-#define REG_SCRATCH 0x004
-#define REG_CTRL 0x008
-#define REG_STATUS 0x00C
-#define REG_RING_LO 0x010
-#define REG_RING_HI 0x014
-#define REG_RING_SIZE 0x018
-#define REG_HEAD 0x01C
-#define REG_TAIL 0x020
-#define REG_IRQ_STATUS 0x024
-#define REG_COMPLETED 0x02C
-#define REG_ERR_CODE 0x030
 #define DMACOPY_ID 0x7A110001u
 
 #define RING_ADDR 0x100000u

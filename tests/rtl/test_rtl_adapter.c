@@ -16,6 +16,7 @@
 
 #include "fake_bridge.h"
 #include "internal.h"
+#include "tlpb/byteorder.h"
 #include "tlpb_rtl.h"
 
 #define MAX_TLPS 512
@@ -251,8 +252,8 @@ static struct tlpb_tlp mwr(uint64_t addr, uint32_t len_dw, uint8_t *payload, uin
 
 static void config_write(struct rig *r, uint16_t reg, uint32_t value, uint8_t be, uint8_t tag)
 {
-    uint8_t data[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-                       (uint8_t)(value >> 24)};
+    uint8_t data[4];
+    tlpb_put_le32(data, value);
     struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
                           .completer_id = 0x0300, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
                           .payload_bytes = 4, .payload = data};
@@ -274,8 +275,7 @@ static uint32_t config_read(struct rig *r, uint16_t reg)
     struct tlpb_tlp cpl = run_until_tlp(r, &env);
     assert_int_equal(cpl.kind, TLPB_TLP_CPLD);
     assert_int_equal(cpl.tag, 9);
-    uint32_t v = (uint32_t)cpl.payload[0] | (uint32_t)cpl.payload[1] << 8 |
-                 (uint32_t)cpl.payload[2] << 16 | (uint32_t)cpl.payload[3] << 24;
+    uint32_t v = tlpb_get_le32(cpl.payload);
     tlpb_envelope_free(env);
     return v;
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fake_bridge.h"
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 
 #define WAIT_MS 30000
@@ -196,8 +197,8 @@ static struct tlpb_tlp recv_tlp(struct fake_bridge *fb, Tlpb__Envelope **keep)
 
 static void config_write(struct fake_bridge *fb, uint16_t reg, uint32_t value, uint8_t be)
 {
-    uint8_t data[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-                       (uint8_t)(value >> 24)};
+    uint8_t data[4];
+    tlpb_put_le32(data, value);
     struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = 200, .length_dw = 1, .first_be = be,
                           .completer_id = 0x0500, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
                           .payload_bytes = 4, .payload = data};

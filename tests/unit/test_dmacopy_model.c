@@ -17,24 +17,14 @@
 
 #include "hlsim.h"
 #include "hlsim_env.h"
+#include "tlpb/byteorder.h"
+#include "tlpbridge.pb-c.h"
 
 extern const struct hlsim_model_ops hlsim_model;
 
 /* ---- device constants (EXAMPLE_DEVICE) ---------------------------------- */
 
-#define REG_ID 0x000
-#define REG_SCRATCH 0x004
-#define REG_CTRL 0x008
-#define REG_STATUS 0x00C
-#define REG_RING_LO 0x010
-#define REG_RING_HI 0x014
-#define REG_RING_SIZE 0x018
-#define REG_HEAD 0x01C
-#define REG_TAIL 0x020
-#define REG_IRQ_STATUS 0x024
-#define REG_IRQ_MASK 0x028
-#define REG_COMPLETED 0x02C
-#define REG_ERR_CODE 0x030
+#include "../dmacopy_spec.h" /* the tests' own register map, on purpose */
 
 #define BAR0_ADDR 0xFEB00000u
 #define BAR2_ADDR 0xFEB01000u
@@ -456,9 +446,9 @@ static void host_step(void *arg)
             r->kind = item.irq_kind;
             r->vector = item.irq_vector;
             r->watched = host.watch_addr ? *(uint32_t *)ram_at(host.watch_addr) : 0;
-            if (item.irq_kind == 3)
+            if (item.irq_kind == TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT)
                 host.intx_line = true;
-            if (item.irq_kind == 4)
+            if (item.irq_kind == TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT)
                 host.intx_line = false;
         } else if (tlpb_tlp_is_completion(item.tlp.kind)) {
             record_completion(&item.tlp);
@@ -709,19 +699,17 @@ static int teardown(void **state)
 
 static void put64(uint64_t addr, uint64_t v)
 {
-    memcpy(ram_at(addr), &v, 8);
+    tlpb_put_le64(ram_at(addr), v);
 }
 
 static void put32(uint64_t addr, uint32_t v)
 {
-    memcpy(ram_at(addr), &v, 4);
+    tlpb_put_le32(ram_at(addr), v);
 }
 
 static uint32_t get32(uint64_t addr)
 {
-    uint32_t v;
-    memcpy(&v, ram_at(addr), 4);
-    return v;
+    return tlpb_get_le32(ram_at(addr));
 }
 
 static void set_ring(uint64_t ring, uint32_t size)
@@ -934,7 +922,7 @@ static void test_copy_1mib(void **state)
     fill_pattern(SRC_AREA, len, 4);
     copy_one(SRC_AREA, DST_AREA, len, 1);
     check_copied(RING_ADDR, 0, SRC_AREA, DST_AREA, len);
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
     assert_int_equal(host.done_checks, 1);
     /* strict mode with power-on MPS/MRRS: many TLPs */
     assert_true(host.mrd_count >= len / 512);
@@ -1002,7 +990,7 @@ static void test_many_descriptors_one_doorbell(void **state)
                      100 + 97 * i);
     assert_int_equal(reg_read(REG_HEAD), n);
     assert_int_equal(reg_read(REG_COMPLETED), n);
-    assert_int_equal(count_irqs(1, 0), n);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), n);
     assert_int_equal(reg_read(REG_STATUS), 0);
     assert_int_equal(host.done_checks, n);
 }
@@ -1058,7 +1046,7 @@ static void test_msix_vectors(void **state)
     copy_one(SRC_AREA, DST_AREA, 3000, 1);
     assert_true(host.refused_count > 0);
     host.inbox_limit = 48;
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
     /* the interrupt came after DONE landed */
     assert_int_equal(host.irqs[0].watched, 1);
     assert_int_equal(reg_read(REG_IRQ_STATUS), 1);
@@ -1069,7 +1057,7 @@ static void test_msix_vectors(void **state)
     write_desc(RING_ADDR, 1, SRC_AREA, DST_AREA, 0, 1);
     reg_write(REG_TAIL, 2);
     run_until_idle();
-    assert_int_equal(count_irqs(1, 1), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 1);
     assert_int_equal(reg_read(REG_IRQ_STATUS), 2);
     assert_int_equal(host.irq_count, 2);
 }
@@ -1086,7 +1074,7 @@ static void test_masked_cause(void **state)
     write_desc(RING_ADDR, 1, SRC_AREA, DST_AREA, 0, 1);
     reg_write(REG_TAIL, 2);
     run_until_idle();
-    assert_int_equal(count_irqs(1, 1), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 1);
 }
 
 static void test_msix_table_owned_by_host(void **state)
@@ -1096,13 +1084,13 @@ static void test_msix_table_owned_by_host(void **state)
     mmio_write_be(BAR2_ADDR + 12, 1, 0xF, 2);
     fill_pattern(SRC_AREA, 64, 11);
     copy_one(SRC_AREA, DST_AREA, 64, 1);
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
     /* so does one while the function is masked */
     cfg_write(TLPB_CFG_MSIX_CAP, 0xC0000000u, 0xC);
     write_desc(RING_ADDR, 1, SRC_AREA, DST_AREA, 64, 1);
     reg_write(REG_TAIL, 2);
     run_until_idle();
-    assert_int_equal(count_irqs(1, 0), 2);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 2);
     /* nothing pends on this side; the PBA is read-only */
     struct host_cpl *c = mmio_read_be(BAR2_ADDR + 0x800, 1, 0xF, 0, 2);
     assert_int_equal(c->data[0], 0);
@@ -1124,19 +1112,19 @@ static void test_msix_table_owned_by_host(void **state)
     cfg_write(TLPB_CFG_MSIX_CAP, 0x00000000u, 0xC);
     run_until_idle();
     assert_true(host.intx_line); /* IRQ_STATUS still holds the completion */
-    assert_int_equal(count_irqs(1, 0), 2);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 2);
 }
 
 static void test_intx_when_msix_off(void **state)
 {
     fill_pattern(SRC_AREA, 64, 12);
     copy_one(SRC_AREA, DST_AREA, 64, 1);
-    assert_int_equal(count_irqs(3, 0), 1); /* assert INTA */
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT, 0), 1); /* INTA */
     assert_true(host.intx_line);
     assert_true(cfg_read(0x04) & (1u << 19)); /* status: interrupt */
     reg_write(REG_IRQ_STATUS, 1);
     run_until_idle();
-    assert_int_equal(count_irqs(4, 0), 1); /* deassert */
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT, 0), 1);
     assert_false(host.intx_line);
     assert_false(cfg_read(0x04) & (1u << 19));
 
@@ -1156,7 +1144,7 @@ static void test_intx_when_msix_off(void **state)
     reg_write(REG_IRQ_MASK, 1);
     run_until_idle();
     assert_false(host.intx_line);
-    assert_int_equal(count_irqs(1, 0), 0);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 0);
 }
 
 /* ---- tests: errors -------------------------------------------------------------- */
@@ -1182,7 +1170,7 @@ static void test_zero_length_error(void **state)
     assert_int_equal(get32(RING_ADDR + 24), 1u << 8);
     assert_int_equal(get32(RING_ADDR + 32 + 24), 0xDEADBEEF); /* never processed */
     assert_int_equal(reg_read(REG_HEAD), 0);
-    assert_int_equal(count_irqs(1, 1), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 1);
 
     /* too long */
     reg_write(REG_CTRL, 2);
@@ -1210,7 +1198,7 @@ static void test_dma_read_error(void **state)
     assert_int_equal(get32(RING_ADDR + 64 + 24), 0xDEADBEEF);
     assert_int_equal(reg_read(REG_HEAD), 1);
     assert_int_equal(reg_read(REG_COMPLETED), 1);
-    assert_int_equal(count_irqs(1, 1), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 1);
     /* halted: a new doorbell does nothing */
     unsigned mrd = host.mrd_count;
     reg_write(REG_TAIL, 4);
@@ -1228,8 +1216,8 @@ static void test_dma_write_error(void **state)
     run_until_idle();
     check_halted(3);
     assert_int_equal(get32(RING_ADDR + 24), 3u << 8);
-    assert_int_equal(count_irqs(1, 1), 1);
-    assert_int_equal(count_irqs(1, 0), 0);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 0);
 }
 
 static void test_bad_ring(void **state)
@@ -1279,14 +1267,14 @@ static void test_reset_mid_transfer(void **state)
     /* stale completions of the abandoned reads arrive now: ignored */
     run_until_idle();
     assert_int_equal(get32(RING_ADDR + 24), 0xDEADBEEF);
-    assert_int_equal(count_irqs(1, 0), 0);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 0);
 
     /* and the device works again */
     memset(ram_at(DST_AREA), 0, len);
     fill_pattern(SRC_AREA, 4096, 15);
     copy_one(SRC_AREA, DST_AREA, 4096, 1);
     check_copied(RING_ADDR, 0, SRC_AREA, DST_AREA, 4096);
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
 }
 
 static void test_reset_with_reads_in_flight_then_reuse(void **state)
@@ -1333,7 +1321,7 @@ static void test_bus_master_off_waits(void **state)
     run_until_idle();
     check_copied(RING_ADDR, 0, SRC_AREA, DST_AREA, 5000);
     assert_int_equal(reg_read(REG_STATUS), 0);
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
 }
 
 static void test_flr_resets_device(void **state)
@@ -1565,7 +1553,7 @@ static void test_fast_mode_unsplit(void **state)
     assert_int_equal(host.mrd_count, 1 + 16 + 1);
     /* 16 chunk writes + crc + status */
     assert_int_equal(host.mwr_count, 16 + 2);
-    assert_int_equal(count_irqs(1, 0), 1);
+    assert_int_equal(count_irqs(TLPB__INTERRUPT_KIND__IRQ_MSIX, 0), 1);
 }
 
 int main(void)

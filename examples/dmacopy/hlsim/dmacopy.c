@@ -25,56 +25,10 @@
 #include <isa-l/crc.h>
 
 #include "../dmacopy_description.h"
+#include "../dmacopy_regs.h"
 #include "hlsim.h"
+#include "tlpb/byteorder.h"
 
-#define DMACOPY_ID 0x7A110001u
-
-/* BAR0 registers */
-#define REG_ID 0x000
-#define REG_SCRATCH 0x004
-#define REG_CTRL 0x008
-#define REG_STATUS 0x00C
-#define REG_RING_LO 0x010
-#define REG_RING_HI 0x014
-#define REG_RING_SIZE 0x018
-#define REG_HEAD 0x01C
-#define REG_TAIL 0x020
-#define REG_IRQ_STATUS 0x024
-#define REG_IRQ_MASK 0x028
-#define REG_COMPLETED 0x02C
-#define REG_ERR_CODE 0x030
-
-#define CTRL_ENABLE 0x1u
-#define CTRL_RESET 0x2u
-#define STATUS_BUSY 0x1u
-#define STATUS_ERROR 0x2u
-#define STATUS_HALTED 0x4u
-#define IRQ_COMPLETION 0x1u
-#define IRQ_ERROR 0x2u
-
-#define ERR_NONE 0
-#define ERR_BAD_LENGTH 1
-#define ERR_DMA_READ 2
-#define ERR_DMA_WRITE 3
-#define ERR_BAD_RING 4
-
-#define MSIX_VECTOR_COMPLETION 0
-#define MSIX_VECTOR_ERROR 1
-
-/* Descriptor layout */
-#define DESC_BYTES 32u
-#define DESC_SRC 0
-#define DESC_DST 8
-#define DESC_LEN 16
-#define DESC_FLAGS 20
-#define DESC_STATUS 24
-#define DESC_CRC 28
-#define DESC_FLAG_IRQ 0x1u
-#define DESC_STATUS_DONE 0x1u
-
-#define MAX_COPY_BYTES (1024u * 1024u)
-#define MAX_RING_SIZE 4096u
-#define RING_ALIGN 64u
 #define FETCH_AHEAD 4u
 #define CHUNK_BYTES (64u * 1024u)
 #define CHUNKS 2u
@@ -95,7 +49,7 @@ struct job {
     enum job_state state;
     uint32_t index;
     uint64_t desc_addr;
-    uint8_t desc[DESC_BYTES];
+    uint8_t desc[DMACOPY_DESC_BYTES];
     uint64_t src, dst;
     uint32_t len, flags;
     uint32_t crc;
@@ -142,27 +96,11 @@ static void engine_run(struct dmacopy *dc);
 
 /* ---- little helpers -------------------------------------------------------- */
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static bool ring_valid(const struct dmacopy *dc)
 {
     uint32_t n = dc->ring_size;
-    return n >= 1 && n <= MAX_RING_SIZE && (n & (n - 1)) == 0 && (dc->ring_lo % RING_ALIGN) == 0;
+    return n >= 1 && n <= DMACOPY_MAX_RING_SIZE && (n & (n - 1)) == 0 &&
+           (dc->ring_lo % DMACOPY_RING_ALIGN) == 0;
 }
 
 static uint32_t ring_mask(const struct dmacopy *dc)
@@ -233,7 +171,7 @@ static void soft_reset(struct dmacopy *dc)
     dc->ring_lo = dc->ring_hi = dc->ring_size = 0;
     dc->head = dc->tail = 0;
     dc->completed = 0;
-    dc->err_code = ERR_NONE;
+    dc->err_code = DMACOPY_ERR_NONE;
     dc->halted = false;
     dc->irq_status = 0;
     update_intx(dc);
@@ -248,11 +186,12 @@ static void halt(struct dmacopy *dc, uint8_t code, struct job *job)
     if (job) {
         /* Report the error in the descriptor where possible (no DONE). */
         uint8_t status[4];
-        put_le32(status, (uint32_t)code << 8);
-        if (hlsim_dma_write(dc->dev, job->desc_addr + DESC_STATUS, status, 4, NULL, NULL) != 0)
+        tlpb_put_le32(status, (uint32_t)code << 8);
+        if (hlsim_dma_write(dc->dev, job->desc_addr + DMACOPY_DESC_STATUS, status, 4, NULL,
+                            NULL) != 0)
             hlsim_log(dc->dev, HLSIM_LOG_WARN, "error status not written to the descriptor");
     }
-    signal_cause(dc, IRQ_ERROR, MSIX_VECTOR_ERROR);
+    signal_cause(dc, DMACOPY_IRQ_ERROR, DMACOPY_MSIX_VECTOR_ERROR);
 }
 
 /* ---- DMA callbacks ----------------------------------------------------------- */
@@ -266,12 +205,12 @@ static void descriptor_fetched(void *arg, enum hlsim_dma_status status)
         return;
     job->state = JOB_FETCHED;
     if (status != HLSIM_DMA_OK) {
-        job->error = ERR_DMA_READ;
+        job->error = DMACOPY_ERR_DMA_READ;
     } else {
-        job->src = le64(&job->desc[DESC_SRC]);
-        job->dst = le64(&job->desc[DESC_DST]);
-        job->len = le32(&job->desc[DESC_LEN]);
-        job->flags = le32(&job->desc[DESC_FLAGS]);
+        job->src = tlpb_get_le64(&job->desc[DMACOPY_DESC_SRC]);
+        job->dst = tlpb_get_le64(&job->desc[DMACOPY_DESC_DST]);
+        job->len = tlpb_get_le32(&job->desc[DMACOPY_DESC_LEN]);
+        job->flags = tlpb_get_le32(&job->desc[DMACOPY_DESC_FLAGS]);
     }
     engine_run(dc);
 }
@@ -297,7 +236,7 @@ static void data_flushed(void *arg, enum hlsim_dma_status status)
         return;
     job->state = JOB_READY;
     if (status != HLSIM_DMA_OK)
-        job->error = ERR_DMA_WRITE;
+        job->error = DMACOPY_ERR_DMA_WRITE;
     engine_run(dc);
 }
 
@@ -307,13 +246,13 @@ static bool fetch_stage(struct dmacopy *dc)
 {
     bool progress = false;
 
-    while ((dc->ctrl & CTRL_ENABLE) && dc->job_count < FETCH_AHEAD) {
+    while ((dc->ctrl & DMACOPY_CTRL_ENABLE) && dc->job_count < FETCH_AHEAD) {
         if (dc->job_count == 0) {
             if (!descriptors_pending(dc))
                 break;
             /* The engine starts: the ring must make sense. */
             if (!ring_valid(dc)) {
-                halt(dc, ERR_BAD_RING, NULL);
+                halt(dc, DMACOPY_ERR_BAD_RING, NULL);
                 return true;
             }
         }
@@ -324,9 +263,9 @@ static bool fetch_stage(struct dmacopy *dc)
         memset(job, 0, sizeof(*job));
         job->dc = dc;
         job->index = index;
-        job->desc_addr = ring_base(dc) + (uint64_t)index * DESC_BYTES;
+        job->desc_addr = ring_base(dc) + (uint64_t)index * DMACOPY_DESC_BYTES;
         job->state = JOB_FETCHING;
-        int r = hlsim_dma_read(dc->dev, job->desc_addr, job->desc, DESC_BYTES,
+        int r = hlsim_dma_read(dc->dev, job->desc_addr, job->desc, DMACOPY_DESC_BYTES,
                                descriptor_fetched, job);
         if (r == -EPERM) {
             job->state = JOB_FREE; /* bus mastering off: retry when it is on */
@@ -336,7 +275,7 @@ static bool fetch_stage(struct dmacopy *dc)
         progress = true;
         if (r != 0) {
             job->state = JOB_FETCHED;
-            job->error = ERR_DMA_READ;
+            job->error = DMACOPY_ERR_DMA_READ;
         }
     }
     return progress;
@@ -345,9 +284,9 @@ static bool fetch_stage(struct dmacopy *dc)
 /* Start the job at data_pos if it is fetched; false when nothing to do. */
 static bool data_begin(struct dmacopy *dc, struct job *job)
 {
-    if (job->error == ERR_NONE && (job->len == 0 || job->len > MAX_COPY_BYTES))
-        job->error = ERR_BAD_LENGTH;
-    if (job->error != ERR_NONE) {
+    if (job->error == DMACOPY_ERR_NONE && (job->len == 0 || job->len > DMACOPY_MAX_COPY_BYTES))
+        job->error = DMACOPY_ERR_BAD_LENGTH;
+    if (job->error != DMACOPY_ERR_NONE) {
         job->state = JOB_READY;
         dc->data_stopped = true; /* the engine halts here */
         return true;
@@ -406,7 +345,7 @@ static bool data_stage(struct dmacopy *dc)
         if (!chunk)
             break;
         if (chunk->status != HLSIM_DMA_OK) {
-            job->error = ERR_DMA_READ;
+            job->error = DMACOPY_ERR_DMA_READ;
             job->state = JOB_READY;
             dc->data_stopped = true;
             return true;
@@ -418,7 +357,7 @@ static bool data_stage(struct dmacopy *dc)
             break;
         progress = true;
         if (r != 0) {
-            job->error = ERR_DMA_WRITE;
+            job->error = DMACOPY_ERR_DMA_WRITE;
             job->state = JOB_READY;
             dc->data_stopped = true;
             return true;
@@ -445,22 +384,22 @@ static bool finish_stage(struct dmacopy *dc)
         struct job *job = job_at(dc, 0);
         if (job->state != JOB_READY)
             break;
-        if (job->error != ERR_NONE) {
+        if (job->error != DMACOPY_ERR_NONE) {
             halt(dc, job->error, job);
             return true;
         }
         /* crc first, then status: DONE is visible only after data and crc */
         if (job->finish_step == 0) {
             uint8_t crc[4];
-            put_le32(crc, job->crc);
-            if (hlsim_dma_write(dc->dev, job->desc_addr + DESC_CRC, crc, 4, NULL, NULL) ==
+            tlpb_put_le32(crc, job->crc);
+            if (hlsim_dma_write(dc->dev, job->desc_addr + DMACOPY_DESC_CRC, crc, 4, NULL, NULL) ==
                 -EPERM)
                 break;
             job->finish_step = 1;
         }
         uint8_t status[4];
-        put_le32(status, DESC_STATUS_DONE);
-        if (hlsim_dma_write(dc->dev, job->desc_addr + DESC_STATUS, status, 4, NULL, NULL) ==
+        tlpb_put_le32(status, DMACOPY_DESC_DONE);
+        if (hlsim_dma_write(dc->dev, job->desc_addr + DMACOPY_DESC_STATUS, status, 4, NULL, NULL) ==
             -EPERM)
             break;
         dc->head = (dc->head + 1) & ring_mask(dc);
@@ -470,10 +409,10 @@ static bool finish_stage(struct dmacopy *dc)
         dc->job_count--;
         dc->data_pos--;
         progress = true;
-        if (job->flags & DESC_FLAG_IRQ) {
+        if (job->flags & DMACOPY_DESC_FLAG_IRQ) {
             /* A masked completion cause is neither recorded nor signalled. */
-            if (!(dc->irq_mask & IRQ_COMPLETION))
-                signal_cause(dc, IRQ_COMPLETION, MSIX_VECTOR_COMPLETION);
+            if (!(dc->irq_mask & DMACOPY_IRQ_COMPLETION))
+                signal_cause(dc, DMACOPY_IRQ_COMPLETION, DMACOPY_MSIX_VECTOR_COMPLETION);
         }
     }
     return progress;
@@ -506,42 +445,42 @@ static uint32_t status_register(const struct dmacopy *dc)
 {
     uint32_t status = 0;
     if (descriptors_pending(dc) || dc->job_count > 0)
-        status |= STATUS_BUSY;
-    if (dc->err_code != ERR_NONE)
-        status |= STATUS_ERROR;
+        status |= DMACOPY_STATUS_BUSY;
+    if (dc->err_code != DMACOPY_ERR_NONE)
+        status |= DMACOPY_STATUS_ERROR;
     if (dc->halted)
-        status |= STATUS_HALTED;
+        status |= DMACOPY_STATUS_HALTED;
     return status;
 }
 
 static uint32_t register_read(struct dmacopy *dc, uint64_t reg)
 {
     switch (reg) {
-    case REG_ID:
-        return DMACOPY_ID;
-    case REG_SCRATCH:
+    case DMACOPY_REG_ID:
+        return DMACOPY_ID_VALUE;
+    case DMACOPY_REG_SCRATCH:
         return dc->scratch;
-    case REG_CTRL:
+    case DMACOPY_REG_CTRL:
         return dc->ctrl;
-    case REG_STATUS:
+    case DMACOPY_REG_STATUS:
         return status_register(dc);
-    case REG_RING_LO:
+    case DMACOPY_REG_RING_LO:
         return dc->ring_lo;
-    case REG_RING_HI:
+    case DMACOPY_REG_RING_HI:
         return dc->ring_hi;
-    case REG_RING_SIZE:
+    case DMACOPY_REG_RING_SIZE:
         return dc->ring_size;
-    case REG_HEAD:
+    case DMACOPY_REG_HEAD:
         return dc->head;
-    case REG_TAIL:
+    case DMACOPY_REG_TAIL:
         return dc->tail;
-    case REG_IRQ_STATUS:
+    case DMACOPY_REG_IRQ_STATUS:
         return dc->irq_status;
-    case REG_IRQ_MASK:
+    case DMACOPY_REG_IRQ_MASK:
         return dc->irq_mask;
-    case REG_COMPLETED:
+    case DMACOPY_REG_COMPLETED:
         return dc->completed;
-    case REG_ERR_CODE:
+    case DMACOPY_REG_ERR_CODE:
         return dc->err_code;
     default:
         return 0;
@@ -553,37 +492,37 @@ static void register_write(struct dmacopy *dc, uint64_t reg, uint32_t value, uin
 {
 #define MERGE(field) ((field) = ((field) & ~lanes) | (value & lanes))
     switch (reg) {
-    case REG_SCRATCH:
+    case DMACOPY_REG_SCRATCH:
         MERGE(dc->scratch);
         break;
-    case REG_CTRL: {
+    case DMACOPY_REG_CTRL: {
         uint32_t ctrl = dc->ctrl;
         MERGE(ctrl);
         /* RESET self-clears; ENABLE takes the written value */
-        dc->ctrl = ctrl & CTRL_ENABLE;
-        if (ctrl & CTRL_RESET)
+        dc->ctrl = ctrl & DMACOPY_CTRL_ENABLE;
+        if (ctrl & DMACOPY_CTRL_RESET)
             soft_reset(dc);
         engine_run(dc);
         break;
     }
-    case REG_RING_LO:
+    case DMACOPY_REG_RING_LO:
         MERGE(dc->ring_lo);
         break;
-    case REG_RING_HI:
+    case DMACOPY_REG_RING_HI:
         MERGE(dc->ring_hi);
         break;
-    case REG_RING_SIZE:
+    case DMACOPY_REG_RING_SIZE:
         MERGE(dc->ring_size);
         break;
-    case REG_TAIL:
+    case DMACOPY_REG_TAIL:
         MERGE(dc->tail);
         engine_run(dc);
         break;
-    case REG_IRQ_STATUS:
+    case DMACOPY_REG_IRQ_STATUS:
         dc->irq_status &= ~(value & lanes);
         update_intx(dc);
         break;
-    case REG_IRQ_MASK:
+    case DMACOPY_REG_IRQ_MASK:
         MERGE(dc->irq_mask);
         update_intx(dc);
         break;
@@ -642,7 +581,7 @@ static void dmacopy_reset(void *model, enum hlsim_reset_kind kind)
     dc->irq_status = 0;
     dc->irq_mask = 0;
     dc->completed = 0;
-    dc->err_code = ERR_NONE;
+    dc->err_code = DMACOPY_ERR_NONE;
     dc->halted = false;
 }
 

@@ -37,9 +37,9 @@ int main(int argc, char **argv)
         return 1;
     }
     int failures = 0;
-    printf("dmacopy at %s: ID %08x\n", opts.device, dmacopy_read32(&dc, DMACOPY_ID));
-    dmacopy_write32(&dc, DMACOPY_SCRATCH, 0xC0FFEE11u);
-    uint32_t scratch = dmacopy_read32(&dc, DMACOPY_SCRATCH);
+    printf("dmacopy at %s: ID %08x\n", opts.device, dmacopy_read32(&dc, DMACOPY_REG_ID));
+    dmacopy_write32(&dc, DMACOPY_REG_SCRATCH, 0xC0FFEE11u);
+    uint32_t scratch = dmacopy_read32(&dc, DMACOPY_REG_SCRATCH);
     printf("  scratch    wrote c0ffee11, read %08x  %s\n", scratch,
            scratch == 0xC0FFEE11u ? "ok" : "MISMATCH");
     failures += scratch != 0xC0FFEE11u;

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include "dmacopy_host.h"
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
 
@@ -45,14 +46,16 @@ static void on_interrupt(void *opaque, enum tlpb_host_irq_kind kind, unsigned ve
 
 uint32_t dmacopy_read32(struct dmacopy_host *dc, uint32_t reg)
 {
-    uint32_t v = 0;
-    tlpb_host_mem_read(dc->host, 0, dc->bar0 + reg, &v, 4);
-    return v;
+    uint8_t b[4] = {0};
+    tlpb_host_mem_read(dc->host, 0, dc->bar0 + reg, b, 4);
+    return tlpb_get_le32(b);
 }
 
 void dmacopy_write32(struct dmacopy_host *dc, uint32_t reg, uint32_t value)
 {
-    tlpb_host_mem_write(dc->host, 0, dc->bar0 + reg, &value, 4);
+    uint8_t b[4];
+    tlpb_put_le32(b, value);
+    tlpb_host_mem_write(dc->host, 0, dc->bar0 + reg, b, 4);
 }
 
 static int find_capability(struct tlpb_host *h, uint8_t id)
@@ -134,16 +137,16 @@ int dmacopy_host_open(struct dmacopy_host *dc, const struct dmacopy_host_options
             tlpb_host_mem_write(h, 2, dc->bar2 + v * 16 + 12, &unmasked, 4);
         }
     }
-    if (dmacopy_read32(dc, DMACOPY_ID) != DMACOPY_ID_VALUE) {
-        snprintf(err, err_size, "ID register reads %08x", dmacopy_read32(dc, DMACOPY_ID));
+    if (dmacopy_read32(dc, DMACOPY_REG_ID) != DMACOPY_ID_VALUE) {
+        snprintf(err, err_size, "ID register reads %08x", dmacopy_read32(dc, DMACOPY_REG_ID));
         return -1;
     }
-    dmacopy_write32(dc, DMACOPY_CTRL, DMACOPY_CTRL_RESET);
+    dmacopy_write32(dc, DMACOPY_REG_CTRL, DMACOPY_CTRL_RESET);
     dc->ring_bus = dc->ram_base; /* ring at the start of RAM, 64-byte aligned */
-    dmacopy_write32(dc, DMACOPY_RING_LO, (uint32_t)dc->ring_bus);
-    dmacopy_write32(dc, DMACOPY_RING_HI, (uint32_t)(dc->ring_bus >> 32));
-    dmacopy_write32(dc, DMACOPY_RING_SIZE, dc->ring_size);
-    dmacopy_write32(dc, DMACOPY_CTRL, DMACOPY_CTRL_ENABLE);
+    dmacopy_write32(dc, DMACOPY_REG_RING_LO, (uint32_t)dc->ring_bus);
+    dmacopy_write32(dc, DMACOPY_REG_RING_HI, (uint32_t)(dc->ring_bus >> 32));
+    dmacopy_write32(dc, DMACOPY_REG_RING_SIZE, dc->ring_size);
+    dmacopy_write32(dc, DMACOPY_REG_CTRL, DMACOPY_CTRL_ENABLE);
     dc->tail = 0;
     return 0;
 }
@@ -155,69 +158,83 @@ void dmacopy_host_close(struct dmacopy_host *dc)
     memset(dc, 0, sizeof(*dc));
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
 uint32_t dmacopy_post(struct dmacopy_host *dc, uint64_t src, uint64_t dst, uint32_t len, bool irq)
 {
     uint32_t index = dc->tail;
     uint8_t *d = dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES;
-    memcpy(d, &src, 8);
-    memcpy(d + 8, &dst, 8);
-    put32(d + 16, len);
-    put32(d + 20, irq ? 1u : 0u);
-    put32(d + 24, 0);
-    put32(d + 28, 0);
+    tlpb_put_le64(d + DMACOPY_DESC_SRC, src);
+    tlpb_put_le64(d + DMACOPY_DESC_DST, dst);
+    tlpb_put_le32(d + DMACOPY_DESC_LEN, len);
+    tlpb_put_le32(d + DMACOPY_DESC_FLAGS, irq ? DMACOPY_DESC_FLAG_IRQ : 0u);
+    tlpb_put_le32(d + DMACOPY_DESC_STATUS, 0);
+    tlpb_put_le32(d + DMACOPY_DESC_CRC, 0);
     dc->tail = (dc->tail + 1) % dc->ring_size;
     return index;
 }
 
 void dmacopy_ring_doorbell(struct dmacopy_host *dc)
 {
-    dmacopy_write32(dc, DMACOPY_TAIL, dc->tail);
+    dmacopy_write32(dc, DMACOPY_REG_TAIL, dc->tail);
     tlpb_host_flush(dc->host);
+}
+
+static const uint8_t *desc_at(const struct dmacopy_host *dc, uint32_t index)
+{
+    return dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES;
 }
 
 uint32_t dmacopy_desc_status(const struct dmacopy_host *dc, uint32_t index)
 {
-    uint32_t v;
-    memcpy(&v, dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES + 24, 4);
-    return v;
+    return tlpb_get_le32(desc_at(dc, index) + DMACOPY_DESC_STATUS);
 }
 
 uint32_t dmacopy_desc_crc(const struct dmacopy_host *dc, uint32_t index)
 {
-    uint32_t v;
-    memcpy(&v, dc->ram + (dc->ring_bus - dc->ram_base) + (uint64_t)index * DMACOPY_DESC_BYTES + 28, 4);
-    return v;
+    return tlpb_get_le32(desc_at(dc, index) + DMACOPY_DESC_CRC);
+}
+
+struct wait_target {
+    uint32_t desc_index;  /* for desc_done */
+    unsigned msix_vector; /* for msix_reached */
+    uint64_t msix_count;
+};
+
+static bool desc_done(const struct dmacopy_host *dc, const struct wait_target *t)
+{
+    return (dmacopy_desc_status(dc, t->desc_index) & DMACOPY_DESC_DONE) != 0;
+}
+
+static bool msix_reached(const struct dmacopy_host *dc, const struct wait_target *t)
+{
+    return dc->msix_count[t->msix_vector] >= t->msix_count;
+}
+
+/* Serve the device until reached() holds or timeout_ms passes. */
+static int serve_until(struct dmacopy_host *dc,
+                       bool (*reached)(const struct dmacopy_host *, const struct wait_target *),
+                       const struct wait_target *t, int timeout_ms)
+{
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!reached(dc, t)) {
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
+            return -ENOTCONN;
+    }
+    return 0;
 }
 
 int dmacopy_wait_done(struct dmacopy_host *dc, uint32_t index, int timeout_ms)
 {
-    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (!(dmacopy_desc_status(dc, index) & DMACOPY_DESC_DONE)) {
-        uint64_t now = tlpb_now_ns();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
-            return -ENOTCONN;
-    }
-    return 0;
+    struct wait_target t = {.desc_index = index};
+    return serve_until(dc, desc_done, &t, timeout_ms);
 }
 
 int dmacopy_wait_msix(struct dmacopy_host *dc, unsigned vector, uint64_t target, int timeout_ms)
 {
-    uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (dc->msix_count[vector] < target) {
-        uint64_t now = tlpb_now_ns();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
-            return -ENOTCONN;
-    }
-    return 0;
+    struct wait_target t = {.msix_vector = vector, .msix_count = target};
+    return serve_until(dc, msix_reached, &t, timeout_ms);
 }
 
 int dmacopy_copy_stream(struct dmacopy_host *dc, uint32_t len, unsigned buffers, unsigned depth,

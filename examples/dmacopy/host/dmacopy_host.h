@@ -8,29 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../dmacopy_regs.h"
 #include "tlpb_host.h"
 
-/* Registers (EXAMPLE_DEVICE.md) */
-enum {
-    DMACOPY_ID = 0x000,
-    DMACOPY_SCRATCH = 0x004,
-    DMACOPY_CTRL = 0x008,
-    DMACOPY_STATUS = 0x00C,
-    DMACOPY_RING_LO = 0x010,
-    DMACOPY_RING_HI = 0x014,
-    DMACOPY_RING_SIZE = 0x018,
-    DMACOPY_HEAD = 0x01C,
-    DMACOPY_TAIL = 0x020,
-    DMACOPY_IRQ_STATUS = 0x024,
-    DMACOPY_IRQ_MASK = 0x028,
-    DMACOPY_COMPLETED = 0x02C,
-    DMACOPY_ERR_CODE = 0x030,
-};
-#define DMACOPY_ID_VALUE 0x7A110001u
-#define DMACOPY_CTRL_ENABLE 0x1u
-#define DMACOPY_CTRL_RESET 0x2u
-#define DMACOPY_DESC_BYTES 32u
-#define DMACOPY_DESC_DONE 0x1u
 
 struct dmacopy_host {
     struct tlpb_host *host;

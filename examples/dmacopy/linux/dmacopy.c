@@ -69,9 +69,14 @@ struct dmacopy_desc {
 	__le32 status;
 	__le32 crc;
 };
-static_assert(sizeof(struct dmacopy_desc) == 32);
-
-#define DMACOPY_DESC_FLAG_IRQ	(1u << 0)
+/* The layout of dmacopy_regs.h, as a structure. */
+static_assert(sizeof(struct dmacopy_desc) == DMACOPY_DESC_BYTES);
+static_assert(offsetof(struct dmacopy_desc, src) == DMACOPY_DESC_SRC);
+static_assert(offsetof(struct dmacopy_desc, dst) == DMACOPY_DESC_DST);
+static_assert(offsetof(struct dmacopy_desc, len) == DMACOPY_DESC_LEN);
+static_assert(offsetof(struct dmacopy_desc, flags) == DMACOPY_DESC_FLAGS);
+static_assert(offsetof(struct dmacopy_desc, status) == DMACOPY_DESC_STATUS);
+static_assert(offsetof(struct dmacopy_desc, crc) == DMACOPY_DESC_CRC);
 
 struct dmacopy_dev {
 	struct kref ref;
@@ -137,7 +142,7 @@ static irqreturn_t dmacopy_msix_done(int irq, void *data)
 	struct dmacopy_dev *dd = data;
 
 	atomic64_inc(&dd->vec_irqs[0]);
-	dc_write(dd, DMACOPY_REG_IRQ_STATUS, DMACOPY_IRQ_DONE);
+	dc_write(dd, DMACOPY_REG_IRQ_STATUS, DMACOPY_IRQ_COMPLETION);
 	atomic64_inc(&dd->done_irqs);
 	wake_up_all(&dd->wq);
 	return IRQ_HANDLED;
@@ -162,15 +167,15 @@ static irqreturn_t dmacopy_intx(int irq, void *data)
 
 	/* All ones: the device is gone (surprise removal) and cannot interrupt. */
 	if (causes == U32_MAX ||
-	    !(causes & (DMACOPY_IRQ_DONE | DMACOPY_IRQ_ERROR))) {
+	    !(causes & (DMACOPY_IRQ_COMPLETION | DMACOPY_IRQ_ERROR))) {
 		atomic64_inc(&dd->intx_none);
 		return IRQ_NONE;
 	}
-	causes &= DMACOPY_IRQ_DONE | DMACOPY_IRQ_ERROR;
+	causes &= DMACOPY_IRQ_COMPLETION | DMACOPY_IRQ_ERROR;
 	/* Clearing the causes deasserts INTx. */
 	dc_write(dd, DMACOPY_REG_IRQ_STATUS, causes);
 	atomic64_inc(&dd->intx_irqs);
-	if (causes & DMACOPY_IRQ_DONE)
+	if (causes & DMACOPY_IRQ_COMPLETION)
 		atomic64_inc(&dd->done_irqs);
 	if (causes & DMACOPY_IRQ_ERROR)
 		atomic64_inc(&dd->err_irqs);
@@ -269,7 +274,7 @@ static int dmacopy_hw_init_ring(struct dmacopy_dev *dd)
 	dc_write(dd, DMACOPY_REG_RING_HI, upper_32_bits(dd->ring_bus));
 	dc_write(dd, DMACOPY_REG_RING_SIZE, dd->ring_size);
 	dc_write(dd, DMACOPY_REG_IRQ_MASK, 0);
-	dc_write(dd, DMACOPY_REG_IRQ_STATUS, DMACOPY_IRQ_DONE | DMACOPY_IRQ_ERROR);
+	dc_write(dd, DMACOPY_REG_IRQ_STATUS, DMACOPY_IRQ_COMPLETION | DMACOPY_IRQ_ERROR);
 	dc_write(dd, DMACOPY_REG_CTRL, DMACOPY_CTRL_ENABLE);
 
 	status = dc_read(dd, DMACOPY_REG_STATUS);
@@ -446,7 +451,7 @@ static u32 dmacopy_recover(struct dmacopy_dev *dd, const char *what)
 
 static int dmacopy_check_lengths(u32 len, u32 src_off, u32 dst_off)
 {
-	if (!len || len > DMACOPY_MAX_LEN_BYTES)
+	if (!len || len > DMACOPY_MAX_COPY_BYTES)
 		return -EINVAL;
 	if (src_off > DMACOPY_MAX_BUF_OFFSET || dst_off > DMACOPY_MAX_BUF_OFFSET)
 		return -EINVAL;
@@ -540,7 +545,7 @@ static int dmacopy_ioc_batch(struct dmacopy_dev *dd, void __user *argp)
 			lens[i] = b.len;
 	}
 	for (i = 0; i < b.count; i++) {
-		if (!lens[i] || lens[i] > DMACOPY_MAX_LEN_BYTES) {
+		if (!lens[i] || lens[i] > DMACOPY_MAX_COPY_BYTES) {
 			ret = -EINVAL;
 			goto out;
 		}
@@ -802,8 +807,8 @@ static int dmacopy_ioc_resetmid(struct dmacopy_dev *dd, void __user *argp)
 
 	if (copy_from_user(&r, argp, sizeof(r)))
 		return -EFAULT;
-	len = r.len ? r.len : DMACOPY_MAX_LEN_BYTES;
-	if (len > DMACOPY_MAX_LEN_BYTES)
+	len = r.len ? r.len : DMACOPY_MAX_COPY_BYTES;
+	if (len > DMACOPY_MAX_COPY_BYTES)
 		return -EINVAL;
 	for (i = 0; i < len; i++)
 		dd->src_buf[i] = (u8)(i * 7 + 1);
@@ -1015,9 +1020,9 @@ static int dmacopy_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	u32 dev_id;
 	int ret;
 
-	if (ring_size < 2 || ring_size > 4096 || !is_power_of_2(ring_size)) {
-		dev_err(&pdev->dev, "ring_size %u: must be a power of two from 2 to 4096\n",
-			ring_size);
+	if (ring_size < 2 || ring_size > DMACOPY_MAX_RING_SIZE || !is_power_of_2(ring_size)) {
+		dev_err(&pdev->dev, "ring_size %u: must be a power of two from 2 to %u\n",
+			ring_size, DMACOPY_MAX_RING_SIZE);
 		return -EINVAL;
 	}
 
@@ -1141,7 +1146,7 @@ static void dmacopy_hw_stop(struct dmacopy_dev *dd)
 {
 	if (pci_device_is_present(dd->pdev)) {
 		dc_write(dd, DMACOPY_REG_CTRL, DMACOPY_CTRL_RESET);
-		dc_write(dd, DMACOPY_REG_IRQ_MASK, DMACOPY_IRQ_DONE | DMACOPY_IRQ_ERROR);
+		dc_write(dd, DMACOPY_REG_IRQ_MASK, DMACOPY_IRQ_COMPLETION | DMACOPY_IRQ_ERROR);
 	}
 }
 

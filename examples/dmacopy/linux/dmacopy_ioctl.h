@@ -11,51 +11,15 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define DMACOPY_PCI_VENDOR_ID	0x1234
-#define DMACOPY_PCI_DEVICE_ID	0x7a11
-#define DMACOPY_ID_VALUE	0x7a110001u
+/* The register map, descriptor layout and device limits (also used by the
+ * C model and the userspace driver); DMACOPY_REG_* are the offsets for
+ * DMACOPY_IOC_REG_READ / DMACOPY_IOC_REG_WRITE. */
+#include "dmacopy_regs.h"
 
-/* BAR0 register offsets, for DMACOPY_IOC_REG_READ / DMACOPY_IOC_REG_WRITE. */
-#define DMACOPY_REG_ID		0x000
-#define DMACOPY_REG_SCRATCH	0x004
-#define DMACOPY_REG_CTRL	0x008
-#define DMACOPY_REG_STATUS	0x00c
-#define DMACOPY_REG_RING_LO	0x010
-#define DMACOPY_REG_RING_HI	0x014
-#define DMACOPY_REG_RING_SIZE	0x018
-#define DMACOPY_REG_HEAD	0x01c
-#define DMACOPY_REG_TAIL	0x020
-#define DMACOPY_REG_IRQ_STATUS	0x024
-#define DMACOPY_REG_IRQ_MASK	0x028
-#define DMACOPY_REG_COMPLETED	0x02c
-#define DMACOPY_REG_ERR_CODE	0x030
-#define DMACOPY_BAR0_BYTES	0x1000
-
-#define DMACOPY_CTRL_ENABLE	(1u << 0)
-#define DMACOPY_CTRL_RESET	(1u << 1)
-
-#define DMACOPY_STATUS_BUSY	(1u << 0)
-#define DMACOPY_STATUS_ERROR	(1u << 1)
-#define DMACOPY_STATUS_HALTED	(1u << 2)
-
-#define DMACOPY_IRQ_DONE	(1u << 0)	/* cause bit and MSI-X vector 0 */
-#define DMACOPY_IRQ_ERROR	(1u << 1)	/* cause bit and MSI-X vector 1 */
-
-#define DMACOPY_DESC_DONE	(1u << 0)
-#define DMACOPY_DESC_ERR(status)	(((status) >> 8) & 0xff)
-
-#define DMACOPY_ERR_NONE	0
-#define DMACOPY_ERR_BAD_LEN	1
-#define DMACOPY_ERR_DMA_READ	2
-#define DMACOPY_ERR_DMA_WRITE	3
-#define DMACOPY_ERR_BAD_RING	4
-
-/* Largest single descriptor the device accepts. */
-#define DMACOPY_MAX_LEN_BYTES	(1u << 20)
 /* Largest offset of the data inside the driver's source/destination DMA buffers. */
 #define DMACOPY_MAX_BUF_OFFSET	8191u
 /* Size of each driver DMA buffer (source and destination). */
-#define DMACOPY_BUF_BYTES	(DMACOPY_MAX_LEN_BYTES + DMACOPY_MAX_BUF_OFFSET + 1)
+#define DMACOPY_BUF_BYTES	(DMACOPY_MAX_COPY_BYTES + DMACOPY_MAX_BUF_OFFSET + 1)
 
 /* dmacopy_copy.flags, dmacopy_batch.flags, dmacopy_errtest.flags */
 #define DMACOPY_COPY_IRQ	(1u << 0)	/* descriptor asks for a completion interrupt */
@@ -74,7 +38,7 @@
 struct dmacopy_copy {
 	__u64 src;		/* in: user pointer, len bytes */
 	__u64 dst;		/* in: user pointer, len bytes, or 0 */
-	__u32 len;		/* in: 1..DMACOPY_MAX_LEN_BYTES (0 is refused: see ERRTEST) */
+	__u32 len;		/* in: 1..DMACOPY_MAX_COPY_BYTES (0 is refused: see ERRTEST) */
 	__u32 flags;		/* in: DMACOPY_COPY_* */
 	__u32 src_off;		/* in: 0..DMACOPY_MAX_BUF_OFFSET */
 	__u32 dst_off;		/* in: 0..DMACOPY_MAX_BUF_OFFSET */
@@ -152,7 +116,7 @@ struct dmacopy_errtest {
 struct dmacopy_pollbusy {
 	__u64 src;		/* in: user pointer, len bytes */
 	__u64 dst;		/* in: user pointer, len bytes, or 0 */
-	__u32 len;		/* in: 1..DMACOPY_MAX_LEN_BYTES */
+	__u32 len;		/* in: 1..DMACOPY_MAX_COPY_BYTES */
 	__u32 final_status;	/* out: first STATUS without BUSY */
 	__u64 reads;		/* out: STATUS reads issued */
 	__u64 busy_reads;	/* out: of which saw BUSY */

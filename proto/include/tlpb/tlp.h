@@ -108,6 +108,9 @@ int tlpb_tlp_set_mem_range(struct tlpb_tlp *tlp, uint64_t addr, uint32_t len_byt
  * (for config requests, the offset in config space). */
 uint32_t tlpb_tlp_request_bytes(const struct tlpb_tlp *tlp);
 uint64_t tlpb_tlp_first_byte_address(const struct tlpb_tlp *tlp);
+/* Byte enables of DW dw_index of a request: first_be, last_be, or all four
+ * for the DWs in between. */
+uint8_t tlpb_tlp_dw_byte_enables(const struct tlpb_tlp *tlp, uint32_t dw_index);
 
 /* ---- PCIe wire format (3DW/4DW headers, as on the link) -------------- */
 
