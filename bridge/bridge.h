@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "hlsim_env.h"
+#include "hlsim_uv.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
@@ -60,7 +61,6 @@ int bridge_config_check(struct bridge_config *cfg, char *err, size_t err_size);
 
 struct bridge;
 struct device;
-struct deferred_call;
 
 struct conn {
     struct bridge *bridge;
@@ -132,11 +132,10 @@ struct device {
     /* in-process hlsim */
     void *model_handle;
     const struct hlsim_model_ops *model_ops;
+    char *model_file;              /* the file loaded, for crash reports */
     hlsim_device *hlsim;
     bool hlsim_output_blocked;
-    uv_idle_t deferred_idle;       /* runs the model's deferred work */
-    bool deferred_idle_init;
-    struct deferred_call *deferred_head, *deferred_tail;
+    struct hlsim_uv_defer_queue deferred; /* the model's deferred work */
     /* request tracking */
     struct pending_request pending[TLPB_TAGS_MAX];
     unsigned pending_active;
