@@ -166,10 +166,12 @@ static uint16_t sim_bdf_cb(void *arg)
     return r->dev ? hlsim_config(r->dev)->bus_device_function : 0;
 }
 
-static void sim_log_cb(void *arg, int level, const char *message)
-{
-    runner_log(arg, level, "%s", message);
-}
+static const struct tlpb_sim_callbacks runner_sim_callbacks = {
+    .tlp = sim_tlp_cb,
+    .reset = sim_reset_cb,
+    .output_ready = sim_output_ready_cb,
+    .bus_device_function = sim_bdf_cb,
+};
 
 /* ---- socket events ------------------------------------------------------------ */
 
@@ -277,16 +279,11 @@ static int attach(struct runner *r, char *err, size_t err_size)
         .peer_name = peer_name,
         .description = &r->ops->description,
         .unsplit_dma = r->fast_dma,
+        .log_name = "hlsim-run",
+        .log_level = r->log_level,
     };
-    const struct tlpb_sim_callbacks cbs = {
-        .tlp = sim_tlp_cb,
-        .reset = sim_reset_cb,
-        .output_ready = sim_output_ready_cb,
-        .bus_device_function = sim_bdf_cb,
-        .log = sim_log_cb,
-        .arg = r,
-    };
-    int rc = tlpb_sim_connect(&r->sim, r->address, &opts, &cbs, err, err_size);
+    int rc = tlpb_sim_connect(&r->sim, r->address, &opts, &runner_sim_callbacks, r, err,
+                              err_size);
     if (rc < 0)
         return rc;
 

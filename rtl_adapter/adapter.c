@@ -92,10 +92,11 @@ static uint16_t bus_device_function(void *arg)
     return a->cfg.bus_device_function;
 }
 
-static void log_message(void *arg, int level, const char *message)
-{
-    tlpb_rtl_log(arg, level, "%s", message);
-}
+static const struct tlpb_sim_callbacks rtl_sim_callbacks = {
+    .tlp = receive_tlp,
+    .reset = receive_reset,
+    .bus_device_function = bus_device_function,
+};
 
 void rtl_read_input(struct tlpb_rtl *a)
 {
@@ -153,16 +154,11 @@ int tlpb_rtl_open_fd(struct tlpb_rtl **out, int fd, const struct tlpb_rtl_option
         .completion_timeout_ms = a->opts.completion_timeout_ms,
         .handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS,
         .output_limit_bytes = RTL_OUTPUT_LIMIT_BYTES,
-    };
-    const struct tlpb_sim_callbacks cbs = {
-        .tlp = receive_tlp,
-        .reset = receive_reset,
-        .bus_device_function = bus_device_function,
-        .log = log_message,
-        .arg = a,
+        .log_name = "tlpb-rtl",
+        .log_level = a->opts.log_level,
     };
     /* The library checks the description before anything goes out. */
-    int rc = tlpb_sim_attach_fd(&a->sim, fd, &sim_opts, &cbs, err, err_size);
+    int rc = tlpb_sim_attach_fd(&a->sim, fd, &sim_opts, &rtl_sim_callbacks, a, err, err_size);
     if (rc != 0) {
         free(a);
         return rc;

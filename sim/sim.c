@@ -27,6 +27,10 @@ struct tlpb_sim {
     bool output_blocked; /* a request was refused with -EAGAIN */
     bool urgent;
     struct tlpb_sim_callbacks cb;
+    void *arg;
+    char log_name[48];
+    char device_name[64];
+    int log_level;
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -39,14 +43,16 @@ static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
     char message[512];
     va_list ap;
 
+    if (!sim->cb.log && level > sim->log_level)
+        return;
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
     if (sim->cb.log)
-        sim->cb.log(sim->cb.arg, level, message);
+        sim->cb.log(sim->arg, level, message);
     else
-        fprintf(stderr, "tlpb-sim %s: %s\n", level_names[level < 0 ? 0 : level > 3 ? 3 : level],
-                message);
+        fprintf(stderr, "%s[%s] %s: %s\n", sim->log_name, sim->device_name,
+                level_names[level < 0 ? 0 : level > 3 ? 3 : level], message);
 }
 
 /* The stream cannot go on: stop using it. The fd stays open (an event loop
@@ -112,7 +118,8 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
 }
 
 int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *opts,
-                       const struct tlpb_sim_callbacks *cbs, char *err, size_t err_size)
+                       const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                       size_t err_size)
 {
     const char *reason = NULL;
 
@@ -137,6 +144,10 @@ int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *op
     }
     sim->fd = fd;
     sim->cb = *cbs;
+    sim->arg = arg;
+    snprintf(sim->log_name, sizeof(sim->log_name), "%s", opts->log_name ? opts->log_name : "tlpb-sim");
+    snprintf(sim->device_name, sizeof(sim->device_name), "%s", opts->device_name);
+    sim->log_level = opts->log_level;
     tlpb_reader_init(&sim->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
     int rc = attach(sim, opts, err, err_size);
     if (rc != 0) {
@@ -148,13 +159,14 @@ int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *op
 }
 
 int tlpb_sim_connect(tlpb_sim **out, const char *address, const struct tlpb_sim_options *opts,
-                     const struct tlpb_sim_callbacks *cbs, char *err, size_t err_size)
+                     const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                     size_t err_size)
 {
     *out = NULL;
     int fd = tlpb_connect(address, err, err_size);
     if (fd < 0)
         return fd;
-    return tlpb_sim_attach_fd(out, fd, opts, cbs, err, err_size);
+    return tlpb_sim_attach_fd(out, fd, opts, cbs, arg, err, err_size);
 }
 
 void tlpb_sim_close(tlpb_sim *sim)
@@ -258,7 +270,7 @@ int tlpb_sim_flush(tlpb_sim *sim)
         if (sim->output_blocked && tlpb_obuf_pending(&sim->ob) < sim->output_limit_bytes / 2) {
             sim->output_blocked = false;
             if (sim->cb.output_ready)
-                sim->cb.output_ready(sim->cb.arg);
+                sim->cb.output_ready(sim->arg);
         }
         if ((size_t)n < pending)
             break; /* the socket is full */
@@ -320,7 +332,7 @@ static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
             /* The requester waits: answer the malformed request with UR. */
             struct tlpb_tlp cpl;
             uint16_t bdf = sim->cb.bus_device_function
-                               ? sim->cb.bus_device_function(sim->cb.arg)
+                               ? sim->cb.bus_device_function(sim->arg)
                                : 0;
             tlpb_completion_error_for(&cpl, &tlp, bdf, TLPB_CPL_UR);
             tlpb_sim_send_tlp(sim, &cpl);
@@ -330,7 +342,7 @@ static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
         }
         return;
     }
-    sim->cb.tlp(sim->cb.arg, &tlp);
+    sim->cb.tlp(sim->arg, &tlp);
 }
 
 static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
@@ -350,7 +362,7 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
     case TLPB__ENVELOPE__BODY_RESET:
         if (env->reset->kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ||
             env->reset->kind == TLPB__RESET_KIND__RESET_HOT)
-            sim->cb.reset(sim->cb.arg, env->reset->kind);
+            sim->cb.reset(sim->arg, env->reset->kind);
         else
             sim_log(sim, 1, "reset of unknown kind %d ignored", (int)env->reset->kind);
         break;

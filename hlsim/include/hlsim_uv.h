@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 void *hlsim_uv_timer_create(uv_loop_t *loop, void (*fire)(void *arg), void *arg);
@@ -20,10 +21,11 @@ void hlsim_uv_timer_destroy(void *timer); /* frees once libuv has closed the han
  * work runs on the next iteration, after I/O has had its turn. */
 typedef void (*hlsim_uv_call_cb)(void *arg);
 struct hlsim_uv_call;
+STAILQ_HEAD(hlsim_uv_call_list, hlsim_uv_call);
 struct hlsim_uv_defer_queue {
     uv_loop_t *loop;               /* NULL until hlsim_uv_defer_init */
     uv_idle_t idle;
-    struct hlsim_uv_call *head, *tail;
+    struct hlsim_uv_call_list calls;
     hlsim_uv_call_cb after_pass;   /* optional, after every pass */
     void *after_pass_arg;
 };

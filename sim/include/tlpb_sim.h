@@ -45,13 +45,13 @@ typedef void (*tlpb_sim_output_ready_cb)(void *arg);
 typedef uint16_t (*tlpb_sim_bdf_cb)(void *arg);
 typedef void (*tlpb_sim_log_cb)(void *arg, int level, const char *message);
 
+/* Every callback gets the arg given to tlpb_sim_connect. */
 struct tlpb_sim_callbacks {
     tlpb_sim_tlp_cb tlp;                   /* required */
     tlpb_sim_reset_cb reset;               /* required */
     tlpb_sim_output_ready_cb output_ready; /* optional */
     tlpb_sim_bdf_cb bus_device_function;   /* optional: 0 when absent */
-    tlpb_sim_log_cb log;                   /* optional: stderr when absent */
-    void *arg;                             /* passed to every callback */
+    tlpb_sim_log_cb log;                   /* optional: see log_name */
 };
 
 struct tlpb_sim_options {
@@ -63,16 +63,22 @@ struct tlpb_sim_options {
     int handshake_timeout_ms;              /* 0: 5000 */
     size_t output_limit_bytes;             /* queued output above this refuses DMA
                                             * requests with -EAGAIN; 0: 8 MiB */
+    /* Without a log callback the library writes "LOG_NAME[DEVICE] LEVEL:
+     * message" lines to stderr, up to log_level (0 error .. 3 debug). */
+    const char *log_name;                  /* NULL: "tlpb-sim" */
+    int log_level;
 };
 
 /* Connect to a bridge address ("unix:PATH", a plain path, or
  * "tcp:HOST:PORT") and attach. On failure err says why. */
 int tlpb_sim_connect(tlpb_sim **out, const char *address, const struct tlpb_sim_options *opts,
-                     const struct tlpb_sim_callbacks *cbs, char *err, size_t err_size);
+                     const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                     size_t err_size);
 /* Attach over a connected stream socket (taken over: closed on failure and
  * by tlpb_sim_close). */
 int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *opts,
-                       const struct tlpb_sim_callbacks *cbs, char *err, size_t err_size);
+                       const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                       size_t err_size);
 /* Close the connection (without writing what is still queued: see
  * tlpb_sim_drain) and free. NULL is accepted. */
 void tlpb_sim_close(tlpb_sim *sim);
