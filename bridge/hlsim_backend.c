@@ -53,25 +53,38 @@ static const char *fatal_signal_name(int sig)
     return "fatal signal";
 }
 
-/* Async-signal-safe: write(2) only, then die of the same signal with the
- * default action (SA_RESETHAND restored it on entry; it is blocked until the
- * handler returns, and the faulting instruction runs again anyway). */
-static void fatal_signal_handler(int sig)
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define FATAL_SIGNAL_COUNT (sizeof(fatal_signals) / sizeof(fatal_signals[0]))
+static struct sigaction previous_action[FATAL_SIGNAL_COUNT];
+
+/* Async-signal-safe: write(2) only. Inside a model: say which, then die of
+ * the same signal with the default action (SA_RESETHAND restored it on
+ * entry; the signal stays blocked until the handler returns, and a faulting
+ * instruction runs again anyway). Outside: the handler that was there
+ * before (a sanitizer's, or the default) takes the signal as if we had
+ * never been installed. */
+static void fatal_signal_handler(int sig, siginfo_t *info, void *context)
 {
     struct device *d = model_device;
     const char *callback = model_callback;
 
-    if (d && callback) {
-        write_stderr("tlpbridged error: model ");
-        write_stderr(d->model_file ? d->model_file : "?");
-        write_stderr(" (device ");
-        write_stderr(d->cfg->name);
-        write_stderr(") crashed in ");
-        write_stderr(callback);
-        write_stderr(": ");
-    } else {
-        write_stderr("tlpbridged error: crashed outside any model: ");
+    if (!d || !callback) {
+        for (size_t i = 0; i < FATAL_SIGNAL_COUNT; i++)
+            if (fatal_signals[i] == sig)
+                sigaction(sig, &previous_action[i], NULL);
+        /* A fault happens again when the instruction is retried; a signal
+         * that was sent (abort(), kill) must be sent again. */
+        if (info->si_code <= 0)
+            raise(sig);
+        return;
     }
+    write_stderr("tlpbridged error: model ");
+    write_stderr(d->model_file ? d->model_file : "?");
+    write_stderr(" (device ");
+    write_stderr(d->cfg->name);
+    write_stderr(") crashed in ");
+    write_stderr(callback);
+    write_stderr(": ");
     write_stderr(fatal_signal_name(sig));
     write_stderr("\n");
     raise(sig);
@@ -91,12 +104,11 @@ static void install_fatal_signal_handler(void)
     sigaltstack(&ss, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = fatal_signal_handler;
+    sa.sa_sigaction = fatal_signal_handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
-    static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-    for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
-        sigaction(fatal[i], &sa, NULL);
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_ONSTACK;
+    for (size_t i = 0; i < FATAL_SIGNAL_COUNT; i++)
+        sigaction(fatal_signals[i], &sa, &previous_action[i]);
 }
 
 /* ---- the SDK's environment -------------------------------------------------------- */
