@@ -46,18 +46,9 @@ static void mmio_read_crash(void)
 
 int main(int argc, char **argv)
 {
-    /* --crash-model PATH comes after the common options. */
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--crash-model") == 0) {
-            crash_model_path = argv[i + 1];
-            for (int j = i; j + 2 <= argc; j++)
-                argv[j] = argv[j + 2];
-            argc -= 2;
-            break;
-        }
-    }
     it_init(argc, argv, "model_crash");
-    REQUIRE(crash_model_path != NULL, "--crash-model PATH is required");
+    crash_model_path = getenv("TLPB_IT_CRASH_MODEL");
+    REQUIRE(crash_model_path != NULL, "TLPB_IT_CRASH_MODEL (the crash model's path) is not set");
     IT_RUN("model crash: named in the bridge's log", mmio_read_crash());
     return it_finish();
 }

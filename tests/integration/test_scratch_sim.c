@@ -6,7 +6,6 @@
  * third-party simulator, end to end. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
@@ -75,18 +74,9 @@ static void scratch_device(void)
 
 int main(int argc, char **argv)
 {
-    /* --scratch-sim PATH comes after the common options. */
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--scratch-sim") == 0) {
-            scratch_sim_path = argv[i + 1];
-            for (int j = i; j + 2 <= argc; j++)
-                argv[j] = argv[j + 2];
-            argc -= 2;
-            break;
-        }
-    }
     it_init(argc, argv, "scratch_sim");
-    REQUIRE(scratch_sim_path != NULL, "--scratch-sim PATH is required");
+    scratch_sim_path = getenv("TLPB_IT_SCRATCH_SIM");
+    REQUIRE(scratch_sim_path != NULL, "TLPB_IT_SCRATCH_SIM (the example's path) is not set");
     IT_RUN("scratch-sim: a simulator on libtlpbsim behind the bridge", scratch_device());
     return it_finish();
 }
