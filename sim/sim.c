@@ -250,6 +250,39 @@ int tlpb_sim_send_error(tlpb_sim *sim, const char *reason)
     return rc;
 }
 
+int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
+                             const struct tlpb_tlp *req, unsigned *changes)
+{
+    struct tlpb_tlp cpl;
+    uint8_t data[4];
+
+    *changes = 0;
+    if (req->kind != TLPB_TLP_CFGRD0 && req->kind != TLPB_TLP_CFGWR0)
+        return -EINVAL;
+    /* What the library hands over is validated; a caller's own TLP may not be. */
+    bool malformed = req->cfg_register >= TLPB_CFG_SIZE || (req->cfg_register & 3) ||
+                     (req->kind == TLPB_TLP_CFGWR0 && (!req->payload || req->payload_bytes < 4));
+    if (malformed || (req->kind == TLPB_TLP_CFGWR0 && req->poisoned)) {
+        tlpb_completion_error_for(&cpl, req, cfg->bus_device_function, TLPB_CPL_UR);
+        return tlpb_sim_send_tlp(sim, &cpl);
+    }
+    if (req->kind == TLPB_TLP_CFGRD0) {
+        uint32_t value = tlpb_cfgspace_read(cfg, req->cfg_register);
+        for (unsigned i = 0; i < 4; i++)
+            data[i] = (uint8_t)(value >> (8 * i));
+        tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
+        cpl.payload = data;
+        return tlpb_sim_send_tlp(sim, &cpl);
+    }
+    /* The function captures its bus and device number from config writes. */
+    cfg->bus_device_function = req->completer_id;
+    uint32_t value = (uint32_t)req->payload[0] | (uint32_t)req->payload[1] << 8 |
+                     (uint32_t)req->payload[2] << 16 | (uint32_t)req->payload[3] << 24;
+    *changes = tlpb_cfgspace_write(cfg, req->cfg_register, value, req->first_be);
+    tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
+    return tlpb_sim_send_tlp(sim, &cpl);
+}
+
 int tlpb_sim_flush(tlpb_sim *sim)
 {
     for (int round = 0; round < FLUSH_ROUNDS && !sim->lost; round++) {

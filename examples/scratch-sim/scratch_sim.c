@@ -79,28 +79,8 @@ static void reset_function(struct scratch *s)
 
 static void config_request(struct scratch *s, const struct tlpb_tlp *req)
 {
-    struct tlpb_tlp cpl;
-    uint8_t data[4];
-
-    if (req->kind == TLPB_TLP_CFGRD0) {
-        uint32_t value = tlpb_cfgspace_read(&s->cfg, req->cfg_register);
-        for (unsigned i = 0; i < 4; i++)
-            data[i] = (uint8_t)(value >> (8 * i));
-        tlpb_completion_for(&cpl, req, s->cfg.bus_device_function, 0, 4, 4);
-        cpl.payload = data;
-        tlpb_sim_send_tlp(s->sim, &cpl);
-        return;
-    }
-    if (req->poisoned) {
-        complete_with(s, req, TLPB_CPL_UR);
-        return;
-    }
-    /* A function learns its bus and device number from config writes. */
-    s->cfg.bus_device_function = req->completer_id;
-    unsigned changes =
-        tlpb_cfgspace_write(&s->cfg, req->cfg_register, le32(req->payload), req->first_be);
-    tlpb_completion_for(&cpl, req, s->cfg.bus_device_function, 0, 4, 4);
-    tlpb_sim_send_tlp(s->sim, &cpl);
+    unsigned changes;
+    tlpb_sim_complete_config(s->sim, &s->cfg, req, &changes);
     if (changes & TLPB_CFG_FLR_REQUESTED)
         reset_function(s); /* after the write's completion */
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tlpb/cfgspace.h"
 #include "tlpb/devdesc.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
@@ -116,6 +117,17 @@ int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp);
 int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t vector);
 /* Queue an Error message: the bridge logs the reason. */
 int tlpb_sim_send_error(tlpb_sim *sim, const char *reason);
+
+/* Answer a CfgRd0 or CfgWr0 from config space cfg (tlpb/cfgspace.h, built
+ * from the device's description): a read completes with the register, a
+ * write updates cfg, takes the function's bus/device number from the
+ * request and completes; a poisoned write is discarded and completed with
+ * UR (so is a config request to a bad register). *changes gets the write's TLPB_CFG_* bits (0 for a read): the caller
+ * reacts, and on TLPB_CFG_FLR_REQUESTED resets the function (the completion
+ * is already queued, as PCIe wants). Returns as tlpb_sim_send_tlp, or
+ * -EINVAL for a TLP that is no config request. */
+int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
+                             const struct tlpb_tlp *req, unsigned *changes);
 
 /* Write what is queued, as far as the socket takes it without blocking.
  * Returns 0, or a negative errno when the connection is lost. */

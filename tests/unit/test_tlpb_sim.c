@@ -247,6 +247,69 @@ static void output_over_the_limit_waits_for_room(void **state)
     assert_int_equal(tlpb_sim_send_tlp(r->sim, &mwr), 0);
 }
 
+static struct tlpb_tlp expect_completion(struct rig *r, Tlpb__Envelope **env)
+{
+    struct tlpb_tlp cpl;
+    const char *reason = NULL;
+    *env = expect_frame(r);
+    assert_int_equal((*env)->body_case, TLPB__ENVELOPE__BODY_TLP);
+    assert_int_equal(tlpb_tlp_from_pb(&cpl, (*env)->tlp, &reason), 0);
+    return cpl;
+}
+
+static void config_requests_from_config_space(void **state)
+{
+    struct rig *r = *state;
+    struct tlpb_cfgspace cfg;
+    tlpb_cfgspace_init(&cfg, &test_description);
+    unsigned changes = 99;
+    Tlpb__Envelope *env;
+
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .requester_id = 0x0010, .tag = 3,
+                          .length_dw = 1, .first_be = 0xF, .cfg_register = 0x00,
+                          .completer_id = 0x0308, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_sim_complete_config(r->sim, &cfg, &rd, &changes), 0);
+    assert_int_equal(changes, 0);
+    struct tlpb_tlp cpl = expect_completion(r, &env);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPLD);
+    assert_int_equal(cpl.tag, 3);
+    assert_int_equal(cpl.payload_bytes, 4);
+    assert_memory_equal(cpl.payload, ((const uint8_t[]){0x34, 0x12, 0xed, 0x5e}), 4);
+    tlpb_envelope_free(env);
+
+    /* Memory space on: the write completes, the function learns its BDF. */
+    const uint8_t command[4] = {0x02, 0, 0, 0};
+    struct tlpb_tlp wr = rd;
+    wr.kind = TLPB_TLP_CFGWR0;
+    wr.cfg_register = 0x04;
+    wr.first_be = 0x3;
+    wr.payload = command;
+    wr.payload_bytes = 4;
+    assert_int_equal(tlpb_sim_complete_config(r->sim, &cfg, &wr, &changes), 0);
+    assert_true(changes & TLPB_CFG_CHANGED_COMMAND);
+    assert_true(tlpb_cfg_memory_enabled(&cfg));
+    assert_int_equal(cfg.bus_device_function, 0x0308);
+    cpl = expect_completion(r, &env);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPL);
+    assert_int_equal(cpl.status, TLPB_CPL_SC);
+    assert_int_equal(cpl.completer_id, 0x0308);
+    tlpb_envelope_free(env);
+
+    /* A poisoned write is discarded and completed with UR. */
+    const uint8_t zero[4] = {0};
+    wr.payload = zero;
+    wr.poisoned = true;
+    assert_int_equal(tlpb_sim_complete_config(r->sim, &cfg, &wr, &changes), 0);
+    assert_int_equal(changes, 0);
+    assert_true(tlpb_cfg_memory_enabled(&cfg));
+    cpl = expect_completion(r, &env);
+    assert_int_equal(cpl.status, TLPB_CPL_UR);
+    tlpb_envelope_free(env);
+
+    struct tlpb_tlp mrd = {.kind = TLPB_TLP_MRD, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_sim_complete_config(r->sim, &cfg, &mrd, &changes), -EINVAL);
+}
+
 static void bridge_gone_ends_the_connection(void **state)
 {
     struct rig *r = *state;
@@ -291,6 +354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(resets_of_known_kinds_only, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(bad_frame_answered_with_error, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(output_over_the_limit_waits_for_room, rig_setup,
+                                        rig_teardown),
+        cmocka_unit_test_setup_teardown(config_requests_from_config_space, rig_setup,
                                         rig_teardown),
         cmocka_unit_test_setup_teardown(bridge_gone_ends_the_connection, rig_setup,
                                         rig_teardown),
