@@ -4,10 +4,11 @@
  *   hlsim-run --socket PATH|tcp:HOST:PORT --device NAME --model libdmacopy.so
  *             [--model-args S] [--fast-dma] [--log-level N] [--reconnect]
  *
- * The socket is watched with a libuv poll handle: a readable event reads
- * what is there, hands each frame to the SDK, and the output the SDK
- * produces collects in one buffer that is written once per loop iteration
- * (uv_prepare, just before the loop would block). */
+ * The connection is libtlpbsim's (docs/simulator-api.md); its socket is
+ * watched with a libuv poll handle: a readable event reads what is there
+ * and the library hands each TLP and reset to the SDK; the output the SDK
+ * produces collects in the library's buffer, written once per loop
+ * iteration (uv_prepare, just before the loop would block). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
