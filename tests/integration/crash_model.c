@@ -1,18 +1,25 @@
-/* A model that dereferences a bad pointer in its MMIO read callback: the
- * bridge must name it and the callback before it dies. Built without
- * sanitizers so the fault is a plain SIGSEGV. */
+/* A misbehaving model for the bridge's tests. A register read dereferences
+ * a bad pointer (the bridge must name the model and the callback before it
+ * dies); a register write starts a 4-byte DMA read from the address written
+ * (work the SDK finishes from the event loop). Built without sanitizers so
+ * the fault is a plain SIGSEGV. */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "hlsim.h"
 
 struct crash_model {
+    hlsim_device *dev;
     uint32_t scratch;
+    uint8_t dma_buffer[4];
 };
 
 static void *crash_create(hlsim_device *dev, const char *args, char *err, size_t err_size)
 {
-    return calloc(1, sizeof(struct crash_model));
+    struct crash_model *m = calloc(1, sizeof(*m));
+    if (m)
+        m->dev = dev;
+    return m;
 }
 
 static void crash_destroy(void *model)
@@ -32,11 +39,19 @@ static uint32_t crash_mmio_read(void *model, unsigned bar, uint64_t offset, unsi
     return *unmapped;
 }
 
+static void dma_done(void *arg, enum hlsim_dma_status status)
+{
+    struct crash_model *m = arg;
+    m->scratch = status == HLSIM_DMA_OK ? 1 : 2;
+}
+
 static void crash_mmio_write(void *model, unsigned bar, uint64_t offset, uint32_t value,
                              unsigned size)
 {
     struct crash_model *m = model;
-    m->scratch = value;
+    m->scratch = 0;
+    if (hlsim_dma_read(m->dev, value, m->dma_buffer, sizeof(m->dma_buffer), dma_done, m) != 0)
+        m->scratch = 3;
 }
 
 const struct hlsim_model_ops hlsim_model = {
