@@ -22,18 +22,25 @@
 
 static const char *crash_model_path;
 
-static void mmio_read_crash(void)
+/* A bridge with the crash model as device crash0 in-process, a host for it,
+ * BAR0 programmed and the command register set (config space is the
+ * SDK's: this much works before the model is asked anything). */
+static struct it_child *start_crash_device(struct dmacopy_fixture *fx, uint16_t command)
 {
     char device[1200];
     snprintf(device, sizeof(device), "crash0:hlsim=%s", crash_model_path);
     const char *args[] = {"--device", device, NULL};
     struct it_child *bridge = it_start_bridge(args);
+    fx_open(fx, "crash0", false);
+    fx_config_write(fx, 0x10, CRASH_BAR0_ADDR, 0xF);
+    fx_config_write(fx, 0x04, command, 0x3);
+    return bridge;
+}
 
+static void mmio_read_crash(void)
+{
     struct dmacopy_fixture fx;
-    fx_open(&fx, "crash0", false);
-    /* Config space is the SDK's: this much works before the model is asked. */
-    fx_config_write(&fx, 0x10, CRASH_BAR0_ADDR, 0xF);
-    fx_config_write(&fx, 0x04, 0x0002, 0x3); /* memory space */
+    struct it_child *bridge = start_crash_device(&fx, 0x0002); /* memory space */
 
     bridge->expect_exit = true; /* it is about to die */
     uint32_t value = 0;
@@ -62,15 +69,8 @@ static void freeze_bridge(struct dmacopy_fixture *fx)
 
 static void reload_with_deferred_work(void)
 {
-    char device[1200];
-    snprintf(device, sizeof(device), "crash0:hlsim=%s", crash_model_path);
-    const char *args[] = {"--device", device, NULL};
-    struct it_child *bridge = it_start_bridge(args);
-
     struct dmacopy_fixture fx;
-    fx_open(&fx, "crash0", false);
-    fx_config_write(&fx, 0x10, CRASH_BAR0_ADDR, 0xF);
-    fx_config_write(&fx, 0x04, 0x0006, 0x3); /* memory space, bus master */
+    struct it_child *bridge = start_crash_device(&fx, 0x0006); /* memory space, bus master */
     struct it_control_conn control;
     REQUIRE(it_control_open(&control), "no control connection");
 
