@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "hlsim_env.h"
+#include "hlsim_uv.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/log.h"
 #include "tlpb/tlp.h"
@@ -99,7 +100,6 @@ int bridge_model_allowed(const struct bridge_config *cfg, const char *path, char
 
 struct bridge;
 struct device;
-struct deferred_call;
 
 struct conn {
     struct bridge *bridge;
@@ -174,11 +174,10 @@ struct device {
     /* in-process hlsim */
     void *model_handle;
     const struct hlsim_model_ops *model_ops;
+    char *model_file;              /* the file loaded, for crash reports */
     hlsim_device *hlsim;
     bool hlsim_output_blocked;
-    uv_idle_t deferred_idle;       /* runs the model's deferred work */
-    bool deferred_idle_init;
-    struct deferred_call *deferred_head, *deferred_tail;
+    struct hlsim_uv_defer_queue deferred; /* the model's deferred work */
     /* request tracking */
     struct pending_request pending[TLPB_TAGS_MAX];
     unsigned pending_active;

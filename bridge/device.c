@@ -750,8 +750,7 @@ void device_fini(struct device *d)
     if (!d->bridge)
         return;
     hlsim_backend_unload(d);
-    if (d->deferred_idle_init && !uv_is_closing((uv_handle_t *)&d->deferred_idle))
-        uv_close((uv_handle_t *)&d->deferred_idle, NULL);
+    hlsim_uv_defer_close(&d->deferred);
     if (!uv_is_closing((uv_handle_t *)&d->timeout_timer))
         uv_close((uv_handle_t *)&d->timeout_timer, NULL);
 }

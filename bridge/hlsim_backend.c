@@ -3,20 +3,115 @@
  * fast path: a host request reaches the model with no extra socket hop. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge.h"
 #include "hlsim_uv.h"
 
-struct deferred_call {
-    struct deferred_call *next;
-    void (*fn)(void *arg);
-    void *arg;
-    struct device *device;
-    struct tlpb_tlp tlp;      /* for hlsim_backend_deliver_later */
-    uint8_t payload[];
-};
+/* ---- a crash inside a model ---------------------------------------------------- */
+
+/* Which model operation runs now (set around every call the SDK makes into
+ * the model), for the fatal-signal handler. */
+static struct device *volatile model_device;
+static const char *volatile model_callback;
+
+static void env_model_callback(void *env, const char *callback)
+{
+    model_device = callback ? env : NULL;
+    model_callback = callback;
+}
+
+static void write_stderr(const char *text)
+{
+    size_t left = strlen(text);
+    while (left > 0) {
+        ssize_t n = write(STDERR_FILENO, text, left);
+        if (n <= 0)
+            return;
+        text += n;
+        left -= (size_t)n;
+    }
+}
+
+static const char *fatal_signal_name(int sig)
+{
+    switch (sig) {
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGILL:
+        return "SIGILL";
+    case SIGABRT:
+        return "SIGABRT";
+    }
+    return "fatal signal";
+}
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define FATAL_SIGNAL_COUNT (sizeof(fatal_signals) / sizeof(fatal_signals[0]))
+static struct sigaction previous_action[FATAL_SIGNAL_COUNT];
+
+/* Async-signal-safe: write(2) only. Inside a model: say which, then die of
+ * the same signal with the default action (SA_RESETHAND restored it on
+ * entry; the signal stays blocked until the handler returns, and a faulting
+ * instruction runs again anyway). Outside: the handler that was there
+ * before (a sanitizer's, or the default) takes the signal as if we had
+ * never been installed. */
+static void fatal_signal_handler(int sig, siginfo_t *info, void *context)
+{
+    struct device *d = model_device;
+    const char *callback = model_callback;
+
+    if (!d || !callback) {
+        for (size_t i = 0; i < FATAL_SIGNAL_COUNT; i++)
+            if (fatal_signals[i] == sig)
+                sigaction(sig, &previous_action[i], NULL);
+        /* A fault happens again when the instruction is retried; a signal
+         * that was sent (abort(), kill) must be sent again. */
+        if (info->si_code <= 0)
+            raise(sig);
+        return;
+    }
+    write_stderr("tlpbridged error: model ");
+    write_stderr(d->model_file ? d->model_file : "?");
+    write_stderr(" (device ");
+    write_stderr(d->cfg->name);
+    write_stderr(") crashed in ");
+    write_stderr(callback);
+    write_stderr(": ");
+    write_stderr(fatal_signal_name(sig));
+    write_stderr("\n");
+    raise(sig);
+}
+
+/* Once, when the first in-process model is loaded. An alternate stack, so
+ * a model that overflows its stack is still named. */
+static void install_fatal_signal_handler(void)
+{
+    static bool installed;
+    static char alt_stack[64 * 1024];
+
+    if (installed)
+        return;
+    installed = true;
+    stack_t ss = {.ss_sp = alt_stack, .ss_size = sizeof(alt_stack)};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = fatal_signal_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_ONSTACK;
+    for (size_t i = 0; i < FATAL_SIGNAL_COUNT; i++)
+        sigaction(fatal_signals[i], &sa, &previous_action[i]);
+}
+
+/* ---- the SDK's environment -------------------------------------------------------- */
 
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
@@ -47,77 +142,51 @@ static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
     return hlsim_uv_timer_create(d->bridge->loop, fire, arg);
 }
 
-static void run_deferred(uv_idle_t *idle)
+/* After each pass of deferred work: write what it queued. */
+static void flush_connections(void *arg)
 {
-    struct device *d = idle->data;
-    /* Only what was queued before this pass: work that queues more work
-     * runs on the next loop iteration, after I/O has had its turn. */
-    struct deferred_call *batch = d->deferred_head;
-    d->deferred_head = d->deferred_tail = NULL;
-    while (batch) {
-        struct deferred_call *call = batch;
-        batch = call->next;
-        call->fn(call->arg);
-        free(call);
-    }
-    if (!d->deferred_head)
-        uv_idle_stop(&d->deferred_idle);
-    for (struct conn *c = d->bridge->conns; c; c = c->next)
+    struct bridge *b = arg;
+    for (struct conn *c = b->conns; c; c = c->next)
         conn_flush(c);
-}
-
-static void enqueue(struct device *d, struct deferred_call *call)
-{
-    if (!d->deferred_idle_init) {
-        uv_idle_init(d->bridge->loop, &d->deferred_idle);
-        d->deferred_idle.data = d;
-        d->deferred_idle_init = true;
-    }
-    call->next = NULL;
-    if (d->deferred_tail)
-        d->deferred_tail->next = call;
-    else
-        d->deferred_head = call;
-    d->deferred_tail = call;
-    uv_idle_start(&d->deferred_idle, run_deferred);
 }
 
 static void env_defer(void *env, void (*fn)(void *arg), void *arg)
 {
     struct device *d = env;
-    struct deferred_call *call = calloc(1, sizeof(*call));
-    if (!call) {
+    if (hlsim_uv_defer(&d->deferred, fn, arg) != 0)
         bridge_log(LOG_ERROR, "device %s: out of memory deferring model work", d->cfg->name);
-        return;
-    }
-    call->fn = fn;
-    call->arg = arg;
-    enqueue(d, call);
 }
 
-static void deliver_now(void *arg)
+/* A TLP for the model, held until the event loop runs the deferred work. */
+struct later_tlp {
+    struct device *device;
+    struct tlpb_tlp tlp;
+    uint8_t payload[];
+};
+
+static void deliver_later_tlp(void *arg)
 {
-    struct deferred_call *call = arg;
-    struct device *d = call->device;
+    struct later_tlp *later = arg;
+    struct device *d = later->device;
     if (d->backend == BACKEND_HLSIM && d->hlsim)
-        hlsim_device_receive_tlp(d->hlsim, &call->tlp);
+        hlsim_device_receive_tlp(d->hlsim, &later->tlp);
 }
 
 void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp)
 {
-    struct deferred_call *call = calloc(1, sizeof(*call) + tlp->payload_bytes);
-    if (!call)
+    struct later_tlp *later;
+    if (hlsim_uv_defer_alloc(&d->deferred, deliver_later_tlp, sizeof(*later) + tlp->payload_bytes,
+                             (void **)&later) != 0) {
+        bridge_log(LOG_ERROR, "device %s: out of memory queueing a TLP for the model",
+                   d->cfg->name);
         return;
-    call->device = d;
-    call->tlp = *tlp;
-    if (tlp->payload_bytes) {
-        memcpy(call->payload, tlp->payload, tlp->payload_bytes);
-        call->tlp.payload = call->payload;
     }
-    /* run_deferred frees the call after fn returns; fn gets the call. */
-    call->fn = deliver_now;
-    call->arg = call;
-    enqueue(d, call);
+    later->device = d;
+    later->tlp = *tlp;
+    if (tlp->payload_bytes) {
+        memcpy(later->payload, tlp->payload, tlp->payload_bytes);
+        later->tlp.payload = later->payload;
+    }
 }
 
 static void env_log(void *env, int level, const char *message)
@@ -136,6 +205,7 @@ static const struct hlsim_env_ops bridge_env_ops = {
     .timer_destroy = hlsim_uv_timer_destroy,
     .defer = env_defer,
     .log = env_log,
+    .model_callback = env_model_callback,
 };
 
 int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err_size)
@@ -152,6 +222,12 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
         dlclose(handle);
         return -1;
     }
+    if (!d->deferred.loop)
+        hlsim_uv_defer_init(&d->deferred, d->bridge->loop, flush_connections, d->bridge);
+    install_fatal_signal_handler();
+    char *file = strdup(path);
+    free(d->model_file);
+    d->model_file = file;
     struct hlsim_device_options opts = {
         .unsplit_dma = d->cfg->fast_dma,
         .bus_device_function = d->shadow.bus_device_function ? d->shadow.bus_device_function : 0x0100,
@@ -161,6 +237,8 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
                                             err, err_size);
     if (!dev) {
         dlclose(handle);
+        free(d->model_file);
+        d->model_file = NULL;
         return -1;
     }
     d->model_handle = handle;
@@ -177,23 +255,16 @@ void hlsim_backend_unload(struct device *d)
         hlsim_device_destroy(d->hlsim);
         d->hlsim = NULL;
     }
-    /* Deferred work belongs to the instance gone: run it now rather than
-     * drop it. With the instance destroyed each call only releases what it
-     * holds (the SDK's calls free their token and see no device; TLP
-     * deliveries see no model). Dropping them would leak the SDK's tokens. */
-    struct deferred_call *call = d->deferred_head;
-    d->deferred_head = d->deferred_tail = NULL;
-    while (call) {
-        struct deferred_call *next = call->next;
-        call->fn(call->arg);
-        free(call);
-        call = next;
-    }
-    if (d->deferred_idle_init)
-        uv_idle_stop(&d->deferred_idle);
+    /* Deferred work belongs to the instance gone: drop it, never run it.
+     * The SDK's calls point at the destroyed instance, and a TLP held for
+     * the model (a completion to one of its DMA reads) must not reach a
+     * model loaded after it. Dropping frees what each call holds. */
+    hlsim_uv_defer_drop_all(&d->deferred);
     if (d->model_handle) {
         dlclose(d->model_handle);
         d->model_handle = NULL;
     }
     d->model_ops = NULL;
+    free(d->model_file);
+    d->model_file = NULL;
 }

@@ -208,7 +208,7 @@ void dma_deliver_callbacks(hlsim_device *dev)
         enum hlsim_dma_status status = op->status;
         free_op(&dev->done, op);
         if (cb)
-            cb(arg, status);
+            SDK_CALL_MODEL(dev, "dma_callback", cb(arg, status));
     }
 }
 

@@ -21,7 +21,9 @@ static uint32_t model_read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offse
             size = 4;
         else if ((i & 1) == 0 && (be & (1u << (i + 1))))
             size = 2;
-        uint32_t part = dev->ops->mmio_read(dev->model, bar, dw_offset + i, size);
+        uint32_t part;
+        SDK_CALL_MODEL(dev, "mmio_read",
+                       part = dev->ops->mmio_read(dev->model, bar, dw_offset + i, size));
         if (size < 4)
             part &= (1u << (8 * size)) - 1;
         value |= part << (8 * i);
@@ -46,7 +48,8 @@ static void model_write_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, 
         uint32_t part = value >> (8 * i);
         if (size < 4)
             part &= (1u << (8 * size)) - 1;
-        dev->ops->mmio_write(dev->model, bar, dw_offset + i, part, size);
+        SDK_CALL_MODEL(dev, "mmio_write",
+                       dev->ops->mmio_write(dev->model, bar, dw_offset + i, part, size));
         i += size;
     }
 }

@@ -4,39 +4,29 @@
  *   hlsim-run --socket PATH|tcp:HOST:PORT --device NAME --model libdmacopy.so
  *             [--model-args S] [--fast-dma] [--log-level N] [--reconnect]
  *
- * The socket is watched with a libuv poll handle: a readable event reads
- * what is there, hands each frame to the SDK, and the output the SDK
- * produces collects in one buffer that is written once per loop iteration
- * (uv_prepare, just before the loop would block). */
+ * The connection is libtlpbsim's (docs/simulator-api.md); its socket is
+ * watched with a libuv poll handle: a readable event reads what is there
+ * and the library hands each TLP and reset to the SDK; the output the SDK
+ * produces collects in the library's buffer, written once per loop
+ * iteration (uv_prepare, just before the loop would block). */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "hlsim.h"
 #include "hlsim_env.h"
 #include "hlsim_uv.h"
-#include "tlpb/wire.h"
+#include "tlpb_sim.h"
 
-#define HANDSHAKE_TIMEOUT_MS 5000
-#define OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
 #define READ_BUDGET_BYTES (4u * 1024u * 1024u) /* per readable event, for fairness */
 #define RECONNECT_FIRST_MS 500u
 #define RECONNECT_MAX_MS 10000u
-
-struct deferred_call {
-    struct deferred_call *next;
-    void (*fn)(void *arg);
-    void *arg;
-};
 
 struct runner {
     /* options */
@@ -54,22 +44,17 @@ struct runner {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
     uv_prepare_t flush_prepare;
-    uv_idle_t defer_idle;
+    struct hlsim_uv_defer_queue deferred;
     uv_timer_t reconnect_timer;
     unsigned reconnect_delay_ms;
 
     /* the bridge connection */
-    int fd;
+    tlpb_sim *sim;
     uv_poll_t poll;
     bool poll_open;
     int poll_events;
-    struct tlpb_frame_reader rd;
-    struct tlpb_obuf ob;
-    bool unsplit;
-    bool output_blocked; /* the SDK was told -EAGAIN */
 
     hlsim_device *dev;
-    struct deferred_call *deferred_head, *deferred_tail;
 
     bool stopping;
     int exit_code;
@@ -95,38 +80,25 @@ static void runner_log(struct runner *r, int level, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static void disconnected(struct runner *r, const char *why);
+static void disconnected(struct runner *r);
 
 /* ---- the SDK's environment -------------------------------------------------- */
 
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
     struct runner *r = env;
-    bool completion = tlpb_tlp_is_completion(tlp->kind);
 
-    if (r->fd < 0)
-        return completion ? 0 : -ENOTCONN;
-    int rc = tlpb_obuf_append_tlp(&r->ob, tlp, completion);
-    if (rc == -ENOBUFS) {
-        r->output_blocked = true;
-        return -EAGAIN;
-    }
-    if (rc < 0)
-        runner_log(r, HLSIM_LOG_ERROR, "cannot queue %s: %s", tlpb_tlp_kind_name(tlp->kind),
-                   strerror(-rc));
-    return rc;
+    if (!r->sim || !tlpb_sim_connected(r->sim))
+        return tlpb_tlp_is_completion(tlp->kind) ? 0 : -ENOTCONN;
+    return tlpb_sim_send_tlp(r->sim, tlp);
 }
 
 static void env_send_interrupt(void *env, int kind, unsigned vector)
 {
     struct runner *r = env;
 
-    if (r->fd < 0)
-        return;
-    int rc = tlpb_obuf_append_interrupt(&r->ob, (Tlpb__InterruptKind)kind, vector);
-    if (rc < 0)
-        runner_log(r, HLSIM_LOG_ERROR, "cannot queue interrupt %d/%u: %s", kind, vector,
-                   strerror(-rc));
+    if (r->sim)
+        tlpb_sim_send_interrupt(r->sim, (Tlpb__InterruptKind)kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)
@@ -140,51 +112,12 @@ static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
     return hlsim_uv_timer_create(&r->loop, fire, arg);
 }
 
-static void run_deferred(uv_idle_t *idle)
-{
-    struct runner *r = idle->data;
-    /* Only what is queued now: work that defers more work runs on the next
-     * iteration, after I/O had its turn. */
-    struct deferred_call *batch = r->deferred_head;
-    r->deferred_head = r->deferred_tail = NULL;
-    while (batch) {
-        struct deferred_call *call = batch;
-        batch = call->next;
-        call->fn(call->arg);
-        free(call);
-    }
-    if (!r->deferred_head)
-        uv_idle_stop(&r->defer_idle);
-}
-
 static void env_defer(void *env, void (*fn)(void *arg), void *arg)
 {
     struct runner *r = env;
-    struct deferred_call *call = calloc(1, sizeof(*call));
 
-    if (!call) {
+    if (hlsim_uv_defer(&r->deferred, fn, arg) != 0)
         runner_log(r, HLSIM_LOG_ERROR, "out of memory deferring model work");
-        return;
-    }
-    call->fn = fn;
-    call->arg = arg;
-    if (r->deferred_tail)
-        r->deferred_tail->next = call;
-    else
-        r->deferred_head = call;
-    r->deferred_tail = call;
-    uv_idle_start(&r->defer_idle, run_deferred);
-}
-
-static void drop_deferred(struct runner *r)
-{
-    while (r->deferred_head) {
-        struct deferred_call *call = r->deferred_head;
-        r->deferred_head = call->next;
-        free(call);
-    }
-    r->deferred_tail = NULL;
-    uv_idle_stop(&r->defer_idle);
 }
 
 static void env_log(void *env, int level, const char *message)
@@ -205,7 +138,43 @@ static const struct hlsim_env_ops runner_env_ops = {
     .log = env_log,
 };
 
-/* ---- output -------------------------------------------------------------------- */
+/* ---- the simulator library's callbacks ---------------------------------------- */
+
+static void sim_tlp_cb(void *arg, const struct tlpb_tlp *tlp)
+{
+    struct runner *r = arg;
+    hlsim_device_receive_tlp(r->dev, tlp);
+}
+
+static void sim_reset_cb(void *arg, Tlpb__ResetKind kind)
+{
+    struct runner *r = arg;
+    hlsim_device_reset(r->dev, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                                   ? HLSIM_RESET_FUNCTION_LEVEL
+                                   : HLSIM_RESET_HOT);
+}
+
+static void sim_output_ready_cb(void *arg)
+{
+    struct runner *r = arg;
+    if (r->dev)
+        hlsim_device_output_ready(r->dev);
+}
+
+static uint16_t sim_bdf_cb(void *arg)
+{
+    struct runner *r = arg;
+    return r->dev ? hlsim_config(r->dev)->bus_device_function : 0;
+}
+
+static const struct tlpb_sim_callbacks runner_sim_callbacks = {
+    .tlp = sim_tlp_cb,
+    .reset = sim_reset_cb,
+    .output_ready = sim_output_ready_cb,
+    .bus_device_function = sim_bdf_cb,
+};
+
+/* ---- socket events ------------------------------------------------------------ */
 
 static void poll_cb(uv_poll_t *handle, int status, int events);
 
@@ -213,7 +182,7 @@ static void update_poll(struct runner *r)
 {
     if (!r->poll_open)
         return;
-    int events = UV_READABLE | (tlpb_obuf_pending(&r->ob) > 0 ? UV_WRITABLE : 0);
+    int events = UV_READABLE | (tlpb_sim_output_pending(r->sim) > 0 ? UV_WRITABLE : 0);
     if (events != r->poll_events) {
         r->poll_events = events;
         uv_poll_start(&r->poll, events, poll_cb);
@@ -223,28 +192,11 @@ static void update_poll(struct runner *r)
 /* Write what is queued: normally one send per loop iteration. */
 static void flush_output(struct runner *r)
 {
-    for (unsigned round = 0; round < 4 && r->fd >= 0; round++) {
-        size_t pending = tlpb_obuf_pending(&r->ob);
-        if (pending == 0)
-            break;
-        ssize_t n = send(r->fd, tlpb_obuf_head(&r->ob), pending, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            disconnected(r, strerror(errno));
-            return;
-        }
-        tlpb_obuf_consume(&r->ob, (size_t)n);
-        /* Room again: let the model's queued DMA continue (it may queue
-         * more, which the next round or iteration writes). */
-        if (r->output_blocked && tlpb_obuf_pending(&r->ob) < OUTPUT_LIMIT_BYTES / 2 && r->dev) {
-            r->output_blocked = false;
-            hlsim_device_output_ready(r->dev);
-        }
-        if ((size_t)n < pending)
-            break; /* the socket is full */
+    if (!r->sim)
+        return;
+    if (tlpb_sim_flush(r->sim) < 0) {
+        disconnected(r);
+        return;
     }
     update_poll(r);
 }
@@ -254,141 +206,20 @@ static void flush_prepare_cb(uv_prepare_t *prepare)
     flush_output(prepare->data);
 }
 
-/* ---- input ---------------------------------------------------------------------- */
-
-static void handle_tlp(struct runner *r, const Tlpb__Tlp *pb)
-{
-    struct tlpb_tlp tlp;
-    const char *reason = "?";
-
-    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
-        runner_log(r, HLSIM_LOG_WARN, "undecodable TLP from the bridge dropped: %s", reason);
-        return;
-    }
-    struct tlpb_tlp_limits limits = {.max_payload_bytes = 0, .unsplit = r->unsplit};
-    if (tlpb_tlp_validate(&tlp, &limits, &reason) != 0) {
-        char text[160];
-        tlpb_tlp_format(&tlp, text, sizeof(text));
-        if (tlpb_tlp_is_non_posted(tlp.kind)) {
-            /* The requester waits: answer the malformed request with UR. */
-            struct tlpb_tlp cpl;
-            const struct tlpb_cfgspace *cfg = hlsim_config(r->dev);
-            tlpb_completion_error_for(&cpl, &tlp, cfg->bus_device_function, TLPB_CPL_UR);
-            env_send_tlp(r, &cpl);
-            runner_log(r, HLSIM_LOG_WARN, "malformed request (%s), completed with UR: %s",
-                       reason, text);
-        } else {
-            runner_log(r, HLSIM_LOG_WARN, "malformed TLP (%s) dropped: %s", reason, text);
-        }
-        return;
-    }
-    hlsim_device_receive_tlp(r->dev, &tlp);
-}
-
-static void handle_frame(struct runner *r, const uint8_t *frame, size_t len)
-{
-    const char *reason = "?";
-    Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
-
-    if (!env) {
-        runner_log(r, HLSIM_LOG_WARN, "bad frame from the bridge ignored: %s", reason);
-        tlpb_obuf_append_error(&r->ob, reason);
-        return;
-    }
-    switch (env->body_case) {
-    case TLPB__ENVELOPE__BODY_TLP:
-        handle_tlp(r, env->tlp);
-        break;
-    case TLPB__ENVELOPE__BODY_RESET:
-        if (env->reset->kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL)
-            hlsim_device_reset(r->dev, HLSIM_RESET_FUNCTION_LEVEL);
-        else if (env->reset->kind == TLPB__RESET_KIND__RESET_HOT)
-            hlsim_device_reset(r->dev, HLSIM_RESET_HOT);
-        else
-            runner_log(r, HLSIM_LOG_WARN, "reset of unknown kind %d ignored",
-                       (int)env->reset->kind);
-        break;
-    case TLPB__ENVELOPE__BODY_EVENT:
-        runner_log(r, HLSIM_LOG_INFO, "bridge event %d: backend %s %s", (int)env->event->kind,
-                   env->event->backend, env->event->detail);
-        break;
-    case TLPB__ENVELOPE__BODY_ERROR:
-        runner_log(r, HLSIM_LOG_WARN, "bridge reports: %s", env->error->reason);
-        break;
-    case TLPB__ENVELOPE__BODY_TIME_SYNC:
-        break; /* reserved */
-    default:
-        runner_log(r, HLSIM_LOG_WARN, "unexpected message %d from the bridge ignored",
-                   (int)env->body_case);
-        break;
-    }
-    tlpb_envelope_free(env);
-}
-
-/* Hand every complete frame in the reader to the SDK. Returns false when the
- * connection had to be dropped. */
-static bool process_frames(struct runner *r)
-{
-    for (;;) {
-        const uint8_t *frame;
-        size_t len;
-        const char *reason = "?";
-        int rc = tlpb_reader_next(&r->rd, &frame, &len, &reason);
-        if (rc == 0)
-            return true;
-        if (rc < 0) {
-            disconnected(r, reason); /* the stream cannot be resynchronised */
-            return false;
-        }
-        handle_frame(r, frame, len);
-        if (r->fd < 0)
-            return false;
-    }
-}
-
-static void read_input(struct runner *r)
-{
-    size_t total = 0;
-
-    while (r->fd >= 0 && total < READ_BUDGET_BYTES) {
-        size_t space;
-        uint8_t *dst = tlpb_reader_space(&r->rd, 64 * 1024, &space);
-        if (!dst) {
-            disconnected(r, "out of memory for input");
-            return;
-        }
-        ssize_t n = recv(r->fd, dst, space, 0);
-        if (n == 0) {
-            disconnected(r, "the bridge closed the connection");
-            return;
-        }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                disconnected(r, strerror(errno));
-            return;
-        }
-        tlpb_reader_commit(&r->rd, (size_t)n);
-        total += (size_t)n;
-        if (!process_frames(r))
-            return;
-        if ((size_t)n < space)
-            return; /* drained for now */
-    }
-}
-
 static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     struct runner *r = handle->data;
 
     if (status < 0) {
-        disconnected(r, uv_strerror(status));
+        runner_log(r, HLSIM_LOG_ERROR, "lost the bridge connection: %s", uv_strerror(status));
+        disconnected(r);
         return;
     }
-    if (events & UV_READABLE)
-        read_input(r);
-    if (r->fd >= 0 && (events & UV_WRITABLE))
+    if ((events & UV_READABLE) && tlpb_sim_read_input(r->sim, READ_BUDGET_BYTES) < 0) {
+        disconnected(r);
+        return;
+    }
+    if (events & UV_WRITABLE)
         flush_output(r);
 }
 
@@ -400,7 +231,7 @@ static void destroy_device(struct runner *r)
 {
     if (!r->dev)
         return;
-    drop_deferred(r); /* deferred calls of the old instance must not run */
+    hlsim_uv_defer_drop_all(&r->deferred); /* deferred calls of the old instance must not run */
     hlsim_device_destroy(r->dev);
     r->dev = NULL;
 }
@@ -414,22 +245,17 @@ static void close_connection(struct runner *r)
         r->poll_open = false;
         r->poll_events = 0;
     }
-    if (r->fd >= 0) {
-        close(r->fd);
-        r->fd = -1;
-    }
-    tlpb_reader_free(&r->rd);
-    tlpb_obuf_free(&r->ob);
-    r->output_blocked = false;
+    tlpb_sim_close(r->sim);
+    r->sim = NULL;
 }
 
 static void reconnect_cb(uv_timer_t *timer);
 
-static void disconnected(struct runner *r, const char *why)
+/* The library has logged why. */
+static void disconnected(struct runner *r)
 {
-    if (r->fd < 0)
+    if (!r->sim)
         return;
-    runner_log(r, HLSIM_LOG_ERROR, "lost the bridge connection: %s", why);
     if (r->dev)
         hlsim_device_link_down(r->dev);
     destroy_device(r);
@@ -447,81 +273,45 @@ static void disconnected(struct runner *r, const char *why)
 
 static int attach(struct runner *r, char *err, size_t err_size)
 {
-    int fd = tlpb_connect(r->address, err, err_size);
-    if (fd < 0)
-        return fd;
-
-    tlpb_reader_init(&r->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    struct tlpb_devdesc_pb desc_pb;
-    tlpb_devdesc_to_pb(&desc_pb, &r->ops->description);
     char peer_name[128];
     snprintf(peer_name, sizeof(peer_name), "hlsim-run %s", r->ops->name ? r->ops->name : "model");
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = TLPB__ROLE__ROLE_SIMULATOR;
-    hello.device_name = (char *)r->device_name;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.capabilities = r->fast_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
-    hello.peer_name = peer_name;
-    hello.description = &desc_pb.msg;
+    const struct tlpb_sim_options opts = {
+        .device_name = r->device_name,
+        .peer_name = peer_name,
+        .description = &r->ops->description,
+        .unsplit_dma = r->fast_dma,
+        .log_name = "hlsim-run",
+        .log_level = r->log_level,
+    };
+    int rc = tlpb_sim_connect(&r->sim, r->address, &opts, &runner_sim_callbacks, r, err,
+                              err_size);
+    if (rc < 0)
+        return rc;
 
-    Tlpb__Envelope *reply = tlpb_handshake(fd, &r->rd, &hello, HANDSHAKE_TIMEOUT_MS, err,
-                                           err_size);
-    if (!reply) {
-        tlpb_reader_free(&r->rd);
-        close(fd);
-        return -ECONNREFUSED;
-    }
-    const Tlpb__HelloReply *hr = reply->hello_reply;
-    if (hr->version_major != TLPB_PROTOCOL_MAJOR) {
-        snprintf(err, err_size, "bridge speaks protocol %u.%u, this runner %u.%u",
-                 hr->version_major, hr->version_minor, TLPB_PROTOCOL_MAJOR, TLPB_PROTOCOL_MINOR);
-        tlpb_envelope_free(reply);
-        tlpb_reader_free(&r->rd);
-        close(fd);
-        return -EPROTO;
-    }
-    r->unsplit = r->fast_dma && (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
-    if (r->fast_dma && !r->unsplit)
-        runner_log(r, HLSIM_LOG_WARN, "the bridge refused unsplit DMA: using strict mode");
-    uint32_t max_frame = r->rd.max_frame_bytes;
-    tlpb_envelope_free(reply);
-
-    size_t limit = OUTPUT_LIMIT_BYTES;
-    if (limit < 2u * (size_t)max_frame)
-        limit = 2u * (size_t)max_frame;
-    tlpb_obuf_init(&r->ob, limit, max_frame);
-    r->fd = fd;
-    r->output_blocked = false;
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        snprintf(err, err_size, "fcntl: %s", strerror(errno));
-        close_connection(r);
-        return -errno;
-    }
-
-    struct hlsim_device_options opts = {
-        .unsplit_dma = r->unsplit,
+    bool unsplit = tlpb_sim_unsplit_dma(r->sim);
+    struct hlsim_device_options dev_opts = {
+        .unsplit_dma = unsplit,
         .bus_device_function = 0x0100, /* until config writes tell the real one */
         .dma_timeout_ns = 0,
     };
-    r->dev = hlsim_device_create(r->ops, r->model_args, &opts, &runner_env_ops, r, err,
+    r->dev = hlsim_device_create(r->ops, r->model_args, &dev_opts, &runner_env_ops, r, err,
                                  err_size);
     if (!r->dev) {
         close_connection(r);
         return -EINVAL;
     }
 
-    uv_poll_init(&r->loop, &r->poll, fd);
+    uv_poll_init(&r->loop, &r->poll, tlpb_sim_fd(r->sim));
     r->poll.data = r;
     r->poll_open = true;
     r->poll_events = 0;
     update_poll(r);
     runner_log(r, HLSIM_LOG_INFO, "attached to %s as simulator for %s (%s DMA, max frame %u)",
-               r->address, r->device_name, r->unsplit ? "fast, unsplit" : "strict", max_frame);
+               r->address, r->device_name, unsplit ? "fast, unsplit" : "strict",
+               tlpb_sim_max_frame_bytes(r->sim));
     /* The bridge may have sent more right behind its reply. */
-    process_frames(r);
+    if (tlpb_sim_read_input(r->sim, 0) < 0)
+        disconnected(r);
     return 0;
 }
 
@@ -552,7 +342,7 @@ static void close_runner_handles(struct runner *r)
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->flush_prepare, NULL);
-    uv_close((uv_handle_t *)&r->defer_idle, NULL);
+    hlsim_uv_defer_close(&r->deferred);
     uv_close((uv_handle_t *)&r->reconnect_timer, NULL);
 }
 
@@ -562,8 +352,7 @@ static void signal_cb(uv_signal_t *handle, int signum)
 
     runner_log(r, HLSIM_LOG_INFO, "%s: detaching", strsignal(signum));
     /* Leave with what is queued written, as far as the socket takes it. */
-    if (r->fd >= 0)
-        flush_output(r);
+    flush_output(r);
     close_runner_handles(r);
 }
 
@@ -632,7 +421,6 @@ int main(int argc, char **argv)
 
     if (!r)
         return 1;
-    r->fd = -1;
     r->log_level = HLSIM_LOG_INFO;
     r->model_args = "";
     while ((opt = getopt_long(argc, argv, "s:d:m:a:fl:rh", options, NULL)) != -1) {
@@ -703,8 +491,7 @@ int main(int argc, char **argv)
     uv_prepare_init(&r->loop, &r->flush_prepare);
     r->flush_prepare.data = r;
     uv_prepare_start(&r->flush_prepare, flush_prepare_cb);
-    uv_idle_init(&r->loop, &r->defer_idle);
-    r->defer_idle.data = r;
+    hlsim_uv_defer_init(&r->deferred, &r->loop, NULL, NULL);
     uv_timer_init(&r->loop, &r->reconnect_timer);
     r->reconnect_timer.data = r;
 

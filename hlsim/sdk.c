@@ -53,6 +53,24 @@ void sdk_schedule(hlsim_device *dev)
     dev->env_ops->defer(dev->env, deferred_run, dev);
 }
 
+/* ---- calls into the model ------------------------------------------------- */
+
+const char *sdk_model_enter(hlsim_device *dev, const char *callback)
+{
+    const char *outer = dev->model_callback;
+    dev->model_callback = callback;
+    if (dev->env_ops->model_callback)
+        dev->env_ops->model_callback(dev->env, callback);
+    return outer;
+}
+
+void sdk_model_leave(hlsim_device *dev, const char *outer)
+{
+    dev->model_callback = outer;
+    if (dev->env_ops->model_callback)
+        dev->env_ops->model_callback(dev->env, outer);
+}
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 hlsim_device *hlsim_device_create(const struct hlsim_model_ops *ops, const char *model_args,
@@ -105,7 +123,9 @@ hlsim_device *hlsim_device_create(const struct hlsim_model_ops *ops, const char 
     }
 
     char create_err[256] = "";
-    dev->model = ops->create(dev, model_args ? model_args : "", create_err, sizeof(create_err));
+    SDK_CALL_MODEL(dev, "create",
+                   dev->model = ops->create(dev, model_args ? model_args : "", create_err,
+                                            sizeof(create_err)));
     if (!dev->model) {
         format_err(err, err_size, "model %s refused to start: %s",
                    ops->name ? ops->name : "(unnamed)",
@@ -113,7 +133,7 @@ hlsim_device *hlsim_device_create(const struct hlsim_model_ops *ops, const char 
         hlsim_device_destroy(dev);
         return NULL;
     }
-    ops->reset(dev->model, HLSIM_RESET_POWER_ON);
+    SDK_CALL_MODEL(dev, "reset", ops->reset(dev->model, HLSIM_RESET_POWER_ON));
     return dev;
 }
 
@@ -124,7 +144,7 @@ void hlsim_device_destroy(hlsim_device *dev)
     dev->destroying = true; /* nothing new may be deferred */
     hlsim_dma_cancel_all(dev);
     if (dev->model)
-        dev->ops->destroy(dev->model);
+        SDK_CALL_MODEL(dev, "destroy", dev->ops->destroy(dev->model));
     dev->model = NULL;
     /* timers the model forgot */
     struct hlsim_timer *timer;
@@ -166,7 +186,7 @@ void hlsim_device_reset(hlsim_device *dev, enum hlsim_reset_kind kind)
     hlsim_dma_cancel_all(dev);
     tlpb_cfgspace_reset(&dev->cfg);
     irq_reset(dev);
-    dev->ops->reset(dev->model, kind);
+    SDK_CALL_MODEL(dev, "reset", dev->ops->reset(dev->model, kind));
     dma_pump(dev); /* completions held behind dropped writes can go now */
 }
 
@@ -234,7 +254,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
     if (changes & (TLPB_CFG_CHANGED_COMMAND | TLPB_CFG_CHANGED_DEVCTL))
         dma_pump(dev); /* bus mastering on, or a tag count change, may unblock DMA */
     if (dev->ops->config_changed)
-        dev->ops->config_changed(dev->model, changes);
+        SDK_CALL_MODEL(dev, "config_changed", dev->ops->config_changed(dev->model, changes));
 }
 
 void hlsim_device_receive_tlp(hlsim_device *dev, const struct tlpb_tlp *tlp)
@@ -263,7 +283,8 @@ void hlsim_device_receive_tlp(hlsim_device *dev, const struct tlpb_tlp *tlp)
 static void timer_fire(void *arg)
 {
     struct hlsim_timer *timer = arg;
-    timer->cb(timer->arg);
+    hlsim_device *dev = timer->dev; /* the callback may destroy the timer */
+    SDK_CALL_MODEL(dev, "timer", timer->cb(timer->arg));
 }
 
 hlsim_timer *hlsim_timer_create(hlsim_device *dev, hlsim_timer_cb cb, void *arg)

@@ -109,6 +109,7 @@ struct hlsim_device {
     void *timeout_timer;
     bool timeout_armed;
 
+    const char *model_callback; /* the model operation running now, or NULL */
     bool defer_pending;    /* a deferred_run is queued in the environment */
     bool destroying;
     struct hlsim_timer_list timers;
@@ -116,6 +117,16 @@ struct hlsim_device {
 
 /* sdk.c */
 void sdk_schedule(hlsim_device *dev);
+/* Every call into the model goes through SDK_CALL_MODEL, so the
+ * environment knows which model operation runs (see model_callback). */
+const char *sdk_model_enter(hlsim_device *dev, const char *callback);
+void sdk_model_leave(hlsim_device *dev, const char *outer);
+#define SDK_CALL_MODEL(dev, callback, call)                                                    \
+    do {                                                                                       \
+        const char *outer_ = sdk_model_enter((dev), (callback));                               \
+        call;                                                                                  \
+        sdk_model_leave((dev), outer_);                                                        \
+    } while (0)
 uint16_t sdk_bdf(const hlsim_device *dev);
 uint64_t sdk_now(hlsim_device *dev);
 

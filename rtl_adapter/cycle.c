@@ -46,9 +46,9 @@ static void service_socket(struct tlpb_rtl *a)
     uint64_t read_every = a->rx_head ? RTL_READ_BUSY_CYCLES : RTL_READ_EMPTY_CYCLES;
     if (now - a->last_read >= read_every)
         rtl_read_input(a);
-    size_t pending = tlpb_obuf_pending(&a->ob);
-    if (pending > 0 &&
-        (a->urgent_output || now - a->last_flush >= RTL_FLUSH_CYCLES || pending >= RTL_FLUSH_BYTES))
+    size_t pending = tlpb_sim_output_pending(a->sim);
+    if (pending > 0 && (tlpb_sim_output_urgent(a->sim) || now - a->last_flush >= RTL_FLUSH_CYCLES ||
+                        pending >= RTL_FLUSH_BYTES))
         rtl_flush_output(a);
 }
 
@@ -56,7 +56,8 @@ static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_desig
 {
     return in->idle && !in->irq_msix_req && !in->tx_tvalid &&
            a->stats.cycles - a->last_activity >= RTL_QUIET_CYCLES && !a->rx_head && !a->held &&
-           a->reset_left == 0 && a->tx_count == 0 && !a->stop_requested && a->fd >= 0;
+           a->reset_left == 0 && a->tx_count == 0 && !a->stop_requested &&
+           tlpb_sim_connected(a->sim);
 }
 
 void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
@@ -111,9 +112,9 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
     /* outputs for the next cycle */
     rtl_rx_present(a);
     a->out.reset = a->reset_left > 0;
-    a->out.link_up = a->fd >= 0;
+    a->out.link_up = tlpb_sim_connected(a->sim);
     a->out.tx_tready = a->reset_left == 0 && !a->held &&
-                       tlpb_obuf_pending(&a->ob) < RTL_OUTPUT_LIMIT_BYTES / 2 && !tx_stalled(a);
+                       tlpb_sim_output_pending(a->sim) < RTL_OUTPUT_LIMIT_BYTES / 2 && !tx_stalled(a);
     if (a->out.reset)
         a->out.irq_msix_ack = false;
     a->out.cfg = a->cfg_out;

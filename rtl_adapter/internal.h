@@ -1,5 +1,5 @@
 /* rtl_adapter internals, shared by its files:
- *   adapter.c  connection, handshake, frames from the bridge, output, logging
+ *   adapter.c  the bridge connection (through libtlpbsim), logging
  *   stream.c   the RX queue and its beats, TX beats back into TLPs, DMA tags
  *   config.c   config space, BAR decode, the MSI-X table, resets, interrupts
  *   cycle.c    one clock edge: handshakes, I/O cadence, sleeping when idle
@@ -16,6 +16,7 @@
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
 #include "tlpb_rtl.h"
+#include "tlpb_sim.h"
 
 #define RTL_OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
 #define RTL_INPUT_LIMIT_BYTES (16u * 1024u * 1024u)  /* queued for the design */
@@ -49,13 +50,8 @@ struct tlpb_rtl {
     char device_name[64];
     char peer_name[96];
 
-    /* the bridge */
-    int fd;
-    struct tlpb_frame_reader rd;
-    struct tlpb_obuf ob;
-    bool urgent_output;          /* a completion, read request or interrupt is queued */
+    tlpb_sim *sim;               /* the bridge */
     volatile sig_atomic_t stop_requested;
-    bool connection_lost;
 
     /* the PCIe function */
     struct tlpb_cfgspace cfg;
@@ -111,7 +107,6 @@ void rtl_flush_output(struct tlpb_rtl *a);
 /* Sleep until the socket is readable (or writable with output queued), at
  * most timeout_ms, then service it. */
 void rtl_wait_socket(struct tlpb_rtl *a, int timeout_ms);
-void rtl_lost(struct tlpb_rtl *a, const char *why);
 
 /* stream.c */
 void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit);

@@ -287,12 +287,9 @@ static void design_fault(struct tlpb_rtl *a, const char *what)
 {
     a->stats.bad_tlps_from_design++;
     a->trigger_pending = true;
-    if (a->fd >= 0) {
-        char msg[320];
-        snprintf(msg, sizeof(msg), "RTL design fault: %.280s", what);
-        tlpb_obuf_append_error(&a->ob, msg);
-        a->urgent_output = true;
-    }
+    char msg[320];
+    snprintf(msg, sizeof(msg), "RTL design fault: %.280s", what);
+    tlpb_sim_send_error(a->sim, msg);
 }
 
 static void tx_reject(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, const char *reason)

@@ -36,6 +36,13 @@ struct hlsim_env_ops {
     void (*defer)(void *env, void (*fn)(void *arg), void *arg);
 
     void (*log)(void *env, int level, const char *message);
+
+    /* Optional. Called with the name of a model operation ("mmio_read",
+     * "dma_callback", ...) just before the SDK calls into the model, and
+     * with the name it interrupted (NULL when none) once the call returns:
+     * an environment that runs the model in its own process can then name
+     * the operation that crashed it. */
+    void (*model_callback)(void *env, const char *callback);
 };
 
 struct hlsim_device_options {

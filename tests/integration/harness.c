@@ -426,6 +426,19 @@ struct it_child *it_start_sim(const char *device, bool fast_dma)
     return it_start_child("hlsim-run", argv);
 }
 
+struct it_child *it_start_program(const char *name, const char *const *argv)
+{
+    struct it_child *c = new_child(name);
+    printf("starting:");
+    for (unsigned i = 0; argv[i]; i++)
+        printf(" %s", argv[i]);
+    printf("\n");
+    c->pid = spawn((char *const *)argv, c->log_path, c->log_path, -1);
+    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
+    c->running = true;
+    return c;
+}
+
 int it_run_capture(const char *const *argv, char **out, char **err_out)
 {
     char out_name[64], err_name[64];
@@ -580,31 +593,33 @@ int it_finish(void)
 
 /* ---- Control client ------------------------------------------------------- */
 
-char *it_control(const char *command, const char *const *args, bool *ok)
+bool it_control_open(struct it_control_conn *cc)
 {
     char err[512];
-    *ok = false;
-    int fd = tlpb_connect(it.socket_path, err, sizeof(err));
-    if (fd < 0) {
-        it_fail_at(__FILE__, __LINE__, false, "control %s: %s", command, err);
-        return NULL;
+    cc->fd = tlpb_connect(it.socket_path, err, sizeof(err));
+    if (cc->fd < 0) {
+        it_fail_at(__FILE__, __LINE__, false, "control: %s", err);
+        return false;
     }
-    struct tlpb_frame_reader rd;
-    tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    tlpb_reader_init(&cc->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
     Tlpb__Hello hello = TLPB__HELLO__INIT;
     hello.version_major = TLPB_PROTOCOL_MAJOR;
     hello.version_minor = TLPB_PROTOCOL_MINOR;
     hello.role = TLPB__ROLE__ROLE_CONTROL;
     hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
     hello.peer_name = (char *)"integration-test";
-    Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
+    Tlpb__Envelope *reply = tlpb_handshake(cc->fd, &cc->rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
     if (!reply) {
-        it_fail_at(__FILE__, __LINE__, false, "control %s: handshake: %s", command, err);
-        tlpb_reader_free(&rd);
-        close(fd);
-        return NULL;
+        it_fail_at(__FILE__, __LINE__, false, "control: handshake: %s", err);
+        it_control_close(cc);
+        return false;
     }
     tlpb_envelope_free(reply);
+    return true;
+}
+
+bool it_control_send(struct it_control_conn *cc, const char *command, const char *const *args)
+{
     size_t nargs = 0;
     while (args && args[nargs])
         nargs++;
@@ -619,37 +634,60 @@ char *it_control(const char *command, const char *const *args, bool *ok)
     tlpb_obuf_init(&ob, TLPB_DEFAULT_MAX_FRAME_BYTES, TLPB_DEFAULT_MAX_FRAME_BYTES);
     int rc = tlpb_obuf_append(&ob, &env, true);
     if (rc == 0)
-        rc = tlpb_obuf_write_all(&ob, fd);
+        rc = tlpb_obuf_write_all(&ob, cc->fd);
     tlpb_obuf_free(&ob);
-    char *text = NULL;
-    if (rc != 0) {
+    if (rc != 0)
         it_fail_at(__FILE__, __LINE__, false, "control %s: send: %s", command, strerror(-rc));
-    } else {
-        for (;;) {
-            const uint8_t *frame;
-            size_t len;
-            const char *reason = "";
-            rc = tlpb_reader_read_frame(&rd, fd, IT_DEADLINE_MS, &frame, &len, &reason);
-            if (rc <= 0) {
-                it_fail_at(__FILE__, __LINE__, false, "control %s: no reply: %s", command, reason);
-                break;
-            }
-            Tlpb__Envelope *msg = tlpb_envelope_decode(frame, len, &reason);
-            if (!msg) {
-                it_fail_at(__FILE__, __LINE__, false, "control %s: bad reply: %s", command, reason);
-                break;
-            }
-            if (msg->body_case == TLPB__ENVELOPE__BODY_CONTROL_REPLY) {
-                *ok = msg->control_reply->ok;
-                text = strdup(msg->control_reply->text ? msg->control_reply->text : "");
-                tlpb_envelope_free(msg);
-                break;
-            }
-            tlpb_envelope_free(msg);
+    return rc == 0;
+}
+
+char *it_control_reply(struct it_control_conn *cc, const char *command, bool *ok)
+{
+    *ok = false;
+    for (;;) {
+        const uint8_t *frame;
+        size_t len;
+        const char *reason = "";
+        int rc = tlpb_reader_read_frame(&cc->rd, cc->fd, IT_DEADLINE_MS, &frame, &len, &reason);
+        if (rc <= 0) {
+            it_fail_at(__FILE__, __LINE__, false, "control %s: no reply: %s", command, reason);
+            return NULL;
         }
+        Tlpb__Envelope *msg = tlpb_envelope_decode(frame, len, &reason);
+        if (!msg) {
+            it_fail_at(__FILE__, __LINE__, false, "control %s: bad reply: %s", command, reason);
+            return NULL;
+        }
+        if (msg->body_case == TLPB__ENVELOPE__BODY_CONTROL_REPLY) {
+            *ok = msg->control_reply->ok;
+            char *text = strdup(msg->control_reply->text ? msg->control_reply->text : "");
+            tlpb_envelope_free(msg);
+            return text;
+        }
+        tlpb_envelope_free(msg);
     }
-    tlpb_reader_free(&rd);
-    close(fd);
+}
+
+void it_control_close(struct it_control_conn *cc)
+{
+    if (cc->fd < 0)
+        return;
+    tlpb_reader_free(&cc->rd);
+    close(cc->fd);
+    cc->fd = -1;
+}
+
+char *it_control(const char *command, const char *const *args, bool *ok)
+{
+    struct it_control_conn cc;
+    char *text = NULL;
+
+    *ok = false;
+    if (!it_control_open(&cc))
+        return NULL;
+    if (it_control_send(&cc, command, args))
+        text = it_control_reply(&cc, command, ok);
+    it_control_close(&cc);
     return text;
 }
 

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tlpb/wire.h"
+
 /* Upper bound on any single wait in the tests (a hang is a failure, not a
  * timing threshold: correct runs finish far below it). TLPB_IT_DEADLINE_MS
  * in the environment overrides it (for debugging a hang). */
@@ -145,6 +147,10 @@ struct it_child *it_start_bridge(const char *const *extra_args);
  * control status). */
 struct it_child *it_start_sim(const char *device, bool fast_dma);
 
+/* Start any program as a child (argv[0] is its path, NULL-terminated),
+ * logged, stopped and checked at the end like the others. */
+struct it_child *it_start_program(const char *name, const char *const *argv);
+
 /* Send a signal to a child. SIGKILL/SIGTERM mark the exit as expected. */
 void it_signal(struct it_child *c, int sig);
 /* Wait (bounded) for the child to exit; returns its waitpid status. */
@@ -167,6 +173,18 @@ void it_dump_log(const struct it_child *c);
  * return the reply text (malloc'd) with *ok set. NULL (and a failure
  * recorded) when there was no reply. args is NULL-terminated. */
 char *it_control(const char *command, const char *const *args, bool *ok);
+
+/* The same in steps, for a test that must have a request in the bridge's
+ * socket at a chosen moment: a control connection (handshake done), a
+ * request sent without waiting, its reply. Failures are recorded. */
+struct it_control_conn {
+    int fd;
+    struct tlpb_frame_reader rd;
+};
+bool it_control_open(struct it_control_conn *cc);
+bool it_control_send(struct it_control_conn *cc, const char *command, const char *const *args);
+char *it_control_reply(struct it_control_conn *cc, const char *command, bool *ok);
+void it_control_close(struct it_control_conn *cc);
 
 /* Run a program to completion with stdout captured (malloc'd, NUL
  * terminated) and stderr to a log file; returns its exit code, or -1. */

@@ -1,0 +1,156 @@
+/* libtlpbsim: the simulator side of the tlpbridge protocol, for a device
+ * simulator written in C that attaches to tlpbridged as role SIMULATOR of
+ * one device (docs/simulator-api.md). hlsim-run and the RTL adapter use it.
+ *
+ * The library owns the connection: connect, the handshake with the device
+ * description, frame reassembly, validation of every TLP from the bridge
+ * (a malformed request is answered with UR here), bounded output. It owns
+ * no event loop: the simulator watches tlpb_sim_fd() in its own loop (or
+ * sleeps in tlpb_sim_wait()) and calls tlpb_sim_read_input() and
+ * tlpb_sim_flush(). What arrives is handed to the callbacks.
+ *
+ * Functions that can fail return 0 or a negative errno. Single-threaded:
+ * all calls for one connection come from one thread. Callbacks may send
+ * (tlpb_sim_send_*) but must not close the connection. */
+#ifndef TLPB_SIM_H
+#define TLPB_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlpb/cfgspace.h"
+#include "tlpb/devdesc.h"
+#include "tlpb/tlp.h"
+#include "tlpb/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tlpb_sim tlpb_sim;
+
+/* Log levels of tlpb_sim_log_cb: 0 error, 1 warn, 2 info, 3 debug. */
+
+/* A validated TLP from the bridge: a host request (CfgRd0, CfgWr0, MRd,
+ * MWr) or a completion for one of the device's DMA reads. The payload is
+ * valid only during the call. */
+typedef void (*tlpb_sim_tlp_cb)(void *arg, const struct tlpb_tlp *tlp);
+/* A function-level or hot reset from the host (other kinds are logged and
+ * ignored by the library). */
+typedef void (*tlpb_sim_reset_cb)(void *arg, Tlpb__ResetKind kind);
+/* Output refused with -EAGAIN has room again. */
+typedef void (*tlpb_sim_output_ready_cb)(void *arg);
+/* The function's current bus/device/function, the completer of the UR the
+ * library sends for a malformed request. */
+typedef uint16_t (*tlpb_sim_bdf_cb)(void *arg);
+typedef void (*tlpb_sim_log_cb)(void *arg, int level, const char *message);
+
+/* Every callback gets the arg given to tlpb_sim_connect. */
+struct tlpb_sim_callbacks {
+    tlpb_sim_tlp_cb tlp;                   /* required */
+    tlpb_sim_reset_cb reset;               /* required */
+    tlpb_sim_output_ready_cb output_ready; /* optional */
+    tlpb_sim_bdf_cb bus_device_function;   /* optional: 0 when absent */
+    tlpb_sim_log_cb log;                   /* optional: see log_name */
+};
+
+struct tlpb_sim_options {
+    const char *device_name;               /* the device in the bridge's configuration */
+    const char *peer_name;                 /* shown in the bridge's log and status */
+    const struct tlpb_devdesc *description;/* what the simulator implements */
+    bool unsplit_dma;                      /* ask for CAP_UNSPLIT_DMA (fast mode) */
+    uint32_t completion_timeout_ms;        /* for host requests; 0: the bridge's default */
+    int handshake_timeout_ms;              /* 0: 5000 */
+    size_t output_limit_bytes;             /* queued output above this refuses DMA
+                                            * requests with -EAGAIN; 0: 8 MiB */
+    /* Without a log callback the library writes "LOG_NAME[DEVICE] LEVEL:
+     * message" lines to stderr, up to log_level (0 error .. 3 debug). */
+    const char *log_name;                  /* NULL: "tlpb-sim" */
+    int log_level;
+};
+
+/* Connect to a bridge address ("unix:PATH", a plain path, or
+ * "tcp:HOST:PORT") and attach. On failure err says why. */
+int tlpb_sim_connect(tlpb_sim **out, const char *address, const struct tlpb_sim_options *opts,
+                     const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                     size_t err_size);
+/* Attach over a connected stream socket (taken over: closed on failure and
+ * by tlpb_sim_close). */
+int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *opts,
+                       const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                       size_t err_size);
+/* Close the connection (without writing what is still queued: see
+ * tlpb_sim_drain) and free. NULL is accepted. */
+void tlpb_sim_close(tlpb_sim *sim);
+
+/* The non-blocking socket, for the simulator's event loop: readable means
+ * call tlpb_sim_read_input, writable (wanted while tlpb_sim_output_pending)
+ * means call tlpb_sim_flush. Stays open until tlpb_sim_close. */
+int tlpb_sim_fd(const tlpb_sim *sim);
+/* What the handshake settled. */
+bool tlpb_sim_unsplit_dma(const tlpb_sim *sim);
+uint32_t tlpb_sim_max_frame_bytes(const tlpb_sim *sim);
+
+/* ---- from the bridge ----------------------------------------------------- */
+
+/* Hand the frames already received to the callbacks, then read what the
+ * socket has, up to about max_bytes (fairness; 0 only dispatches what is
+ * buffered), dispatching as it goes. Returns 0, or a negative errno when
+ * the connection is lost (tlpb_sim_lost_reason says why). */
+int tlpb_sim_read_input(tlpb_sim *sim, size_t max_bytes);
+
+/* Idle wait: sleep until the socket is readable, or writable while output
+ * is queued, at most timeout_ms; write what the socket takes. Returns 1
+ * when input waits (call tlpb_sim_read_input), 0 otherwise (timeout, a
+ * signal, or only output moved), or a negative errno when lost. */
+int tlpb_sim_wait(tlpb_sim *sim, int timeout_ms);
+
+/* ---- to the bridge ------------------------------------------------------- */
+
+/* Queue one TLP. Completions are always taken (a requester waits); a
+ * request is refused with -EAGAIN while the output is over its limit
+ * (output_ready tells when to retry). -ENOTCONN once the connection is
+ * lost, -EMSGSIZE when it exceeds the negotiated max frame. */
+int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp);
+/* Queue an MSI-X/MSI vector or an INTx level change. */
+int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t vector);
+/* Queue an Error message: the bridge logs the reason. */
+int tlpb_sim_send_error(tlpb_sim *sim, const char *reason);
+
+/* Answer a CfgRd0 or CfgWr0 from config space cfg (tlpb/cfgspace.h, built
+ * from the device's description): a read completes with the register, a
+ * write updates cfg, takes the function's bus/device number from the
+ * request and completes; a poisoned write is discarded and completed with
+ * UR (so is a config request to a bad register). *changes gets the write's TLPB_CFG_* bits (0 for a read): the caller
+ * reacts, and on TLPB_CFG_FLR_REQUESTED resets the function (the completion
+ * is already queued, as PCIe wants). Returns as tlpb_sim_send_tlp, or
+ * -EINVAL for a TLP that is no config request. */
+int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
+                             const struct tlpb_tlp *req, unsigned *changes);
+
+/* Write what is queued, as far as the socket takes it without blocking.
+ * Returns 0, or a negative errno when the connection is lost. */
+int tlpb_sim_flush(tlpb_sim *sim);
+/* Write what is queued, waiting up to timeout_ms for the socket (on the
+ * way out). Returns 0 when everything went, -ETIMEDOUT, or -errno. */
+int tlpb_sim_drain(tlpb_sim *sim, int timeout_ms);
+/* Bytes queued and not yet written. */
+size_t tlpb_sim_output_pending(const tlpb_sim *sim);
+/* The output limit in effect (at least two max frames). */
+size_t tlpb_sim_output_limit(const tlpb_sim *sim);
+/* Something queued has a waiter (a completion, read request, interrupt,
+ * error): write it soon rather than batching on. */
+bool tlpb_sim_output_urgent(const tlpb_sim *sim);
+
+/* ---- connection state ---------------------------------------------------- */
+
+bool tlpb_sim_connected(const tlpb_sim *sim);
+/* Why the connection was lost ("" while connected). */
+const char *tlpb_sim_lost_reason(const tlpb_sim *sim);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,482 @@
+/* libtlpbsim (see tlpb_sim.h): a simulator's connection to the bridge. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tlpb_sim.h"
+
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define DEFAULT_OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
+#define RECV_CHUNK_BYTES (64u * 1024u)
+#define FLUSH_ROUNDS 4 /* output_ready may queue more: bounded per call */
+
+struct tlpb_sim {
+    int fd;
+    bool lost;
+    char lost_reason[160];
+    struct tlpb_frame_reader rd;
+    struct tlpb_obuf ob;
+    size_t output_limit_bytes;
+    bool unsplit;
+    bool output_blocked; /* a request was refused with -EAGAIN */
+    bool urgent;
+    struct tlpb_sim_callbacks cb;
+    void *arg;
+    char log_name[48];
+    char device_name[64];
+    int log_level;
+};
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+
+    if (!sim->cb.log && level > sim->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (sim->cb.log)
+        sim->cb.log(sim->arg, level, message);
+    else
+        fprintf(stderr, "%s[%s] %s: %s\n", sim->log_name, sim->device_name,
+                level_names[level < 0 ? 0 : level > 3 ? 3 : level], message);
+}
+
+/* The stream cannot go on: stop using it. The fd stays open (an event loop
+ * may still watch it) but is shut down, so the bridge sees the end now. */
+static int sim_lost(tlpb_sim *sim, const char *why)
+{
+    if (sim->lost)
+        return -ECONNRESET;
+    sim->lost = true;
+    snprintf(sim->lost_reason, sizeof(sim->lost_reason), "%s", why);
+    sim_log(sim, 0, "lost the bridge connection: %s", why);
+    shutdown(sim->fd, SHUT_RDWR);
+    return -ECONNRESET;
+}
+
+/* ---- attach ---------------------------------------------------------------- */
+
+static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err, size_t err_size)
+{
+    struct tlpb_devdesc_pb desc_pb;
+    tlpb_devdesc_to_pb(&desc_pb, opts->description);
+    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    hello.version_major = TLPB_PROTOCOL_MAJOR;
+    hello.version_minor = TLPB_PROTOCOL_MINOR;
+    hello.role = TLPB__ROLE__ROLE_SIMULATOR;
+    hello.device_name = (char *)opts->device_name;
+    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    hello.capabilities = opts->unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
+    hello.peer_name = (char *)(opts->peer_name ? opts->peer_name : "simulator");
+    hello.description = &desc_pb.msg;
+    hello.completion_timeout_ms = opts->completion_timeout_ms;
+
+    int timeout_ms = opts->handshake_timeout_ms > 0 ? opts->handshake_timeout_ms
+                                                    : DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    Tlpb__Envelope *reply = tlpb_handshake(sim->fd, &sim->rd, &hello, timeout_ms, err, err_size);
+    if (!reply)
+        return -ECONNREFUSED;
+    const Tlpb__HelloReply *hr = reply->hello_reply;
+    if (hr->version_major != TLPB_PROTOCOL_MAJOR) {
+        snprintf(err, err_size, "bridge speaks protocol %u.%u, this simulator %u.%u",
+                 hr->version_major, hr->version_minor, TLPB_PROTOCOL_MAJOR, TLPB_PROTOCOL_MINOR);
+        tlpb_envelope_free(reply);
+        return -EPROTO;
+    }
+    sim->unsplit = opts->unsplit_dma && (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    tlpb_envelope_free(reply);
+    if (opts->unsplit_dma && !sim->unsplit)
+        sim_log(sim, 1, "the bridge refused unsplit DMA: using strict mode");
+
+    uint32_t max_frame = sim->rd.max_frame_bytes;
+    size_t limit = opts->output_limit_bytes ? opts->output_limit_bytes : DEFAULT_OUTPUT_LIMIT_BYTES;
+    if (limit < 2u * (size_t)max_frame)
+        limit = 2u * (size_t)max_frame;
+    sim->output_limit_bytes = limit;
+    tlpb_obuf_init(&sim->ob, limit, max_frame);
+    int flags = fcntl(sim->fd, F_GETFL);
+    if (flags < 0 || fcntl(sim->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        int e = errno;
+        snprintf(err, err_size, "fcntl: %s", strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *opts,
+                       const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                       size_t err_size)
+{
+    const char *reason = NULL;
+
+    *out = NULL;
+    if (!opts || !cbs || !cbs->tlp || !cbs->reset || !opts->description || !opts->device_name ||
+        !opts->device_name[0]) {
+        snprintf(err, err_size, "a device name, a description and the tlp and reset callbacks"
+                                " are required");
+        close(fd);
+        return -EINVAL;
+    }
+    if (tlpb_devdesc_validate(opts->description, &reason) != 0) {
+        snprintf(err, err_size, "bad device description: %s", reason ? reason : "?");
+        close(fd);
+        return -EINVAL;
+    }
+    tlpb_sim *sim = calloc(1, sizeof(*sim));
+    if (!sim) {
+        snprintf(err, err_size, "out of memory");
+        close(fd);
+        return -ENOMEM;
+    }
+    sim->fd = fd;
+    sim->cb = *cbs;
+    sim->arg = arg;
+    snprintf(sim->log_name, sizeof(sim->log_name), "%s", opts->log_name ? opts->log_name : "tlpb-sim");
+    snprintf(sim->device_name, sizeof(sim->device_name), "%s", opts->device_name);
+    sim->log_level = opts->log_level;
+    tlpb_reader_init(&sim->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    int rc = attach(sim, opts, err, err_size);
+    if (rc != 0) {
+        tlpb_sim_close(sim);
+        return rc;
+    }
+    *out = sim;
+    return 0;
+}
+
+int tlpb_sim_connect(tlpb_sim **out, const char *address, const struct tlpb_sim_options *opts,
+                     const struct tlpb_sim_callbacks *cbs, void *arg, char *err,
+                     size_t err_size)
+{
+    *out = NULL;
+    int fd = tlpb_connect(address, err, err_size);
+    if (fd < 0)
+        return fd;
+    return tlpb_sim_attach_fd(out, fd, opts, cbs, arg, err, err_size);
+}
+
+void tlpb_sim_close(tlpb_sim *sim)
+{
+    if (!sim)
+        return;
+    if (sim->fd >= 0)
+        close(sim->fd);
+    tlpb_reader_free(&sim->rd);
+    tlpb_obuf_free(&sim->ob);
+    free(sim);
+}
+
+int tlpb_sim_fd(const tlpb_sim *sim)
+{
+    return sim->fd;
+}
+
+bool tlpb_sim_unsplit_dma(const tlpb_sim *sim)
+{
+    return sim->unsplit;
+}
+
+uint32_t tlpb_sim_max_frame_bytes(const tlpb_sim *sim)
+{
+    return sim->rd.max_frame_bytes;
+}
+
+bool tlpb_sim_connected(const tlpb_sim *sim)
+{
+    return !sim->lost;
+}
+
+const char *tlpb_sim_lost_reason(const tlpb_sim *sim)
+{
+    return sim->lost_reason;
+}
+
+/* ---- to the bridge ----------------------------------------------------------- */
+
+int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp)
+{
+    bool completion = tlpb_tlp_is_completion(tlp->kind);
+
+    if (sim->lost)
+        return -ENOTCONN;
+    int rc = tlpb_obuf_append_tlp(&sim->ob, tlp, completion);
+    if (rc == -ENOBUFS) {
+        sim->output_blocked = true;
+        return -EAGAIN;
+    }
+    if (rc < 0) {
+        sim_log(sim, 0, "cannot queue %s: %s", tlpb_tlp_kind_name(tlp->kind), strerror(-rc));
+        return rc;
+    }
+    if (tlp->kind != TLPB_TLP_MWR)
+        sim->urgent = true; /* someone waits for it */
+    return 0;
+}
+
+int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t vector)
+{
+    if (sim->lost)
+        return -ENOTCONN;
+    int rc = tlpb_obuf_append_interrupt(&sim->ob, kind, vector);
+    if (rc < 0) {
+        sim_log(sim, 0, "cannot queue interrupt %d/%u: %s", (int)kind, vector, strerror(-rc));
+        return rc;
+    }
+    sim->urgent = true;
+    return 0;
+}
+
+int tlpb_sim_send_error(tlpb_sim *sim, const char *reason)
+{
+    if (sim->lost)
+        return -ENOTCONN;
+    int rc = tlpb_obuf_append_error(&sim->ob, reason);
+    if (rc == 0)
+        sim->urgent = true;
+    return rc;
+}
+
+int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
+                             const struct tlpb_tlp *req, unsigned *changes)
+{
+    struct tlpb_tlp cpl;
+    uint8_t data[4];
+
+    *changes = 0;
+    if (req->kind != TLPB_TLP_CFGRD0 && req->kind != TLPB_TLP_CFGWR0)
+        return -EINVAL;
+    /* What the library hands over is validated; a caller's own TLP may not be. */
+    bool malformed = req->cfg_register >= TLPB_CFG_SIZE || (req->cfg_register & 3) ||
+                     (req->kind == TLPB_TLP_CFGWR0 && (!req->payload || req->payload_bytes < 4));
+    if (malformed || (req->kind == TLPB_TLP_CFGWR0 && req->poisoned)) {
+        tlpb_completion_error_for(&cpl, req, cfg->bus_device_function, TLPB_CPL_UR);
+        return tlpb_sim_send_tlp(sim, &cpl);
+    }
+    if (req->kind == TLPB_TLP_CFGRD0) {
+        uint32_t value = tlpb_cfgspace_read(cfg, req->cfg_register);
+        for (unsigned i = 0; i < 4; i++)
+            data[i] = (uint8_t)(value >> (8 * i));
+        tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
+        cpl.payload = data;
+        return tlpb_sim_send_tlp(sim, &cpl);
+    }
+    /* The function captures its bus and device number from config writes. */
+    cfg->bus_device_function = req->completer_id;
+    uint32_t value = (uint32_t)req->payload[0] | (uint32_t)req->payload[1] << 8 |
+                     (uint32_t)req->payload[2] << 16 | (uint32_t)req->payload[3] << 24;
+    *changes = tlpb_cfgspace_write(cfg, req->cfg_register, value, req->first_be);
+    tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
+    return tlpb_sim_send_tlp(sim, &cpl);
+}
+
+int tlpb_sim_flush(tlpb_sim *sim)
+{
+    for (int round = 0; round < FLUSH_ROUNDS && !sim->lost; round++) {
+        size_t pending = tlpb_obuf_pending(&sim->ob);
+        if (pending == 0)
+            break;
+        ssize_t n = send(sim->fd, tlpb_obuf_head(&sim->ob), pending, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return sim_lost(sim, strerror(errno));
+        }
+        tlpb_obuf_consume(&sim->ob, (size_t)n);
+        /* Room again: let refused DMA continue (it may queue more, which
+         * the next round or call writes). */
+        if (sim->output_blocked && tlpb_obuf_pending(&sim->ob) < sim->output_limit_bytes / 2) {
+            sim->output_blocked = false;
+            if (sim->cb.output_ready)
+                sim->cb.output_ready(sim->arg);
+        }
+        if ((size_t)n < pending)
+            break; /* the socket is full */
+    }
+    if (tlpb_obuf_pending(&sim->ob) == 0)
+        sim->urgent = false;
+    return sim->lost ? -ECONNRESET : 0;
+}
+
+int tlpb_sim_drain(tlpb_sim *sim, int timeout_ms)
+{
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+
+    for (;;) {
+        int rc = tlpb_sim_flush(sim);
+        if (rc < 0)
+            return rc;
+        if (tlpb_obuf_pending(&sim->ob) == 0)
+            return 0;
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = sim->fd, .events = POLLOUT};
+        poll(&p, 1, (int)((deadline - now + 999999u) / 1000000u));
+    }
+}
+
+size_t tlpb_sim_output_pending(const tlpb_sim *sim)
+{
+    return tlpb_obuf_pending(&sim->ob);
+}
+
+size_t tlpb_sim_output_limit(const tlpb_sim *sim)
+{
+    return sim->output_limit_bytes;
+}
+
+bool tlpb_sim_output_urgent(const tlpb_sim *sim)
+{
+    return sim->urgent;
+}
+
+/* ---- from the bridge --------------------------------------------------------- */
+
+static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
+{
+    struct tlpb_tlp tlp;
+    const char *reason = "?";
+
+    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
+        sim_log(sim, 1, "undecodable TLP from the bridge dropped: %s", reason);
+        return;
+    }
+    struct tlpb_tlp_limits limits = {.max_payload_bytes = 0, .unsplit = sim->unsplit};
+    if (tlpb_tlp_validate(&tlp, &limits, &reason) != 0) {
+        char text[160];
+        tlpb_tlp_format(&tlp, text, sizeof(text));
+        if (tlpb_tlp_is_non_posted(tlp.kind)) {
+            /* The requester waits: answer the malformed request with UR. */
+            struct tlpb_tlp cpl;
+            uint16_t bdf = sim->cb.bus_device_function
+                               ? sim->cb.bus_device_function(sim->arg)
+                               : 0;
+            tlpb_completion_error_for(&cpl, &tlp, bdf, TLPB_CPL_UR);
+            tlpb_sim_send_tlp(sim, &cpl);
+            sim_log(sim, 1, "malformed request (%s), completed with UR: %s", reason, text);
+        } else {
+            sim_log(sim, 1, "malformed TLP (%s) dropped: %s", reason, text);
+        }
+        return;
+    }
+    sim->cb.tlp(sim->arg, &tlp);
+}
+
+static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
+{
+    const char *reason = "?";
+    Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+
+    if (!env) {
+        sim_log(sim, 1, "bad frame from the bridge ignored: %s", reason);
+        tlpb_sim_send_error(sim, reason);
+        return;
+    }
+    switch (env->body_case) {
+    case TLPB__ENVELOPE__BODY_TLP:
+        receive_tlp(sim, env->tlp);
+        break;
+    case TLPB__ENVELOPE__BODY_RESET:
+        if (env->reset->kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ||
+            env->reset->kind == TLPB__RESET_KIND__RESET_HOT)
+            sim->cb.reset(sim->arg, env->reset->kind);
+        else
+            sim_log(sim, 1, "reset of unknown kind %d ignored", (int)env->reset->kind);
+        break;
+    case TLPB__ENVELOPE__BODY_EVENT:
+        sim_log(sim, 2, "bridge event %d: backend %s %s", (int)env->event->kind,
+                env->event->backend, env->event->detail);
+        break;
+    case TLPB__ENVELOPE__BODY_ERROR:
+        sim_log(sim, 1, "bridge reports: %s", env->error->reason);
+        break;
+    case TLPB__ENVELOPE__BODY_TIME_SYNC:
+        break; /* reserved */
+    default:
+        sim_log(sim, 1, "unexpected message %d from the bridge ignored", (int)env->body_case);
+        break;
+    }
+    tlpb_envelope_free(env);
+}
+
+/* Every complete frame in the reader to the callbacks. */
+static int receive_buffered_frames(tlpb_sim *sim)
+{
+    while (!sim->lost) {
+        const uint8_t *frame;
+        size_t len;
+        const char *reason = "?";
+        int rc = tlpb_reader_next(&sim->rd, &frame, &len, &reason);
+        if (rc == 0)
+            return 0;
+        if (rc < 0)
+            return sim_lost(sim, reason); /* the stream cannot be resynchronised */
+        receive_frame(sim, frame, len);
+    }
+    return -ECONNRESET;
+}
+
+int tlpb_sim_read_input(tlpb_sim *sim, size_t max_bytes)
+{
+    size_t total = 0;
+
+    if (sim->lost)
+        return -ECONNRESET;
+    int rc = receive_buffered_frames(sim);
+    while (rc == 0 && total < max_bytes) {
+        size_t space;
+        uint8_t *dst = tlpb_reader_space(&sim->rd, RECV_CHUNK_BYTES, &space);
+        if (!dst)
+            return sim_lost(sim, "out of memory for input");
+        ssize_t n = recv(sim->fd, dst, space, MSG_DONTWAIT);
+        if (n == 0)
+            return sim_lost(sim, "the bridge closed the connection");
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return sim_lost(sim, strerror(errno));
+            return 0;
+        }
+        tlpb_reader_commit(&sim->rd, (size_t)n);
+        total += (size_t)n;
+        rc = receive_buffered_frames(sim);
+        if ((size_t)n < space)
+            break; /* drained for now */
+    }
+    return rc;
+}
+
+int tlpb_sim_wait(tlpb_sim *sim, int timeout_ms)
+{
+    if (sim->lost)
+        return -ECONNRESET;
+    struct pollfd p = {.fd = sim->fd, .events = POLLIN};
+    if (tlpb_obuf_pending(&sim->ob) > 0)
+        p.events |= POLLOUT;
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc <= 0)
+        return 0; /* timeout, or a signal (the caller looks at its stop flag) */
+    if (p.revents & POLLOUT) {
+        rc = tlpb_sim_flush(sim);
+        if (rc < 0)
+            return rc;
+    }
+    return (p.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+}
