@@ -426,19 +426,6 @@ struct it_child *it_start_sim(const char *device, bool fast_dma)
     return it_start_child("hlsim-run", argv);
 }
 
-struct it_child *it_start_program(const char *name, const char *const *argv)
-{
-    struct it_child *c = new_child(name);
-    printf("starting:");
-    for (unsigned i = 0; argv[i]; i++)
-        printf(" %s", argv[i]);
-    printf("\n");
-    c->pid = spawn((char *const *)argv, c->log_path, c->log_path, -1);
-    REQUIRE(c->pid > 0, "fork: %s", strerror(errno));
-    c->running = true;
-    return c;
-}
-
 int it_run_capture(const char *const *argv, char **out, char **err_out)
 {
     char out_name[64], err_name[64];

@@ -147,10 +147,6 @@ struct it_child *it_start_bridge(const char *const *extra_args);
  * control status). */
 struct it_child *it_start_sim(const char *device, bool fast_dma);
 
-/* Start any program as a child (argv[0] is its path, NULL-terminated),
- * logged, stopped and checked at the end like the others. */
-struct it_child *it_start_program(const char *name, const char *const *argv);
-
 /* Send a signal to a child. SIGKILL/SIGTERM mark the exit as expected. */
 void it_signal(struct it_child *c, int sig);
 /* Wait (bounded) for the child to exit; returns its waitpid status. */

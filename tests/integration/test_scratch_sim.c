@@ -42,7 +42,7 @@ static void scratch_device(void)
     it_start_bridge(bridge_args);
     const char *sim_args[] = {scratch_sim_path, "--socket", it.socket_path, "--device",
                               "scratch0", NULL};
-    it_start_program("scratch-sim", sim_args);
+    it_start_child("scratch-sim", sim_args);
 
     struct dmacopy_fixture fx;
     fx_open(&fx, "scratch0", false);
