@@ -9,6 +9,7 @@
 #
 # Everything but the final binary path goes to stderr; the path is the last
 # line of stdout. See qemu_shim/README.md.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
