@@ -39,7 +39,12 @@ done
 
 step() { echo "run: $*"; }
 
-scripts/install-deps.sh
+# Everything the build needs (QEMU's and the guest image's packages too) is
+# installed here, once, before any build step runs.
+deps_args=(--run)
+[ "$qemu" = 1 ] || deps_args+=(--no-qemu)
+[ "$rtl" = 0 ] || deps_args+=(--rtl)
+scripts/install-deps.sh "${deps_args[@]}"
 
 build="${TLPB_BUILD_DIR:-$here/build}"
 log="$build/run-build.log"
@@ -63,6 +68,7 @@ if [ "$qemu" = 0 ]; then
   work="$(mktemp -d /tmp/tlpbridge-run.XXXXXX)"
   socket="$work/tlpbridge.sock"
   bridge_pid=""
+  # shellcheck disable=SC2317 # run by the EXIT trap
   cleanup() {
     if [ -n "$bridge_pid" ]; then kill "$bridge_pid" 2>/dev/null || true; wait "$bridge_pid" 2>/dev/null || true; fi
     rm -rf "$work"
@@ -82,17 +88,6 @@ if [ "$qemu" = 0 ]; then
   step "tlpbridged is serving dmacopy0 from the hlsim model ($socket)"
   "$build/examples/dmacopy-demo" --socket "$socket" --device dmacopy0
   exit $?
-fi
-
-# The guest tooling is Python 3 (standard library only).
-if ! command -v python3 >/dev/null; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "run: python3 is missing; run as root or install it" >&2
-    exit 1
-  fi
-  step "installing python3"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >>"$log" 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3; }
 fi
 
 step "configuring (cmake -DTLPB_BUILD_QEMU=ON), build log in $log"

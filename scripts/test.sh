@@ -15,18 +15,14 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 
-scripts/install-deps.sh
-
 with_qemu="${TLPB_TEST_QEMU:-ON}"
 with_rtl="${TLPB_TEST_RTL:-ON}"
-if [ "$with_qemu" = ON ] && ! command -v python3 >/dev/null; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "test: python3 is missing (the guest tests use it); run as root or install it" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3
-fi
+# Everything the build needs, QEMU's and the guest image's packages included,
+# is installed here, once, before the parallel build starts.
+deps_args=(--test)
+[ "$with_qemu" = ON ] || deps_args+=(--no-qemu)
+[ "$with_rtl" = ON ] || deps_args+=(--no-rtl)
+scripts/install-deps.sh "${deps_args[@]}"
 
 build="${TLPB_TEST_BUILD_DIR:-$here/build-test}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTLPB_SANITIZE=ON -DTLPB_WERROR=ON \

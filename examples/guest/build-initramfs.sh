@@ -6,7 +6,10 @@
 # The archive is reproducible: sorted entries, fixed owner and times
 # (SOURCE_DATE_EPOCH, default 0), gzip without name or time stamp.
 #
-# usage: build-initramfs.sh [--out DIR] [--kver VERSION] [--no-install]
+# usage: build-initramfs.sh [--out DIR] [--kver VERSION] [--no-install | --install-deps]
+#   --no-install    never call apt-get; fail if a package is missing
+#   --install-deps  install the packages the image needs, then exit
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +18,7 @@ DRIVER_DIR="$REPO/examples/dmacopy/linux"
 OUT="$REPO/build/guest"
 KVER=""
 INSTALL=1
+DEPS_ONLY=0
 PACKAGES="linux-image-amd64 linux-headers-amd64 busybox-static cpio gcc make libc6-dev binutils gzip"
 
 usage() {
@@ -28,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--kver) KVER=$2; shift 2 ;;
 	--kver=*) KVER=${1#--kver=}; shift ;;
 	--no-install) INSTALL=0; shift ;;
+	--install-deps) DEPS_ONLY=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "build-initramfs.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -42,22 +47,17 @@ log() { echo "build-initramfs: $*"; }
 die() { echo "build-initramfs: error: $*" >&2; exit 1; }
 
 # --- dependencies: install only what is missing ---------------------------------
-missing=""
-for pkg in $PACKAGES; do
-	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-	case "$status" in
-	*"install ok installed"*) ;;
-	*) missing="$missing $pkg" ;;
-	esac
-done
+# shellcheck source=../../scripts/lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
+# shellcheck disable=SC2086 # one argument per package
+missing=$(tlpb_apt_missing $PACKAGES | tr '\n' ' ')
 if [ -n "$missing" ]; then
-	[ "$INSTALL" = 1 ] || die "missing packages:$missing"
-	[ "$(id -u)" = 0 ] || die "missing packages:$missing (run as root or: sudo apt-get install$missing)"
-	log "installing$missing"
-	apt-get update -qq
-	# shellcheck disable=SC2086 # one argument per package
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+	[ "$INSTALL" = 1 ] || die "missing packages: $missing"
+	log "installing $missing"
+	# shellcheck disable=SC2086
+	tlpb_apt_ensure $PACKAGES || die "could not install $missing"
 fi
+[ "$DEPS_ONLY" = 0 ] || exit 0
 
 # --- kernel version: one with both the image and the headers ---------------------
 if [ -z "$KVER" ]; then
