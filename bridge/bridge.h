@@ -18,6 +18,9 @@
  * peers that feed the connection until it drains below the low mark. */
 #define BRIDGE_QUEUE_HIGH_BYTES (8u * 1024u * 1024u)
 #define BRIDGE_QUEUE_LOW_BYTES (2u * 1024u * 1024u)
+/* The longest completion timeout a simulator may announce (the RTL adapter's
+ * default): a silent simulator never keeps a host read waiting longer. */
+#define BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS 60000u
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 extern int bridge_log_level;
@@ -141,8 +144,10 @@ struct device {
     struct pending_request pending[TLPB_TAGS_MAX];
     unsigned pending_active;
     unsigned next_tag;
-    uint32_t device_read_owed[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
-    bool device_read_active[TLPB_TAGS_MAX];
+    bool device_read_active[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
+    /* DMA reads of a backend that was switched away or reset while the host
+     * still owed their data: the host's completions are discarded. */
+    bool device_read_abandoned[TLPB_TAGS_MAX];
     uv_timer_t timeout_timer;
     uint64_t timer_deadline_ns;
     struct device_stats stats;
@@ -168,6 +173,7 @@ struct bridge {
     char trace_path[1024];
     uint64_t started_ns;
     int ready_fd;
+    uint64_t rejected_messages;    /* messages in the wrong direction, all peers */
 };
 
 /* server.c */
@@ -184,6 +190,8 @@ void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
 void conn_flush(struct conn *c);
 bool conn_has_room(const struct conn *c);
 void conn_resume_paused(struct bridge *b);
+/* What TLPs from and to c may be: PCIe limits, or unsplit where granted. */
+struct tlpb_tlp_limits conn_limits(const struct conn *c);
 
 /* device.c */
 int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
@@ -202,6 +210,16 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp);
 void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
 void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
 void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+/* Whether an Interrupt from a simulator names a kind and vector the device
+ * has (0, or -1 with err naming the field). */
+int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
+                           char *err, size_t err_size);
+/* The capabilities a peer of d (labelled for logs) gets of those it offered:
+ * unsplit DMA only on a device configured for fast DMA. */
+uint64_t device_grant_capabilities(const struct device *d, const char *label, uint64_t offered);
+/* Complete a non-posted request that broke a PCIe rule with UR, back to the
+ * connection that sent it. */
+void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind);
 int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size);
 int device_reload_model(struct device *d, const char *path, char *err, size_t err_size);

@@ -58,7 +58,8 @@ static void append_json_string(struct text *t, const char *s)
 static void status_json(struct bridge *b, struct text *t)
 {
     double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
-    appendf(t, "{\"uptime_s\": %.3f, \"trace\": ", uptime);
+    appendf(t, "{\"uptime_s\": %.3f, \"rejected_messages\": %llu, \"trace\": ", uptime,
+            (unsigned long long)b->rejected_messages);
     append_json_string(t, b->trace ? b->trace_path : "");
     appendf(t, ", \"devices\": [");
     for (unsigned i = 0; i < b->device_count; i++) {

@@ -107,6 +107,17 @@ static void expect_invalid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_lim
     assert_string_equal(reason, why);
 }
 
+/* A field that does not fit its PCIe width: malformed (-ERANGE), which the
+ * bridge treats as a protocol error rather than a broken rule. */
+static void expect_malformed(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
+                             const char *why)
+{
+    const char *reason = NULL;
+    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -ERANGE);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+}
+
 /* ---- valid TLPs ------------------------------------------------------ */
 
 static void test_valid_memory_requests(void **state)
@@ -230,6 +241,8 @@ static void test_valid_unsplit(void **state)
     expect_valid(&t, &fast);
     /* The same TLPs are refused without fast mode. */
     t = mwr(0x1ff8, 1024 * 256);
+    expect_malformed(&t, &mps_256, "length_dw above 1024 without unsplit DMA");
+    t = mwr(0x1000, 128);
     expect_invalid(&t, &mps_256, "MWr payload exceeds max payload size");
     t = mrd(0x1ff8, 4);
     expect_invalid(&t, &mps_256, "memory request crosses a 4 KiB boundary");
@@ -242,30 +255,30 @@ static void test_reject_common_fields(void **state)
     (void)state;
     struct tlpb_tlp t = mrd(0x1000, 1);
     t.kind = TLPB_TLP_INVALID;
-    expect_invalid(&t, &mps_128, "unknown TLP kind");
+    expect_malformed(&t, &mps_128, "unknown TLP kind");
     t.kind = (enum tlpb_tlp_kind)7;
-    expect_invalid(&t, &mps_128, "unknown TLP kind");
+    expect_malformed(&t, &mps_128, "unknown TLP kind");
 
     t = mrd(0x1000, 1);
     t.traffic_class = 8;
-    expect_invalid(&t, &mps_128, "traffic class out of range");
+    expect_malformed(&t, &mps_128, "traffic class out of range");
 
     t = mrd(0x1000, 1);
     t.attributes = 0x8;
-    expect_invalid(&t, &mps_128, "attributes out of range");
+    expect_malformed(&t, &mps_128, "attributes out of range");
 
     t = mrd(0x1000, 1);
     t.first_be = 0x1f;
-    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+    expect_malformed(&t, &mps_128, "byte enables wider than 4 bits");
     t = mrd(0x1000, 2);
     t.last_be = 0x10;
-    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+    expect_malformed(&t, &mps_128, "byte enables wider than 4 bits");
 
     t = mrd(0x1000, 1);
     t.bar_hint = 6;
-    expect_invalid(&t, &mps_128, "BAR hint out of range");
+    expect_malformed(&t, &mps_128, "BAR hint out of range");
     t.bar_hint = -2;
-    expect_invalid(&t, &mps_128, "BAR hint out of range");
+    expect_malformed(&t, &mps_128, "BAR hint out of range");
 
     t = mrd(0x1000, 1);
     t.payload = data;
@@ -293,18 +306,19 @@ static void test_reject_memory_lengths(void **state)
     t = mwr(0x1000, 0);
     expect_invalid(&t, &mps_128, "memory request length_dw is 0");
 
+    /* Length is a 10-bit field: 1025 DW cannot be encoded without unsplit. */
     t = mrd(0x0, 1025);
-    expect_invalid(&t, &mps_4096, "MRd longer than 4096 bytes");
+    expect_malformed(&t, &mps_4096, "length_dw above 1024 without unsplit DMA");
     t = mrd(0x0, UNSPLIT_DW + 1);
-    expect_invalid(&t, &fast, "MRd longer than the unsplit maximum");
+    expect_malformed(&t, &fast, "MRd longer than the unsplit maximum");
 
     t = mwr(0x1000, 33);
     expect_invalid(&t, &mps_128, "MWr payload exceeds max payload size");
     t = mwr(0x0, 1025);
-    expect_invalid(&t, &mps_4096, "MWr payload exceeds max payload size");
+    expect_malformed(&t, &mps_4096, "length_dw above 1024 without unsplit DMA");
     /* A limit above 4096 is no licence for more. */
     struct tlpb_tlp_limits huge = { .max_payload_bytes = 8192, .unsplit = false };
-    expect_invalid(&t, &huge, "MWr payload exceeds max payload size");
+    expect_malformed(&t, &huge, "length_dw above 1024 without unsplit DMA");
     t = mwr(0x0, UNSPLIT_DW + 1);
     expect_invalid(&t, &fast, "MWr payload exceeds max payload size");
 
@@ -390,9 +404,9 @@ static void test_reject_config(void **state)
     expect_invalid(&t, &mps_128, "last_be must be 0 for a 1-DW request");
 
     t = cfg(TLPB_TLP_CFGRD0, 0x1000);
-    expect_invalid(&t, &mps_128, "config register out of range");
+    expect_malformed(&t, &mps_128, "config register out of range");
     t = cfg(TLPB_TLP_CFGWR0, 0xffe);
-    expect_invalid(&t, &mps_128, "config register out of range");
+    expect_malformed(&t, &mps_128, "config register out of range");
     t = cfg(TLPB_TLP_CFGRD0, 0x102);
     expect_invalid(&t, &mps_128, "config register not DW aligned");
 
@@ -417,9 +431,9 @@ static void test_reject_completions(void **state)
     (void)state;
     struct tlpb_tlp t = cpl(TLPB_CPL_SC, 4);
     t.status = (enum tlpb_cpl_status)3;
-    expect_invalid(&t, &mps_128, "unknown completion status");
+    expect_malformed(&t, &mps_128, "unknown completion status");
     t.status = (enum tlpb_cpl_status)5;
-    expect_invalid(&t, &mps_128, "unknown completion status");
+    expect_malformed(&t, &mps_128, "unknown completion status");
 
     t = cpld(1, 4, 0);
     t.status = TLPB_CPL_UR;
@@ -433,12 +447,12 @@ static void test_reject_completions(void **state)
     expect_invalid(&t, &mps_128, "completion byte count is 0");
 
     t = cpl(TLPB_CPL_UR, 4097);
-    expect_invalid(&t, &mps_128, "completion byte count above 4096");
+    expect_malformed(&t, &mps_128, "completion byte count above 4096");
     t = cpld(1, TLPB_UNSPLIT_MAX_BYTES + 1, 0);
-    expect_invalid(&t, &fast, "completion byte count above the unsplit maximum");
+    expect_malformed(&t, &fast, "completion byte count above the unsplit maximum");
 
     t = cpld(1, 4, 0x80);
-    expect_invalid(&t, &mps_128, "lower address out of range");
+    expect_malformed(&t, &mps_128, "lower address out of range");
 
     t = cpld(0, 4, 0);
     expect_invalid(&t, &mps_128, "CplD length_dw is 0");
