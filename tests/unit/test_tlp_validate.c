@@ -484,6 +484,53 @@ static void test_reason_pointer_optional(void **state)
     assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), 0);
 }
 
+/* ---- completions the bridge and the SDK build ------------------------- */
+
+/* Every completion tlpb_completion_error_for builds, for any request a peer
+ * may send (also one that breaks a rule), passes the validator with the
+ * limits of the link it goes back on: byte count = the bytes owed (1..4096,
+ * more only unsplit), lower address of the first byte. */
+static void test_built_completions_valid(void **state)
+{
+    (void)state;
+    static const uint8_t first_bes[] = {0x0, 0x1, 0x6, 0x8, 0xc, 0xe, 0xf};
+    static const uint8_t last_bes[] = {0x0, 0x1, 0x3, 0x7, 0xf, 0x8};
+    static const uint32_t lengths[] = {1, 2, 3, 31, 32, 128, 1023, 1024};
+    static const uint64_t addresses[] = {0x0, 0x4, 0x7c, 0xffc, 0x1000, 0xfe000044, 0x100000000ull};
+    static const enum tlpb_cpl_status statuses[] = {TLPB_CPL_UR, TLPB_CPL_CA, TLPB_CPL_CRS};
+    for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++)
+        for (size_t a = 0; a < sizeof(addresses) / sizeof(addresses[0]); a++)
+            for (size_t f = 0; f < sizeof(first_bes); f++)
+                for (size_t b = 0; b < sizeof(last_bes); b++)
+                    for (size_t s = 0; s < sizeof(statuses) / sizeof(statuses[0]); s++) {
+                        struct tlpb_tlp req = mrd(addresses[a], lengths[l]);
+                        req.first_be = first_bes[f];
+                        req.last_be = last_bes[b];
+                        struct tlpb_tlp cpl;
+                        tlpb_completion_error_for(&cpl, &req, 0x0100, statuses[s]);
+                        const char *reason = NULL;
+                        if (tlpb_tlp_validate(&cpl, &mps_128, &reason) != 0)
+                            fail_msg("%s for MRd %u DW at 0x%llx be %x/%x: %s (byte count %u)",
+                                     tlpb_cpl_status_name(statuses[s]), lengths[l],
+                                     (unsigned long long)addresses[a], first_bes[f], last_bes[b],
+                                     reason, cpl.byte_count);
+                        assert_int_equal(cpl.completer_id, 0x0100);
+                        assert_int_equal(cpl.tag, req.tag);
+                    }
+    /* unsplit: a 1 MiB read's UR owes the whole MiB */
+    struct tlpb_tlp big = mrd(0x10, UNSPLIT_DW);
+    struct tlpb_tlp cpl;
+    tlpb_completion_error_for(&cpl, &big, 0x0100, TLPB_CPL_UR);
+    expect_valid(&cpl, &fast);
+    assert_int_equal(cpl.byte_count, TLPB_UNSPLIT_MAX_BYTES);
+    /* config requests: byte count 4, lower address 0 */
+    struct tlpb_tlp c = cfg(TLPB_TLP_CFGWR0, 0x44);
+    tlpb_completion_error_for(&cpl, &c, 0x0100, TLPB_CPL_UR);
+    expect_valid(&cpl, &mps_128);
+    assert_int_equal(cpl.byte_count, 4);
+    assert_int_equal(cpl.lower_address, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_reject_config),
         cmocka_unit_test(test_reject_completions),
         cmocka_unit_test(test_reason_pointer_optional),
+        cmocka_unit_test(test_built_completions_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
