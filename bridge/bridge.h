@@ -145,6 +145,8 @@ struct device {
     unsigned pending_active;
     unsigned next_tag;
     bool device_read_active[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
+    uint32_t device_read_owed[TLPB_TAGS_MAX];  /* bytes the host still owes each */
+    uint64_t device_read_next[TLPB_TAGS_MAX];  /* address of the next byte owed */
     /* DMA reads of a backend that was switched away or reset while the host
      * still owed their data: the host's completions are discarded. */
     bool device_read_abandoned[TLPB_TAGS_MAX];

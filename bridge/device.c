@@ -299,8 +299,14 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
                 tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
             return;
         }
-        if (completion_is_final(tlp))
+        if (completion_is_final(tlp)) {
             d->device_read_active[tlp->tag] = false;
+        } else {
+            /* What is still owed, should the host go away before the rest. */
+            uint32_t data = tlp->length_dw * 4u - (tlp->lower_address & 3u);
+            d->device_read_owed[tlp->tag] = tlp->byte_count - data;
+            d->device_read_next[tlp->tag] += data;
+        }
         d->stats.completions_to_device++;
         if (tlp->kind == TLPB_TLP_CPLD)
             d->stats.dma_bytes += tlp->payload_bytes;
@@ -438,6 +444,8 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     if (tlp->kind == TLPB_TLP_MRD) {
         d->stats.device_requests++;
         d->device_read_active[tlp->tag] = true;
+        d->device_read_owed[tlp->tag] = tlpb_tlp_request_bytes(tlp);
+        d->device_read_next[tlp->tag] = tlpb_tlp_first_byte_address(tlp);
     } else {
         d->stats.device_posted_writes++;
         d->stats.dma_bytes += tlp->payload_bytes;
@@ -701,12 +709,17 @@ void device_host_detached(struct device *d)
             d->pending_active--;
         }
         if (d->device_read_active[tag]) {
-            /* The host will never complete this DMA read: say so. */
+            /* The host will never complete this DMA read: say so, for
+             * the bytes still owed, from the next one (PCIe byte count and
+             * lower address rules). */
             struct tlpb_tlp req = {.kind = TLPB_TLP_MRD, .tag = (uint8_t)tag,
                                    .requester_id = d->shadow.bus_device_function,
-                                   .length_dw = 1, .first_be = 0xF, .bar_hint = TLPB_NO_BAR};
+                                   .bar_hint = TLPB_NO_BAR};
+            if (tlpb_tlp_set_mem_range(&req, d->device_read_next[tag], d->device_read_owed[tag]) != 0)
+                tlpb_tlp_set_mem_range(&req, d->device_read_next[tag] & ~3ull, 4);
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+            check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             d->device_read_active[tag] = false;
             deliver_to_backend(d, &cpl);
         }

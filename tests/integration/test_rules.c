@@ -235,6 +235,62 @@ static void case_well_formed_ur(void)
     CHECK(!it_log_contains(it.bridge, "internal error"), "the bridge built a completion it rejects");
 }
 
+/* When the host goes away with a DMA read half answered, the UR the
+ * device gets owes the rest: byte count = the bytes not yet returned, lower
+ * address = the next byte. */
+static void case_ur_after_host_left(void)
+{
+    struct raw h, s;
+    raw_host(&h, "ext1");
+    raw_open(&s);
+    Tlpb__Envelope *reply = raw_hello(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext1", TLPB_PROTOCOL_MAJOR,
+                                      dmacopy_description());
+    REQUIRE(reply && reply->hello_reply->accepted, "simulator for ext1 refused");
+    tlpb_envelope_free(reply);
+    /* 256 bytes from byte 2 of a DW: 65 DW, first_be 0xC, last_be 0x3 */
+    struct tlpb_tlp dma = {.kind = TLPB_TLP_MRD, .requester_id = BDF, .tag = 17,
+                           .bar_hint = TLPB_NO_BAR};
+    REQUIRE(tlpb_tlp_set_mem_range(&dma, GUEST_RAM_BASE + 0x102, 256) == 0, "range");
+    raw_send_tlp(&s, &dma);
+    struct tlpb_tlp got;
+    uint8_t data[16];
+    bool ok;
+    do {
+        ok = next_tlp(&h, &got, data, sizeof(data));
+    } while (ok && got.kind != TLPB_TLP_MRD);
+    REQUIRE(ok && got.tag == 17, "the host did not get the DMA read");
+    /* The first 62 bytes (to the 64-byte boundary), then the host leaves. */
+    static uint8_t part[64];
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, &got, 0x0000, GUEST_RAM_BASE + 0x102, 62, 256);
+    cpl.payload = part;
+    raw_send_tlp(&h, &cpl);
+    raw_close(&h);
+    /* The simulator gets the CplD, then the UR for the remaining 194 bytes. */
+    bool ur = false;
+    while (!ur) {
+        bool eof;
+        Tlpb__Envelope *m = raw_next(&s, &eof);
+        if (!m) {
+            CHECK(false, "no UR after the host left");
+            break;
+        }
+        if (m->body_case == TLPB__ENVELOPE__BODY_TLP && m->tlp->tag == 17 &&
+            m->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR) {
+            ur = true;
+            CHECK_EQ_U64(m->tlp->byte_count, 194, "byte count of the UR after a partial completion");
+            CHECK_EQ_U64(m->tlp->lower_address, (0x102 + 62) & 0x7F, "lower address of that UR");
+            struct tlpb_tlp u;
+            const char *reason = NULL;
+            CHECK(tlpb_tlp_from_pb(&u, m->tlp, &reason) == 0 &&
+                      tlpb_tlp_validate(&u, NULL, &reason) == 0,
+                  "our validator rejects that UR: %s", reason);
+        }
+        tlpb_envelope_free(m);
+    }
+    raw_close(&s);
+}
+
 /* ---- item: unsplit DMA only on fast devices -------------------------------------- */
 
 static void expect_malformed_request(const char *device, const struct tlpb_tlp *req,
@@ -594,6 +650,7 @@ int main(int argc, char **argv)
 
     IT_RUN("malformed TLP fields end the connection", case_malformed_fields());
     IT_RUN("the URs the bridge builds are well formed", case_well_formed_ur());
+    IT_RUN("the UR for a DMA read the host left half answered", case_ur_after_host_left());
     IT_RUN("unsplit DMA only on fast devices", case_unsplit_grant());
     IT_RUN("one address rule for fallback, hlsim and external", case_address_rule());
     IT_RUN("Reset, Interrupt and wrong-direction messages", case_messages());
