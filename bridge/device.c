@@ -626,32 +626,29 @@ static unsigned drain_backend(struct device *d, const char *why)
     }
     d->pending_active = 0;
     arm_timeout(d);
-    unsigned abandoned = abandon_dma_reads(d);
-    if (abandoned)
-        bridge_log(LOG_WARN,
-                   "device %s: %u DMA read%s of the %s backend outstanding at the host when %s;"
-                   " abandoned (the host's completions for them are discarded)",
-                   d->cfg->name, abandoned, abandoned == 1 ? "" : "s", backend_name(d->backend),
-                   why);
-    return abandoned;
+    return abandon_dma_reads(d);
 }
 
 /* A backend that stops serving the device is reset, so that whatever it was
  * doing (a DMA transfer, a pending interrupt) ends there and, if it serves
  * the device again, it starts from reset like any newly active backend.
  * It is already inactive: what it sends while resetting is dropped. */
-static void reset_left_backend(struct device *d, enum backend_kind left)
+static bool reset_left_backend(struct device *d, enum backend_kind left)
 {
     if (left == BACKEND_HLSIM && d->hlsim) {
         hlsim_device_reset(d->hlsim, HLSIM_RESET_HOT);
-    } else if (left == BACKEND_EXTERNAL && d->sim) {
+        return true;
+    }
+    if (left == BACKEND_EXTERNAL && d->sim) {
         Tlpb__Reset r = TLPB__RESET__INIT;
         r.kind = TLPB__RESET_KIND__RESET_HOT;
         Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
         env.body_case = TLPB__ENVELOPE__BODY_RESET;
         env.reset = &r;
         conn_send_envelope(d->sim, &env);
+        return true;
     }
+    return false;
 }
 
 static void announce_backend(struct device *d, Tlpb__EventKind kind, const char *detail)
@@ -675,8 +672,16 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
         abandoned = drain_backend(d, why);
     d->backend = kind;
     d->hlsim_output_blocked = false;
-    if (left != kind)
-        reset_left_backend(d, left);
+    if (left != BACKEND_FALLBACK && left != kind) {
+        /* Said every time: whatever the old backend was in the middle of
+         * (a DMA transfer, even between two reads) ends here. */
+        bool reset = reset_left_backend(d, left);
+        bridge_log(abandoned ? LOG_WARN : LOG_INFO,
+                   "device %s: the %s backend stops serving (%s)%s; %u DMA read%s outstanding at"
+                   " the host abandoned (their completions are discarded)",
+                   d->cfg->name, backend_name(left), why, reset ? ", reset" : "", abandoned,
+                   abandoned == 1 ? "" : "s");
+    }
     if (kind != BACKEND_FALLBACK)
         replay_config(d);
     return abandoned;
