@@ -228,6 +228,9 @@ int device_reload_model(struct device *d, const char *path, char *err, size_t er
 /* The simulator side can take more (hlsim: resume DMA). */
 void device_output_ready(struct device *d);
 bool device_accepts_from_host(const struct device *d);
+/* How long a host request may wait for the active backend: the configured
+ * timeout_ms, else the simulator's (clamped) announcement, else 5 s. */
+uint32_t device_timeout_ms(const struct device *d);
 bool device_accepts_from_device(const struct device *d);
 
 /* hlsim_backend.c */

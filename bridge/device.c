@@ -47,7 +47,7 @@ struct device *bridge_find_device(struct bridge *b, const char *name)
     return NULL;
 }
 
-static uint32_t timeout_ms(const struct device *d)
+uint32_t device_timeout_ms(const struct device *d)
 {
     if (d->cfg->timeout_ms)
         return d->cfg->timeout_ms;
@@ -179,7 +179,8 @@ static void timeout_cb(uv_timer_t *t)
                    "device %s: %s tag %u (addr 0x%llx) got no completion from %s within %u ms;"
                    " completed by the fallback",
                    d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
-                   (unsigned long long)req.address, backend_name(d->backend), timeout_ms(d));
+                   (unsigned long long)req.address, backend_name(d->backend),
+                   device_timeout_ms(d));
         d->stats.timeouts++;
         p->state = PENDING_QUARANTINE;
         d->pending_active--;
@@ -265,7 +266,7 @@ static int track_request(struct device *d, const struct tlpb_tlp *req, enum pend
     p->request.payload_bytes = 0;
     p->request.tag = (uint8_t)tag;
     p->owed_bytes = req->kind == TLPB_TLP_MRD ? tlpb_tlp_request_bytes(req) : 0;
-    p->deadline_ns = tlpb_now_ns() + (uint64_t)timeout_ms(d) * 1000000u;
+    p->deadline_ns = tlpb_now_ns() + (uint64_t)device_timeout_ms(d) * 1000000u;
     if (state == PENDING_ACTIVE)
         d->pending_active++;
     return tag;

@@ -622,9 +622,15 @@ static void case_timeout_clamp(void)
               reply->hello_reply->accepted,
           "silent simulator refused");
     tlpb_envelope_free(reply);
-    /* The bridge logs the clamp before it answers the next control
-     * request, so the status round trip orders the check. */
-    rejected_messages();
+    /* The timeout in effect for ext1 is the clamped one (the status
+     * round trip also orders the log check after the bridge logged it). */
+    bool ok;
+    char *status = it_control("status", NULL, &ok);
+    const char *dev = status ? it_json_device(status, "ext1") : NULL;
+    unsigned long long timeout = 0;
+    CHECK(ok && dev && it_json_uint(dev, "timeout_ms", &timeout), "status lacks ext1's timeout_ms");
+    CHECK_EQ_U64(timeout, 60000, "ext1's completion timeout with a silent simulator");
+    free(status);
     check_logged("device ext1: simulator silent-sim announced a completion timeout of 4294967295 ms;"
                  " clamped to 60000 ms",
                  "clamped timeout");
