@@ -272,6 +272,8 @@ static int track_request(struct device *d, const struct tlpb_tlp *req, enum pend
     return tag;
 }
 
+static unsigned abandon_dma_reads(struct device *d);
+
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -322,8 +324,10 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
          * the state the host programmed. */
         unsigned changes = tlpb_cfgspace_write(&d->shadow, tlp->cfg_register, le32(tlp->payload),
                                                tlp->first_be);
-        if (changes & TLPB_CFG_FLR_REQUESTED)
+        if (changes & TLPB_CFG_FLR_REQUESTED) {
             tlpb_cfgspace_reset(&d->shadow);
+            abandon_dma_reads(d); /* the function's DMA ends with its reset */
+        }
         d->shadow.bus_device_function = tlp->completer_id;
     }
     if (tlp->kind == TLPB_TLP_MWR) {
