@@ -540,6 +540,8 @@ int main(int argc, char **argv)
     IT_RUN("TLPs that break PCIe rules, from a host", case_bad_tlps_from_host());
     IT_RUN("TLPs that break PCIe rules, from a simulator", case_bad_tlps_from_simulator());
 
+    /* Every completion the bridge built passed its own validator. */
+    CHECK(!it_log_contains(it.bridge, "internal error"), "the bridge built a completion it rejects");
     fx_close(&good);
     return it_finish();
 }

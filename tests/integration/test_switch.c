@@ -204,6 +204,8 @@ int main(int argc, char **argv)
         copy_works("external");
     });
 
+    /* Every completion the bridge built passed its own validator. */
+    CHECK(!it_log_contains(it.bridge, "internal error"), "the bridge built a completion it rejects");
     fx_close(&fx);
     return it_finish();
 }
