@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "tlpb/tlp.h"
+#include "tlpb/wire.h"
 
 #define UNSPLIT_DW (TLPB_UNSPLIT_MAX_BYTES / 4u)
 
@@ -531,6 +532,91 @@ static void test_built_completions_valid(void **state)
     assert_int_equal(cpl.lower_address, 0);
 }
 
+/* ---- fields that do not fit their PCIe width, from the wire ----------- */
+
+static void expect_pb_malformed(const Tlpb__Tlp *pb, const char *why)
+{
+    struct tlpb_tlp t;
+    const char *reason = NULL;
+    assert_int_equal(tlpb_tlp_from_pb(&t, pb, &reason), -ERANGE);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+}
+
+/* Each field is named on its own, so a peer learns which one it got wrong. */
+static void test_pb_fields_named(void **state)
+{
+    (void)state;
+    struct tlpb_tlp good = mrd(0x1000, 1);
+    Tlpb__Tlp pb;
+    struct tlpb_tlp back;
+    tlpb_tlp_to_pb(&pb, &good);
+    assert_int_equal(tlpb_tlp_from_pb(&back, &pb, NULL), 0);
+
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.kind = (Tlpb__TlpKind)99;
+    expect_pb_malformed(&pb, "unknown TLP kind");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.requester_id = 0x10000;
+    expect_pb_malformed(&pb, "requester_id wider than 16 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.completer_id = 0x10000;
+    expect_pb_malformed(&pb, "completer_id wider than 16 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.tag = 256;
+    expect_pb_malformed(&pb, "tag wider than 8 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.first_be = 0x10;
+    expect_pb_malformed(&pb, "first_be wider than 4 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.last_be = 0x10;
+    expect_pb_malformed(&pb, "last_be wider than 4 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.traffic_class = 8;
+    expect_pb_malformed(&pb, "traffic_class above 7");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.attributes = 8;
+    expect_pb_malformed(&pb, "attributes wider than 3 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.cfg_register = 0x1000;
+    expect_pb_malformed(&pb, "cfg_register above 0xFFC");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.lower_address = 0x80;
+    expect_pb_malformed(&pb, "lower_address wider than 7 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.status = (Tlpb__CompletionStatus)3;
+    expect_pb_malformed(&pb, "unknown completion status");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.bar_hint = 7;
+    expect_pb_malformed(&pb, "bar_hint above 6 (BAR index + 1)");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.length_dw = TLPB_UNSPLIT_MAX_BYTES / 4 + 1;
+    expect_pb_malformed(&pb, "length above the largest TLP this protocol carries");
+}
+
+/* A device description field out of range is named. */
+static void test_pb_description_field_named(void **state)
+{
+    (void)state;
+    struct tlpb_devdesc d;
+    memset(&d, 0, sizeof(d));
+    d.vendor_id = 0x1234;
+    d.device_id = 0x0001;
+    d.bars[0].size_bytes = 4096;
+    struct tlpb_devdesc_pb pb;
+    tlpb_devdesc_to_pb(&pb, &d);
+    struct tlpb_devdesc back;
+    const char *reason = NULL;
+    assert_int_equal(tlpb_devdesc_from_pb(&back, &pb.msg, &reason), 0);
+    pb.msg.msix_vectors = 5000;
+    assert_int_equal(tlpb_devdesc_from_pb(&back, &pb.msg, &reason), -ERANGE);
+    assert_string_equal(reason, "device description field out of range: msix_vectors above 2048");
+    pb.msg.msix_vectors = 0;
+    pb.msg.class_code = 0x1000000;
+    assert_int_equal(tlpb_devdesc_from_pb(&back, &pb.msg, &reason), -ERANGE);
+    assert_string_equal(reason, "device description field out of range: class_code above 0xFFFFFF");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +633,8 @@ int main(void)
         cmocka_unit_test(test_reject_completions),
         cmocka_unit_test(test_reason_pointer_optional),
         cmocka_unit_test(test_built_completions_valid),
+        cmocka_unit_test(test_pb_fields_named),
+        cmocka_unit_test(test_pb_description_field_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
