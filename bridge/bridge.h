@@ -23,6 +23,9 @@
  * peers that feed the connection until it drains below the low mark. */
 #define BRIDGE_QUEUE_HIGH_BYTES (8u * 1024u * 1024u)
 #define BRIDGE_QUEUE_LOW_BYTES (2u * 1024u * 1024u)
+/* The longest completion timeout a simulator may announce (the RTL adapter's
+ * default): a silent simulator never keeps a host read waiting longer. */
+#define BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS 60000u
 
 /* The shared levels (tlpb/log.h) under the bridge's short names. */
 #define log_level tlpb_log_level
@@ -182,8 +185,12 @@ struct device {
     struct pending_request pending[TLPB_TAGS_MAX];
     unsigned pending_active;
     unsigned next_tag;
-    uint32_t device_read_owed[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
-    bool device_read_active[TLPB_TAGS_MAX];
+    bool device_read_active[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
+    uint32_t device_read_owed[TLPB_TAGS_MAX];  /* bytes the host still owes each */
+    uint64_t device_read_next[TLPB_TAGS_MAX];  /* address of the next byte owed */
+    /* DMA reads of a backend that was switched away or reset while the host
+     * still owed their data: the host's completions are discarded. */
+    bool device_read_abandoned[TLPB_TAGS_MAX];
     uv_timer_t timeout_timer;
     uint64_t timer_deadline_ns;
     struct device_stats stats;
@@ -223,6 +230,7 @@ struct bridge {
     /* accept() failing at the fd limit: logged once, then counted */
     bool accept_exhausted;
     uint64_t accept_failures;
+    uint64_t rejected_messages;    /* messages in the wrong direction, all peers */
 };
 
 /* server.c */
@@ -241,6 +249,8 @@ bool conn_has_room(const struct conn *c);
 void conn_resume_paused(struct bridge *b);
 /* A rate-limited message was held back: make sure its summary gets logged. */
 void bridge_log_summary_due(void);
+/* What TLPs from and to c may be: PCIe limits, or unsplit where granted. */
+struct tlpb_tlp_limits conn_limits(const struct conn *c);
 
 /* device.c */
 int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
@@ -259,12 +269,25 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp);
 void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
 void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
 void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+/* Whether an Interrupt from a simulator names a kind and vector the device
+ * has (0, or -1 with err naming the field). */
+int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
+                           char *err, size_t err_size);
+/* The capabilities a peer of d (labelled for logs) gets of those it offered:
+ * unsplit DMA only on a device configured for fast DMA. */
+uint64_t device_grant_capabilities(const struct device *d, const char *label, uint64_t offered);
+/* Complete a non-posted request that broke a PCIe rule with UR, back to the
+ * connection that sent it. */
+void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind);
 int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size);
 int device_reload_model(struct device *d, const char *path, char *err, size_t err_size);
 /* The simulator side can take more (hlsim: resume DMA). */
 void device_output_ready(struct device *d);
 bool device_accepts_from_host(const struct device *d);
+/* How long a host request may wait for the active backend: the configured
+ * timeout_ms, else the simulator's (clamped) announcement, else 5 s. */
+uint32_t device_timeout_ms(const struct device *d);
 bool device_accepts_from_device(const struct device *d);
 
 /* hlsim_backend.c */

@@ -58,7 +58,8 @@ static void append_json_string(struct text *t, const char *s)
 static void status_json(struct bridge *b, struct text *t)
 {
     double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
-    appendf(t, "{\"uptime_s\": %.3f, \"trace\": ", uptime);
+    appendf(t, "{\"uptime_s\": %.3f, \"rejected_messages\": %llu, \"trace\": ", uptime,
+            (unsigned long long)b->rejected_messages);
     append_json_string(t, b->trace ? b->trace_path : "");
     appendf(t, ", \"devices\": [");
     for (unsigned i = 0; i < b->device_count; i++) {
@@ -77,7 +78,7 @@ static void status_json(struct bridge *b, struct text *t)
         appendf(t, ", \"model\": ");
         append_json_string(t, d->hlsim ? d->cfg->model_path : "");
         appendf(t,
-                ", \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
+                ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"
                 " \"device_posted_writes\": %llu, \"dma_bytes\": %llu,"
                 " \"completions_to_host\": %llu, \"completions_to_device\": %llu,"
@@ -85,7 +86,7 @@ static void status_json(struct bridge *b, struct text *t)
                 " \"fallback_absorbed_writes\": %llu, \"timeouts\": %llu,"
                 " \"late_completions\": %llu, \"rejected_tlps\": %llu,"
                 " \"dropped_device_writes\": %llu}}",
-                d->pending_active, (unsigned long long)s->host_requests,
+                device_timeout_ms(d), d->pending_active, (unsigned long long)s->host_requests,
                 (unsigned long long)s->host_posted_writes, (unsigned long long)s->device_requests,
                 (unsigned long long)s->device_posted_writes, (unsigned long long)s->dma_bytes,
                 (unsigned long long)s->completions_to_host,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "tlpb/byteorder.h"
 
 #define DEFAULT_TIMEOUT_MS 5000u
 
@@ -47,7 +48,7 @@ struct device *bridge_find_device(struct bridge *b, const char *name)
     return NULL;
 }
 
-static uint32_t timeout_ms(const struct device *d)
+uint32_t device_timeout_ms(const struct device *d)
 {
     if (d->cfg->timeout_ms)
         return d->cfg->timeout_ms;
@@ -70,6 +71,24 @@ static void send_to_host(struct device *d, const struct tlpb_tlp *tlp, Tlpb__Tra
     conn_send_tlp(d->host, tlp, true);
 }
 
+/* Every completion the bridge builds itself must pass its own validator,
+ * with the limits of the peer it goes to (to an in-process model: the
+ * device's DMA mode). A failure is a bug in the bridge: logged as one. */
+static void check_built_completion(const struct device *d, const struct tlpb_tlp *cpl,
+                                   const struct conn *to)
+{
+    struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096, .unsplit = d->cfg->fast_dma};
+    if (to)
+        lim = conn_limits(to);
+    const char *reason = NULL;
+    if (tlpb_tlp_validate(cpl, &lim, &reason) != 0)
+        bridge_log(LOG_ERROR,
+                   "device %s: internal error: the bridge built a %s (%s, tag %u, byte count %u)"
+                   " that its own validator rejects: %s",
+                   d->cfg->name, tlpb_tlp_kind_name(cpl->kind), tlpb_cpl_status_name(cpl->status),
+                   cpl->tag, cpl->byte_count, reason);
+}
+
 /* ---- Fallback responder --------------------------------------------------- */
 
 /* The completion the fallback gives for request req (tag as the host sent
@@ -81,6 +100,14 @@ static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, st
     switch (req->kind) {
     case TLPB_TLP_MRD: {
         uint32_t bytes = tlpb_tlp_request_bytes(req);
+        uint64_t offset;
+        if (tlpb_cfg_decode_request(&d->shadow, req, &offset) < 0) {
+            /* The one address rule (docs/protocol.md): no BAR decodes it. */
+            bridge_log(LOG_DEBUG, "device %s: MRd at 0x%llx: no BAR decodes it; UR", d->cfg->name,
+                       (unsigned long long)req->address);
+            tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_UR);
+            return true;
+        }
         if (d->cfg->fallback_read == FALLBACK_READ_UR) {
             tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_UR);
             return true;
@@ -102,10 +129,7 @@ static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, st
         struct tlpb_tlp one = *req;
         tlpb_completion_for(cpl, &one, completer, req->cfg_register, 4, 4);
         cpl->lower_address = 0;
-        data[0] = (uint8_t)v;
-        data[1] = (uint8_t)(v >> 8);
-        data[2] = (uint8_t)(v >> 16);
-        data[3] = (uint8_t)(v >> 24);
+        tlpb_put_le32(data, v);
         cpl->payload = data;
         cpl->payload_bytes = 4;
         return true;
@@ -128,8 +152,10 @@ static void fallback_answer_host(struct device *d, const struct tlpb_tlp *req_as
     if (!fallback_completion(d, req_as_host_sent, &cpl, data, sizeof(data)))
         return;
     d->stats.fallback_completions++;
-    if (d->host)
+    if (d->host) {
+        check_built_completion(d, &cpl, d->host);
         send_to_host(d, &cpl, TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
+    }
 }
 
 /* ---- Timeouts -------------------------------------------------------------- */
@@ -151,7 +177,8 @@ static void timeout_cb(uv_timer_t *t)
                    "device %s: %s tag %u (addr 0x%llx) got no completion from %s within %u ms;"
                    " completed by the fallback",
                    d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
-                   (unsigned long long)req.address, backend_name(d->backend), timeout_ms(d));
+                   (unsigned long long)req.address, backend_name(d->backend),
+                   device_timeout_ms(d));
         d->stats.timeouts++;
         p->state = PENDING_QUARANTINE;
         d->pending_active--;
@@ -237,29 +264,46 @@ static int track_request(struct device *d, const struct tlpb_tlp *req, enum pend
     p->request.payload_bytes = 0;
     p->request.tag = (uint8_t)tag;
     p->owed_bytes = req->kind == TLPB_TLP_MRD ? tlpb_tlp_request_bytes(req) : 0;
-    p->deadline_ns = tlpb_now_ns() + (uint64_t)timeout_ms(d) * 1000000u;
+    p->deadline_ns = tlpb_now_ns() + (uint64_t)device_timeout_ms(d) * 1000000u;
     if (state == PENDING_ACTIVE)
         d->pending_active++;
     return tag;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+static unsigned abandon_dma_reads(struct device *d);
+
 
 void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
 {
     if (tlpb_tlp_is_completion(tlp->kind)) {
-        /* Completion for one of the device's DMA reads. */
-        if (!d->device_read_active[tlp->tag]) {
-            d->stats.rejected_tlps++;
-            bridge_log(LOG_WARN, "device %s: host completion for tag %u matches no DMA read",
-                       d->cfg->name, tlp->tag);
+        /* Completion for one of the device's DMA reads. The host completes
+         * requests in order, so what it still owed a backend that was
+         * switched away or reset comes before anything for a newer read
+         * under the same tag. */
+        if (d->device_read_abandoned[tlp->tag]) {
+            if (completion_is_final(tlp))
+                d->device_read_abandoned[tlp->tag] = false;
+            d->stats.late_completions++;
+            bridge_log(LOG_DEBUG, "device %s: host %s for abandoned DMA read tag %u discarded",
+                       d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
             return;
         }
-        if (completion_is_final(tlp))
+        if (!d->device_read_active[tlp->tag]) {
+            d->stats.rejected_tlps++;
+            bridge_log(LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
+                       d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
+            if (d->host)
+                tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
+            return;
+        }
+        if (completion_is_final(tlp)) {
             d->device_read_active[tlp->tag] = false;
+        } else {
+            /* What is still owed, should the host go away before the rest. */
+            uint32_t data = tlp->length_dw * 4u - (tlp->lower_address & 3u);
+            d->device_read_owed[tlp->tag] = tlp->byte_count - data;
+            d->device_read_next[tlp->tag] += data;
+        }
         d->stats.completions_to_device++;
         if (tlp->kind == TLPB_TLP_CPLD)
             d->stats.dma_bytes += tlp->payload_bytes;
@@ -272,10 +316,12 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
         /* The shadow follows every config write, so the fallback answers
          * enumeration consistently and a new backend can be brought up to
          * the state the host programmed. */
-        unsigned changes = tlpb_cfgspace_write(&d->shadow, tlp->cfg_register, le32(tlp->payload),
+        unsigned changes = tlpb_cfgspace_write(&d->shadow, tlp->cfg_register, tlpb_get_le32(tlp->payload),
                                                tlp->first_be);
-        if (changes & TLPB_CFG_FLR_REQUESTED)
+        if (changes & TLPB_CFG_FLR_REQUESTED) {
             tlpb_cfgspace_reset(&d->shadow);
+            abandon_dma_reads(d); /* the function's DMA ends with its reset */
+        }
         d->shadow.bus_device_function = tlp->completer_id;
     }
     if (tlp->kind == TLPB_TLP_MWR) {
@@ -370,9 +416,11 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     }
     if (tlp->kind == TLPB_TLP_CFGRD0 || tlp->kind == TLPB_TLP_CFGWR0) {
         d->stats.rejected_tlps++;
-        bridge_log(LOG_WARN, "device %s: a device may not send config requests; UR", d->cfg->name);
+        bridge_log(LOG_WARN, "device %s: a device may not send config requests (%s); UR",
+                   d->cfg->name, tlpb_tlp_kind_name(tlp->kind));
         struct tlpb_tlp cpl;
         tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+        check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
         reply_to_device(d, &cpl);
         return;
     }
@@ -385,6 +433,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
         if (tlp->kind == TLPB_TLP_MRD) {
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+            check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             reply_to_device(d, &cpl);
         } else {
             d->stats.dropped_device_writes++;
@@ -394,6 +443,8 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     if (tlp->kind == TLPB_TLP_MRD) {
         d->stats.device_requests++;
         d->device_read_active[tlp->tag] = true;
+        d->device_read_owed[tlp->tag] = tlpb_tlp_request_bytes(tlp);
+        d->device_read_next[tlp->tag] = tlpb_tlp_first_byte_address(tlp);
     } else {
         d->stats.device_posted_writes++;
         d->stats.dma_bytes += tlp->payload_bytes;
@@ -417,6 +468,60 @@ void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, ui
     trace_interrupt(d->bridge, d, kind, vector);
     if (d->host)
         conn_send_interrupt(d->host, kind, vector);
+}
+
+int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
+                           char *err, size_t err_size)
+{
+    switch (kind) {
+    case TLPB__INTERRUPT_KIND__IRQ_MSIX:
+        if (vector < d->desc.msix_vectors)
+            return 0;
+        snprintf(err, err_size, "Interrupt IRQ_MSIX vector %u: device %s has %u MSI-X vectors",
+                 vector, d->cfg->name, d->desc.msix_vectors);
+        return -1;
+    case TLPB__INTERRUPT_KIND__IRQ_MSI:
+        if (vector < d->desc.msi_vectors)
+            return 0;
+        snprintf(err, err_size, "Interrupt IRQ_MSI vector %u: device %s has %u MSI vectors",
+                 vector, d->cfg->name, d->desc.msi_vectors);
+        return -1;
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT:
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT:
+        if (d->desc.intx_pin != 0 && vector == d->desc.intx_pin - 1u)
+            return 0;
+        snprintf(err, err_size, "Interrupt INTx pin index %u: device %s uses %s", vector,
+                 d->cfg->name, d->desc.intx_pin ? "another pin" : "no INTx pin");
+        return -1;
+    default:
+        snprintf(err, err_size, "Interrupt kind %d is not defined", (int)kind);
+        return -1;
+    }
+}
+
+uint64_t device_grant_capabilities(const struct device *d, const char *label, uint64_t offered)
+{
+    uint64_t granted = offered & TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
+    /* Fast (unsplit) DMA trades PCIe fidelity for speed: only where the
+     * device's configuration says so, so a strict device stays strict for
+     * its host and its simulator alike. */
+    if (!d->cfg->fast_dma && (granted & TLPB__CAPABILITY__CAP_UNSPLIT_DMA)) {
+        bridge_log(LOG_INFO, "%s: device %s is configured for strict DMA: unsplit DMA not granted",
+                   label, d->cfg->name);
+        granted &= ~(uint64_t)TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
+    }
+    return granted;
+}
+
+void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req)
+{
+    /* To a host the device completes (its own ID); to a device's DMA the
+     * root complex does (00:00.0). */
+    uint16_t completer = from == d->host ? d->shadow.bus_device_function : 0;
+    struct tlpb_tlp cpl;
+    tlpb_completion_error_for(&cpl, req, completer, TLPB_CPL_UR);
+    check_built_completion(d, &cpl, from);
+    conn_send_tlp(from, &cpl, true);
 }
 
 bool device_accepts_from_host(const struct device *d)
@@ -465,7 +570,8 @@ static void replay_config(struct device *d)
         if (regs[i].reg == TLPB_CFG_MSIX_CAP && d->desc.msix_vectors == 0)
             continue;
         uint32_t v = tlpb_cfgspace_read(&d->shadow, regs[i].reg);
-        uint8_t payload[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+        uint8_t payload[4];
+        tlpb_put_le32(payload, v);
         struct tlpb_tlp wr = {
             .kind = TLPB_TLP_CFGWR0,
             .requester_id = 0,
@@ -485,9 +591,25 @@ static void replay_config(struct device *d)
     }
 }
 
-/* Complete every request the leaving backend still owes, and forget its
- * DMA reads. */
-static void drain_backend(struct device *d, const char *why)
+/* The DMA reads the device has outstanding at the host are abandoned (the
+ * device was reset or is leaving): the host's completions for them will be
+ * discarded. Returns how many. */
+static unsigned abandon_dma_reads(struct device *d)
+{
+    unsigned n = 0;
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
+        if (d->device_read_active[tag] && d->host) {
+            d->device_read_abandoned[tag] = true;
+            n++;
+        }
+        d->device_read_active[tag] = false;
+    }
+    return n;
+}
+
+/* Complete every request the leaving backend still owes, and abandon its
+ * DMA reads. Returns how many DMA reads were abandoned. */
+static unsigned drain_backend(struct device *d, const char *why)
 {
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
         struct pending_request *p = &d->pending[tag];
@@ -501,10 +623,32 @@ static void drain_backend(struct device *d, const char *why)
             fallback_answer_host(d, &req);
         }
         p->state = PENDING_FREE;
-        d->device_read_active[tag] = false;
     }
     d->pending_active = 0;
     arm_timeout(d);
+    return abandon_dma_reads(d);
+}
+
+/* A backend that stops serving the device is reset, so that whatever it was
+ * doing (a DMA transfer, a pending interrupt) ends there and, if it serves
+ * the device again, it starts from reset like any newly active backend.
+ * It is already inactive: what it sends while resetting is dropped. */
+static bool reset_left_backend(struct device *d, enum backend_kind left)
+{
+    if (left == BACKEND_HLSIM && d->hlsim) {
+        hlsim_device_reset(d->hlsim, HLSIM_RESET_HOT);
+        return true;
+    }
+    if (left == BACKEND_EXTERNAL && d->sim) {
+        Tlpb__Reset r = TLPB__RESET__INIT;
+        r.kind = TLPB__RESET_KIND__RESET_HOT;
+        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+        env.body_case = TLPB__ENVELOPE__BODY_RESET;
+        env.reset = &r;
+        conn_send_envelope(d->sim, &env);
+        return true;
+    }
+    return false;
 }
 
 static void announce_backend(struct device *d, Tlpb__EventKind kind, const char *detail)
@@ -516,14 +660,31 @@ static void announce_backend(struct device *d, Tlpb__EventKind kind, const char 
     }
 }
 
-static void activate(struct device *d, enum backend_kind kind, const char *why)
+/* Make kind the device's backend. The leaving one's host requests are
+ * completed by the fallback (each logged), its DMA reads abandoned, and it
+ * is reset; the new one gets the host's config state replayed. Returns how
+ * many DMA reads were abandoned. */
+static unsigned activate(struct device *d, enum backend_kind kind, const char *why)
 {
-    if (d->backend != BACKEND_FALLBACK)
-        drain_backend(d, why);
+    enum backend_kind left = d->backend;
+    unsigned abandoned = 0;
+    if (left != BACKEND_FALLBACK)
+        abandoned = drain_backend(d, why);
     d->backend = kind;
     d->hlsim_output_blocked = false;
+    if (left != BACKEND_FALLBACK && left != kind) {
+        /* Said every time: whatever the old backend was in the middle of
+         * (a DMA transfer, even between two reads) ends here. */
+        bool reset = reset_left_backend(d, left);
+        bridge_log(abandoned ? LOG_WARN : LOG_INFO,
+                   "device %s: the %s backend stops serving (%s)%s; %u DMA read%s outstanding at"
+                   " the host abandoned (their completions are discarded)",
+                   d->cfg->name, backend_name(left), why, reset ? ", reset" : "", abandoned,
+                   abandoned == 1 ? "" : "s");
+    }
     if (kind != BACKEND_FALLBACK)
         replay_config(d);
+    return abandoned;
 }
 
 void device_host_attached(struct device *d, struct conn *c)
@@ -547,17 +708,23 @@ void device_host_detached(struct device *d)
     bridge_log(LOG_INFO, "device %s: host disconnected", d->cfg->name);
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
         struct pending_request *p = &d->pending[tag];
+        d->device_read_abandoned[tag] = false;
         if (p->state == PENDING_ACTIVE) {
             p->state = PENDING_QUARANTINE; /* nobody to answer any more */
             d->pending_active--;
         }
         if (d->device_read_active[tag]) {
-            /* The host will never complete this DMA read: say so. */
+            /* The host will never complete this DMA read: say so, for
+             * the bytes still owed, from the next one (PCIe byte count and
+             * lower address rules). */
             struct tlpb_tlp req = {.kind = TLPB_TLP_MRD, .tag = (uint8_t)tag,
                                    .requester_id = d->shadow.bus_device_function,
-                                   .length_dw = 1, .first_be = 0xF, .bar_hint = TLPB_NO_BAR};
+                                   .bar_hint = TLPB_NO_BAR};
+            if (tlpb_tlp_set_mem_range(&req, d->device_read_next[tag], d->device_read_owed[tag]) != 0)
+                tlpb_tlp_set_mem_range(&req, d->device_read_next[tag] & ~3ull, 4);
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+            check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             d->device_read_active[tag] = false;
             deliver_to_backend(d, &cpl);
         }
@@ -597,6 +764,13 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
 {
     if (device_sim_check(d, desc, err, err_size) != 0)
         return -1;
+    if (c->completion_timeout_ms > BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS) {
+        bridge_log(LOG_WARN,
+                   "device %s: simulator %s announced a completion timeout of %u ms; clamped to"
+                   " %u ms", d->cfg->name, c->peer_name, c->completion_timeout_ms,
+                   BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS);
+        c->completion_timeout_ms = BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS;
+    }
     d->sim = c;
     activate(d, BACKEND_EXTERNAL, "simulator attached");
     char detail[160];
@@ -626,10 +800,10 @@ void device_reset_from_host(struct device *d, Tlpb__ResetKind kind)
     uint16_t bdf = d->shadow.bus_device_function;
     tlpb_cfgspace_reset(&d->shadow);
     d->shadow.bus_device_function = bdf;
+    /* A reset device no longer waits for its DMA reads. */
+    abandon_dma_reads(d);
     switch (d->backend) {
     case BACKEND_HLSIM:
-        for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++)
-            d->device_read_active[tag] = false;
         hlsim_device_reset(d->hlsim, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
                                          ? HLSIM_RESET_FUNCTION_LEVEL : HLSIM_RESET_HOT);
         break;
@@ -663,9 +837,17 @@ int device_switch_backend(struct device *d, enum backend_kind kind, char *err, s
         if (hlsim_backend_load(d, d->cfg->model_path, err, err_size) != 0)
             return -1;
     }
-    char detail[96];
-    snprintf(detail, sizeof(detail), "switched from %s", backend_name(d->backend));
-    activate(d, kind, "the backend was switched");
+    char detail[160];
+    const char *from = backend_name(d->backend);
+    unsigned abandoned = activate(d, kind, "the backend was switched");
+    /* What the host must know: the new backend starts from reset, and a
+     * transfer the old one was in the middle of did not finish. */
+    if (abandoned)
+        snprintf(detail, sizeof(detail),
+                 "switched from %s; the device starts from reset; %u DMA read%s in progress"
+                 " abandoned", from, abandoned, abandoned == 1 ? "" : "s");
+    else
+        snprintf(detail, sizeof(detail), "switched from %s; the device starts from reset", from);
     announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, detail);
     return 0;
 }

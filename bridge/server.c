@@ -299,6 +299,7 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         return;
     }
     snprintf(c->label, sizeof(c->label), "%s[%s]", tlpb_role_name(hello->role), d->cfg->name);
+    c->capabilities = device_grant_capabilities(d, c->label, c->capabilities);
     if (hello->role == TLPB__ROLE__ROLE_HOST) {
         if (d->host) {
             refuse(c, "device already has a host connected");
@@ -313,13 +314,6 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     if (d->sim) {
         refuse(c, "device already has a simulator attached");
         return;
-    }
-    /* Fast (unsplit) DMA trades PCIe fidelity for speed: only where the
-     * device's configuration says so, so a strict device stays strict. */
-    if (!d->cfg->fast_dma && (c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA)) {
-        bridge_log(LOG_INFO, "%s: device %s is configured for strict DMA: unsplit DMA not granted",
-                   c->label, d->cfg->name);
-        c->capabilities &= ~(uint64_t)TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
     }
     struct tlpb_devdesc desc;
     const char *reason = NULL;
@@ -350,11 +344,72 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     }
 }
 
-static struct tlpb_tlp_limits conn_limits(const struct conn *c)
+struct tlpb_tlp_limits conn_limits(const struct conn *c)
 {
     struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096,
                                   .unsplit = (c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0};
     return lim;
+}
+
+/* A TLP with a field that does not fit its PCIe width is malformed: a
+ * protocol error, as PCIe treats a Malformed TLP (discarded, no completion).
+ * The reason names the field, the kind and the tag as the peer sent them. */
+static void malformed_tlp(struct conn *c, const Tlpb__Tlp *pb, const char *reason)
+{
+    char msg[256];
+    if (pb->kind >= TLPB__TLP_KIND__TLP_MRD && pb->kind <= TLPB__TLP_KIND__TLP_CPLD)
+        snprintf(msg, sizeof(msg), "malformed TLP (%s, tag %u): %s",
+                 tlpb_tlp_kind_name((enum tlpb_tlp_kind)pb->kind), pb->tag, reason);
+    else /* an unknown kind has no name: its number is what the peer sent */
+        snprintf(msg, sizeof(msg), "malformed TLP (kind %u, tag %u): %s", (unsigned)pb->kind,
+                 pb->tag, reason);
+    if (c->device)
+        c->device->stats.rejected_tlps++;
+    conn_fail(c, msg);
+}
+
+/* A message this peer's role may not send: answered with an Error naming
+ * the message and the role, counted, not acted on; the connection goes on. */
+static void wrong_direction(struct conn *c, const Tlpb__Envelope *env)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s from a %s is not accepted (see the protocol's message table)",
+             tlpb_message_name(env->body_case), tlpb_role_name(c->role));
+    c->bridge->rejected_messages++;
+    bridge_log(LOG_WARN, "%s: %s", c->label, msg);
+    tlpb_obuf_append_error(&c->ob, msg);
+}
+
+static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
+{
+    struct tlpb_tlp tlp;
+    const char *reason = NULL;
+    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
+        malformed_tlp(c, pb, reason);
+        return;
+    }
+    struct tlpb_tlp_limits lim = conn_limits(c);
+    int rc = tlpb_tlp_validate(&tlp, &lim, &reason);
+    if (rc == -ERANGE) {
+        malformed_tlp(c, pb, reason);
+        return;
+    }
+    if (rc != 0) {
+        char msg[256];
+        c->device->stats.rejected_tlps++;
+        snprintf(msg, sizeof(msg), "rejected %s tag %u: %s", tlpb_tlp_kind_name(tlp.kind),
+                 tlp.tag, reason);
+        bridge_log(LOG_WARN, "%s: %s", c->label, msg);
+        tlpb_obuf_append_error(&c->ob, msg);
+        /* A rejected request still gets its completion: UR. */
+        if (tlpb_tlp_is_non_posted(tlp.kind))
+            device_reject_request(c->device, c, &tlp);
+        return;
+    }
+    if (c->role == TLPB__ROLE__ROLE_HOST)
+        device_tlp_from_host(c->device, &tlp);
+    else
+        device_tlp_from_device(c->device, &tlp);
 }
 
 /* Returns false when processing must pause (destination full). */
@@ -368,68 +423,46 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
         handle_hello(c, env->hello);
         return true;
     }
+    bool host = c->role == TLPB__ROLE__ROLE_HOST && c->device;
+    bool simulator = c->role == TLPB__ROLE__ROLE_SIMULATOR && c->device;
+    char why[160];
     switch (env->body_case) {
-    case TLPB__ENVELOPE__BODY_TLP: {
-        if (!c->device)
-            break;
-        struct tlpb_tlp tlp;
-        const char *reason = NULL;
-        if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) != 0) {
-            /* A field wider than PCIe allows. The framing is intact, so the
-             * connection goes on; a request whose tag fits still gets UR. */
-            const Tlpb__Tlp *pb = env->tlp;
-            char msg[256];
-            c->device->stats.rejected_tlps++;
-            snprintf(msg, sizeof(msg), "rejected TLP (kind %d, tag %u): %s", (int)pb->kind,
-                     pb->tag, reason);
-            bridge_log(LOG_WARN, "%s: %s", c->label, msg);
-            tlpb_obuf_append_error(&c->ob, msg);
-            if (tlpb_tlp_is_non_posted((enum tlpb_tlp_kind)pb->kind) && pb->tag <= 0xFF) {
-                struct tlpb_tlp req = {.kind = (enum tlpb_tlp_kind)pb->kind,
-                                       .requester_id = (uint16_t)pb->requester_id,
-                                       .tag = (uint8_t)pb->tag, .length_dw = 1,
-                                       .bar_hint = TLPB_NO_BAR};
-                struct tlpb_tlp cpl;
-                tlpb_completion_error_for(&cpl, &req, (uint16_t)pb->completer_id, TLPB_CPL_UR);
-                conn_send_tlp(c, &cpl, true);
-            }
-            break;
-        }
-        struct tlpb_tlp_limits lim = conn_limits(c);
-        if (tlpb_tlp_validate(&tlp, &lim, &reason) != 0) {
-            char msg[256];
-            c->device->stats.rejected_tlps++;
-            snprintf(msg, sizeof(msg), "rejected %s tag %u: %s", tlpb_tlp_kind_name(tlp.kind),
-                     tlp.tag, reason);
-            bridge_log(LOG_WARN, "%s: %s", c->label, msg);
-            tlpb_obuf_append_error(&c->ob, msg);
-            /* A rejected request still gets its completion: UR. */
-            if (tlpb_tlp_is_non_posted(tlp.kind)) {
-                struct tlpb_tlp cpl;
-                tlpb_completion_error_for(&cpl, &tlp, tlp.completer_id, TLPB_CPL_UR);
-                conn_send_tlp(c, &cpl, true);
-            }
-            break;
-        }
-        if (c->role == TLPB__ROLE__ROLE_HOST)
-            device_tlp_from_host(c->device, &tlp);
+    case TLPB__ENVELOPE__BODY_TLP:
+        if (host || simulator)
+            dispatch_tlp(c, env->tlp);
         else
-            device_tlp_from_device(c->device, &tlp);
+            wrong_direction(c, env);
         break;
-    }
     case TLPB__ENVELOPE__BODY_INTERRUPT:
-        if (c->role == TLPB__ROLE__ROLE_SIMULATOR && c->device)
+        if (!simulator) {
+            wrong_direction(c, env);
+        } else if (device_interrupt_check(c->device, env->interrupt->kind, env->interrupt->vector,
+                                          why, sizeof(why)) != 0) {
+            conn_fail(c, why);
+            return false;
+        } else {
             device_interrupt_from_device(c->device, env->interrupt->kind, env->interrupt->vector);
-        else
-            bridge_log(LOG_WARN, "%s: Interrupt from a non-simulator ignored", c->label);
+        }
         break;
     case TLPB__ENVELOPE__BODY_RESET:
-        if (c->role == TLPB__ROLE__ROLE_HOST && c->device)
+        if (!host) {
+            wrong_direction(c, env);
+        } else if (env->reset->kind != TLPB__RESET_KIND__RESET_FUNCTION_LEVEL &&
+                   env->reset->kind != TLPB__RESET_KIND__RESET_HOT) {
+            /* An enum value the protocol does not define: a field out of range. */
+            snprintf(why, sizeof(why), "Reset kind %d is not RESET_FUNCTION_LEVEL or RESET_HOT",
+                     (int)env->reset->kind);
+            conn_fail(c, why);
+            return false;
+        } else {
             device_reset_from_host(c->device, env->reset->kind);
+        }
         break;
     case TLPB__ENVELOPE__BODY_CONTROL_REQUEST:
         if (c->role == TLPB__ROLE__ROLE_CONTROL)
             control_handle(c, env->control_request);
+        else
+            wrong_direction(c, env);
         break;
     case TLPB__ENVELOPE__BODY_ERROR:
         bridge_log(LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
@@ -437,10 +470,10 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
     case TLPB__ENVELOPE__BODY_HELLO:
         conn_fail(c, "second Hello on an established connection");
         return false;
-    case TLPB__ENVELOPE__BODY_TIME_SYNC:
-        break; /* reserved */
     default:
-        bridge_log(LOG_WARN, "%s: unexpected message %d ignored", c->label, (int)env->body_case);
+        /* HelloReply, Event, ControlReply: the bridge's to send. TimeSync:
+         * reserved, accepted from nobody yet. */
+        wrong_direction(c, env);
         break;
     }
     return true;

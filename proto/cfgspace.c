@@ -457,31 +457,15 @@ void tlpb_cfg_set_interrupt_status(struct tlpb_cfgspace *cfg, bool asserted)
     tlpb_put_le16(&cfg->bytes[CFG_STATUS], status);
 }
 
-/* The host's BAR hint wins: on the bridge path the device's config space may
- * not have seen BAR programming, and BARs are naturally aligned, so the
- * offset is the address modulo the size. Without a hint, the programmed BARs
- * decide. */
+/* A device decodes a memory request by its address, against the BARs the
+ * host programmed, and only with Memory Space Enable set, as PCIe requires.
+ * The host's BAR hint is informational (traces, logs): it never overrides
+ * the decode, so every backend answers an address the same way. */
 int tlpb_cfg_decode_request(const struct tlpb_cfgspace *cfg, const struct tlpb_tlp *tlp,
                             uint64_t *offset)
 {
-    const struct tlpb_devdesc *desc = &cfg->desc;
     uint64_t span = (uint64_t)tlp->length_dw * 4;
 
-    if (tlp->bar_hint >= 0) {
-        unsigned bar = (unsigned)tlp->bar_hint;
-        if (bar >= TLPB_BAR_COUNT)
-            return -1;
-        const struct tlpb_bar_desc *b = &desc->bars[bar];
-        if (b->size_bytes == 0 || b->is_io)
-            return -1;
-        if (bar > 0 && desc->bars[bar - 1].is_64bit && desc->bars[bar - 1].size_bytes != 0)
-            return -1; /* upper half of a 64-bit BAR */
-        uint64_t off = tlp->address & (b->size_bytes - 1);
-        if (span > b->size_bytes - off)
-            return -1;
-        *offset = off;
-        return (int)bar;
-    }
     if (span > UINT32_MAX)
         return -1;
     return tlpb_cfg_decode_address(cfg, tlp->address, (uint32_t)span, offset);

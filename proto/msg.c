@@ -40,31 +40,45 @@ int tlpb_tlp_from_pb(struct tlpb_tlp *tlp, const Tlpb__Tlp *pb, const char **rea
         break;
     default:
         *reason = "unknown TLP kind";
-        return -EINVAL;
+        return -ERANGE;
     }
-    if (pb->requester_id > 0xFFFF || pb->completer_id > 0xFFFF) {
-        *reason = "requester or completer ID wider than 16 bits";
-        return -EINVAL;
+    /* Each field that does not fit its PCIe width is named, so the peer
+     * learns exactly what it got wrong. */
+    if (pb->requester_id > 0xFFFF) {
+        *reason = "requester_id wider than 16 bits";
+        return -ERANGE;
+    }
+    if (pb->completer_id > 0xFFFF) {
+        *reason = "completer_id wider than 16 bits";
+        return -ERANGE;
     }
     if (pb->tag > 0xFF) {
         *reason = "tag wider than 8 bits";
-        return -EINVAL;
+        return -ERANGE;
     }
-    if (pb->first_be > 0xF || pb->last_be > 0xF) {
-        *reason = "byte enable wider than 4 bits";
-        return -EINVAL;
+    if (pb->first_be > 0xF) {
+        *reason = "first_be wider than 4 bits";
+        return -ERANGE;
+    }
+    if (pb->last_be > 0xF) {
+        *reason = "last_be wider than 4 bits";
+        return -ERANGE;
     }
     if (pb->traffic_class > 7) {
-        *reason = "traffic class out of range";
-        return -EINVAL;
+        *reason = "traffic_class above 7";
+        return -ERANGE;
     }
     if (pb->attributes > 7) {
-        *reason = "attributes out of range";
-        return -EINVAL;
+        *reason = "attributes wider than 3 bits";
+        return -ERANGE;
     }
-    if (pb->cfg_register > 0xFFFF || pb->lower_address > 0x7F) {
-        *reason = "config register or lower address out of range";
-        return -EINVAL;
+    if (pb->cfg_register > 0xFFC) {
+        *reason = "cfg_register above 0xFFC";
+        return -ERANGE;
+    }
+    if (pb->lower_address > 0x7F) {
+        *reason = "lower_address wider than 7 bits";
+        return -ERANGE;
     }
     switch (pb->status) {
     case TLPB__COMPLETION_STATUS__CPL_SC:
@@ -74,16 +88,16 @@ int tlpb_tlp_from_pb(struct tlpb_tlp *tlp, const Tlpb__Tlp *pb, const char **rea
         break;
     default:
         *reason = "unknown completion status";
-        return -EINVAL;
+        return -ERANGE;
     }
     if (pb->bar_hint > TLPB_BAR_COUNT) {
-        *reason = "BAR hint out of range";
-        return -EINVAL;
+        *reason = "bar_hint above 6 (BAR index + 1)";
+        return -ERANGE;
     }
     if (pb->payload.len > TLPB_UNSPLIT_MAX_BYTES || pb->length_dw > TLPB_UNSPLIT_MAX_BYTES / 4 ||
         pb->byte_count > TLPB_UNSPLIT_MAX_BYTES) {
         *reason = "length above the largest TLP this protocol carries";
-        return -EINVAL;
+        return -ERANGE;
     }
     tlp->kind = (enum tlpb_tlp_kind)pb->kind;
     tlp->requester_id = (uint16_t)pb->requester_id;
@@ -167,14 +181,26 @@ int tlpb_devdesc_from_pb(struct tlpb_devdesc *desc, const Tlpb__DeviceDescriptio
                          const char **reason)
 {
     memset(desc, 0, sizeof(*desc));
-    if (pb->vendor_id > 0xFFFF || pb->device_id > 0xFFFF || pb->subsystem_vendor_id > 0xFFFF ||
-        pb->subsystem_id > 0xFFFF || pb->revision > 0xFF || pb->class_code > 0xFFFFFF ||
-        pb->n_bars > TLPB_BAR_COUNT || pb->msix_vectors > 2048 || pb->msix_table_bar > 5 ||
-        pb->msix_pba_bar > 5 || pb->msi_vectors > 32 || pb->intx_pin > 4 ||
-        pb->max_payload_supported_bytes > 4096) {
-        *reason = "device description field out of range";
-        return -EINVAL;
+    /* The first field out of range is named in the reason. */
+#define DESC_FIELD_MAX(field, max)                                                               \
+    if (pb->field > (max)) {                                                                     \
+        *reason = "device description field out of range: " #field " above " #max;             \
+        return -ERANGE;                                                                          \
     }
+    DESC_FIELD_MAX(vendor_id, 0xFFFF)
+    DESC_FIELD_MAX(device_id, 0xFFFF)
+    DESC_FIELD_MAX(subsystem_vendor_id, 0xFFFF)
+    DESC_FIELD_MAX(subsystem_id, 0xFFFF)
+    DESC_FIELD_MAX(revision, 0xFF)
+    DESC_FIELD_MAX(class_code, 0xFFFFFF)
+    DESC_FIELD_MAX(n_bars, 6)
+    DESC_FIELD_MAX(msix_vectors, 2048)
+    DESC_FIELD_MAX(msix_table_bar, 5)
+    DESC_FIELD_MAX(msix_pba_bar, 5)
+    DESC_FIELD_MAX(msi_vectors, 32)
+    DESC_FIELD_MAX(intx_pin, 4)
+    DESC_FIELD_MAX(max_payload_supported_bytes, 4096)
+#undef DESC_FIELD_MAX
     desc->vendor_id = (uint16_t)pb->vendor_id;
     desc->device_id = (uint16_t)pb->device_id;
     desc->subsystem_vendor_id = (uint16_t)pb->subsystem_vendor_id;
@@ -210,5 +236,33 @@ const char *tlpb_role_name(Tlpb__Role role)
         return "control";
     default:
         return "unspecified";
+    }
+}
+
+const char *tlpb_message_name(Tlpb__Envelope__BodyCase body)
+{
+    switch (body) {
+    case TLPB__ENVELOPE__BODY_HELLO:
+        return "Hello";
+    case TLPB__ENVELOPE__BODY_HELLO_REPLY:
+        return "HelloReply";
+    case TLPB__ENVELOPE__BODY_TLP:
+        return "Tlp";
+    case TLPB__ENVELOPE__BODY_INTERRUPT:
+        return "Interrupt";
+    case TLPB__ENVELOPE__BODY_RESET:
+        return "Reset";
+    case TLPB__ENVELOPE__BODY_EVENT:
+        return "Event";
+    case TLPB__ENVELOPE__BODY_ERROR:
+        return "Error";
+    case TLPB__ENVELOPE__BODY_CONTROL_REQUEST:
+        return "ControlRequest";
+    case TLPB__ENVELOPE__BODY_CONTROL_REPLY:
+        return "ControlReply";
+    case TLPB__ENVELOPE__BODY_TIME_SYNC:
+        return "TimeSync";
+    default:
+        return "unknown message";
     }
 }

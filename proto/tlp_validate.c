@@ -5,7 +5,6 @@
 
 #include "tlpb/tlp.h"
 
-#define READ_REQUEST_MAX_BYTES 4096u /* max read request size never exceeds this */
 #define BYTE_COUNT_MAX 4096u
 
 static int reject(const char **reason, const char *why)
@@ -13,6 +12,15 @@ static int reject(const char **reason, const char *why)
     if (reason)
         *reason = why;
     return -EINVAL;
+}
+
+/* A field that does not fit its PCIe width: a malformed TLP, not a rule
+ * broken by a well-formed one. */
+static int malformed(const char **reason, const char *why)
+{
+    if (reason)
+        *reason = why;
+    return -ERANGE;
 }
 
 /* First DW enables running up to byte 3, last DW enables starting at byte 0:
@@ -54,10 +62,8 @@ static int validate_memory_request(const struct tlpb_tlp *tlp, uint64_t max_payl
     if (tlp->length_dw == 0)
         return reject(reason, "memory request length_dw is 0");
     if (tlp->kind == TLPB_TLP_MRD) {
-        if (!unsplit && bytes > READ_REQUEST_MAX_BYTES)
-            return reject(reason, "MRd longer than 4096 bytes");
         if (unsplit && bytes > TLPB_UNSPLIT_MAX_BYTES)
-            return reject(reason, "MRd longer than the unsplit maximum");
+            return malformed(reason, "MRd longer than the unsplit maximum");
     } else {
         if (bytes > max_payload_bytes)
             return reject(reason, "MWr payload exceeds max payload size");
@@ -79,8 +85,6 @@ static int validate_config_request(const struct tlpb_tlp *tlp, const char **reas
         return reject(reason, "config request length must be 1 DW");
     if (tlp->last_be != 0)
         return reject(reason, "last_be must be 0 for a 1-DW request");
-    if (tlp->cfg_register > 0xffcu)
-        return reject(reason, "config register out of range");
     if (tlp->cfg_register & 3u)
         return reject(reason, "config register not DW aligned");
     /* Configuration requests travel on TC0 with default ordering and
@@ -104,18 +108,14 @@ static int validate_completion(const struct tlpb_tlp *tlp, uint64_t max_payload_
     case TLPB_CPL_CA:
         break;
     default:
-        return reject(reason, "unknown completion status");
+        return malformed(reason, "unknown completion status");
     }
     if (tlp->kind == TLPB_TLP_CPLD && tlp->status != TLPB_CPL_SC)
         return reject(reason, "completion with data has non-SC status");
     if (tlp->byte_count == 0)
         return reject(reason, "completion byte count is 0");
-    if (!unsplit && tlp->byte_count > BYTE_COUNT_MAX)
-        return reject(reason, "completion byte count above 4096");
     if (unsplit && tlp->byte_count > TLPB_UNSPLIT_MAX_BYTES)
-        return reject(reason, "completion byte count above the unsplit maximum");
-    if (tlp->lower_address > 0x7fu)
-        return reject(reason, "lower address out of range");
+        return malformed(reason, "completion byte count above the unsplit maximum");
     if (tlp->kind == TLPB_TLP_CPL)
         return 0; /* Length is reserved on a Cpl */
 
@@ -154,17 +154,28 @@ int tlpb_tlp_validate(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *
         break;
     case TLPB_TLP_INVALID:
     default:
-        return reject(reason, "unknown TLP kind");
+        return malformed(reason, "unknown TLP kind");
     }
     if (tlp->traffic_class > 7)
-        return reject(reason, "traffic class out of range");
+        return malformed(reason, "traffic class out of range");
     if (tlp->attributes & ~(TLPB_ATTR_NO_SNOOP | TLPB_ATTR_RELAXED_ORDERING |
                             TLPB_ATTR_ID_ORDERING))
-        return reject(reason, "attributes out of range");
+        return malformed(reason, "attributes out of range");
     if (tlp->first_be > 0xf || tlp->last_be > 0xf)
-        return reject(reason, "byte enables wider than 4 bits");
+        return malformed(reason, "byte enables wider than 4 bits");
     if (tlp->bar_hint != TLPB_NO_BAR && (tlp->bar_hint < 0 || tlp->bar_hint > 5))
-        return reject(reason, "BAR hint out of range");
+        return malformed(reason, "BAR hint out of range");
+    if (tlp->lower_address > 0x7fu)
+        return malformed(reason, "lower address out of range");
+    if (tlp->cfg_register > 0xffcu)
+        return malformed(reason, "config register out of range");
+    /* Without unsplit DMA, Length is the 10-bit PCIe field (1..1024 DW) and
+     * Byte Count the 12-bit one (1..4096): more cannot be encoded. A Cpl's
+     * Length is reserved. */
+    if (!unsplit && tlp->kind != TLPB_TLP_CPL && tlp->length_dw > TLPB_MAX_PAYLOAD_DW)
+        return malformed(reason, "length_dw above 1024 without unsplit DMA");
+    if (!unsplit && tlpb_tlp_is_completion(tlp->kind) && tlp->byte_count > BYTE_COUNT_MAX)
+        return malformed(reason, "completion byte count above 4096");
     if (!tlpb_tlp_has_data(tlp->kind) && tlp->payload_bytes != 0)
         return reject(reason, "payload on a TLP kind without data");
     if (tlp->payload_bytes != 0 && tlp->payload == NULL)

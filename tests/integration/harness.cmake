@@ -9,6 +9,7 @@ endif()
 find_package(Threads REQUIRED)
 add_library(tlpb_it_harness STATIC
   ${CMAKE_CURRENT_LIST_DIR}/harness.c
-  ${CMAKE_CURRENT_LIST_DIR}/dmacopy_suite.c)
+  ${CMAKE_CURRENT_LIST_DIR}/dmacopy_suite.c
+  ${CMAKE_CURRENT_LIST_DIR}/raw_peer.c)
 target_link_libraries(tlpb_it_harness PUBLIC tlpbhost tlpbwire PkgConfig::ZLIB Threads::Threads)
 target_include_directories(tlpb_it_harness PUBLIC ${CMAKE_CURRENT_LIST_DIR})

@@ -67,7 +67,8 @@ static const struct tlpb_devdesc test_desc = {
     .device_id = 0x7a11,
     .revision = 1,
     .class_code = 0x088000,
-    .bars = {[0] = {.size_bytes = 4096}, [2] = {.size_bytes = 4096}},
+    .bars = {[0] = {.size_bytes = 4096}, [2] = {.size_bytes = 4096},
+             [4] = {.size_bytes = 4096, .is_64bit = true}},
     .msix_vectors = 2,
     .msix_table_bar = 2,
     .msix_table_offset = 0,
@@ -266,6 +267,18 @@ static void config_write(struct rig *r, uint16_t reg, uint32_t value, uint8_t be
     tlpb_envelope_free(env);
 }
 
+/* Memory requests are decoded by address against the programmed BARs (and
+ * Memory Space Enable, set by each test): BAR0 at 0xFE000000 (32-bit
+ * addresses), the 64-bit BAR4 at 0x4_0000_0000 (64-bit addresses). */
+#define BAR0_ADDR 0xFE000000u
+#define BAR4_ADDR 0x400000000ull
+static void program_bars(struct rig *r, uint8_t tag)
+{
+    config_write(r, 0x10, BAR0_ADDR, 0xF, tag);
+    config_write(r, 0x20, (uint32_t)BAR4_ADDR, 0xF, (uint8_t)(tag + 1));
+    config_write(r, 0x24, (uint32_t)(BAR4_ADDR >> 32), 0xF, (uint8_t)(tag + 2));
+}
+
 static uint32_t config_read(struct rig *r, uint16_t reg)
 {
     struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .tag = 9, .length_dw = 1, .first_be = 0xF,
@@ -338,11 +351,13 @@ static void rx_framing(unsigned lanes)
     struct rig r;
     rig_open(&r, lanes, 0, 40); /* the design takes a beat 40% of the time */
     run_cycles(&r, 32);         /* out of reset */
+    program_bars(&r, 1);
+    config_write(&r, 0x04, 0x0002, 0x3, 4); /* memory space */
     struct tlpb_tlp sent[200];
     unsigned n = 200;
     for (unsigned i = 0; i < n; i++) {
         uint32_t len = 1 + rnd(&r) % 64u;
-        uint64_t addr = (i % 3 == 0) ? 0x400000000ull + 0x100u : 0xFE000000u + 4u * (rnd(&r) % 512u);
+        uint64_t addr = (i % 3 == 0) ? BAR4_ADDR + 0x100u : BAR0_ADDR + 4u * (rnd(&r) % 512u);
         if ((addr & 0xFFFu) + len * 4 > 4096)
             len = (uint32_t)((4096 - (addr & 0xFFFu)) / 4);
         if (i % 5 == 4) {
@@ -360,7 +375,8 @@ static void rx_framing(unsigned lanes)
         int wn = tlpb_rtl_encode_dws(&sent[i], want, RTL_MAX_TLP_DWS);
         assert_int_equal(r.rx[i].n, wn);
         assert_memory_equal(r.rx[i].dws, want, (size_t)wn * 4);
-        assert_int_equal(r.rx[i].bar_hit, 0x01); /* BAR0 */
+        /* the BAR the address decodes to */
+        assert_int_equal(r.rx[i].bar_hit, sent[i].address >= BAR4_ADDR ? 0x10 : 0x01);
     }
     struct tlpb_rtl_stats st;
     tlpb_rtl_get_stats(r.a, &st);
@@ -503,6 +519,7 @@ static void test_config_space(void **state)
     assert_int_equal(config_read(&r, 0x00), 0x7a111234u);
     assert_int_equal(config_read(&r, 0x08) >> 8, 0x088000u);
     assert_false(r.out.cfg.bus_master_enable);
+    program_bars(&r, 10);
     config_write(&r, 0x04, 0x0006, 0x3, 3);
     assert_true(r.out.cfg.bus_master_enable);
     assert_true(r.out.cfg.memory_enable);
@@ -704,6 +721,9 @@ static void test_idle_sleeps_on_socket(void **state)
 {
     struct rig r;
     rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32); /* out of reset */
+    program_bars(&r, 1);
+    config_write(&r, 0x04, 0x0002, 0x3, 4); /* memory space */
     run_cycles(&r, 100);
     struct tlpb_rtl_stats st;
     tlpb_rtl_get_stats(r.a, &st);

@@ -211,6 +211,18 @@ static void config_write(struct fake_bridge *fb, uint16_t reg, uint32_t value, u
     tlpb_envelope_free(env);
 }
 
+/* Memory requests are decoded by address against the programmed BARs
+ * (docs/protocol.md, "Address decode"): BAR0 (32-bit) and BAR2 (64-bit) of
+ * the loopback device, 2 MiB each, cover the addresses the cases use. */
+#define BAR0_ADDR 0x80000000u
+#define BAR2_ADDR 0x300000000ull
+static void program_bars(struct fake_bridge *fb)
+{
+    config_write(fb, 0x10, BAR0_ADDR, 0xF);
+    config_write(fb, 0x18, (uint32_t)BAR2_ADDR, 0xF);
+    config_write(fb, 0x1C, (uint32_t)(BAR2_ADDR >> 32), 0xF);
+}
+
 /* ---- echo ------------------------------------------------------------------------------ */
 
 static uint32_t rng = 0xC0FFEEu;
@@ -227,6 +239,7 @@ static void case_echo(void)
     struct fake_bridge fb;
     const char *extra[] = {"--tx-stall-percent", "40", NULL};
     start_sim(&fb, extra);
+    program_bars(&fb);
     config_write(&fb, 0x04, 0x0006, 0x3);                       /* memory + bus master */
     config_write(&fb, TLPB_CFG_PCIE_CAP + 8, 1u << 5, 0x3);     /* max payload 256 */
 
@@ -236,8 +249,8 @@ static void case_echo(void)
     unsigned reads = 0, echoed_writes = 0, read_cpls = 0;
     for (unsigned i = 0; i < N; i++) {
         uint32_t len = 1 + rnd() % 64u;
-        uint64_t addr = (rnd() & 1) ? 0x80000000u + 0x1000u * i + 4u * (rnd() % 16u)
-                                    : 0x300000000ull + 0x1000u * i;
+        uint64_t addr = (rnd() & 1) ? BAR0_ADDR + 0x1000u * i + 4u * (rnd() % 16u)
+                                    : BAR2_ADDR + 0x1000u * i;
         uint8_t fbe = len == 1 ? (uint8_t)(1u << (rnd() % 4)) : 0xF;
         uint8_t lbe = len == 1 ? 0 : 0xF;
         if (i % 3 == 2) {
@@ -432,9 +445,10 @@ static void case_window(void)
      * adapter rejects it and reports it to the bridge. */
     const char *extra2[] = {"--trace", vcd, "--trace-window", win, NULL};
     start_sim(&fb, extra2);
+    program_bars(&fb);
     config_write(&fb, 0x04, 0x0002, 0x3); /* memory only */
     uint8_t data[4] = {1, 2, 3, 4};
-    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = 0xFE000000u, .length_dw = 1,
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = BAR0_ADDR, .length_dw = 1,
                          .first_be = 0xF, .bar_hint = 0, .payload_bytes = 4, .payload = data};
     if (fb_send_tlp(&fb, &w) != 0)
         die("send write");

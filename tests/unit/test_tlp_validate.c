@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "tlpb/tlp.h"
+#include "tlpb/wire.h"
 
 #define UNSPLIT_DW (TLPB_UNSPLIT_MAX_BYTES / 4u)
 
@@ -103,6 +104,17 @@ static void expect_invalid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_lim
 {
     const char *reason = NULL;
     assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -EINVAL);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+}
+
+/* A field that does not fit its PCIe width: malformed (-ERANGE), which the
+ * bridge treats as a protocol error rather than a broken rule. */
+static void expect_malformed(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
+                             const char *why)
+{
+    const char *reason = NULL;
+    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -ERANGE);
     assert_non_null(reason);
     assert_string_equal(reason, why);
 }
@@ -230,6 +242,8 @@ static void test_valid_unsplit(void **state)
     expect_valid(&t, &fast);
     /* The same TLPs are refused without fast mode. */
     t = mwr(0x1ff8, 1024 * 256);
+    expect_malformed(&t, &mps_256, "length_dw above 1024 without unsplit DMA");
+    t = mwr(0x1000, 128);
     expect_invalid(&t, &mps_256, "MWr payload exceeds max payload size");
     t = mrd(0x1ff8, 4);
     expect_invalid(&t, &mps_256, "memory request crosses a 4 KiB boundary");
@@ -242,30 +256,30 @@ static void test_reject_common_fields(void **state)
     (void)state;
     struct tlpb_tlp t = mrd(0x1000, 1);
     t.kind = TLPB_TLP_INVALID;
-    expect_invalid(&t, &mps_128, "unknown TLP kind");
+    expect_malformed(&t, &mps_128, "unknown TLP kind");
     t.kind = (enum tlpb_tlp_kind)7;
-    expect_invalid(&t, &mps_128, "unknown TLP kind");
+    expect_malformed(&t, &mps_128, "unknown TLP kind");
 
     t = mrd(0x1000, 1);
     t.traffic_class = 8;
-    expect_invalid(&t, &mps_128, "traffic class out of range");
+    expect_malformed(&t, &mps_128, "traffic class out of range");
 
     t = mrd(0x1000, 1);
     t.attributes = 0x8;
-    expect_invalid(&t, &mps_128, "attributes out of range");
+    expect_malformed(&t, &mps_128, "attributes out of range");
 
     t = mrd(0x1000, 1);
     t.first_be = 0x1f;
-    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+    expect_malformed(&t, &mps_128, "byte enables wider than 4 bits");
     t = mrd(0x1000, 2);
     t.last_be = 0x10;
-    expect_invalid(&t, &mps_128, "byte enables wider than 4 bits");
+    expect_malformed(&t, &mps_128, "byte enables wider than 4 bits");
 
     t = mrd(0x1000, 1);
     t.bar_hint = 6;
-    expect_invalid(&t, &mps_128, "BAR hint out of range");
+    expect_malformed(&t, &mps_128, "BAR hint out of range");
     t.bar_hint = -2;
-    expect_invalid(&t, &mps_128, "BAR hint out of range");
+    expect_malformed(&t, &mps_128, "BAR hint out of range");
 
     t = mrd(0x1000, 1);
     t.payload = data;
@@ -293,18 +307,19 @@ static void test_reject_memory_lengths(void **state)
     t = mwr(0x1000, 0);
     expect_invalid(&t, &mps_128, "memory request length_dw is 0");
 
+    /* Length is a 10-bit field: 1025 DW cannot be encoded without unsplit. */
     t = mrd(0x0, 1025);
-    expect_invalid(&t, &mps_4096, "MRd longer than 4096 bytes");
+    expect_malformed(&t, &mps_4096, "length_dw above 1024 without unsplit DMA");
     t = mrd(0x0, UNSPLIT_DW + 1);
-    expect_invalid(&t, &fast, "MRd longer than the unsplit maximum");
+    expect_malformed(&t, &fast, "MRd longer than the unsplit maximum");
 
     t = mwr(0x1000, 33);
     expect_invalid(&t, &mps_128, "MWr payload exceeds max payload size");
     t = mwr(0x0, 1025);
-    expect_invalid(&t, &mps_4096, "MWr payload exceeds max payload size");
+    expect_malformed(&t, &mps_4096, "length_dw above 1024 without unsplit DMA");
     /* A limit above 4096 is no licence for more. */
     struct tlpb_tlp_limits huge = { .max_payload_bytes = 8192, .unsplit = false };
-    expect_invalid(&t, &huge, "MWr payload exceeds max payload size");
+    expect_malformed(&t, &huge, "length_dw above 1024 without unsplit DMA");
     t = mwr(0x0, UNSPLIT_DW + 1);
     expect_invalid(&t, &fast, "MWr payload exceeds max payload size");
 
@@ -390,9 +405,9 @@ static void test_reject_config(void **state)
     expect_invalid(&t, &mps_128, "last_be must be 0 for a 1-DW request");
 
     t = cfg(TLPB_TLP_CFGRD0, 0x1000);
-    expect_invalid(&t, &mps_128, "config register out of range");
+    expect_malformed(&t, &mps_128, "config register out of range");
     t = cfg(TLPB_TLP_CFGWR0, 0xffe);
-    expect_invalid(&t, &mps_128, "config register out of range");
+    expect_malformed(&t, &mps_128, "config register out of range");
     t = cfg(TLPB_TLP_CFGRD0, 0x102);
     expect_invalid(&t, &mps_128, "config register not DW aligned");
 
@@ -417,9 +432,9 @@ static void test_reject_completions(void **state)
     (void)state;
     struct tlpb_tlp t = cpl(TLPB_CPL_SC, 4);
     t.status = (enum tlpb_cpl_status)3;
-    expect_invalid(&t, &mps_128, "unknown completion status");
+    expect_malformed(&t, &mps_128, "unknown completion status");
     t.status = (enum tlpb_cpl_status)5;
-    expect_invalid(&t, &mps_128, "unknown completion status");
+    expect_malformed(&t, &mps_128, "unknown completion status");
 
     t = cpld(1, 4, 0);
     t.status = TLPB_CPL_UR;
@@ -433,12 +448,12 @@ static void test_reject_completions(void **state)
     expect_invalid(&t, &mps_128, "completion byte count is 0");
 
     t = cpl(TLPB_CPL_UR, 4097);
-    expect_invalid(&t, &mps_128, "completion byte count above 4096");
+    expect_malformed(&t, &mps_128, "completion byte count above 4096");
     t = cpld(1, TLPB_UNSPLIT_MAX_BYTES + 1, 0);
-    expect_invalid(&t, &fast, "completion byte count above the unsplit maximum");
+    expect_malformed(&t, &fast, "completion byte count above the unsplit maximum");
 
     t = cpld(1, 4, 0x80);
-    expect_invalid(&t, &mps_128, "lower address out of range");
+    expect_malformed(&t, &mps_128, "lower address out of range");
 
     t = cpld(0, 4, 0);
     expect_invalid(&t, &mps_128, "CplD length_dw is 0");
@@ -470,6 +485,141 @@ static void test_reason_pointer_optional(void **state)
     assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), 0);
 }
 
+/* ---- completions the bridge and the SDK build ------------------------- */
+
+/* Every completion tlpb_completion_error_for builds, for any request a peer
+ * may send (also one that breaks a rule), passes the validator with the
+ * limits of the link it goes back on: byte count = the bytes owed (1..4096,
+ * more only unsplit), lower address of the first byte. */
+static void test_built_completions_valid(void **state)
+{
+    (void)state;
+    static const uint8_t first_bes[] = {0x0, 0x1, 0x6, 0x8, 0xc, 0xe, 0xf};
+    static const uint8_t last_bes[] = {0x0, 0x1, 0x3, 0x7, 0xf, 0x8};
+    static const uint32_t lengths[] = {1, 2, 3, 31, 32, 128, 1023, 1024};
+    static const uint64_t addresses[] = {0x0, 0x4, 0x7c, 0xffc, 0x1000, 0xfe000044, 0x100000000ull};
+    static const enum tlpb_cpl_status statuses[] = {TLPB_CPL_UR, TLPB_CPL_CA, TLPB_CPL_CRS};
+    for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++)
+        for (size_t a = 0; a < sizeof(addresses) / sizeof(addresses[0]); a++)
+            for (size_t f = 0; f < sizeof(first_bes); f++)
+                for (size_t b = 0; b < sizeof(last_bes); b++)
+                    for (size_t s = 0; s < sizeof(statuses) / sizeof(statuses[0]); s++) {
+                        struct tlpb_tlp req = mrd(addresses[a], lengths[l]);
+                        req.first_be = first_bes[f];
+                        req.last_be = last_bes[b];
+                        struct tlpb_tlp cpl;
+                        tlpb_completion_error_for(&cpl, &req, 0x0100, statuses[s]);
+                        const char *reason = NULL;
+                        if (tlpb_tlp_validate(&cpl, &mps_128, &reason) != 0)
+                            fail_msg("%s for MRd %u DW at 0x%llx be %x/%x: %s (byte count %u)",
+                                     tlpb_cpl_status_name(statuses[s]), lengths[l],
+                                     (unsigned long long)addresses[a], first_bes[f], last_bes[b],
+                                     reason, cpl.byte_count);
+                        assert_int_equal(cpl.completer_id, 0x0100);
+                        assert_int_equal(cpl.tag, req.tag);
+                    }
+    /* unsplit: a 1 MiB read's UR owes the whole MiB */
+    struct tlpb_tlp big = mrd(0x10, UNSPLIT_DW);
+    struct tlpb_tlp cpl;
+    tlpb_completion_error_for(&cpl, &big, 0x0100, TLPB_CPL_UR);
+    expect_valid(&cpl, &fast);
+    assert_int_equal(cpl.byte_count, TLPB_UNSPLIT_MAX_BYTES);
+    /* config requests: byte count 4, lower address 0 */
+    struct tlpb_tlp c = cfg(TLPB_TLP_CFGWR0, 0x44);
+    tlpb_completion_error_for(&cpl, &c, 0x0100, TLPB_CPL_UR);
+    expect_valid(&cpl, &mps_128);
+    assert_int_equal(cpl.byte_count, 4);
+    assert_int_equal(cpl.lower_address, 0);
+}
+
+/* ---- fields that do not fit their PCIe width, from the wire ----------- */
+
+static void expect_pb_malformed(const Tlpb__Tlp *pb, const char *why)
+{
+    struct tlpb_tlp t;
+    const char *reason = NULL;
+    assert_int_equal(tlpb_tlp_from_pb(&t, pb, &reason), -ERANGE);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+}
+
+/* Each field is named on its own, so a peer learns which one it got wrong. */
+static void test_pb_fields_named(void **state)
+{
+    (void)state;
+    struct tlpb_tlp good = mrd(0x1000, 1);
+    Tlpb__Tlp pb;
+    struct tlpb_tlp back;
+    tlpb_tlp_to_pb(&pb, &good);
+    assert_int_equal(tlpb_tlp_from_pb(&back, &pb, NULL), 0);
+
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.kind = (Tlpb__TlpKind)99;
+    expect_pb_malformed(&pb, "unknown TLP kind");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.requester_id = 0x10000;
+    expect_pb_malformed(&pb, "requester_id wider than 16 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.completer_id = 0x10000;
+    expect_pb_malformed(&pb, "completer_id wider than 16 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.tag = 256;
+    expect_pb_malformed(&pb, "tag wider than 8 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.first_be = 0x10;
+    expect_pb_malformed(&pb, "first_be wider than 4 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.last_be = 0x10;
+    expect_pb_malformed(&pb, "last_be wider than 4 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.traffic_class = 8;
+    expect_pb_malformed(&pb, "traffic_class above 7");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.attributes = 8;
+    expect_pb_malformed(&pb, "attributes wider than 3 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.cfg_register = 0x1000;
+    expect_pb_malformed(&pb, "cfg_register above 0xFFC");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.lower_address = 0x80;
+    expect_pb_malformed(&pb, "lower_address wider than 7 bits");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.status = (Tlpb__CompletionStatus)3;
+    expect_pb_malformed(&pb, "unknown completion status");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.bar_hint = 7;
+    expect_pb_malformed(&pb, "bar_hint above 6 (BAR index + 1)");
+    tlpb_tlp_to_pb(&pb, &good);
+    pb.length_dw = TLPB_UNSPLIT_MAX_BYTES / 4 + 1;
+    expect_pb_malformed(&pb, "length above the largest TLP this protocol carries");
+}
+
+/* A device description field out of range is named. */
+static void test_pb_description_field_named(void **state)
+{
+    (void)state;
+    struct tlpb_devdesc d;
+    memset(&d, 0, sizeof(d));
+    d.vendor_id = 0x1234;
+    d.device_id = 0x0001;
+    d.class_code = 0x088000;
+    d.bars[0].size_bytes = 4096;
+    d.max_payload_supported_bytes = 512;
+    struct tlpb_devdesc_pb pb;
+    tlpb_devdesc_to_pb(&pb, &d);
+    struct tlpb_devdesc back;
+    const char *reason = NULL;
+    if (tlpb_devdesc_from_pb(&back, &pb.msg, &reason) != 0)
+        fail_msg("a valid description refused: %s", reason);
+    pb.msg.msix_vectors = 5000;
+    assert_int_equal(tlpb_devdesc_from_pb(&back, &pb.msg, &reason), -ERANGE);
+    assert_string_equal(reason, "device description field out of range: msix_vectors above 2048");
+    pb.msg.msix_vectors = 0;
+    pb.msg.class_code = 0x1000000;
+    assert_int_equal(tlpb_devdesc_from_pb(&back, &pb.msg, &reason), -ERANGE);
+    assert_string_equal(reason, "device description field out of range: class_code above 0xFFFFFF");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +635,9 @@ int main(void)
         cmocka_unit_test(test_reject_config),
         cmocka_unit_test(test_reject_completions),
         cmocka_unit_test(test_reason_pointer_optional),
+        cmocka_unit_test(test_built_completions_valid),
+        cmocka_unit_test(test_pb_fields_named),
+        cmocka_unit_test(test_pb_description_field_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

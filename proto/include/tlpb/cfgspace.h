@@ -71,10 +71,11 @@ uint64_t tlpb_cfg_bar_address(const struct tlpb_cfgspace *cfg, unsigned bar);
 int tlpb_cfg_decode_address(const struct tlpb_cfgspace *cfg, uint64_t addr, uint32_t len,
                             uint64_t *offset);
 
-/* Which memory BAR a memory request hits, from its BAR hint when it has one
- * (the upper half of a 64-bit BAR, an IO or absent BAR, or a request running
- * past the BAR's end: -1), else from the programmed BARs as
- * tlpb_cfg_decode_address. Returns the BAR index with *offset set, or -1. */
+/* Which memory BAR a memory request hits: its address and length decoded
+ * against the programmed BARs with Memory Space Enable set, as
+ * tlpb_cfg_decode_address. The request's bar_hint plays no part (the one
+ * rule of docs/protocol.md, "Address decode"). Returns the BAR index with
+ * *offset set, or -1 (reads then complete with UR, writes are dropped). */
 int tlpb_cfg_decode_request(const struct tlpb_cfgspace *cfg, const struct tlpb_tlp *tlp,
                             uint64_t *offset);
 

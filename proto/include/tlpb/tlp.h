@@ -249,8 +249,12 @@ uint64_t tlpb_tags_next_deadline(const struct tlpb_tag_table *tags);
  * limits->unsplit, memory requests and completions may be up to
  * TLPB_UNSPLIT_MAX_BYTES and cross 4 KiB. A Cpl's length_dw is ignored (its
  * Length field is reserved). limits may be NULL (4096, not unsplit); reason
- * may be NULL. Returns 0, or -EINVAL with *reason set to a static string
- * naming the rule. */
+ * may be NULL. Returns 0; -ERANGE when a field does not fit its PCIe width
+ * (an unknown kind, TC above 7, attributes or byte enables too wide, a BAR
+ * hint past 5, lower address or config register out of range, Length above
+ * 1024 DW or Byte Count above 4096 without unsplit): a malformed TLP, which
+ * the bridge treats as a protocol error; or -EINVAL when a well-formed TLP
+ * breaks a rule. *reason is set to a static string naming the field or rule. */
 int tlpb_tlp_validate(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
                       const char **reason);
 

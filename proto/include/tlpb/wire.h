@@ -108,6 +108,8 @@ int tlpb_devdesc_from_pb(struct tlpb_devdesc *desc, const Tlpb__DeviceDescriptio
                          const char **reason);
 
 const char *tlpb_role_name(Tlpb__Role role);
+/* "Tlp", "Reset", "ControlRequest", ...: for logs and Error reasons. */
+const char *tlpb_message_name(Tlpb__Envelope__BodyCase body);
 
 /* ---- Transport ----------------------------------------------------------- */
 

@@ -1,0 +1,196 @@
+/* A raw protocol peer for integration tests (raw_peer.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "raw_peer.h"
+#include "tlpb/byteorder.h"
+
+
+void raw_open(struct raw *r)
+{
+    char err[256];
+    memset(r, 0, sizeof(*r));
+    r->fd = tlpb_connect(it.socket_path, err, sizeof(err));
+    REQUIRE(r->fd >= 0, "connect: %s", err);
+    tlpb_reader_init(&r->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+}
+
+void raw_close(struct raw *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    tlpb_reader_free(&r->rd);
+}
+
+void raw_send(struct raw *r, const void *bytes, size_t len)
+{
+    const uint8_t *p = bytes;
+    while (len) {
+        ssize_t n = send(r->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return; /* the bridge may already have dropped us: that is checked by the caller */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void raw_send_prefix(struct raw *r, uint32_t len)
+{
+    uint8_t p[4];
+    tlpb_put_le32(p, len);
+    raw_send(r, p, 4);
+}
+
+void raw_send_env(struct raw *r, const Tlpb__Envelope *env)
+{
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
+    REQUIRE(tlpb_obuf_append(&ob, env, true) == 0, "cannot frame a message");
+    raw_send(r, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob));
+    tlpb_obuf_free(&ob);
+}
+
+void raw_send_tlp(struct raw *r, const struct tlpb_tlp *tlp)
+{
+    Tlpb__Tlp pb;
+    tlpb_tlp_to_pb(&pb, tlp);
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TLP;
+    env.tlp = &pb;
+    raw_send_env(r, &env);
+}
+
+/* Next message; NULL at EOF (*eof set) or on timeout (a failure). Error
+ * messages are counted and returned like any other. */
+Tlpb__Envelope *raw_next(struct raw *r, bool *eof)
+{
+    const uint8_t *frame;
+    size_t len;
+    const char *reason = "";
+    *eof = false;
+    int rc = tlpb_reader_read_frame(&r->rd, r->fd, IT_DEADLINE_MS, &frame, &len, &reason);
+    if (rc == 0 || rc == -ECONNRESET) {
+        *eof = true;
+        return NULL;
+    }
+    if (rc < 0) {
+        it_fail_at(__FILE__, __LINE__, false, "raw peer: no message from the bridge: %s", reason);
+        return NULL;
+    }
+    Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+    CHECK(env != NULL, "the bridge sent a bad message: %s", reason);
+    if (env && env->body_case == TLPB__ENVELOPE__BODY_ERROR) {
+        r->errors_seen++;
+        snprintf(r->last_error, sizeof(r->last_error), "%s", env->error->reason);
+    }
+    return env;
+}
+
+/* Read until the bridge drops the connection; true if it did (bounded). */
+bool raw_expect_dropped(struct raw *r)
+{
+    for (;;) {
+        bool eof;
+        Tlpb__Envelope *env = raw_next(r, &eof);
+        if (eof)
+            return true;
+        if (!env)
+            return false;
+        tlpb_envelope_free(env);
+    }
+}
+
+/* Wait for a TLP (skipping Errors and events, which are counted). */
+Tlpb__Envelope *raw_next_tlp(struct raw *r)
+{
+    for (;;) {
+        bool eof;
+        Tlpb__Envelope *env = raw_next(r, &eof);
+        if (!env) {
+            CHECK(!eof, "the bridge dropped a connection that could go on");
+            return NULL;
+        }
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
+            return env;
+        tlpb_envelope_free(env);
+    }
+}
+
+Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device,
+                                 uint32_t major, const struct tlpb_devdesc *desc)
+{
+    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    hello.version_major = major;
+    hello.version_minor = 0;
+    hello.role = role;
+    hello.device_name = (char *)device;
+    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    hello.peer_name = (char *)"raw-test-peer";
+    struct tlpb_devdesc_pb desc_pb;
+    if (desc) {
+        tlpb_devdesc_to_pb(&desc_pb, desc);
+        hello.description = &desc_pb.msg;
+    }
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_HELLO;
+    env.hello = &hello;
+    raw_send_env(r, &env);
+    bool eof;
+    Tlpb__Envelope *reply = raw_next(r, &eof);
+    CHECK(reply && reply->body_case == TLPB__ENVELOPE__BODY_HELLO_REPLY,
+          "no HelloReply to a Hello (eof %d)", eof);
+    return reply;
+}
+
+void raw_host(struct raw *r, const char *device)
+{
+    raw_open(r);
+    Tlpb__Envelope *reply = raw_hello(r, TLPB__ROLE__ROLE_HOST, device, TLPB_PROTOCOL_MAJOR, NULL);
+    REQUIRE(reply && reply->body_case == TLPB__ENVELOPE__BODY_HELLO_REPLY &&
+                reply->hello_reply->accepted,
+            "host handshake for %s refused", device);
+    tlpb_envelope_free(reply);
+}
+
+/* Expect a UR completion (no data) for tag on r. */
+void expect_ur(struct raw *r, uint8_t tag, const char *what)
+{
+    Tlpb__Envelope *env = raw_next_tlp(r);
+    if (!env)
+        return;
+    const Tlpb__Tlp *t = env->tlp;
+    CHECK(t->kind == TLPB__TLP_KIND__TLP_CPL && t->status == TLPB__COMPLETION_STATUS__CPL_UR &&
+              t->tag == tag,
+          "%s: got kind %d status %d tag %u, expected a UR Cpl for tag %u", what, (int)t->kind,
+          (int)t->status, t->tag, tag);
+    tlpb_envelope_free(env);
+}
+
+const struct tlpb_devdesc *dmacopy_description(void)
+{
+    static struct tlpb_devdesc d;
+    memset(&d, 0, sizeof(d));
+    d.vendor_id = 0x1234;
+    d.device_id = 0x7A11;
+    d.revision = 1;
+    d.class_code = 0x088000;
+    d.bars[0].size_bytes = 4096;
+    d.bars[2].size_bytes = 4096;
+    d.msix_vectors = 2;
+    d.msix_table_bar = 2;
+    d.msix_table_offset = 0;
+    d.msix_pba_bar = 2;
+    d.msix_pba_offset = 0x800;
+    d.intx_pin = 1;
+    d.max_payload_supported_bytes = 512;
+    return &d;
+}
+

@@ -1,0 +1,45 @@
+/* A raw protocol peer for integration tests: speaks the wire protocol by
+ * hand on a socket to the harness's bridge, so a test can send what no
+ * well-behaved client would. Every wait is bounded by IT_DEADLINE_MS. */
+#ifndef TLPB_IT_RAW_PEER_H
+#define TLPB_IT_RAW_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlpb/wire.h"
+
+struct raw {
+    int fd;
+    struct tlpb_frame_reader rd;
+    unsigned errors_seen;      /* Error messages received */
+    char last_error[256];
+};
+
+void raw_open(struct raw *r);
+void raw_close(struct raw *r);
+void raw_send(struct raw *r, const void *bytes, size_t len);
+void raw_send_prefix(struct raw *r, uint32_t len);
+void raw_send_env(struct raw *r, const Tlpb__Envelope *env);
+void raw_send_tlp(struct raw *r, const struct tlpb_tlp *tlp);
+/* Next message; NULL at EOF (*eof set) or on timeout (a failure). Error
+ * messages are counted (errors_seen, last_error) and returned too. */
+Tlpb__Envelope *raw_next(struct raw *r, bool *eof);
+/* Read until the bridge drops the connection; true if it did (bounded). */
+bool raw_expect_dropped(struct raw *r);
+/* Wait for a TLP (skipping Errors and events, which are counted). */
+Tlpb__Envelope *raw_next_tlp(struct raw *r);
+/* Send Hello (desc for a simulator, else NULL); returns the reply. */
+Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device, uint32_t major,
+                          const struct tlpb_devdesc *desc);
+/* Connect and handshake as the host of device; fatal if refused. */
+void raw_host(struct raw *r, const char *device);
+/* Expect a UR completion (no data) for tag on r. */
+void expect_ur(struct raw *r, uint8_t tag, const char *what);
+/* The dmacopy device's description, as a simulator announces it (kept here
+ * on purpose rather than taken from the model: a wrong field in the model
+ * shows up as a refused simulator). */
+const struct tlpb_devdesc *dmacopy_description(void);
+
+#endif
