@@ -27,12 +27,6 @@
  * default): a silent simulator never keeps a host read waiting longer. */
 #define BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS 60000u
 
-/* The shared levels (tlpb/log.h) under the bridge's short names. */
-#define log_level tlpb_log_level
-#define LOG_ERROR TLPB_LOG_ERROR
-#define LOG_WARN TLPB_LOG_WARN
-#define LOG_INFO TLPB_LOG_INFO
-#define LOG_DEBUG TLPB_LOG_DEBUG
 extern int bridge_log_level;
 /* One log line to stderr. Every call site is rate limited on its own (see
  * tlpb_log_site_admit): a flood of one message is summarised with a count;

@@ -131,7 +131,7 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
     char err[512] = "";
     const char *cmd = req->command;
     char cmd_text[TLPB_LOG_PEER_TEXT_MAX + 8];
-    bridge_log(LOG_INFO, "%s: control command '%s'", c->label, BRIDGE_PEER_TEXT(cmd_text, cmd));
+    bridge_log(TLPB_LOG_INFO, "%s: control command '%s'", c->label, BRIDGE_PEER_TEXT(cmd_text, cmd));
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0) {
         struct text t = {0};
         status_json(b, &t);
@@ -162,7 +162,7 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
             if (bridge_model_allowed(b->cfg, req->args[1], resolved, sizeof(resolved), err,
                                      sizeof(err)) != 0) {
                 char path_text[TLPB_LOG_PEER_TEXT_MAX + 8];
-                bridge_log(LOG_WARN, "%s: reload of %s refused: %s", c->label,
+                bridge_log(TLPB_LOG_WARN, "%s: reload of %s refused: %s", c->label,
                            BRIDGE_PEER_TEXT(path_text, req->args[1]), err);
                 reply(c, false, err);
                 return;

@@ -82,7 +82,7 @@ static void check_built_completion(const struct device *d, const struct tlpb_tlp
         lim = conn_limits(to);
     const char *reason = NULL;
     if (tlpb_tlp_validate(cpl, &lim, &reason) != 0)
-        bridge_log(LOG_ERROR,
+        bridge_log(TLPB_LOG_ERROR,
                    "device %s: internal error: the bridge built a %s (%s, tag %u, byte count %u)"
                    " that its own validator rejects: %s",
                    d->cfg->name, tlpb_tlp_kind_name(cpl->kind), tlpb_cpl_status_name(cpl->status),
@@ -103,7 +103,7 @@ static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, st
         uint64_t offset;
         if (tlpb_cfg_decode_request(&d->shadow, req, &offset) < 0) {
             /* The one address rule (docs/protocol.md): no BAR decodes it. */
-            bridge_log(LOG_DEBUG, "device %s: MRd at 0x%llx: no BAR decodes it; UR", d->cfg->name,
+            bridge_log(TLPB_LOG_DEBUG, "device %s: MRd at 0x%llx: no BAR decodes it; UR", d->cfg->name,
                        (unsigned long long)req->address);
             tlpb_completion_error_for(cpl, req, completer, TLPB_CPL_UR);
             return true;
@@ -173,7 +173,7 @@ static void timeout_cb(uv_timer_t *t)
             continue;
         struct tlpb_tlp req = p->request;
         req.tag = p->host_tag;
-        bridge_log(LOG_WARN,
+        bridge_log(TLPB_LOG_WARN,
                    "device %s: %s tag %u (addr 0x%llx) got no completion from %s within %u ms;"
                    " completed by the fallback",
                    d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
@@ -284,13 +284,13 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
             if (completion_is_final(tlp))
                 d->device_read_abandoned[tlp->tag] = false;
             d->stats.late_completions++;
-            bridge_log(LOG_DEBUG, "device %s: host %s for abandoned DMA read tag %u discarded",
+            bridge_log(TLPB_LOG_DEBUG, "device %s: host %s for abandoned DMA read tag %u discarded",
                        d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
             return;
         }
         if (!d->device_read_active[tlp->tag]) {
             d->stats.rejected_tlps++;
-            bridge_log(LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
+            bridge_log(TLPB_LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
                        d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
             if (d->host)
                 tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
@@ -336,7 +336,7 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
     }
     int tag = track_request(d, tlp, PENDING_ACTIVE);
     if (tag < 0) {
-        bridge_log(LOG_WARN, "device %s: no free tag (256 requests outstanding or quarantined);"
+        bridge_log(TLPB_LOG_WARN, "device %s: no free tag (256 requests outstanding or quarantined);"
                              " completed by the fallback", d->cfg->name);
         fallback_answer_host(d, tlp);
         return;
@@ -357,21 +357,21 @@ static void completion_from_backend(struct device *d, const struct tlpb_tlp *tlp
     switch (p->state) {
     case PENDING_FREE:
         d->stats.rejected_tlps++;
-        bridge_log(LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
+        bridge_log(TLPB_LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
                    d->cfg->name, tlp->tag);
         if (d->sim && d->backend == BACKEND_EXTERNAL)
             tlpb_obuf_append_error(&d->sim->ob, "completion for a tag with no outstanding request");
         return;
     case PENDING_QUARANTINE:
         d->stats.late_completions++;
-        bridge_log(LOG_INFO, "device %s: late completion for tag %u discarded", d->cfg->name,
+        bridge_log(TLPB_LOG_INFO, "device %s: late completion for tag %u discarded", d->cfg->name,
                    tlp->tag);
         if (final)
             p->state = PENDING_FREE;
         return;
     case PENDING_INTERNAL:
         if (tlp->status != TLPB_CPL_SC)
-            bridge_log(LOG_WARN, "device %s: config replay write 0x%x completed with %s",
+            bridge_log(TLPB_LOG_WARN, "device %s: config replay write 0x%x completed with %s",
                        d->cfg->name, p->request.cfg_register, tlpb_cpl_status_name(tlp->status));
         if (final)
             p->state = PENDING_FREE;
@@ -404,7 +404,7 @@ static void reply_to_device(struct device *d, const struct tlpb_tlp *cpl)
 static void route_from_backend(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
 {
     if (from != d->backend) {
-        bridge_log(LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
+        bridge_log(TLPB_LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
                    tlpb_tlp_kind_name(tlp->kind), backend_name(from));
         return;
     }
@@ -416,7 +416,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     }
     if (tlp->kind == TLPB_TLP_CFGRD0 || tlp->kind == TLPB_TLP_CFGWR0) {
         d->stats.rejected_tlps++;
-        bridge_log(LOG_WARN, "device %s: a device may not send config requests (%s); UR",
+        bridge_log(TLPB_LOG_WARN, "device %s: a device may not send config requests (%s); UR",
                    d->cfg->name, tlpb_tlp_kind_name(tlp->kind));
         struct tlpb_tlp cpl;
         tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
@@ -426,7 +426,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     }
     if (!d->host) {
         if (!d->logged_no_host) {
-            bridge_log(LOG_WARN, "device %s: DMA with no host connected (reads get UR, writes"
+            bridge_log(TLPB_LOG_WARN, "device %s: DMA with no host connected (reads get UR, writes"
                                  " are dropped; logged once)", d->cfg->name);
             d->logged_no_host = true;
         }
@@ -506,7 +506,7 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
      * device's configuration says so, so a strict device stays strict for
      * its host and its simulator alike. */
     if (!d->cfg->fast_dma && (granted & TLPB__CAPABILITY__CAP_UNSPLIT_DMA)) {
-        bridge_log(LOG_INFO, "%s: device %s is configured for strict DMA: unsplit DMA not granted",
+        bridge_log(TLPB_LOG_INFO, "%s: device %s is configured for strict DMA: unsplit DMA not granted",
                    label, d->cfg->name);
         granted &= ~(uint64_t)TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
     }
@@ -616,7 +616,7 @@ static unsigned drain_backend(struct device *d, const char *why)
         if (p->state == PENDING_ACTIVE) {
             struct tlpb_tlp req = p->request;
             req.tag = p->host_tag;
-            bridge_log(LOG_WARN, "device %s: %s tag %u outstanding when %s; completed by the fallback",
+            bridge_log(TLPB_LOG_WARN, "device %s: %s tag %u outstanding when %s; completed by the fallback",
                        d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag, why);
             d->pending_active--;
             p->state = PENDING_FREE;
@@ -653,7 +653,7 @@ static bool reset_left_backend(struct device *d, enum backend_kind left)
 
 static void announce_backend(struct device *d, Tlpb__EventKind kind, const char *detail)
 {
-    bridge_log(LOG_INFO, "device %s: backend %s (%s)", d->cfg->name, backend_name(d->backend), detail);
+    bridge_log(TLPB_LOG_INFO, "device %s: backend %s (%s)", d->cfg->name, backend_name(d->backend), detail);
     if (d->host) {
         conn_send_event(d->host, kind, backend_name(d->backend), detail);
         conn_flush(d->host);
@@ -676,7 +676,7 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
         /* Said every time: whatever the old backend was in the middle of
          * (a DMA transfer, even between two reads) ends here. */
         bool reset = reset_left_backend(d, left);
-        bridge_log(abandoned ? LOG_WARN : LOG_INFO,
+        bridge_log(abandoned ? TLPB_LOG_WARN : TLPB_LOG_INFO,
                    "device %s: the %s backend stops serving (%s)%s; %u DMA read%s outstanding at"
                    " the host abandoned (their completions are discarded)",
                    d->cfg->name, backend_name(left), why, reset ? ", reset" : "", abandoned,
@@ -691,12 +691,12 @@ void device_host_attached(struct device *d, struct conn *c)
 {
     d->host = c;
     d->logged_no_host = false;
-    bridge_log(LOG_INFO, "device %s: host %s connected (backend %s)", d->cfg->name,
+    bridge_log(TLPB_LOG_INFO, "device %s: host %s connected (backend %s)", d->cfg->name,
                c->peer_name[0] ? c->peer_name : "?", backend_name(d->backend));
     bool device_unsplit = (d->cfg->fast_dma && d->hlsim) ||
                           (d->sim && (d->sim->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA));
     if (device_unsplit && !(c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA))
-        bridge_log(LOG_WARN,
+        bridge_log(TLPB_LOG_WARN,
                    "device %s: its model uses fast (unsplit) DMA but this host did not offer"
                    " unsplit DMA; DMA larger than PCIe allows will fail (use dma = \"strict\")",
                    d->cfg->name);
@@ -705,7 +705,7 @@ void device_host_attached(struct device *d, struct conn *c)
 void device_host_detached(struct device *d)
 {
     d->host = NULL;
-    bridge_log(LOG_INFO, "device %s: host disconnected", d->cfg->name);
+    bridge_log(TLPB_LOG_INFO, "device %s: host disconnected", d->cfg->name);
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
         struct pending_request *p = &d->pending[tag];
         d->device_read_abandoned[tag] = false;
@@ -765,7 +765,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
     if (device_sim_check(d, desc, err, err_size) != 0)
         return -1;
     if (c->completion_timeout_ms > BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS) {
-        bridge_log(LOG_WARN,
+        bridge_log(TLPB_LOG_WARN,
                    "device %s: simulator %s announced a completion timeout of %u ms; clamped to"
                    " %u ms", d->cfg->name, c->peer_name, c->completion_timeout_ms,
                    BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS);
@@ -795,7 +795,7 @@ void device_sim_detached(struct device *d, const char *why)
 
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind)
 {
-    bridge_log(LOG_INFO, "device %s: %s reset from host", d->cfg->name,
+    bridge_log(TLPB_LOG_INFO, "device %s: %s reset from host", d->cfg->name,
                kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
     uint16_t bdf = d->shadow.bus_device_function;
     tlpb_cfgspace_reset(&d->shadow);
@@ -864,20 +864,20 @@ int device_reload_model(struct device *d, const char *path, char *err, size_t er
         activate(d, BACKEND_FALLBACK, "the model is being reloaded");
     hlsim_backend_unload(d);
     if (hlsim_backend_load(d, model, err, err_size) != 0) {
-        bridge_log(LOG_ERROR, "%s", err);
+        bridge_log(TLPB_LOG_ERROR, "%s", err);
         /* Bring back the model that was running, when it was another file
          * (a rebuilt file at the same path has just failed to load). */
         char again[512];
         if (model != d->cfg->model_path && d->cfg->model_path[0] &&
             hlsim_backend_load(d, d->cfg->model_path, again, sizeof(again)) == 0) {
-            bridge_log(LOG_WARN, "device %s: reload failed; kept %s", d->cfg->name,
+            bridge_log(TLPB_LOG_WARN, "device %s: reload failed; kept %s", d->cfg->name,
                        d->cfg->model_path);
             if (was_active)
                 activate(d, BACKEND_HLSIM, "model reload failed, previous model kept");
             announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED,
                              "model reload failed, previous model kept");
         } else {
-            bridge_log(LOG_WARN, "device %s: reload failed; the fallback serves it", d->cfg->name);
+            bridge_log(TLPB_LOG_WARN, "device %s: reload failed; the fallback serves it", d->cfg->name);
             announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, "model reload failed");
         }
         return -1;
@@ -921,7 +921,7 @@ int device_init(struct device *d, struct bridge *b, struct device_config *cfg, c
     d->backend = BACKEND_FALLBACK;
     if (cfg->backend == BACKEND_HLSIM)
         activate(d, BACKEND_HLSIM, "configured");
-    bridge_log(LOG_INFO, "device %s: %04x:%04x, backend %s%s", cfg->name, d->desc.vendor_id,
+    bridge_log(TLPB_LOG_INFO, "device %s: %04x:%04x, backend %s%s", cfg->name, d->desc.vendor_id,
                d->desc.device_id, backend_name(d->backend),
                cfg->backend == BACKEND_EXTERNAL ? " until a simulator attaches" : "");
     return 0;

@@ -154,7 +154,7 @@ static void env_defer(void *env, void (*fn)(void *arg), void *arg)
 {
     struct device *d = env;
     if (hlsim_uv_defer(&d->deferred, fn, arg) != 0)
-        bridge_log(LOG_ERROR, "device %s: out of memory deferring model work", d->cfg->name);
+        bridge_log(TLPB_LOG_ERROR, "device %s: out of memory deferring model work", d->cfg->name);
 }
 
 /* A TLP for the model, held until the event loop runs the deferred work. */
@@ -177,7 +177,7 @@ void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp)
     struct later_tlp *later;
     if (hlsim_uv_defer_alloc(&d->deferred, deliver_later_tlp, sizeof(*later) + tlp->payload_bytes,
                              (void **)&later) != 0) {
-        bridge_log(LOG_ERROR, "device %s: out of memory queueing a TLP for the model",
+        bridge_log(TLPB_LOG_ERROR, "device %s: out of memory queueing a TLP for the model",
                    d->cfg->name);
         return;
     }
@@ -192,7 +192,7 @@ void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp)
 static void env_log(void *env, int level, const char *message)
 {
     struct device *d = env;
-    bridge_log((enum log_level)level, "model %s: %s", d->cfg->name, message);
+    bridge_log((enum tlpb_log_level)level, "model %s: %s", d->cfg->name, message);
 }
 
 static const struct hlsim_env_ops bridge_env_ops = {
@@ -244,7 +244,7 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
     d->model_handle = handle;
     d->model_ops = ops;
     d->hlsim = dev;
-    bridge_log(LOG_INFO, "device %s: loaded model %s from %s (%s DMA)", d->cfg->name,
+    bridge_log(TLPB_LOG_INFO, "device %s: loaded model %s from %s (%s DMA)", d->cfg->name,
                ops->name ? ops->name : "?", path, d->cfg->fast_dma ? "fast, unsplit" : "strict");
     return 0;
 }

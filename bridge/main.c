@@ -12,7 +12,7 @@
 
 #include "bridge.h"
 
-int bridge_log_level = LOG_INFO;
+int bridge_log_level = TLPB_LOG_INFO;
 
 static void log_line(int level, const char *text)
 {
@@ -50,7 +50,7 @@ void bridge_log_at(struct tlpb_log_site *site, enum tlpb_log_level level, const 
     const char *text = line;
     if (tlpb_log_needs_escape(line))
         text = tlpb_log_escape(escaped, sizeof(escaped), line, sizeof(line));
-    if (level != LOG_DEBUG) {
+    if (level != TLPB_LOG_DEBUG) {
         uint64_t now = tlpb_now_ns();
         tlpb_log_flush_summaries(now, false, emit_summary, NULL);
         if (!tlpb_log_site_admit(site, now, level, text)) {
@@ -263,11 +263,11 @@ int main(int argc, char **argv)
     }
     if (ready_fd >= 0) {
         if (write(ready_fd, "ready\n", 6) != 6)
-            bridge_log(LOG_WARN, "--ready-fd %d: %s", ready_fd, strerror(errno));
+            bridge_log(TLPB_LOG_WARN, "--ready-fd %d: %s", ready_fd, strerror(errno));
         close(ready_fd);
     }
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    bridge_log(LOG_INFO, "stopped");
+    bridge_log(TLPB_LOG_INFO, "stopped");
     return 0;
 }

@@ -36,7 +36,7 @@ void conn_close(struct conn *c, const char *reason)
         return;
     c->closing = true;
     if (reason)
-        bridge_log(LOG_INFO, "%s: closing: %s", c->label, reason);
+        bridge_log(TLPB_LOG_INFO, "%s: closing: %s", c->label, reason);
     struct bridge *b = c->bridge;
     for (struct conn **pp = &b->conns; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
@@ -64,7 +64,7 @@ void conn_close(struct conn *c, const char *reason)
 /* Send an Error message and drop the connection: protocol violations. */
 static void conn_fail(struct conn *c, const char *reason)
 {
-    bridge_log(LOG_ERROR, "%s: protocol error: %s", c->label, reason);
+    bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, reason);
     tlpb_obuf_append_error(&c->ob, reason);
     /* Best effort: the error goes out with whatever is queued. */
     if (!c->write_in_flight && tlpb_obuf_pending(&c->ob)) {
@@ -148,7 +148,7 @@ int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force)
         return -ENOTCONN;
     int rc = tlpb_obuf_append_tlp(&c->ob, tlp, force);
     if (rc == -EMSGSIZE)
-        bridge_log(LOG_ERROR, "%s: TLP larger than the peer's max frame, dropped", c->label);
+        bridge_log(TLPB_LOG_ERROR, "%s: TLP larger than the peer's max frame, dropped", c->label);
     return rc;
 }
 
@@ -220,7 +220,7 @@ static bool valid_device_name(const char *name)
 /* Refuse a Hello: tell the peer why, then drop it. */
 static void refuse(struct conn *c, const char *why)
 {
-    bridge_log(LOG_WARN, "%s: handshake refused: %s", c->label, why);
+    bridge_log(TLPB_LOG_WARN, "%s: handshake refused: %s", c->label, why);
     send_hello_reply(c, false, why, NULL);
     conn_flush(c);
     conn_close(c, NULL);
@@ -376,7 +376,7 @@ static void wrong_direction(struct conn *c, const Tlpb__Envelope *env)
     snprintf(msg, sizeof(msg), "%s from a %s is not accepted (see the protocol's message table)",
              tlpb_message_name(env->body_case), tlpb_role_name(c->role));
     c->bridge->rejected_messages++;
-    bridge_log(LOG_WARN, "%s: %s", c->label, msg);
+    bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
     tlpb_obuf_append_error(&c->ob, msg);
 }
 
@@ -399,7 +399,7 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         c->device->stats.rejected_tlps++;
         snprintf(msg, sizeof(msg), "rejected %s tag %u: %s", tlpb_tlp_kind_name(tlp.kind),
                  tlp.tag, reason);
-        bridge_log(LOG_WARN, "%s: %s", c->label, msg);
+        bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
         tlpb_obuf_append_error(&c->ob, msg);
         /* A rejected request still gets its completion: UR. */
         if (tlpb_tlp_is_non_posted(tlp.kind))
@@ -465,7 +465,7 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
             wrong_direction(c, env);
         break;
     case TLPB__ENVELOPE__BODY_ERROR:
-        bridge_log(LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
+        bridge_log(TLPB_LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
         break;
     case TLPB__ENVELOPE__BODY_HELLO:
         conn_fail(c, "second Hello on an established connection");
@@ -558,7 +558,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             snprintf(why, sizeof(why),
                      "truncated frame: the connection ended %zu bytes into an incomplete frame",
                      partial);
-            bridge_log(LOG_ERROR, "%s: protocol error: %s", c->label, why);
+            bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, why);
             conn_close(c, why);
             return;
         }
@@ -578,7 +578,7 @@ static void handshake_timeout_cb(uv_timer_t *t)
         return;
     char why[96];
     snprintf(why, sizeof(why), "no Hello within %u ms", c->bridge->cfg->handshake_timeout_ms);
-    bridge_log(LOG_WARN, "%s: closing: handshake timeout: %s", c->label, why);
+    bridge_log(TLPB_LOG_WARN, "%s: closing: handshake timeout: %s", c->label, why);
     conn_close(c, NULL);
 }
 
@@ -618,7 +618,7 @@ static void accept_failed(struct bridge *b, struct listener *l, int err)
     if (b->accept_exhausted)
         return;
     b->accept_exhausted = true;
-    bridge_log(LOG_ERROR,
+    bridge_log(TLPB_LOG_ERROR,
                "accept on %s: %s: out of file descriptors, new connections are closed at once"
                " (attached peers are still served; raise the limit, ulimit -n); further"
                " refusals are counted",
@@ -629,7 +629,7 @@ static void accept_recovered(struct bridge *b)
 {
     if (!b->accept_exhausted)
         return;
-    bridge_log(LOG_WARN, "accepting connections again: %llu connection(s) were refused while"
+    bridge_log(TLPB_LOG_WARN, "accepting connections again: %llu connection(s) were refused while"
                " out of file descriptors", (unsigned long long)b->accept_failures);
     b->accept_exhausted = false;
     b->accept_failures = 0;
@@ -720,7 +720,7 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
     struct bridge *b = l->bridge;
     (void)events;
     if (status < 0) {
-        bridge_log(LOG_WARN, "listening on %s: %s", l->name, uv_strerror(status));
+        bridge_log(TLPB_LOG_WARN, "listening on %s: %s", l->name, uv_strerror(status));
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH && !b->stopping; i++) {
@@ -744,7 +744,7 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
             if (shed == 0)
                 return;
         } else {
-            bridge_log(LOG_WARN, "accept on %s: %s", l->name, strerror(e));
+            bridge_log(TLPB_LOG_WARN, "accept on %s: %s", l->name, strerror(e));
         }
         /* Nothing to shed with, or an unexpected error: a level-triggered
          * poll would spin; look again a little later. */
@@ -796,7 +796,7 @@ static void listener_stop(struct listener *l)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     struct bridge *b = sig->data;
-    bridge_log(LOG_INFO, "signal %d: shutting down", signum);
+    bridge_log(TLPB_LOG_INFO, "signal %d: shutting down", signum);
     bridge_stop(b);
 }
 
@@ -847,7 +847,7 @@ static int listen_unix(struct bridge *b, const char *path, char *err, size_t err
     snprintf(name, sizeof(name), "unix:%s", path);
     if (listener_start(b, &b->unix_listener, fd, false, name, err, err_size) != 0)
         return -1;
-    bridge_log(LOG_INFO, "listening on unix:%s", path);
+    bridge_log(TLPB_LOG_INFO, "listening on unix:%s", path);
     return 0;
 }
 
@@ -914,7 +914,7 @@ static int listen_tcp(struct bridge *b, const char *hostport, char *err, size_t 
     snprintf(name, sizeof(name), "tcp:%s:%d", bound_host, bound_port);
     if (listener_start(b, &b->tcp_listener, fd, true, name, err, err_size) != 0)
         return -1;
-    bridge_log(LOG_INFO, "listening on tcp:%s:%d", bound_host, bound_port);
+    bridge_log(TLPB_LOG_INFO, "listening on tcp:%s:%d", bound_host, bound_port);
     return 0;
 }
 
@@ -985,7 +985,7 @@ void bridge_stop(struct bridge *b)
     while (b->conns)
         conn_close(b->conns, "bridge shutting down");
     if (b->accept_exhausted)
-        bridge_log(LOG_WARN, "%llu connection(s) were refused while out of file descriptors",
+        bridge_log(TLPB_LOG_WARN, "%llu connection(s) were refused while out of file descriptors",
                    (unsigned long long)b->accept_failures);
     if (b->log_timer_init) {
         uv_close((uv_handle_t *)&b->log_timer, NULL);

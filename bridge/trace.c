@@ -37,7 +37,7 @@ int trace_open(struct bridge *b, const char *path, bool create_new, char *err, s
     fwrite(TRACE_MAGIC, 1, 8, f);
     b->trace = f;
     snprintf(b->trace_path, sizeof(b->trace_path), "%s", path);
-    bridge_log(LOG_INFO, "tracing to %s", path);
+    bridge_log(TLPB_LOG_INFO, "tracing to %s", path);
     return 0;
 }
 
@@ -46,7 +46,7 @@ void trace_close(struct bridge *b)
     if (b->trace) {
         fclose(b->trace);
         b->trace = NULL;
-        bridge_log(LOG_INFO, "trace %s closed", b->trace_path);
+        bridge_log(TLPB_LOG_INFO, "trace %s closed", b->trace_path);
     }
 }
 
@@ -75,7 +75,7 @@ static void write_record(struct bridge *b, Tlpb__TraceDirection dir, const struc
         return;
     tlpb__trace_record__pack(&rec, buf);
     if (fwrite(prefix, 1, 4, b->trace) != 4 || fwrite(buf, 1, len, b->trace) != len) {
-        bridge_log(LOG_ERROR, "trace write failed (%s); tracing off", strerror(errno));
+        bridge_log(TLPB_LOG_ERROR, "trace write failed (%s); tracing off", strerror(errno));
         if (buf != small)
             free(buf);
         trace_close(b);
