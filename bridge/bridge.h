@@ -259,10 +259,10 @@ int device_sim_check(const struct device *d, const struct tlpb_devdesc *desc, ch
 int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdesc *desc,
                       char *err, size_t err_size);
 void device_sim_detached(struct device *d, const char *why);
-void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp);
-void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
-void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
-void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp);
+void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
+void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
+void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
 /* Whether an Interrupt from a simulator names a kind and vector the device
  * has (0, or -1 with err naming the field). */
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
@@ -288,7 +288,7 @@ bool device_accepts_from_device(const struct device *d);
 int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err_size);
 void hlsim_backend_unload(struct device *d);
 /* Deliver a TLP to the in-process model from the event loop. */
-void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp);
+void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp);
 
 /* trace.c */
 /* Start tracing to path (replacing the current trace). create_new: the file

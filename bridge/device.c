@@ -65,7 +65,7 @@ static bool completion_is_final(const struct tlpb_tlp *cpl)
     return cpl->byte_count <= data;
 }
 
-static void send_to_host(struct device *d, const struct tlpb_tlp *tlp, Tlpb__TraceDirection dir)
+static void upstream_to_host(struct device *d, const struct tlpb_tlp *tlp, Tlpb__TraceDirection dir)
 {
     trace_tlp(d->bridge, dir, d, tlp);
     conn_send_tlp(d->host, tlp, true);
@@ -145,7 +145,7 @@ static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, st
 }
 
 /* Complete a host request that no backend will answer. */
-static void fallback_answer_host(struct device *d, const struct tlpb_tlp *req_as_host_sent)
+static void fallback_complete_host_request(struct device *d, const struct tlpb_tlp *req_as_host_sent)
 {
     uint8_t data[4096 + 8];
     struct tlpb_tlp cpl;
@@ -154,7 +154,7 @@ static void fallback_answer_host(struct device *d, const struct tlpb_tlp *req_as
     d->stats.fallback_completions++;
     if (d->host) {
         check_built_completion(d, &cpl, d->host);
-        send_to_host(d, &cpl, TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
+        upstream_to_host(d, &cpl, TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
     }
 }
 
@@ -182,7 +182,7 @@ static void timeout_cb(uv_timer_t *t)
         d->stats.timeouts++;
         p->state = PENDING_QUARANTINE;
         d->pending_active--;
-        fallback_answer_host(d, &req);
+        fallback_complete_host_request(d, &req);
     }
     arm_timeout(d);
     if (d->host)
@@ -210,9 +210,9 @@ static void arm_timeout(struct device *d)
 
 /* ---- Delivery to the active backend --------------------------------------- */
 
-static void route_from_backend(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp);
+static void upstream_route(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp);
 
-static void deliver_to_backend(struct device *d, const struct tlpb_tlp *tlp)
+static void downstream_to_backend(struct device *d, const struct tlpb_tlp *tlp)
 {
     switch (d->backend) {
     case BACKEND_HLSIM:
@@ -232,7 +232,7 @@ static void deliver_to_backend(struct device *d, const struct tlpb_tlp *tlp)
         struct tlpb_tlp cpl;
         if (fallback_completion(d, tlp, &cpl, data, sizeof(data))) {
             d->stats.fallback_completions++;
-            route_from_backend(d, BACKEND_FALLBACK, &cpl);
+            upstream_route(d, BACKEND_FALLBACK, &cpl);
         }
         break;
     }
@@ -273,7 +273,7 @@ static int track_request(struct device *d, const struct tlpb_tlp *req, enum pend
 static unsigned abandon_dma_reads(struct device *d);
 
 
-void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
+void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
 {
     if (tlpb_tlp_is_completion(tlp->kind)) {
         /* Completion for one of the device's DMA reads. The host completes
@@ -308,7 +308,7 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
         if (tlp->kind == TLPB_TLP_CPLD)
             d->stats.dma_bytes += tlp->payload_bytes;
         trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
-        deliver_to_backend(d, tlp);
+        downstream_to_backend(d, tlp);
         return;
     }
     trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
@@ -326,30 +326,30 @@ void device_tlp_from_host(struct device *d, const struct tlpb_tlp *tlp)
     }
     if (tlp->kind == TLPB_TLP_MWR) {
         d->stats.host_posted_writes++;
-        deliver_to_backend(d, tlp);
+        downstream_to_backend(d, tlp);
         return;
     }
     d->stats.host_requests++;
     if (d->backend == BACKEND_FALLBACK) {
-        fallback_answer_host(d, tlp);
+        fallback_complete_host_request(d, tlp);
         return;
     }
     int tag = track_request(d, tlp, PENDING_ACTIVE);
     if (tag < 0) {
         bridge_log(TLPB_LOG_WARN, "device %s: no free tag (256 requests outstanding or quarantined);"
                              " completed by the fallback", d->cfg->name);
-        fallback_answer_host(d, tlp);
+        fallback_complete_host_request(d, tlp);
         return;
     }
     struct tlpb_tlp fwd = *tlp;
     fwd.tag = (uint8_t)tag;
     if (d->backend == BACKEND_EXTERNAL)
         arm_timeout(d);
-    deliver_to_backend(d, &fwd);
+    downstream_to_backend(d, &fwd);
 }
 
 /* A completion for a host request, from the backend (or the fallback). */
-static void completion_from_backend(struct device *d, const struct tlpb_tlp *tlp,
+static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp *tlp,
                                     Tlpb__TraceDirection dir)
 {
     struct pending_request *p = &d->pending[tlp->tag];
@@ -388,20 +388,20 @@ static void completion_from_backend(struct device *d, const struct tlpb_tlp *tlp
     }
     d->stats.completions_to_host++;
     if (d->host)
-        send_to_host(d, &out, dir);
+        upstream_to_host(d, &out, dir);
 }
 
 /* Answer a request the device itself sent. An in-process model is in the
  * middle of sending it, so its answer is delivered from the event loop. */
-static void reply_to_device(struct device *d, const struct tlpb_tlp *cpl)
+static void downstream_reply_to_backend(struct device *d, const struct tlpb_tlp *cpl)
 {
     if (d->backend == BACKEND_HLSIM)
-        hlsim_backend_deliver_later(d, cpl);
+        hlsim_backend_downstream_later(d, cpl);
     else
-        deliver_to_backend(d, cpl);
+        downstream_to_backend(d, cpl);
 }
 
-static void route_from_backend(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
+static void upstream_route(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
 {
     if (from != d->backend) {
         bridge_log(TLPB_LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
@@ -411,7 +411,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
     Tlpb__TraceDirection dir = from == BACKEND_FALLBACK ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
                                                         : TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST;
     if (tlpb_tlp_is_completion(tlp->kind)) {
-        completion_from_backend(d, tlp, dir);
+        upstream_completion_to_host(d, tlp, dir);
         return;
     }
     if (tlp->kind == TLPB_TLP_CFGRD0 || tlp->kind == TLPB_TLP_CFGWR0) {
@@ -421,7 +421,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
         struct tlpb_tlp cpl;
         tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
         check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
-        reply_to_device(d, &cpl);
+        downstream_reply_to_backend(d, &cpl);
         return;
     }
     if (!d->host) {
@@ -434,7 +434,7 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
             check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
-            reply_to_device(d, &cpl);
+            downstream_reply_to_backend(d, &cpl);
         } else {
             d->stats.dropped_device_writes++;
         }
@@ -449,20 +449,20 @@ static void route_from_backend(struct device *d, enum backend_kind from, const s
         d->stats.device_posted_writes++;
         d->stats.dma_bytes += tlp->payload_bytes;
     }
-    send_to_host(d, tlp, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST);
+    upstream_to_host(d, tlp, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST);
 }
 
-void device_tlp_from_device(struct device *d, const struct tlpb_tlp *tlp)
+void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)
 {
-    route_from_backend(d, BACKEND_EXTERNAL, tlp);
+    upstream_route(d, BACKEND_EXTERNAL, tlp);
 }
 
-void device_tlp_from_model(struct device *d, const struct tlpb_tlp *tlp)
+void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp)
 {
-    route_from_backend(d, BACKEND_HLSIM, tlp);
+    upstream_route(d, BACKEND_HLSIM, tlp);
 }
 
-void device_interrupt_from_device(struct device *d, Tlpb__InterruptKind kind, uint32_t vector)
+void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint32_t vector)
 {
     d->stats.interrupts++;
     trace_interrupt(d->bridge, d, kind, vector);
@@ -587,7 +587,7 @@ static void replay_config(struct device *d)
         if (tag < 0)
             return;
         wr.tag = (uint8_t)tag;
-        deliver_to_backend(d, &wr);
+        downstream_to_backend(d, &wr);
     }
 }
 
@@ -620,7 +620,7 @@ static unsigned drain_backend(struct device *d, const char *why)
                        d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag, why);
             d->pending_active--;
             p->state = PENDING_FREE;
-            fallback_answer_host(d, &req);
+            fallback_complete_host_request(d, &req);
         }
         p->state = PENDING_FREE;
     }
@@ -726,7 +726,7 @@ void device_host_detached(struct device *d)
             tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
             check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             d->device_read_active[tag] = false;
-            deliver_to_backend(d, &cpl);
+            downstream_to_backend(d, &cpl);
         }
     }
     arm_timeout(d);

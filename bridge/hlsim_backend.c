@@ -120,7 +120,7 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
         d->hlsim_output_blocked = true;
         return -EAGAIN;
     }
-    device_tlp_from_model(d, tlp);
+    device_upstream_from_model(d, tlp);
     return 0;
 }
 
@@ -128,7 +128,7 @@ static void env_send_interrupt(void *env, int kind, unsigned vector)
 {
     struct device *d = env;
     if (d->backend == BACKEND_HLSIM)
-        device_interrupt_from_device(d, (Tlpb__InterruptKind)kind, vector);
+        device_upstream_interrupt(d, (Tlpb__InterruptKind)kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)
@@ -164,7 +164,7 @@ struct later_tlp {
     uint8_t payload[];
 };
 
-static void deliver_later_tlp(void *arg)
+static void downstream_later_run(void *arg)
 {
     struct later_tlp *later = arg;
     struct device *d = later->device;
@@ -172,10 +172,10 @@ static void deliver_later_tlp(void *arg)
         hlsim_device_receive_tlp(d->hlsim, &later->tlp);
 }
 
-void hlsim_backend_deliver_later(struct device *d, const struct tlpb_tlp *tlp)
+void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp)
 {
     struct later_tlp *later;
-    if (hlsim_uv_defer_alloc(&d->deferred, deliver_later_tlp, sizeof(*later) + tlp->payload_bytes,
+    if (hlsim_uv_defer_alloc(&d->deferred, downstream_later_run, sizeof(*later) + tlp->payload_bytes,
                              (void **)&later) != 0) {
         bridge_log(TLPB_LOG_ERROR, "device %s: out of memory queueing a TLP for the model",
                    d->cfg->name);

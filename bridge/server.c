@@ -407,9 +407,9 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         return;
     }
     if (c->role == TLPB__ROLE__ROLE_HOST)
-        device_tlp_from_host(c->device, &tlp);
+        device_downstream_from_host(c->device, &tlp);
     else
-        device_tlp_from_device(c->device, &tlp);
+        device_upstream_from_sim(c->device, &tlp);
 }
 
 /* Returns false when processing must pause (destination full). */
@@ -441,7 +441,7 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
             conn_fail(c, why);
             return false;
         } else {
-            device_interrupt_from_device(c->device, env->interrupt->kind, env->interrupt->vector);
+            device_upstream_interrupt(c->device, env->interrupt->kind, env->interrupt->vector);
         }
         break;
     case TLPB__ENVELOPE__BODY_RESET:

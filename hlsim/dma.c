@@ -102,7 +102,7 @@ static struct hlsim_posted *posted_append(hlsim_device *dev)
     return p;
 }
 
-void dma_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
+void upstream_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
 {
     if (TAILQ_EMPTY(&dev->cpls) && posted_before_sent(dev, dev->posted_seq)) {
         int r = dev->env_ops->send_tlp(dev->env, cpl);
@@ -124,7 +124,7 @@ void dma_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
     TAILQ_INSERT_TAIL(&dev->cpls, c, link);
 }
 
-void dma_queue_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector)
+void upstream_send_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector)
 {
     if (TAILQ_EMPTY(&dev->posted)) {
         dev->env_ops->send_interrupt(dev->env, kind, vector);

@@ -35,7 +35,7 @@ static void intx_update_wire(hlsim_device *dev)
     if (level == dev->intx_wire || dev->cfg.desc.intx_pin == 0)
         return;
     dev->intx_wire = level;
-    dma_queue_interrupt(dev, level ? TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT
+    upstream_send_interrupt(dev, level ? TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT
                                : TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT,
                         dev->cfg.desc.intx_pin - 1u);
 }
@@ -66,7 +66,7 @@ int hlsim_msix_notify(hlsim_device *dev, unsigned vector)
     /* The host owns the MSI-X table and PBA (hlsim.h, tlpbridge.proto): it
      * applies vector masking, and table writes never reach the device, so
      * the copy here must not hold the vector back. */
-    dma_queue_interrupt(dev, TLPB__INTERRUPT_KIND__IRQ_MSIX, vector);
+    upstream_send_interrupt(dev, TLPB__INTERRUPT_KIND__IRQ_MSIX, vector);
     return 0;
 }
 
@@ -78,7 +78,7 @@ int hlsim_msi_notify(hlsim_device *dev, unsigned vector)
     unsigned enabled = 1u << ((flags >> MSI_FLAGS_QSIZE_SHIFT) & 0x7);
     if (vector >= enabled || vector >= dev->cfg.desc.msi_vectors)
         return -EINVAL;
-    dma_queue_interrupt(dev, TLPB__INTERRUPT_KIND__IRQ_MSI, vector);
+    upstream_send_interrupt(dev, TLPB__INTERRUPT_KIND__IRQ_MSI, vector);
     return 0;
 }
 

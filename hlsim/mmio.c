@@ -82,7 +82,7 @@ static void unsupported_request(hlsim_device *dev, const struct tlpb_tlp *tlp, c
     hlsim_log(dev, HLSIM_LOG_WARN, "MRd of %u DW at %#llx: %s, completing with UR",
               tlp->length_dw, (unsigned long long)tlp->address, why);
     tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
-    dma_send_completion(dev, &cpl);
+    upstream_send_completion(dev, &cpl);
 }
 
 static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
@@ -117,7 +117,7 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
         struct tlpb_tlp cpl;
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), tlp->address, 0, 0);
         cpl.payload = data;
-        dma_send_completion(dev, &cpl);
+        upstream_send_completion(dev, &cpl);
         return;
     }
     /* Completions split at MPS, non-final ones ending on RCB boundaries. */
@@ -139,7 +139,7 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
         }
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), addr, chunk, remaining);
         cpl.payload = &data[(addr & ~3ull) - tlp->address];
-        dma_send_completion(dev, &cpl);
+        upstream_send_completion(dev, &cpl);
         addr += chunk;
         remaining -= chunk;
     }

@@ -213,7 +213,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
     if (reg >= TLPB_CFG_SIZE || (reg & 3) != 0) {
         hlsim_log(dev, HLSIM_LOG_WARN, "config request to bad register %#x", reg);
         tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
-        dma_send_completion(dev, &cpl);
+        upstream_send_completion(dev, &cpl);
         return;
     }
 
@@ -222,7 +222,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
         tlpb_put_le32(data, value);
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4);
         cpl.payload = data;
-        dma_send_completion(dev, &cpl);
+        upstream_send_completion(dev, &cpl);
         return;
     }
 
@@ -232,7 +232,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
         hlsim_log(dev, HLSIM_LOG_WARN, "%s config write to %#x discarded",
                   tlp->poisoned ? "poisoned" : "malformed", reg);
         tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
-        dma_send_completion(dev, &cpl);
+        upstream_send_completion(dev, &cpl);
         return;
     }
     /* The function captures its bus and device number from config writes. */
@@ -241,7 +241,7 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
         tlpb_cfgspace_write(&dev->cfg, reg, tlpb_get_le32(tlp->payload), tlp->first_be);
 
     tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4); /* Cpl, SC */
-    dma_send_completion(dev, &cpl);
+    upstream_send_completion(dev, &cpl);
 
     if (changes & TLPB_CFG_FLR_REQUESTED) {
         /* The write completes first, then the function resets. */

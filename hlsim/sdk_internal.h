@@ -140,8 +140,8 @@ void dma_pump(hlsim_device *dev);
 void dma_receive_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
 void dma_deliver_callbacks(hlsim_device *dev);
 void dma_link_down(hlsim_device *dev);
-void dma_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
-void dma_queue_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector);
+void upstream_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
+void upstream_send_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector);
 
 /* irq.c */
 int irq_init(hlsim_device *dev);
