@@ -16,6 +16,9 @@
  *   reconnect  the bridge is killed and restarted: reads fall back, then
  *              work again, and DMA works after the config replay
  *   hotplug    device_add / device_del under a pcie-root-port, repeatedly
+ *   token      a bridge on TCP that requires a token: QEMU without it is
+ *              refused (the device answers from its fallback, QEMU
+ *              survives); with the token in a secret object it is served
  *
  * Guest-physical layout used: root port 00:04.0 with secondary bus 1 and a
  * memory window at 0xfe000000; BAR0 0xfe000000, BAR2 0xfe001000; descriptor
@@ -517,6 +520,62 @@ static void mode_hotplug(void)
     finish_qemu(&q, failures);
 }
 
+/* The TCP address the bridge bound ("--tcp 127.0.0.1:0"), from its log. */
+static void bridge_tcp_address(char *out, size_t out_size)
+{
+    char *log = it_read_log(it.bridge);
+    const char *at = log ? strstr(log, "listening on tcp:127.0.0.1:") : NULL;
+    REQUIRE(at != NULL, "the bridge did not log its TCP port");
+    snprintf(out, out_size, "tcp:127.0.0.1:%d", atoi(at + strlen("listening on tcp:127.0.0.1:")));
+    free(log);
+}
+
+/* QEMU whose device connects to address, with a secret object holding the
+ * token when token_path is given (token-secret names it). */
+static void start_qemu_tcp(struct qt_qemu *q, const char *address, const char *token_path)
+{
+    char dev[1024], secret[512];
+    snprintf(dev, sizeof(dev), "tlpbridge-pci,id=tlpb0,bus=rp0,socket=%s,device=dmacopy0%s",
+             address, token_path ? ",token-secret=tlpbtok" : "");
+    snprintf(secret, sizeof(secret), "secret,id=tlpbtok,file=%s", token_path ? token_path : "");
+    const char *args[] = {"-device", "pcie-root-port,id=rp0,chassis=1,bus=pcie.0,addr=0x4",
+                          "-device", dev, token_path ? "-object" : NULL, secret, NULL};
+    qt_start(q, qemu_binary, args, false);
+}
+
+static void mode_token(void)
+{
+    const char *token_path = it_path("bridge.token");
+    FILE *f = fopen(token_path, "w");
+    REQUIRE(f && fputs("qtest-token-5e1d\n", f) >= 0 && fclose(f) == 0, "write %s", token_path);
+    char device[512];
+    snprintf(device, sizeof(device), "dmacopy0:hlsim=%s", it_paths.model);
+    const char *args[] = {"--device", device, "--tcp", "127.0.0.1:0", "--token-file", token_path,
+                          NULL};
+    it_start_bridge(args);
+    char address[96];
+    bridge_tcp_address(address, sizeof(address));
+
+    struct qt_qemu q;
+    int failures = it_failures;
+    start_qemu_tcp(&q, address, NULL);
+    setup_root_port(&q);
+    map_device(&q);
+    CHECK_EQ_U64(reg_read(&q, REG_ID), 0xFFFFFFFFu, "ID without the token (fallback)");
+    CHECK(it_log_contains(it.bridge, "bad or missing token"), "the bridge refused the handshake");
+    CHECK(qt_alive(&q), "QEMU survives a refused handshake");
+    finish_qemu(&q, failures);
+
+    failures = it_failures;
+    start_qemu_tcp(&q, address, token_path);
+    setup_root_port(&q);
+    map_device(&q);
+    CHECK_EQ_U64(reg_read(&q, REG_ID), DMACOPY_ID, "ID with the token from the secret object");
+    reg_write(&q, REG_SCRATCH, 0x70c3e11du);
+    CHECK_EQ_U64(reg_read(&q, REG_SCRATCH), 0x70c3e11du, "SCRATCH read-back over TCP");
+    finish_qemu(&q, failures);
+}
+
 int main(int argc, char **argv)
 {
     /* --qemu is ours; everything else goes to the harness. */
@@ -546,6 +605,8 @@ int main(int argc, char **argv)
         IT_RUN("bridge killed and restarted", mode_reconnect());
     else if (strcmp(mode, "hotplug") == 0)
         IT_RUN("hot-plug and unplug", mode_hotplug());
+    else if (strcmp(mode, "token") == 0)
+        IT_RUN("token from a secret object", mode_token());
     else
         REQUIRE(false, "unknown --mode %s", mode);
     int rc = it_finish();
