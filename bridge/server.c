@@ -580,6 +580,27 @@ static void on_tcp_connection(uv_stream_t *server, int status)
     start_conn(b, c);
 }
 
+/* A peer that is already connected (one end of a socketpair, an inherited
+ * fd): served exactly as an accepted unix-socket peer. */
+int bridge_adopt_fd(struct bridge *b, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return UV_ENOMEM;
+    uv_pipe_init(b->loop, &c->h.pipe, 0);
+    int rc = uv_pipe_open(&c->h.pipe, fd);
+    if (rc != 0) {
+        c->h.handle.data = c;
+        c->closing = true;
+        uv_close(&c->h.handle, conn_free_cb);
+        return rc;
+    }
+    snprintf(c->label, sizeof(c->label), "adopted-peer");
+    c->is_loopback = true;
+    start_conn(b, c);
+    return 0;
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     struct bridge *b = sig->data;
