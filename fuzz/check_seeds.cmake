@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.25)
 # ctest fuzz.seed_corpus_current: regenerate the seeds into OUT and compare
 # them with the checked-in CORPUS, file by file (names and contents).
 file(REMOVE_RECURSE ${OUT})
