@@ -9,9 +9,11 @@
  * reads, fast DMA allowed) and "dev2" (external, zero reads, fast DMA).
  *
  * Input: records of header(1) length(2, little-endian) bytes. Header bit 0
- * picks the peer; bit 1 ends that peer's sending after the record (EOF). The
- * bridge is run until it has consumed each record before the next one is
- * sent, so the two peers' messages interleave as the input says. */
+ * picks the peer; bit 1 ends that peer's sending after the record (EOF);
+ * bit 2 then lets the bridge's timers due within 100 ms fire (request
+ * timeouts: the devices' are 20 ms). The bridge is run until it has consumed
+ * each record before the next one is sent, so the two peers' messages
+ * interleave as the input says. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -118,6 +120,21 @@ static void pump(struct peer *peers)
     }
 }
 
+/* Let time pass for what the bridge waits on: timers due soon (a timer a
+ * peer set far away, say with a long completion timeout, is not waited
+ * for: that would be the fuzzer hanging, not the bridge). */
+static void run_timers(struct peer *peers)
+{
+    for (unsigned round = 0; round < 4; round++) {
+        int wait_ms = uv_backend_timeout(&loop);
+        if (wait_ms < 0 || wait_ms > 100)
+            break;
+        drain(peers);
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    pump(peers);
+}
+
 static void send_bytes(struct peer *peers, struct peer *p, const uint8_t *data, size_t len)
 {
     while (len > 0 && !p->eof) {
@@ -164,6 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             p->write_shut = true;
         }
         pump(peers);
+        if (header & 4)
+            run_timers(peers);
     }
 
     /* Every peer hangs up; the bridge must close both connections. A

@@ -484,7 +484,8 @@ static void seeds_cfgspace(void)
     free(b.p);
 }
 
-/* fuzz_bridge_conn records: header (bit 0 peer, bit 1 then EOF), length. */
+/* fuzz_bridge_conn records: header (bit 0 peer, bit 1 then EOF, bit 2 then
+ * run the bridge's timers), length. */
 static void record(struct bytes *b, unsigned header, const struct bytes *msg)
 {
     put_u8(b, header);
@@ -552,6 +553,27 @@ static void seeds_bridge(void)
     tlp_frame(&m, &t);
     record(&b, 2, &m);
     save("fuzz_bridge_conn", "host_and_simulator", &b);
+
+    /* A simulator attaches to dev0 and stays silent: the host's read
+     * times out (record header bit 2 lets the bridge's timers run). */
+    reset(&b);
+    reset(&m);
+    hello(&m, TLPB__ROLE__ROLE_SIMULATOR, "dev0", 0, true);
+    record(&b, 1, &m);
+    reset(&m);
+    hello(&m, TLPB__ROLE__ROLE_HOST, "dev0", 0, false);
+    t = cfg_rd(0x00, 1);
+    tlp_frame(&m, &t);
+    t = mem_rd(BAR0, 4, 2, 0);
+    tlp_frame(&m, &t);
+    record(&b, 4, &m);
+    reset(&m);
+    t = cpl_d(0, 4, 0x00, 1, pattern);
+    t.requester_id = 0;
+    t.completer_id = 0x0100;
+    tlp_frame(&m, &t); /* late: after the timeout */
+    record(&b, 1, &m);
+    save("fuzz_bridge_conn", "silent_simulator_timeout", &b);
 
     /* A control peer asks for status and stats, switches and reloads. */
     reset(&b);
