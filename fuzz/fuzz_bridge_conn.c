@@ -202,6 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned round = 0; round < 16 && uv_loop_alive(&loop); round++)
         uv_run(&loop, UV_RUN_NOWAIT);
     /* Nothing of this input may outlive it in the loop. */
+    if (uv_loop_alive(&loop)) {
+        fprintf(stderr, "handles left active after bridge_stop:\n");
+        uv_print_active_handles(&loop, stderr);
+    }
     FUZZ_CHECK(!uv_loop_alive(&loop));
     return 0;
 }
