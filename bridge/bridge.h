@@ -231,6 +231,10 @@ struct bridge {
 int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, char *err,
                  size_t err_size);
 void bridge_stop(struct bridge *b);
+/* Serve an already-connected stream socket as a new peer, as if accepted on
+ * the unix socket (handshake first). Returns 0 (the connection now owns fd)
+ * or a libuv error code (the caller still owns fd). */
+int bridge_adopt_fd(struct bridge *b, int fd);
 void conn_close(struct conn *c, const char *reason);
 /* Queue to c and start writing. force: see tlpb_obuf_append. */
 int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force);

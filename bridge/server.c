@@ -665,15 +665,16 @@ static void accept_retry_cb(uv_timer_t *t)
     uv_poll_start(&l->poll, UV_READABLE, listener_poll_cb);
 }
 
-static void conn_from_fd(struct bridge *b, struct listener *l, int fd)
+/* Serve a connected socket (closed on failure). 0 or a libuv error. */
+static int conn_from_fd(struct bridge *b, bool is_tcp, int fd)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
-        return;
+        return UV_ENOMEM;
     }
     int rc;
-    if (l->is_tcp) {
+    if (is_tcp) {
         uv_tcp_init(b->loop, &c->h.tcp);
         rc = uv_tcp_open(&c->h.tcp, fd);
     } else {
@@ -686,13 +687,13 @@ static void conn_from_fd(struct bridge *b, struct listener *l, int fd)
         c->h.handle.data = c;
         c->closing = true;
         uv_close(&c->h.handle, conn_free_cb);
-        return;
+        return rc;
     }
-    if (!l->is_tcp) {
+    if (!is_tcp) {
         snprintf(c->label, sizeof(c->label), "unix-peer");
         c->is_loopback = true;
         start_conn(b, c);
-        return;
+        return 0;
     }
     uv_tcp_nodelay(&c->h.tcp, 1);
     c->is_tcp = true;
@@ -712,6 +713,7 @@ static void conn_from_fd(struct bridge *b, struct listener *l, int fd)
     }
     snprintf(c->label, sizeof(c->label), "tcp-peer[%s]", addr);
     start_conn(b, c);
+    return 0;
 }
 
 static void listener_poll_cb(uv_poll_t *p, int status, int events)
@@ -727,7 +729,7 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             accept_recovered(b);
-            conn_from_fd(b, l, fd);
+            conn_from_fd(b, l->is_tcp, fd);
             continue;
         }
         int e = errno;
@@ -791,6 +793,13 @@ static void listener_stop(struct listener *l)
     l->init = false;
     uv_close((uv_handle_t *)&l->retry, NULL);
     uv_close((uv_handle_t *)&l->poll, listener_closed_cb);
+}
+
+/* A peer that is already connected (one end of a socketpair, an inherited
+ * fd): served exactly as an accepted unix-socket peer. */
+int bridge_adopt_fd(struct bridge *b, int fd)
+{
+    return conn_from_fd(b, false, fd);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)

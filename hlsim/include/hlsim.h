@@ -20,6 +20,12 @@
 #define HLSIM_ABI_VERSION 1
 #define HLSIM_MODEL_SYMBOL "hlsim_model"
 
+/* The calls below are the only symbols tlpbridged and hlsim-run export to
+ * the models they load (both are built with hidden visibility): a model's
+ * own functions never bind to the daemon's internals, whatever their
+ * names. */
+#define HLSIM_EXPORT __attribute__((visibility("default")))
+
 typedef struct hlsim_device hlsim_device; /* one device instance, SDK-owned */
 typedef struct hlsim_timer hlsim_timer;
 
@@ -75,44 +81,44 @@ struct hlsim_model_ops {
  * and 4 KiB (strict mode) or sent unsplit (fast mode). cb runs once, from the
  * event loop, never from inside this call. Returns 0, or -EPERM when bus
  * mastering is disabled, -EINVAL for len > 16 MiB. */
-int hlsim_dma_read(hlsim_device *dev, uint64_t addr, void *buf, uint32_t len,
+HLSIM_EXPORT int hlsim_dma_read(hlsim_device *dev, uint64_t addr, void *buf, uint32_t len,
                    hlsim_dma_cb cb, void *arg);
 
 /* Write len bytes to host memory. buf is copied before return. Writes are
  * posted; when cb is not NULL the SDK follows them with a zero-length read
  * to the last written address (the PCIe way to learn that posted writes have
  * landed), and cb reports that read's status. Returns as hlsim_dma_read. */
-int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *buf, uint32_t len,
+HLSIM_EXPORT int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *buf, uint32_t len,
                     hlsim_dma_cb cb, void *arg);
 
 /* Abandon all outstanding DMA of this device: no callback of it will run
  * (for a device's own soft reset). */
-void hlsim_dma_cancel_all(hlsim_device *dev);
+HLSIM_EXPORT void hlsim_dma_cancel_all(hlsim_device *dev);
 
 /* Signal MSI-X vector. The host owns the MSI-X table and PBA (as QEMU
  * does): vector masking and pending bits are applied there, so the SDK sends
  * the vector whenever MSI-X is enabled in config space, and table/PBA
  * accesses never reach the device. Returns -EINVAL for a bad vector, -ENODEV
  * when MSI-X is not enabled. */
-int hlsim_msix_notify(hlsim_device *dev, unsigned vector);
+HLSIM_EXPORT int hlsim_msix_notify(hlsim_device *dev, unsigned vector);
 
 /* Signal MSI vector (-ENODEV when MSI is not enabled). */
-int hlsim_msi_notify(hlsim_device *dev, unsigned vector);
+HLSIM_EXPORT int hlsim_msi_notify(hlsim_device *dev, unsigned vector);
 
 /* Drive the INTx line (level). Suppressed on the wire while INTx is disabled
  * in the command register; the status register's interrupt bit follows. */
-void hlsim_intx_set(hlsim_device *dev, bool asserted);
+HLSIM_EXPORT void hlsim_intx_set(hlsim_device *dev, bool asserted);
 
-bool hlsim_msix_enabled(const hlsim_device *dev);
-bool hlsim_bus_master_enabled(const hlsim_device *dev);
-const struct tlpb_cfgspace *hlsim_config(const hlsim_device *dev);
+HLSIM_EXPORT bool hlsim_msix_enabled(const hlsim_device *dev);
+HLSIM_EXPORT bool hlsim_bus_master_enabled(const hlsim_device *dev);
+HLSIM_EXPORT const struct tlpb_cfgspace *hlsim_config(const hlsim_device *dev);
 
 /* One-shot timer: cb(arg) after delay_ns. A timer is owned by the model;
  * re-arming a running timer moves it. */
-hlsim_timer *hlsim_timer_create(hlsim_device *dev, hlsim_timer_cb cb, void *arg);
-void hlsim_timer_start(hlsim_timer *timer, uint64_t delay_ns);
-void hlsim_timer_stop(hlsim_timer *timer);
-void hlsim_timer_destroy(hlsim_timer *timer);
+HLSIM_EXPORT hlsim_timer *hlsim_timer_create(hlsim_device *dev, hlsim_timer_cb cb, void *arg);
+HLSIM_EXPORT void hlsim_timer_start(hlsim_timer *timer, uint64_t delay_ns);
+HLSIM_EXPORT void hlsim_timer_stop(hlsim_timer *timer);
+HLSIM_EXPORT void hlsim_timer_destroy(hlsim_timer *timer);
 
 /* The project's log levels (tlpb/log.h) under the SDK's names. */
 #define hlsim_log_level tlpb_log_level
@@ -120,7 +126,7 @@ void hlsim_timer_destroy(hlsim_timer *timer);
 #define HLSIM_LOG_WARN TLPB_LOG_WARN
 #define HLSIM_LOG_INFO TLPB_LOG_INFO
 #define HLSIM_LOG_DEBUG TLPB_LOG_DEBUG
-void hlsim_log(hlsim_device *dev, enum hlsim_log_level level, const char *fmt, ...)
+HLSIM_EXPORT void hlsim_log(hlsim_device *dev, enum hlsim_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif
