@@ -208,40 +208,16 @@ static void config_request(hlsim_device *dev, const struct tlpb_tlp *tlp)
 {
     struct tlpb_tlp cpl;
     uint8_t data[4];
-    uint16_t reg = tlp->cfg_register;
+    const char *refused;
 
-    if (reg >= TLPB_CFG_SIZE || (reg & 3) != 0) {
-        hlsim_log(dev, HLSIM_LOG_WARN, "config request to bad register %#x", reg);
-        tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
-        upstream_send_completion(dev, &cpl);
-        return;
-    }
-
-    if (tlp->kind == TLPB_TLP_CFGRD0) {
-        uint32_t value = tlpb_cfgspace_read(&dev->cfg, reg);
-        tlpb_put_le32(data, value);
-        tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4);
-        cpl.payload = data;
-        upstream_send_completion(dev, &cpl);
-        return;
-    }
-
-    /* CfgWr0 */
-    if (tlp->poisoned || tlp->payload_bytes < 4 || !tlp->payload) {
-        /* PCIe: a poisoned config write is discarded and completed with UR */
-        hlsim_log(dev, HLSIM_LOG_WARN, "%s config write to %#x discarded",
-                  tlp->poisoned ? "poisoned" : "malformed", reg);
-        tlpb_completion_error_for(&cpl, tlp, sdk_bdf(dev), TLPB_CPL_UR);
-        upstream_send_completion(dev, &cpl);
-        return;
-    }
-    /* The function captures its bus and device number from config writes. */
-    dev->cfg.bus_device_function = tlp->completer_id;
-    unsigned changes =
-        tlpb_cfgspace_write(&dev->cfg, reg, tlpb_get_le32(tlp->payload), tlp->first_be);
-
-    tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), reg, 4, 4); /* Cpl, SC */
+    int rc = tlpb_cfgspace_complete_request(&dev->cfg, tlp, &cpl, data, &refused);
+    if (rc < 0)
+        return; /* only config requests come here */
+    if (refused)
+        hlsim_log(dev, HLSIM_LOG_WARN, "%s at %#x: completed with UR", refused,
+                  tlp->cfg_register);
     upstream_send_completion(dev, &cpl);
+    unsigned changes = (unsigned)rc;
 
     if (changes & TLPB_CFG_FLR_REQUESTED) {
         /* The write completes first, then the function resets. */

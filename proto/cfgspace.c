@@ -8,6 +8,7 @@
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* Type 0 header offsets. */
@@ -469,4 +470,38 @@ int tlpb_cfg_decode_request(const struct tlpb_cfgspace *cfg, const struct tlpb_t
     if (span > UINT32_MAX)
         return -1;
     return tlpb_cfg_decode_address(cfg, tlp->address, (uint32_t)span, offset);
+}
+
+int tlpb_cfgspace_complete_request(struct tlpb_cfgspace *cfg, const struct tlpb_tlp *req,
+                                   struct tlpb_tlp *cpl, uint8_t data[4], const char **refused)
+{
+    const char *why = NULL;
+
+    *refused = NULL;
+    if (req->kind != TLPB_TLP_CFGRD0 && req->kind != TLPB_TLP_CFGWR0)
+        return -EINVAL;
+    /* A validated TLP never has these; a caller's own request may. */
+    if (req->cfg_register >= TLPB_CFG_SIZE || (req->cfg_register & 3u) != 0)
+        why = "config register beyond 4 KiB or not DW aligned";
+    else if (req->kind == TLPB_TLP_CFGWR0 && req->poisoned)
+        why = "poisoned config write discarded";
+    else if (req->kind == TLPB_TLP_CFGWR0 && (!req->payload || req->payload_bytes < 4))
+        why = "config write without its data DW";
+    if (why) {
+        *refused = why;
+        tlpb_completion_error_for(cpl, req, cfg->bus_device_function, TLPB_CPL_UR);
+        return 0;
+    }
+    if (req->kind == TLPB_TLP_CFGRD0) {
+        tlpb_put_le32(data, tlpb_cfgspace_read(cfg, req->cfg_register));
+        tlpb_completion_for(cpl, req, cfg->bus_device_function, 0, 4, 4);
+        cpl->payload = data;
+        return 0;
+    }
+    /* The function captures its bus and device number from config writes. */
+    cfg->bus_device_function = req->completer_id;
+    unsigned changes = tlpb_cfgspace_write(cfg, req->cfg_register, tlpb_get_le32(req->payload),
+                                           req->first_be);
+    tlpb_completion_for(cpl, req, cfg->bus_device_function, 0, 4, 4); /* Cpl, SC */
+    return (int)changes;
 }

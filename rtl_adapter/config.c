@@ -123,36 +123,17 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 {
     struct tlpb_tlp cpl;
     uint8_t data[4];
-    uint16_t reg = tlp->cfg_register;
+    const char *refused;
 
     a->stats.config_requests++;
-    if (reg >= TLPB_CFG_SIZE || (reg & 3) != 0) {
-        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "config request to bad register %#x", reg);
-        tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
-        rtl_send_tlp(a, &cpl);
-        return;
-    }
-    if (tlp->kind == TLPB_TLP_CFGRD0) {
-        uint32_t value = tlpb_cfgspace_read(&a->cfg, reg);
-        tlpb_put_le32(data, value);
-        tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
-        cpl.payload = data;
-        rtl_send_tlp(a, &cpl);
-        return;
-    }
-    if (tlp->poisoned || tlp->payload_bytes < 4 || !tlp->payload) {
-        /* PCIe: a poisoned config write is discarded and completed with UR */
-        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "%s config write to %#x discarded",
-                     tlp->poisoned ? "poisoned" : "malformed", reg);
-        tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
-        rtl_send_tlp(a, &cpl);
-        return;
-    }
-    /* The function captures its bus and device number from config writes. */
-    a->cfg.bus_device_function = tlp->completer_id;
-    unsigned changes = tlpb_cfgspace_write(&a->cfg, reg, tlpb_get_le32(tlp->payload), tlp->first_be);
-    tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, reg, 4, 4);
+    int rc = tlpb_cfgspace_complete_request(&a->cfg, tlp, &cpl, data, &refused);
+    if (rc < 0)
+        return; /* only config requests come here */
+    if (refused)
+        tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "%s at %#x: completed with UR", refused,
+                     tlp->cfg_register);
     rtl_send_tlp(a, &cpl);
+    unsigned changes = (unsigned)rc;
     if (changes & TLPB_CFG_FLR_REQUESTED) {
         /* The write completes first, then the function resets. */
         rtl_reset(a, TLPB__RESET_KIND__RESET_FUNCTION_LEVEL);

@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <errno.h>
+
 #include <cmocka.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 
 /* The dmacopy-like layout plus a 64-bit prefetchable BAR and MSI. */
@@ -269,6 +272,83 @@ static void test_flr_requested(void **state)
     assert_false(changes & TLPB_CFG_FLR_REQUESTED);
 }
 
+/* Config requests answered as a type 0 function answers them: the one
+ * implementation hlsim, the RTL adapter and libtlpbsim share. */
+static void test_complete_request(void **state)
+{
+    struct tlpb_tlp cpl;
+    uint8_t data[4];
+    const char *refused = "unset";
+
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .requester_id = 0x0010, .tag = 5,
+                          .length_dw = 1, .first_be = 0xF, .cfg_register = 0x00,
+                          .completer_id = 0x0310, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_cfgspace_complete_request(&cfg, &rd, &cpl, data, &refused), 0);
+    assert_null(refused);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPLD);
+    assert_int_equal(cpl.status, TLPB_CPL_SC);
+    assert_int_equal(cpl.tag, 5);
+    assert_int_equal(cpl.requester_id, 0x0010);
+    assert_int_equal(cpl.byte_count, 4);
+    assert_int_equal(cpl.payload_bytes, 4);
+    assert_ptr_equal(cpl.payload, data);
+    assert_memory_equal(data, ((const uint8_t[]){0x34, 0x12, 0x11, 0x7a}), 4);
+    assert_int_equal(cpl.completer_id, 0); /* no config write yet */
+
+    /* A write: the function captures its BDF, the changes come back. */
+    const uint8_t command[4] = {0x06, 0, 0, 0}; /* memory space, bus master */
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .requester_id = 0x0010, .tag = 5,
+                          .length_dw = 1, .first_be = 0x3, .cfg_register = 0x04,
+                          .completer_id = 0x0310, .bar_hint = TLPB_NO_BAR,
+                          .payload = command, .payload_bytes = 4};
+    int rc = tlpb_cfgspace_complete_request(&cfg, &wr, &cpl, data, &refused);
+    assert_true(rc > 0);
+    assert_true((unsigned)rc & TLPB_CFG_CHANGED_COMMAND);
+    assert_null(refused);
+    assert_true(tlpb_cfg_memory_enabled(&cfg) && tlpb_cfg_bus_master_enabled(&cfg));
+    assert_int_equal(cfg.bus_device_function, 0x0310);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPL);
+    assert_int_equal(cpl.status, TLPB_CPL_SC);
+    assert_int_equal(cpl.completer_id, 0x0310);
+
+    /* FLR is reported, for the owner to perform after the completion. */
+    uint8_t devctl[4];
+    tlpb_put_le32(devctl, tlpb_cfgspace_read(&cfg, 0x48) | 0x8000u);
+    wr.cfg_register = 0x48;
+    wr.payload = devctl;
+    rc = tlpb_cfgspace_complete_request(&cfg, &wr, &cpl, data, &refused);
+    assert_true(rc > 0 && ((unsigned)rc & TLPB_CFG_FLR_REQUESTED));
+
+    /* Refused with UR, config space untouched: poisoned, short, bad register. */
+    const uint8_t zero[4] = {0};
+    wr.cfg_register = 0x04;
+    wr.payload = zero;
+    wr.poisoned = true;
+    assert_int_equal(tlpb_cfgspace_complete_request(&cfg, &wr, &cpl, data, &refused), 0);
+    assert_non_null(refused);
+    assert_int_equal(cpl.status, TLPB_CPL_UR);
+    assert_int_equal(cpl.tag, 5);
+    assert_true(tlpb_cfg_memory_enabled(&cfg));
+    wr.poisoned = false;
+    wr.payload_bytes = 2;
+    refused = NULL;
+    assert_int_equal(tlpb_cfgspace_complete_request(&cfg, &wr, &cpl, data, &refused), 0);
+    assert_non_null(refused);
+    assert_int_equal(cpl.status, TLPB_CPL_UR);
+    assert_true(tlpb_cfg_memory_enabled(&cfg));
+    rd.cfg_register = 0x1002;
+    refused = NULL;
+    assert_int_equal(tlpb_cfgspace_complete_request(&cfg, &rd, &cpl, data, &refused), 0);
+    assert_non_null(refused);
+    assert_int_equal(cpl.kind, TLPB_TLP_CPL);
+    assert_int_equal(cpl.status, TLPB_CPL_UR);
+
+    /* Not a config request: nothing built. */
+    struct tlpb_tlp mrd = {.kind = TLPB_TLP_MRD, .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_cfgspace_complete_request(&cfg, &mrd, &cpl, data, &refused),
+                     -EINVAL);
+}
+
 static void test_msix_msi_control(void **state)
 {
     unsigned changes = tlpb_cfgspace_write(&cfg, TLPB_CFG_MSIX_CAP, 0xC0000000, 0xC);
@@ -394,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup(test_capability_chain_without_msi, setup),
         cmocka_unit_test_setup(test_mps_mrrs, setup),
         cmocka_unit_test_setup(test_flr_requested, setup),
+        cmocka_unit_test_setup(test_complete_request, setup),
         cmocka_unit_test_setup(test_msix_msi_control, setup),
         cmocka_unit_test_setup(test_decode_address, setup),
         cmocka_unit_test_setup(test_decode_request, setup),

@@ -52,6 +52,20 @@ uint32_t tlpb_cfgspace_read(const struct tlpb_cfgspace *cfg, uint16_t reg);
 unsigned tlpb_cfgspace_write(struct tlpb_cfgspace *cfg, uint16_t reg, uint32_t value,
                              uint8_t be);
 
+/* Answer a config request (CfgRd0 or CfgWr0) from cfg, as a type 0
+ * function does: the completion is built into *cpl (a CfgRd0's CplD carries
+ * its DW in data, which cpl->payload points at). A write captures the
+ * function's bus/device/function from the request's completer ID, then
+ * writes the DW. A request to a register beyond 4 KiB or not DW aligned, and
+ * a poisoned or short CfgWr0 (PCIe discards a poisoned config write), is
+ * completed with UR and *refused names why; otherwise *refused is NULL.
+ * Returns the write's mask of enum tlpb_cfg_change (0 for a read or a
+ * refused request) for the owner to act on (FLR after the completion is
+ * sent, bus master enable, MSI-X), or -EINVAL with nothing built if req is
+ * not a config request. */
+int tlpb_cfgspace_complete_request(struct tlpb_cfgspace *cfg, const struct tlpb_tlp *req,
+                                   struct tlpb_tlp *cpl, uint8_t data[4], const char **refused);
+
 bool tlpb_cfg_memory_enabled(const struct tlpb_cfgspace *cfg);
 bool tlpb_cfg_bus_master_enabled(const struct tlpb_cfgspace *cfg);
 bool tlpb_cfg_intx_disabled(const struct tlpb_cfgspace *cfg);
