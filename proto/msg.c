@@ -266,3 +266,45 @@ const char *tlpb_message_name(Tlpb__Envelope__BodyCase body)
         return "unknown message";
     }
 }
+
+const char *tlpb_reset_kind_name(Tlpb__ResetKind kind)
+{
+    switch (kind) {
+    case TLPB__RESET_KIND__RESET_FUNCTION_LEVEL:
+        return "FLR";
+    case TLPB__RESET_KIND__RESET_HOT:
+        return "hot reset";
+    default:
+        return "unknown reset kind";
+    }
+}
+
+const char *tlpb_interrupt_kind_name(Tlpb__InterruptKind kind)
+{
+    switch (kind) {
+    case TLPB__INTERRUPT_KIND__IRQ_MSIX:
+        return "MSI-X";
+    case TLPB__INTERRUPT_KIND__IRQ_MSI:
+        return "MSI";
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT:
+        return "INTx assert";
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT:
+        return "INTx deassert";
+    default:
+        return "unknown interrupt kind";
+    }
+}
+
+const char *tlpb_event_kind_name(Tlpb__EventKind kind)
+{
+    switch (kind) {
+    case TLPB__EVENT_KIND__EVENT_SIMULATOR_ATTACHED:
+        return "simulator attached";
+    case TLPB__EVENT_KIND__EVENT_SIMULATOR_DETACHED:
+        return "simulator detached";
+    case TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED:
+        return "backend changed";
+    default:
+        return "unknown event kind";
+    }
+}

@@ -30,15 +30,13 @@ struct tlpb_sim {
     void *arg;
     char log_name[48];
     char device_name[64];
-    int log_level;
+    enum tlpb_log_level log_level;
 };
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
-static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
+static void sim_log(tlpb_sim *sim, enum tlpb_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
+static void sim_log(tlpb_sim *sim, enum tlpb_log_level level, const char *fmt, ...)
 {
     char message[512];
     va_list ap;
@@ -52,7 +50,7 @@ static void sim_log(tlpb_sim *sim, int level, const char *fmt, ...)
         sim->cb.log(sim->arg, level, message);
     else
         fprintf(stderr, "%s[%s] %s: %s\n", sim->log_name, sim->device_name,
-                level_names[level < 0 ? 0 : level > 3 ? 3 : level], message);
+                tlpb_log_level_name(level), message);
 }
 
 /* The stream cannot go on: stop using it. The fd stays open (an event loop
@@ -63,7 +61,7 @@ static int sim_lost(tlpb_sim *sim, const char *why)
         return -ECONNRESET;
     sim->lost = true;
     snprintf(sim->lost_reason, sizeof(sim->lost_reason), "%s", why);
-    sim_log(sim, 0, "lost the bridge connection: %s", why);
+    sim_log(sim, TLPB_LOG_ERROR, "lost the bridge connection: %s", why);
     shutdown(sim->fd, SHUT_RDWR);
     return -ECONNRESET;
 }
@@ -100,7 +98,7 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     sim->unsplit = opts->unsplit_dma && (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     tlpb_envelope_free(reply);
     if (opts->unsplit_dma && !sim->unsplit)
-        sim_log(sim, 1, "the bridge refused unsplit DMA: using strict mode");
+        sim_log(sim, TLPB_LOG_WARN, "the bridge refused unsplit DMA: using strict mode");
 
     uint32_t max_frame = sim->rd.max_frame_bytes;
     size_t limit = opts->output_limit_bytes ? opts->output_limit_bytes : DEFAULT_OUTPUT_LIMIT_BYTES;
@@ -219,7 +217,8 @@ int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp)
         return -EAGAIN;
     }
     if (rc < 0) {
-        sim_log(sim, 0, "cannot queue %s: %s", tlpb_tlp_kind_name(tlp->kind), strerror(-rc));
+        sim_log(sim, TLPB_LOG_ERROR, "cannot queue %s: %s", tlpb_tlp_kind_name(tlp->kind),
+                strerror(-rc));
         return rc;
     }
     if (tlp->kind != TLPB_TLP_MWR)
@@ -233,7 +232,8 @@ int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t ve
         return -ENOTCONN;
     int rc = tlpb_obuf_append_interrupt(&sim->ob, kind, vector);
     if (rc < 0) {
-        sim_log(sim, 0, "cannot queue interrupt %d/%u: %s", (int)kind, vector, strerror(-rc));
+        sim_log(sim, TLPB_LOG_ERROR, "cannot queue %s interrupt %u: %s", tlpb_interrupt_kind_name(kind),
+                vector, strerror(-rc));
         return rc;
     }
     sim->urgent = true;
@@ -255,31 +255,15 @@ int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
 {
     struct tlpb_tlp cpl;
     uint8_t data[4];
+    const char *refused;
 
     *changes = 0;
-    if (req->kind != TLPB_TLP_CFGRD0 && req->kind != TLPB_TLP_CFGWR0)
-        return -EINVAL;
-    /* What the library hands over is validated; a caller's own TLP may not be. */
-    bool malformed = req->cfg_register >= TLPB_CFG_SIZE || (req->cfg_register & 3) ||
-                     (req->kind == TLPB_TLP_CFGWR0 && (!req->payload || req->payload_bytes < 4));
-    if (malformed || (req->kind == TLPB_TLP_CFGWR0 && req->poisoned)) {
-        tlpb_completion_error_for(&cpl, req, cfg->bus_device_function, TLPB_CPL_UR);
-        return tlpb_sim_send_tlp(sim, &cpl);
-    }
-    if (req->kind == TLPB_TLP_CFGRD0) {
-        uint32_t value = tlpb_cfgspace_read(cfg, req->cfg_register);
-        for (unsigned i = 0; i < 4; i++)
-            data[i] = (uint8_t)(value >> (8 * i));
-        tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
-        cpl.payload = data;
-        return tlpb_sim_send_tlp(sim, &cpl);
-    }
-    /* The function captures its bus and device number from config writes. */
-    cfg->bus_device_function = req->completer_id;
-    uint32_t value = (uint32_t)req->payload[0] | (uint32_t)req->payload[1] << 8 |
-                     (uint32_t)req->payload[2] << 16 | (uint32_t)req->payload[3] << 24;
-    *changes = tlpb_cfgspace_write(cfg, req->cfg_register, value, req->first_be);
-    tlpb_completion_for(&cpl, req, cfg->bus_device_function, 0, 4, 4);
+    int rc = tlpb_cfgspace_complete_request(cfg, req, &cpl, data, &refused);
+    if (rc < 0)
+        return rc;
+    if (refused)
+        sim_log(sim, TLPB_LOG_WARN, "%s at %#x: completed with UR", refused, req->cfg_register);
+    *changes = (unsigned)rc;
     return tlpb_sim_send_tlp(sim, &cpl);
 }
 
@@ -348,31 +332,56 @@ bool tlpb_sim_output_urgent(const tlpb_sim *sim)
 
 /* ---- from the bridge --------------------------------------------------------- */
 
+/* A protocol error by the bridge (docs/protocol.md, "Errors"): say why in
+ * an Error, then end the connection. */
+static void protocol_error(tlpb_sim *sim, const char *reason)
+{
+    sim_log(sim, TLPB_LOG_ERROR, "protocol error by the bridge: %s", reason);
+    if (tlpb_sim_send_error(sim, reason) == 0)
+        tlpb_sim_flush(sim); /* best effort: the socket is shut down next */
+    sim_lost(sim, reason);
+}
+
 static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
 {
     struct tlpb_tlp tlp;
     const char *reason = "?";
+    char error[200];
 
     if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
-        sim_log(sim, 1, "undecodable TLP from the bridge dropped: %s", reason);
+        /* A field wider than PCIe allows: a malformed TLP. */
+        snprintf(error, sizeof(error), "malformed TLP: %s", reason);
+        protocol_error(sim, error);
         return;
     }
     struct tlpb_tlp_limits limits = {.max_payload_bytes = 0, .unsplit = sim->unsplit};
-    if (tlpb_tlp_validate(&tlp, &limits, &reason) != 0) {
+    int rc = tlpb_tlp_validate(&tlp, &limits, &reason);
+    if (rc == -ERANGE) {
+        /* PCIe discards a malformed TLP: no completion. */
+        snprintf(error, sizeof(error), "malformed TLP (%s, tag %u): %s",
+                 tlpb_tlp_kind_name(tlp.kind), (unsigned)tlp.tag, reason);
+        protocol_error(sim, error);
+        return;
+    }
+    if (rc != 0) {
         char text[160];
         tlpb_tlp_format(&tlp, text, sizeof(text));
+        snprintf(error, sizeof(error), "%s rejected: %s", tlpb_tlp_kind_name(tlp.kind), reason);
         if (tlpb_tlp_is_non_posted(tlp.kind)) {
-            /* The requester waits: answer the malformed request with UR. */
+            /* A well-formed request that breaks a rule: its requester waits
+             * for the UR. */
             struct tlpb_tlp cpl;
             uint16_t bdf = sim->cb.bus_device_function
                                ? sim->cb.bus_device_function(sim->arg)
                                : 0;
             tlpb_completion_error_for(&cpl, &tlp, bdf, TLPB_CPL_UR);
             tlpb_sim_send_tlp(sim, &cpl);
-            sim_log(sim, 1, "malformed request (%s), completed with UR: %s", reason, text);
+            sim_log(sim, TLPB_LOG_WARN, "request breaks a rule (%s), completed with UR: %s",
+                    reason, text);
         } else {
-            sim_log(sim, 1, "malformed TLP (%s) dropped: %s", reason, text);
+            sim_log(sim, TLPB_LOG_WARN, "TLP breaks a rule (%s), dropped: %s", reason, text);
         }
+        tlpb_sim_send_error(sim, error);
         return;
     }
     sim->cb.tlp(sim->arg, &tlp);
@@ -382,9 +391,10 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
 {
     const char *reason = "?";
     Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+    char text[160], text2[160];
 
     if (!env) {
-        sim_log(sim, 1, "bad frame from the bridge ignored: %s", reason);
+        sim_log(sim, TLPB_LOG_WARN, "bad frame from the bridge ignored: %s", reason);
         tlpb_sim_send_error(sim, reason);
         return;
     }
@@ -394,22 +404,34 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
         break;
     case TLPB__ENVELOPE__BODY_RESET:
         if (env->reset->kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ||
-            env->reset->kind == TLPB__RESET_KIND__RESET_HOT)
+            env->reset->kind == TLPB__RESET_KIND__RESET_HOT) {
+            sim_log(sim, TLPB_LOG_DEBUG, "%s from the bridge",
+                    tlpb_reset_kind_name(env->reset->kind));
             sim->cb.reset(sim->arg, env->reset->kind);
-        else
-            sim_log(sim, 1, "reset of unknown kind %d ignored", (int)env->reset->kind);
+        } else {
+            /* A field out of range: not performed, a protocol error. */
+            snprintf(text, sizeof(text), "Reset kind %d out of range", (int)env->reset->kind);
+            protocol_error(sim, text);
+        }
         break;
     case TLPB__ENVELOPE__BODY_EVENT:
-        sim_log(sim, 2, "bridge event %d: backend %s %s", (int)env->event->kind,
-                env->event->backend, env->event->detail);
+        sim_log(sim, TLPB_LOG_INFO, "bridge event %s: backend %s %s",
+                tlpb_event_kind_name(env->event->kind),
+                tlpb_log_escape(text, sizeof(text), env->event->backend, 64),
+                tlpb_log_escape(text2, sizeof(text2), env->event->detail, 120));
         break;
     case TLPB__ENVELOPE__BODY_ERROR:
-        sim_log(sim, 1, "bridge reports: %s", env->error->reason);
+        sim_log(sim, TLPB_LOG_WARN, "bridge reports: %s",
+                tlpb_log_escape(text, sizeof(text), env->error->reason, 120));
         break;
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
         break; /* reserved */
     default:
-        sim_log(sim, 1, "unexpected message %d from the bridge ignored", (int)env->body_case);
+        /* A message in the wrong direction: an Error, the connection goes on. */
+        snprintf(text, sizeof(text), "%s from the bridge ignored",
+                 tlpb_message_name(env->body_case));
+        sim_log(sim, TLPB_LOG_WARN, "%s", text);
+        tlpb_sim_send_error(sim, text);
         break;
     }
     tlpb_envelope_free(env);

@@ -4,7 +4,9 @@
  *
  * The library owns the connection: connect, the handshake with the device
  * description, frame reassembly, validation of every TLP from the bridge
- * (a malformed request is answered with UR here), bounded output. It owns
+ * (a request that breaks a PCIe rule is answered with UR and an Error
+ * here; a malformed TLP or an unknown Reset kind is a protocol error: an
+ * Error, then the connection ends), bounded output. It owns
  * no event loop: the simulator watches tlpb_sim_fd() in its own loop (or
  * sleeps in tlpb_sim_wait()) and calls tlpb_sim_read_input() and
  * tlpb_sim_flush(). What arrives is handed to the callbacks.
@@ -21,6 +23,7 @@
 
 #include "tlpb/cfgspace.h"
 #include "tlpb/devdesc.h"
+#include "tlpb/log.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
 
@@ -30,21 +33,19 @@ extern "C" {
 
 typedef struct tlpb_sim tlpb_sim;
 
-/* Log levels of tlpb_sim_log_cb: 0 error, 1 warn, 2 info, 3 debug. */
-
 /* A validated TLP from the bridge: a host request (CfgRd0, CfgWr0, MRd,
  * MWr) or a completion for one of the device's DMA reads. The payload is
  * valid only during the call. */
 typedef void (*tlpb_sim_tlp_cb)(void *arg, const struct tlpb_tlp *tlp);
-/* A function-level or hot reset from the host (other kinds are logged and
- * ignored by the library). */
+/* A function-level or hot reset from the host (any other kind is a
+ * protocol error: the library ends the connection). */
 typedef void (*tlpb_sim_reset_cb)(void *arg, Tlpb__ResetKind kind);
 /* Output refused with -EAGAIN has room again. */
 typedef void (*tlpb_sim_output_ready_cb)(void *arg);
 /* The function's current bus/device/function, the completer of the UR the
- * library sends for a malformed request. */
+ * library sends for a request that breaks a PCIe rule. */
 typedef uint16_t (*tlpb_sim_bdf_cb)(void *arg);
-typedef void (*tlpb_sim_log_cb)(void *arg, int level, const char *message);
+typedef void (*tlpb_sim_log_cb)(void *arg, enum tlpb_log_level level, const char *message);
 
 /* Every callback gets the arg given to tlpb_sim_connect. */
 struct tlpb_sim_callbacks {
@@ -65,9 +66,9 @@ struct tlpb_sim_options {
     size_t output_limit_bytes;             /* queued output above this refuses DMA
                                             * requests with -EAGAIN; 0: 8 MiB */
     /* Without a log callback the library writes "LOG_NAME[DEVICE] LEVEL:
-     * message" lines to stderr, up to log_level (0 error .. 3 debug). */
+     * message" lines to stderr, up to log_level. */
     const char *log_name;                  /* NULL: "tlpb-sim" */
-    int log_level;
+    enum tlpb_log_level log_level;
 };
 
 /* Connect to a bridge address ("unix:PATH", a plain path, or
@@ -122,7 +123,9 @@ int tlpb_sim_send_error(tlpb_sim *sim, const char *reason);
  * from the device's description): a read completes with the register, a
  * write updates cfg, takes the function's bus/device number from the
  * request and completes; a poisoned write is discarded and completed with
- * UR (so is a config request to a bad register). *changes gets the write's TLPB_CFG_* bits (0 for a read): the caller
+ * UR (so is a config request to a bad register): all as
+ * tlpb_cfgspace_complete_request(). *changes gets the write's TLPB_CFG_*
+ * bits (0 for a read): the caller
  * reacts, and on TLPB_CFG_FLR_REQUESTED resets the function (the completion
  * is already queued, as PCIe wants). Returns as tlpb_sim_send_tlp, or
  * -EINVAL for a TLP that is no config request. */

@@ -110,6 +110,12 @@ int tlpb_devdesc_from_pb(struct tlpb_devdesc *desc, const Tlpb__DeviceDescriptio
 const char *tlpb_role_name(Tlpb__Role role);
 /* "Tlp", "Reset", "ControlRequest", ...: for logs and Error reasons. */
 const char *tlpb_message_name(Tlpb__Envelope__BodyCase body);
+/* "FLR", "hot reset"; "Interrupt" kinds "MSI-X", "MSI", "INTx assert",
+ * "INTx deassert"; "simulator attached", "simulator detached", "backend
+ * changed". Out-of-range kinds: "unknown ... kind". */
+const char *tlpb_reset_kind_name(Tlpb__ResetKind kind);
+const char *tlpb_interrupt_kind_name(Tlpb__InterruptKind kind);
+const char *tlpb_event_kind_name(Tlpb__EventKind kind);
 
 /* ---- Transport ----------------------------------------------------------- */
 
