@@ -124,11 +124,11 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
     return 0;
 }
 
-static void env_send_interrupt(void *env, int kind, unsigned vector)
+static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
     struct device *d = env;
     if (d->backend == BACKEND_HLSIM)
-        device_upstream_interrupt(d, (Tlpb__InterruptKind)kind, vector);
+        device_upstream_interrupt(d, kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)

@@ -93,12 +93,12 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
     return tlpb_sim_send_tlp(r->sim, tlp);
 }
 
-static void env_send_interrupt(void *env, int kind, unsigned vector)
+static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
     struct runner *r = env;
 
     if (r->sim)
-        tlpb_sim_send_interrupt(r->sim, (Tlpb__InterruptKind)kind, vector);
+        tlpb_sim_send_interrupt(r->sim, kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)

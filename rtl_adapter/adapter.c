@@ -83,7 +83,7 @@ static void receive_tlp(void *arg, const struct tlpb_tlp *tlp)
 
 static void receive_reset(void *arg, Tlpb__ResetKind kind)
 {
-    rtl_rx_push_reset(arg, (int)kind);
+    rtl_rx_push_reset(arg, kind);
 }
 
 static uint16_t bus_device_function(void *arg)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb_sim.h"
 
@@ -36,20 +37,6 @@ struct scratch {
 };
 
 static volatile sig_atomic_t stop_requested;
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Keep the bytes of old that the byte enables leave alone. */
-static uint32_t merge_bytes(uint32_t old, uint32_t value, uint8_t be)
-{
-    for (unsigned i = 0; i < 4; i++)
-        if (be & (1u << i))
-            old = (old & ~(0xFFu << (8 * i))) | (value & (0xFFu << (8 * i)));
-    return old;
-}
 
 static void complete_with(struct scratch *s, const struct tlpb_tlp *req, enum tlpb_cpl_status st)
 {
@@ -100,9 +87,7 @@ static void memory_read(struct scratch *s, const struct tlpb_tlp *req)
         return;
     }
     for (uint32_t i = 0; i < req->length_dw; i++) {
-        uint32_t value = s->regs[(offset / 4 + i) % SCRATCH_REGISTERS];
-        for (unsigned b = 0; b < 4; b++)
-            data[4 * i + b] = (uint8_t)(value >> (8 * b));
+        tlpb_put_le32(&data[4 * i], s->regs[(offset / 4 + i) % SCRATCH_REGISTERS]);
     }
     struct tlpb_tlp cpl;
     tlpb_completion_for(&cpl, req, s->cfg.bus_device_function, first, bytes, bytes);
@@ -118,9 +103,10 @@ static void memory_write(struct scratch *s, const struct tlpb_tlp *req)
     if (bar < 0 || req->poisoned)
         return; /* posted: nobody to tell */
     for (uint32_t i = 0; i < req->length_dw; i++) {
-        uint8_t be = i == 0 ? req->first_be : i + 1 == req->length_dw ? req->last_be : 0xF;
+        /* The bytes the byte enables leave alone keep their value. */
+        uint32_t mask = tlpb_byte_enable_mask(tlpb_tlp_dw_byte_enables(req, i));
         uint32_t reg = (uint32_t)(offset / 4 + i) % SCRATCH_REGISTERS;
-        s->regs[reg] = merge_bytes(s->regs[reg], le32(&req->payload[4 * i]), be);
+        s->regs[reg] = (s->regs[reg] & ~mask) | (tlpb_get_le32(&req->payload[4 * i]) & mask);
         if (reg == INTX_REGISTER && (s->regs[reg] != 0) != s->intx)
             update_intx(s, s->regs[reg] != 0);
     }
@@ -184,7 +170,7 @@ int main(int argc, char **argv)
         .peer_name = "scratch-sim",
         .description = &scratch_description,
         .log_name = "scratch-sim",
-        .log_level = 2,
+        .log_level = TLPB_LOG_INFO,
     };
     char err[256] = "";
     signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,7 @@
 
 #include "hlsim.h"
 #include "tlpb/tlp.h"
+#include "tlpb/wire.h"
 
 struct hlsim_env_ops {
     /* Send one TLP from the device towards the host (a completion for a
@@ -18,9 +19,8 @@ struct hlsim_env_ops {
      * back into the SDK (deliver the answer later, from the event loop). */
     int (*send_tlp)(void *env, const struct tlpb_tlp *tlp);
 
-    /* MSI-X/MSI vector, or INTx level change; kind is a
-     * Tlpb__InterruptKind, the Interrupt message's own enum. */
-    void (*send_interrupt)(void *env, int kind, unsigned vector);
+    /* MSI-X/MSI vector, or INTx level change. */
+    void (*send_interrupt)(void *env, Tlpb__InterruptKind kind, unsigned vector);
 
     uint64_t (*now_ns)(void *env); /* monotonic */
 

@@ -362,7 +362,7 @@ static void backpressure_no_write_lost(void)
             CHECK(env->tlp->kind == TLPB__TLP_KIND__TLP_CPLD && env->tlp->payload.len == 4,
                   "read behind the writes: kind %d", (int)env->tlp->kind);
             if (env->tlp->payload.len == 4)
-                memcpy(&got, env->tlp->payload.data, 4);
+                got = tlpb_get_le32(env->tlp->payload.data);
         }
         tlpb_envelope_free(env);
     }

@@ -39,7 +39,7 @@ struct queued_tlp {
     struct tlpb_tlp tlp;
     uint8_t *payload;
     bool is_interrupt;
-    int irq_kind;
+    Tlpb__InterruptKind irq_kind;
     unsigned irq_vector;
 };
 
@@ -216,7 +216,7 @@ static void record_completion(const struct tlpb_tlp *tlp)
     if (!c->seen)
         c->byte_count_first = tlp->byte_count;
     c->seen = true;
-    c->watched = host.watch_addr ? *(uint32_t *)ram_at(host.watch_addr) : 0;
+    c->watched = host.watch_addr ? tlpb_get_le32(ram_at(host.watch_addr)) : 0;
     c->kind = tlp->kind;
     c->status = tlp->status;
     c->completer_id = tlp->completer_id;
@@ -278,7 +278,7 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
     return 0;
 }
 
-static void env_send_interrupt(void *env, int kind, unsigned vector)
+static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
     struct queued_tlp q = {.is_interrupt = true, .irq_kind = kind, .irq_vector = vector};
     inbox_push(&q);
@@ -394,15 +394,11 @@ static void check_done_visible(uint64_t addr, uint32_t bytes)
         uint64_t status_addr = d + 24;
         if (status_addr + 4 <= addr || status_addr >= addr + bytes)
             continue;
-        uint32_t status, len, crc;
-        uint64_t src, dst;
-        memcpy(&status, ram_at(status_addr), 4);
-        if (status != 1)
+        if (tlpb_get_le32(ram_at(status_addr)) != 1)
             continue;
-        memcpy(&src, ram_at(d), 8);
-        memcpy(&dst, ram_at(d + 8), 8);
-        memcpy(&len, ram_at(d + 16), 4);
-        memcpy(&crc, ram_at(d + 28), 4);
+        uint64_t dst = tlpb_get_le64(ram_at(d + 8));
+        uint32_t len = tlpb_get_le32(ram_at(d + 16));
+        uint32_t crc = tlpb_get_le32(ram_at(d + 28));
         assert_true(in_ram(dst, len));
         assert_int_equal(crc, (uint32_t)crc32(crc32(0L, Z_NULL, 0), ram_at(dst), len));
         host.done_checks++;
@@ -445,7 +441,7 @@ static void host_step(void *arg)
             struct irq_record *r = &host.irqs[host.irq_count < 4096 ? host.irq_count++ : 4095];
             r->kind = item.irq_kind;
             r->vector = item.irq_vector;
-            r->watched = host.watch_addr ? *(uint32_t *)ram_at(host.watch_addr) : 0;
+            r->watched = host.watch_addr ? tlpb_get_le32(ram_at(host.watch_addr)) : 0;
             if (item.irq_kind == TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT)
                 host.intx_line = true;
             if (item.irq_kind == TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT)
@@ -533,9 +529,7 @@ static uint32_t cfg_read(uint16_t reg)
     assert_int_equal(c->kind, TLPB_TLP_CPLD);
     assert_int_equal(c->status, TLPB_CPL_SC);
     assert_int_equal(c->bytes, 4);
-    uint32_t v;
-    memcpy(&v, c->data, 4);
-    return v;
+    return tlpb_get_le32(c->data);
 }
 
 static void cfg_write(uint16_t reg, uint32_t value, uint8_t be)
