@@ -2,6 +2,7 @@
  * in C and their protobuf messages. Everything coming from a peer is range
  * checked here, before any other code sees it. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tlpb/wire.h"
@@ -307,4 +308,16 @@ const char *tlpb_event_kind_name(Tlpb__EventKind kind)
     default:
         return "unknown event kind";
     }
+}
+
+const char *tlpb_malformed_tlp_reason(char *dst, size_t dst_size, const Tlpb__Tlp *pb,
+                                      const char *field)
+{
+    if (pb->kind >= TLPB__TLP_KIND__TLP_MRD && pb->kind <= TLPB__TLP_KIND__TLP_CPLD)
+        snprintf(dst, dst_size, "malformed TLP (%s, tag %u): %s",
+                 tlpb_tlp_kind_name((enum tlpb_tlp_kind)pb->kind), pb->tag, field);
+    else /* an unknown kind has no name: its number is what the peer sent */
+        snprintf(dst, dst_size, "malformed TLP (kind %u, tag %u): %s", (unsigned)pb->kind,
+                 pb->tag, field);
+    return dst;
 }

@@ -348,19 +348,14 @@ static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
     const char *reason = "?";
     char error[200];
 
-    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
-        /* A field wider than PCIe allows: a malformed TLP. */
-        snprintf(error, sizeof(error), "malformed TLP: %s", reason);
-        protocol_error(sim, error);
-        return;
-    }
     struct tlpb_tlp_limits limits = {.max_payload_bytes = 0, .unsplit = sim->unsplit};
-    int rc = tlpb_tlp_validate(&tlp, &limits, &reason);
+    /* A TLP that does not convert has a field out of range. */
+    int rc = tlpb_tlp_from_pb(&tlp, pb, &reason) != 0 ? -ERANGE
+                                                      : tlpb_tlp_validate(&tlp, &limits, &reason);
     if (rc == -ERANGE) {
-        /* PCIe discards a malformed TLP: no completion. */
-        snprintf(error, sizeof(error), "malformed TLP (%s, tag %u): %s",
-                 tlpb_tlp_kind_name(tlp.kind), (unsigned)tlp.tag, reason);
-        protocol_error(sim, error);
+        /* A field wider than PCIe allows: a malformed TLP, which PCIe
+         * discards (no completion). */
+        protocol_error(sim, tlpb_malformed_tlp_reason(error, sizeof(error), pb, reason));
         return;
     }
     if (rc != 0) {

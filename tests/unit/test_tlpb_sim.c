@@ -229,7 +229,7 @@ static void out_of_range_field_ends_the_connection(void **state)
     const struct tlpb_tlp mrd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0010, .tag = 12,
                                  .length_dw = 1, .first_be = 0xF, .traffic_class = 8,
                                  .address = 0xE0000000u, .bar_hint = TLPB_NO_BAR};
-    send_malformed(*state, &mrd, "malformed TLP");
+    send_malformed(*state, &mrd, "malformed TLP (MRd, tag 12): traffic_class above 7");
 }
 
 static void resets_of_known_kinds_only(void **state)

@@ -116,6 +116,11 @@ const char *tlpb_message_name(Tlpb__Envelope__BodyCase body);
 const char *tlpb_reset_kind_name(Tlpb__ResetKind kind);
 const char *tlpb_interrupt_kind_name(Tlpb__InterruptKind kind);
 const char *tlpb_event_kind_name(Tlpb__EventKind kind);
+/* The Error reason for a malformed TLP, naming the kind and the tag as the
+ * peer sent them and the field: "malformed TLP (MRd, tag 256): tag wider
+ * than 8 bits" (an unknown kind by its number). Returns dst. */
+const char *tlpb_malformed_tlp_reason(char *dst, size_t dst_size, const Tlpb__Tlp *pb,
+                                      const char *field);
 
 /* ---- Transport ----------------------------------------------------------- */
 
