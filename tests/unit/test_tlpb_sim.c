@@ -389,24 +389,22 @@ static void attach_refuses_a_bad_description(void **state)
     close(sv[1]);
 }
 
+/* Each test on a fresh connection to a fake bridge. */
+#define RIG_TEST(f) cmocka_unit_test_setup_teardown(f, rig_setup, rig_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(hello_announces_the_simulator, rig_setup, rig_teardown),
-        cmocka_unit_test_setup_teardown(request_reaches_the_callback, rig_setup, rig_teardown),
-        cmocka_unit_test_setup_teardown(rule_breaking_request_gets_ur, rig_setup, rig_teardown),
-        cmocka_unit_test_setup_teardown(malformed_request_ends_the_connection, rig_setup,
-                                        rig_teardown),
-        cmocka_unit_test_setup_teardown(out_of_range_field_ends_the_connection, rig_setup,
-                                        rig_teardown),
-        cmocka_unit_test_setup_teardown(resets_of_known_kinds_only, rig_setup, rig_teardown),
-        cmocka_unit_test_setup_teardown(bad_frame_answered_with_error, rig_setup, rig_teardown),
-        cmocka_unit_test_setup_teardown(output_over_the_limit_waits_for_room, rig_setup,
-                                        rig_teardown),
-        cmocka_unit_test_setup_teardown(config_requests_from_config_space, rig_setup,
-                                        rig_teardown),
-        cmocka_unit_test_setup_teardown(bridge_gone_ends_the_connection, rig_setup,
-                                        rig_teardown),
+        RIG_TEST(hello_announces_the_simulator),
+        RIG_TEST(request_reaches_the_callback),
+        RIG_TEST(rule_breaking_request_gets_ur),
+        RIG_TEST(malformed_request_ends_the_connection),
+        RIG_TEST(out_of_range_field_ends_the_connection),
+        RIG_TEST(resets_of_known_kinds_only),
+        RIG_TEST(bad_frame_answered_with_error),
+        RIG_TEST(output_over_the_limit_waits_for_room),
+        RIG_TEST(config_requests_from_config_space),
+        RIG_TEST(bridge_gone_ends_the_connection),
         cmocka_unit_test(attach_refuses_a_bad_description),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
