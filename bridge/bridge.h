@@ -158,6 +158,9 @@ struct device_stats {
     uint64_t late_completions;
     uint64_t rejected_tlps;
     uint64_t dropped_device_writes; /* no host connected */
+    /* TLPs and interrupts from an attached simulator that no longer serves
+     * the device (switched away): not forwarded; its requests get UR. */
+    uint64_t inactive_backend_drops;
 };
 
 struct device {
@@ -223,7 +226,8 @@ struct bridge {
     bool log_timer_init;
     /* accept() failing at the fd limit: logged once, then counted */
     bool accept_exhausted;
-    uint64_t accept_failures;
+    uint64_t accept_failures;      /* connections closed at once (shed) */
+    uint64_t accept_stalls;        /* attempts with no spare descriptor to shed with */
     uint64_t rejected_messages;    /* messages in the wrong direction, all peers */
 };
 
@@ -267,6 +271,10 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp);
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
 void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
 void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+/* An Interrupt from the simulator connection sim: forwarded only while it
+ * serves d (backend external), else counted and dropped. */
+void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim,
+                                        Tlpb__InterruptKind kind, uint32_t vector);
 /* Whether an Interrupt from a simulator names a kind and vector the device
  * has (0, or -1 with err naming the field). */
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
@@ -295,10 +303,9 @@ void hlsim_backend_unload(struct device *d);
 void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp);
 
 /* trace.c */
-/* Start tracing to path (replacing the current trace). create_new: the file
- * must not exist yet (control requests); else it is truncated (the
- * operator's --trace). */
-int trace_open(struct bridge *b, const char *path, bool create_new, char *err, size_t err_size);
+/* Start tracing to path (replacing the current trace). The file must not
+ * exist yet, not even as a symlink: a trace never overwrites anything. */
+int trace_open(struct bridge *b, const char *path, char *err, size_t err_size);
 void trace_close(struct bridge *b);
 void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
                const struct tlpb_tlp *tlp);

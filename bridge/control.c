@@ -85,7 +85,7 @@ static void status_json(struct bridge *b, struct text *t)
                 " \"interrupts\": %llu, \"fallback_completions\": %llu,"
                 " \"fallback_absorbed_writes\": %llu, \"timeouts\": %llu,"
                 " \"late_completions\": %llu, \"rejected_tlps\": %llu,"
-                " \"dropped_device_writes\": %llu}}",
+                " \"dropped_device_writes\": %llu, \"inactive_backend_drops\": %llu}}",
                 device_timeout_ms(d), d->pending_active, (unsigned long long)s->host_requests,
                 (unsigned long long)s->host_posted_writes, (unsigned long long)s->device_requests,
                 (unsigned long long)s->device_posted_writes, (unsigned long long)s->dma_bytes,
@@ -94,7 +94,24 @@ static void status_json(struct bridge *b, struct text *t)
                 (unsigned long long)s->fallback_completions,
                 (unsigned long long)s->fallback_absorbed_writes, (unsigned long long)s->timeouts,
                 (unsigned long long)s->late_completions, (unsigned long long)s->rejected_tlps,
-                (unsigned long long)s->dropped_device_writes);
+                (unsigned long long)s->dropped_device_writes,
+                (unsigned long long)s->inactive_backend_drops);
+    }
+    /* Each connection's outbound queue and whether the bridge reads from
+     * it (backpressure, docs/bridge.md "Limits"). */
+    appendf(t, "], \"connections\": [");
+    unsigned n = 0;
+    for (const struct conn *c = b->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        appendf(t, "%s{\"name\": ", n++ ? ", " : "");
+        append_json_string(t, c->label);
+        appendf(t, ", \"role\": \"%s\", \"queued_bytes\": %zu, \"reading_paused\": %s,"
+                   " \"frames_in\": %llu, \"frames_out\": %llu}",
+                tlpb_role_name(c->role),
+                tlpb_obuf_pending(&c->ob) + tlpb_obuf_pending(&c->inflight),
+                c->read_paused ? "true" : "false", (unsigned long long)c->frames_in,
+                (unsigned long long)c->frames_out);
     }
     appendf(t, "]}");
 }
@@ -178,7 +195,7 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
             trace_close(b);
             reply(c, true, "trace off");
         } else if (req->n_args >= 2 && strcmp(req->args[0], "on") == 0) {
-            if (trace_open(b, req->args[1], true, err, sizeof(err)) != 0)
+            if (trace_open(b, req->args[1], err, sizeof(err)) != 0)
                 reply(c, false, err);
             else
                 reply(c, true, b->trace_path);

@@ -401,11 +401,36 @@ static void downstream_reply_to_backend(struct device *d, const struct tlpb_tlp 
         downstream_to_backend(d, cpl);
 }
 
+/* A TLP from a backend that no longer serves the device reaches nothing.
+ * An attached simulator that was switched away is told: a non-posted
+ * request is completed with UR (by the root complex, as for any DMA read
+ * nobody answers), so its tag does not wait for a timeout; everything is
+ * counted and logged. An in-process model is reset as it leaves, and what
+ * it sends while resetting is dropped quietly (its DMA is cancelled by the
+ * reset, and the bridge delivers to a model only while it is active). */
+static void upstream_from_inactive(struct device *d, enum backend_kind from,
+                                   const struct tlpb_tlp *tlp)
+{
+    if (from != BACKEND_EXTERNAL || !d->sim) {
+        bridge_log(TLPB_LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
+                   tlpb_tlp_kind_name(tlp->kind), backend_name(from));
+        return;
+    }
+    d->stats.inactive_backend_drops++;
+    bool non_posted = tlpb_tlp_is_non_posted(tlp->kind);
+    bridge_log(TLPB_LOG_WARN,
+               "device %s: %s tag %u from the simulator, which no longer serves the device (its"
+               " backend is %s): %s",
+               d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag, backend_name(d->backend),
+               non_posted ? "completed with UR" : "dropped");
+    if (non_posted)
+        device_reject_request(d, d->sim, tlp);
+}
+
 static void upstream_route(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
 {
     if (from != d->backend) {
-        bridge_log(TLPB_LOG_DEBUG, "device %s: %s from inactive backend %s dropped", d->cfg->name,
-                   tlpb_tlp_kind_name(tlp->kind), backend_name(from));
+        upstream_from_inactive(d, from, tlp);
         return;
     }
     Tlpb__TraceDirection dir = from == BACKEND_FALLBACK ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
@@ -468,6 +493,24 @@ void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint3
     trace_interrupt(d->bridge, d, kind, vector);
     if (d->host)
         conn_send_interrupt(d->host, kind, vector);
+}
+
+void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim,
+                                        Tlpb__InterruptKind kind, uint32_t vector)
+{
+    if (d->backend != BACKEND_EXTERNAL || d->sim != sim) {
+        /* Switched away: the simulator no longer drives the guest. The
+         * kind was checked (device_interrupt_check), so it has a name. */
+        const ProtobufCEnumValue *name =
+            protobuf_c_enum_descriptor_get_value(&tlpb__interrupt_kind__descriptor, (int)kind);
+        d->stats.inactive_backend_drops++;
+        bridge_log(TLPB_LOG_WARN,
+                   "device %s: Interrupt (%s vector %u) from the simulator, which no longer serves"
+                   " the device (its backend is %s): dropped",
+                   d->cfg->name, name ? name->name : "?", vector, backend_name(d->backend));
+        return;
+    }
+    device_upstream_interrupt(d, kind, vector);
 }
 
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,

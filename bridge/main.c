@@ -80,7 +80,7 @@ static void usage(FILE *out)
             "      --dma strict|fast     DMA mode for --device models (default strict)\n"
             "      --fallback-read ones|zeros|ur   for --device devices (default ones)\n"
             "      --timeout-ms N        completion timeout for --device devices\n"
-            "  -t, --trace FILE          record every transaction to FILE\n"
+            "  -t, --trace FILE          record every transaction to FILE (a new file)\n"
             "  -v, --log-level LEVEL     error, warn, info (default), debug\n"
             "      --ready-fd N          write \"ready\\n\" to fd N once listening, then close it\n"
             "  -h, --help\n");

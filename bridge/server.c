@@ -412,16 +412,17 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         device_upstream_from_sim(c->device, &tlp);
 }
 
-/* Returns false when processing must pause (destination full). */
-static bool dispatch(struct conn *c, Tlpb__Envelope *env)
+/* Act on one message from c. A protocol error closes c (c->closing), which
+ * ends its batch in conn_process. */
+static void dispatch(struct conn *c, Tlpb__Envelope *env)
 {
     if (c->role == TLPB__ROLE__ROLE_UNSPECIFIED) {
         if (env->body_case != TLPB__ENVELOPE__BODY_HELLO) {
             conn_fail(c, "first message must be Hello");
-            return false;
+            return;
         }
         handle_hello(c, env->hello);
-        return true;
+        return;
     }
     bool host = c->role == TLPB__ROLE__ROLE_HOST && c->device;
     bool simulator = c->role == TLPB__ROLE__ROLE_SIMULATOR && c->device;
@@ -439,9 +440,10 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
         } else if (device_interrupt_check(c->device, env->interrupt->kind, env->interrupt->vector,
                                           why, sizeof(why)) != 0) {
             conn_fail(c, why);
-            return false;
+            return;
         } else {
-            device_upstream_interrupt(c->device, env->interrupt->kind, env->interrupt->vector);
+            device_upstream_interrupt_from_sim(c->device, c, env->interrupt->kind,
+                                               env->interrupt->vector);
         }
         break;
     case TLPB__ENVELOPE__BODY_RESET:
@@ -453,7 +455,7 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
             snprintf(why, sizeof(why), "Reset kind %d is not RESET_FUNCTION_LEVEL or RESET_HOT",
                      (int)env->reset->kind);
             conn_fail(c, why);
-            return false;
+            return;
         } else {
             device_reset_from_host(c->device, env->reset->kind);
         }
@@ -469,25 +471,33 @@ static bool dispatch(struct conn *c, Tlpb__Envelope *env)
         break;
     case TLPB__ENVELOPE__BODY_HELLO:
         conn_fail(c, "second Hello on an established connection");
-        return false;
+        return;
     default:
         /* HelloReply, Event, ControlReply: the bridge's to send. TimeSync:
          * reserved, accepted from nobody yet. */
         wrong_direction(c, env);
         break;
     }
-    return true;
 }
 
-/* Where frames from c go, for backpressure. */
-static bool destination_has_room(const struct conn *c)
+/* Backpressure: whether the bridge may read more from c now. Every peer's
+ * messages can be answered on its own connection (completions, UR, Error),
+ * so no peer is read while its own outbound queue is full: one that sends
+ * without reading stalls itself, not the bridge's memory. A host or a
+ * simulator also waits while the other side of its device cannot take
+ * more. Reading resumes as the queues drain (conn_resume_paused). */
+static bool conn_may_read(const struct conn *c)
 {
+    if (!conn_has_room(c))
+        return false;
     const struct device *d = c->device;
-    if (!d || c->role == TLPB__ROLE__ROLE_CONTROL)
-        return conn_has_room(c);
+    if (!d)
+        return true;
     if (c->role == TLPB__ROLE__ROLE_HOST)
-        return conn_has_room(c) && device_accepts_from_host(d);
-    return device_accepts_from_device(d);
+        return device_accepts_from_host(d);
+    if (c->role == TLPB__ROLE__ROLE_SIMULATOR)
+        return device_accepts_from_device(d);
+    return true;
 }
 
 static void conn_process(struct conn *c)
@@ -496,7 +506,7 @@ static void conn_process(struct conn *c)
     size_t len;
     const char *reason = NULL;
     while (!c->closing) {
-        if (c->role != TLPB__ROLE__ROLE_UNSPECIFIED && !destination_has_room(c)) {
+        if (c->role != TLPB__ROLE__ROLE_UNSPECIFIED && !conn_may_read(c)) {
             c->read_paused = true;
             if (c->reading) {
                 uv_read_stop(&c->h.stream);
@@ -612,27 +622,45 @@ static void start_conn(struct bridge *b, struct conn *c)
 #define ACCEPT_BATCH 64
 #define ACCEPT_RETRY_MS 100
 
-static void accept_failed(struct bridge *b, struct listener *l, int err)
+/* accept() failed for want of a descriptor. shed: the pending connection
+ * was closed (counted); else it could not even be shed (no spare
+ * descriptor) and waits in the listen backlog until descriptors are free. */
+static void accept_failed(struct bridge *b, struct listener *l, int err, bool shed)
 {
-    b->accept_failures++;
+    if (shed)
+        b->accept_failures++;
+    else
+        b->accept_stalls++;
     if (b->accept_exhausted)
         return;
     b->accept_exhausted = true;
-    bridge_log(TLPB_LOG_ERROR,
-               "accept on %s: %s: out of file descriptors, new connections are closed at once"
-               " (attached peers are still served; raise the limit, ulimit -n); further"
-               " refusals are counted",
-               l->name, strerror(err));
+    if (shed)
+        bridge_log(TLPB_LOG_ERROR,
+                   "accept on %s: %s: out of file descriptors, new connections are closed at"
+                   " once (attached peers are still served; raise the limit, ulimit -n); further"
+                   " refusals are counted",
+                   l->name, strerror(err));
+    else
+        bridge_log(TLPB_LOG_ERROR,
+                   "accept on %s: %s: out of file descriptors, new connections wait unserved (no"
+                   " spare descriptor left to close them with; attached peers are still served;"
+                   " raise the limit, ulimit -n); retrying every %d ms",
+                   l->name, strerror(err), ACCEPT_RETRY_MS);
 }
 
 static void accept_recovered(struct bridge *b)
 {
+    /* The spare descriptor is taken back as soon as there is one again. */
+    if (b->reserve_fd < 0)
+        b->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!b->accept_exhausted)
         return;
     bridge_log(TLPB_LOG_WARN, "accepting connections again: %llu connection(s) were refused while"
-               " out of file descriptors", (unsigned long long)b->accept_failures);
+               " out of file descriptors; %llu accept attempt(s) found no spare descriptor",
+               (unsigned long long)b->accept_failures, (unsigned long long)b->accept_stalls);
     b->accept_exhausted = false;
     b->accept_failures = 0;
+    b->accept_stalls = 0;
 }
 
 /* Out of fds: give up the reserve fd, accept the pending connection and
@@ -740,11 +768,12 @@ static void listener_poll_cb(uv_poll_t *p, int status, int events)
         if (e == EMFILE || e == ENFILE) {
             int shed = shed_connection(b, l);
             if (shed > 0) {
-                accept_failed(b, l, e);
+                accept_failed(b, l, e, true);
                 continue;
             }
             if (shed == 0)
                 return;
+            accept_failed(b, l, e, false);
         } else {
             bridge_log(TLPB_LOG_WARN, "accept on %s: %s", l->name, strerror(e));
         }
@@ -969,7 +998,7 @@ int bridge_start(struct bridge *b, uv_loop_t *loop, struct bridge_config *cfg, c
         }
         b->device_count++;
     }
-    if (cfg->trace_path[0] && trace_open(b, cfg->trace_path, false, err, err_size) != 0)
+    if (cfg->trace_path[0] && trace_open(b, cfg->trace_path, err, err_size) != 0)
         return -1;
     if (listen_unix(b, cfg->listen_path, err, err_size) != 0)
         return -1;
@@ -994,8 +1023,9 @@ void bridge_stop(struct bridge *b)
     while (b->conns)
         conn_close(b->conns, "bridge shutting down");
     if (b->accept_exhausted)
-        bridge_log(TLPB_LOG_WARN, "%llu connection(s) were refused while out of file descriptors",
-                   (unsigned long long)b->accept_failures);
+        bridge_log(TLPB_LOG_WARN, "%llu connection(s) were refused while out of file descriptors;"
+                   " %llu accept attempt(s) found no spare descriptor",
+                   (unsigned long long)b->accept_failures, (unsigned long long)b->accept_stalls);
     if (b->log_timer_init) {
         uv_close((uv_handle_t *)&b->log_timer, NULL);
         b->log_timer_init = false;

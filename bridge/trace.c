@@ -13,16 +13,18 @@
 
 #define TRACE_MAGIC "TLPBTRC1"
 
-int trace_open(struct bridge *b, const char *path, bool create_new, char *err, size_t err_size)
+int trace_open(struct bridge *b, const char *path, char *err, size_t err_size)
 {
-    /* A control client names the file: it may only create a new one, so a
-     * trace can never overwrite (or, through a symlink, redirect) anything. */
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (create_new ? O_EXCL : O_TRUNC);
-    int fd = open(path, flags, 0600);
+    /* Only ever a new file, whoever names it (a control client, the
+     * operator's --trace): a trace can never overwrite (or, through a
+     * symlink, redirect to) anything. O_EXCL already refuses a symlink;
+     * O_NOFOLLOW says so. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
-        if (errno == EEXIST)
+        if (errno == EEXIST || errno == ELOOP)
             snprintf(err, err_size,
-                     "trace file %s exists: traces are only written to new files", path);
+                     "trace file %s exists: traces are only written to new files (name a new"
+                     " one, or move the old one away)", path);
         else
             snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
         return -1;

@@ -752,6 +752,18 @@ bool it_json_uint(const char *obj, const char *key, unsigned long long *value)
     return true;
 }
 
+bool it_json_bool(const char *obj, const char *key, bool *value)
+{
+    const char *v = obj ? member(obj, key) : NULL;
+    if (v && strncmp(v, "true", 4) == 0)
+        *value = true;
+    else if (v && strncmp(v, "false", 5) == 0)
+        *value = false;
+    else
+        return false;
+    return true;
+}
+
 bool it_json_str(const char *obj, const char *key, char *out, size_t out_size)
 {
     out[0] = '\0';

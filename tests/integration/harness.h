@@ -194,6 +194,8 @@ const char *it_json_device(const char *json, const char *name);
 /* Integer member `key` of the object starting at obj (searches forward to
  * the end of that object). Returns false if absent. */
 bool it_json_uint(const char *obj, const char *key, unsigned long long *value);
+/* Boolean member (true/false) into *value. Returns false if absent. */
+bool it_json_bool(const char *obj, const char *key, bool *value);
 /* String member: copies into out. "null" gives an empty string and false. */
 bool it_json_str(const char *obj, const char *key, char *out, size_t out_size);
 

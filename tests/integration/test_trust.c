@@ -452,6 +452,78 @@ static void case_fd_exhaustion(void)
           "the bridge did not report the count of refused connections");
 }
 
+/* The lowest fd above 2 the process has open on /dev/null: the bridge's
+ * spare descriptor for shedding connections (or one below it). */
+static int lowest_devnull_fd(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    REQUIRE(d, "opendir %s: %s", dir, strerror(errno));
+    int lowest = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        int n = atoi(e->d_name);
+        char link[320], target[64];
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (n > 2 && strcmp(target, "/dev/null") == 0 && (lowest < 0 || n < lowest))
+            lowest = n;
+    }
+    closedir(d);
+    return lowest;
+}
+
+/* Out of descriptors with not even the spare one usable: RLIMIT_NOFILE at
+ * or below the spare descriptor, so closing it frees nothing accept could
+ * use. The pending connection cannot be shed; the bridge must say so (once)
+ * and serve it when descriptors are free again. */
+static void case_fd_exhaustion_no_spare(void)
+{
+    pid_t pid = it.bridge->pid;
+    struct rlimit old;
+    REQUIRE(prlimit(pid, RLIMIT_NOFILE, NULL, &old) == 0, "prlimit: %s", strerror(errno));
+    int spare = lowest_devnull_fd(pid), free_fd = lowest_free_fd(pid);
+    REQUIRE(spare > 2, "the bridge holds no spare descriptor on /dev/null");
+    struct rlimit low = old;
+    low.rlim_cur = (rlim_t)(spare < free_fd ? spare : free_fd);
+    REQUIRE(prlimit(pid, RLIMIT_NOFILE, &low, NULL) == 0, "prlimit: %s", strerror(errno));
+    printf("  spare fd %d, bridge RLIMIT_NOFILE lowered to %llu\n", spare,
+           (unsigned long long)low.rlim_cur);
+    char err[256];
+    int fd = tlpb_connect(it.socket_path, err, sizeof(err));
+    REQUIRE(fd >= 0, "connect: %s", err);
+    /* Two round trips with the attached host: the bridge has looked at the
+     * listener (readable since before the first) in between. */
+    CHECK_EQ_U64(fx_config_read(&fx, 0), DMACOPY_ID, "ID while out of fds, no spare");
+    CHECK_EQ_U64(fx_config_read(&fx, 0), DMACOPY_ID, "ID while out of fds, no spare");
+    unsigned lines = log_lines_with(it.bridge, "no spare descriptor left to close them with", NULL);
+    CHECK(lines == 1, "fd exhaustion without a spare descriptor logged %u times (want once)",
+          lines);
+    REQUIRE(prlimit(pid, RLIMIT_NOFILE, &old, NULL) == 0, "prlimit: %s", strerror(errno));
+    /* The connection that waited is served now. */
+    struct tlpb_frame_reader rd;
+    tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    hello.version_major = TLPB_PROTOCOL_MAJOR;
+    hello.role = TLPB__ROLE__ROLE_CONTROL;
+    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    hello.peer_name = (char *)"waited-for-a-descriptor";
+    Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
+    CHECK(reply != NULL, "the connection that waited was not served: %s", err);
+    if (reply)
+        tlpb_envelope_free(reply);
+    tlpb_reader_free(&rd);
+    close(fd);
+    CHECK(it_log_contains(it.bridge, "accepting connections again: 0 connection(s) were refused"),
+          "the bridge did not say it accepts again");
+}
+
 /* ---- Item: log flood ------------------------------------------------------ */
 
 #define FLOOD_COUNT 300u
@@ -628,6 +700,8 @@ int main(int argc, char **argv)
     IT_RUN("peer text is escaped in the log", case_peer_text_escaped());
     IT_RUN("connections without Hello are closed", case_handshake_timeout());
     IT_RUN("fd exhaustion: logged once, attached host served", case_fd_exhaustion());
+    IT_RUN("fd exhaustion without a spare descriptor: logged, then served",
+           case_fd_exhaustion_no_spare());
     fx_close(&fx);
     IT_RUN("a flood of one message is summarised", case_log_flood());
 

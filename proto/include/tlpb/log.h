@@ -64,7 +64,7 @@ bool tlpb_log_site_admit(struct tlpb_log_site *site, uint64_t now_ns, int level,
 
 /* Summaries owed: for every site whose interval is over (or all of them with
  * force), call emit(level, line) with a line like
- *   "<last message> [repeated 290 more times in 5 s, suppressed]"
+ *   "<last message> [and 290 more like it in 5 s, not logged]"
  * and reset the site. Returns the number of sites still owing a summary
  * (their interval is not over yet). */
 typedef void (*tlpb_log_emit_fn)(int level, const char *line, void *opaque);
