@@ -2,13 +2,16 @@
  * cycle that ends now, then the socket on a cadence (never a system call
  * per cycle), then what the adapter drives in the next cycle. When the
  * design says it is idle and nothing has moved for a few cycles, the
- * adapter sleeps on the socket instead of burning a core.
+ * adapter sleeps on the socket instead of burning a core. With a cap on
+ * cycles per second (max_cycles_per_s), busy cycles are paced by short
+ * sleeps here, between which the socket is served on its usual cadence.
  *
  * Handshake rules (docs/rtl-interface.md): a beat moves on an edge where
  * tvalid and tready are both high; an MSI-X request is taken on an edge
  * where irq_msix_req is high and irq_msix_ack low, and irq_msix_ack is high
  * in the cycle after each taken request. */
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -60,6 +63,34 @@ static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_desig
            tlpb_sim_connected(a->sim);
 }
 
+/* Keep clocked cycles within max_cycles_per_s (throttle.h). A cycle that
+ * slept idle on the socket does not count, and restarts the count. */
+static void pace(struct tlpb_rtl *a, bool slept_idle)
+{
+    struct rtl_throttle *t = &a->throttle;
+    if (!a->pacing_started) {
+        rtl_throttle_init(t, a->opts.max_cycles_per_s, tlpb_now_ns());
+        a->pacing_started = true;
+        return;
+    }
+    if (slept_idle) {
+        rtl_throttle_mark(t, tlpb_now_ns());
+        return;
+    }
+    if (!rtl_throttle_count_cycle(t))
+        return;
+    uint64_t now = tlpb_now_ns();
+    uint64_t sleep_ns = rtl_throttle_sleep_ns(t, now);
+    if (!sleep_ns)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(sleep_ns / 1000000000u),
+                          .tv_nsec = (long)(sleep_ns % 1000000000u)};
+    /* Interrupted by a stop request: the loop ends at the next edge. */
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+    a->stats.pacing_sleeps++;
+    a->stats.pacing_sleep_ns += tlpb_now_ns() - now;
+}
+
 void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
                     struct tlpb_rtl_to_design *out)
 {
@@ -102,12 +133,15 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
     if (a->held)
         rtl_tx_retry_held(a);
 
-    if (may_sleep(a, in)) {
+    bool slept_idle = may_sleep(a, in);
+    if (slept_idle) {
         rtl_flush_output(a);
         rtl_wait_socket(a, (int)a->opts.idle_wait_ms);
     } else {
         service_socket(a);
     }
+    if (a->opts.max_cycles_per_s)
+        pace(a, slept_idle);
 
     /* outputs for the next cycle */
     rtl_rx_present(a);

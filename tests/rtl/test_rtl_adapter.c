@@ -739,6 +739,50 @@ static void test_idle_sleeps_on_socket(void **state)
     rig_close(&r);
 }
 
+/* ---- pacing to a cycle cap ------------------------------------------------------------------ */
+
+/* The wiring of --max-cycles-per-s in the clock edge (the arithmetic has its
+ * own tests, test_rtl_throttle.c): busy cycles count towards the cap, a
+ * cycle asleep idle on the socket does not and restarts the count. The cap
+ * is the highest accepted, so any pacing sleep is a few nanoseconds. */
+static void test_pacing_counts_busy_cycles_only(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    assert_false(r.a->pacing_started); /* no cap: nothing set up */
+
+    rig_close(&r);
+    rig_open(&r, 4, 0, 100);
+    r.a->opts.max_cycles_per_s = RTL_THROTTLE_MAX_CYCLES_PER_S;
+    run_cycles(&r, 32); /* out of reset */
+    assert_true(r.a->pacing_started);
+    assert_int_equal(r.a->throttle.max_cycles_per_s, RTL_THROTTLE_MAX_CYCLES_PER_S);
+
+    r.idle = true;
+    struct tlpb_rtl_stats st;
+    unsigned idle_sleeps = 0;
+    for (unsigned i = 0; i < 200 && idle_sleeps < 5; i++) {
+        tlpb_rtl_get_stats(r.a, &st);
+        uint64_t before = st.idle_waits;
+        rig_cycle(&r);
+        tlpb_rtl_get_stats(r.a, &st);
+        if (st.idle_waits > before) {
+            idle_sleeps++;
+            assert_int_equal(r.a->throttle.cycles_since_mark, 0);
+        }
+    }
+    assert_int_equal(idle_sleeps, 5);
+
+    /* Busy again: each cycle counts (fewer than one check's worth, so none
+     * is dropped as credit). */
+    r.idle = false;
+    unsigned busy = r.a->throttle.check_every - 1;
+    run_cycles(&r, busy);
+    assert_int_equal(r.a->throttle.cycles_since_mark, busy);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_bad_tlp_from_design),
         cmocka_unit_test(test_reset_abandons_reads),
         cmocka_unit_test(test_idle_sleeps_on_socket),
+        cmocka_unit_test(test_pacing_counts_busy_cycles_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
