@@ -63,32 +63,35 @@ static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_desig
            tlpb_sim_connected(a->sim);
 }
 
-/* Keep clocked cycles within max_cycles_per_s (throttle.h). A cycle that
- * slept idle on the socket does not count, and restarts the count. */
-static void pace(struct tlpb_rtl *a, bool slept_idle)
+/* ---- pacing to max_cycles_per_s (throttle.h) ---- */
+
+static void pacing_nanosleep(uint64_t ns)
 {
-    struct rtl_throttle *t = &a->throttle;
-    if (!a->pacing_started) {
-        rtl_throttle_init(t, a->opts.max_cycles_per_s, tlpb_now_ns());
-        a->pacing_started = true;
-        return;
-    }
-    if (slept_idle) {
-        rtl_throttle_mark(t, tlpb_now_ns());
-        return;
-    }
-    if (!rtl_throttle_count_cycle(t))
-        return;
-    uint64_t now = tlpb_now_ns();
-    uint64_t sleep_ns = rtl_throttle_sleep_ns(t, now);
-    if (!sleep_ns)
-        return;
-    struct timespec ts = {.tv_sec = (time_t)(sleep_ns / 1000000000u),
-                          .tv_nsec = (long)(sleep_ns % 1000000000u)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
     /* Interrupted by a stop request: the loop ends at the next edge. */
     clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
+static void pacing_start(struct tlpb_rtl *a)
+{
+    if (!a->pacing_now_ns)
+        a->pacing_now_ns = tlpb_now_ns;
+    if (!a->pacing_sleep)
+        a->pacing_sleep = pacing_nanosleep;
+    rtl_throttle_init(&a->throttle, a->opts.max_cycles_per_s, a->pacing_now_ns());
+    a->pacing_started = true;
+}
+
+/* Sleep what the cycles counted since the mark owe at the cap. */
+static void pace_to_cap(struct tlpb_rtl *a)
+{
+    uint64_t now = a->pacing_now_ns();
+    uint64_t ns = rtl_throttle_sleep_ns(&a->throttle, now);
+    if (!ns)
+        return;
+    a->pacing_sleep(ns);
     a->stats.pacing_sleeps++;
-    a->stats.pacing_sleep_ns += tlpb_now_ns() - now;
+    a->stats.pacing_sleep_ns += a->pacing_now_ns() - now;
 }
 
 void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
@@ -133,15 +136,25 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
     if (a->held)
         rtl_tx_retry_held(a);
 
-    bool slept_idle = may_sleep(a, in);
-    if (slept_idle) {
+    bool paced = a->opts.max_cycles_per_s != 0;
+    if (paced && !a->pacing_started)
+        pacing_start(a);
+    if (may_sleep(a, in)) {
+        /* This cycle does not count. The busy cycles before it do, even
+         * fewer than a check's worth: their output leaves when they are
+         * paid for, and the count restarts after the idle sleep. */
+        if (paced && a->throttle.cycles_since_mark)
+            pace_to_cap(a);
         rtl_flush_output(a);
         rtl_wait_socket(a, (int)a->opts.idle_wait_ms);
+        if (paced)
+            rtl_throttle_mark(&a->throttle, a->pacing_now_ns());
     } else {
         service_socket(a);
+        /* between short sleeps the socket is served on its cadence above */
+        if (paced && rtl_throttle_count_cycle(&a->throttle))
+            pace_to_cap(a);
     }
-    if (a->opts.max_cycles_per_s)
-        pace(a, slept_idle);
 
     /* outputs for the next cycle */
     rtl_rx_present(a);

@@ -97,8 +97,11 @@ struct tlpb_rtl {
     bool trigger_pending;
     uint32_t stall_rng;
     unsigned stall_left;
-    bool pacing_started;         /* throttle is set up (on the first cycle) */
+    /* pacing to opts.max_cycles_per_s, set up on the first cycle */
+    bool pacing_started;
     struct rtl_throttle throttle;
+    uint64_t (*pacing_now_ns)(void);   /* monotonic clock; tests inject one */
+    void (*pacing_sleep)(uint64_t ns); /* clock_nanosleep; tests inject one */
 
     struct tlpb_rtl_to_design out; /* what is driven now */
     struct tlpb_rtl_stats stats;

@@ -741,45 +741,90 @@ static void test_idle_sleeps_on_socket(void **state)
 
 /* ---- pacing to a cycle cap ------------------------------------------------------------------ */
 
-/* The wiring of --max-cycles-per-s in the clock edge (the arithmetic has its
- * own tests, test_rtl_throttle.c): busy cycles count towards the cap, a
- * cycle asleep idle on the socket does not and restarts the count. The cap
- * is the highest accepted, so any pacing sleep is a few nanoseconds. */
+/* The wiring of --max-cycles-per-s into the clock edge, on an injected
+ * clock (the arithmetic has its own tests, test_rtl_throttle.c). The design
+ * takes no time; a pacing sleep advances the clock by what it asks; each
+ * sleep on the socket stands for one idle second. */
+static struct tlpb_rtl *paced_adapter;
+static uint64_t paced_now_ns, paced_slept_ns, paced_idle_waits_seen;
+
+static uint64_t paced_clock(void)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(paced_adapter, &st);
+    paced_now_ns += (st.idle_waits - paced_idle_waits_seen) * 1000000000ull;
+    paced_idle_waits_seen = st.idle_waits;
+    return paced_now_ns;
+}
+
+static void paced_sleep(uint64_t ns)
+{
+    paced_now_ns += ns;
+    paced_slept_ns += ns;
+}
+
+/* Cycle until the adapter has slept idle on the socket once more. */
+static void run_until_idle_sleep(struct rig *r)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r->a, &st);
+    uint64_t before = st.idle_waits;
+    for (unsigned i = 0; i < 1000 && st.idle_waits == before; i++) {
+        rig_cycle(r);
+        tlpb_rtl_get_stats(r->a, &st);
+    }
+    assert_int_equal(st.idle_waits, before + 1);
+}
+
+/* After an idle sleep every busy cycle is paid for, at 1 ms each at
+ * 1000 cycles/s, and no idle cycle is: slept == (cycles - idle cycles) ms. */
+static void assert_paid_for_busy_cycles(const struct rig *r)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r->a, &st);
+    assert_int_equal(paced_slept_ns, (st.cycles - st.idle_waits) * 1000000ull);
+    assert_int_equal(st.pacing_sleep_ns, paced_slept_ns);
+}
+
 static void test_pacing_counts_busy_cycles_only(void **state)
 {
     struct rig r;
     rig_open(&r, 4, 0, 100);
     run_cycles(&r, 32);
     assert_false(r.a->pacing_started); /* no cap: nothing set up */
-
     rig_close(&r);
+
     rig_open(&r, 4, 0, 100);
-    r.a->opts.max_cycles_per_s = RTL_THROTTLE_MAX_CYCLES_PER_S;
-    run_cycles(&r, 32); /* out of reset */
-    assert_true(r.a->pacing_started);
-    assert_int_equal(r.a->throttle.max_cycles_per_s, RTL_THROTTLE_MAX_CYCLES_PER_S);
+    r.a->opts.max_cycles_per_s = 1000; /* the clock is looked at every 10 cycles */
+    r.a->pacing_now_ns = paced_clock;
+    r.a->pacing_sleep = paced_sleep;
+    paced_adapter = r.a;
+    paced_now_ns = 5000000000ull;
+    paced_slept_ns = 0;
+    paced_idle_waits_seen = 0;
 
-    r.idle = true;
+    run_cycles(&r, 25); /* busy (in reset, then not idle) */
+    assert_int_equal(paced_slept_ns, 20000000); /* two looks at the clock, 10 ms each */
     struct tlpb_rtl_stats st;
-    unsigned idle_sleeps = 0;
-    for (unsigned i = 0; i < 200 && idle_sleeps < 5; i++) {
-        tlpb_rtl_get_stats(r.a, &st);
-        uint64_t before = st.idle_waits;
-        rig_cycle(&r);
-        tlpb_rtl_get_stats(r.a, &st);
-        if (st.idle_waits > before) {
-            idle_sleeps++;
-            assert_int_equal(r.a->throttle.cycles_since_mark, 0);
-        }
-    }
-    assert_int_equal(idle_sleeps, 5);
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.pacing_sleeps, 2);
 
-    /* Busy again: each cycle counts (fewer than one check's worth, so none
-     * is dropped as credit). */
+    /* Idle: the 5 busy cycles since the last look are paid for before the
+     * adapter sleeps on the socket; the idle cycles cost nothing. */
+    r.idle = true;
+    for (int i = 0; i < 3; i++) {
+        run_until_idle_sleep(&r);
+        assert_paid_for_busy_cycles(&r);
+    }
+    /* A burst shorter than a check after idle seconds: paid in full, the
+     * idle seconds bought no credit. */
     r.idle = false;
-    unsigned busy = r.a->throttle.check_every - 1;
-    run_cycles(&r, busy);
-    assert_int_equal(r.a->throttle.cycles_since_mark, busy);
+    uint64_t slept_before = paced_slept_ns;
+    run_cycles(&r, 7);
+    r.idle = true;
+    run_until_idle_sleep(&r);
+    assert_paid_for_busy_cycles(&r);
+    assert_true(paced_slept_ns - slept_before >= 7000000);
     rig_close(&r);
 }
 
