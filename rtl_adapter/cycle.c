@@ -4,7 +4,8 @@
  * design says it is idle and nothing has moved for a few cycles, the
  * adapter sleeps on the socket instead of burning a core. With a cap on
  * cycles per second (max_cycles_per_s), busy cycles are paced by short
- * sleeps here, between which the socket is served on its usual cadence.
+ * sleeps here, between which the socket is served on its usual cadence;
+ * output waits until the cycles that made it are paid for.
  *
  * Handshake rules (docs/rtl-interface.md): a beat moves on an edge where
  * tvalid and tready are both high; an MSI-X request is taken on an edge
@@ -43,26 +44,6 @@ static bool tx_stalled(struct tlpb_rtl *a)
     return false;
 }
 
-static void service_socket(struct tlpb_rtl *a)
-{
-    uint64_t now = a->stats.cycles;
-    uint64_t read_every = a->rx_head ? RTL_READ_BUSY_CYCLES : RTL_READ_EMPTY_CYCLES;
-    if (now - a->last_read >= read_every)
-        rtl_read_input(a);
-    size_t pending = tlpb_sim_output_pending(a->sim);
-    if (pending > 0 && (tlpb_sim_output_urgent(a->sim) || now - a->last_flush >= RTL_FLUSH_CYCLES ||
-                        pending >= RTL_FLUSH_BYTES))
-        rtl_flush_output(a);
-}
-
-static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in)
-{
-    return in->idle && !in->irq_msix_req && !in->tx_tvalid &&
-           a->stats.cycles - a->last_activity >= RTL_QUIET_CYCLES && !a->rx_head && !a->held &&
-           a->reset_left == 0 && a->tx_count == 0 && !a->stop_requested &&
-           tlpb_sim_connected(a->sim);
-}
-
 /* ---- pacing to max_cycles_per_s (throttle.h) ---- */
 
 static void pacing_nanosleep(uint64_t ns)
@@ -92,6 +73,31 @@ static void pace_to_cap(struct tlpb_rtl *a)
     a->pacing_sleep(ns);
     a->stats.pacing_sleeps++;
     a->stats.pacing_sleep_ns += a->pacing_now_ns() - now;
+}
+
+static void service_socket(struct tlpb_rtl *a)
+{
+    uint64_t now = a->stats.cycles;
+    uint64_t read_every = a->rx_head ? RTL_READ_BUSY_CYCLES : RTL_READ_EMPTY_CYCLES;
+    if (now - a->last_read >= read_every)
+        rtl_read_input(a);
+    size_t pending = tlpb_sim_output_pending(a->sim);
+    if (pending > 0 && (tlpb_sim_output_urgent(a->sim) || now - a->last_flush >= RTL_FLUSH_CYCLES ||
+                        pending >= RTL_FLUSH_BYTES)) {
+        /* Under a cap nothing leaves before its cycles are paid for: a
+         * completion reaches the host when a design that slow would send it. */
+        if (a->pacing_started && a->throttle.cycles_since_mark)
+            pace_to_cap(a);
+        rtl_flush_output(a);
+    }
+}
+
+static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in)
+{
+    return in->idle && !in->irq_msix_req && !in->tx_tvalid &&
+           a->stats.cycles - a->last_activity >= RTL_QUIET_CYCLES && !a->rx_head && !a->held &&
+           a->reset_left == 0 && a->tx_count == 0 && !a->stop_requested &&
+           tlpb_sim_connected(a->sim);
 }
 
 void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
@@ -141,8 +147,8 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
         pacing_start(a);
     if (may_sleep(a, in)) {
         /* This cycle does not count. The busy cycles before it do, even
-         * fewer than a check's worth: their output leaves when they are
-         * paid for, and the count restarts after the idle sleep. */
+         * fewer than a check's worth, and the count restarts after the
+         * idle sleep. */
         if (paced && a->throttle.cycles_since_mark)
             pace_to_cap(a);
         rtl_flush_output(a);

@@ -786,6 +786,18 @@ static void assert_paid_for_busy_cycles(const struct rig *r)
     assert_int_equal(st.pacing_sleep_ns, paced_slept_ns);
 }
 
+static void paced_rig_open(struct rig *r, uint64_t max_cycles_per_s)
+{
+    rig_open(r, 4, 0, 100);
+    r->a->opts.max_cycles_per_s = max_cycles_per_s;
+    r->a->pacing_now_ns = paced_clock;
+    r->a->pacing_sleep = paced_sleep;
+    paced_adapter = r->a;
+    paced_now_ns = 5000000000ull;
+    paced_slept_ns = 0;
+    paced_idle_waits_seen = 0;
+}
+
 static void test_pacing_counts_busy_cycles_only(void **state)
 {
     struct rig r;
@@ -794,14 +806,7 @@ static void test_pacing_counts_busy_cycles_only(void **state)
     assert_false(r.a->pacing_started); /* no cap: nothing set up */
     rig_close(&r);
 
-    rig_open(&r, 4, 0, 100);
-    r.a->opts.max_cycles_per_s = 1000; /* the clock is looked at every 10 cycles */
-    r.a->pacing_now_ns = paced_clock;
-    r.a->pacing_sleep = paced_sleep;
-    paced_adapter = r.a;
-    paced_now_ns = 5000000000ull;
-    paced_slept_ns = 0;
-    paced_idle_waits_seen = 0;
+    paced_rig_open(&r, 1000); /* the clock is looked at every 10 cycles */
 
     run_cycles(&r, 25); /* busy (in reset, then not idle) */
     assert_int_equal(paced_slept_ns, 20000000); /* two looks at the clock, 10 ms each */
@@ -828,6 +833,28 @@ static void test_pacing_counts_busy_cycles_only(void **state)
     rig_close(&r);
 }
 
+/* A completion leaves no earlier than the cycles before it allow, even in
+ * the middle of a check (10 000 cycles/s: the clock is looked at every 64
+ * cycles, 100 us each). */
+static void test_pacing_holds_output_until_paid(void **state)
+{
+    struct rig r;
+    paced_rig_open(&r, 10000);
+    run_cycles(&r, 20); /* out of reset, busy */
+    for (int i = 0; i < 4; i++) {
+        config_read(&r, 0x00);
+        /* The completion left in the last cycle run, before that cycle
+         * was counted. */
+        struct tlpb_rtl_stats st;
+        tlpb_rtl_get_stats(r.a, &st);
+        uint64_t before_flush = st.cycles - 1;
+        assert_true(paced_slept_ns >= before_flush * 100000ull);
+        assert_true(paced_slept_ns <= st.cycles * 100000ull);
+        run_cycles(&r, 5 + 3u * (unsigned)i); /* land elsewhere in a check */
+    }
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -842,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_reset_abandons_reads),
         cmocka_unit_test(test_idle_sleeps_on_socket),
         cmocka_unit_test(test_pacing_counts_busy_cycles_only),
+        cmocka_unit_test(test_pacing_holds_output_until_paid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
