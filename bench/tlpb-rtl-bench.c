@@ -3,7 +3,10 @@
  *   - simulated cycles per second of dmacopy-rtl-sim attached and idle, and
  *     the CPU it uses meanwhile (the adapter sleeps on its socket);
  *   - the same under continuous 64 KiB copies, with the DMA throughput;
- *   - MMIO read round trip (p50, p99) with the RTL simulator attached.
+ *   - MMIO read round trip (p50, p99) with the RTL simulator attached;
+ *   - with --max-cycles-per-s N, the copies and the round trips again with
+ *     the simulator capped at N cycles per wall second (as a large design
+ *     would simulate), side by side with the uncapped numbers.
  * Each phase runs its own simulator process; its cycle count comes from the
  * report it prints when it exits. */
 #include <errno.h>
@@ -26,6 +29,9 @@
 static int iterations = 2000;
 static unsigned idle_seconds = 2;
 static unsigned dma_mib = 16;
+static unsigned long long max_cycles_per_s; /* 0: no capped phases */
+#define CAPPED_MMIO_ITERATIONS 100
+#define CAPPED_LOAD_SECONDS 3
 
 struct paths {
     char bridge[PATH_MAX];
@@ -65,10 +71,15 @@ static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const 
     return pid;
 }
 
-/* The simulator's stderr goes to log_path: its exit report is parsed. */
-static pid_t spawn_sim(const struct paths *p, const char *socket_path, const char *log_path)
+/* The simulator's stderr goes to log_path: its exit report is parsed.
+ * cap: --max-cycles-per-s, 0 for none. */
+static pid_t spawn_sim(const struct paths *p, const char *socket_path, const char *log_path,
+                       unsigned long long cap)
 {
-    const char *argv[] = {p->sim, "--socket", socket_path, "--device", "rtl0", NULL};
+    char cap_text[32];
+    snprintf(cap_text, sizeof(cap_text), "%llu", cap);
+    const char *argv[] = {p->sim, "--socket", socket_path, "--device", "rtl0",
+                          cap ? "--max-cycles-per-s" : NULL, cap_text, NULL};
     pid_t pid = it_spawn(argv, NULL, log_path, -1);
     if (pid < 0)
         die("fork");
@@ -83,7 +94,9 @@ struct sim_report {
     double cpu_seconds;
 };
 
-static void stop_sim(pid_t pid, const char *log_path, struct sim_report *r)
+/* cap: the --max-cycles-per-s the simulator must report, 0 for none. */
+static void stop_sim(pid_t pid, const char *log_path, unsigned long long cap,
+                     struct sim_report *r)
 {
     struct rusage ru;
     int status;
@@ -107,12 +120,15 @@ static void stop_sim(pid_t pid, const char *log_path, struct sim_report *r)
         r->cycles = strtoull(at + strlen("simulated "), NULL, 10);
         r->seconds = strtod(in + 4, NULL);
         r->asleep_seconds = strtod(asleep + strlen("cycles/s while not asleep ("), NULL);
-        found = true;
+        const char *capped = strstr(at, "; capped at ");
+        found = cap ? capped && strtoull(capped + strlen("; capped at "), NULL, 10) == cap
+                    : !capped;
     }
     if (f)
         fclose(f);
     if (!found)
-        die("no report in the RTL simulator's log");
+        die(cap ? "no report of the cycle cap in the RTL simulator's log"
+                : "no report in the RTL simulator's log");
 }
 
 static void open_device(struct dmacopy_host *dc, const char *socket_path)
@@ -160,22 +176,26 @@ static void attach(struct dmacopy_host *dc, const char *socket_path)
     open_device(dc, socket_path);
 }
 
-static void mmio_latency(struct dmacopy_host *dc, double *p50, double *p99)
+/* `reads` reads timed, after `warmup` untimed ones */
+static void mmio_latency(struct dmacopy_host *dc, int reads, int warmup, double *p50,
+                         double *p99)
 {
-    uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
+    uint64_t *lat = calloc((size_t)reads, sizeof(*lat));
+    if (!lat)
+        die("out of memory");
     dmacopy_write32(dc, DMACOPY_REG_SCRATCH, 0x5A5A0000u);
-    for (int i = 0; i < iterations + 100; i++) {
+    for (int i = 0; i < reads + warmup; i++) {
         uint64_t t0 = tlpb_now_ns();
         uint32_t v = dmacopy_read32(dc, DMACOPY_REG_SCRATCH);
         uint64_t dt = tlpb_now_ns() - t0;
         if (v != 0x5A5A0000u)
             die("SCRATCH read back wrong");
-        if (i >= 100)
-            lat[i - 100] = dt;
+        if (i >= warmup)
+            lat[i - warmup] = dt;
     }
-    qsort(lat, (size_t)iterations, sizeof(*lat), cmp_u64);
-    *p50 = (double)lat[iterations / 2] / 1e3;
-    *p99 = (double)lat[(int)(0.99 * (iterations - 1))] / 1e3;
+    qsort(lat, (size_t)reads, sizeof(*lat), cmp_u64);
+    *p50 = (double)lat[reads / 2] / 1e3;
+    *p99 = (double)lat[(int)(0.99 * (reads - 1))] / 1e3;
     free(lat);
 }
 
@@ -213,9 +233,10 @@ int main(int argc, char **argv)
                                          {"iterations", required_argument, NULL, 'n'},
                                          {"idle-seconds", required_argument, NULL, 'i'},
                                          {"dma-mib", required_argument, NULL, 'm'},
+                                         {"max-cycles-per-s", required_argument, NULL, 'c'},
                                          {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "b:n:i:m:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "b:n:i:m:c:", opts, NULL)) != -1) {
         if (ch == 'b')
             build_dir = optarg;
         else if (ch == 'n')
@@ -224,9 +245,19 @@ int main(int argc, char **argv)
             idle_seconds = atoi(optarg) > 0 ? (unsigned)atoi(optarg) : 1;
         else if (ch == 'm')
             dma_mib = atoi(optarg) > 0 ? (unsigned)atoi(optarg) : 1;
-        else {
+        else if (ch == 'c') {
+            char *end;
+            errno = 0;
+            max_cycles_per_s = strtoull(optarg, &end, 10);
+            /* the simulator refuses what it cannot pace; 0 would be no cap */
+            if (optarg[0] < '1' || optarg[0] > '9' || *end || errno) {
+                fprintf(stderr, "tlpb-rtl-bench: --max-cycles-per-s takes a cycle count per"
+                                " wall second above 0, not '%s'\n", optarg);
+                return 2;
+            }
+        } else {
             fprintf(stderr, "usage: tlpb-rtl-bench [--build-dir DIR] [--iterations N]"
-                            " [--idle-seconds S] [--dma-mib M]\n");
+                            " [--idle-seconds S] [--dma-mib M] [--max-cycles-per-s N]\n");
             return 2;
         }
     }
@@ -256,27 +287,54 @@ int main(int argc, char **argv)
 
     /* 1: attached and idle (the benchmark sleeps: nothing is asked of the
      * device meanwhile). */
-    pid_t sim = spawn_sim(&p, sock, log);
+    pid_t sim = spawn_sim(&p, sock, log, 0);
     attach(&dc, sock);
     struct timespec ts = {.tv_sec = idle_seconds};
     nanosleep(&ts, NULL);
     dmacopy_host_close(&dc);
-    stop_sim(sim, log, &idle);
+    stop_sim(sim, log, 0, &idle);
 
     /* 2: MMIO read round trips. */
-    sim = spawn_sim(&p, sock, log);
+    sim = spawn_sim(&p, sock, log, 0);
     attach(&dc, sock);
     double p50, p99;
-    mmio_latency(&dc, &p50, &p99);
+    mmio_latency(&dc, iterations, 100, &p50, &p99);
     dmacopy_host_close(&dc);
-    stop_sim(sim, log, &mmio);
+    stop_sim(sim, log, 0, &mmio);
 
     /* 3: continuous 64 KiB copies. */
-    sim = spawn_sim(&p, sock, log);
+    sim = spawn_sim(&p, sock, log, 0);
     attach(&dc, sock);
     double dma = dma_throughput(&dc, (uint64_t)dma_mib << 20);
     dmacopy_host_close(&dc);
-    stop_sim(sim, log, &load);
+    stop_sim(sim, log, 0, &load);
+    double bytes_per_cycle = (double)((uint64_t)dma_mib << 20) / (double)load.cycles;
+
+    /* 4, 5 (with a cap): round trips and copies again, capped. The copies
+     * are sized from the uncapped bytes per cycle to last about
+     * CAPPED_LOAD_SECONDS at the cap (whole 64 KiB copies, at most
+     * --dma-mib). */
+    struct sim_report capped_load = {0}, capped_mmio = {0};
+    double capped_p50 = 0, capped_p99 = 0, capped_dma = 0;
+    uint64_t capped_bytes = 0;
+    if (max_cycles_per_s) {
+        sim = spawn_sim(&p, sock, log, max_cycles_per_s);
+        attach(&dc, sock);
+        mmio_latency(&dc, CAPPED_MMIO_ITERATIONS, 10, &capped_p50, &capped_p99);
+        dmacopy_host_close(&dc);
+        stop_sim(sim, log, max_cycles_per_s, &capped_mmio);
+
+        double want = bytes_per_cycle * (double)max_cycles_per_s * CAPPED_LOAD_SECONDS;
+        uint64_t copies = (uint64_t)(want / (64 * 1024)) + 1;
+        if (copies > ((uint64_t)dma_mib << 20) / (64 * 1024))
+            copies = ((uint64_t)dma_mib << 20) / (64 * 1024);
+        capped_bytes = copies * 64 * 1024;
+        sim = spawn_sim(&p, sock, log, max_cycles_per_s);
+        attach(&dc, sock);
+        capped_dma = dma_throughput(&dc, capped_bytes);
+        dmacopy_host_close(&dc);
+        stop_sim(sim, log, max_cycles_per_s, &capped_load);
+    }
 
     kill(bridge, SIGTERM);
     waitpid(bridge, NULL, 0);
@@ -297,12 +355,31 @@ int main(int argc, char **argv)
            "  \"dma_bytes_per_cycle\": %.2f,\n"
            "  \"mmio_iterations\": %d,\n"
            "  \"mmio_read_rtt_us_p50\": %.2f,\n"
-           "  \"mmio_read_rtt_us_p99\": %.2f\n"
-           "}\n",
+           "  \"mmio_read_rtt_us_p99\": %.2f%s\n",
            idle.seconds, idle.cycles / idle.seconds, 100.0 * idle.cpu_seconds / idle.seconds,
            dma_mib, load.cycles / load.seconds,
            load.cycles / (load.seconds - load.asleep_seconds),
            100.0 * load.cpu_seconds / load.seconds, dma / 1e6,
-           (double)((uint64_t)dma_mib << 20) / (double)load.cycles, iterations, p50, p99);
+           bytes_per_cycle, iterations, p50, p99, max_cycles_per_s ? "," : "");
+    if (max_cycles_per_s)
+        printf("  \"capped\": {\n"
+               "    \"max_cycles_per_s\": %llu,\n"
+               "    \"load_dma_KiB\": %llu,\n"
+               "    \"load_cycles_per_s\": %.0f,\n"
+               "    \"load_cycles_per_s_awake\": %.0f,\n"
+               "    \"load_cpu_percent\": %.1f,\n"
+               "    \"dma_MBps\": %.3f,\n"
+               "    \"dma_bytes_per_cycle\": %.2f,\n"
+               "    \"mmio_iterations\": %d,\n"
+               "    \"mmio_read_rtt_us_p50\": %.2f,\n"
+               "    \"mmio_read_rtt_us_p99\": %.2f\n"
+               "  }\n",
+               max_cycles_per_s, (unsigned long long)(capped_bytes >> 10),
+               capped_load.cycles / capped_load.seconds,
+               capped_load.cycles / (capped_load.seconds - capped_load.asleep_seconds),
+               100.0 * capped_load.cpu_seconds / capped_load.seconds, capped_dma / 1e6,
+               (double)capped_bytes / (double)capped_load.cycles, CAPPED_MMIO_ITERATIONS,
+               capped_p50, capped_p99);
+    printf("}\n");
     return 0;
 }

@@ -2,13 +2,17 @@
  * cycle that ends now, then the socket on a cadence (never a system call
  * per cycle), then what the adapter drives in the next cycle. When the
  * design says it is idle and nothing has moved for a few cycles, the
- * adapter sleeps on the socket instead of burning a core.
+ * adapter sleeps on the socket instead of burning a core. With a cap on
+ * cycles per second (max_cycles_per_s), busy cycles are paced by short
+ * sleeps here, between which the socket is served on its usual cadence;
+ * output waits until the cycles that made it are paid for.
  *
  * Handshake rules (docs/rtl-interface.md): a beat moves on an edge where
  * tvalid and tready are both high; an MSI-X request is taken on an edge
  * where irq_msix_req is high and irq_msix_ack low, and irq_msix_ack is high
  * in the cycle after each taken request. */
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -40,6 +44,37 @@ static bool tx_stalled(struct tlpb_rtl *a)
     return false;
 }
 
+/* ---- pacing to max_cycles_per_s (throttle.h) ---- */
+
+static void pacing_nanosleep(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+    /* Interrupted by a stop request: the loop ends at the next edge. */
+    clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+}
+
+static void pacing_start(struct tlpb_rtl *a)
+{
+    if (!a->pacing_now_ns)
+        a->pacing_now_ns = tlpb_now_ns;
+    if (!a->pacing_sleep)
+        a->pacing_sleep = pacing_nanosleep;
+    rtl_throttle_init(&a->throttle, a->opts.max_cycles_per_s, a->pacing_now_ns());
+    a->pacing_started = true;
+}
+
+/* Sleep what the cycles counted since the mark owe at the cap. */
+static void pace_to_cap(struct tlpb_rtl *a)
+{
+    uint64_t now = a->pacing_now_ns();
+    uint64_t ns = rtl_throttle_sleep_ns(&a->throttle, now);
+    if (!ns)
+        return;
+    a->pacing_sleep(ns);
+    a->stats.pacing_sleeps++;
+    a->stats.pacing_sleep_ns += a->pacing_now_ns() - now;
+}
+
 static void service_socket(struct tlpb_rtl *a)
 {
     uint64_t now = a->stats.cycles;
@@ -48,8 +83,13 @@ static void service_socket(struct tlpb_rtl *a)
         rtl_read_input(a);
     size_t pending = tlpb_sim_output_pending(a->sim);
     if (pending > 0 && (tlpb_sim_output_urgent(a->sim) || now - a->last_flush >= RTL_FLUSH_CYCLES ||
-                        pending >= RTL_FLUSH_BYTES))
+                        pending >= RTL_FLUSH_BYTES)) {
+        /* Under a cap nothing leaves before its cycles are paid for: a
+         * completion reaches the host when a design that slow would send it. */
+        if (a->pacing_started && a->throttle.cycles_since_mark)
+            pace_to_cap(a);
         rtl_flush_output(a);
+    }
 }
 
 static bool may_sleep(const struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in)
@@ -102,11 +142,24 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
     if (a->held)
         rtl_tx_retry_held(a);
 
+    bool paced = a->opts.max_cycles_per_s != 0;
+    if (paced && !a->pacing_started)
+        pacing_start(a);
     if (may_sleep(a, in)) {
+        /* This cycle does not count. The busy cycles before it do, even
+         * fewer than a check's worth, and the count restarts after the
+         * idle sleep. */
+        if (paced && a->throttle.cycles_since_mark)
+            pace_to_cap(a);
         rtl_flush_output(a);
         rtl_wait_socket(a, (int)a->opts.idle_wait_ms);
+        if (paced)
+            rtl_throttle_mark(&a->throttle, a->pacing_now_ns());
     } else {
         service_socket(a);
+        /* between short sleeps the socket is served on its cadence above */
+        if (paced && rtl_throttle_count_cycle(&a->throttle))
+            pace_to_cap(a);
     }
 
     /* outputs for the next cycle */

@@ -2,7 +2,9 @@
  *   adapter.c  the bridge connection (through libtlpbsim), logging
  *   stream.c   the RX queue and its beats, TX beats back into TLPs, DMA tags
  *   config.c   config space, BAR decode, the MSI-X table, resets, interrupts
- *   cycle.c    one clock edge: handshakes, I/O cadence, sleeping when idle
+ *   cycle.c    one clock edge: handshakes, I/O cadence, sleeping when idle,
+ *              pacing to --max-cycles-per-s
+ *   throttle.c the pacing arithmetic (throttle.h)
  *   dpi.c      the DPI-C entry point of the SystemVerilog wrapper
  *   sim.c      command line and run control of a simulator executable */
 #ifndef TLPB_RTL_INTERNAL_H
@@ -17,6 +19,7 @@
 #include "tlpb/wire.h"
 #include "tlpb_rtl.h"
 #include "tlpb_sim.h"
+#include "throttle.h"
 
 #define RTL_OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
 #define RTL_INPUT_LIMIT_BYTES (16u * 1024u * 1024u)  /* queued for the design */
@@ -94,6 +97,11 @@ struct tlpb_rtl {
     bool trigger_pending;
     uint32_t stall_rng;
     unsigned stall_left;
+    /* pacing to opts.max_cycles_per_s, set up on the first cycle */
+    bool pacing_started;
+    struct rtl_throttle throttle;
+    uint64_t (*pacing_now_ns)(void);   /* monotonic clock; tests inject one */
+    void (*pacing_sleep)(uint64_t ns); /* clock_nanosleep; tests inject one */
 
     struct tlpb_rtl_to_design out; /* what is driven now */
     struct tlpb_rtl_stats stats;

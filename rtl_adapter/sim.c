@@ -1,6 +1,7 @@
 /* rtl_adapter: run control of a simulator executable (the C++ main only
  * clocks the model and writes waveforms). Command line, attach, signals,
  * and the report at the end: cycles simulated and cycles per second. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -33,7 +34,8 @@ static void usage(FILE *out, const char *prog)
     fprintf(out,
             "usage: %s --socket PATH|unix:PATH|tcp:HOST:PORT --device NAME\n"
             "          [--trace FILE] [--trace-window N] [--cycles-per-ns F]\n"
-            "          [--timeout-ms N] [--max-cycles N] [--log-level 0-3]\n"
+            "          [--timeout-ms N] [--max-cycles N] [--max-cycles-per-s N]\n"
+            "          [--log-level 0-3]\n"
             "\n"
             "Runs the %s RTL model (Verilator) attached to tlpbridged as the\n"
             "simulator of device NAME.\n"
@@ -46,6 +48,8 @@ static void usage(FILE *out, const char *prog)
             "  --cycles-per-ns F   clock frequency for waveform time and reports (default 0.25)\n"
             "  --timeout-ms N      completion timeout announced to the bridge (default 60000)\n"
             "  --max-cycles N      stop after N cycles\n"
+            "  --max-cycles-per-s N  simulate at most N cycles per wall second, as a large\n"
+            "                      design would (idle time does not count; default 0: no cap)\n"
             "  --log-level N       0 error, 1 warn, 2 info (default), 3 debug\n"
             "  --tx-stall-percent P  testing: drop tx_tready for random stretches\n",
             prog, tlpb_rtl_device.name);
@@ -55,8 +59,11 @@ static bool parse_u64(const char *s, uint64_t *v)
 {
     char *end;
     errno = 0;
+    /* strtoull would skip blanks and negate a '-': only digits may start */
+    if (!isdigit((unsigned char)*s))
+        return false;
     unsigned long long x = strtoull(s, &end, 0);
-    if (*s == '\0' || *s == '-' || *end != '\0' || errno)
+    if (*end != '\0' || errno)
         return false;
     *v = x;
     return true;
@@ -72,6 +79,7 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
         {"cycles-per-ns", required_argument, NULL, 'f'},
         {"timeout-ms", required_argument, NULL, 'T'},
         {"max-cycles", required_argument, NULL, 'm'},
+        {"max-cycles-per-s", required_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'l'},
         {"tx-stall-percent", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
@@ -85,7 +93,7 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
 
     memset(opts, 0, sizeof(*opts));
     opts->cycles_per_ns = 0.25;
-    while ((opt = getopt_long(argc, argv, "s:d:t:w:f:T:m:l:S:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:d:t:w:f:T:m:r:l:S:h", options, NULL)) != -1) {
         switch (opt) {
         case 's':
             ao.socket = optarg;
@@ -126,6 +134,17 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
                 return 2;
             }
             opts->max_cycles = v;
+            break;
+        case 'r':
+            if (!parse_u64(optarg, &v) || v > RTL_THROTTLE_MAX_CYCLES_PER_S) {
+                fprintf(stderr,
+                        "%s: --max-cycles-per-s takes a cycle count per wall second, 0 (no cap)"
+                        " to %llu, not '%s'\n",
+                        prog, RTL_THROTTLE_MAX_CYCLES_PER_S, optarg);
+                return 2;
+            }
+            opts->max_cycles_per_s = v;
+            ao.max_cycles_per_s = v;
             break;
         case 'l':
             if (!parse_u64(optarg, &v) || v > 3) {
@@ -192,6 +211,10 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (ao.max_cycles_per_s)
+        tlpb_rtl_log(sim_adapter, TLPB_RTL_LOG_INFO,
+                     "pacing to at most %llu cycles per wall second (--max-cycles-per-s)",
+                     (unsigned long long)ao.max_cycles_per_s);
     sim_start_ns = tlpb_now_ns();
     return -1;
 }
@@ -238,11 +261,16 @@ int tlpb_rtl_sim_finish(void)
     double wall_s = (double)(tlpb_now_ns() - sim_start_ns) / 1e9;
     double asleep_s = (double)st.idle_wait_ns / 1e9;
     double busy_s = wall_s - asleep_s;
+    char cap[160] = "";
+    if (sim_adapter->opts.max_cycles_per_s)
+        snprintf(cap, sizeof(cap), "; capped at %llu cycles/s (%.2f s in %llu pacing sleeps)",
+                 (unsigned long long)sim_adapter->opts.max_cycles_per_s,
+                 (double)st.pacing_sleep_ns / 1e9, (unsigned long long)st.pacing_sleeps);
     tlpb_rtl_log(sim_adapter, TLPB_RTL_LOG_INFO,
                  "simulated %llu cycles (%.3f ms at %.3f cycles/ns) in %.2f s: %.0f cycles/s"
                  " overall, %.0f cycles/s while not asleep (%.2f s asleep on the socket, %llu"
                  " sleeps); TLPs: %llu to the design, %llu from it (%llu rejected); %llu MSI-X,"
-                 " %llu INTx changes, %llu config requests, %llu resets",
+                 " %llu INTx changes, %llu config requests, %llu resets%s",
                  (unsigned long long)st.cycles, (double)st.cycles / sim_opts.cycles_per_ns / 1e6,
                  sim_opts.cycles_per_ns, wall_s, wall_s > 0 ? (double)st.cycles / wall_s : 0.0,
                  busy_s > 0 ? (double)st.cycles / busy_s : 0.0, asleep_s,
@@ -250,7 +278,7 @@ int tlpb_rtl_sim_finish(void)
                  (unsigned long long)st.tlps_from_design,
                  (unsigned long long)st.bad_tlps_from_design, (unsigned long long)st.msix_messages,
                  (unsigned long long)st.intx_changes, (unsigned long long)st.config_requests,
-                 (unsigned long long)st.resets);
+                 (unsigned long long)st.resets, cap);
     tlpb_rtl_dpi_bind(NULL);
     struct tlpb_rtl *a = sim_adapter;
     sim_adapter = NULL;

@@ -87,6 +87,10 @@ struct tlpb_rtl_options {
     int log_level;                   /* enum tlpb_rtl_log_level */
     unsigned reset_cycles;           /* user_reset length; 0: 16 */
     unsigned idle_wait_ms;           /* longest single sleep on the socket; 0: 200 */
+    /* Pace clocked cycles to at most this many per wall second, as a large
+     * design would simulate (0: as fast as the simulator goes). Cycles
+     * asleep idle on the socket do not count. */
+    uint64_t max_cycles_per_s;
     /* Tests: drop tx_tready for random stretches (percent of cycles). */
     unsigned tx_stall_percent;
     uint32_t stall_seed;
@@ -96,6 +100,8 @@ struct tlpb_rtl_stats {
     uint64_t cycles;
     uint64_t idle_waits;             /* times the adapter slept on the socket */
     uint64_t idle_wait_ns;           /* time spent there */
+    uint64_t pacing_sleeps;          /* sleeps to keep max_cycles_per_s */
+    uint64_t pacing_sleep_ns;        /* time spent there */
     uint64_t tlps_to_design;
     uint64_t tlps_from_design;
     uint64_t bad_tlps_from_design;   /* failed validation: dropped (requests get UR) */
@@ -161,6 +167,7 @@ struct tlpb_rtl_sim_options {
     uint64_t trace_window_cycles;    /* --trace-window N: 0 = whole run */
     double cycles_per_ns;            /* --cycles-per-ns F (clock for waveforms and reports) */
     uint64_t max_cycles;             /* --max-cycles N: 0 = unlimited */
+    uint64_t max_cycles_per_s;       /* --max-cycles-per-s N: 0 = no cap (the adapter paces) */
 };
 
 /* What this executable can write (call before tlpb_rtl_sim_start, so bad

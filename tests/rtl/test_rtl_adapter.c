@@ -739,6 +739,122 @@ static void test_idle_sleeps_on_socket(void **state)
     rig_close(&r);
 }
 
+/* ---- pacing to a cycle cap ------------------------------------------------------------------ */
+
+/* The wiring of --max-cycles-per-s into the clock edge, on an injected
+ * clock (the arithmetic has its own tests, test_rtl_throttle.c). The design
+ * takes no time; a pacing sleep advances the clock by what it asks; each
+ * sleep on the socket stands for one idle second. */
+static struct tlpb_rtl *paced_adapter;
+static uint64_t paced_now_ns, paced_slept_ns, paced_idle_waits_seen;
+
+static uint64_t paced_clock(void)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(paced_adapter, &st);
+    paced_now_ns += (st.idle_waits - paced_idle_waits_seen) * 1000000000ull;
+    paced_idle_waits_seen = st.idle_waits;
+    return paced_now_ns;
+}
+
+static void paced_sleep(uint64_t ns)
+{
+    paced_now_ns += ns;
+    paced_slept_ns += ns;
+}
+
+/* Cycle until the adapter has slept idle on the socket once more. */
+static void run_until_idle_sleep(struct rig *r)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r->a, &st);
+    uint64_t before = st.idle_waits;
+    for (unsigned i = 0; i < 1000 && st.idle_waits == before; i++) {
+        rig_cycle(r);
+        tlpb_rtl_get_stats(r->a, &st);
+    }
+    assert_int_equal(st.idle_waits, before + 1);
+}
+
+/* After an idle sleep every busy cycle is paid for, at 1 ms each at
+ * 1000 cycles/s, and no idle cycle is: slept == (cycles - idle cycles) ms. */
+static void assert_paid_for_busy_cycles(const struct rig *r)
+{
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r->a, &st);
+    assert_int_equal(paced_slept_ns, (st.cycles - st.idle_waits) * 1000000ull);
+    assert_int_equal(st.pacing_sleep_ns, paced_slept_ns);
+}
+
+static void paced_rig_open(struct rig *r, uint64_t max_cycles_per_s)
+{
+    rig_open(r, 4, 0, 100);
+    r->a->opts.max_cycles_per_s = max_cycles_per_s;
+    r->a->pacing_now_ns = paced_clock;
+    r->a->pacing_sleep = paced_sleep;
+    paced_adapter = r->a;
+    paced_now_ns = 5000000000ull;
+    paced_slept_ns = 0;
+    paced_idle_waits_seen = 0;
+}
+
+static void test_pacing_counts_busy_cycles_only(void **state)
+{
+    struct rig r;
+    rig_open(&r, 4, 0, 100);
+    run_cycles(&r, 32);
+    assert_false(r.a->pacing_started); /* no cap: nothing set up */
+    rig_close(&r);
+
+    paced_rig_open(&r, 1000); /* the clock is looked at every 10 cycles */
+
+    run_cycles(&r, 25); /* busy (in reset, then not idle) */
+    assert_int_equal(paced_slept_ns, 20000000); /* two looks at the clock, 10 ms each */
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.pacing_sleeps, 2);
+
+    /* Idle: the 5 busy cycles since the last look are paid for before the
+     * adapter sleeps on the socket; the idle cycles cost nothing. */
+    r.idle = true;
+    for (int i = 0; i < 3; i++) {
+        run_until_idle_sleep(&r);
+        assert_paid_for_busy_cycles(&r);
+    }
+    /* A burst shorter than a check after idle seconds: paid in full, the
+     * idle seconds bought no credit. */
+    r.idle = false;
+    uint64_t slept_before = paced_slept_ns;
+    run_cycles(&r, 7);
+    r.idle = true;
+    run_until_idle_sleep(&r);
+    assert_paid_for_busy_cycles(&r);
+    assert_true(paced_slept_ns - slept_before >= 7000000);
+    rig_close(&r);
+}
+
+/* A completion leaves no earlier than the cycles before it allow, even in
+ * the middle of a check (10 000 cycles/s: the clock is looked at every 64
+ * cycles, 100 us each). */
+static void test_pacing_holds_output_until_paid(void **state)
+{
+    struct rig r;
+    paced_rig_open(&r, 10000);
+    run_cycles(&r, 20); /* out of reset, busy */
+    for (int i = 0; i < 4; i++) {
+        config_read(&r, 0x00);
+        /* The completion left in the last cycle run, before that cycle
+         * was counted. */
+        struct tlpb_rtl_stats st;
+        tlpb_rtl_get_stats(r.a, &st);
+        uint64_t before_flush = st.cycles - 1;
+        assert_true(paced_slept_ns >= before_flush * 100000ull);
+        assert_true(paced_slept_ns <= st.cycles * 100000ull);
+        run_cycles(&r, 5 + 3u * (unsigned)i); /* land elsewhere in a check */
+    }
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +868,8 @@ int main(void)
         cmocka_unit_test(test_bad_tlp_from_design),
         cmocka_unit_test(test_reset_abandons_reads),
         cmocka_unit_test(test_idle_sleeps_on_socket),
+        cmocka_unit_test(test_pacing_counts_busy_cycles_only),
+        cmocka_unit_test(test_pacing_holds_output_until_paid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
