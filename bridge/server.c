@@ -357,12 +357,7 @@ struct tlpb_tlp_limits conn_limits(const struct conn *c)
 static void malformed_tlp(struct conn *c, const Tlpb__Tlp *pb, const char *reason)
 {
     char msg[256];
-    if (pb->kind >= TLPB__TLP_KIND__TLP_MRD && pb->kind <= TLPB__TLP_KIND__TLP_CPLD)
-        snprintf(msg, sizeof(msg), "malformed TLP (%s, tag %u): %s",
-                 tlpb_tlp_kind_name((enum tlpb_tlp_kind)pb->kind), pb->tag, reason);
-    else /* an unknown kind has no name: its number is what the peer sent */
-        snprintf(msg, sizeof(msg), "malformed TLP (kind %u, tag %u): %s", (unsigned)pb->kind,
-                 pb->tag, reason);
+    tlpb_malformed_tlp_reason(msg, sizeof(msg), pb, reason);
     if (c->device)
         c->device->stats.rejected_tlps++;
     conn_fail(c, msg);

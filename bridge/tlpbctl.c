@@ -59,12 +59,8 @@ int main(int argc, char **argv)
     }
     struct tlpb_frame_reader rd;
     tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = TLPB__ROLE__ROLE_CONTROL;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"tlpbctl";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_CONTROL, NULL, "tlpbctl");
     hello.token = token; /* empty: tlpb_handshake looks in the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, 5000, err, sizeof(err));
     if (!reply) {

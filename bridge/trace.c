@@ -105,11 +105,8 @@ void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKi
 {
     if (!b->trace)
         return;
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = kind;
-    irq.vector = vector;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
+    Tlpb__Interrupt irq;
+    Tlpb__Envelope env;
+    tlpb_interrupt_envelope(&env, &irq, kind, vector);
     write_record(b, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, &env);
 }

@@ -83,14 +83,9 @@ static void hello(struct bytes *b, Tlpb__Role role, const char *device, uint64_t
     struct tlpb_devdesc desc = DMACOPY_DESCRIPTION;
     struct tlpb_devdesc_pb desc_pb;
     tlpb_devdesc_to_pb(&desc_pb, &desc);
-    Tlpb__Hello h = TLPB__HELLO__INIT;
-    h.version_major = TLPB_PROTOCOL_MAJOR;
-    h.version_minor = TLPB_PROTOCOL_MINOR;
-    h.role = role;
-    h.device_name = (char *)device;
-    h.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello h;
+    tlpb_hello_init(&h, role, device, "seed");
     h.capabilities = caps;
-    h.peer_name = (char *)"seed";
     if (with_description)
         h.description = &desc_pb.msg;
     h.completion_timeout_ms = 20;
@@ -125,12 +120,9 @@ static void control(struct bytes *b, const char *command, const char *arg0, cons
 
 static void interrupt(struct bytes *b, Tlpb__InterruptKind kind, uint32_t vector)
 {
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = kind;
-    irq.vector = vector;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
+    Tlpb__Interrupt irq;
+    Tlpb__Envelope env;
+    tlpb_interrupt_envelope(&env, &irq, kind, vector);
     frame(b, &env);
 }
 

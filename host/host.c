@@ -157,14 +157,9 @@ static int try_connect(struct tlpb_host *h)
         return fd;
     }
     tlpb_reader_init(&h->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = h->device_name;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, h->device_name, "libtlpbhost");
     hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
-    hello.peer_name = (char *)"libtlpbhost";
     hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
     if (!reply) {

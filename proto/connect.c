@@ -239,6 +239,20 @@ int tlpb_token_from_env(char *token, size_t token_size, char *err, size_t err_si
     return 0;
 }
 
+void tlpb_hello_init(Tlpb__Hello *hello, Tlpb__Role role, const char *device_name,
+                     const char *peer_name)
+{
+    *hello = (Tlpb__Hello)TLPB__HELLO__INIT;
+    hello->version_major = TLPB_PROTOCOL_MAJOR;
+    hello->version_minor = TLPB_PROTOCOL_MINOR;
+    hello->role = role;
+    if (device_name)
+        hello->device_name = (char *)device_name;
+    hello->max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    if (peer_name)
+        hello->peer_name = (char *)peer_name;
+}
+
 Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
                                int timeout_ms, char *err, size_t err_size)
 {

@@ -85,14 +85,22 @@ int tlpb_obuf_append_tlp(struct tlpb_obuf *ob, const struct tlpb_tlp *tlp, bool 
     return tlpb_obuf_append(ob, &env, force);
 }
 
+void tlpb_interrupt_envelope(Tlpb__Envelope *env, Tlpb__Interrupt *irq, Tlpb__InterruptKind kind,
+                             uint32_t vector)
+{
+    *irq = (Tlpb__Interrupt)TLPB__INTERRUPT__INIT;
+    irq->kind = kind;
+    irq->vector = vector;
+    *env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
+    env->body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
+    env->interrupt = irq;
+}
+
 int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector)
 {
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = kind;
-    irq.vector = vector;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
+    Tlpb__Interrupt irq;
+    Tlpb__Envelope env;
+    tlpb_interrupt_envelope(&env, &irq, kind, vector);
     /* Interrupts follow the DMA writes they announce; refusing one would
      * reorder them, so they are always queued. */
     return tlpb_obuf_append(ob, &env, true);

@@ -72,14 +72,10 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
 {
     struct tlpb_devdesc_pb desc_pb;
     tlpb_devdesc_to_pb(&desc_pb, opts->description);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = TLPB__ROLE__ROLE_SIMULATOR;
-    hello.device_name = (char *)opts->device_name;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_SIMULATOR, opts->device_name,
+                    opts->peer_name ? opts->peer_name : "simulator");
     hello.capabilities = opts->unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
-    hello.peer_name = (char *)(opts->peer_name ? opts->peer_name : "simulator");
     hello.description = &desc_pb.msg;
     hello.completion_timeout_ms = opts->completion_timeout_ms;
 

@@ -589,12 +589,8 @@ bool it_control_open(struct it_control_conn *cc)
         return false;
     }
     tlpb_reader_init(&cc->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = TLPB__ROLE__ROLE_CONTROL;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"integration-test";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_CONTROL, NULL, "integration-test");
     Tlpb__Envelope *reply = tlpb_handshake(cc->fd, &cc->rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
     if (!reply) {
         it_fail_at(__FILE__, __LINE__, false, "control: handshake: %s", err);

@@ -127,13 +127,10 @@ Tlpb__Envelope *raw_next_tlp(struct raw *r)
 Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device,
                                  uint32_t major, const struct tlpb_devdesc *desc)
 {
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, role, device, "raw-test-peer");
     hello.version_major = major;
     hello.version_minor = 0;
-    hello.role = role;
-    hello.device_name = (char *)device;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"raw-test-peer";
     struct tlpb_devdesc_pb desc_pb;
     if (desc) {
         tlpb_devdesc_to_pb(&desc_pb, desc);

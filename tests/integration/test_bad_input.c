@@ -59,12 +59,8 @@ static void case_truncated_frame(void)
 
     /* A complete frame whose Envelope is cut short (length prefix matches
      * the bytes, the protobuf inside does not parse). */
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = (char *)"dmacopy0";
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"a peer name long enough to be cut";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, "dmacopy0", "a peer name long enough to be cut");
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
     env.hello = &hello;
@@ -179,10 +175,8 @@ static void case_wrong_version(void)
 
     /* The host library reports the refusal and stays disconnected. */
     raw_open(&r);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = (char *)"dmacopy0";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, "dmacopy0", NULL);
     hello.max_frame_bytes = 16; /* below the minimum */
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
@@ -477,11 +471,8 @@ static void case_refused_peers(void)
 
     /* A second Hello on an established connection. */
     raw_host(&r, "dmacopy0");
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = (char *)"dmacopy0";
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, "dmacopy0", NULL);
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
     env.hello = &hello;

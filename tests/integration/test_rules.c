@@ -40,13 +40,9 @@ static void check_logged(const char *needle, const char *what)
 static Tlpb__Envelope *host_hello_caps(struct raw *r, const char *device, uint64_t caps)
 {
     raw_open(r);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = (char *)device;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, device, "rules-test-host");
     hello.capabilities = caps;
-    hello.peer_name = (char *)"rules-test-host";
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
     env.hello = &hello;
@@ -463,11 +459,9 @@ static void case_messages(void)
     struct raw r;
     raw_host(&r, "dmacopy0");
     program_bars(&r);
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
+    Tlpb__Envelope env;
+    Tlpb__Interrupt irq;
+    tlpb_interrupt_envelope(&env, &irq, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);
     wrong_from_host(&r, &env, "Interrupt from a host is not accepted", 30);
     Tlpb__Event ev = TLPB__EVENT__INIT;
     ev.kind = TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED;
@@ -572,11 +566,8 @@ static void case_messages(void)
     tlpb_devdesc_to_pb(&bad_pb, &bad);
     bad_pb.msg.msix_vectors = 5000;
     raw_open(&s);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_SIMULATOR;
-    hello.device_name = (char *)"ext1";
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_SIMULATOR, "ext1", NULL);
     hello.description = &bad_pb.msg;
     env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_HELLO;
@@ -601,12 +592,8 @@ static void case_timeout_clamp(void)
     raw_open(&s);
     struct tlpb_devdesc_pb desc_pb;
     tlpb_devdesc_to_pb(&desc_pb, dmacopy_description());
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_SIMULATOR;
-    hello.device_name = (char *)"ext1";
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"silent-sim";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_SIMULATOR, "ext1", "silent-sim");
     hello.description = &desc_pb.msg;
     hello.completion_timeout_ms = 0xFFFFFFFFu;
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;

@@ -262,11 +262,8 @@ static void backpressure_no_write_lost(void)
     REQUIRE(fd >= 0, "connect: %s", err);
     struct tlpb_frame_reader rd;
     tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_HOST;
-    hello.device_name = (char *)"bp0";
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, "bp0", NULL);
     Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
     REQUIRE(reply != NULL, "handshake: %s", err);
     tlpb_envelope_free(reply);

@@ -86,13 +86,8 @@ static bool raw_open(struct raw_peer *p, const char *address, Tlpb__Role role,
     p->fd = tlpb_connect(address, err, sizeof(err));
     REQUIRE(p->fd >= 0, "connect %s: %s", address, err);
     tlpb_reader_init(&p->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.version_minor = TLPB_PROTOCOL_MINOR;
-    hello.role = role;
-    hello.device_name = (char *)(device ? device : "");
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)peer_name;
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, role, (device ? device : ""), peer_name);
     Tlpb__Envelope *reply = tlpb_handshake(p->fd, &p->rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
     CHECK(reply != NULL, "handshake as %s: %s", peer_name, err);
     if (reply)
@@ -509,11 +504,8 @@ static void case_fd_exhaustion_no_spare(void)
     /* The connection that waited is served now. */
     struct tlpb_frame_reader rd;
     tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Hello hello = TLPB__HELLO__INIT;
-    hello.version_major = TLPB_PROTOCOL_MAJOR;
-    hello.role = TLPB__ROLE__ROLE_CONTROL;
-    hello.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hello.peer_name = (char *)"waited-for-a-descriptor";
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_CONTROL, NULL, "waited-for-a-descriptor");
     Tlpb__Envelope *reply = tlpb_handshake(fd, &rd, &hello, IT_DEADLINE_MS, err, sizeof(err));
     CHECK(reply != NULL, "the connection that waited was not served: %s", err);
     if (reply)

@@ -46,6 +46,9 @@ void tlpb_obuf_consume(struct tlpb_obuf *ob, size_t bytes);
  * negotiated max frame) or -ENOMEM. */
 int tlpb_obuf_append(struct tlpb_obuf *ob, const Tlpb__Envelope *env, bool force);
 int tlpb_obuf_append_tlp(struct tlpb_obuf *ob, const struct tlpb_tlp *tlp, bool force);
+/* env carrying irq, filled with kind and vector (a frame or a trace record). */
+void tlpb_interrupt_envelope(Tlpb__Envelope *env, Tlpb__Interrupt *irq, Tlpb__InterruptKind kind,
+                             uint32_t vector);
 int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector);
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
 
@@ -128,6 +131,13 @@ const char *tlpb_malformed_tlp_reason(char *dst, size_t dst_size, const Tlpb__Tl
  * path. Blocking, close-on-exec, TCP_NODELAY for TCP. Returns the fd, or
  * -errno with err filled in. */
 int tlpb_connect(const char *address, char *err, size_t err_size);
+
+/* A Hello of this protocol version for role, with the default max frame
+ * (device_name may be NULL for a control peer). The strings are not copied:
+ * they must outlive hello. Callers add capabilities, a description, a
+ * token. */
+void tlpb_hello_init(Tlpb__Hello *hello, Tlpb__Role role, const char *device_name,
+                     const char *peer_name);
 
 /* Client handshake on a connected blocking fd: send Hello, wait up to
  * timeout_ms for HelloReply. Returns the reply (caller frees with
