@@ -126,6 +126,14 @@ static char *read_file(const char *path, size_t *len_out)
     return buf;
 }
 
+bool it_file_holds(const char *path, const char *text)
+{
+    char *contents = read_file(path, NULL);
+    bool same = contents && strcmp(contents, text) == 0;
+    free(contents);
+    return same;
+}
+
 char *it_read_log(const struct it_child *c)
 {
     return read_file(c->log_path, NULL);

@@ -111,6 +111,8 @@ int it_finish(void);
 const char *it_path(const char *name);
 /* Write a text file (config) into the test directory; returns its path. */
 const char *it_write_file(const char *name, const char *text);
+/* Whether the file at path holds exactly text. */
+bool it_file_holds(const char *path, const char *text);
 
 /* ---- Child processes ------------------------------------------------------ */
 

@@ -124,6 +124,19 @@ Tlpb__Envelope *raw_next_tlp(struct raw *r)
     }
 }
 
+Tlpb__Envelope *raw_send_hello(struct raw *r, Tlpb__Hello *hello)
+{
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_HELLO;
+    env.hello = hello;
+    raw_send_env(r, &env);
+    bool eof;
+    Tlpb__Envelope *reply = raw_next(r, &eof);
+    CHECK(reply && reply->body_case == TLPB__ENVELOPE__BODY_HELLO_REPLY,
+          "no HelloReply to a Hello (eof %d)", eof);
+    return reply;
+}
+
 Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device,
                                  uint32_t major, const struct tlpb_devdesc *desc)
 {
@@ -136,15 +149,16 @@ Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device,
         tlpb_devdesc_to_pb(&desc_pb, desc);
         hello.description = &desc_pb.msg;
     }
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_HELLO;
-    env.hello = &hello;
-    raw_send_env(r, &env);
-    bool eof;
-    Tlpb__Envelope *reply = raw_next(r, &eof);
-    CHECK(reply && reply->body_case == TLPB__ENVELOPE__BODY_HELLO_REPLY,
-          "no HelloReply to a Hello (eof %d)", eof);
-    return reply;
+    return raw_send_hello(r, &hello);
+}
+
+void raw_simulator(struct raw *r, const char *device)
+{
+    raw_open(r);
+    Tlpb__Envelope *reply = raw_hello(r, TLPB__ROLE__ROLE_SIMULATOR, device, TLPB_PROTOCOL_MAJOR,
+                                      dmacopy_description());
+    REQUIRE(reply && reply->hello_reply->accepted, "simulator for %s refused", device);
+    tlpb_envelope_free(reply);
 }
 
 void raw_host(struct raw *r, const char *device)

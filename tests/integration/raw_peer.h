@@ -30,9 +30,14 @@ Tlpb__Envelope *raw_next(struct raw *r, bool *eof);
 bool raw_expect_dropped(struct raw *r);
 /* Wait for a TLP (skipping Errors and events, which are counted). */
 Tlpb__Envelope *raw_next_tlp(struct raw *r);
+/* Send hello; returns the reply (checked to be a HelloReply). */
+Tlpb__Envelope *raw_send_hello(struct raw *r, Tlpb__Hello *hello);
 /* Send Hello (desc for a simulator, else NULL); returns the reply. */
 Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device, uint32_t major,
                           const struct tlpb_devdesc *desc);
+/* Connect and handshake as the simulator of device, announcing the dmacopy
+ * description; fatal if refused. */
+void raw_simulator(struct raw *r, const char *device);
 /* Connect and handshake as the host of device; fatal if refused. */
 void raw_host(struct raw *r, const char *device);
 /* Expect a UR completion (no data) for tag on r. */

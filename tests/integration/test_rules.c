@@ -43,15 +43,8 @@ static Tlpb__Envelope *host_hello_caps(struct raw *r, const char *device, uint64
     Tlpb__Hello hello;
     tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, device, "rules-test-host");
     hello.capabilities = caps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_HELLO;
-    env.hello = &hello;
-    raw_send_env(r, &env);
-    bool eof;
-    Tlpb__Envelope *reply = raw_next(r, &eof);
-    REQUIRE(reply && reply->body_case == TLPB__ENVELOPE__BODY_HELLO_REPLY &&
-                reply->hello_reply->accepted,
-            "host handshake for %s refused", device);
+    Tlpb__Envelope *reply = raw_send_hello(r, &hello);
+    REQUIRE(reply && reply->hello_reply->accepted, "host handshake for %s refused", device);
     return reply;
 }
 
@@ -235,11 +228,7 @@ static void case_ur_after_host_left(void)
 {
     struct raw h, s;
     raw_host(&h, "ext1");
-    raw_open(&s);
-    Tlpb__Envelope *reply = raw_hello(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext1", TLPB_PROTOCOL_MAJOR,
-                                      dmacopy_description());
-    REQUIRE(reply && reply->hello_reply->accepted, "simulator for ext1 refused");
-    tlpb_envelope_free(reply);
+    raw_simulator(&s, "ext1");
     /* 256 bytes from byte 2 of a DW: 65 DW, first_be 0xC, last_be 0x3 */
     struct tlpb_tlp dma = {.kind = TLPB_TLP_MRD, .requester_id = BDF, .tag = 17,
                            .bar_hint = TLPB_NO_BAR};
@@ -517,11 +506,7 @@ static void case_messages(void)
     /* A simulator (on ext1, no host): a Reset from it gets an Error before
      * the UR for its next DMA read. */
     struct raw s;
-    raw_open(&s);
-    reply = raw_hello(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext1", TLPB_PROTOCOL_MAJOR,
-                      dmacopy_description());
-    REQUIRE(reply && reply->hello_reply->accepted, "simulator for ext1 refused");
-    tlpb_envelope_free(reply);
+    raw_simulator(&s, "ext1");
     Tlpb__Reset reset = TLPB__RESET__INIT;
     reset.kind = TLPB__RESET_KIND__RESET_HOT;
     env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;

@@ -310,12 +310,7 @@ static void case_trace_only_new_files(void)
     CHECK(rc == 1 && strstr(err, "exists"), "trace on an existing file: %d '%s' '%s'", rc, out, err);
     free(out);
     free(err);
-    char buf[64] = "";
-    FILE *f = fopen(existing, "r");
-    CHECK(f && fgets(buf, sizeof(buf), f) && strcmp(buf, "precious contents\n") == 0,
-          "the existing file was changed: '%s'", buf);
-    if (f)
-        fclose(f);
+    CHECK(it_file_holds(existing, "precious contents\n"), "the existing file was changed");
     const char *fresh = it_path("fresh.trace");
     rc = ctl(&out, &err, it.socket_path, "trace", "on", fresh);
     CHECK(rc == 0 && strstr(out, fresh), "trace on a new file: %d '%s' '%s'", rc, out, err);
