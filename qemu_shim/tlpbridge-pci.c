@@ -938,7 +938,7 @@ static const Property tlpbridge_properties[] = {
     DEFINE_PROP_UINT32("fallback-value", TlpbridgePciState, fallback_value,
                        0xffffffff),
     DEFINE_PROP_UINT32("reconnect-ms", TlpbridgePciState, reconnect_ms, 1000),
-    DEFINE_PROP_BOOL("fast-dma", TlpbridgePciState, fast_dma, false),
+    DEFINE_PROP_BOOL("fast-dma", TlpbridgePciState, fast_dma, true),
     /* The description when no bridge answers at realize: dmacopy's. */
     DEFINE_PROP_UINT16("vendor-id", TlpbridgePciState, prop_vendor_id, 0x1234),
     DEFINE_PROP_UINT16("device-id", TlpbridgePciState, prop_device_id, 0x7a11),
@@ -975,8 +975,8 @@ static const struct {
     { "read-timeout-ms", "longest wait for one MMIO read completion" },
     { "fallback-value", "MMIO read data while no bridge answers" },
     { "reconnect-ms", "retry interval while the bridge is unreachable" },
-    { "fast-dma", "offer unsplit DMA (hlsim fast mode: larger transfers, "
-      "not PCIe-exact)" },
+    { "fast-dma", "serve DMA TLPs of any size (the bridge grants it only to "
+      "devices in fast DMA mode; off: the device's DMA must be split)" },
     { "vendor-id", "without a bridge at realize: vendor ID" },
     { "device-id", "without a bridge at realize: device ID" },
     { "class-code", "without a bridge at realize: 24-bit class code" },
