@@ -29,5 +29,19 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTLPB_SANITIZE=ON -DTLPB_WERROR
   -DTLPB_BUILD_QEMU="$with_qemu" -DTLPB_BUILD_RTL="$with_rtl"
 # Everything, QEMU (cached), the guest image and the Verilated models included.
 cmake --build "$build" -j"$(nproc)"
+# JUnit XML for a regression farm, in this build directory (so two clones
+# testing side by side never share a file): ctest's own result per test, and
+# one file per guest test with each dmacopy-test case as a test case. Files
+# of an earlier run are removed first, so the directory holds this run only.
+junit="$build/junit"
+rm -rf "$junit"
+mkdir -p "$junit"
 cd "$build"
-ctest --output-on-failure -j"$(nproc)" "$@"
+status=0
+TLPB_JUNIT_DIR="$junit" ctest --output-on-failure -j"$(nproc)" --output-junit "$junit/ctest.xml" \
+  "$@" || status=$?
+echo "JUnit results:"
+for f in "$junit"/*.xml; do
+  [ -e "$f" ] && echo "  $f"
+done
+exit "$status"

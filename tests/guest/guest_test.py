@@ -12,7 +12,9 @@ Each test boots one guest in interactive mode (tlpb.interactive=1) and runs
 many checks in it. Exit status: 0 all checks passed, 1 a check failed,
 77 skipped (something needed is not built). TLPB_GUEST_VERBOSE=1 echoes the
 console and every log; TLPB_GUEST_KEEP=1 keeps the temporary directory;
-TLPB_ACCEL=tcg|kvm overrides the accelerator probe.
+TLPB_ACCEL=tcg|kvm overrides the accelerator probe. With TLPB_JUNIT_DIR set,
+the test writes TLPB_JUNIT_DIR/guest.TEST.xml, one JUnit <testcase> per
+dmacopy-test case (guest_junit.py).
 """
 
 import argparse
@@ -28,6 +30,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "guest"))
 import tlpbguest as tg  # noqa: E402
 from tlpbguest import Failure, log  # noqa: E402
+import guest_junit  # noqa: E402
 
 SKIP = 77
 DEVICE = "dmacopy0"
@@ -48,10 +51,12 @@ class Test:
         self.args = args
         self.failures = 0
         self.t0 = time.monotonic()
+        self.junit = guest_junit.Report(args.test)
 
     def check(self, cond, msg):
         if not cond:
             self.failures += 1
+            self.junit.check_failed(msg)
             log("FAIL: " + msg)
         return bool(cond)
 
@@ -151,7 +156,17 @@ def run_suite(t, g, intx=False, only=None, label=None, timeout=SUITE_TIMEOUT):
         expected = list(only)
     label = label or cmd
     t.step("guest: %s" % cmd)
-    rc, out = g.run(cmd, timeout)
+    mode = "intx" if intx else "msix"
+    t0 = time.monotonic()
+    mark = g.start(cmd)
+    try:
+        rc, out = g.finish(mark, timeout, "guest command %r" % cmd)
+    except Failure as e:
+        # The farm still sees the cases that ran and the one that hung.
+        t.junit.add_suite(mode, label, cmd, g.console.text(mark), expected, None,
+                          time.monotonic() - t0, ended=str(e).splitlines()[0])
+        raise
+    t.junit.add_suite(mode, label, cmd, out, expected, rc, time.monotonic() - t0)
     cases, result = tg.parse_tests(out)
     for name, ok, reason in cases:
         log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
@@ -622,16 +637,27 @@ def main():
     t = Test(args)
     log("guest.%s" % args.test)
     try:
-        TESTS[args.test](t)
-    except Skip as e:
-        log("SKIP guest.%s: %s" % (args.test, e))
-        return SKIP
-    except Failure as e:
-        t.failures += 1
-        log("FAIL: %s" % e)
-    log("%s guest.%s in %.0f s (%d failed checks)" %
-        ("PASS" if not t.failures else "FAIL", args.test, t.elapsed(), t.failures))
-    return 1 if t.failures else 0
+        try:
+            TESTS[args.test](t)
+        except Skip as e:
+            t.junit.skipped(str(e))
+            log("SKIP guest.%s: %s" % (args.test, e))
+            return SKIP
+        except Failure as e:
+            t.failures += 1
+            t.junit.check_failed(str(e))
+            log("FAIL: %s" % e)
+        except BaseException as e:
+            # Killed (ctest's timeout: SIGTERM) or a bug here: the file says so.
+            t.junit.check_failed("guest.%s ended by %s: %s" % (args.test, type(e).__name__, e))
+            raise
+        log("%s guest.%s in %.0f s (%d failed checks)" %
+            ("PASS" if not t.failures else "FAIL", args.test, t.elapsed(), t.failures))
+        return 1 if t.failures else 0
+    finally:
+        path = t.junit.write()
+        if path:
+            log("JUnit: %s" % path)
 
 
 if __name__ == "__main__":
