@@ -175,6 +175,10 @@ class Report:
         # Written whole, then renamed: a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(prefix=".guest.%s." % self.test, suffix=".xml", dir=directory)
         try:
+            # mkstemp makes it private; the farm's reader may be another user.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, "wb") as f:
                 self.tree().write(f, encoding="utf-8", xml_declaration=True)
             os.replace(tmp, path)
