@@ -568,6 +568,10 @@ void device_reject_request(struct device *d, struct conn *from, const struct tlp
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, req, completer, TLPB_CPL_UR);
     check_built_completion(d, &cpl, from);
+    trace_tlp(d->bridge,
+              from == d->host ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
+                              : TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE,
+              d, &cpl);
     conn_send_tlp(from, &cpl, true);
 }
 

@@ -256,7 +256,7 @@ int main(int argc, char **argv)
         }
         if (rejected) {
             size_t used = strlen(line);
-            snprintf(line + used, sizeof(line) - used, " -- rejected: %s",
+            snprintf(line + used, sizeof(line) - used, " -- reason: %s",
                      rec->reason && rec->reason[0] ? rec->reason : "(no reason recorded)");
         }
         if (match) {
