@@ -125,15 +125,30 @@ static void case_follow(const char *trace)
     REQUIRE(follower > 0, "cannot start tlpbtrace --follow");
     /* Traffic only once the follower runs (and can be told to stop). */
     uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    int early = 0;
+    bool exited = false;
     while (!catches_sigterm(follower) && it_now_ms() < deadline) {
+        if (waitpid(follower, &early, WNOHANG) == follower) {
+            exited = true;
+            break;
+        }
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
         nanosleep(&ts, NULL);
     }
-    bool running = catches_sigterm(follower);
-    if (!running) {
-        kill(follower, SIGKILL);
-        it_reap(follower, NULL);
-        REQUIRE(false, "tlpbtrace --follow did not start following");
+    if (exited || !catches_sigterm(follower)) {
+        if (!exited) {
+            kill(follower, SIGKILL);
+            it_reap(follower, NULL);
+        }
+        FILE *f = fopen(it_path("follow.err"), "r");
+        char line[256] = "";
+        if (f) {
+            if (!fgets(line, sizeof(line), f))
+                line[0] = '\0';
+            fclose(f);
+        }
+        REQUIRE(false, "tlpbtrace --follow did not start following (%s, status 0x%x): %s",
+                exited ? "exited" : "killed", early, line);
     }
 
     fx_open(&fx, "dmacopy0", false);
@@ -192,6 +207,30 @@ static void case_rejected(const char *trace)
     raw_close(&r);
 }
 
+/* A file that stops growing in the middle of a record: --follow waits for
+ * the rest, then (with --follow-timeout-ms) reports it as a plain read does. */
+static void case_follow_partial(void)
+{
+    static const char partial[] = "TLPBTRC1\x10\x00\x00\x00\x08";
+    const char *path = it_path("partial.trace");
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(partial, 1, sizeof(partial) - 1, f) == sizeof(partial) - 1,
+            "cannot write %s", path);
+    fclose(f);
+    const char *plain[] = {path, NULL};
+    const char *followed[] = {path, "--follow", "--follow-timeout-ms", "50", NULL};
+    const char *const *runs[] = {plain, followed};
+    for (unsigned i = 0; i < 2; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = trace_tool(runs[i], &out, &err);
+        CHECK(rc == 1 && err && strstr(err, "truncated record after 0 records"),
+              "%s read of a partial record: exit %d, '%s'", i ? "following" : "plain", rc,
+              err ? err : "");
+        free(out);
+        free(err);
+    }
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_trace_safe");
@@ -214,6 +253,7 @@ int main(int argc, char **argv)
         IT_RUN("tlpbtrace --follow sees every record", case_follow(trace));
     } else if (strcmp(mode, "rejected") == 0) {
         IT_RUN("a rejected TLP is traced with its reason", case_rejected(trace));
+        IT_RUN("--follow-timeout-ms ends a read stopped mid-record", case_follow_partial());
     } else {
         REQUIRE(false, "unknown --mode %s", mode);
     }
