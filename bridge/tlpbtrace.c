@@ -250,7 +250,7 @@ int main(int argc, char **argv)
                 match = false;
         } else {
             /* A rejected message of another kind (sent in the wrong direction). */
-            snprintf(line, sizeof(line), "message %d", (int)rec->message->body_case);
+            snprintf(line, sizeof(line), "%s", tlpb_message_name(rec->message->body_case));
             if (kind || lo != 0 || hi != UINT64_MAX)
                 match = false;
         }
