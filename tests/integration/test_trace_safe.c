@@ -5,8 +5,9 @@
  *                    the host had served;
  *   --mode follow:   a `tlpbtrace --follow` reader started before any traffic
  *                    ends with the same count as a plain read afterwards;
- *   --mode rejected: a TLP the bridge rejects is in the trace with its
- *                    reason, and `tlpbtrace --rejected` selects it. */
+ *   --mode rejected: a TLP the bridge rejects (and a message in the wrong
+ *                    direction) is in the trace with its reason, and
+ *                    `tlpbtrace --rejected` selects it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,6 +192,18 @@ static void case_rejected(const char *trace)
     /* The bridge traces a rejected TLP before it answers it. */
     expect_ur(&r, 5, "MRd with last_be on 1 DW");
 
+    /* A message in the wrong direction: an Interrupt from a host. */
+    Tlpb__Envelope env;
+    Tlpb__Interrupt irq;
+    tlpb_interrupt_envelope(&env, &irq, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);
+    unsigned errors = r.errors_seen;
+    raw_send_env(&r, &env);
+    bool eof = false;
+    Tlpb__Envelope *reply = raw_next(&r, &eof);
+    CHECK(reply && r.errors_seen == errors + 1, "no Error for an Interrupt from a host");
+    if (reply)
+        tlpb_envelope_free(reply);
+
     const char *args[] = {trace, "--rejected", NULL};
     char *out = NULL, *err = NULL;
     int rc = trace_tool(args, &out, &err);
@@ -199,9 +212,12 @@ static void case_rejected(const char *trace)
     CHECK(out && strstr(out, "MRd") && strstr(out, "tag 5") &&
               strstr(out, "last_be must be 0 for a 1-DW request") && strstr(out, "dmacopy0"),
           "the rejected MRd with its reason is not in the trace: '%s'", out ? out : "");
+    CHECK(out && strstr(out, "IRQ MSI-X vector 0") &&
+              strstr(out, "Interrupt from a host is not accepted"),
+          "the Interrupt from a host is not in the trace as rejected: '%s'", out ? out : "");
     free(out);
     free(err);
-    CHECK(trace_count(trace, "--rejected", NULL) == 1, "not exactly one rejected record");
+    CHECK(trace_count(trace, "--rejected", NULL) == 2, "not exactly two rejected records");
     /* Its UR completion is traced as well, as any completion to the host. */
     CHECK(trace_count(trace, NULL, NULL) >= 2, "the UR completion is not traced");
     raw_close(&r);
