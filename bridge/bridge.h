@@ -218,8 +218,9 @@ struct bridge {
     struct conn *conns;
     unsigned device_count;
     struct device devices[BRIDGE_MAX_DEVICES];
-    FILE *trace;
+    struct trace *trace;           /* NULL: not tracing */
     char trace_path[1024];
+    uint64_t trace_records_dropped; /* records lost to failed trace writes */
     uint64_t started_ns;
     int ready_fd;
     uv_timer_t log_timer;          /* logs the summaries of rate-limited messages */
@@ -311,6 +312,15 @@ void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *
                const struct tlpb_tlp *tlp);
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
                      uint32_t vector);
+/* A TLP (or other message) the bridge refused, as a TRACE_REJECTED record
+ * with why; d may be NULL. The _pb form is for a TLP that does not even
+ * convert (malformed). */
+void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_tlp *tlp,
+                    const char *reason);
+void trace_rejected_pb(struct bridge *b, const struct device *d, const Tlpb__Tlp *pb,
+                       const char *reason);
+void trace_rejected_message(struct bridge *b, const struct device *d, const Tlpb__Envelope *msg,
+                            const char *reason);
 
 /* control.c */
 void control_handle(struct conn *c, const Tlpb__ControlRequest *req);

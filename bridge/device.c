@@ -292,6 +292,7 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
             d->stats.rejected_tlps++;
             bridge_log(TLPB_LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
                        d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
+            trace_rejected(d->bridge, d, tlp, "from the host: completion matches no DMA read");
             if (d->host)
                 tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
             return;
@@ -359,6 +360,7 @@ static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp 
         d->stats.rejected_tlps++;
         bridge_log(TLPB_LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
                    d->cfg->name, tlp->tag);
+        trace_rejected(d->bridge, d, tlp, "from the backend: completion matches no outstanding request");
         if (d->sim && d->backend == BACKEND_EXTERNAL)
             tlpb_obuf_append_error(&d->sim->ob, "completion for a tag with no outstanding request");
         return;
@@ -423,6 +425,7 @@ static void upstream_from_inactive(struct device *d, enum backend_kind from,
                " backend is %s): %s",
                d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag, backend_name(d->backend),
                non_posted ? "completed with UR" : "dropped");
+    trace_rejected(d->bridge, d, tlp, "from a simulator that no longer serves the device");
     if (non_posted)
         device_reject_request(d, d->sim, tlp);
 }
@@ -443,6 +446,7 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         d->stats.rejected_tlps++;
         bridge_log(TLPB_LOG_WARN, "device %s: a device may not send config requests (%s); UR",
                    d->cfg->name, tlpb_tlp_kind_name(tlp->kind));
+        trace_rejected(d->bridge, d, tlp, "from the device: a device may not send config requests");
         struct tlpb_tlp cpl;
         tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
         check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
@@ -564,6 +568,10 @@ void device_reject_request(struct device *d, struct conn *from, const struct tlp
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, req, completer, TLPB_CPL_UR);
     check_built_completion(d, &cpl, from);
+    trace_tlp(d->bridge,
+              from == d->host ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
+                              : TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE,
+              d, &cpl);
     conn_send_tlp(from, &cpl, true);
 }
 

@@ -358,6 +358,7 @@ static void malformed_tlp(struct conn *c, const Tlpb__Tlp *pb, const char *reaso
 {
     char msg[256];
     tlpb_malformed_tlp_reason(msg, sizeof(msg), pb, reason);
+    trace_rejected_pb(c->bridge, c->device, pb, msg);
     if (c->device)
         c->device->stats.rejected_tlps++;
     conn_fail(c, msg);
@@ -372,6 +373,7 @@ static void wrong_direction(struct conn *c, const Tlpb__Envelope *env)
              tlpb_message_name(env->body_case), tlpb_role_name(c->role));
     c->bridge->rejected_messages++;
     bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
+    trace_rejected_message(c->bridge, c->device, env, msg);
     tlpb_obuf_append_error(&c->ob, msg);
 }
 
@@ -395,6 +397,7 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         snprintf(msg, sizeof(msg), "rejected %s tag %u: %s", tlpb_tlp_kind_name(tlp.kind),
                  tlp.tag, reason);
         bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
+        trace_rejected(c->bridge, c->device, &tlp, msg);
         tlpb_obuf_append_error(&c->ob, msg);
         /* A rejected request still gets its completion: UR. */
         if (tlpb_tlp_is_non_posted(tlp.kind))

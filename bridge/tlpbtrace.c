@@ -1,11 +1,15 @@
 /* tlpbtrace: print and filter a tlpbridged trace file. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
@@ -17,7 +21,12 @@ static void usage(FILE *out)
                  "  -k, --kind KIND       only this kind: MRd, MWr, CfgRd0, CfgWr0, Cpl, CplD, IRQ\n"
                  "  -a, --address LO[-HI] only memory TLPs touching [LO, HI] (hex ok)\n"
                  "      --fallback        only completions made by the fallback\n"
-                 "  -c, --count           print only the number of matching records\n");
+                 "      --rejected        only TLPs and messages the bridge rejected\n"
+                 "  -c, --count           print only the number of matching records\n"
+                 "  -F, --follow          keep reading as the trace grows (as tail -f), until\n"
+                 "                        SIGINT or SIGTERM (records already written are read\n"
+                 "                        first)\n"
+                 "      --follow-timeout-ms N  with --follow: also stop after N ms without growth\n");
 }
 
 static const char *direction_name(Tlpb__TraceDirection d)
@@ -26,21 +35,81 @@ static const char *direction_name(Tlpb__TraceDirection d)
     case TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE: return "h->d";
     case TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST: return "d->h";
     case TLPB__TRACE_DIRECTION__TRACE_FALLBACK: return "fb->h";
+    case TLPB__TRACE_DIRECTION__TRACE_REJECTED: return "REJ";
     default: return "?";
     }
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Reads the trace file; with follow, waits at its end for it to grow. */
+struct trace_reader {
+    int fd;
+    bool follow;
+    long timeout_ms;        /* follow: give up after this long without growth; -1 never */
+    long idle_ms;
+};
+
+enum read_result { READ_OK, READ_END, READ_PARTIAL, READ_ERROR };
+
+/* Poll interval while following: short enough for a live view, long enough
+ * to cost nothing. */
+#define FOLLOW_POLL_MS 20
+
+/* Read exactly n bytes. READ_END: nothing at all was there (the end of
+ * the records); READ_PARTIAL: some but not all. While following, the end
+ * of the file is waited at (a record being written is not an error) until a
+ * stop signal or the timeout; after a stop signal what is already in the
+ * file is still read. */
+static enum read_result read_whole(struct trace_reader *rd, void *dst, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(rd->fd, (uint8_t *)dst + got, n - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "tlpbtrace: read: %s\n", strerror(errno));
+            return READ_ERROR;
+        }
+        if (r > 0) {
+            got += (size_t)r;
+            rd->idle_ms = 0;
+            continue;
+        }
+        /* Stopped by a signal: a record still being written is left for
+         * the next reader, not an error. */
+        if (rd->follow && stop_requested)
+            return READ_END;
+        if (!rd->follow || (rd->timeout_ms >= 0 && rd->idle_ms >= rd->timeout_ms))
+            return got == 0 ? READ_END : READ_PARTIAL;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = FOLLOW_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL); /* a stop signal cuts it short */
+        rd->idle_ms += FOLLOW_POLL_MS;
+    }
+    return READ_OK;
 }
 
 int main(int argc, char **argv)
 {
     const char *device = NULL, *kind = NULL;
     uint64_t lo = 0, hi = UINT64_MAX;
-    bool only_fallback = false, count_only = false;
+    bool only_fallback = false, only_rejected = false, count_only = false, follow = false;
+    long follow_timeout_ms = -1;
     static const struct option opts[] = {
         {"device", required_argument, NULL, 'd'}, {"kind", required_argument, NULL, 'k'},
         {"address", required_argument, NULL, 'a'}, {"fallback", no_argument, NULL, 'f'},
-        {"count", no_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"count", no_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+        {"rejected", no_argument, NULL, 'r'}, {"follow", no_argument, NULL, 'F'},
+        {"follow-timeout-ms", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "d:k:a:ch", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "d:k:a:chF", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': device = optarg; break;
         case 'k': kind = optarg; break;
@@ -58,6 +127,18 @@ int main(int argc, char **argv)
         }
         case 'f': only_fallback = true; break;
         case 'c': count_only = true; break;
+        case 'r': only_rejected = true; break;
+        case 'F': follow = true; break;
+        case 'T': {
+            char *end;
+            errno = 0;
+            follow_timeout_ms = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || follow_timeout_ms < 0) {
+                fprintf(stderr, "tlpbtrace: bad --follow-timeout-ms %s\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -66,13 +147,22 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    FILE *f = fopen(argv[optind], "rb");
-    if (!f) {
+    int fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         fprintf(stderr, "tlpbtrace: %s: %s\n", argv[optind], strerror(errno));
         return 1;
     }
+    if (follow) {
+        /* No SA_RESTART: the signal also ends the wait for more. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_stop_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    struct trace_reader rd = {.fd = fd, .follow = follow, .timeout_ms = follow_timeout_ms};
     char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "TLPBTRC1", 8) != 0) {
+    if (read_whole(&rd, magic, 8) != READ_OK || memcmp(magic, "TLPBTRC1", 8) != 0) {
         fprintf(stderr, "tlpbtrace: %s is not a tlpbridge trace\n", argv[optind]);
         return 1;
     }
@@ -82,11 +172,15 @@ int main(int argc, char **argv)
     int status = 0;
     for (;;) {
         uint8_t prefix[4];
-        size_t got = fread(prefix, 1, 4, f);
-        if (got == 0)
+        enum read_result got = read_whole(&rd, prefix, 4);
+        if (got == READ_END)
             break;
-        if (got != 4) {
+        if (got == READ_PARTIAL) {
             fprintf(stderr, "tlpbtrace: truncated record after %llu records\n", records);
+            status = 1;
+            break;
+        }
+        if (got == READ_ERROR) {
             status = 1;
             break;
         }
@@ -105,8 +199,11 @@ int main(int argc, char **argv)
             buf = grown;
             cap = len;
         }
-        if (fread(buf, 1, len, f) != len) {
-            fprintf(stderr, "tlpbtrace: truncated record after %llu records\n", records);
+        /* A record is whole or not there at all: the prefix counts. */
+        got = read_whole(&rd, buf, len);
+        if (got != READ_OK) {
+            if (got != READ_ERROR)
+                fprintf(stderr, "tlpbtrace: truncated record after %llu records\n", records);
             status = 1;
             break;
         }
@@ -122,6 +219,9 @@ int main(int argc, char **argv)
         char line[512] = "";
         bool match = !device || strcmp(device, rec->device) == 0;
         if (only_fallback && rec->direction != TLPB__TRACE_DIRECTION__TRACE_FALLBACK)
+            match = false;
+        bool rejected = rec->direction == TLPB__TRACE_DIRECTION__TRACE_REJECTED;
+        if (only_rejected && !rejected)
             match = false;
         if (rec->message->body_case == TLPB__ENVELOPE__BODY_TLP) {
             struct tlpb_tlp tlp;
@@ -148,6 +248,16 @@ int main(int argc, char **argv)
                 match = false;
             if (lo != 0 || hi != UINT64_MAX)
                 match = false;
+        } else {
+            /* A rejected message of another kind (sent in the wrong direction). */
+            snprintf(line, sizeof(line), "%s", tlpb_message_name(rec->message->body_case));
+            if (kind || lo != 0 || hi != UINT64_MAX)
+                match = false;
+        }
+        if (rejected) {
+            size_t used = strlen(line);
+            snprintf(line + used, sizeof(line) - used, " -- reason: %s",
+                     rec->reason && rec->reason[0] ? rec->reason : "(no reason recorded)");
         }
         if (match) {
             matched++;
@@ -165,6 +275,6 @@ int main(int argc, char **argv)
     if (count_only)
         printf("%llu\n", matched);
     free(buf);
-    fclose(f);
+    close(fd);
     return status;
 }

@@ -1,6 +1,13 @@
-/* The transaction trace: every TLP and interrupt through the bridge, with
- * time, direction, device and backend, as framed TraceRecords after an
- * 8-byte magic. tlpbtrace prints and filters it. */
+/* The transaction trace: every TLP and interrupt through the bridge, and
+ * every TLP it rejects, with time, direction, device and backend, as framed
+ * TraceRecords after an 8-byte magic. tlpbtrace prints and filters it.
+ *
+ * Crash safety: each record (length prefix and TraceRecord) goes to the
+ * file in one write(2) on an O_APPEND descriptor, with nothing buffered in
+ * the process. A record the bridge has written is in the file even if the
+ * bridge is killed the next instant, and a reader never sees half a record
+ * unless a write came up short; then the file is cut back to the last whole
+ * record and tracing stops. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,13 +20,47 @@
 
 #define TRACE_MAGIC "TLPBTRC1"
 
+struct trace {
+    int fd;
+    off_t whole_bytes;          /* file size up to the last whole record */
+    uint8_t *frame;             /* reused frame buffer */
+    size_t frame_cap;
+    uint64_t records;
+};
+
+/* Append len bytes, completing a short write. Returns 0, or an errno
+ * value (ENOSPC for a write that made no progress). */
+static int append_all(int fd, const uint8_t *bytes, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, bytes + done, len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return ENOSPC;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static void trace_free(struct trace *t)
+{
+    close(t->fd);
+    free(t->frame);
+    free(t);
+}
+
 int trace_open(struct bridge *b, const char *path, char *err, size_t err_size)
 {
     /* Only ever a new file, whoever names it (a control client, the
      * operator's --trace): a trace can never overwrite (or, through a
      * symlink, redirect to) anything. O_EXCL already refuses a symlink;
      * O_NOFOLLOW says so. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == EEXIST || errno == ELOOP)
             snprintf(err, err_size,
@@ -29,15 +70,19 @@ int trace_open(struct bridge *b, const char *path, char *err, size_t err_size)
             snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
         return -1;
     }
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        snprintf(err, err_size, "cannot open trace file %s: %s", path, strerror(errno));
+    int rc = append_all(fd, (const uint8_t *)TRACE_MAGIC, 8);
+    struct trace *t = rc ? NULL : calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, err_size, "cannot write trace file %s: %s", path,
+                 strerror(rc ? rc : ENOMEM));
         close(fd);
+        unlink(path); /* ours: O_EXCL made it */
         return -1;
     }
+    t->fd = fd;
+    t->whole_bytes = 8;
     trace_close(b);
-    fwrite(TRACE_MAGIC, 1, 8, f);
-    b->trace = f;
+    b->trace = t;
     snprintf(b->trace_path, sizeof(b->trace_path), "%s", path);
     bridge_log(TLPB_LOG_INFO, "tracing to %s", path);
     return 0;
@@ -46,10 +91,29 @@ int trace_open(struct bridge *b, const char *path, char *err, size_t err_size)
 void trace_close(struct bridge *b)
 {
     if (b->trace) {
-        fclose(b->trace);
+        bridge_log(TLPB_LOG_INFO, "trace %s closed (%llu records)", b->trace_path,
+                   (unsigned long long)b->trace->records);
+        trace_free(b->trace);
         b->trace = NULL;
-        bridge_log(TLPB_LOG_INFO, "trace %s closed", b->trace_path);
     }
+}
+
+/* A write failed (rc): cut the file back to its last whole record, so a
+ * reader never meets a torn one, and stop tracing. */
+static void trace_write_failed(struct bridge *b, int rc)
+{
+    struct trace *t = b->trace;
+    b->trace_records_dropped++;
+    bool cut = ftruncate(t->fd, t->whole_bytes) == 0;
+    bridge_log(TLPB_LOG_ERROR,
+               "trace %s: write failed (%s) after %llu records; the record is dropped (%llu"
+               " dropped in all), %s, tracing off",
+               b->trace_path, strerror(rc), (unsigned long long)t->records,
+               (unsigned long long)b->trace_records_dropped,
+               cut ? "the file ends with the last whole record"
+                   : "the file may end with a partial record (truncate failed)");
+    trace_free(t);
+    b->trace = NULL;
 }
 
 static uint64_t realtime_ns(void)
@@ -59,32 +123,41 @@ static uint64_t realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void write_record(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
-                         Tlpb__Envelope *msg)
+static void write_record(struct bridge *b, Tlpb__TraceRecord *rec)
 {
-    Tlpb__TraceRecord rec = TLPB__TRACE_RECORD__INIT;
-    rec.time_ns = realtime_ns();
-    rec.direction = dir;
-    rec.device = (char *)d->cfg->name;
-    rec.backend = (char *)backend_name(d->backend);
-    rec.message = msg;
-    size_t len = tlpb__trace_record__get_packed_size(&rec);
-    uint8_t prefix[4];
-    tlpb_put_le32(prefix, (uint32_t)len);
-    uint8_t small[512];
-    uint8_t *buf = len <= sizeof(small) ? small : malloc(len);
-    if (!buf)
-        return;
-    tlpb__trace_record__pack(&rec, buf);
-    if (fwrite(prefix, 1, 4, b->trace) != 4 || fwrite(buf, 1, len, b->trace) != len) {
-        bridge_log(TLPB_LOG_ERROR, "trace write failed (%s); tracing off", strerror(errno));
-        if (buf != small)
-            free(buf);
-        trace_close(b);
+    struct trace *t = b->trace;
+    rec->time_ns = realtime_ns();
+    size_t len = tlpb__trace_record__get_packed_size(rec);
+    size_t frame_len = 4 + len;
+    if (frame_len > t->frame_cap) {
+        size_t cap = frame_len < 4096 ? 4096 : frame_len;
+        uint8_t *grown = realloc(t->frame, cap);
+        if (!grown) {
+            trace_write_failed(b, ENOMEM);
+            return;
+        }
+        t->frame = grown;
+        t->frame_cap = cap;
+    }
+    tlpb_put_le32(t->frame, (uint32_t)len);
+    tlpb__trace_record__pack(rec, t->frame + 4);
+    int rc = append_all(t->fd, t->frame, frame_len);
+    if (rc) {
+        trace_write_failed(b, rc);
         return;
     }
-    if (buf != small)
-        free(buf);
+    t->whole_bytes += (off_t)frame_len;
+    t->records++;
+}
+
+static void record_init(Tlpb__TraceRecord *rec, Tlpb__TraceDirection dir, const struct device *d,
+                        Tlpb__Envelope *msg)
+{
+    tlpb__trace_record__init(rec);
+    rec->direction = dir;
+    rec->device = d ? (char *)d->cfg->name : (char *)"";
+    rec->backend = d ? (char *)backend_name(d->backend) : (char *)"";
+    rec->message = msg;
 }
 
 void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
@@ -97,7 +170,41 @@ void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_TLP;
     env.tlp = &pb;
-    write_record(b, dir, d, &env);
+    Tlpb__TraceRecord rec;
+    record_init(&rec, dir, d, &env);
+    write_record(b, &rec);
+}
+
+void trace_rejected_message(struct bridge *b, const struct device *d, const Tlpb__Envelope *msg,
+                            const char *reason)
+{
+    if (!b->trace)
+        return;
+    Tlpb__TraceRecord rec;
+    record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_REJECTED, d, (Tlpb__Envelope *)msg);
+    rec.reason = (char *)reason;
+    write_record(b, &rec);
+}
+
+void trace_rejected_pb(struct bridge *b, const struct device *d, const Tlpb__Tlp *pb,
+                       const char *reason)
+{
+    if (!b->trace)
+        return;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TLP;
+    env.tlp = (Tlpb__Tlp *)pb;
+    trace_rejected_message(b, d, &env, reason);
+}
+
+void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_tlp *tlp,
+                    const char *reason)
+{
+    if (!b->trace)
+        return;
+    Tlpb__Tlp pb;
+    tlpb_tlp_to_pb(&pb, tlp);
+    trace_rejected_pb(b, d, &pb, reason);
 }
 
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
@@ -108,5 +215,7 @@ void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKi
     Tlpb__Interrupt irq;
     Tlpb__Envelope env;
     tlpb_interrupt_envelope(&env, &irq, kind, vector);
-    write_record(b, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, &env);
+    Tlpb__TraceRecord rec;
+    record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, &env);
+    write_record(b, &rec);
 }
