@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pcapng.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
@@ -26,7 +27,10 @@ static void usage(FILE *out)
                  "  -F, --follow          keep reading as the trace grows (as tail -f), until\n"
                  "                        SIGINT or SIGTERM (records already written are read\n"
                  "                        first)\n"
-                 "      --follow-timeout-ms N  with --follow: also stop after N ms without growth\n");
+                 "      --follow-timeout-ms N  with --follow: also stop after N ms without growth\n"
+                 "      --pcapng OUT      write the matching records to OUT as pcapng for\n"
+                 "                        Wireshark (see docs/bridge.md, \"Traces\") instead of\n"
+                 "                        printing them\n");
 }
 
 static const char *direction_name(Tlpb__TraceDirection d)
@@ -38,6 +42,71 @@ static const char *direction_name(Tlpb__TraceDirection d)
     case TLPB__TRACE_DIRECTION__TRACE_REJECTED: return "REJ";
     default: return "?";
     }
+}
+
+/* One record as a pcapng packet: our header, then the TLP as on the link,
+ * the interrupt, or a text (docs/protocol.md, "Trace export (pcapng)").
+ * tlp is NULL unless the record holds a TLP that decoded; text describes
+ * anything that cannot be shown in wire format. */
+static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct tlpb_tlp *tlp,
+                         const char *text)
+{
+    uint8_t wire_header[TLPB_WIRE_HEADER_MAX];
+    int header_len = tlp ? tlpb_tlp_encode_header(tlp, wire_header) : -1;
+    size_t device_len = strnlen(rec->device ? rec->device : "", UINT8_MAX);
+    size_t backend_len = strnlen(rec->backend ? rec->backend : "", UINT8_MAX);
+    size_t reason_len = strnlen(rec->reason ? rec->reason : "", UINT16_MAX);
+    char unencodable[600];
+    if (tlp && header_len < 0) {
+        /* e.g. fast-mode DMA beyond 1024 DW: not a TLP the link can carry */
+        snprintf(unencodable, sizeof(unencodable), "not encodable as a PCIe TLP: %s", text);
+        text = unencodable;
+    }
+    size_t text_len = strnlen(text, UINT16_MAX);
+    size_t cap = 8 + device_len + backend_len + reason_len + 4 + text_len + TLPB_WIRE_HEADER_MAX +
+                 (tlp ? tlp->payload_bytes : 0);
+    uint8_t *pkt = malloc(cap);
+    if (!pkt)
+        return -1;
+    size_t n = 0;
+    pkt[n++] = TLPB_PCAPNG_VERSION;
+    pkt[n++] = (uint8_t)rec->direction;
+    enum tlpb_pcapng_record_kind kind = TLPB_PCAPNG_KIND_OTHER;
+    if (tlp && header_len > 0)
+        kind = TLPB_PCAPNG_KIND_TLP;
+    else if (!tlp && rec->message->body_case == TLPB__ENVELOPE__BODY_INTERRUPT)
+        kind = TLPB_PCAPNG_KIND_INTERRUPT;
+    pkt[n++] = (uint8_t)kind;
+    pkt[n++] = (uint8_t)device_len;
+    memcpy(pkt + n, rec->device, device_len);
+    n += device_len;
+    pkt[n++] = (uint8_t)backend_len;
+    memcpy(pkt + n, rec->backend, backend_len);
+    n += backend_len;
+    tlpb_put_le16(pkt + n, (uint16_t)reason_len);
+    n += 2;
+    memcpy(pkt + n, rec->reason, reason_len);
+    n += reason_len;
+    if (kind == TLPB_PCAPNG_KIND_TLP) {
+        memcpy(pkt + n, wire_header, (size_t)header_len);
+        n += (size_t)header_len;
+        if (tlp->payload_bytes) {
+            memcpy(pkt + n, tlp->payload, tlp->payload_bytes);
+            n += tlp->payload_bytes;
+        }
+    } else if (kind == TLPB_PCAPNG_KIND_INTERRUPT) {
+        pkt[n++] = (uint8_t)rec->message->interrupt->kind;
+        tlpb_put_le32(pkt + n, rec->message->interrupt->vector);
+        n += 4;
+    } else {
+        tlpb_put_le16(pkt + n, (uint16_t)text_len);
+        n += 2;
+        memcpy(pkt + n, text, text_len);
+        n += text_len;
+    }
+    int rc = pcapng_write_packet(out, rec->time_ns, pkt, (uint32_t)n);
+    free(pkt);
+    return rc;
 }
 
 static volatile sig_atomic_t stop_requested;
@@ -102,12 +171,14 @@ int main(int argc, char **argv)
     uint64_t lo = 0, hi = UINT64_MAX;
     bool only_fallback = false, only_rejected = false, count_only = false, follow = false;
     long follow_timeout_ms = -1;
+    const char *pcapng_path = NULL;
     static const struct option opts[] = {
         {"device", required_argument, NULL, 'd'}, {"kind", required_argument, NULL, 'k'},
         {"address", required_argument, NULL, 'a'}, {"fallback", no_argument, NULL, 'f'},
         {"count", no_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
         {"rejected", no_argument, NULL, 'r'}, {"follow", no_argument, NULL, 'F'},
-        {"follow-timeout-ms", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+        {"follow-timeout-ms", required_argument, NULL, 'T'},
+        {"pcapng", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "d:k:a:chF", opts, NULL)) != -1) {
         switch (ch) {
@@ -139,6 +210,7 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'P': pcapng_path = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -165,6 +237,17 @@ int main(int argc, char **argv)
     if (read_whole(&rd, magic, 8) != READ_OK || memcmp(magic, "TLPBTRC1", 8) != 0) {
         fprintf(stderr, "tlpbtrace: %s is not a tlpbridge trace\n", argv[optind]);
         return 1;
+    }
+    FILE *pcapng = NULL;
+    if (pcapng_path) {
+        pcapng = fopen(pcapng_path, "wbe");
+        if (!pcapng || pcapng_write_header(pcapng, TLPB_PCAPNG_LINKTYPE) != 0) {
+            fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
+            if (pcapng)
+                fclose(pcapng);
+            close(fd);
+            return 1;
+        }
     }
     uint8_t *buf = NULL;
     size_t cap = 0;
@@ -217,6 +300,8 @@ int main(int argc, char **argv)
             continue;
         }
         char line[512] = "";
+        struct tlpb_tlp tlp;
+        bool tlp_decoded = false;
         bool match = !device || strcmp(device, rec->device) == 0;
         if (only_fallback && rec->direction != TLPB__TRACE_DIRECTION__TRACE_FALLBACK)
             match = false;
@@ -224,11 +309,11 @@ int main(int argc, char **argv)
         if (only_rejected && !rejected)
             match = false;
         if (rec->message->body_case == TLPB__ENVELOPE__BODY_TLP) {
-            struct tlpb_tlp tlp;
             const char *reason;
             if (tlpb_tlp_from_pb(&tlp, rec->message->tlp, &reason) != 0) {
                 snprintf(line, sizeof(line), "malformed TLP: %s", reason);
             } else {
+                tlp_decoded = true;
                 tlpb_tlp_format(&tlp, line, sizeof(line));
                 if (kind && strcasecmp(kind, tlpb_tlp_kind_name(tlp.kind)) != 0)
                     match = false;
@@ -254,12 +339,24 @@ int main(int argc, char **argv)
             if (kind || lo != 0 || hi != UINT64_MAX)
                 match = false;
         }
+        /* The reason has a field of its own in a pcapng export. */
+        char body_text[sizeof(line)];
+        snprintf(body_text, sizeof(body_text), "%s", line);
         if (rejected) {
             size_t used = strlen(line);
             snprintf(line + used, sizeof(line) - used, " -- reason: %s",
                      rec->reason && rec->reason[0] ? rec->reason : "(no reason recorded)");
         }
-        if (match) {
+        if (match && pcapng) {
+            matched++;
+            if (export_record(pcapng, rec, tlp_decoded ? &tlp : NULL, body_text) != 0 ||
+                (follow && fflush(pcapng) != 0)) {
+                fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
+                tlpb__trace_record__free_unpacked(rec, NULL);
+                status = 1;
+                break;
+            }
+        } else if (match) {
             matched++;
             if (!count_only) {
                 time_t sec = (time_t)(rec->time_ns / 1000000000u);
@@ -274,6 +371,10 @@ int main(int argc, char **argv)
     }
     if (count_only)
         printf("%llu\n", matched);
+    if (pcapng && fclose(pcapng) != 0) {
+        fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
+        status = 1;
+    }
     free(buf);
     close(fd);
     return status;
