@@ -46,6 +46,7 @@ packages=(
 if [ "$mode" = test ]; then
   packages+=(
     libcmocka-dev                    # unit tests
+    tshark                           # the Wireshark dissector test (integration.pcapng_export)
     clang-16 libclang-rt-16-dev      # libFuzzer fuzz targets (the runtime is in libclang-rt)
   )
 fi
