@@ -11,6 +11,7 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "raw_peer.h"
 
 #define SCRATCH_VALUE 0xA5A55A5Au
 #define COPY_BYTES 256u
@@ -40,10 +41,11 @@ static const char *const fields[] = {
     "tlpbridge.tlp.rq_id",    "tlpbridge.tlp.tag",      "tlpbridge.tlp.payload",
     "tlpbridge.irq.kind",     "tlpbridge.irq.vector",   "tlpbridge.tlp.tc",
     "tlpbridge.tlp.ep",       "tlpbridge.tlp.td",       "tlpbridge.tlp.attr",
+    "tlpbridge.reason",
 };
 enum { F_DEVICE, F_DIR, F_KIND, F_FMTTP, F_ADDR, F_LENGTH, F_FIRST_BE, F_LAST_BE, F_BYTE_COUNT,
        F_STATUS, F_LOWER_ADDR, F_CFG_OFFSET, F_RQ_ID, F_TAG, F_PAYLOAD, F_IRQ_KIND, F_IRQ_VECTOR,
-       F_TC, F_EP, F_TD, F_ATTR, F_COUNT };
+       F_TC, F_EP, F_TD, F_ATTR, F_REASON, F_COUNT };
 
 struct row {
     char *f[F_COUNT];
@@ -113,6 +115,15 @@ static void case_export(const char *trace)
     CHECK_EQ_U64(fx_rd32(&fx, REG_SCRATCH), SCRATCH_VALUE, "SCRATCH while tracing");
     fx_reset_engine(&fx, 16);
     fx_copy(&fx, SRC_OFF, DST_OFF, COPY_BYTES, "small copy while tracing");
+    fx_close(&fx);
+    /* A TLP the bridge refuses (1 DW with a last_be), from a raw host. */
+    struct raw r;
+    raw_host(&r, "dmacopy0");
+    struct tlpb_tlp bad = {.kind = TLPB_TLP_MRD, .tag = 5, .length_dw = 1, .first_be = 0xF,
+                           .last_be = 0xF, .address = DMACOPY_BAR0_ADDR};
+    raw_send_tlp(&r, &bad);
+    expect_ur(&r, 5, "MRd with last_be on 1 DW");
+    raw_close(&r);
 
     const char *pcap = it_path("trace.pcapng");
     char *out = NULL, *err = NULL;
@@ -205,6 +216,15 @@ static void case_export(const char *trace)
     CHECK(irq >= 0 && is(&rows[irq], F_IRQ_KIND, "1") && is(&rows[irq], F_IRQ_VECTOR, "0") &&
               is(&rows[irq], F_DIR, "2"),
           "the MSI-X vector 0 after the copy");
+    /* The MRd the bridge refused: direction 4, the TLP as sent, the reason. */
+    int rej = -1;
+    for (unsigned i = 0; i < n && rej < 0; i++)
+        if (is(&rows[i], F_DIR, "4"))
+            rej = (int)i;
+    CHECK(rej >= 0 && is(&rows[rej], F_FMTTP, "0x00") && is(&rows[rej], F_TAG, "0x05") &&
+              is(&rows[rej], F_LAST_BE, "0x0f") && is(&rows[rej], F_ADDR, "0x00000000fe000000") &&
+              strstr(rows[rej].f[F_REASON], "last_be must be 0 for a 1-DW request"),
+          "the rejected MRd with its reason");
     if (it_failures)
         dump_rows(rows, n);
     free(out);
@@ -213,11 +233,11 @@ static void case_export(const char *trace)
 
 int main(int argc, char **argv)
 {
-    it_init(argc, argv, "test_pcapng_export");
     if (!find_tshark()) {
         printf("SKIP: tshark is not installed (apt-get install tshark); the dissector is untested\n");
         return 77;
     }
+    it_init(argc, argv, "test_pcapng_export");
     REQUIRE(it_paths.model && it_paths.tracetool, "--model and --tlpbtrace are required");
     const char *trace = it_path("bridge.trace");
     char dev[1200];
@@ -228,6 +248,5 @@ int main(int argc, char **argv)
     fx_enumerate(&fx);
     fx_init_device(&fx);
     IT_RUN("tlpbtrace --pcapng read back by tshark with the dissector", case_export(trace));
-    fx_close(&fx);
     return it_finish();
 }
