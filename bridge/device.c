@@ -397,6 +397,9 @@ static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp 
  * middle of sending it, so its answer is delivered from the event loop. */
 static void downstream_reply_to_backend(struct device *d, const struct tlpb_tlp *cpl)
 {
+    /* Made by the bridge for the root complex: traced like the host's own
+     * completions, so every TLP the device receives is in the trace. */
+    trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, cpl);
     if (d->backend == BACKEND_HLSIM)
         hlsim_backend_downstream_later(d, cpl);
     else
