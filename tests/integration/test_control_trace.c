@@ -205,11 +205,14 @@ static void case_trace(void)
     const char *all[] = {trace, NULL};
     long total = it_trace_count(all);
     const char *cfgrd[] = {"--device", "dmacopy0", "--kind", "CfgRd0", trace, NULL};
-    CHECK(it_trace_count(cfgrd) == 2, "dmacopy0 CfgRd0 records: %ld, expected 2", it_trace_count(cfgrd));
+    CHECK(it_trace_count(cfgrd) == 2, "dmacopy0 CfgRd0 records: %ld, expected 2",
+          it_trace_count(cfgrd));
     const char *scratch_wr[] = {"--device", "dmacopy0", "--kind", "MWr", "--address", "0xfe000004", trace, NULL};
-    CHECK(it_trace_count(scratch_wr) == 1, "SCRATCH writes: %ld, expected 1", it_trace_count(scratch_wr));
+    CHECK(it_trace_count(scratch_wr) == 1, "SCRATCH writes: %ld, expected 1",
+          it_trace_count(scratch_wr));
     const char *scratch_rd[] = {"-d", "dmacopy0", "-k", "mrd", "-a", "0xfe000004-0xfe000007", trace, NULL};
-    CHECK(it_trace_count(scratch_rd) == 3, "SCRATCH reads: %ld, expected 3", it_trace_count(scratch_rd));
+    CHECK(it_trace_count(scratch_rd) == 3, "SCRATCH reads: %ld, expected 3",
+          it_trace_count(scratch_rd));
     const char *irq[] = {"--device", "dmacopy0", "--kind", "IRQ", trace, NULL};
     CHECK(it_trace_count(irq) == 1, "dmacopy0 interrupts: %ld, expected 1", it_trace_count(irq));
     const char *nosuch[] = {"--device", "nosuch", trace, NULL};
