@@ -57,9 +57,12 @@ int pcapng_write_header(FILE *out, uint16_t linktype)
     return put(out, shb, sizeof(shb)) || put(out, idb, sizeof(idb)) ? -1 : 0;
 }
 
-int pcapng_write_packet(FILE *out, uint64_t time_ns, const uint8_t *data, uint32_t len)
+int pcapng_write_packet(FILE *out, uint64_t time_ns, const uint8_t *data, uint32_t len,
+                        uint32_t orig_len)
 {
     static const uint8_t zeros[4];
+    if (orig_len < len)
+        return -1;
     uint32_t padded = pad4(len);
     uint32_t total = 32u + padded;
     uint8_t head[28];
@@ -69,7 +72,7 @@ int pcapng_write_packet(FILE *out, uint64_t time_ns, const uint8_t *data, uint32
     tlpb_put_le32(head + 12, (uint32_t)(time_ns >> 32));
     tlpb_put_le32(head + 16, (uint32_t)time_ns);
     tlpb_put_le32(head + 20, len); /* captured */
-    tlpb_put_le32(head + 24, len); /* original */
+    tlpb_put_le32(head + 24, orig_len); /* original */
     if (put(out, head, sizeof(head)) || put(out, data, len) || put(out, zeros, padded - len) ||
         put32(out, total))
         return -1;

@@ -29,7 +29,10 @@ enum tlpb_pcapng_record_kind {
  * error (errno set). */
 int pcapng_write_header(FILE *out, uint16_t linktype);
 
-/* Write one Enhanced Packet Block on interface 0. */
-int pcapng_write_packet(FILE *out, uint64_t time_ns, const uint8_t *data, uint32_t len);
+/* Write one Enhanced Packet Block on interface 0: len captured bytes of
+ * a packet that was orig_len bytes long (orig_len >= len; larger when the
+ * capture was cut short). 0, or -1 on a write error or orig_len < len. */
+int pcapng_write_packet(FILE *out, uint64_t time_ns, const uint8_t *data, uint32_t len,
+                        uint32_t orig_len);
 
 #endif

@@ -30,7 +30,8 @@ static void usage(FILE *out)
                  "      --follow-timeout-ms N  with --follow: also stop after N ms without growth\n"
                  "      --pcapng OUT      write the matching records to OUT as pcapng for\n"
                  "                        Wireshark (see docs/bridge.md, \"Traces\") instead of\n"
-                 "                        printing them\n");
+                 "                        printing them; written to OUT.tmp and renamed to\n"
+                 "                        OUT once complete (no OUT after an error)\n");
 }
 
 static const char *direction_name(Tlpb__TraceDirection d)
@@ -43,6 +44,11 @@ static const char *direction_name(Tlpb__TraceDirection d)
     default: return "?";
     }
 }
+
+/* Payload bytes of a TLP put into a pcapng packet; the packet's original
+ * length still counts all of them. Keeps every packet far below the
+ * 262144-byte packets Wireshark reads. */
+#define PCAPNG_PAYLOAD_CAPTURE_MAX 4096u
 
 /* One record as a pcapng packet: our header, then the TLP as on the link,
  * the interrupt, or a text (docs/protocol.md, "Trace export (pcapng)").
@@ -63,8 +69,11 @@ static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct t
         text = unencodable;
     }
     size_t text_len = strnlen(text, UINT16_MAX);
+    uint32_t payload_bytes = tlp ? tlp->payload_bytes : 0;
+    uint32_t captured_payload =
+        payload_bytes < PCAPNG_PAYLOAD_CAPTURE_MAX ? payload_bytes : PCAPNG_PAYLOAD_CAPTURE_MAX;
     size_t cap = 8 + device_len + backend_len + reason_len + 4 + text_len + TLPB_WIRE_HEADER_MAX +
-                 (tlp ? tlp->payload_bytes : 0);
+                 captured_payload;
     uint8_t *pkt = malloc(cap);
     if (!pkt)
         return -1;
@@ -87,13 +96,15 @@ static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct t
     n += 2;
     memcpy(pkt + n, rec->reason, reason_len);
     n += reason_len;
+    size_t orig_len = n;
     if (kind == TLPB_PCAPNG_KIND_TLP) {
         memcpy(pkt + n, wire_header, (size_t)header_len);
         n += (size_t)header_len;
-        if (tlp->payload_bytes) {
-            memcpy(pkt + n, tlp->payload, tlp->payload_bytes);
-            n += tlp->payload_bytes;
+        if (captured_payload) {
+            memcpy(pkt + n, tlp->payload, captured_payload);
+            n += captured_payload;
         }
+        orig_len = n + (payload_bytes - captured_payload);
     } else if (kind == TLPB_PCAPNG_KIND_INTERRUPT) {
         pkt[n++] = (uint8_t)rec->message->interrupt->kind;
         tlpb_put_le32(pkt + n, rec->message->interrupt->vector);
@@ -104,7 +115,9 @@ static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct t
         memcpy(pkt + n, text, text_len);
         n += text_len;
     }
-    int rc = pcapng_write_packet(out, rec->time_ns, pkt, (uint32_t)n);
+    if (kind != TLPB_PCAPNG_KIND_TLP)
+        orig_len = n;
+    int rc = pcapng_write_packet(out, rec->time_ns, pkt, (uint32_t)n, (uint32_t)orig_len);
     free(pkt);
     return rc;
 }
@@ -123,6 +136,7 @@ struct trace_reader {
     bool follow;
     long timeout_ms;        /* follow: give up after this long without growth; -1 never */
     long idle_ms;
+    off_t offset;           /* bytes read so far */
 };
 
 enum read_result { READ_OK, READ_END, READ_PARTIAL, READ_ERROR };
@@ -149,6 +163,7 @@ static enum read_result read_whole(struct trace_reader *rd, void *dst, size_t n)
         }
         if (r > 0) {
             got += (size_t)r;
+            rd->offset += r;
             rd->idle_ms = 0;
             continue;
         }
@@ -158,6 +173,17 @@ static enum read_result read_whole(struct trace_reader *rd, void *dst, size_t n)
             return READ_END;
         if (!rd->follow || (rd->timeout_ms >= 0 && rd->idle_ms >= rd->timeout_ms))
             return got == 0 ? READ_END : READ_PARTIAL;
+        /* A file cut back under the reader (truncated, or replaced in
+         * place) would otherwise be waited on for ever. */
+        struct stat st;
+        if (fstat(rd->fd, &st) != 0) {
+            fprintf(stderr, "tlpbtrace: stat: %s\n", strerror(errno));
+            return READ_ERROR;
+        }
+        if (st.st_size < rd->offset) {
+            fprintf(stderr, "tlpbtrace: trace cut back to %lld bytes\n", (long long)st.st_size);
+            return READ_ERROR;
+        }
         struct timespec ts = {.tv_sec = 0, .tv_nsec = FOLLOW_POLL_MS * 1000000L};
         nanosleep(&ts, NULL); /* a stop signal cuts it short */
         rd->idle_ms += FOLLOW_POLL_MS;
@@ -239,12 +265,31 @@ int main(int argc, char **argv)
         return 1;
     }
     FILE *pcapng = NULL;
+    char *pcapng_tmp = NULL;
     if (pcapng_path) {
-        pcapng = fopen(pcapng_path, "wbe");
+        /* Written to OUT.tmp and renamed at the end: a failed export
+         * leaves no half file, and never destroys the trace it reads. */
+        struct stat in_st, out_st;
+        if (fstat(fd, &in_st) == 0 && stat(pcapng_path, &out_st) == 0 &&
+            in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+            fprintf(stderr, "tlpbtrace: --pcapng %s is the trace being read\n", pcapng_path);
+            close(fd);
+            return 2;
+        }
+        size_t tmp_len = strlen(pcapng_path) + sizeof(".tmp");
+        pcapng_tmp = malloc(tmp_len);
+        if (pcapng_tmp) {
+            snprintf(pcapng_tmp, tmp_len, "%s.tmp", pcapng_path);
+            pcapng = fopen(pcapng_tmp, "wbe");
+        }
         if (!pcapng || pcapng_write_header(pcapng, TLPB_PCAPNG_LINKTYPE) != 0) {
-            fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
-            if (pcapng)
+            fprintf(stderr, "tlpbtrace: cannot write %s: %s\n",
+                    pcapng_tmp ? pcapng_tmp : pcapng_path, strerror(errno));
+            if (pcapng) {
                 fclose(pcapng);
+                unlink(pcapng_tmp);
+            }
+            free(pcapng_tmp);
             close(fd);
             return 1;
         }
@@ -312,6 +357,9 @@ int main(int argc, char **argv)
             const char *reason;
             if (tlpb_tlp_from_pb(&tlp, rec->message->tlp, &reason) != 0) {
                 snprintf(line, sizeof(line), "malformed TLP: %s", reason);
+                /* Neither of a kind nor at an address a filter asks for. */
+                if (kind || lo != 0 || hi != UINT64_MAX)
+                    match = false;
             } else {
                 tlp_decoded = true;
                 tlpb_tlp_format(&tlp, line, sizeof(line));
@@ -351,7 +399,7 @@ int main(int argc, char **argv)
             matched++;
             if (export_record(pcapng, rec, tlp_decoded ? &tlp : NULL, body_text) != 0 ||
                 (follow && fflush(pcapng) != 0)) {
-                fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
+                fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_tmp, strerror(errno));
                 tlpb__trace_record__free_unpacked(rec, NULL);
                 status = 1;
                 break;
@@ -371,9 +419,19 @@ int main(int argc, char **argv)
     }
     if (count_only)
         printf("%llu\n", matched);
-    if (pcapng && fclose(pcapng) != 0) {
-        fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_path, strerror(errno));
-        status = 1;
+    if (pcapng) {
+        if (fclose(pcapng) != 0) {
+            fprintf(stderr, "tlpbtrace: cannot write %s: %s\n", pcapng_tmp, strerror(errno));
+            status = 1;
+        }
+        if (status == 0 && rename(pcapng_tmp, pcapng_path) != 0) {
+            fprintf(stderr, "tlpbtrace: cannot rename %s to %s: %s\n", pcapng_tmp, pcapng_path,
+                    strerror(errno));
+            status = 1;
+        }
+        if (status != 0)
+            unlink(pcapng_tmp);
+        free(pcapng_tmp);
     }
     free(buf);
     close(fd);

@@ -136,8 +136,10 @@ class Report:
         if self.skip_reason is not None:
             case = ("checks", "skipped", self.skip_reason, "")
         elif self.check_failures:
-            case = ("checks", "failed", self.check_failures[0].splitlines()[0],
-                    "\n\n".join(self.check_failures))
+            # The first line of the first failure is the message; an empty
+            # one still makes a failed case.
+            first = (self.check_failures[0].splitlines() or ["(no message)"])[0]
+            case = ("checks", "failed", first, "\n\n".join(self.check_failures))
         else:
             case = ("checks", "passed", "", "")
         self._cases(checks, "guest.%s" % self.test, [case], totals)

@@ -463,6 +463,41 @@ int it_run_capture(const char *const *argv, char **out, char **err_out)
     return WEXITSTATUS(status);
 }
 
+int it_trace_tool(const char *const *args, char **out, char **err)
+{
+    const char *argv[16];
+    unsigned n = 0;
+    argv[n++] = it_paths.tracetool;
+    for (unsigned i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return it_run_capture(argv, out, err);
+}
+
+long it_trace_count(const char *const *args)
+{
+    const char *argv[16];
+    unsigned n = 0;
+    for (unsigned i = 0; args[i] && n < 14; i++)
+        argv[n++] = args[i];
+    argv[n++] = "--count";
+    argv[n] = NULL;
+    char *out = NULL, *err = NULL;
+    int rc = it_trace_tool(argv, &out, &err);
+    long count = -1;
+    if (rc == 0 && out) {
+        char *end;
+        count = strtol(out, &end, 10);
+        if (end == out || (*end != '\n' && *end != '\0'))
+            count = -1;
+    }
+    CHECK(rc == 0 && count >= 0, "tlpbtrace %s --count: exit %d, output '%s', errors '%s'",
+          args[0] ? args[0] : "", rc, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    return count;
+}
+
 /* ---- Lifecycle ------------------------------------------------------------- */
 
 /* The whole test's deadline, below the ctest TIMEOUT so that a hang still

@@ -187,6 +187,12 @@ void it_control_close(struct it_control_conn *cc);
 /* Run a program to completion with stdout captured (malloc'd, NUL
  * terminated) and stderr to a log file; returns its exit code, or -1. */
 int it_run_capture(const char *const *argv, char **out, char **err_out);
+/* Run tlpbtrace (--tlpbtrace) with args (NULL-terminated, at most 14) as
+ * it_run_capture does. */
+int it_trace_tool(const char *const *args, char **out, char **err);
+/* `tlpbtrace args... --count`: the number of records it counts, or -1 after
+ * a failed check (it did not exit 0 or printed no number). */
+long it_trace_count(const char *const *args);
 
 /* ---- Minimal JSON field access for the status reply ---------------------- */
 

@@ -23,41 +23,6 @@ static int ctl(char **out, char **err, const char *a0, const char *a1, const cha
     return rc;
 }
 
-static int trace_tool(char **out, char **err, const char *const *args)
-{
-    const char *argv[16];
-    unsigned n = 0;
-    argv[n++] = it_paths.tracetool;
-    for (unsigned i = 0; args[i] && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return it_run_capture(argv, out, err);
-}
-
-/* tlpbtrace ... --count: the number it prints, or -1. */
-static long trace_count(const char *const *args)
-{
-    const char *argv[16];
-    unsigned n = 0;
-    for (unsigned i = 0; args[i] && n < 14; i++)
-        argv[n++] = args[i];
-    argv[n++] = "--count";
-    argv[n] = NULL;
-    char *out = NULL, *err = NULL;
-    int rc = trace_tool(&out, &err, argv);
-    long count = -1;
-    if (rc == 0) {
-        char *end;
-        count = strtol(out, &end, 10);
-        if (end == out || (*end != '\n' && *end != '\0'))
-            count = -1;
-    }
-    CHECK(rc == 0 && count >= 0, "tlpbtrace --count: exit %d, output '%s', errors '%s'", rc, out, err);
-    free(out);
-    free(err);
-    return count;
-}
-
 static bool json_str_is(const char *obj, const char *key, const char *want)
 {
     char text[1200];
@@ -229,7 +194,7 @@ static void case_trace(void)
     free(err);
 
     const char *plain[] = {trace, NULL};
-    rc = trace_tool(&out, &err, plain);
+    rc = it_trace_tool(plain, &out, &err);
     CHECK(rc == 0, "tlpbtrace exit %d: %s", rc, err);
     CHECK(strstr(out, "CfgRd0") && strstr(out, "MWr") && strstr(out, "CplD") &&
               strstr(out, "IRQ MSI-X vector 0") && strstr(out, "h->d") && strstr(out, "d->h"),
@@ -238,34 +203,37 @@ static void case_trace(void)
     free(err);
 
     const char *all[] = {trace, NULL};
-    long total = trace_count(all);
+    long total = it_trace_count(all);
     const char *cfgrd[] = {"--device", "dmacopy0", "--kind", "CfgRd0", trace, NULL};
-    CHECK(trace_count(cfgrd) == 2, "dmacopy0 CfgRd0 records: %ld, expected 2", trace_count(cfgrd));
+    CHECK(it_trace_count(cfgrd) == 2, "dmacopy0 CfgRd0 records: %ld, expected 2",
+          it_trace_count(cfgrd));
     const char *scratch_wr[] = {"--device", "dmacopy0", "--kind", "MWr", "--address", "0xfe000004", trace, NULL};
-    CHECK(trace_count(scratch_wr) == 1, "SCRATCH writes: %ld, expected 1", trace_count(scratch_wr));
+    CHECK(it_trace_count(scratch_wr) == 1, "SCRATCH writes: %ld, expected 1",
+          it_trace_count(scratch_wr));
     const char *scratch_rd[] = {"-d", "dmacopy0", "-k", "mrd", "-a", "0xfe000004-0xfe000007", trace, NULL};
-    CHECK(trace_count(scratch_rd) == 3, "SCRATCH reads: %ld, expected 3", trace_count(scratch_rd));
+    CHECK(it_trace_count(scratch_rd) == 3, "SCRATCH reads: %ld, expected 3",
+          it_trace_count(scratch_rd));
     const char *irq[] = {"--device", "dmacopy0", "--kind", "IRQ", trace, NULL};
-    CHECK(trace_count(irq) == 1, "dmacopy0 interrupts: %ld, expected 1", trace_count(irq));
+    CHECK(it_trace_count(irq) == 1, "dmacopy0 interrupts: %ld, expected 1", it_trace_count(irq));
     const char *nosuch[] = {"--device", "nosuch", trace, NULL};
-    CHECK(trace_count(nosuch) == 0, "records of an unknown device: %ld", trace_count(nosuch));
+    CHECK(it_trace_count(nosuch) == 0, "records of an unknown device: %ld", it_trace_count(nosuch));
     /* 1000 bytes at max payload 128: at least 8 DMA writes into guest RAM. */
     const char *dma_wr[] = {"--device", "dmacopy0", "--kind", "MWr", "--address", "0x80000000-0x807fffff", trace, NULL};
-    long dma_writes = trace_count(dma_wr);
+    long dma_writes = it_trace_count(dma_wr);
     CHECK(dma_writes >= 8, "DMA writes of the traced copy: %ld", dma_writes);
     const char *d0[] = {"--device", "dmacopy0", trace, NULL};
     const char *f0[] = {"--device", "fast0", trace, NULL};
-    long n0 = trace_count(d0), nf = trace_count(f0);
+    long n0 = it_trace_count(d0), nf = it_trace_count(f0);
     CHECK(n0 > 0 && nf > 0 && n0 + nf == total, "per-device counts %ld + %ld != total %ld", n0, nf, total);
 
     /* Fast mode is visible in the trace: DMA TLPs beyond PCIe's 1024 DW. */
     const char *fast_mrd[] = {"--device", "fast0", "--kind", "MRd", "--address", "0x80000000-0x807fffff", trace, NULL};
-    rc = trace_tool(&out, &err, fast_mrd);
+    rc = it_trace_tool(fast_mrd, &out, &err);
     CHECK(rc == 0 && max_len_in(out) > 1024, "fast0 DMA reads in the trace: longest %ld DW", max_len_in(out));
     free(out);
     free(err);
     const char *strict_mrd[] = {"--device", "dmacopy0", "--kind", "MRd", "--address", "0x80000000-0x807fffff", trace, NULL};
-    rc = trace_tool(&out, &err, strict_mrd);
+    rc = it_trace_tool(strict_mrd, &out, &err);
     CHECK(rc == 0 && max_len_in(out) > 0 && max_len_in(out) <= 128,
           "dmacopy0 DMA reads in the trace: longest %ld DW, expected <= 128 (512 bytes)", max_len_in(out));
     free(out);
@@ -273,12 +241,12 @@ static void case_trace(void)
 
     /* Damaged files. */
     const char *missing[] = {it_path("missing.trace"), NULL};
-    rc = trace_tool(&out, &err, missing);
+    rc = it_trace_tool(missing, &out, &err);
     CHECK(rc == 1 && strlen(err) > 0, "missing trace file: exit %d", rc);
     free(out);
     free(err);
     const char *notrace[] = {it_write_file("not.trace", "this is not a trace file\n"), NULL};
-    rc = trace_tool(&out, &err, notrace);
+    rc = it_trace_tool(notrace, &out, &err);
     CHECK(rc == 1 && strstr(err, "not a tlpbridge trace"), "wrong magic: exit %d '%s'", rc, err);
     free(out);
     free(err);
@@ -299,7 +267,7 @@ static void case_trace(void)
     fclose(o);
     free(bytes);
     const char *cut_args[] = {"--count", cut, NULL};
-    rc = trace_tool(&out, &err, cut_args);
+    rc = it_trace_tool(cut_args, &out, &err);
     CHECK(rc == 1 && strstr(err, "truncated record"), "cut trace: exit %d '%s'", rc, err);
     CHECK(atol(out) == total - 1, "cut trace: %s records, expected %ld", out, total - 1);
     free(out);

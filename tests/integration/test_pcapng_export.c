@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dmacopy_suite.h"
@@ -127,17 +128,17 @@ static void case_export(const char *trace)
 
     const char *pcap = it_path("trace.pcapng");
     char *out = NULL, *err = NULL;
-    const char *conv[] = {it_paths.tracetool, "--pcapng", pcap, "--device", "dmacopy0", trace, NULL};
-    int rc = it_run_capture(conv, &out, &err);
+    const char *conv[] = {"--pcapng", pcap, "--device", "dmacopy0", trace, NULL};
+    int rc = it_trace_tool(conv, &out, &err);
     REQUIRE(rc == 0, "tlpbtrace --pcapng: exit %d '%s'", rc, err ? err : "");
     free(out);
     free(err);
-    const char *count_args[] = {it_paths.tracetool, "--count", "--device", "dmacopy0", trace, NULL};
-    rc = it_run_capture(count_args, &out, &err);
-    REQUIRE(rc == 0, "tlpbtrace --count: exit %d", rc);
-    long records = atol(out);
-    free(out);
-    free(err);
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", pcap);
+    CHECK(access(tmp, F_OK) != 0, "%s is left after a complete export", tmp);
+    const char *count_args[] = {"--device", "dmacopy0", trace, NULL};
+    long records = it_trace_count(count_args);
+    REQUIRE(records > 0, "tlpbtrace --count: %ld records", records);
 
     const char *argv[8 + 2 * F_COUNT];
     unsigned a = 0;
@@ -154,7 +155,7 @@ static void case_export(const char *trace)
     }
     argv[a] = NULL;
     rc = it_run_capture(argv, &out, &err);
-    REQUIRE(rc == 0, "tshark: exit %d '%s'", rc, err ? err : "");
+    REQUIRE(rc == 0 && out && err, "tshark: exit %d '%s'", rc, err ? err : "");
     CHECK(!strstr(err, "Lua") && !strstr(err, "lua"), "tshark reports a Lua problem: %s", err);
 
     static struct row rows[4096];
@@ -231,6 +232,24 @@ static void case_export(const char *trace)
     free(err);
 }
 
+/* The trace given as its own --pcapng output: refused, the trace intact. */
+static void case_same_file(const char *trace)
+{
+    struct stat before, after;
+    REQUIRE(stat(trace, &before) == 0 && before.st_size > 8, "no trace to export");
+    const char *args[] = {"--pcapng", trace, trace, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = it_trace_tool(args, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, "is the trace being read"),
+          "tlpbtrace --pcapng TRACE TRACE: exit %d '%s'", rc, err ? err : "");
+    free(out);
+    free(err);
+    CHECK(stat(trace, &after) == 0 && after.st_size == before.st_size,
+          "the trace was %lld bytes, now %lld", (long long)before.st_size, (long long)after.st_size);
+    const char *plain[] = {trace, NULL};
+    CHECK(it_trace_count(plain) > 0, "the trace no longer reads");
+}
+
 int main(int argc, char **argv)
 {
     if (!find_tshark()) {
@@ -248,5 +267,6 @@ int main(int argc, char **argv)
     fx_enumerate(&fx);
     fx_init_device(&fx);
     IT_RUN("tlpbtrace --pcapng read back by tshark with the dissector", case_export(trace));
+    IT_RUN("tlpbtrace --pcapng refuses to overwrite the trace it reads", case_same_file(trace));
     return it_finish();
 }

@@ -7,14 +7,20 @@
  *                    ends with the same count as a plain read afterwards;
  *   --mode rejected: a TLP the bridge rejects (and a message in the wrong
  *                    direction) is in the trace with its reason, and
- *                    `tlpbtrace --rejected` selects it. */
+ *                    `tlpbtrace --rejected` selects it, its UR completion
+ *                    is traced, a TLP that does not decode matches no
+ *                    --kind or --address filter, and a --follow reader of
+ *                    a trace cut back ends with an error. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
@@ -28,38 +34,6 @@
 static struct dmacopy_fixture fx;
 static bool killed;
 static uint64_t reads_at_kill;
-
-/* tlpbtrace with args (NULL-terminated); its exit code, stdout in *out. */
-static int trace_tool(const char *const *args, char **out, char **err)
-{
-    const char *argv[16];
-    unsigned n = 0;
-    argv[n++] = it_paths.tracetool;
-    for (unsigned i = 0; args[i] && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return it_run_capture(argv, out, err);
-}
-
-/* tlpbtrace TRACE [filter] --count: the count, or -1 with a failure. */
-static long trace_count(const char *trace, const char *filter, const char *filter_arg)
-{
-    const char *args[] = {trace, "--count", filter, filter_arg, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = trace_tool(args, &out, &err);
-    long count = -1;
-    if (rc == 0 && out) {
-        char *end;
-        count = strtol(out, &end, 10);
-        if (end == out || (*end != '\n' && *end != '\0'))
-            count = -1;
-    }
-    CHECK(rc == 0 && count >= 0, "tlpbtrace %s --count %s: exit %d, output '%s', errors '%s'",
-          trace, filter ? filter : "", rc, out ? out : "", err ? err : "");
-    free(out);
-    free(err);
-    return count;
-}
 
 static void kill_hook(struct dmacopy_fixture *f)
 {
@@ -94,8 +68,10 @@ static void case_kill(const char *trace)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "bridge status 0x%x", status);
 
     /* The file ends with a whole record: a plain read has no complaint. */
-    long all = trace_count(trace, NULL, NULL);
-    long mrd = trace_count(trace, "--kind", "MRd");
+    const char *all_args[] = {trace, NULL};
+    const char *mrd_args[] = {trace, "--kind", "MRd", NULL};
+    long all = it_trace_count(all_args);
+    long mrd = it_trace_count(mrd_args);
     printf("  killed after %llu DMA reads: %ld records, %ld MRd\n",
            (unsigned long long)reads_at_kill, all, mrd);
     CHECK(mrd >= (long)reads_at_kill, "the trace holds %ld MRd, the host served %llu DMA reads",
@@ -174,7 +150,8 @@ static void case_follow(const char *trace)
             followed = -1;
         fclose(f);
     }
-    long plain = trace_count(trace, NULL, NULL);
+    const char *plain_args[] = {trace, NULL};
+    long plain = it_trace_count(plain_args);
     printf("  follower counted %ld records, a plain read %ld\n", followed, plain);
     CHECK(plain > 100, "only %ld records for a copy", plain);
     CHECK(followed == plain, "the follower counted %ld records, the file holds %ld", followed,
@@ -206,7 +183,7 @@ static void case_rejected(const char *trace)
 
     const char *args[] = {trace, "--rejected", NULL};
     char *out = NULL, *err = NULL;
-    int rc = trace_tool(args, &out, &err);
+    int rc = it_trace_tool(args, &out, &err);
     printf("  tlpbtrace --rejected:\n%s", out ? out : "");
     CHECK(rc == 0, "tlpbtrace --rejected: exit %d: %s", rc, err ? err : "");
     CHECK(out && strstr(out, "MRd") && strstr(out, "tag 5") &&
@@ -217,10 +194,44 @@ static void case_rejected(const char *trace)
           "the Interrupt from a host is not in the trace as rejected: '%s'", out ? out : "");
     free(out);
     free(err);
-    CHECK(trace_count(trace, "--rejected", NULL) == 2, "not exactly two rejected records");
-    /* Its UR completion is traced as well, as any completion to the host. */
-    CHECK(trace_count(trace, NULL, NULL) >= 2, "the UR completion is not traced");
+    const char *rejected[] = {trace, "--rejected", NULL};
+    CHECK(it_trace_count(rejected) == 2, "not exactly two rejected records");
+    /* The MRd's UR completion, which the bridge makes itself, is traced as
+     * any completion to the host: the only completion in this trace. */
+    const char *cpl[] = {trace, "--kind", "Cpl", NULL};
+    long cpls = it_trace_count(cpl);
+    CHECK(cpls == 1, "%ld Cpl records, expected the one UR completion", cpls);
+
+    /* A TLP that does not decode (tag 0x1ff) ends the connection; it is
+     * traced as rejected, but matches no --kind or --address filter. */
+    Tlpb__Tlp bad_pb;
+    struct tlpb_tlp bad = {.kind = TLPB_TLP_MRD, .tag = 6, .length_dw = 1, .first_be = 0xF,
+                           .address = DMACOPY_BAR0_ADDR};
+    tlpb_tlp_to_pb(&bad_pb, &bad);
+    bad_pb.tag = 0x1ff;
+    Tlpb__Envelope bad_env = TLPB__ENVELOPE__INIT;
+    bad_env.body_case = TLPB__ENVELOPE__BODY_TLP;
+    bad_env.tlp = &bad_pb;
+    raw_send_env(&r, &bad_env);
+    eof = false;
+    for (Tlpb__Envelope *m; (m = raw_next(&r, &eof)) != NULL;)
+        tlpb_envelope_free(m);
+    CHECK(eof, "the connection stays open after a TLP with tag 0x1ff");
     raw_close(&r);
+    CHECK(it_trace_count(rejected) == 3, "the TLP with tag 0x1ff is not traced as rejected");
+    const char *mrd_args[] = {trace, "--kind", "MRd", NULL};
+    out = NULL;
+    err = NULL;
+    rc = it_trace_tool(mrd_args, &out, &err);
+    CHECK(rc == 0 && out && strstr(out, "tag 5") && !strstr(out, "malformed"),
+          "tlpbtrace --kind MRd: exit %d, the MRd tag 5 and no malformed TLP expected: '%s'", rc,
+          out ? out : "");
+    free(out);
+    free(err);
+    const char *addr_args[] = {trace, "--address", "0x1000-0xffffffffffff", NULL};
+    long in_range = it_trace_count(addr_args);
+    CHECK(in_range == 1, "%ld records in --address 0x1000-0xffffffffffff, expected the MRd tag 5",
+          in_range);
 }
 
 /* A file that stops growing in the middle of a record: --follow waits for
@@ -238,13 +249,80 @@ static void case_follow_partial(void)
     const char *const *runs[] = {plain, followed};
     for (unsigned i = 0; i < 2; i++) {
         char *out = NULL, *err = NULL;
-        int rc = trace_tool(runs[i], &out, &err);
+        int rc = it_trace_tool(runs[i], &out, &err);
         CHECK(rc == 1 && err && strstr(err, "truncated record after 0 records"),
               "%s read of a partial record: exit %d, '%s'", i ? "following" : "plain", rc,
               err ? err : "");
         free(out);
         free(err);
     }
+}
+
+/* The file position of pid in the file at path (its open descriptor of
+ * that inode), or -1 when it has none open. */
+static long file_offset_of(pid_t pid, const char *path)
+{
+    struct stat want;
+    if (stat(path, &want) != 0)
+        return -1;
+    char dir_path[64];
+    snprintf(dir_path, sizeof(dir_path), "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(dir_path);
+    if (!dir)
+        return -1;
+    long pos = -1;
+    for (struct dirent *e; pos < 0 && (e = readdir(dir)) != NULL;) {
+        char fd_path[320], info_path[320], line[128];
+        struct stat st;
+        snprintf(fd_path, sizeof(fd_path), "/proc/%d/fd/%s", (int)pid, e->d_name);
+        if (e->d_name[0] == '.' || stat(fd_path, &st) != 0 || st.st_dev != want.st_dev ||
+            st.st_ino != want.st_ino)
+            continue;
+        snprintf(info_path, sizeof(info_path), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+        FILE *f = fopen(info_path, "r");
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "pos: %ld", &pos) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    closedir(dir);
+    return pos;
+}
+
+/* A trace cut back under a follower (truncated, or rewritten in place) is
+ * reported and ends it with status 1, not waited on for ever. */
+static void case_follow_cut(void)
+{
+    const char *path = it_path("cut.trace");
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite("TLPBTRC1", 1, 8, f) == 8, "cannot write %s", path);
+    fclose(f);
+    const char *argv[] = {it_paths.tracetool, "--follow", "--count", path, NULL};
+    const char *err_path = it_path("cut.err");
+    pid_t follower = it_spawn(argv, it_path("cut.out"), err_path, -1);
+    REQUIRE(follower > 0, "cannot start tlpbtrace --follow");
+    /* Cut the file only once the follower has read its 8 bytes. */
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (file_offset_of(follower, path) != 8 && it_now_ms() < deadline) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(file_offset_of(follower, path) == 8, "the follower did not read the file header");
+    CHECK(truncate(path, 0) == 0, "truncate %s: %s", path, strerror(errno));
+    bool reap_killed = false;
+    int status = it_reap(follower, &reap_killed);
+    char err[256] = "";
+    f = fopen(err_path, "r");
+    if (f) {
+        if (!fgets(err, sizeof(err), f))
+            err[0] = '\0';
+        fclose(f);
+    }
+    CHECK(!reap_killed && WIFEXITED(status) && WEXITSTATUS(status) == 1 &&
+              strstr(err, "trace cut back to 0 bytes"),
+          "follower of a cut trace: %s, status 0x%x, '%s'", reap_killed ? "killed" : "exited",
+          status, err);
 }
 
 int main(int argc, char **argv)
@@ -270,6 +348,7 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "rejected") == 0) {
         IT_RUN("a rejected TLP is traced with its reason", case_rejected(trace));
         IT_RUN("--follow-timeout-ms ends a read stopped mid-record", case_follow_partial());
+        IT_RUN("--follow ends on a trace cut back", case_follow_cut());
     } else {
         REQUIRE(false, "unknown --mode %s", mode);
     }

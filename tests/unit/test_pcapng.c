@@ -2,7 +2,8 @@
  * several lengths walks as pcapng blocks: SHB, IDB of our link type with
  * nanosecond resolution, one EPB per packet; every block's length is a
  * multiple of 4 and repeated at its end, the packet data is padded with
- * zeros, and the timestamps and lengths are those written. */
+ * zeros, and the timestamps and captured and original lengths are those
+ * written. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,9 @@
 #include "tlpb/byteorder.h"
 
 static const uint32_t packet_lengths[] = {0, 1, 2, 3, 4, 5, 13, 64};
+/* The original length of each packet: the captured one, or more for a
+ * packet whose capture was cut short. */
+static const uint32_t orig_lengths[] = {0, 1, 2, 3, 4, 4097, 13, 1114648};
 
 static uint8_t *write_file(size_t *size)
 {
@@ -29,7 +33,7 @@ static uint8_t *write_file(size_t *size)
         data[i] = (uint8_t)(0xa0u + i);
     for (unsigned i = 0; i < sizeof(packet_lengths) / sizeof(packet_lengths[0]); i++) {
         uint64_t t = UINT64_C(1700000000123456789) + i * UINT64_C(0x100000001);
-        assert_int_equal(pcapng_write_packet(f, t, data, packet_lengths[i]), 0);
+        assert_int_equal(pcapng_write_packet(f, t, data, packet_lengths[i], orig_lengths[i]), 0);
     }
     assert_int_equal(fclose(f), 0);
     return (uint8_t *)bytes;
@@ -86,7 +90,7 @@ static void test_block_structure(void **state)
         uint64_t t = (uint64_t)tlpb_get_le32(b + 12) << 32 | tlpb_get_le32(b + 16);
         assert_true(t == UINT64_C(1700000000123456789) + i * UINT64_C(0x100000001));
         assert_int_equal(tlpb_get_le32(b + 20), want); /* captured */
-        assert_int_equal(tlpb_get_le32(b + 24), want); /* original */
+        assert_int_equal(tlpb_get_le32(b + 24), orig_lengths[i]); /* original */
         for (uint32_t k = 0; k < want; k++)
             assert_int_equal(b[28 + k], 0xa0u + k);
         for (uint32_t k = want; k < ((want + 3u) & ~3u); k++)
@@ -97,10 +101,26 @@ static void test_block_structure(void **state)
     free(file);
 }
 
+/* A packet cannot have been shorter than what was captured of it. */
+static void test_orig_len_below_captured(void **state)
+{
+    (void)state;
+    char *bytes = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&bytes, &size);
+    assert_non_null(f);
+    uint8_t data[8] = {0};
+    assert_int_equal(pcapng_write_packet(f, 1, data, sizeof(data), sizeof(data) - 1), -1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(size, 0);
+    free(bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_block_structure),
+        cmocka_unit_test(test_orig_len_below_captured),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
