@@ -18,6 +18,7 @@ dmacopy-test case (guest_junit.py).
 """
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -220,6 +221,22 @@ def stop_bridge(t, bridge):
     t.check(rc == 0, "tlpbridged exited with status %s on SIGTERM" % rc)
 
 
+@contextlib.contextmanager
+def guest_session(t):
+    """A session for one guest test: its logs are shown when the test fails,
+    and, when it ends without an exception, the logs of its processes are
+    checked for sanitizer reports."""
+    with tg.Session("tlpb-guest") as s:
+        try:
+            yield s
+        except Failure:
+            s.dump_logs()
+            raise
+        if t.failures:
+            s.dump_logs()
+    check_sanitizers(t, s)
+
+
 def bridge_device_args(t, backend):
     return ["--device", "%s:%s=%s" % (DEVICE, backend, t.args.model)]
 
@@ -260,19 +277,12 @@ def full_session(t, s, accel, backend_label):
 def test_inproc(t):
     preconditions(t.args)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
-            g = full_session(t, s, accel, "hlsim in the bridge")
-            check_model_served(t, s, "hlsim")
-            finish_guest(t, g)
-            stop_bridge(t, bridge)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+        g = full_session(t, s, accel, "hlsim in the bridge")
+        check_model_served(t, s, "hlsim")
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
 
 
 def test_inproc_fast(t):
@@ -284,57 +294,43 @@ def test_inproc_fast(t):
         raise Skip("tlpbtrace %s not built (--tlpbtrace): the TLP lengths in the trace "
                    "cannot be checked" % (t.args.tlpbtrace or "(not given)"))
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            trace = os.path.join(s.dir, "fast.trace")
-            bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim") +
-                                    ["--dma", "fast", "--trace", trace])
-            g = full_session(t, s, accel, "hlsim in the bridge, fast DMA")
-            st = check_model_served(t, s, "hlsim")
-            t.check(st.get("dma") == "fast", "status says DMA %s, expected fast" % st.get("dma"))
-            t.check(not any("did not offer unsplit DMA" in l for l in bridge.out.text()),
-                    "the bridge says QEMU did not offer unsplit DMA")
-            finish_guest(t, g)
-            stop_bridge(t, bridge)
-            # PCIe caps a TLP at 1024 DW (4 KiB): the copies went in larger
-            # ones, served by QEMU.
-            out = subprocess.run([t.args.tlpbtrace, "--kind", "MRd", trace], check=True,
-                                 capture_output=True, text=True).stdout
-            lengths = [int(m.group(1)) for m in re.finditer(r" len (\d+) be", out)]
-            t.check(lengths and max(lengths) > 1024,
-                    "largest DMA read in the trace: %s DW; expected unsplit reads above 1024"
-                    % (max(lengths) if lengths else "none"))
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+    with guest_session(t) as s:
+        trace = os.path.join(s.dir, "fast.trace")
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim") +
+                                ["--dma", "fast", "--trace", trace])
+        g = full_session(t, s, accel, "hlsim in the bridge, fast DMA")
+        st = check_model_served(t, s, "hlsim")
+        t.check(st.get("dma") == "fast", "status says DMA %s, expected fast" % st.get("dma"))
+        t.check(not any("did not offer unsplit DMA" in l for l in bridge.out.text()),
+                "the bridge says QEMU did not offer unsplit DMA")
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
+        # PCIe caps a TLP at 1024 DW (4 KiB): the copies went in larger
+        # ones, served by QEMU.
+        out = subprocess.run([t.args.tlpbtrace, "--kind", "MRd", trace], check=True,
+                             capture_output=True, text=True).stdout
+        lengths = [int(m.group(1)) for m in re.finditer(r" len (\d+) be", out)]
+        t.check(lengths and max(lengths) > 1024,
+                "largest DMA read in the trace: %s DW; expected unsplit reads above 1024"
+                % (max(lengths) if lengths else "none"))
 
 
 def test_external(t):
     preconditions(t.args)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged,
-                                    ["--config", os.path.join(t.args.configs,
-                                                              "dmacopy-fallback.cfg")])
-            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
-            t.step("hlsim-run attached")
-            g = full_session(t, s, accel, "hlsim-run")
-            check_model_served(t, s, "external")
-            finish_guest(t, g)
-            t.check(sim.alive(), "hlsim-run exited during the run")
-            rc = sim.stop()
-            t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
-            stop_bridge(t, bridge)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged,
+                                ["--config", os.path.join(t.args.configs,
+                                                          "dmacopy-fallback.cfg")])
+        sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+        t.step("hlsim-run attached")
+        g = full_session(t, s, accel, "hlsim-run")
+        check_model_served(t, s, "external")
+        finish_guest(t, g)
+        t.check(sim.alive(), "hlsim-run exited during the run")
+        rc = sim.stop()
+        t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
+        stop_bridge(t, bridge)
 
 
 ENUM_CMD = (
@@ -381,50 +377,43 @@ def check_enumeration(t, g):
 def test_nosim(t):
     preconditions(t.args)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged,
-                                    ["--config", os.path.join(t.args.configs,
-                                                              "dmacopy-fallback.cfg")])
-            g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
-            t.step("no simulator: enumeration from the configured description")
-            found = check_enumeration(t, g)
-            if found:
-                bdf, drv = found
-                t.check(not drv, "a driver is bound to %s with no simulator: %s" % (bdf, drv))
-            t.check(bound_devices(t, g) == [], "dmacopy bound with no simulator")
-            _, out = gsh(t, g, "dmesg | grep dmacopy")
-            for l in out:
-                log("    " + l)
-            t.check(any("ID register reads 0xffffffff (no device model attached?)" in l
-                        for l in out),
-                    "no 'ID register reads 0xffffffff (no device model attached?)' "
-                    "in the guest's kernel log")
-            gsh(t, g, "test ! -e /dev/dmacopy0")
-            st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
-            t.check(st.get("backend") == "fallback", "backend %s, expected fallback" %
-                    st.get("backend"))
-            t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
-                    "the fallback completed no reads")
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged,
+                                ["--config", os.path.join(t.args.configs,
+                                                          "dmacopy-fallback.cfg")])
+        g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+        t.step("no simulator: enumeration from the configured description")
+        found = check_enumeration(t, g)
+        if found:
+            bdf, drv = found
+            t.check(not drv, "a driver is bound to %s with no simulator: %s" % (bdf, drv))
+        t.check(bound_devices(t, g) == [], "dmacopy bound with no simulator")
+        _, out = gsh(t, g, "dmesg | grep dmacopy")
+        for l in out:
+            log("    " + l)
+        t.check(any("ID register reads 0xffffffff (no device model attached?)" in l
+                    for l in out),
+                "no 'ID register reads 0xffffffff (no device model attached?)' "
+                "in the guest's kernel log")
+        gsh(t, g, "test ! -e /dev/dmacopy0")
+        st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+        t.check(st.get("backend") == "fallback", "backend %s, expected fallback" %
+                st.get("backend"))
+        t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
+                "the fallback completed no reads")
 
-            t.step("starting hlsim-run")
-            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
-            t.step("hlsim-run attached; rebinding the driver in the guest")
-            rc, out = gsh(t, g, "dmacopy-rebind")
-            t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound after rebind")
-            run_suite(t, g, intx=False, label="MSI-X suite after the simulator attached")
-            check_model_served_after_attach(t, s)
-            finish_guest(t, g)
-            t.check(sim.alive(), "hlsim-run exited during the run")
-            rc = sim.stop()
-            t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
-            stop_bridge(t, bridge)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+        t.step("starting hlsim-run")
+        sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+        t.step("hlsim-run attached; rebinding the driver in the guest")
+        rc, out = gsh(t, g, "dmacopy-rebind")
+        t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound after rebind")
+        run_suite(t, g, intx=False, label="MSI-X suite after the simulator attached")
+        check_model_served_after_attach(t, s)
+        finish_guest(t, g)
+        t.check(sim.alive(), "hlsim-run exited during the run")
+        rc = sim.stop()
+        t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
+        stop_bridge(t, bridge)
 
 
 def check_model_served_after_attach(t, s):
@@ -438,85 +427,78 @@ def check_model_served_after_attach(t, s):
 def test_sim_kill(t):
     preconditions(t.args)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged,
-                                    ["--config", os.path.join(t.args.configs,
-                                                              "dmacopy-fallback.cfg")])
-            sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
-            g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
-            t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound")
-            run_suite(t, g, only=["scratch_4", "copy_1"], label="quick check before the kill")
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged,
+                                ["--config", os.path.join(t.args.configs,
+                                                          "dmacopy-fallback.cfg")])
+        sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
+        g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+        t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound")
+        run_suite(t, g, only=["scratch_4", "copy_1"], label="quick check before the kill")
 
-            # --- the simulator dies in the middle of a test run --------------------
-            # A dead device must not cost the driver's default 30 s per wait.
-            gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
-            t.step("guest: dmacopy-test (full suite); SIGKILL hlsim-run once copy_1 passed")
-            mark = g.start("dmacopy-test")
-            g.wait_console(r"^TEST copy_1 ", SUITE_TIMEOUT, since=mark,
-                           what="dmacopy-test's copy_1 result")
-            sim.signal(signal.SIGKILL)
-            sim.wait(30)
-            t.step("hlsim-run killed")
-            rc, out = g.finish(mark, SUITE_TIMEOUT,
-                               "dmacopy-test after the kill (guest hung?)")
-            cases, result = tg.parse_tests(out)
-            failed = [n for n, ok, _ in cases if not ok]
-            log("    after the kill: %d cases reported, failed: %s; %s" %
-                (len(cases), ", ".join(failed) or "none", result))
-            t.check(rc != 0, "dmacopy-test exited 0 although the simulator died")
-            t.check(result is not None, "dmacopy-test printed no RESULT line")
-            t.check(len(failed) > 0, "no case failed after the simulator was killed")
-            gsh(t, g, "echo guest-alive")
-            bridge.check_alive()
-            st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
-            t.check(st.get("backend") == "fallback", "backend %s after the kill, expected "
-                    "fallback" % st.get("backend"))
-            t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
-                    "no request was completed by the fallback after the kill")
+        # --- the simulator dies in the middle of a test run --------------------
+        # A dead device must not cost the driver's default 30 s per wait.
+        gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
+        t.step("guest: dmacopy-test (full suite); SIGKILL hlsim-run once copy_1 passed")
+        mark = g.start("dmacopy-test")
+        g.wait_console(r"^TEST copy_1 ", SUITE_TIMEOUT, since=mark,
+                       what="dmacopy-test's copy_1 result")
+        sim.signal(signal.SIGKILL)
+        sim.wait(30)
+        t.step("hlsim-run killed")
+        rc, out = g.finish(mark, SUITE_TIMEOUT,
+                           "dmacopy-test after the kill (guest hung?)")
+        cases, result = tg.parse_tests(out)
+        failed = [n for n, ok, _ in cases if not ok]
+        log("    after the kill: %d cases reported, failed: %s; %s" %
+            (len(cases), ", ".join(failed) or "none", result))
+        t.check(rc != 0, "dmacopy-test exited 0 although the simulator died")
+        t.check(result is not None, "dmacopy-test printed no RESULT line")
+        t.check(len(failed) > 0, "no case failed after the simulator was killed")
+        gsh(t, g, "echo guest-alive")
+        bridge.check_alive()
+        st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+        t.check(st.get("backend") == "fallback", "backend %s after the kill, expected "
+                "fallback" % st.get("backend"))
+        t.check(st.get("counters", {}).get("fallback_completions", 0) > 0,
+                "no request was completed by the fallback after the kill")
 
-            # --- a simulator attaches again -----------------------------------------
-            t.step("starting hlsim-run again")
-            sim2 = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE, name="hlsim-run-2")
-            gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
-            gsh(t, g, "dmacopy-rebind")
-            run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
-                      label="after the simulator re-attached")
+        # --- a simulator attaches again -----------------------------------------
+        t.step("starting hlsim-run again")
+        sim2 = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE, name="hlsim-run-2")
+        gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
+        gsh(t, g, "dmacopy-rebind")
+        run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
+                  label="after the simulator re-attached")
 
-            # --- the bridge dies ------------------------------------------------------
-            t.step("SIGKILL tlpbridged")
-            bridge.signal(signal.SIGKILL)
-            bridge.wait(30)
-            sim2.wait(60)  # it exits when the bridge goes away (no --reconnect)
-            gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
-            rc, out = gsh(t, g, "dmacopy-test --only scratch_4,copy_1", want_rc=None)
-            cases, _ = tg.parse_tests(out)
-            t.check(rc != 0 and any(not ok for _, ok, _ in cases),
-                    "with no bridge, dmacopy-test should fail (reads all-ones), got rc %d: %s"
-                    % (rc, cases))
-            status = g.qmp.cmd("query-status")
-            t.check(status.get("running") is True and status.get("status") == "running",
-                    "QEMU status %s with no bridge, expected running" % status)
-            g.alive_check()
+        # --- the bridge dies ------------------------------------------------------
+        t.step("SIGKILL tlpbridged")
+        bridge.signal(signal.SIGKILL)
+        bridge.wait(30)
+        sim2.wait(60)  # it exits when the bridge goes away (no --reconnect)
+        gsh(t, g, "echo 3000 > /sys/module/dmacopy/parameters/timeout_ms")
+        rc, out = gsh(t, g, "dmacopy-test --only scratch_4,copy_1", want_rc=None)
+        cases, _ = tg.parse_tests(out)
+        t.check(rc != 0 and any(not ok for _, ok, _ in cases),
+                "with no bridge, dmacopy-test should fail (reads all-ones), got rc %d: %s"
+                % (rc, cases))
+        status = g.qmp.cmd("query-status")
+        t.check(status.get("running") is True and status.get("status") == "running",
+                "QEMU status %s with no bridge, expected running" % status)
+        g.alive_check()
 
-            # --- the bridge comes back: the shim reconnects ----------------------------
-            t.step("restarting tlpbridged (dmacopy in the bridge)")
-            bridge2 = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"),
-                                     name="tlpbridged-2")
-            wait_host_connected(t, bridge2, 0)
-            t.step("the shim reconnected")
-            gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
-            gsh(t, g, "dmacopy-rebind")
-            run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
-                      label="after the bridge came back")
-            finish_guest(t, g)
-            stop_bridge(t, bridge2)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+        # --- the bridge comes back: the shim reconnects ----------------------------
+        t.step("restarting tlpbridged (dmacopy in the bridge)")
+        bridge2 = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"),
+                                 name="tlpbridged-2")
+        wait_host_connected(t, bridge2, 0)
+        t.step("the shim reconnected")
+        gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
+        gsh(t, g, "dmacopy-rebind")
+        run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
+                  label="after the bridge came back")
+        finish_guest(t, g)
+        stop_bridge(t, bridge2)
 
 
 HOTPLUG_ROUNDS = int(os.environ.get("TLPB_HOTPLUG_ROUNDS", "20"))
@@ -525,57 +507,50 @@ HOTPLUG_ROUNDS = int(os.environ.get("TLPB_HOTPLUG_ROUNDS", "20"))
 def test_hotplug(t):
     preconditions(t.args)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
-            # The root port starts empty; the device comes and goes through QMP.
-            g = boot(t, s, accel, [ROOT_PORT])
-            t.check(bound_devices(t, g) == [], "a dmacopy device is bound before device_add")
-            # Kernel info messages on the console: the driver's probe and remove
-            # lines are the events the test waits for.
-            gsh(t, g, "dmesg -n 7")
-            for i in range(1, HOTPLUG_ROUNDS + 1):
-                t.step("round %d: device_add" % i)
-                mark = g.console.mark()
-                bmark = bridge.out.mark()
-                g.qmp.cmd("device_add", driver="tlpbridge-pci", id="tlpb0", bus="rp0",
-                          socket=s.socket, device=DEVICE)
-                g.wait_console(r"dmacopy \S+: /dev/dmacopy0: ring", SHORT_TIMEOUT, since=mark,
-                               what="dmacopy probe after device_add (round %d)" % i)
-                wait_host_connected(t, bridge, bmark)
-                devs = bound_devices(t, g)
-                t.check(len(devs) == 1, "round %d: dmacopy bound to %s, expected one" %
-                        (i, devs))
-                run_suite(t, g, only=["scratch_4", "copy_1"], label="round %d" % i,
-                          timeout=SHORT_TIMEOUT)
-                t.step("round %d: device_del" % i)
-                mark = g.console.mark()
-                qmark = g.qmp.mark()
-                g.qmp.cmd("device_del", id="tlpb0")
-                try:
-                    g.qmp.wait_event("DEVICE_DELETED", SHORT_TIMEOUT, since=qmark,
-                                     match={"device": "tlpb0"})
-                except Failure as e:
-                    raise Failure("round %d: device_del did not complete: %s (QEMU never "
-                                  "released the device)" % (i, e))
-                g.wait_console(r"dmacopy \S+: removed /dev/dmacopy0", SHORT_TIMEOUT,
-                               since=mark, what="dmacopy remove (round %d)" % i)
-                # The device closed its connection to the bridge.
-                bridge.wait_line(r"device %s: host disconnected" % DEVICE, SHORT_TIMEOUT,
-                                 bmark, what="'host disconnected' in the bridge log")
-                t.check(bound_devices(t, g) == [], "round %d: dmacopy still bound after "
-                        "device_del" % i)
-                if t.failures:
-                    break
-            bridge.check_alive()
-            finish_guest(t, g)
-            stop_bridge(t, bridge)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+        # The root port starts empty; the device comes and goes through QMP.
+        g = boot(t, s, accel, [ROOT_PORT])
+        t.check(bound_devices(t, g) == [], "a dmacopy device is bound before device_add")
+        # Kernel info messages on the console: the driver's probe and remove
+        # lines are the events the test waits for.
+        gsh(t, g, "dmesg -n 7")
+        for i in range(1, HOTPLUG_ROUNDS + 1):
+            t.step("round %d: device_add" % i)
+            mark = g.console.mark()
+            bmark = bridge.out.mark()
+            g.qmp.cmd("device_add", driver="tlpbridge-pci", id="tlpb0", bus="rp0",
+                      socket=s.socket, device=DEVICE)
+            g.wait_console(r"dmacopy \S+: /dev/dmacopy0: ring", SHORT_TIMEOUT, since=mark,
+                           what="dmacopy probe after device_add (round %d)" % i)
+            wait_host_connected(t, bridge, bmark)
+            devs = bound_devices(t, g)
+            t.check(len(devs) == 1, "round %d: dmacopy bound to %s, expected one" %
+                    (i, devs))
+            run_suite(t, g, only=["scratch_4", "copy_1"], label="round %d" % i,
+                      timeout=SHORT_TIMEOUT)
+            t.step("round %d: device_del" % i)
+            mark = g.console.mark()
+            qmark = g.qmp.mark()
+            g.qmp.cmd("device_del", id="tlpb0")
+            try:
+                g.qmp.wait_event("DEVICE_DELETED", SHORT_TIMEOUT, since=qmark,
+                                 match={"device": "tlpb0"})
+            except Failure as e:
+                raise Failure("round %d: device_del did not complete: %s (QEMU never "
+                              "released the device)" % (i, e))
+            g.wait_console(r"dmacopy \S+: removed /dev/dmacopy0", SHORT_TIMEOUT,
+                           since=mark, what="dmacopy remove (round %d)" % i)
+            # The device closed its connection to the bridge.
+            bridge.wait_line(r"device %s: host disconnected" % DEVICE, SHORT_TIMEOUT,
+                             bmark, what="'host disconnected' in the bridge log")
+            t.check(bound_devices(t, g) == [], "round %d: dmacopy still bound after "
+                    "device_del" % i)
+            if t.failures:
+                break
+        bridge.check_alive()
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
 
 
 def test_rtl(t):
@@ -587,26 +562,19 @@ def test_rtl(t):
     if not os.path.exists(t.args.rtl_sim):
         raise Skip("%s not built" % t.args.rtl_sim)
     accel = accel_for(t)
-    with tg.Session("tlpb-guest") as s:
-        try:
-            bridge = s.start_bridge(t.args.tlpbridged,
-                                    ["--config", os.path.join(t.args.configs,
-                                                              "dmacopy-fallback.cfg")])
-            sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE)
-            t.step("RTL simulator attached")
-            g = full_session(t, s, accel, "RTL")
-            check_model_served(t, s, "external")
-            finish_guest(t, g)
-            t.check(sim.alive(), "the RTL simulator exited during the run")
-            rc = sim.stop(60)
-            t.check(rc == 0, "the RTL simulator exited with status %s on SIGTERM" % rc)
-            stop_bridge(t, bridge)
-        except Failure:
-            s.dump_logs()
-            raise
-        if t.failures:
-            s.dump_logs()
-    check_sanitizers(t, s)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged,
+                                ["--config", os.path.join(t.args.configs,
+                                                          "dmacopy-fallback.cfg")])
+        sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE)
+        t.step("RTL simulator attached")
+        g = full_session(t, s, accel, "RTL")
+        check_model_served(t, s, "external")
+        finish_guest(t, g)
+        t.check(sim.alive(), "the RTL simulator exited during the run")
+        rc = sim.stop(60)
+        t.check(rc == 0, "the RTL simulator exited with status %s on SIGTERM" % rc)
+        stop_bridge(t, bridge)
 
 
 TESTS = {
