@@ -257,11 +257,22 @@ Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb_
                                int timeout_ms, char *err, size_t err_size)
 {
     Tlpb__Hello with_token = *hello;
-    char env_token[TLPB_TOKEN_MAX_BYTES + 1];
+    char token[TLPB_TOKEN_MAX_BYTES + 1];
     if (!hello->token || !hello->token[0]) {
-        if (tlpb_token_from_env(env_token, sizeof(env_token), err, err_size) != 0)
+        if (tlpb_token_from_env(token, sizeof(token), err, err_size) != 0)
             return NULL;
-        with_token.token = env_token;
+        with_token.token = token;
+    } else {
+        /* A token is one line, as in a token file: a caller's copy of a
+         * file (a QEMU secret object read with echo's newline) ends there. */
+        size_t n = strcspn(hello->token, "\r\n");
+        if (n > TLPB_TOKEN_MAX_BYTES) {
+            snprintf(err, err_size, "the token is longer than %u bytes", TLPB_TOKEN_MAX_BYTES);
+            return NULL;
+        }
+        memcpy(token, hello->token, n);
+        token[n] = '\0';
+        with_token.token = token;
     }
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);

@@ -728,9 +728,6 @@ static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
                           s->token_secret);
             return -EINVAL;
         }
-        /* Like the bridge's token file: the token is the first line, so a
-         * file written with echo (a trailing newline) works. */
-        token[strcspn(token, "\r\n")] = '\0';
         cfg.token = token;
     }
     s->in_host_call = true;

@@ -146,7 +146,8 @@ void tlpb_hello_init(Tlpb__Hello *hello, Tlpb__Role role, const char *device_nam
  * The bridge's shared token: when hello->token is empty, it comes from the
  * environment, TLPB_TOKEN or else the first line of the file named by
  * TLPB_TOKEN_FILE (tlpb_token_from_env), so every client can present one
- * without it appearing on a command line. */
+ * without it appearing on a command line. A token is one line: a given one
+ * is sent up to its first CR or LF (at most TLPB_TOKEN_MAX_BYTES). */
 Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb__Hello *hello,
                                int timeout_ms, char *err, size_t err_size);
 
