@@ -304,6 +304,16 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
 void hlsim_backend_unload(struct device *d);
 /* Deliver a TLP to the in-process model from the event loop. */
 void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp);
+/* Coupled time for the in-process model (docs/protocol.md "Simulated
+ * time"): enter (coupled, clock jumps to host_time_ps) or leave coupled
+ * mode; a grant runs the model's clock up to until_ps, after the TLPs
+ * delivered before it, and ends in device_time_reached(). */
+void hlsim_backend_time_mode(struct device *d, bool coupled, uint64_t host_time_ps);
+void hlsim_backend_time_grant(struct device *d, uint64_t sync_id, uint64_t until_ps);
+
+/* device.c: the active backend answered grant sync_id (REACHED). */
+void device_time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_ps, bool idle,
+                         uint64_t next_event_ps, uint64_t clocked_cycles);
 
 /* trace.c */
 /* Start tracing to path (replacing the current trace). The file must not

@@ -957,6 +957,17 @@ int device_reload_model(struct device *d, const char *path, char *err, size_t er
     return 0;
 }
 
+void device_time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_ps, bool idle,
+                         uint64_t next_event_ps, uint64_t clocked_cycles)
+{
+    (void)d;
+    (void)sync_id;
+    (void)sim_time_ps;
+    (void)idle;
+    (void)next_event_ps;
+    (void)clocked_cycles;
+}
+
 int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,
                 size_t err_size)
 {

@@ -189,6 +189,18 @@ void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp
     }
 }
 
+void hlsim_backend_time_mode(struct device *d, bool coupled, uint64_t host_time_ps)
+{
+    (void)d;
+    (void)coupled;
+    (void)host_time_ps;
+}
+
+void hlsim_backend_time_grant(struct device *d, uint64_t sync_id, uint64_t until_ps)
+{
+    device_time_reached(d, sync_id, until_ps, true, 0, 0);
+}
+
 static void env_log(void *env, int level, const char *message)
 {
     struct device *d = env;

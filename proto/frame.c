@@ -98,9 +98,16 @@ void tlpb_interrupt_envelope(Tlpb__Envelope *env, Tlpb__Interrupt *irq, Tlpb__In
 
 int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector)
 {
+    return tlpb_obuf_append_interrupt_at(ob, kind, vector, 0);
+}
+
+int tlpb_obuf_append_interrupt_at(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector,
+                                  uint64_t sim_time_ps)
+{
     Tlpb__Interrupt irq;
     Tlpb__Envelope env;
     tlpb_interrupt_envelope(&env, &irq, kind, vector);
+    irq.sim_time_ps = sim_time_ps;
     /* Interrupts follow the DMA writes they announce; refusing one would
      * reorder them, so they are always queued. */
     return tlpb_obuf_append(ob, &env, true);

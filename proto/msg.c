@@ -119,6 +119,7 @@ int tlpb_tlp_from_pb(struct tlpb_tlp *tlp, const Tlpb__Tlp *pb, const char **rea
     tlp->bar_hint = pb->bar_hint ? (int8_t)(pb->bar_hint - 1) : TLPB_NO_BAR;
     tlp->payload_bytes = (uint32_t)pb->payload.len;
     tlp->payload = pb->payload.data;
+    tlp->sim_time_ps = pb->sim_time_ps;
     return 0;
 }
 
@@ -144,6 +145,7 @@ void tlpb_tlp_to_pb(Tlpb__Tlp *pb, const struct tlpb_tlp *tlp)
     pb->bar_hint = tlp->bar_hint >= 0 ? (uint32_t)tlp->bar_hint + 1 : 0;
     pb->payload.len = tlp->payload_bytes;
     pb->payload.data = (uint8_t *)tlp->payload;
+    pb->sim_time_ps = tlp->sim_time_ps;
 }
 
 void tlpb_devdesc_to_pb(struct tlpb_devdesc_pb *out, const struct tlpb_devdesc *desc)

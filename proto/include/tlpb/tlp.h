@@ -68,6 +68,8 @@ struct tlpb_tlp {
     int8_t bar_hint;         /* TLPB_NO_BAR or 0..5 */
     uint32_t payload_bytes;  /* length_dw * 4 for MWr/CfgWr0/CplD, else 0 */
     const uint8_t *payload;
+    uint64_t sim_time_ps;    /* coupled time: the sender's clock in ps (the
+                              * wire's sim_time_ps); 0 = not stamped */
 };
 
 static inline bool tlpb_tlp_has_data(enum tlpb_tlp_kind kind)

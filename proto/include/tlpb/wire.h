@@ -50,6 +50,9 @@ int tlpb_obuf_append_tlp(struct tlpb_obuf *ob, const struct tlpb_tlp *tlp, bool 
 void tlpb_interrupt_envelope(Tlpb__Envelope *env, Tlpb__Interrupt *irq, Tlpb__InterruptKind kind,
                              uint32_t vector);
 int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector);
+/* The same, stamped with the device's clock (coupled time; 0 = unstamped). */
+int tlpb_obuf_append_interrupt_at(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector,
+                                  uint64_t sim_time_ps);
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
 
 /* Write everything pending to a blocking fd (retrying on EINTR, partial
