@@ -31,6 +31,12 @@ struct tlpb_sim {
     char log_name[48];
     char device_name[64];
     enum tlpb_log_level log_level;
+    /* coupled time (docs/protocol.md "Simulated time") */
+    bool time_negotiated;   /* CAP_TIME_SYNC granted */
+    bool time_coupled;      /* between COUPLED and FREE */
+    uint64_t time_ps;       /* stamps output while coupled */
+    uint64_t input_time_ps; /* stamp of the message being delivered */
+    uint64_t last_progress_ns;
 };
 
 static void sim_log(tlpb_sim *sim, enum tlpb_log_level level, const char *fmt, ...)
@@ -76,8 +82,11 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     tlpb_hello_init(&hello, TLPB__ROLE__ROLE_SIMULATOR, opts->device_name,
                     opts->peer_name ? opts->peer_name : "simulator");
     hello.capabilities = opts->unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
+    if (opts->time_sync)
+        hello.capabilities |= TLPB__CAPABILITY__CAP_TIME_SYNC;
     hello.description = &desc_pb.msg;
     hello.completion_timeout_ms = opts->completion_timeout_ms;
+    hello.clock_period_ps = opts->clock_period_ps;
 
     int timeout_ms = opts->handshake_timeout_ms > 0 ? opts->handshake_timeout_ms
                                                     : DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -92,7 +101,10 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
         return -EPROTO;
     }
     sim->unsplit = opts->unsplit_dma && (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    sim->time_negotiated = opts->time_sync && (hr->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC);
     tlpb_envelope_free(reply);
+    if (opts->time_sync && !sim->time_negotiated)
+        sim_log(sim, TLPB_LOG_WARN, "the bridge has no coupled time: running free");
     if (opts->unsplit_dma && !sim->unsplit)
         sim_log(sim, TLPB_LOG_WARN, "the bridge refused unsplit DMA: using strict mode");
 
@@ -119,9 +131,9 @@ int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *op
 
     *out = NULL;
     if (!opts || !cbs || !cbs->tlp || !cbs->reset || !opts->description || !opts->device_name ||
-        !opts->device_name[0]) {
+        !opts->device_name[0] || (opts->time_sync && !cbs->time_sync)) {
         snprintf(err, err_size, "a device name, a description and the tlp and reset callbacks"
-                                " are required");
+                                " (and time_sync with coupled time) are required");
         close(fd);
         return -EINVAL;
     }
@@ -204,9 +216,15 @@ const char *tlpb_sim_lost_reason(const tlpb_sim *sim)
 int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp)
 {
     bool completion = tlpb_tlp_is_completion(tlp->kind);
+    struct tlpb_tlp stamped;
 
     if (sim->lost)
         return -ENOTCONN;
+    if (sim->time_coupled && tlp->sim_time_ps == 0) {
+        stamped = *tlp;
+        stamped.sim_time_ps = sim->time_ps;
+        tlp = &stamped;
+    }
     int rc = tlpb_obuf_append_tlp(&sim->ob, tlp, completion);
     if (rc == -ENOBUFS) {
         sim->output_blocked = true;
@@ -226,7 +244,8 @@ int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t ve
 {
     if (sim->lost)
         return -ENOTCONN;
-    int rc = tlpb_obuf_append_interrupt(&sim->ob, kind, vector);
+    int rc = tlpb_obuf_append_interrupt_at(&sim->ob, kind, vector,
+                                           sim->time_coupled ? sim->time_ps : 0);
     if (rc < 0) {
         sim_log(sim, TLPB_LOG_ERROR, "cannot queue %s interrupt %u: %s", tlpb_interrupt_kind_name(kind),
                 vector, strerror(-rc));
@@ -375,7 +394,55 @@ static void receive_tlp(tlpb_sim *sim, const Tlpb__Tlp *pb)
         tlpb_sim_send_error(sim, error);
         return;
     }
+    sim->input_time_ps = tlp.sim_time_ps;
     sim->cb.tlp(sim->arg, &tlp);
+}
+
+static void receive_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *pb)
+{
+    char text[160];
+    struct tlpb_sim_time_sync ts = {
+        .kind = pb->kind,
+        .sim_time_ps = pb->sim_time_ps,
+        .sync_id = pb->sync_id,
+        .grant_until_ps = pb->grant_until_ps,
+    };
+
+    if (!sim->time_negotiated) {
+        snprintf(text, sizeof(text), "TimeSync from the bridge ignored: CAP_TIME_SYNC not negotiated");
+        sim_log(sim, TLPB_LOG_WARN, "%s", text);
+        tlpb_sim_send_error(sim, text);
+        return;
+    }
+    switch (pb->kind) {
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED:
+        sim->time_coupled = true;
+        sim->input_time_ps = pb->sim_time_ps;
+        if (pb->sim_time_ps > sim->time_ps)
+            sim->time_ps = pb->sim_time_ps;
+        sim_log(sim, TLPB_LOG_INFO, "coupled time from %.3f us of host time",
+                (double)pb->sim_time_ps / 1e6);
+        break;
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE:
+        sim->time_coupled = false;
+        sim_log(sim, TLPB_LOG_INFO, "free-running: the coupled host left");
+        break;
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT:
+        if (!sim->time_coupled || pb->sync_id == 0) {
+            snprintf(text, sizeof(text), "TimeSync GRANT %s", pb->sync_id == 0 ? "with sync_id 0"
+                                                                               : "while not coupled");
+            protocol_error(sim, text);
+            return;
+        }
+        sim->input_time_ps = pb->sim_time_ps;
+        break;
+    default:
+        snprintf(text, sizeof(text), "TimeSync kind %d from the bridge ignored", (int)pb->kind);
+        sim_log(sim, TLPB_LOG_WARN, "%s", text);
+        tlpb_sim_send_error(sim, text);
+        return;
+    }
+    sim->cb.time_sync(sim->arg, &ts);
 }
 
 static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
@@ -398,6 +465,7 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
             env->reset->kind == TLPB__RESET_KIND__RESET_HOT) {
             sim_log(sim, TLPB_LOG_DEBUG, "%s from the bridge",
                     tlpb_reset_kind_name(env->reset->kind));
+            sim->input_time_ps = env->reset->sim_time_ps;
             sim->cb.reset(sim->arg, env->reset->kind);
         } else {
             /* A field out of range: not performed, a protocol error. */
@@ -416,7 +484,8 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
                 tlpb_log_escape(text, sizeof(text), env->error->reason, 120));
         break;
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
-        break; /* reserved */
+        receive_time_sync(sim, env->time_sync);
+        break;
     default:
         /* A message in the wrong direction: an Error, the connection goes on. */
         snprintf(text, sizeof(text), "%s from the bridge ignored",
@@ -492,4 +561,75 @@ int tlpb_sim_wait(tlpb_sim *sim, int timeout_ms)
             return rc;
     }
     return (p.revents & (POLLIN | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
+/* ---- coupled time -------------------------------------------------------------- */
+
+bool tlpb_sim_time_negotiated(const tlpb_sim *sim)
+{
+    return sim->time_negotiated;
+}
+
+bool tlpb_sim_time_coupled(const tlpb_sim *sim)
+{
+    return sim->time_coupled;
+}
+
+uint64_t tlpb_sim_input_time_ps(const tlpb_sim *sim)
+{
+    return sim->input_time_ps;
+}
+
+void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps)
+{
+    sim->time_ps = t_ps;
+}
+
+uint64_t tlpb_sim_time_ps(const tlpb_sim *sim)
+{
+    return sim->time_ps;
+}
+
+static int send_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *ts)
+{
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    if (sim->lost)
+        return -ENOTCONN;
+    if (!sim->time_negotiated)
+        return -EINVAL;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = (Tlpb__TimeSync *)ts;
+    int rc = tlpb_obuf_append(&sim->ob, &env, true);
+    if (rc < 0)
+        return rc;
+    sim->urgent = true;
+    sim->last_progress_ns = tlpb_now_ns();
+    return 0;
+}
+
+int tlpb_sim_send_reached(tlpb_sim *sim, uint64_t sync_id, uint64_t t_ps, bool idle,
+                          uint64_t next_event_ps, uint64_t clocked_cycles)
+{
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+    ts.sync_id = sync_id;
+    ts.sim_time_ps = t_ps;
+    ts.idle = idle;
+    ts.next_event_ps = idle ? next_event_ps : 0;
+    ts.clocked_cycles = clocked_cycles;
+    return send_time_sync(sim, &ts);
+}
+
+int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles)
+{
+    if (!sim->time_coupled || sim->lost)
+        return 0;
+    if (tlpb_now_ns() - sim->last_progress_ns < TLPB_SIM_PROGRESS_INTERVAL_NS)
+        return 0;
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS;
+    ts.sim_time_ps = t_ps;
+    ts.clocked_cycles = clocked_cycles;
+    int rc = send_time_sync(sim, &ts);
+    return rc < 0 ? rc : tlpb_sim_flush(sim);
 }

@@ -47,6 +47,19 @@ typedef void (*tlpb_sim_output_ready_cb)(void *arg);
 typedef uint16_t (*tlpb_sim_bdf_cb)(void *arg);
 typedef void (*tlpb_sim_log_cb)(void *arg, enum tlpb_log_level level, const char *message);
 
+/* Coupled time (docs/protocol.md "Simulated time"): a TimeSync from the
+ * bridge. COUPLED: from now on advance only as granted (the library has
+ * already moved tlpb_sim_time_ps up to sim_time_ps if it was behind). FREE:
+ * run free again. GRANT: simulate up to grant_until_ps (plus what host
+ * non-posted requests need), then answer with tlpb_sim_send_reached(). */
+struct tlpb_sim_time_sync {
+    Tlpb__TimeSyncKind kind;  /* COUPLED, FREE or GRANT; nothing else reaches the callback */
+    uint64_t sim_time_ps;     /* COUPLED, GRANT: the host's time */
+    uint64_t sync_id;         /* GRANT: echo it in the REACHED */
+    uint64_t grant_until_ps;  /* GRANT */
+};
+typedef void (*tlpb_sim_time_cb)(void *arg, const struct tlpb_sim_time_sync *ts);
+
 /* Every callback gets the arg given to tlpb_sim_connect. */
 struct tlpb_sim_callbacks {
     tlpb_sim_tlp_cb tlp;                   /* required */
@@ -54,6 +67,7 @@ struct tlpb_sim_callbacks {
     tlpb_sim_output_ready_cb output_ready; /* optional */
     tlpb_sim_bdf_cb bus_device_function;   /* optional: 0 when absent */
     tlpb_sim_log_cb log;                   /* optional: see log_name */
+    tlpb_sim_time_cb time_sync;            /* required with options.time_sync */
 };
 
 struct tlpb_sim_options {
@@ -65,6 +79,8 @@ struct tlpb_sim_options {
     int handshake_timeout_ms;              /* 0: 5000 */
     size_t output_limit_bytes;             /* queued output above this refuses DMA
                                             * requests with -EAGAIN; 0: 8 MiB */
+    bool time_sync;                        /* offer CAP_TIME_SYNC (coupled time) */
+    uint64_t clock_period_ps;              /* cycle-based simulator: its clock period */
     /* Without a log callback the library writes "LOG_NAME[DEVICE] LEVEL:
      * message" lines to stderr, up to log_level. */
     const char *log_name;                  /* NULL: "tlpb-sim" */
@@ -145,6 +161,32 @@ size_t tlpb_sim_output_limit(const tlpb_sim *sim);
 /* Something queued has a waiter (a completion, read request, interrupt,
  * error): write it soon rather than batching on. */
 bool tlpb_sim_output_urgent(const tlpb_sim *sim);
+
+/* ---- coupled time (docs/protocol.md "Simulated time") ------------------- */
+
+/* CAP_TIME_SYNC was granted; coupled: between COUPLED and FREE. While
+ * coupled every TLP sent with sim_time_ps 0 and every interrupt is stamped
+ * with tlpb_sim_time_ps(). */
+bool tlpb_sim_time_negotiated(const tlpb_sim *sim);
+bool tlpb_sim_time_coupled(const tlpb_sim *sim);
+/* The simulator's clock as the library stamps output with it (ps). The
+ * simulator sets it as it advances; it never goes back. */
+void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps);
+uint64_t tlpb_sim_time_ps(const tlpb_sim *sim);
+/* The stamp of the message being delivered to a callback (a TLP's is also
+ * in tlp->sim_time_ps; a Reset's only here); 0 when unstamped. */
+uint64_t tlpb_sim_input_time_ps(const tlpb_sim *sim);
+/* Answer GRANT sync_id: the clock is at t_ps and everything stamped up to
+ * it is queued before this. idle: nothing to do until the next host
+ * message, except a self-timed event at next_event_ps (0: none).
+ * clocked_cycles: cycles really clocked (cycle-based simulators, status). */
+int tlpb_sim_send_reached(tlpb_sim *sim, uint64_t sync_id, uint64_t t_ps, bool idle,
+                          uint64_t next_event_ps, uint64_t clocked_cycles);
+/* Keep-alive during a long grant: sends PROGRESS (and flushes) when
+ * TLPB_SIM_PROGRESS_INTERVAL_NS of wall time passed since the last TimeSync
+ * sent; otherwise does nothing. Cheap: call it often while simulating. */
+#define TLPB_SIM_PROGRESS_INTERVAL_NS 200000000ull
+int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles);
 
 /* ---- connection state ---------------------------------------------------- */
 
