@@ -915,8 +915,8 @@ static void replay_config(struct device *d)
             .bar_hint = TLPB_NO_BAR,
             .payload_bytes = 4,
             .payload = payload,
-            /* in the host's stream, at the host's last known time */
-            .sim_time_ps = d->time.coupled ? d->time.host_time_ps : 0,
+            /* Unstamped (takes effect at once): the bridge's own request,
+             * at a moment of wall time, not of the guest's. */
         };
         int tag = track_request(d, &wr, PENDING_INTERNAL);
         if (tag < 0)
@@ -977,7 +977,6 @@ static bool reset_left_backend(struct device *d, enum backend_kind left)
     if (left == BACKEND_EXTERNAL && d->sim) {
         Tlpb__Reset r = TLPB__RESET__INIT;
         r.kind = TLPB__RESET_KIND__RESET_HOT;
-        r.sim_time_ps = d->time.coupled ? d->time.host_time_ps : 0;
         Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
         env.body_case = TLPB__ENVELOPE__BODY_RESET;
         env.reset = &r;
