@@ -9,6 +9,8 @@
  * - TimeSync of a kind that is not the sender's, from a peer without the
  *   cap, or a REACHED for no pending grant: Error, counted;
  * - a simulator detaching with a grant pending: the host gets REACHED idle;
+ * - switched away: the pending grant answered, FREE; switched back:
+ *   COUPLED again, and the late answer to the answered grant dropped;
  * - a simulator without the cap: log line, time_mode, grants answered by
  *   the bridge, nothing of TimeSync to the simulator;
  * - status shows the time fields;
@@ -406,6 +408,65 @@ static void case_no_cap(void)
     raw_close(&s);
 }
 
+/* The simulator's next message is a TimeSync of kind at sim_time_ps t. */
+static void expect_sim_time_sync(struct raw *s, Tlpb__TimeSyncKind kind, uint64_t t, const char *what)
+{
+    Tlpb__Envelope *env = sim_next(s);
+    REQUIRE(env, "%s: no message", what);
+    CHECK(env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC && env->time_sync->kind == kind &&
+              env->time_sync->sim_time_ps == t,
+          "%s: got %s (kind %d, %llu ps), expected TimeSync kind %d at %llu ps", what,
+          tlpb_message_name(env->body_case),
+          env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC ? (int)env->time_sync->kind : -1,
+          env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC
+              ? (unsigned long long)env->time_sync->sim_time_ps : 0ull,
+          (int)kind, (unsigned long long)t);
+    tlpb_envelope_free(env);
+}
+
+static void control_ok(const char *command, const char *a0, const char *a1)
+{
+    const char *args[] = {a0, a1, NULL};
+    bool ok;
+    char *text = it_control(command, args, &ok);
+    CHECK(ok, "%s %s %s: %s", command, a0, a1, text ? text : "(no reply)");
+    free(text);
+}
+
+/* Switching away answers the pending grant and frees the simulator;
+ * switching back couples it again; its late answer is dropped quietly. */
+static void case_switch(void)
+{
+    struct raw h, s;
+    time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    /* ext0's host time is 9000 ps from the relay case. */
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 9000, "COUPLED at attach");
+    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 21, 20000, 21000, false);
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 20000, "GRANT 21");
+    control_ok("switch", "ext0", "fallback");
+    expect_reached(&h, 21, 21000, true, "grant pending at a switch");
+    Tlpb__Envelope *env = sim_next(&s);
+    CHECK(env && env->body_case == TLPB__ENVELOPE__BODY_RESET, "the switched-away simulator got %s,"
+          " expected its Reset", env ? tlpb_message_name(env->body_case) : "nothing");
+    tlpb_envelope_free(env);
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE, 0, "FREE when switched away");
+    control_ok("switch", "ext0", "external");
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 20000, "COUPLED again");
+    unsigned long long before = status_uint(NULL, "rejected_messages");
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 21, 21000, 0, true);
+    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22, 22000, 23000, false);
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22000, "GRANT 22");
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 22, 23000, 0, true);
+    expect_reached(&h, 22, 23000, true, "REACHED 22 after switching back");
+    CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 0,
+                 "rejected_messages for the late answer to an answered grant");
+    raw_close(&h);
+    /* The coupled host left: FREE. */
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE, 0, "FREE when the host left");
+    raw_close(&s);
+}
+
 /* Whether nothing arrives on r for ms (a wait for what must not come). */
 static bool quiet_for(struct raw *r, int ms)
 {
@@ -584,6 +645,7 @@ int main(int argc, char **argv)
 
     IT_RUN("GRANT on the fallback; bridge-built completions keep the stamp", case_fallback_grant());
     IT_RUN("relay to a simulator with CAP_TIME_SYNC", case_relay());
+    IT_RUN("switching away and back", case_switch());
     IT_RUN("a simulator without CAP_TIME_SYNC runs free", case_no_cap());
     IT_RUN("PROGRESS keeps a slow simulator's request alive", case_progress_keeps_alive());
     IT_RUN("tlpbtrace --sim of two identical runs", case_trace_sim());
