@@ -794,17 +794,22 @@ void device_time_grant(struct device *d, const Tlpb__TimeSync *grant)
     struct device_time *t = &d->time;
     if (grant->sim_time_ps > t->host_time_ps)
         t->host_time_ps = grant->sim_time_ps;
-    trace_time_sync(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, grant);
     if (t->grant_pending) {
+        /* The host waits for each REACHED before its next GRANT. */
         char msg[160];
         snprintf(msg, sizeof(msg), "TimeSync GRANT %llu while grant %llu is pending: not forwarded",
                  (unsigned long long)grant->sync_id, (unsigned long long)t->grant_id);
         d->bridge->rejected_messages++;
         bridge_log(TLPB_LOG_WARN, "device %s: %s", d->cfg->name, msg);
+        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+        env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+        env.time_sync = (Tlpb__TimeSync *)grant;
+        trace_rejected_message(d->bridge, d, &env, msg);
         if (d->host)
             tlpb_obuf_append_error(&d->host->ob, msg);
         return;
     }
+    trace_time_sync(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, grant);
     t->grant_pending = true;
     t->grant_id = grant->sync_id;
     t->grant_until_ps = grant->grant_until_ps;

@@ -457,9 +457,18 @@ static void case_switch(void)
     send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 21, 21000, 0, true);
     send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22, 22000, 23000, false);
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22000, "GRANT 22");
+    /* A second grant while one is pending is the host's mistake: Error,
+     * not forwarded. */
+    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 23, 22000, 24000, false);
+    Tlpb__Envelope *err = next_message(&h);
+    CHECK(err && err->body_case == TLPB__ENVELOPE__BODY_ERROR &&
+              strstr(err->error->reason, "GRANT 23 while grant 22 is pending"),
+          "no Error for a second grant: '%s'", h.last_error);
+    tlpb_envelope_free(err);
     send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 22, 23000, 0, true);
     expect_reached(&h, 22, 23000, true, "REACHED 22 after switching back");
-    CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 0,
+    /* Only the second grant counted, not the late answer to grant 21. */
+    CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 1,
                  "rejected_messages for the late answer to an answered grant");
     raw_close(&h);
     /* The coupled host left: FREE. */
