@@ -3,6 +3,7 @@
  * raw peers:
  * - a GRANT on the fallback is answered REACHED{idle, until} with its id,
  *   and a completion the bridge builds carries the request's stamp;
+ * - a GRANT to the in-process model is answered with its id;
  * - to a simulator with CAP_TIME_SYNC: COUPLED first with the host's time,
  *   stamped TLPs relayed with their stamps, the GRANT after them, the
  *   simulator's TLPs, interrupt and REACHED relayed back in order;
@@ -206,6 +207,33 @@ static void case_fallback_grant(void)
     send_mrd(&h, 4, 0xFD000000u, 234567);
     env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPL, 234567, "fallback UR");
     tlpb_envelope_free(env);
+    raw_close(&h);
+}
+
+/* The in-process model answers a grant through the bridge's interface;
+ * whatever its clock did, the answer has the grant's id and reaches at
+ * least the grant's end. */
+static void case_hlsim_grant(void)
+{
+    struct raw h;
+    char mode[128];
+    time_peer(&h, TLPB__ROLE__ROLE_HOST, "hl0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
+    CHECK(strcmp(mode, "coupled") == 0, "hl0 time_mode '%s'", mode);
+    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 5, 1000000, 2000000, false);
+    Tlpb__Envelope *env = next_message(&h);
+    REQUIRE(env, "no answer to a grant on hlsim");
+    CHECK(env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+              env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED &&
+              env->time_sync->sync_id == 5 && env->time_sync->sim_time_ps >= 2000000,
+          "hlsim answered a grant with %s", tlpb_message_name(env->body_case));
+    tlpb_envelope_free(env);
+    bool ok;
+    char *status = it_control("status", NULL, &ok);
+    const char *dev = it_json_device(status, "hl0");
+    char text[64] = "";
+    CHECK(dev && it_json_str(dev, "mode", text, sizeof(text)) && strcmp(text, "coupled") == 0,
+          "hl0 time mode '%s'", text);
+    free(status);
     raw_close(&h);
 }
 
@@ -642,17 +670,19 @@ int main(int argc, char **argv)
     snprintf(cfg, sizeof(cfg),
              "devices = (\n"
              "  { name = \"fb0\"; backend = \"fallback\"; model = \"%s\"; },\n"
+             "  { name = \"hl0\"; backend = \"hlsim\"; model = \"%s\"; },\n"
              "  { name = \"ext0\"; backend = \"external\"; model = \"%s\"; },\n"
              "  { name = \"ext1\"; backend = \"external\"; model = \"%s\"; timeout_ms = %u; },\n"
              "  { name = \"ext2\"; backend = \"external\"; model = \"%s\"; },\n"
              "  { name = \"ext3\"; backend = \"external\"; model = \"%s\"; }\n"
              ");\n",
-             it_paths.model, it_paths.model, it_paths.model, TIMEOUT_MS, it_paths.model,
+             it_paths.model, it_paths.model, it_paths.model, it_paths.model, TIMEOUT_MS, it_paths.model,
              it_paths.model);
     const char *args[] = {"--config", it_write_file("time.cfg", cfg), NULL};
     it_start_bridge(args);
 
     IT_RUN("GRANT on the fallback; bridge-built completions keep the stamp", case_fallback_grant());
+    IT_RUN("GRANT to the in-process model", case_hlsim_grant());
     IT_RUN("relay to a simulator with CAP_TIME_SYNC", case_relay());
     IT_RUN("switching away and back", case_switch());
     IT_RUN("a simulator without CAP_TIME_SYNC runs free", case_no_cap());
