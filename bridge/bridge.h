@@ -287,6 +287,9 @@ int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env);
 void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector,
                          uint64_t sim_time_ps);
 void conn_send_time_sync(struct conn *c, const Tlpb__TimeSync *ts);
+/* A message from c the bridge does not act on: an Error to c saying why,
+ * logged, traced as rejected and counted (rejected_messages). */
+void conn_refuse_message(struct conn *c, const Tlpb__Envelope *env, const char *why);
 void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
                      const char *detail);
 void conn_flush(struct conn *c);
@@ -333,9 +336,9 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
  * connection that sent it. */
 void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim_time_ps);
-/* Coupled time: a TIME_SYNC_GRANT from the host; a REACHED or PROGRESS from
- * the simulator connection sim (0, or -1 with err for an Error to it). */
-void device_time_grant(struct device *d, const Tlpb__TimeSync *grant);
+/* Coupled time: a TIME_SYNC_GRANT from the host (in env); a REACHED or
+ * PROGRESS from the simulator connection sim (0, or -1 with err: refuse it). */
+void device_time_grant(struct device *d, const Tlpb__Envelope *env);
 int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__TimeSync *ts,
                          char *err, size_t err_size);
 /* Any frame from the simulator sim: it is alive (request timeouts). */

@@ -789,8 +789,9 @@ static void time_answer_pending_grant(struct device *d, const char *why)
     time_reached(d, t->grant_id, t->grant_until_ps, true, 0, 0);
 }
 
-void device_time_grant(struct device *d, const Tlpb__TimeSync *grant)
+void device_time_grant(struct device *d, const Tlpb__Envelope *env)
 {
+    const Tlpb__TimeSync *grant = env->time_sync;
     struct device_time *t = &d->time;
     if (grant->sim_time_ps > t->host_time_ps)
         t->host_time_ps = grant->sim_time_ps;
@@ -799,14 +800,7 @@ void device_time_grant(struct device *d, const Tlpb__TimeSync *grant)
         char msg[160];
         snprintf(msg, sizeof(msg), "TimeSync GRANT %llu while grant %llu is pending: not forwarded",
                  (unsigned long long)grant->sync_id, (unsigned long long)t->grant_id);
-        d->bridge->rejected_messages++;
-        bridge_log(TLPB_LOG_WARN, "device %s: %s", d->cfg->name, msg);
-        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-        env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-        env.time_sync = (Tlpb__TimeSync *)grant;
-        trace_rejected_message(d->bridge, d, &env, msg);
-        if (d->host)
-            tlpb_obuf_append_error(&d->host->ob, msg);
+        conn_refuse_message(d->host, env, msg);
         return;
     }
     trace_time_sync(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, grant);
@@ -870,7 +864,6 @@ int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__T
         else
             snprintf(err, err_size, "TimeSync REACHED for sync_id %llu, but no grant is pending:"
                      " dropped", (unsigned long long)ts->sync_id);
-        d->bridge->rejected_messages++;
         return -1;
     }
     time_reached(d, ts->sync_id, ts->sim_time_ps, ts->idle, ts->next_event_ps, ts->clocked_cycles);

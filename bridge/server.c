@@ -392,10 +392,15 @@ static void wrong_direction(struct conn *c, const Tlpb__Envelope *env)
     char msg[160];
     snprintf(msg, sizeof(msg), "%s from a %s is not accepted (see the protocol's message table)",
              tlpb_message_name(env->body_case), tlpb_role_name(c->role));
+    conn_refuse_message(c, env, msg);
+}
+
+void conn_refuse_message(struct conn *c, const Tlpb__Envelope *env, const char *why)
+{
     c->bridge->rejected_messages++;
-    bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
-    trace_rejected_message(c->bridge, c->device, env, msg);
-    tlpb_obuf_append_error(&c->ob, msg);
+    bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, why);
+    trace_rejected_message(c->bridge, c->device, env, why);
+    tlpb_obuf_append_error(&c->ob, why);
 }
 
 static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
@@ -451,28 +456,19 @@ static void dispatch_time_sync(struct conn *c, const Tlpb__Envelope *env, bool h
         snprintf(msg, sizeof(msg),
                  "TimeSync %s from a %s is not accepted (see the protocol's Simulated time)",
                  name ? name->name : "of an undefined kind", tlpb_role_name(c->role));
-        c->bridge->rejected_messages++;
-        bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
-        trace_rejected_message(c->bridge, c->device, env, msg);
-        tlpb_obuf_append_error(&c->ob, msg);
+        conn_refuse_message(c, env, msg);
         return;
     }
     if (host && ts->sync_id == 0) {
-        snprintf(msg, sizeof(msg), "TimeSync GRANT with sync_id 0 (a grant needs a nonzero id)");
-        c->bridge->rejected_messages++;
-        bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
-        trace_rejected_message(c->bridge, c->device, env, msg);
-        tlpb_obuf_append_error(&c->ob, msg);
+        conn_refuse_message(c, env, "TimeSync GRANT with sync_id 0 (a grant needs a nonzero id)");
         return;
     }
     if (host) {
-        device_time_grant(c->device, ts);
+        device_time_grant(c->device, env);
         return;
     }
-    if (device_time_from_sim(c->device, c, ts, msg, sizeof(msg)) != 0) {
-        bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
-        tlpb_obuf_append_error(&c->ob, msg);
-    }
+    if (device_time_from_sim(c->device, c, ts, msg, sizeof(msg)) != 0)
+        conn_refuse_message(c, env, msg);
 }
 
 /* Act on one message from c. A protocol error closes c (c->closing), which
