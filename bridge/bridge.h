@@ -128,7 +128,17 @@ struct conn {
     bool write_in_flight;
     uint64_t frames_in;
     uint64_t frames_out;
+    /* Coupled time (docs/protocol.md "Simulated time"), from the Hello. */
+    uint64_t clock_period_ps;      /* simulator: 0 = not cycle based */
+    uint64_t quantum_ps;           /* host: its sync quantum */
+    bool time_coupled_sent;        /* simulator: TIME_SYNC_COUPLED sent, FREE not since */
 };
+
+/* Whether c negotiated CAP_TIME_SYNC. */
+static inline bool conn_time_sync(const struct conn *c)
+{
+    return c && (c->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC) != 0;
+}
 
 enum pending_state { PENDING_FREE = 0, PENDING_ACTIVE, PENDING_INTERNAL, PENDING_QUARANTINE };
 
@@ -163,6 +173,34 @@ struct device_stats {
     uint64_t inactive_backend_drops;
 };
 
+/* Log2 histogram of sync wall times, 4 buckets per octave of ns. */
+#define DEVICE_SYNC_HIST_BUCKETS 256
+
+/* A device's coupled simulated time (docs/protocol.md "Simulated time").
+ * Times are ps on the host's clock; wall times ns of CLOCK_MONOTONIC. */
+struct device_time {
+    bool coupled;                  /* a host with CAP_TIME_SYNC is attached */
+    bool hlsim_coupled;            /* hlsim_backend_time_mode(d, true) in effect */
+    char mode[96];                 /* last time mode told to the host */
+    uint64_t host_time_ps;         /* last host stamp or GRANT */
+    uint64_t device_time_ps;       /* last REACHED, PROGRESS or device stamp */
+    bool grant_pending;
+    uint64_t grant_id;
+    uint64_t grant_until_ps;
+    uint64_t grant_started_ns;
+    uint64_t abandoned_grant_id;   /* answered by the bridge: a late REACHED is dropped */
+    bool idle;                     /* last REACHED said idle */
+    uint64_t next_event_ps;
+    uint64_t syncs;                /* grants answered since coupling */
+    uint64_t sync_wall_ns_total;
+    uint32_t sync_wall_hist[DEVICE_SYNC_HIST_BUCKETS];
+    uint64_t clocked_cycles;       /* last reported by a cycle-based simulator */
+    uint64_t coupled_since_ns;     /* wall time the host coupled */
+    uint64_t coupled_since_ps;     /* host time then */
+    uint64_t cycles_at_coupling;
+    uint64_t last_sim_frame_ns;    /* liveness: the request timeout counts from here */
+};
+
 struct device {
     struct bridge *bridge;
     struct device_config *cfg;
@@ -185,6 +223,7 @@ struct device {
     bool device_read_active[TLPB_TAGS_MAX]; /* DMA reads outstanding at the host, by device tag */
     uint32_t device_read_owed[TLPB_TAGS_MAX];  /* bytes the host still owes each */
     uint64_t device_read_next[TLPB_TAGS_MAX];  /* address of the next byte owed */
+    uint64_t device_read_stamp[TLPB_TAGS_MAX]; /* its sim_time_ps, for a completion the bridge builds */
     /* DMA reads of a backend that was switched away or reset while the host
      * still owed their data: the host's completions are discarded. */
     bool device_read_abandoned[TLPB_TAGS_MAX];
@@ -192,6 +231,7 @@ struct device {
     uint64_t timer_deadline_ns;
     struct device_stats stats;
     bool logged_no_host;
+    struct device_time time;
 };
 
 /* A listening socket, accepted from by the bridge itself (server.c). */
@@ -244,7 +284,12 @@ void conn_close(struct conn *c, const char *reason);
 /* Queue to c and start writing. force: see tlpb_obuf_append. */
 int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force);
 int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env);
-void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector);
+void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector,
+                         uint64_t sim_time_ps);
+void conn_send_time_sync(struct conn *c, const Tlpb__TimeSync *ts);
+/* A message from c the bridge does not act on: an Error to c saying why,
+ * logged, traced as rejected and counted (rejected_messages). */
+void conn_refuse_message(struct conn *c, const Tlpb__Envelope *env, const char *why);
 void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
                      const char *detail);
 void conn_flush(struct conn *c);
@@ -272,10 +317,14 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp);
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp); /* external simulator */
 void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp);  /* in-process hlsim */
 void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint32_t vector);
+/* The same, stamped with the device's clock (coupled time; 0 = unstamped). */
+void device_upstream_interrupt_at(struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
+                                  uint64_t sim_time_ps);
 /* An Interrupt from the simulator connection sim: forwarded only while it
  * serves d (backend external), else counted and dropped. */
 void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim,
-                                        Tlpb__InterruptKind kind, uint32_t vector);
+                                        Tlpb__InterruptKind kind, uint32_t vector,
+                                        uint64_t sim_time_ps);
 /* Whether an Interrupt from a simulator names a kind and vector the device
  * has (0, or -1 with err naming the field). */
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
@@ -286,7 +335,19 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
 /* Complete a non-posted request that broke a PCIe rule with UR, back to the
  * connection that sent it. */
 void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
-void device_reset_from_host(struct device *d, Tlpb__ResetKind kind);
+void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim_time_ps);
+/* Coupled time: a TIME_SYNC_GRANT from the host (in env); a REACHED or
+ * PROGRESS from the simulator connection sim (0, or -1 with err: refuse it). */
+void device_time_grant(struct device *d, const Tlpb__Envelope *env);
+int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__TimeSync *ts,
+                         char *err, size_t err_size);
+/* Any frame from the simulator sim: it is alive (request timeouts). */
+void device_sim_alive(struct device *d, const struct conn *sim);
+/* The time mode a host of d is in now: "coupled" or "free-running (why)". */
+const char *device_time_mode(const struct device *d, char *buf, size_t size);
+/* Sync wall time (GRANT to REACHED) below which fraction of the syncs
+ * since coupling fell, in microseconds (a log2 histogram: within 1/8). */
+double device_time_sync_percentile_us(const struct device *d, double fraction);
 int device_switch_backend(struct device *d, enum backend_kind kind, char *err, size_t err_size);
 /* Load the model again (path NULL) or another one: a path must be allowed by
  * bridge_model_allowed, checked before it is opened. 0, or -1 with err. */
@@ -323,7 +384,9 @@ void trace_close(struct bridge *b);
 void trace_tlp(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
                const struct tlpb_tlp *tlp);
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
-                     uint32_t vector);
+                     uint32_t vector, uint64_t sim_time_ps);
+void trace_time_sync(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
+                     const Tlpb__TimeSync *ts);
 /* A TLP (or other message) the bridge refused, as a TRACE_REJECTED record
  * with why; d may be NULL. The _pb form is for a TLP that does not even
  * convert (malformed). */

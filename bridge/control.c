@@ -55,6 +55,83 @@ static void append_json_string(struct text *t, const char *s)
     appendf(t, "\"");
 }
 
+/* What a device's coupled time looks like now (docs/bridge.md, "Coupled
+ * time"); numbers, so a benchmark can read them. */
+struct time_view {
+    bool coupled;                  /* host coupled and the backend has a clock */
+    const char *waiting;           /* "guest": it waits for the device; "device" */
+    double host_time_ns, device_time_ns, quantum_ns;
+    double syncs_per_wall_s, syncs_per_sim_ms, p50_us, p99_us, cycles_per_wall_s;
+    uint64_t clock_period_ps;
+};
+
+static void time_view(const struct device *d, struct time_view *v)
+{
+    const struct device_time *t = &d->time;
+    char mode[96];
+    device_time_mode(d, mode, sizeof(mode));
+    v->coupled = t->coupled && strcmp(mode, "coupled") == 0;
+    v->waiting = t->grant_pending || d->pending_active ? "guest" : "device";
+    v->host_time_ns = (double)t->host_time_ps / 1e3;
+    v->device_time_ns = (double)t->device_time_ps / 1e3;
+    v->quantum_ns = d->host ? (double)d->host->quantum_ps / 1e3 : 0;
+    double wall_s = t->coupled ? (double)(tlpb_now_ns() - t->coupled_since_ns) / 1e9 : 0;
+    double sim_ms = t->coupled && t->host_time_ps > t->coupled_since_ps
+                        ? (double)(t->host_time_ps - t->coupled_since_ps) / 1e9
+                        : 0;
+    v->syncs_per_wall_s = wall_s > 0 ? (double)t->syncs / wall_s : 0;
+    v->syncs_per_sim_ms = sim_ms > 0 ? (double)t->syncs / sim_ms : 0;
+    v->p50_us = device_time_sync_percentile_us(d, 0.50);
+    v->p99_us = device_time_sync_percentile_us(d, 0.99);
+    v->clock_period_ps =
+        d->backend == BACKEND_EXTERNAL && d->sim ? d->sim->clock_period_ps : 0;
+    v->cycles_per_wall_s = wall_s > 0 && t->clocked_cycles > t->cycles_at_coupling
+                               ? (double)(t->clocked_cycles - t->cycles_at_coupling) / wall_s
+                               : 0;
+}
+
+static void time_json(const struct device *d, struct text *t)
+{
+    struct time_view v;
+    time_view(d, &v);
+    const struct device_time *dt = &d->time;
+    appendf(t,
+            ", \"time\": {\"mode\": \"%s\", \"host_time_ns\": %.3f, \"device_time_ns\": %.3f,"
+            " \"quantum_ns\": %.3f, \"device_idle\": %s, \"waiting\": \"%s\", \"syncs\": %llu,"
+            " \"syncs_per_wall_s\": %.3f, \"syncs_per_sim_ms\": %.3f, \"sync_wall_us_p50\": %.3f,"
+            " \"sync_wall_us_p99\": %.3f, \"clock_period_ps\": %llu, \"clocked_cycles\": %llu,"
+            " \"cycles_per_wall_s\": %.3f}",
+            v.coupled ? "coupled" : "free-running", v.host_time_ns, v.device_time_ns, v.quantum_ns,
+            dt->idle ? "true" : "false", v.waiting, (unsigned long long)dt->syncs,
+            v.syncs_per_wall_s, v.syncs_per_sim_ms, v.p50_us, v.p99_us,
+            (unsigned long long)v.clock_period_ps, (unsigned long long)dt->clocked_cycles,
+            v.cycles_per_wall_s);
+}
+
+/* One readable line per device (tlpbctl time). */
+static void time_text(struct bridge *b, struct text *t)
+{
+    for (unsigned i = 0; i < b->device_count; i++) {
+        const struct device *d = &b->devices[i];
+        struct time_view v;
+        time_view(d, &v);
+        char mode[96];
+        if (!d->time.coupled)
+            snprintf(mode, sizeof(mode), "free-running (no coupled host)");
+        else
+            device_time_mode(d, mode, sizeof(mode));
+        appendf(t, "%s%s: %s, host %.3f us, device %.3f us%s, quantum %.3f us, waiting: %s,"
+                   " %llu syncs (%.1f/s wall, %.1f/ms simulated), sync p50 %.1f us p99 %.1f us",
+                i ? "\n" : "", d->cfg->name, mode, v.host_time_ns / 1e3, v.device_time_ns / 1e3,
+                d->time.idle ? " (idle)" : "", v.quantum_ns / 1e3, v.waiting,
+                (unsigned long long)d->time.syncs, v.syncs_per_wall_s, v.syncs_per_sim_ms,
+                v.p50_us, v.p99_us);
+        if (v.clock_period_ps)
+            appendf(t, ", clock %llu ps, %.0f cycles/s", (unsigned long long)v.clock_period_ps,
+                    v.cycles_per_wall_s);
+    }
+}
+
 static void status_json(struct bridge *b, struct text *t)
 {
     double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
@@ -77,6 +154,7 @@ static void status_json(struct bridge *b, struct text *t)
             appendf(t, "null");
         appendf(t, ", \"model\": ");
         append_json_string(t, d->hlsim ? d->cfg->model_path : "");
+        time_json(d, t);
         appendf(t,
                 ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"
@@ -154,6 +232,11 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
         status_json(b, &t);
         reply(c, true, t.buf);
         free(t.buf);
+    } else if (strcmp(cmd, "time") == 0) {
+        struct text t = {0};
+        time_text(b, &t);
+        reply(c, true, t.buf ? t.buf : "");
+        free(t.buf);
     } else if (strcmp(cmd, "switch") == 0) {
         struct device *d = arg_device(c, req, 0);
         if (!d)
@@ -188,6 +271,6 @@ void control_handle(struct conn *c, const Tlpb__ControlRequest *req)
             reply(c, false, "usage: trace on FILE | trace off");
         }
     } else {
-        reply(c, false, "unknown command (status, stats, switch, reload, trace)");
+        reply(c, false, "unknown command (status, stats, time, switch, reload, trace)");
     }
 }

@@ -91,10 +91,23 @@ static void check_built_completion(const struct device *d, const struct tlpb_tlp
 
 /* ---- Fallback responder --------------------------------------------------- */
 
+static bool fallback_completion_unstamped(struct device *d, const struct tlpb_tlp *req,
+                                         struct tlpb_tlp *cpl, uint8_t *data, size_t data_size);
+
 /* The completion the fallback gives for request req (tag as the host sent
- * it). Returns false for requests that get none (posted). */
+ * it), stamped with the request's time (a responder without a clock
+ * answers at once). Returns false for requests that get none (posted). */
 static bool fallback_completion(struct device *d, const struct tlpb_tlp *req, struct tlpb_tlp *cpl,
                                 uint8_t *data, size_t data_size)
+{
+    if (!fallback_completion_unstamped(d, req, cpl, data, data_size))
+        return false;
+    cpl->sim_time_ps = req->sim_time_ps;
+    return true;
+}
+
+static bool fallback_completion_unstamped(struct device *d, const struct tlpb_tlp *req,
+                                         struct tlpb_tlp *cpl, uint8_t *data, size_t data_size)
 {
     uint16_t completer = d->shadow.bus_device_function;
     switch (req->kind) {
@@ -167,10 +180,21 @@ static void timeout_cb(uv_timer_t *t)
     struct device *d = t->data;
     uint64_t now = tlpb_now_ns();
     d->timer_deadline_ns = 0;
+    /* Coupled: a slow simulator is not a dead one. Its requests time out
+     * only after timeout_ms without a frame from it (PROGRESS keeps it
+     * alive), so the guest never reads the fallback's data from a live
+     * precise backend. */
+    bool live = d->time.coupled && d->backend == BACKEND_EXTERNAL && d->sim;
+    uint64_t live_deadline =
+        live ? d->time.last_sim_frame_ns + (uint64_t)device_timeout_ms(d) * 1000000u : 0;
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
         struct pending_request *p = &d->pending[tag];
         if (p->state != PENDING_ACTIVE || p->deadline_ns > now)
             continue;
+        if (live && live_deadline > now) {
+            p->deadline_ns = live_deadline;
+            continue;
+        }
         struct tlpb_tlp req = p->request;
         req.tag = p->host_tag;
         bridge_log(TLPB_LOG_WARN,
@@ -271,10 +295,14 @@ static int track_request(struct device *d, const struct tlpb_tlp *req, enum pend
 }
 
 static unsigned abandon_dma_reads(struct device *d);
+static void time_update_coupling(struct device *d);
+static void time_answer_pending_grant(struct device *d, const char *why);
 
 
 void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
 {
+    if (tlp->sim_time_ps > d->time.host_time_ps)
+        d->time.host_time_ps = tlp->sim_time_ps;
     if (tlpb_tlp_is_completion(tlp->kind)) {
         /* Completion for one of the device's DMA reads. The host completes
          * requests in order, so what it still owed a backend that was
@@ -441,6 +469,8 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
     }
     Tlpb__TraceDirection dir = from == BACKEND_FALLBACK ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
                                                         : TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST;
+    if (from != BACKEND_FALLBACK && tlp->sim_time_ps > d->time.device_time_ps)
+        d->time.device_time_ps = tlp->sim_time_ps;
     if (tlpb_tlp_is_completion(tlp->kind)) {
         upstream_completion_to_host(d, tlp, dir);
         return;
@@ -452,6 +482,7 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         trace_rejected(d->bridge, d, tlp, "from the device: a device may not send config requests");
         struct tlpb_tlp cpl;
         tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+        cpl.sim_time_ps = tlp->sim_time_ps;
         check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
         downstream_reply_to_backend(d, &cpl);
         return;
@@ -465,6 +496,7 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         if (tlp->kind == TLPB_TLP_MRD) {
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+            cpl.sim_time_ps = tlp->sim_time_ps;
             check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             downstream_reply_to_backend(d, &cpl);
         } else {
@@ -477,6 +509,7 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         d->device_read_active[tlp->tag] = true;
         d->device_read_owed[tlp->tag] = tlpb_tlp_request_bytes(tlp);
         d->device_read_next[tlp->tag] = tlpb_tlp_first_byte_address(tlp);
+        d->device_read_stamp[tlp->tag] = tlp->sim_time_ps;
     } else {
         d->stats.device_posted_writes++;
         d->stats.dma_bytes += tlp->payload_bytes;
@@ -496,14 +529,23 @@ void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp)
 
 void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint32_t vector)
 {
+    device_upstream_interrupt_at(d, kind, vector, 0);
+}
+
+void device_upstream_interrupt_at(struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
+                                  uint64_t sim_time_ps)
+{
     d->stats.interrupts++;
-    trace_interrupt(d->bridge, d, kind, vector);
+    if (sim_time_ps > d->time.device_time_ps)
+        d->time.device_time_ps = sim_time_ps;
+    trace_interrupt(d->bridge, d, kind, vector, sim_time_ps);
     if (d->host)
-        conn_send_interrupt(d->host, kind, vector);
+        conn_send_interrupt(d->host, kind, vector, sim_time_ps);
 }
 
 void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim,
-                                        Tlpb__InterruptKind kind, uint32_t vector)
+                                        Tlpb__InterruptKind kind, uint32_t vector,
+                                        uint64_t sim_time_ps)
 {
     if (d->backend != BACKEND_EXTERNAL || d->sim != sim) {
         /* Switched away: the simulator no longer drives the guest. The
@@ -517,7 +559,7 @@ void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim
                    d->cfg->name, name ? name->name : "?", vector, backend_name(d->backend));
         return;
     }
-    device_upstream_interrupt(d, kind, vector);
+    device_upstream_interrupt_at(d, kind, vector, sim_time_ps);
 }
 
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
@@ -551,7 +593,10 @@ int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uin
 
 uint64_t device_grant_capabilities(const struct device *d, const char *label, uint64_t offered)
 {
-    uint64_t granted = offered & TLPB__CAPABILITY__CAP_UNSPLIT_DMA;
+    /* Coupled time is granted to whoever offers it: a backend without it
+     * runs free-running, which the host is told (device_time_mode). */
+    uint64_t granted =
+        offered & (TLPB__CAPABILITY__CAP_UNSPLIT_DMA | TLPB__CAPABILITY__CAP_TIME_SYNC);
     /* Fast (unsplit) DMA trades PCIe fidelity for speed: only where the
      * device's configuration says so, so a strict device stays strict for
      * its host and its simulator alike. */
@@ -570,6 +615,7 @@ void device_reject_request(struct device *d, struct conn *from, const struct tlp
     uint16_t completer = from == d->host ? d->shadow.bus_device_function : 0;
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, req, completer, TLPB_CPL_UR);
+    cpl.sim_time_ps = req->sim_time_ps;
     check_built_completion(d, &cpl, from);
     trace_tlp(d->bridge,
               from == d->host ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
@@ -597,6 +643,237 @@ void device_output_ready(struct device *d)
         d->hlsim_output_blocked = false;
         hlsim_device_output_ready(d->hlsim);
     }
+}
+
+/* ---- Coupled simulated time ------------------------------------------------ */
+
+const char *device_time_mode(const struct device *d, char *buf, size_t size)
+{
+    if (d->backend == BACKEND_FALLBACK)
+        snprintf(buf, size, "free-running (the fallback responder has no clock)");
+    else if (d->backend == BACKEND_EXTERNAL && !conn_time_sync(d->sim))
+        snprintf(buf, size, "free-running (simulator has no CAP_TIME_SYNC)");
+    else
+        snprintf(buf, size, "coupled");
+    return buf;
+}
+
+/* Bring the active backend's time mode in line with the host: COUPLED to
+ * an external simulator with the cap once a coupled host is attached (FREE
+ * when it leaves or the simulator stops serving), the same to the
+ * in-process model; and tell a coupled host when its mode changes. */
+static void time_update_coupling(struct device *d)
+{
+    struct device_time *t = &d->time;
+    bool want_sim = t->coupled && d->backend == BACKEND_EXTERNAL && conn_time_sync(d->sim);
+    if (d->sim && conn_time_sync(d->sim) && want_sim != d->sim->time_coupled_sent) {
+        Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+        ts.kind = want_sim ? TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED
+                           : TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE;
+        ts.sim_time_ps = want_sim ? t->host_time_ps : 0;
+        conn_send_time_sync(d->sim, &ts);
+        d->sim->time_coupled_sent = want_sim;
+    }
+    bool want_hlsim = t->coupled && d->backend == BACKEND_HLSIM && d->hlsim;
+    if (want_hlsim != t->hlsim_coupled) {
+        if (d->hlsim)
+            hlsim_backend_time_mode(d, want_hlsim, t->host_time_ps);
+        t->hlsim_coupled = want_hlsim;
+    }
+    if (!t->coupled) {
+        t->mode[0] = '\0';
+        return;
+    }
+    char mode[sizeof(t->mode)];
+    device_time_mode(d, mode, sizeof(mode));
+    if (strcmp(mode, t->mode) == 0)
+        return;
+    /* The first mode went out in the HelloReply. */
+    bool changed = t->mode[0] != '\0';
+    snprintf(t->mode, sizeof(t->mode), "%s", mode);
+    if (d->backend == BACKEND_EXTERNAL && d->sim && !conn_time_sync(d->sim))
+        bridge_log(TLPB_LOG_WARN,
+                   "device %s: simulator \"%s\" has no CAP_TIME_SYNC: attached free-running (guest"
+                   " time will not wait for it)",
+                   d->cfg->name, d->sim->peer_name);
+    else
+        bridge_log(TLPB_LOG_INFO, "device %s: time %s (backend %s)", d->cfg->name, mode,
+                   backend_name(d->backend));
+    if (changed && d->host) {
+        char detail[sizeof(mode) + 8];
+        snprintf(detail, sizeof(detail), "time: %s", mode);
+        conn_send_event(d->host, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, backend_name(d->backend),
+                        detail);
+    }
+}
+
+/* Sync wall time into the histogram: 4 buckets per octave of ns. */
+static unsigned sync_hist_bucket(uint64_t ns)
+{
+    if (ns < 4)
+        return (unsigned)ns;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(ns);
+    unsigned b = msb * 4u + (unsigned)((ns >> (msb - 2u)) & 3u);
+    return b < DEVICE_SYNC_HIST_BUCKETS ? b : DEVICE_SYNC_HIST_BUCKETS - 1u;
+}
+
+/* The middle of a bucket, in ns. */
+static double sync_hist_value(unsigned b)
+{
+    if (b < 4)
+        return b;
+    unsigned msb = b / 4u, quarter = b % 4u;
+    double low = (double)(1ull << msb) * (1.0 + quarter / 4.0);
+    return low + (double)(1ull << msb) / 8.0;
+}
+
+double device_time_sync_percentile_us(const struct device *d, double fraction)
+{
+    const struct device_time *t = &d->time;
+    if (t->syncs == 0)
+        return 0;
+    uint64_t want = (uint64_t)(fraction * (double)t->syncs);
+    if (want == 0)
+        want = 1;
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < DEVICE_SYNC_HIST_BUCKETS; b++) {
+        seen += t->sync_wall_hist[b];
+        if (seen >= want)
+            return sync_hist_value(b) / 1000.0;
+    }
+    return sync_hist_value(DEVICE_SYNC_HIST_BUCKETS - 1) / 1000.0;
+}
+
+/* The pending grant is answered (by the backend or the bridge): REACHED
+ * to the host, after everything the device sent before it. */
+static void time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_ps, bool idle,
+                         uint64_t next_event_ps, uint64_t clocked_cycles)
+{
+    struct device_time *t = &d->time;
+    uint64_t wall = tlpb_now_ns() - t->grant_started_ns;
+    t->grant_pending = false;
+    t->syncs++;
+    t->sync_wall_ns_total += wall;
+    uint32_t *bucket = &t->sync_wall_hist[sync_hist_bucket(wall)];
+    if (*bucket < UINT32_MAX)
+        (*bucket)++;
+    if (sim_time_ps > t->device_time_ps)
+        t->device_time_ps = sim_time_ps;
+    t->idle = idle;
+    t->next_event_ps = idle ? next_event_ps : 0;
+    if (clocked_cycles)
+        t->clocked_cycles = clocked_cycles;
+    if (!conn_time_sync(d->host))
+        return;
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+    ts.sync_id = sync_id;
+    ts.sim_time_ps = sim_time_ps;
+    ts.idle = idle;
+    ts.next_event_ps = t->next_event_ps;
+    ts.clocked_cycles = clocked_cycles;
+    trace_time_sync(d->bridge, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, &ts);
+    conn_send_time_sync(d->host, &ts);
+}
+
+/* A backend that stops serving (detached, crashed, switched, reloaded)
+ * leaves no guest waiting: its grant is answered idle at the grant's end. */
+static void time_answer_pending_grant(struct device *d, const char *why)
+{
+    struct device_time *t = &d->time;
+    if (!t->grant_pending)
+        return;
+    bridge_log(TLPB_LOG_INFO, "device %s: grant %llu pending when %s; answered by the bridge",
+               d->cfg->name, (unsigned long long)t->grant_id, why);
+    t->abandoned_grant_id = t->grant_id;
+    time_reached(d, t->grant_id, t->grant_until_ps, true, 0, 0);
+}
+
+void device_time_grant(struct device *d, const Tlpb__Envelope *env)
+{
+    const Tlpb__TimeSync *grant = env->time_sync;
+    struct device_time *t = &d->time;
+    if (grant->sim_time_ps > t->host_time_ps)
+        t->host_time_ps = grant->sim_time_ps;
+    if (t->grant_pending) {
+        /* The host waits for each REACHED before its next GRANT. */
+        char msg[160];
+        snprintf(msg, sizeof(msg), "TimeSync GRANT %llu while grant %llu is pending: not forwarded",
+                 (unsigned long long)grant->sync_id, (unsigned long long)t->grant_id);
+        conn_refuse_message(d->host, env, msg);
+        return;
+    }
+    trace_time_sync(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, grant);
+    t->grant_pending = true;
+    t->grant_id = grant->sync_id;
+    t->grant_until_ps = grant->grant_until_ps;
+    t->grant_started_ns = tlpb_now_ns();
+    if (d->backend == BACKEND_HLSIM && d->hlsim) {
+        hlsim_backend_time_grant(d, grant->sync_id, grant->grant_until_ps);
+        return;
+    }
+    if (d->backend == BACKEND_EXTERNAL && conn_time_sync(d->sim)) {
+        /* Same queue as the host's TLPs: the grant follows them. */
+        Tlpb__TimeSync fwd = TLPB__TIME_SYNC__INIT;
+        fwd.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT;
+        fwd.sim_time_ps = grant->sim_time_ps;
+        fwd.sync_id = grant->sync_id;
+        fwd.grant_until_ps = grant->grant_until_ps;
+        conn_send_time_sync(d->sim, &fwd);
+        return;
+    }
+    /* No clock (fallback) or a free-running simulator: nothing to wait for. */
+    time_reached(d, grant->sync_id, grant->grant_until_ps, true, 0, 0);
+}
+
+void device_time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_ps, bool idle,
+                         uint64_t next_event_ps, uint64_t clocked_cycles)
+{
+    struct device_time *t = &d->time;
+    if (!t->grant_pending || sync_id != t->grant_id) {
+        if (sync_id != t->abandoned_grant_id)
+            bridge_log(TLPB_LOG_WARN, "device %s: the model answered grant %llu, which is not"
+                       " pending; dropped", d->cfg->name, (unsigned long long)sync_id);
+        return;
+    }
+    time_reached(d, sync_id, sim_time_ps, idle, next_event_ps, clocked_cycles);
+    if (d->host)
+        conn_flush(d->host);
+}
+
+int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__TimeSync *ts,
+                         char *err, size_t err_size)
+{
+    struct device_time *t = &d->time;
+    /* A simulator that no longer serves the device drives nothing. */
+    if (d->sim != sim || d->backend != BACKEND_EXTERNAL)
+        return 0;
+    if (ts->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS) {
+        if (ts->sim_time_ps > t->device_time_ps)
+            t->device_time_ps = ts->sim_time_ps;
+        if (ts->clocked_cycles)
+            t->clocked_cycles = ts->clocked_cycles;
+        return 0;
+    }
+    if (!t->grant_pending || ts->sync_id != t->grant_id) {
+        if (ts->sync_id != 0 && ts->sync_id == t->abandoned_grant_id)
+            return 0; /* answered by the bridge already */
+        if (t->grant_pending)
+            snprintf(err, err_size, "TimeSync REACHED for sync_id %llu, but the pending grant is %llu:"
+                     " dropped", (unsigned long long)ts->sync_id, (unsigned long long)t->grant_id);
+        else
+            snprintf(err, err_size, "TimeSync REACHED for sync_id %llu, but no grant is pending:"
+                     " dropped", (unsigned long long)ts->sync_id);
+        return -1;
+    }
+    time_reached(d, ts->sync_id, ts->sim_time_ps, ts->idle, ts->next_event_ps, ts->clocked_cycles);
+    return 0;
+}
+
+void device_sim_alive(struct device *d, const struct conn *sim)
+{
+    if (d->sim == sim)
+        d->time.last_sim_frame_ns = tlpb_now_ns();
 }
 
 /* ---- Lifecycle ------------------------------------------------------------- */
@@ -636,6 +913,8 @@ static void replay_config(struct device *d)
             .bar_hint = TLPB_NO_BAR,
             .payload_bytes = 4,
             .payload = payload,
+            /* Unstamped (takes effect at once): the bridge's own request,
+             * at a moment of wall time, not of the guest's. */
         };
         int tag = track_request(d, &wr, PENDING_INTERNAL);
         if (tag < 0)
@@ -724,6 +1003,9 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
     unsigned abandoned = 0;
     if (left != BACKEND_FALLBACK)
         abandoned = drain_backend(d, why);
+    /* After the leaving backend's completions: the guest must not wait on
+     * a grant nobody will answer. */
+    time_answer_pending_grant(d, why);
     d->backend = kind;
     d->hlsim_output_blocked = false;
     if (left != BACKEND_FALLBACK && left != kind) {
@@ -736,6 +1018,8 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
                    d->cfg->name, backend_name(left), why, reset ? ", reset" : "", abandoned,
                    abandoned == 1 ? "" : "s");
     }
+    /* The new backend learns the host's time before anything stamped. */
+    time_update_coupling(d);
     if (kind != BACKEND_FALLBACK)
         replay_config(d);
     return abandoned;
@@ -745,6 +1029,18 @@ void device_host_attached(struct device *d, struct conn *c)
 {
     d->host = c;
     d->logged_no_host = false;
+    struct device_time *t = &d->time;
+    t->coupled = conn_time_sync(c);
+    if (t->coupled) {
+        /* Rates in status count from here. */
+        t->syncs = 0;
+        t->sync_wall_ns_total = 0;
+        memset(t->sync_wall_hist, 0, sizeof(t->sync_wall_hist));
+        t->coupled_since_ns = tlpb_now_ns();
+        t->coupled_since_ps = t->host_time_ps;
+        t->cycles_at_coupling = t->clocked_cycles;
+        t->mode[0] = '\0';
+    }
     bridge_log(TLPB_LOG_INFO, "device %s: host %s connected (backend %s)", d->cfg->name,
                c->peer_name[0] ? c->peer_name : "?", backend_name(d->backend));
     bool device_unsplit = (d->cfg->fast_dma && d->hlsim) ||
@@ -754,6 +1050,9 @@ void device_host_attached(struct device *d, struct conn *c)
                    "device %s: its model uses fast (unsplit) DMA but this host did not offer"
                    " unsplit DMA; DMA larger than PCIe allows will fail (use dma = \"strict\")",
                    d->cfg->name);
+    time_update_coupling(d);
+    if (d->sim)
+        conn_flush(d->sim);
 }
 
 void device_host_detached(struct device *d)
@@ -778,12 +1077,20 @@ void device_host_detached(struct device *d)
                 tlpb_tlp_set_mem_range(&req, d->device_read_next[tag] & ~3ull, 4);
             struct tlpb_tlp cpl;
             tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+            cpl.sim_time_ps = d->device_read_stamp[tag];
             check_built_completion(d, &cpl, d->backend == BACKEND_EXTERNAL ? d->sim : NULL);
             d->device_read_active[tag] = false;
             downstream_to_backend(d, &cpl);
         }
     }
     arm_timeout(d);
+    /* Nobody waits for a grant any more; the device runs free again. */
+    if (d->time.grant_pending) {
+        d->time.grant_pending = false;
+        d->time.abandoned_grant_id = d->time.grant_id;
+    }
+    d->time.coupled = false;
+    time_update_coupling(d);
     if (d->sim)
         conn_flush(d->sim);
 }
@@ -826,6 +1133,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
         c->completion_timeout_ms = BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS;
     }
     d->sim = c;
+    d->time.last_sim_frame_ns = tlpb_now_ns();
     activate(d, BACKEND_EXTERNAL, "simulator attached");
     char detail[160];
     snprintf(detail, sizeof(detail), "simulator %s attached", c->peer_name);
@@ -847,8 +1155,10 @@ void device_sim_detached(struct device *d, const char *why)
     announce_backend(d, TLPB__EVENT_KIND__EVENT_SIMULATOR_DETACHED, detail);
 }
 
-void device_reset_from_host(struct device *d, Tlpb__ResetKind kind)
+void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim_time_ps)
 {
+    if (sim_time_ps > d->time.host_time_ps)
+        d->time.host_time_ps = sim_time_ps;
     bridge_log(TLPB_LOG_INFO, "device %s: %s reset from host", d->cfg->name,
                kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
     uint16_t bdf = d->shadow.bus_device_function;
@@ -864,6 +1174,7 @@ void device_reset_from_host(struct device *d, Tlpb__ResetKind kind)
     case BACKEND_EXTERNAL: {
         Tlpb__Reset r = TLPB__RESET__INIT;
         r.kind = kind;
+        r.sim_time_ps = sim_time_ps;
         Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
         env.body_case = TLPB__ENVELOPE__BODY_RESET;
         env.reset = &r;
@@ -929,6 +1240,7 @@ int device_reload_model(struct device *d, const char *path, char *err, size_t er
     if (was_active)
         activate(d, BACKEND_FALLBACK, "the model is being reloaded");
     hlsim_backend_unload(d);
+    d->time.hlsim_coupled = false; /* a model loaded next starts free-running */
     if (hlsim_backend_load(d, model, err, err_size) != 0) {
         bridge_log(TLPB_LOG_ERROR, "%s", err);
         /* Bring back the model that was running, when it was another file
@@ -955,17 +1267,6 @@ int device_reload_model(struct device *d, const char *path, char *err, size_t er
         announce_backend(d, TLPB__EVENT_KIND__EVENT_BACKEND_CHANGED, "model reloaded");
     }
     return 0;
-}
-
-void device_time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_ps, bool idle,
-                         uint64_t next_event_ps, uint64_t clocked_cycles)
-{
-    (void)d;
-    (void)sync_id;
-    (void)sim_time_ps;
-    (void)idle;
-    (void)next_event_ps;
-    (void)clocked_cycles;
 }
 
 int device_init(struct device *d, struct bridge *b, struct device_config *cfg, char *err,

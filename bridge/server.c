@@ -159,10 +159,21 @@ int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env)
     return tlpb_obuf_append(&c->ob, env, true);
 }
 
-void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector)
+void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector,
+                         uint64_t sim_time_ps)
 {
     if (c && !c->closing)
-        tlpb_obuf_append_interrupt(&c->ob, kind, vector);
+        tlpb_obuf_append_interrupt_at(&c->ob, kind, vector, sim_time_ps);
+}
+
+/* Queued like everything else on c (forced), so a TimeSync keeps its place
+ * after the TLPs sent before it. */
+void conn_send_time_sync(struct conn *c, const Tlpb__TimeSync *ts)
+{
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = (Tlpb__TimeSync *)ts;
+    conn_send_envelope(c, &env);
 }
 
 void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
@@ -189,6 +200,11 @@ static void send_hello_reply(struct conn *c, bool accepted, const char *error,
     reply.max_frame_bytes = c->rd.max_frame_bytes;
     reply.capabilities = c->capabilities;
     struct tlpb_devdesc_pb desc_pb;
+    char time_mode[96] = "";
+    /* Only a host that offered coupled time is told its mode. */
+    if (d && accepted && c->role == TLPB__ROLE__ROLE_HOST && conn_time_sync(c))
+        device_time_mode(d, time_mode, sizeof(time_mode));
+    reply.time_mode = time_mode;
     if (d) {
         tlpb_devdesc_to_pb(&desc_pb, &d->desc);
         reply.description = &desc_pb.msg;
@@ -299,7 +315,9 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         return;
     }
     snprintf(c->label, sizeof(c->label), "%s[%s]", tlpb_role_name(hello->role), d->cfg->name);
-    c->capabilities = device_grant_capabilities(d, c->label, c->capabilities);
+    c->capabilities = device_grant_capabilities(
+        d, c->label, hello->capabilities & (TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                            TLPB__CAPABILITY__CAP_TIME_SYNC));
     if (hello->role == TLPB__ROLE__ROLE_HOST) {
         if (d->host) {
             refuse(c, "device already has a host connected");
@@ -307,6 +325,8 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         }
         c->role = hello->role;
         c->device = d;
+        if (conn_time_sync(c))
+            c->quantum_ps = hello->quantum_ps;
         send_hello_reply(c, true, NULL, d);
         device_host_attached(d, c);
         return;
@@ -334,6 +354,7 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     c->role = hello->role;
     c->device = d;
     c->completion_timeout_ms = hello->completion_timeout_ms;
+    c->clock_period_ps = hello->clock_period_ps;
     send_hello_reply(c, true, NULL, d);
     if (device_sim_attach(d, c, &desc, why, sizeof(why)) != 0) {
         c->role = TLPB__ROLE__ROLE_UNSPECIFIED;
@@ -371,10 +392,15 @@ static void wrong_direction(struct conn *c, const Tlpb__Envelope *env)
     char msg[160];
     snprintf(msg, sizeof(msg), "%s from a %s is not accepted (see the protocol's message table)",
              tlpb_message_name(env->body_case), tlpb_role_name(c->role));
+    conn_refuse_message(c, env, msg);
+}
+
+void conn_refuse_message(struct conn *c, const Tlpb__Envelope *env, const char *why)
+{
     c->bridge->rejected_messages++;
-    bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, msg);
-    trace_rejected_message(c->bridge, c->device, env, msg);
-    tlpb_obuf_append_error(&c->ob, msg);
+    bridge_log(TLPB_LOG_WARN, "%s: %s", c->label, why);
+    trace_rejected_message(c->bridge, c->device, env, why);
+    tlpb_obuf_append_error(&c->ob, why);
 }
 
 static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
@@ -410,6 +436,41 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         device_upstream_from_sim(c->device, &tlp);
 }
 
+/* TimeSync: only on a connection that negotiated CAP_TIME_SYNC, and only
+ * its own kinds (host: GRANT; simulator: REACHED, PROGRESS). */
+static void dispatch_time_sync(struct conn *c, const Tlpb__Envelope *env, bool host,
+                               bool simulator)
+{
+    const Tlpb__TimeSync *ts = env->time_sync;
+    char msg[200];
+    if (!conn_time_sync(c) || (!host && !simulator)) {
+        wrong_direction(c, env);
+        return;
+    }
+    bool own = host ? ts->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT
+                    : (ts->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED ||
+                       ts->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS);
+    if (!own) {
+        const ProtobufCEnumValue *name =
+            protobuf_c_enum_descriptor_get_value(&tlpb__time_sync_kind__descriptor, (int)ts->kind);
+        snprintf(msg, sizeof(msg),
+                 "TimeSync %s from a %s is not accepted (see the protocol's Simulated time)",
+                 name ? name->name : "of an undefined kind", tlpb_role_name(c->role));
+        conn_refuse_message(c, env, msg);
+        return;
+    }
+    if (host && ts->sync_id == 0) {
+        conn_refuse_message(c, env, "TimeSync GRANT with sync_id 0 (a grant needs a nonzero id)");
+        return;
+    }
+    if (host) {
+        device_time_grant(c->device, env);
+        return;
+    }
+    if (device_time_from_sim(c->device, c, ts, msg, sizeof(msg)) != 0)
+        conn_refuse_message(c, env, msg);
+}
+
 /* Act on one message from c. A protocol error closes c (c->closing), which
  * ends its batch in conn_process. */
 static void dispatch(struct conn *c, Tlpb__Envelope *env)
@@ -441,7 +502,8 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
             return;
         } else {
             device_upstream_interrupt_from_sim(c->device, c, env->interrupt->kind,
-                                               env->interrupt->vector);
+                                               env->interrupt->vector,
+                                               env->interrupt->sim_time_ps);
         }
         break;
     case TLPB__ENVELOPE__BODY_RESET:
@@ -455,8 +517,11 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
             conn_fail(c, why);
             return;
         } else {
-            device_reset_from_host(c->device, env->reset->kind);
+            device_reset_from_host(c->device, env->reset->kind, env->reset->sim_time_ps);
         }
+        break;
+    case TLPB__ENVELOPE__BODY_TIME_SYNC:
+        dispatch_time_sync(c, env, host, simulator);
         break;
     case TLPB__ENVELOPE__BODY_CONTROL_REQUEST:
         if (c->role == TLPB__ROLE__ROLE_CONTROL)
@@ -471,8 +536,7 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
         conn_fail(c, "second Hello on an established connection");
         return;
     default:
-        /* HelloReply, Event, ControlReply: the bridge's to send. TimeSync:
-         * reserved, accepted from nobody yet. */
+        /* HelloReply, Event, ControlReply: the bridge's to send. */
         wrong_direction(c, env);
         break;
     }
@@ -520,6 +584,8 @@ static void conn_process(struct conn *c)
             break;
         }
         c->frames_in++;
+        if (c->role == TLPB__ROLE__ROLE_SIMULATOR && c->device)
+            device_sim_alive(c->device, c);
         Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
         if (!env) {
             conn_fail(c, reason);

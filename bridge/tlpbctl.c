@@ -12,6 +12,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: tlpbctl [-s SOCKET] [--token-file FILE] COMMAND [ARGS...]\n"
                  "commands:\n"
                  "  status                      devices, backends, counters (JSON)\n"
+                 "  time                        coupled simulated time, one line per device\n"
                  "  switch DEVICE BACKEND       fallback | hlsim | external\n"
                  "  reload DEVICE [MODEL.so]    reload the device's hlsim model\n"
                  "  trace on FILE | trace off\n"

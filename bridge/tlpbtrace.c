@@ -19,10 +19,15 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: tlpbtrace [options] TRACE_FILE\n"
                  "  -d, --device NAME     only this device\n"
-                 "  -k, --kind KIND       only this kind: MRd, MWr, CfgRd0, CfgWr0, Cpl, CplD, IRQ\n"
+                 "  -k, --kind KIND       only this kind: MRd, MWr, CfgRd0, CfgWr0, Cpl, CplD, IRQ,\n"
+                 "                        Reset, TimeSync\n"
                  "  -a, --address LO[-HI] only memory TLPs touching [LO, HI] (hex ok)\n"
                  "      --fallback        only completions made by the fallback\n"
                  "      --rejected        only TLPs and messages the bridge rejected\n"
+                 "      --sim             simulated time instead of wall time (coupled runs):\n"
+                 "                        only records stamped with a simulated time, in\n"
+                 "                        simulated-time order, so two runs of the same guest\n"
+                 "                        command compare equal with diff\n"
                  "  -c, --count           print only the number of matching records\n"
                  "  -F, --follow          keep reading as the trace grows (as tail -f), until\n"
                  "                        SIGINT or SIGTERM (records already written are read\n"
@@ -122,6 +127,76 @@ static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct t
     return rc;
 }
 
+/* A record printed with --sim, held until all are read: the trace's order
+ * of the host's and the device's streams depends on wall time, their
+ * simulated times do not. */
+struct sim_line {
+    uint64_t sim_time_ps;
+    unsigned stream;        /* 0 host to device, 1 to the host, 2 rejected */
+    unsigned long long seq; /* order within the trace */
+    char *text;
+};
+
+static int sim_line_cmp(const void *a, const void *b)
+{
+    const struct sim_line *x = a, *y = b;
+    if (x->sim_time_ps != y->sim_time_ps)
+        return x->sim_time_ps < y->sim_time_ps ? -1 : 1;
+    if (x->stream != y->stream)
+        return x->stream < y->stream ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static unsigned sim_stream(Tlpb__TraceDirection d)
+{
+    switch (d) {
+    case TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE: return 0;
+    case TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST:
+    case TLPB__TRACE_DIRECTION__TRACE_FALLBACK: return 1;
+    default: return 2;
+    }
+}
+
+/* Picoseconds as exact nanoseconds. */
+static void format_sim_time(char *out, size_t size, uint64_t ps)
+{
+    snprintf(out, size, "%" PRIu64 ".%03" PRIu64 "ns", ps / 1000u, ps % 1000u);
+}
+
+static const char *time_sync_kind_name(Tlpb__TimeSyncKind k)
+{
+    switch (k) {
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED: return "COUPLED";
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE: return "FREE";
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT: return "GRANT";
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED: return "REACHED";
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS: return "PROGRESS";
+    default: return "?";
+    }
+}
+
+static void format_time_sync(char *line, size_t size, const Tlpb__TimeSync *ts)
+{
+    char t[40], until[40], next[40];
+    format_sim_time(t, sizeof(t), ts->sim_time_ps);
+    format_sim_time(until, sizeof(until), ts->grant_until_ps);
+    format_sim_time(next, sizeof(next), ts->next_event_ps);
+    switch (ts->kind) {
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT:
+        snprintf(line, size, "TimeSync GRANT id %" PRIu64 " until %s (host at %s)", ts->sync_id,
+                 until, t);
+        break;
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED:
+        snprintf(line, size, "TimeSync REACHED id %" PRIu64 " at %s%s%s%s cycles %" PRIu64,
+                 ts->sync_id, t, ts->idle ? " idle" : "", ts->next_event_ps ? " next event " : "",
+                 ts->next_event_ps ? next : "", ts->clocked_cycles);
+        break;
+    default:
+        snprintf(line, size, "TimeSync %s at %s", time_sync_kind_name(ts->kind), t);
+        break;
+    }
+}
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_stop_signal(int sig)
@@ -196,6 +271,9 @@ int main(int argc, char **argv)
     const char *device = NULL, *kind = NULL;
     uint64_t lo = 0, hi = UINT64_MAX;
     bool only_fallback = false, only_rejected = false, count_only = false, follow = false;
+    bool sim_time = false;
+    struct sim_line *sim_lines = NULL;
+    size_t sim_count = 0, sim_cap = 0;
     long follow_timeout_ms = -1;
     const char *pcapng_path = NULL;
     static const struct option opts[] = {
@@ -204,7 +282,8 @@ int main(int argc, char **argv)
         {"count", no_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
         {"rejected", no_argument, NULL, 'r'}, {"follow", no_argument, NULL, 'F'},
         {"follow-timeout-ms", required_argument, NULL, 'T'},
-        {"pcapng", required_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
+        {"pcapng", required_argument, NULL, 'P'}, {"sim", no_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "d:k:a:chF", opts, NULL)) != -1) {
         switch (ch) {
@@ -237,12 +316,18 @@ int main(int argc, char **argv)
             break;
         }
         case 'P': pcapng_path = optarg; break;
+        case 'S': sim_time = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind + 1 != argc) {
         usage(stderr);
+        return 2;
+    }
+    if (sim_time && (follow || pcapng_path)) {
+        /* --sim orders the whole trace by simulated time: it needs its end. */
+        fprintf(stderr, "tlpbtrace: --sim does not go with --follow or --pcapng\n");
         return 2;
     }
     int fd = open(argv[optind], O_RDONLY | O_CLOEXEC);
@@ -372,6 +457,20 @@ int main(int argc, char **argv)
                         match = false;
                 }
             }
+        } else if (rec->message->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC) {
+            format_time_sync(line, sizeof(line), rec->message->time_sync);
+            if (kind && strcasecmp(kind, "TimeSync") != 0)
+                match = false;
+            if (lo != 0 || hi != UINT64_MAX)
+                match = false;
+        } else if (rec->message->body_case == TLPB__ENVELOPE__BODY_RESET) {
+            snprintf(line, sizeof(line), "Reset %s",
+                     rec->message->reset->kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                         ? "function-level" : "hot");
+            if (kind && strcasecmp(kind, "Reset") != 0)
+                match = false;
+            if (lo != 0 || hi != UINT64_MAX)
+                match = false;
         } else if (rec->message->body_case == TLPB__ENVELOPE__BODY_INTERRUPT) {
             static const char *names[] = {"?", "MSI-X", "MSI", "INTx assert", "INTx deassert"};
             unsigned k = (unsigned)rec->message->interrupt->kind;
@@ -387,6 +486,19 @@ int main(int argc, char **argv)
             if (kind || lo != 0 || hi != UINT64_MAX)
                 match = false;
         }
+        /* The simulated time the record carries (0: none). */
+        uint64_t stamp = 0;
+        switch (rec->message->body_case) {
+        case TLPB__ENVELOPE__BODY_TLP: stamp = rec->message->tlp->sim_time_ps; break;
+        case TLPB__ENVELOPE__BODY_INTERRUPT: stamp = rec->message->interrupt->sim_time_ps; break;
+        case TLPB__ENVELOPE__BODY_RESET: stamp = rec->message->reset->sim_time_ps; break;
+        case TLPB__ENVELOPE__BODY_TIME_SYNC: stamp = rec->message->time_sync->sim_time_ps; break;
+        default: break;
+        }
+        /* Unstamped records (free-running traffic, the bridge's own config
+         * replay) depend on wall time: not in a --sim listing. */
+        if (sim_time && stamp == 0)
+            match = false;
         /* The reason has a field of its own in a pcapng export. */
         char body_text[sizeof(line)];
         snprintf(body_text, sizeof(body_text), "%s", line);
@@ -404,9 +516,47 @@ int main(int argc, char **argv)
                 status = 1;
                 break;
             }
+        } else if (match && sim_time) {
+            matched++;
+            if (!count_only) {
+                char when[40], text[sizeof(line) + 200];
+                format_sim_time(when, sizeof(when), stamp);
+                snprintf(text, sizeof(text), "%-16s %-8s %-8s %-5s %s", when, rec->device,
+                         rec->backend, direction_name(rec->direction), line);
+                if (sim_count == sim_cap) {
+                    size_t grown_cap = sim_cap ? sim_cap * 2 : 256;
+                    struct sim_line *grown = realloc(sim_lines, grown_cap * sizeof(*grown));
+                    if (!grown) {
+                        fprintf(stderr, "tlpbtrace: out of memory\n");
+                        tlpb__trace_record__free_unpacked(rec, NULL);
+                        status = 1;
+                        break;
+                    }
+                    sim_lines = grown;
+                    sim_cap = grown_cap;
+                }
+                struct sim_line *sl = &sim_lines[sim_count];
+                sl->sim_time_ps = stamp;
+                sl->stream = sim_stream(rec->direction);
+                sl->seq = records;
+                sl->text = strdup(text);
+                if (!sl->text) {
+                    fprintf(stderr, "tlpbtrace: out of memory\n");
+                    tlpb__trace_record__free_unpacked(rec, NULL);
+                    status = 1;
+                    break;
+                }
+                sim_count++;
+            }
         } else if (match) {
             matched++;
             if (!count_only) {
+                if (stamp) {
+                    size_t used = strlen(line);
+                    char when[40];
+                    format_sim_time(when, sizeof(when), stamp);
+                    snprintf(line + used, sizeof(line) - used, " @%s", when);
+                }
                 time_t sec = (time_t)(rec->time_ns / 1000000000u);
                 struct tm tm;
                 localtime_r(&sec, &tm);
@@ -416,6 +566,14 @@ int main(int argc, char **argv)
             }
         }
         tlpb__trace_record__free_unpacked(rec, NULL);
+    }
+    if (sim_lines) {
+        qsort(sim_lines, sim_count, sizeof(*sim_lines), sim_line_cmp);
+        for (size_t i = 0; i < sim_count; i++) {
+            printf("%s\n", sim_lines[i].text);
+            free(sim_lines[i].text);
+        }
+        free(sim_lines);
     }
     if (count_only)
         printf("%llu\n", matched);

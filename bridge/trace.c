@@ -1,5 +1,6 @@
 /* The transaction trace: every TLP and interrupt through the bridge, and
- * every TLP it rejects, with time, direction, device and backend, as framed
+ * every TLP it rejects, and the TimeSync grants and their answers (coupled
+ * time), with time, direction, device and backend, as framed
  * TraceRecords after an 8-byte magic. tlpbtrace prints and filters it.
  *
  * Crash safety: each record (length prefix and TraceRecord) goes to the
@@ -208,14 +209,30 @@ void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_
 }
 
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
-                     uint32_t vector)
+                     uint32_t vector, uint64_t sim_time_ps)
 {
     if (!b->trace)
         return;
     Tlpb__Interrupt irq;
     Tlpb__Envelope env;
     tlpb_interrupt_envelope(&env, &irq, kind, vector);
+    irq.sim_time_ps = sim_time_ps;
     Tlpb__TraceRecord rec;
     record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, &env);
+    write_record(b, &rec);
+}
+
+/* GRANT and REACHED, so a trace shows where the guest and the device
+ * synchronised (PROGRESS, a wall-time keep-alive, is not traced). */
+void trace_time_sync(struct bridge *b, Tlpb__TraceDirection dir, const struct device *d,
+                     const Tlpb__TimeSync *ts)
+{
+    if (!b->trace)
+        return;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = (Tlpb__TimeSync *)ts;
+    Tlpb__TraceRecord rec;
+    record_init(&rec, dir, d, &env);
     write_record(b, &rec);
 }

@@ -161,6 +161,23 @@ void raw_simulator(struct raw *r, const char *device)
     tlpb_envelope_free(reply);
 }
 
+void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities)
+{
+    raw_open(r);
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_SIMULATOR, device, "raw-test-peer");
+    hello.capabilities = capabilities;
+    struct tlpb_devdesc_pb desc_pb;
+    tlpb_devdesc_to_pb(&desc_pb, dmacopy_description());
+    hello.description = &desc_pb.msg;
+    Tlpb__Envelope *reply = raw_send_hello(r, &hello);
+    REQUIRE(reply && reply->hello_reply->accepted, "simulator for %s refused", device);
+    REQUIRE(!(capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC) ||
+                (reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC),
+            "CAP_TIME_SYNC offered but not granted");
+    tlpb_envelope_free(reply);
+}
+
 void raw_host(struct raw *r, const char *device)
 {
     raw_open(r);

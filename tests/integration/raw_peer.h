@@ -38,6 +38,9 @@ Tlpb__Envelope *raw_hello(struct raw *r, Tlpb__Role role, const char *device, ui
 /* Connect and handshake as the simulator of device, announcing the dmacopy
  * description; fatal if refused. */
 void raw_simulator(struct raw *r, const char *device);
+/* The same, offering capabilities (CAP_TIME_SYNC ...); fatal if refused
+ * or if the bridge does not grant CAP_TIME_SYNC when offered. */
+void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities);
 /* Connect and handshake as the host of device; fatal if refused. */
 void raw_host(struct raw *r, const char *device);
 /* Expect a UR completion (no data) for tag on r. */

@@ -1,7 +1,8 @@
 /* What a peer can make the bridge hold or do, checked against a running
  * tlpbridged with raw peers (docs/bridge.md "Limits", docs/protocol.md):
  * - a simulator that floods messages the bridge answers (wrong-direction
- *   messages, rejected requests) and never reads stalls itself: the
+ *   messages, rejected requests, with CAP_TIME_SYNC a REACHED that answers
+ *   no grant) and never reads stalls itself: the
  *   bridge stops reading from it once its outbound queue is full, that
  *   queue stays bounded, and the bridge goes on serving another device;
  * - a simulator that was switched away (still attached, the device now on
@@ -33,7 +34,7 @@
  * kept here rather than taken from bridge.h: the test checks the promise. */
 #define QUEUE_LIMIT_BYTES (8u * 1024u * 1024u)
 /* Rounds of the flood: far more than the bridge may queue answers for
- * (each round is answered with five Errors and a UR, some 450 bytes). */
+ * (each round is answered with six Errors and a UR, some 550 bytes). */
 #define FLOOD_ROUNDS 300000u
 #define ROUNDS_PER_SEND 1000u
 
@@ -87,6 +88,12 @@ static void append_flood_round(struct tlpb_obuf *ob)
     env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
     env.time_sync = &ts;
     append_env(ob, &env);
+    /* With CAP_TIME_SYNC: a REACHED that answers no grant. */
+    Tlpb__TimeSync reached = TLPB__TIME_SYNC__INIT;
+    reached.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+    reached.sync_id = 77;
+    env.time_sync = &reached;
+    append_env(ob, &env);
     Tlpb__ControlRequest cr = TLPB__CONTROL_REQUEST__INIT;
     cr.command = (char *)"status";
     env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
@@ -124,7 +131,7 @@ static void check_device_served(const char *what)
 static void case_flood_without_reading(void)
 {
     struct raw s;
-    raw_simulator(&s, "ext1");
+    raw_simulator_caps(&s, "ext1", TLPB__CAPABILITY__CAP_TIME_SYNC);
     struct it_control_conn cc;
     REQUIRE(it_control_open(&cc), "no control connection");
 

@@ -13,8 +13,8 @@
  *   never by bar_hint, with the same answer (UR) from fallback, hlsim and an
  *   external simulator;
  * - Reset and Interrupt values the protocol does not define end the
- *   connection; messages in the wrong direction get an Error and are
- *   counted; a bad device description names its field;
+ *   connection; messages in the wrong direction (a TimeSync from a peer
+ *   without CAP_TIME_SYNC among them) get an Error and are counted; a bad device description names its field;
  * - a simulator's announced completion timeout is clamped. */
 #include <errno.h>
 #include <stdio.h>
@@ -507,6 +507,14 @@ static void case_messages(void)
      * the UR for its next DMA read. */
     struct raw s;
     raw_simulator(&s, "ext1");
+    /* A TimeSync from a simulator that did not negotiate CAP_TIME_SYNC. */
+    Tlpb__TimeSync reached = TLPB__TIME_SYNC__INIT;
+    reached.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+    reached.sync_id = 1;
+    env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = &reached;
+    raw_send_env(&s, &env);
     Tlpb__Reset reset = TLPB__RESET__INIT;
     reset.kind = TLPB__RESET_KIND__RESET_HOT;
     env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
@@ -529,8 +537,9 @@ static void case_messages(void)
             ur = m->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR;
         tlpb_envelope_free(m);
     }
-    CHECK(s.errors_seen == 1 && strstr(s.last_error, "Reset from a simulator is not accepted"),
-          "Reset from a simulator: Error '%s' (%u)", s.last_error, s.errors_seen);
+    CHECK(s.errors_seen == 2 && strstr(s.last_error, "Reset from a simulator is not accepted"),
+          "TimeSync and Reset from a simulator: last Error '%s' (%u)", s.last_error, s.errors_seen);
+    check_logged("TimeSync from a simulator is not accepted", "TimeSync without the cap");
     /* An Interrupt kind the protocol does not define ends the connection. */
     irq.kind = (Tlpb__InterruptKind)9;
     env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
@@ -542,8 +551,8 @@ static void case_messages(void)
           s.last_error);
     raw_close(&s);
 
-    /* Six messages in the wrong direction, counted. */
-    CHECK_EQ_U64(rejected_messages() - before, 6, "rejected_messages");
+    /* Seven messages in the wrong direction, counted. */
+    CHECK_EQ_U64(rejected_messages() - before, 7, "rejected_messages");
 
     /* A description with a field out of range names the field. */
     struct tlpb_devdesc bad = *dmacopy_description();
