@@ -1031,6 +1031,10 @@ void device_host_attached(struct device *d, struct conn *c)
     d->logged_no_host = false;
     struct device_time *t = &d->time;
     t->coupled = conn_time_sync(c);
+    /* A new host's clock starts again (a new QEMU's at 0): its time is known
+     * from its first stamp on; COUPLED rebases the simulator's clock there. */
+    t->host_time_ps = 0;
+    t->device_time_ps = 0;
     if (t->coupled) {
         /* Rates in status count from here. */
         t->syncs = 0;
