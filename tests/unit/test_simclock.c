@@ -286,8 +286,32 @@ static void test_throttle(void **state)
     assert_string_equal(fx.order, "ab");
     assert_int_equal(fx.order_ps[1], 1005 * NS);
     assert_int_equal(fx.reached_count, 2);
+
+    /* A grant that ends while a timer is pending is busy time too, and the
+     * wait for the next grant after it banks nothing either. */
+    struct mark c = {'c'};
+    void *tc = timer_at(&c, 10); /* 2010 ns */
+    hlsim_simclock_grant(fx.clock, 3, 2002 * NS);
+    run_loop();
+    assert_int_equal(fx.reached_count, 2);
+    fx.wall_ns += 2000000;
+    uv_run(&fx.loop, UV_RUN_ONCE);
+    run_loop();
+    assert_int_equal(fx.reached_count, 3);
+    assert_int_equal(fx.reached[2].t_ps, 2002 * NS);
+    assert_int_equal(fx.reached[2].next_event_ps, 2010 * NS);
+    fx.wall_ns += 10000000000ull;
+    hlsim_simclock_grant(fx.clock, 4, 2020 * NS);
+    run_loop();
+    assert_string_equal(fx.order, "ab");
+    fx.wall_ns += 8000000;
+    uv_run(&fx.loop, UV_RUN_ONCE);
+    run_loop();
+    assert_string_equal(fx.order, "abc");
+    assert_int_equal(fx.reached_count, 4);
     hlsim_simclock_env_timer_destroy(ta);
     hlsim_simclock_env_timer_destroy(tb);
+    hlsim_simclock_env_timer_destroy(tc);
 }
 
 int main(void)
