@@ -350,6 +350,7 @@ void hlsim_backend_unload(struct device *d)
 {
     if (d->hlsim) {
         struct model_env *e = model_env_of(d);
+        hlsim_simclock_abandon(e->clock);
         hlsim_simclock_set_device(e->clock, NULL);
         hlsim_device_destroy(d->hlsim);
         d->hlsim = NULL;

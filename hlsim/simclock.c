@@ -239,6 +239,8 @@ static void wake_cb(void *arg)
 {
     hlsim_simclock *c = arg;
     c->wake_armed = false;
+    if (c->ops && c->ops->progress && c->coupled)
+        c->ops->progress(c->env, c->now_ps); /* a paced run is a long one */
     run_clock(c);
 }
 
@@ -464,6 +466,16 @@ void hlsim_simclock_free_run(hlsim_simclock *c)
         if (hlsim_uv_defer(c->deferred, run_detached, ev) != 0)
             run_detached(ev);
     }
+}
+
+void hlsim_simclock_abandon(hlsim_simclock *c)
+{
+    if (!c->grant_pending)
+        return;
+    c->grant_pending = false;
+    if (c->ops && c->ops->reached)
+        c->ops->reached(c->env, c->grant_sync_id,
+                        c->allowance_ps > c->now_ps ? c->allowance_ps : c->now_ps, true, 0);
 }
 
 void hlsim_simclock_grant(hlsim_simclock *c, uint64_t sync_id, uint64_t until_ps)

@@ -58,6 +58,9 @@ void hlsim_simclock_couple(hlsim_simclock *clock, uint64_t host_time_ps);
 void hlsim_simclock_free_run(hlsim_simclock *clock);
 bool hlsim_simclock_coupled(const hlsim_simclock *clock);
 void hlsim_simclock_grant(hlsim_simclock *clock, uint64_t sync_id, uint64_t until_ps);
+/* The device goes away: a grant still pending is answered, idle, so the
+ * host goes on. */
+void hlsim_simclock_abandon(hlsim_simclock *clock);
 
 /* The clock on the wire (ps): the stamp for what the device sends. */
 uint64_t hlsim_simclock_time_ps(const hlsim_simclock *clock);
