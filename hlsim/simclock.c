@@ -152,8 +152,9 @@ static struct clock_event *event_new(size_t payload_bytes)
 
 static void event_run(hlsim_simclock *c, struct clock_event *ev)
 {
+    bool owned = ev->owned; /* a timer's callback may destroy its timer */
     ev->run(c, ev);
-    if (ev->owned)
+    if (owned)
         free(ev);
 }
 

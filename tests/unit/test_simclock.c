@@ -83,6 +83,18 @@ static void run_loop(void)
         uv_run(&fx.loop, UV_RUN_NOWAIT);
 }
 
+/* Let the pacing timer fire (a libuv timer may wake a little early and
+ * wait out the rest: a few turns), until the clock has run `letters`
+ * events or a bounded number of turns passed. */
+static void run_timers(unsigned letters)
+{
+    for (int i = 0; i < 20 && fx.order_len < letters; i++) {
+        uv_run(&fx.loop, UV_RUN_ONCE);
+        for (int j = 0; j < 8; j++)
+            uv_run(&fx.loop, UV_RUN_NOWAIT);
+    }
+}
+
 struct mark {
     char letter;
 };
@@ -262,13 +274,13 @@ static void test_throttle(void **state)
     assert_int_equal(fx.reached_count, 0);
 
     fx.wall_ns += 4000000; /* 4 ms: not yet */
-    uv_run(&fx.loop, UV_RUN_ONCE); /* the pacing timer fires */
+    for (int i = 0; i < 3; i++)
+        uv_run(&fx.loop, UV_RUN_ONCE); /* the pacing timer fires, and waits again */
     run_loop();
     assert_string_equal(fx.order, "");
 
     fx.wall_ns += 1000000; /* 5 ms */
-    uv_run(&fx.loop, UV_RUN_ONCE);
-    run_loop();
+    run_timers(1);
     assert_string_equal(fx.order, "a");
     /* then nothing is scheduled: the jump to the grant is free */
     assert_int_equal(fx.reached_count, 1);
@@ -281,8 +293,7 @@ static void test_throttle(void **state)
     run_loop();
     assert_string_equal(fx.order, "a");
     fx.wall_ns += 5000000;
-    uv_run(&fx.loop, UV_RUN_ONCE);
-    run_loop();
+    run_timers(2);
     assert_string_equal(fx.order, "ab");
     assert_int_equal(fx.order_ps[1], 1005 * NS);
     assert_int_equal(fx.reached_count, 2);
@@ -295,8 +306,10 @@ static void test_throttle(void **state)
     run_loop();
     assert_int_equal(fx.reached_count, 2);
     fx.wall_ns += 2000000;
-    uv_run(&fx.loop, UV_RUN_ONCE);
-    run_loop();
+    for (int i = 0; i < 20 && fx.reached_count < 3; i++) {
+        uv_run(&fx.loop, UV_RUN_ONCE);
+        run_loop();
+    }
     assert_int_equal(fx.reached_count, 3);
     assert_int_equal(fx.reached[2].t_ps, 2002 * NS);
     assert_int_equal(fx.reached[2].next_event_ps, 2010 * NS);
@@ -305,13 +318,37 @@ static void test_throttle(void **state)
     run_loop();
     assert_string_equal(fx.order, "ab");
     fx.wall_ns += 8000000;
-    uv_run(&fx.loop, UV_RUN_ONCE);
-    run_loop();
+    run_timers(3);
     assert_string_equal(fx.order, "abc");
     assert_int_equal(fx.reached_count, 4);
     hlsim_simclock_env_timer_destroy(ta);
     hlsim_simclock_env_timer_destroy(tb);
     hlsim_simclock_env_timer_destroy(tc);
+}
+
+static void *self_destroying;
+
+static void destroy_self(void *arg)
+{
+    (void)arg;
+    record(&(struct mark){'x'});
+    hlsim_simclock_env_timer_destroy(self_destroying);
+    self_destroying = NULL;
+}
+
+/* A timer's callback may destroy its own timer (models do on teardown). */
+static void test_timer_destroyed_in_callback(void **state)
+{
+    (void)state;
+    hlsim_simclock_couple(fx.clock, 0);
+    self_destroying = hlsim_simclock_env_timer_create(fx.clock, destroy_self, NULL);
+    hlsim_simclock_env_timer_start(self_destroying, 10);
+    hlsim_simclock_grant(fx.clock, 1, 20 * NS);
+    run_loop();
+    assert_string_equal(fx.order, "x");
+    assert_null(self_destroying);
+    assert_int_equal(fx.reached_count, 1);
+    assert_int_equal(fx.reached[0].t_ps, 20 * NS);
 }
 
 int main(void)
@@ -322,6 +359,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_implicit_grant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_destroyed_in_callback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
