@@ -5,7 +5,8 @@
  * the MSI-X message with its clock (the interrupt at the doorbell's stamp
  * plus what bytes_per_ns predicts), answers with REACHED, and answers a
  * huge grant at once as idle. Two runs send the same messages with the
- * same stamps. */
+ * same stamps, and so does a run paced by --max-sim-ns-per-s, which keeps
+ * the peer informed with PROGRESS. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -51,6 +52,7 @@ struct run {
     uint8_t next_tag;
     uint64_t irq_stamp;
     bool irq_seen;
+    unsigned progress_seen;
     Tlpb__TimeSync last_reached;
 };
 
@@ -147,7 +149,9 @@ static Tlpb__Envelope *serve_until(struct run *run, int want_tag, uint64_t host_
                 run->last_reached = *env->time_sync;
                 return env;
             }
-            break; /* PROGRESS: alive */
+            if (env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)
+                run->progress_seen++; /* still simulating */
+            break;
         case TLPB__ENVELOPE__BODY_ERROR:
             CHECK(false, "hlsim-run sent an Error: %s", env->error->reason);
             break;
@@ -229,7 +233,7 @@ static void handshake(struct run *run)
     raw_send_env(&run->peer, &out);
 }
 
-static void scenario(struct run *run, unsigned index)
+static void scenario(struct run *run, unsigned index, const char *max_sim_ns_per_s)
 {
     char sock_name[32], child_name[32];
     snprintf(sock_name, sizeof(sock_name), "fake-bridge-%u.sock", index);
@@ -238,7 +242,8 @@ static void scenario(struct run *run, unsigned index)
     int lfd = listen_at(path);
     const char *argv[] = {it_paths.sim, "--socket", path, "--device", "dmacopy0",
                           "--model", it_paths.model, "--model-args",
-                          "bytes_per_ns=2,reg_latency_ns=100", NULL};
+                          "bytes_per_ns=2,reg_latency_ns=100",
+                          max_sim_ns_per_s ? "--max-sim-ns-per-s" : NULL, max_sim_ns_per_s, NULL};
     struct it_child *child = it_start_child(child_name, argv);
     struct pollfd p = {.fd = lfd, .events = POLLIN};
     REQUIRE(poll(&p, 1, IT_DEADLINE_MS) == 1, "hlsim-run did not connect");
@@ -307,19 +312,18 @@ static void scenario(struct run *run, unsigned index)
     run->ram = NULL;
 }
 
-static struct run runs[2];
+static struct run runs[3];
 
 static void coupled_copy(void)
 {
-    scenario(&runs[0], 0);
+    scenario(&runs[0], 0, NULL);
 }
 
-static void deterministic(void)
+static void same_as_first(const struct run *other)
 {
-    scenario(&runs[1], 1);
-    CHECK_EQ_U64(runs[1].n, runs[0].n, "messages in the second run");
-    for (size_t i = 0; i < runs[0].n && i < runs[1].n; i++) {
-        const struct record *a = &runs[0].rec[i], *b = &runs[1].rec[i];
+    CHECK_EQ_U64(other->n, runs[0].n, "messages in another run");
+    for (size_t i = 0; i < runs[0].n && i < other->n; i++) {
+        const struct record *a = &runs[0].rec[i], *b = &other->rec[i];
         if (a->what != b->what || a->stamp_ps != b->stamp_ps || a->detail != b->detail) {
             CHECK(false, "message %zu differs: %c@%llu (%#llx) then %c@%llu (%#llx)", i, a->what,
                   (unsigned long long)a->stamp_ps, (unsigned long long)a->detail, b->what,
@@ -329,11 +333,42 @@ static void deterministic(void)
     }
 }
 
+static void deterministic(void)
+{
+    scenario(&runs[1], 1, NULL);
+    same_as_first(&runs[1]);
+}
+
+/* At 100 us of busy time per wall second the copy's 32.8 us take at least
+ * 0.33 s of wall time: PROGRESS (every 200 ms) must come, and the device's
+ * time is the same as unpaced. */
+static void paced(void)
+{
+    scenario(&runs[2], 2, "100000");
+    same_as_first(&runs[2]);
+    CHECK(runs[2].progress_seen > 0, "no PROGRESS during a paced grant");
+}
+
+static void bad_option(void)
+{
+    const char *argv[] = {it_paths.sim, "--socket", it_path("none.sock"), "--device", "d",
+                          "--model", it_paths.model, "--max-sim-ns-per-s", "fast", NULL};
+    char *out = NULL, *err = NULL;
+    int code = it_run_capture(argv, &out, &err);
+    CHECK(code == 2, "exit code %d", code);
+    CHECK(err && strstr(err, "--max-sim-ns-per-s takes a positive integer"), "stderr: %s",
+          err ? err : "");
+    free(out);
+    free(err);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_hlsim_run_coupled");
     REQUIRE(it_paths.sim && it_paths.model, "--hlsim-run and --model are required");
     IT_RUN("hlsim-run coupled: a 64 KiB copy stamped as bytes_per_ns predicts", coupled_copy());
     IT_RUN("hlsim-run coupled: the same messages and stamps twice", deterministic());
+    IT_RUN("hlsim-run coupled, paced: the same stamps, PROGRESS meanwhile", paced());
+    IT_RUN("hlsim-run: a bad --max-sim-ns-per-s is refused", bad_option());
     return it_finish();
 }
