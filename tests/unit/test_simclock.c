@@ -351,6 +351,37 @@ static void test_timer_destroyed_in_callback(void **state)
     assert_int_equal(fx.reached[0].t_ps, 20 * NS);
 }
 
+static void *ticker;
+static unsigned ticks;
+
+static void tick(void *arg)
+{
+    (void)arg;
+    ticks++;
+    hlsim_simclock_env_timer_start(ticker, 1);
+}
+
+/* A grant with a lot of work runs in slices: the loop gets its turn in
+ * between (the bridge serves its other devices), and the grant is still
+ * answered once all of it has run. */
+static void test_long_run_in_slices(void **state)
+{
+    (void)state;
+    hlsim_simclock_couple(fx.clock, 0);
+    ticker = hlsim_simclock_env_timer_create(fx.clock, tick, NULL);
+    hlsim_simclock_env_timer_start(ticker, 1);
+    hlsim_simclock_grant(fx.clock, 1, 20000 * NS);
+    assert_true(ticks > 0);
+    assert_true(ticks < 20000); /* returned to the loop before the end */
+    assert_int_equal(fx.reached_count, 0);
+    for (int i = 0; i < 100 && fx.reached_count == 0; i++)
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+    assert_int_equal(ticks, 20000);
+    assert_int_equal(fx.reached_count, 1);
+    assert_int_equal(fx.reached[0].next_event_ps, 20001 * NS);
+    hlsim_simclock_env_timer_destroy(ticker);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +391,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_destroyed_in_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_run_in_slices, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
