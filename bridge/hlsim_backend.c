@@ -1,6 +1,8 @@
 /* The in-process hlsim backend: a model shared object loaded with dlopen,
  * and the environment the SDK runs in (the bridge's libuv loop). This is the
- * fast path: a host request reaches the model with no extra socket hop. */
+ * fast path: a host request reaches the model with no extra socket hop.
+ * The model's time is a simulated clock (hlsim_simclock.h): free-running,
+ * or coupled to the host's and advanced by its grants. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
@@ -9,7 +11,20 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "hlsim_simclock.h"
 #include "hlsim_uv.h"
+
+/* What the SDK's environment operations get: the device, and the clock
+ * the model runs on. */
+struct model_env {
+    struct device *device;
+    hlsim_simclock *clock;
+};
+
+static struct model_env *model_env_of(struct device *d)
+{
+    return d->hlsim ? hlsim_device_env(d->hlsim) : NULL;
+}
 
 /* ---- a crash inside a model ---------------------------------------------------- */
 
@@ -20,7 +35,8 @@ static const char *volatile model_callback;
 
 static void env_model_callback(void *env, const char *callback)
 {
-    model_device = callback ? env : NULL;
+    struct model_env *e = env;
+    model_device = callback ? e->device : NULL;
     model_callback = callback;
 }
 
@@ -115,31 +131,41 @@ static void install_fatal_signal_handler(void)
 
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
-    struct device *d = env;
+    struct model_env *e = env;
+    struct device *d = e->device;
     if (!tlpb_tlp_is_completion(tlp->kind) && d->host && !conn_has_room(d->host)) {
         d->hlsim_output_blocked = true;
         return -EAGAIN;
     }
-    device_upstream_from_model(d, tlp);
+    /* Stamped with the model's clock when coupled (rule 3), never with a
+     * stamp copied from the request it answers. */
+    struct tlpb_tlp out = *tlp;
+    out.sim_time_ps = hlsim_simclock_coupled(e->clock) ? hlsim_simclock_time_ps(e->clock) : 0;
+    device_upstream_from_model(d, &out);
+    hlsim_simclock_sent(e->clock, tlp);
     return 0;
 }
 
 static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
-    struct device *d = env;
+    struct model_env *e = env;
+    struct device *d = e->device;
+    /* device_upstream_interrupt takes no stamp: the bridge stamps the
+     * Interrupt it sends (see the report on merging). */
     if (d->backend == BACKEND_HLSIM)
         device_upstream_interrupt(d, kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)
 {
-    return tlpb_now_ns();
+    struct model_env *e = env;
+    return hlsim_simclock_env_now_ns(e->clock);
 }
 
 static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
 {
-    struct device *d = env;
-    return hlsim_uv_timer_create(d->bridge->loop, fire, arg);
+    struct model_env *e = env;
+    return hlsim_simclock_env_timer_create(e->clock, fire, arg);
 }
 
 /* After each pass of deferred work: write what it queued. */
@@ -152,9 +178,8 @@ static void flush_connections(void *arg)
 
 static void env_defer(void *env, void (*fn)(void *arg), void *arg)
 {
-    struct device *d = env;
-    if (hlsim_uv_defer(&d->deferred, fn, arg) != 0)
-        bridge_log(TLPB_LOG_ERROR, "device %s: out of memory deferring model work", d->cfg->name);
+    struct model_env *e = env;
+    hlsim_simclock_env_defer(e->clock, fn, arg);
 }
 
 /* A TLP for the model, held until the event loop runs the deferred work. */
@@ -169,7 +194,7 @@ static void downstream_later_run(void *arg)
     struct later_tlp *later = arg;
     struct device *d = later->device;
     if (d->backend == BACKEND_HLSIM && d->hlsim)
-        hlsim_device_receive_tlp(d->hlsim, &later->tlp);
+        hlsim_simclock_host_tlp(model_env_of(d)->clock, &later->tlp); /* at its stamp */
 }
 
 void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp)
@@ -191,20 +216,63 @@ void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp
 
 void hlsim_backend_time_mode(struct device *d, bool coupled, uint64_t host_time_ps)
 {
-    (void)d;
-    (void)coupled;
-    (void)host_time_ps;
+    struct model_env *e = model_env_of(d);
+    if (!e)
+        return;
+    if (coupled) {
+        hlsim_simclock_couple(e->clock, host_time_ps);
+    } else {
+        hlsim_simclock_free_run(e->clock);
+    }
+    hlsim_device_set_time_coupled(d->hlsim, coupled);
+}
+
+/* A grant, behind the TLPs queued for the model before it. */
+struct later_grant {
+    struct device *device;
+    uint64_t sync_id;
+    uint64_t until_ps;
+};
+
+static void grant_later_run(void *arg)
+{
+    struct later_grant *g = arg;
+    struct model_env *e = model_env_of(g->device);
+    if (g->device->backend == BACKEND_HLSIM && e)
+        hlsim_simclock_grant(e->clock, g->sync_id, g->until_ps);
+    else
+        device_time_reached(g->device, g->sync_id, g->until_ps, true, 0, 0);
 }
 
 void hlsim_backend_time_grant(struct device *d, uint64_t sync_id, uint64_t until_ps)
 {
-    device_time_reached(d, sync_id, until_ps, true, 0, 0);
+    struct later_grant *g;
+    if (!d->deferred.loop ||
+        hlsim_uv_defer_alloc(&d->deferred, grant_later_run, sizeof(*g), (void **)&g) != 0) {
+        /* Without a model (or memory) there is nothing to simulate. */
+        device_time_reached(d, sync_id, until_ps, true, 0, 0);
+        return;
+    }
+    g->device = d;
+    g->sync_id = sync_id;
+    g->until_ps = until_ps;
 }
+
+static void clock_reached(void *env, uint64_t sync_id, uint64_t t_ps, bool idle,
+                          uint64_t next_event_ps)
+{
+    struct model_env *e = env;
+    device_time_reached(e->device, sync_id, t_ps, idle, next_event_ps, 0);
+}
+
+static const struct hlsim_simclock_ops bridge_clock_ops = {
+    .reached = clock_reached,
+};
 
 static void env_log(void *env, int level, const char *message)
 {
-    struct device *d = env;
-    bridge_log((enum tlpb_log_level)level, "model %s: %s", d->cfg->name, message);
+    struct model_env *e = env;
+    bridge_log((enum tlpb_log_level)level, "model %s: %s", e->device->cfg->name, message);
 }
 
 static const struct hlsim_env_ops bridge_env_ops = {
@@ -212,9 +280,9 @@ static const struct hlsim_env_ops bridge_env_ops = {
     .send_interrupt = env_send_interrupt,
     .now_ns = env_now_ns,
     .timer_create = env_timer_create,
-    .timer_start = hlsim_uv_timer_start,
-    .timer_stop = hlsim_uv_timer_stop,
-    .timer_destroy = hlsim_uv_timer_destroy,
+    .timer_start = hlsim_simclock_env_timer_start,
+    .timer_stop = hlsim_simclock_env_timer_stop,
+    .timer_destroy = hlsim_simclock_env_timer_destroy,
     .defer = env_defer,
     .log = env_log,
     .model_callback = env_model_callback,
@@ -245,14 +313,31 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
         .bus_device_function = d->shadow.bus_device_function ? d->shadow.bus_device_function : 0x0100,
         .dma_timeout_ns = 0,
     };
-    hlsim_device *dev = hlsim_device_create(ops, d->cfg->model_args, &opts, &bridge_env_ops, d,
-                                            err, err_size);
-    if (!dev) {
+    struct model_env *e = calloc(1, sizeof(*e));
+    if (e) {
+        e->device = d;
+        e->clock = hlsim_simclock_create(d->bridge->loop, &d->deferred, &bridge_clock_ops, e);
+    }
+    if (!e || !e->clock) {
+        snprintf(err, err_size, "device %s: out of memory", d->cfg->name);
+        free(e);
         dlclose(handle);
         free(d->model_file);
         d->model_file = NULL;
         return -1;
     }
+    hlsim_device *dev = hlsim_device_create(ops, d->cfg->model_args, &opts, &bridge_env_ops, e,
+                                            err, err_size);
+    if (!dev) {
+        hlsim_uv_defer_drop_all(&d->deferred);
+        hlsim_simclock_destroy(e->clock);
+        free(e);
+        dlclose(handle);
+        free(d->model_file);
+        d->model_file = NULL;
+        return -1;
+    }
+    hlsim_simclock_set_device(e->clock, dev);
     d->model_handle = handle;
     d->model_ops = ops;
     d->hlsim = dev;
@@ -264,8 +349,13 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
 void hlsim_backend_unload(struct device *d)
 {
     if (d->hlsim) {
+        struct model_env *e = model_env_of(d);
+        hlsim_simclock_abandon(e->clock);
+        hlsim_simclock_set_device(e->clock, NULL);
         hlsim_device_destroy(d->hlsim);
         d->hlsim = NULL;
+        hlsim_simclock_destroy(e->clock);
+        free(e);
     }
     /* Deferred work belongs to the instance gone: drop it, never run it.
      * The SDK's calls point at the destroyed instance, and a TLP held for

@@ -25,6 +25,14 @@ static void timeout_fire(void *arg)
     arm_timeout(dev);
 }
 
+static void link_timer_fire(void *arg)
+{
+    hlsim_device *dev = arg;
+
+    dev->link_timer_armed = false;
+    dma_pump(dev);
+}
+
 void dma_init(hlsim_device *dev)
 {
     TAILQ_INIT(&dev->posted);
@@ -37,6 +45,8 @@ void dma_init(hlsim_device *dev)
                                                    : HLSIM_DEFAULT_DMA_TIMEOUT_NS;
     if (dev->env_ops->timer_create)
         dev->timeout_timer = dev->env_ops->timer_create(dev->env, timeout_fire, dev);
+    if (dev->env_ops->timer_create)
+        dev->link_timer = dev->env_ops->timer_create(dev->env, link_timer_fire, dev);
 }
 
 static void free_posted(hlsim_device *dev, struct hlsim_posted *p)
@@ -81,6 +91,50 @@ void dma_fini(hlsim_device *dev)
         dev->env_ops->timer_destroy(dev->timeout_timer);
         dev->timeout_timer = NULL;
     }
+    if (dev->link_timer) {
+        dev->env_ops->timer_stop(dev->link_timer);
+        dev->env_ops->timer_destroy(dev->link_timer);
+        dev->link_timer = NULL;
+    }
+}
+
+/* ---- link throughput (coupled time only) ------------------------------------ */
+
+void hlsim_dma_set_rate(hlsim_device *dev, double bytes_per_ns)
+{
+    dev->dma_bytes_per_ns = bytes_per_ns > 0 ? bytes_per_ns : 0;
+}
+
+static bool link_paced(const hlsim_device *dev)
+{
+    return dev->time_coupled && dev->dma_bytes_per_ns > 0 && dev->link_timer;
+}
+
+/* Is the link still busy with earlier TLPs? Then the link timer resumes
+ * the pump when it is free. */
+static bool link_busy(hlsim_device *dev)
+{
+    if (!link_paced(dev))
+        return false;
+    uint64_t now_ps = sdk_now(dev) * 1000u;
+    if (now_ps >= dev->link_free_ps)
+        return false;
+    if (!dev->link_timer_armed) {
+        dev->link_timer_armed = true;
+        dev->env_ops->timer_start(dev->link_timer, (dev->link_free_ps - now_ps + 999u) / 1000u);
+    }
+    return true;
+}
+
+/* A TLP of payload_bytes went out now: the link is busy for its bytes. */
+static void link_charge(hlsim_device *dev, uint32_t payload_bytes)
+{
+    if (!link_paced(dev))
+        return;
+    uint64_t now_ps = sdk_now(dev) * 1000u;
+    if (dev->link_free_ps < now_ps)
+        dev->link_free_ps = now_ps;
+    dev->link_free_ps += (uint64_t)((double)payload_bytes * 1000.0 / dev->dma_bytes_per_ns + 0.5);
 }
 
 /* ---- ordering -------------------------------------------------------------- */
@@ -338,21 +392,24 @@ void dma_pump(hlsim_device *dev)
 
     /* Posted writes already accepted keep flowing even if bus mastering is
      * turned off meanwhile: they left the device's core before that. */
-    while (!dev->output_blocked && (p = TAILQ_FIRST(&dev->posted)) != NULL) {
+    while (!dev->output_blocked && (p = TAILQ_FIRST(&dev->posted)) != NULL && !link_busy(dev)) {
         if (p->is_interrupt) {
             dev->env_ops->send_interrupt(dev->env, p->irq_kind, p->irq_vector);
             free_posted(dev, p);
             continue;
         }
+        uint32_t sent_before = p->sent_bytes;
         if (issue_write(dev, p) == -EAGAIN) {
             dev->output_blocked = true;
             break;
         }
+        link_charge(dev, p->sent_bytes - sent_before);
         if (p->sent_bytes >= p->length_bytes)
             free_posted(dev, p);
     }
-    /* Interrupts never wait for the output: they are always accepted. */
-    while ((p = TAILQ_FIRST(&dev->posted)) != NULL && p->is_interrupt) {
+    /* Interrupts never wait for the output: they are always accepted (but
+     * they do wait for the data before them on a paced link). */
+    while ((p = TAILQ_FIRST(&dev->posted)) != NULL && p->is_interrupt && !link_busy(dev)) {
         dev->env_ops->send_interrupt(dev->env, p->irq_kind, p->irq_vector);
         free_posted(dev, p);
     }
@@ -370,7 +427,7 @@ void dma_pump(hlsim_device *dev)
     uint64_t now = sdk_now(dev);
     while (!dev->output_blocked && tlpb_cfg_bus_master_enabled(&dev->cfg) &&
            (op = TAILQ_FIRST(&dev->nonposted)) != NULL &&
-           posted_before_sent(dev, op->barrier)) {
+           posted_before_sent(dev, op->barrier) && !link_busy(dev)) {
         if (!op_fully_issued(op) && issue_read(dev, op, now) == -EAGAIN)
             break;
         if (op_fully_issued(op)) {
@@ -520,6 +577,11 @@ void dma_receive_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
     if (r == 1) {
         if (done.context != STALE_TAG)
             op_request_done(dev, done.context, status_from_cpl(done.status));
+        if (dev->tags.in_use == 0 && dev->timeout_armed) {
+            /* nothing left to time out: no stale event on a coupled clock */
+            dev->env_ops->timer_stop(dev->timeout_timer);
+            dev->timeout_armed = false;
+        }
         dma_pump(dev); /* a tag is free again */
     }
 }
@@ -540,6 +602,16 @@ void hlsim_device_poll_timeouts(hlsim_device *dev)
         return;
     if (tlpb_tags_expire(&dev->tags, sdk_now(dev), tag_expired, dev) > 0)
         dma_pump(dev);
+}
+
+bool hlsim_device_dma_reads_outstanding(const hlsim_device *dev)
+{
+    if (dev->tags.in_use == 0)
+        return false;
+    for (unsigned tag = 0; tag < dev->tags.tag_count; tag++)
+        if (dev->tags.slots[tag].in_use && dev->tags.slots[tag].context != STALE_TAG)
+            return true;
+    return false;
 }
 
 uint64_t hlsim_device_next_deadline_ns(const hlsim_device *dev)

@@ -3,9 +3,89 @@
  * (tlpb/msix.h), every other DW goes to the model as naturally aligned
  * 1/2/4-byte accesses covering exactly the enabled bytes. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sdk_internal.h"
+
+/* ---- access latency ---------------------------------------------------------- */
+
+static void arm_latency_timer(hlsim_device *dev)
+{
+    struct hlsim_delayed_cpl *d = TAILQ_FIRST(&dev->delayed_cpls);
+    if (!d || !dev->latency_timer)
+        return;
+    uint64_t now = sdk_now(dev);
+    dev->env_ops->timer_start(dev->latency_timer, d->due_ns > now ? d->due_ns - now : 0);
+}
+
+static void latency_timer_fire(void *arg)
+{
+    hlsim_device *dev = arg;
+    struct hlsim_delayed_cpl *d;
+    uint64_t now = sdk_now(dev);
+
+    while ((d = TAILQ_FIRST(&dev->delayed_cpls)) != NULL && d->due_ns <= now) {
+        TAILQ_REMOVE(&dev->delayed_cpls, d, link);
+        upstream_send_completion(dev, &d->tlp);
+        free(d);
+    }
+    arm_latency_timer(dev);
+}
+
+void mmio_init(hlsim_device *dev)
+{
+    TAILQ_INIT(&dev->delayed_cpls);
+    if (dev->env_ops->timer_create)
+        dev->latency_timer = dev->env_ops->timer_create(dev->env, latency_timer_fire, dev);
+}
+
+void mmio_fini(hlsim_device *dev)
+{
+    struct hlsim_delayed_cpl *d;
+
+    while ((d = TAILQ_FIRST(&dev->delayed_cpls)) != NULL) {
+        TAILQ_REMOVE(&dev->delayed_cpls, d, link);
+        free(d);
+    }
+    if (dev->latency_timer) {
+        dev->env_ops->timer_stop(dev->latency_timer);
+        dev->env_ops->timer_destroy(dev->latency_timer);
+        dev->latency_timer = NULL;
+    }
+}
+
+/* A completion to a host memory read: after the model's access latency
+ * when the clock is coupled, at once otherwise. Latencies are equal, so the
+ * list stays in due order. */
+static void read_completion(hlsim_device *dev, const struct tlpb_tlp *cpl)
+{
+    if (!dev->time_coupled || dev->access_latency_ns == 0 || !dev->latency_timer) {
+        upstream_send_completion(dev, cpl);
+        return;
+    }
+    struct hlsim_delayed_cpl *d = malloc(sizeof(*d) + cpl->payload_bytes);
+    if (!d) {
+        upstream_send_completion(dev, cpl); /* early rather than never */
+        return;
+    }
+    d->due_ns = sdk_now(dev) + dev->access_latency_ns;
+    d->tlp = *cpl;
+    if (cpl->payload_bytes && cpl->payload)
+        memcpy(d->payload, cpl->payload, cpl->payload_bytes);
+    d->tlp.payload = cpl->payload_bytes ? d->payload : NULL;
+    bool was_empty = TAILQ_EMPTY(&dev->delayed_cpls);
+    TAILQ_INSERT_TAIL(&dev->delayed_cpls, d, link);
+    if (was_empty)
+        arm_latency_timer(dev);
+}
+
+void hlsim_set_access_latency_ns(hlsim_device *dev, uint64_t latency_ns)
+{
+    dev->access_latency_ns = latency_ns;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
 
 static uint32_t model_read_dw(hlsim_device *dev, unsigned bar, uint64_t dw_offset, uint8_t be)
 {
@@ -117,7 +197,7 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
         struct tlpb_tlp cpl;
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), tlp->address, 0, 0);
         cpl.payload = data;
-        upstream_send_completion(dev, &cpl);
+        read_completion(dev, &cpl);
         return;
     }
     /* Completions split at MPS, non-final ones ending on RCB boundaries. */
@@ -139,7 +219,7 @@ static void memory_read(hlsim_device *dev, const struct tlpb_tlp *tlp)
         }
         tlpb_completion_for(&cpl, tlp, sdk_bdf(dev), addr, chunk, remaining);
         cpl.payload = &data[(addr & ~3ull) - tlp->address];
-        upstream_send_completion(dev, &cpl);
+        read_completion(dev, &cpl);
         addr += chunk;
         remaining -= chunk;
     }

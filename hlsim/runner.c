@@ -3,12 +3,18 @@
  *
  *   hlsim-run --socket PATH|tcp:HOST:PORT --device NAME --model libdmacopy.so
  *             [--model-args S] [--fast-dma] [--log-level N] [--reconnect]
+ *             [--max-sim-ns-per-s N]
  *
  * The connection is libtlpbsim's (docs/simulator-api.md); its socket is
  * watched with a libuv poll handle: a readable event reads what is there
  * and the library hands each TLP and reset to the SDK; the output the SDK
  * produces collects in the library's buffer, written once per loop
- * iteration (uv_prepare, just before the loop would block). */
+ * iteration (uv_prepare, just before the loop would block).
+ *
+ * The model's time is the simulated clock (hlsim_simclock.h): free-running
+ * until the bridge sends TIME_SYNC_COUPLED, then advanced only by the
+ * host's grants, answered with REACHED (docs/protocol.md "Simulated
+ * time"). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +27,7 @@
 
 #include "hlsim.h"
 #include "hlsim_env.h"
+#include "hlsim_simclock.h"
 #include "hlsim_uv.h"
 #include "tlpb_sim.h"
 
@@ -37,6 +44,7 @@ struct runner {
     bool fast_dma;
     bool reconnect;
     int log_level;
+    uint64_t max_sim_ns_per_s; /* throttle of busy simulated time; 0: none */
 
     void *model_handle;
     const struct hlsim_model_ops *ops;
@@ -55,6 +63,7 @@ struct runner {
     int poll_events;
 
     hlsim_device *dev;
+    hlsim_simclock *clock;
 
     bool stopping;
     int exit_code;
@@ -84,40 +93,55 @@ static void disconnected(struct runner *r);
 
 /* ---- the SDK's environment -------------------------------------------------- */
 
+/* Output is stamped with the clock when sent (rule 3); the library
+ * stamps with what it was told. */
+static void stamp_output(struct runner *r)
+{
+    if (r->clock && hlsim_simclock_coupled(r->clock))
+        tlpb_sim_set_time_ps(r->sim, hlsim_simclock_time_ps(r->clock));
+}
+
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
     struct runner *r = env;
 
     if (!r->sim || !tlpb_sim_connected(r->sim))
         return tlpb_tlp_is_completion(tlp->kind) ? 0 : -ENOTCONN;
-    return tlpb_sim_send_tlp(r->sim, tlp);
+    stamp_output(r);
+    struct tlpb_tlp out = *tlp;
+    out.sim_time_ps = 0; /* the library's clock, not a stamp copied from a request */
+    int rc = tlpb_sim_send_tlp(r->sim, &out);
+    if (rc == 0 && r->clock)
+        hlsim_simclock_sent(r->clock, tlp);
+    return rc;
 }
 
 static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
     struct runner *r = env;
 
-    if (r->sim)
-        tlpb_sim_send_interrupt(r->sim, kind, vector);
+    if (!r->sim)
+        return;
+    stamp_output(r);
+    tlpb_sim_send_interrupt(r->sim, kind, vector);
 }
 
 static uint64_t env_now_ns(void *env)
 {
-    return tlpb_now_ns();
+    struct runner *r = env;
+    return hlsim_simclock_env_now_ns(r->clock);
 }
 
 static void *env_timer_create(void *env, void (*fire)(void *arg), void *arg)
 {
     struct runner *r = env;
-    return hlsim_uv_timer_create(&r->loop, fire, arg);
+    return hlsim_simclock_env_timer_create(r->clock, fire, arg);
 }
 
 static void env_defer(void *env, void (*fn)(void *arg), void *arg)
 {
     struct runner *r = env;
-
-    if (hlsim_uv_defer(&r->deferred, fn, arg) != 0)
-        runner_log(r, HLSIM_LOG_ERROR, "out of memory deferring model work");
+    hlsim_simclock_env_defer(r->clock, fn, arg);
 }
 
 static void env_log(void *env, int level, const char *message)
@@ -131,11 +155,37 @@ static const struct hlsim_env_ops runner_env_ops = {
     .send_interrupt = env_send_interrupt,
     .now_ns = env_now_ns,
     .timer_create = env_timer_create,
-    .timer_start = hlsim_uv_timer_start,
-    .timer_stop = hlsim_uv_timer_stop,
-    .timer_destroy = hlsim_uv_timer_destroy,
+    .timer_start = hlsim_simclock_env_timer_start,
+    .timer_stop = hlsim_simclock_env_timer_stop,
+    .timer_destroy = hlsim_simclock_env_timer_destroy,
     .defer = env_defer,
     .log = env_log,
+};
+
+/* ---- the simulated clock's side ------------------------------------------------ */
+
+static void clock_reached(void *env, uint64_t sync_id, uint64_t t_ps, bool idle,
+                          uint64_t next_event_ps)
+{
+    struct runner *r = env;
+
+    if (!r->sim)
+        return;
+    tlpb_sim_set_time_ps(r->sim, t_ps);
+    tlpb_sim_send_reached(r->sim, sync_id, t_ps, idle, next_event_ps, 0);
+}
+
+static void clock_progress(void *env, uint64_t t_ps)
+{
+    struct runner *r = env;
+
+    if (r->sim)
+        tlpb_sim_send_progress(r->sim, t_ps, 0);
+}
+
+static const struct hlsim_simclock_ops runner_clock_ops = {
+    .reached = clock_reached,
+    .progress = clock_progress,
 };
 
 /* ---- the simulator library's callbacks ---------------------------------------- */
@@ -143,15 +193,40 @@ static const struct hlsim_env_ops runner_env_ops = {
 static void sim_tlp_cb(void *arg, const struct tlpb_tlp *tlp)
 {
     struct runner *r = arg;
-    hlsim_device_receive_tlp(r->dev, tlp);
+    hlsim_simclock_host_tlp(r->clock, tlp);
 }
 
 static void sim_reset_cb(void *arg, Tlpb__ResetKind kind)
 {
     struct runner *r = arg;
-    hlsim_device_reset(r->dev, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
-                                   ? HLSIM_RESET_FUNCTION_LEVEL
-                                   : HLSIM_RESET_HOT);
+    hlsim_simclock_host_reset(r->clock, tlpb_sim_input_time_ps(r->sim),
+                              kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                                  ? HLSIM_RESET_FUNCTION_LEVEL
+                                  : HLSIM_RESET_HOT);
+}
+
+static void sim_time_sync_cb(void *arg, const struct tlpb_sim_time_sync *ts)
+{
+    struct runner *r = arg;
+
+    switch (ts->kind) {
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED:
+        runner_log(r, HLSIM_LOG_INFO, "coupled to the host's clock at %llu ps",
+                   (unsigned long long)ts->sim_time_ps);
+        hlsim_simclock_couple(r->clock, ts->sim_time_ps);
+        hlsim_device_set_time_coupled(r->dev, true);
+        break;
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE:
+        runner_log(r, HLSIM_LOG_INFO, "free-running again");
+        hlsim_simclock_free_run(r->clock);
+        hlsim_device_set_time_coupled(r->dev, false);
+        break;
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT:
+        hlsim_simclock_grant(r->clock, ts->sync_id, ts->grant_until_ps);
+        break;
+    default:
+        break;
+    }
 }
 
 static void sim_output_ready_cb(void *arg)
@@ -172,6 +247,7 @@ static const struct tlpb_sim_callbacks runner_sim_callbacks = {
     .reset = sim_reset_cb,
     .output_ready = sim_output_ready_cb,
     .bus_device_function = sim_bdf_cb,
+    .time_sync = sim_time_sync_cb,
 };
 
 /* ---- socket events ------------------------------------------------------------ */
@@ -232,8 +308,11 @@ static void destroy_device(struct runner *r)
     if (!r->dev)
         return;
     hlsim_uv_defer_drop_all(&r->deferred); /* deferred calls of the old instance must not run */
+    hlsim_simclock_set_device(r->clock, NULL);
     hlsim_device_destroy(r->dev);
     r->dev = NULL;
+    hlsim_simclock_destroy(r->clock);
+    r->clock = NULL;
 }
 
 static void close_connection(struct runner *r)
@@ -282,6 +361,7 @@ static int attach(struct runner *r, char *err, size_t err_size)
         .unsplit_dma = r->fast_dma,
         .log_name = "hlsim-run",
         .log_level = r->log_level,
+        .time_sync = true,
     };
     int rc = tlpb_sim_connect(&r->sim, r->address, &opts, &runner_sim_callbacks, r, err,
                               err_size);
@@ -294,12 +374,23 @@ static int attach(struct runner *r, char *err, size_t err_size)
         .bus_device_function = 0x0100, /* until config writes tell the real one */
         .dma_timeout_ns = 0,
     };
+    r->clock = hlsim_simclock_create(&r->loop, &r->deferred, &runner_clock_ops, r);
+    if (!r->clock) {
+        snprintf(err, err_size, "out of memory");
+        close_connection(r);
+        return -ENOMEM;
+    }
+    hlsim_simclock_set_max_rate(r->clock, r->max_sim_ns_per_s);
     r->dev = hlsim_device_create(r->ops, r->model_args, &dev_opts, &runner_env_ops, r, err,
                                  err_size);
     if (!r->dev) {
+        hlsim_uv_defer_drop_all(&r->deferred);
+        hlsim_simclock_destroy(r->clock);
+        r->clock = NULL;
         close_connection(r);
         return -EINVAL;
     }
+    hlsim_simclock_set_device(r->clock, r->dev);
 
     uv_poll_init(&r->loop, &r->poll, tlpb_sim_fd(r->sim));
     r->poll.data = r;
@@ -391,6 +482,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hlsim-run --socket PATH|unix:PATH|tcp:HOST:PORT --device NAME --model MODEL.so\n"
             "                 [--model-args STRING] [--fast-dma] [--log-level 0-3] [--reconnect]\n"
+            "                 [--max-sim-ns-per-s N]\n"
             "\n"
             "Runs an hlsim device model in this process, attached to tlpbridged as the\n"
             "simulator of device NAME.\n"
@@ -400,7 +492,9 @@ static void usage(FILE *out)
             "  --model-args S     argument string passed to the model's create()\n"
             "  --fast-dma         ask for unsplit DMA (fast mode; not PCIe-exact)\n"
             "  --log-level N      0 error, 1 warn, 2 info (default), 3 debug\n"
-            "  --reconnect        when the bridge goes away, retry instead of exiting\n");
+            "  --reconnect        when the bridge goes away, retry instead of exiting\n"
+            "  --max-sim-ns-per-s N  coupled time: simulate at most N busy ns per wall second\n"
+            "                     (behave like a slow simulator; idle time is not paced)\n");
 }
 
 int main(int argc, char **argv)
@@ -413,6 +507,7 @@ int main(int argc, char **argv)
         {"fast-dma", no_argument, NULL, 'f'},
         {"log-level", required_argument, NULL, 'l'},
         {"reconnect", no_argument, NULL, 'r'},
+        {"max-sim-ns-per-s", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -454,6 +549,20 @@ int main(int argc, char **argv)
         case 'r':
             r->reconnect = true;
             break;
+        case 'M': {
+            char *end;
+            errno = 0;
+            unsigned long long rate = strtoull(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end != '\0' || errno != 0 || rate == 0) {
+                fprintf(stderr,
+                        "hlsim-run: --max-sim-ns-per-s takes a positive integer, not '%s'\n",
+                        optarg);
+                free(r);
+                return 2;
+            }
+            r->max_sim_ns_per_s = rate;
+            break;
+        }
         case 'h':
             usage(stdout);
             free(r);

@@ -115,8 +115,10 @@ hlsim_device *hlsim_device_create(const struct hlsim_model_ops *ops, const char 
     tlpb_cfgspace_init(&dev->cfg, &ops->description);
     dev->cfg.bus_device_function = dev->opts.bus_device_function;
     dma_init(dev);
+    mmio_init(dev);
     if (irq_init(dev) != 0) {
         format_err(err, err_size, "out of memory");
+        mmio_fini(dev);
         dma_fini(dev);
         free(dev);
         return NULL;
@@ -150,9 +152,15 @@ void hlsim_device_destroy(hlsim_device *dev)
     struct hlsim_timer *timer;
     while ((timer = TAILQ_FIRST(&dev->timers)) != NULL)
         hlsim_timer_destroy(timer);
+    mmio_fini(dev);
     dma_fini(dev);
     irq_fini(dev);
     free(dev);
+}
+
+void *hlsim_device_env(const hlsim_device *dev)
+{
+    return dev->env;
 }
 
 const struct tlpb_devdesc *hlsim_device_description(const hlsim_device *dev)
@@ -173,6 +181,28 @@ bool hlsim_bus_master_enabled(const hlsim_device *dev)
 bool hlsim_msix_enabled(const hlsim_device *dev)
 {
     return tlpb_cfg_msix_enabled(&dev->cfg);
+}
+
+/* ---- simulated time ------------------------------------------------------- */
+
+uint64_t hlsim_now_ns(hlsim_device *dev)
+{
+    return sdk_now(dev);
+}
+
+void hlsim_device_set_time_coupled(hlsim_device *dev, bool coupled)
+{
+    dev->time_coupled = coupled;
+    dev->link_free_ps = 0;
+    dma_pump(dev); /* free-running: what waited for the link goes */
+}
+
+bool hlsim_device_busy(const hlsim_device *dev)
+{
+    return !TAILQ_EMPTY(&dev->posted) || !TAILQ_EMPTY(&dev->nonposted) ||
+           !TAILQ_EMPTY(&dev->inflight) || !TAILQ_EMPTY(&dev->done) ||
+           !TAILQ_EMPTY(&dev->cpls) || !TAILQ_EMPTY(&dev->delayed_cpls) || dev->defer_pending ||
+           hlsim_device_dma_reads_outstanding(dev);
 }
 
 /* ---- resets -------------------------------------------------------------- */

@@ -73,6 +73,15 @@ struct hlsim_queued_cpl {
 };
 TAILQ_HEAD(hlsim_cpl_list, hlsim_queued_cpl);
 
+/* A completion to a host read, held for the access latency. */
+struct hlsim_delayed_cpl {
+    TAILQ_ENTRY(hlsim_delayed_cpl) link;
+    uint64_t due_ns;
+    struct tlpb_tlp tlp;
+    uint8_t payload[];
+};
+TAILQ_HEAD(hlsim_delayed_cpl_list, hlsim_delayed_cpl);
+
 struct hlsim_timer {
     TAILQ_ENTRY(hlsim_timer) link;
     hlsim_device *dev;
@@ -109,6 +118,16 @@ struct hlsim_device {
     void *timeout_timer;
     bool timeout_armed;
 
+    /* simulated time (coupled only) */
+    bool time_coupled;
+    uint64_t access_latency_ns;
+    struct hlsim_delayed_cpl_list delayed_cpls;
+    void *latency_timer;
+    double dma_bytes_per_ns;  /* 0: unlimited */
+    uint64_t link_free_ps;    /* model time when the link takes the next TLP */
+    void *link_timer;
+    bool link_timer_armed;
+
     const char *model_callback; /* the model operation running now, or NULL */
     bool defer_pending;    /* a deferred_run is queued in the environment */
     bool destroying;
@@ -131,6 +150,8 @@ uint16_t sdk_bdf(const hlsim_device *dev);
 uint64_t sdk_now(hlsim_device *dev);
 
 /* mmio.c: host memory requests */
+void mmio_init(hlsim_device *dev);
+void mmio_fini(hlsim_device *dev);
 void mmio_receive_request(hlsim_device *dev, const struct tlpb_tlp *tlp);
 
 /* dma.c */

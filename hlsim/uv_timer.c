@@ -2,17 +2,36 @@
 #include <stdlib.h>
 
 #include "hlsim_uv.h"
+#include "tlpb/wire.h"
 
 struct model_timer {
     uv_timer_t handle;
     void (*fire)(void *arg);
     void *arg;
+    uint64_t due_ns; /* tlpb_now_ns() when it may fire */
 };
+
+/* libuv counts whole milliseconds from the loop's cached time: round up and
+ * refresh that time when starting, and should it still fire early, wait
+ * for the rest. */
+static void arm(struct model_timer *t, uint64_t delay_ns);
 
 static void model_timer_cb(uv_timer_t *handle)
 {
     struct model_timer *t = handle->data;
+    uint64_t now = tlpb_now_ns();
+    if (now < t->due_ns) {
+        arm(t, t->due_ns - now);
+        return;
+    }
     t->fire(t->arg);
+}
+
+static void arm(struct model_timer *t, uint64_t delay_ns)
+{
+    uv_update_time(t->handle.loop);
+    uint64_t ms = delay_ns / 1000000u + (delay_ns % 1000000u != 0);
+    uv_timer_start(&t->handle, model_timer_cb, ms, 0);
 }
 
 void *hlsim_uv_timer_create(uv_loop_t *loop, void (*fire)(void *arg), void *arg)
@@ -30,8 +49,9 @@ void *hlsim_uv_timer_create(uv_loop_t *loop, void (*fire)(void *arg), void *arg)
 void hlsim_uv_timer_start(void *timer, uint64_t delay_ns)
 {
     struct model_timer *t = timer;
-    /* libuv counts milliseconds: round up, never fire early */
-    uv_timer_start(&t->handle, model_timer_cb, (delay_ns + 999999u) / 1000000u, 0);
+    uint64_t now = tlpb_now_ns();
+    t->due_ns = delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns;
+    arm(t, delay_ns);
 }
 
 void hlsim_uv_timer_stop(void *timer)

@@ -120,6 +120,26 @@ HLSIM_EXPORT void hlsim_timer_start(hlsim_timer *timer, uint64_t delay_ns);
 HLSIM_EXPORT void hlsim_timer_stop(hlsim_timer *timer);
 HLSIM_EXPORT void hlsim_timer_destroy(hlsim_timer *timer);
 
+/* ---- Simulated time (docs/hlsim.md "Simulated time") ---------------------
+ * Free-running (the default) the device's time is wall time and the calls
+ * below cost nothing. Coupled to a guest's virtual clock, time passes only
+ * as the model's timers, register latency and DMA throughput say. */
+
+/* The device's time in ns: simulated when coupled, wall-derived otherwise;
+ * never goes back (timers count on the same clock). */
+HLSIM_EXPORT uint64_t hlsim_now_ns(hlsim_device *dev);
+
+/* Completions to the host's memory reads leave this much simulated time
+ * after the request arrived (the register's value is the one at arrival).
+ * Default 0. Applied only when coupled. */
+HLSIM_EXPORT void hlsim_set_access_latency_ns(hlsim_device *dev, uint64_t latency_ns);
+
+/* DMA throughput of the device's link: each DMA TLP (and each interrupt,
+ * which queues behind the data) leaves no earlier than the link is free,
+ * and a write keeps it busy for its payload bytes / bytes_per_ns. 0 or a
+ * negative value: unlimited (the default). Applied only when coupled. */
+HLSIM_EXPORT void hlsim_dma_set_rate(hlsim_device *dev, double bytes_per_ns);
+
 /* The project's log levels (tlpb/log.h) under the SDK's names. */
 #define hlsim_log_level tlpb_log_level
 #define HLSIM_LOG_ERROR TLPB_LOG_ERROR

@@ -60,6 +60,8 @@ hlsim_device *hlsim_device_create(const struct hlsim_model_ops *ops, const char 
 void hlsim_device_destroy(hlsim_device *dev);
 
 const struct tlpb_devdesc *hlsim_device_description(const hlsim_device *dev);
+/* The env given to hlsim_device_create. */
+void *hlsim_device_env(const hlsim_device *dev);
 
 /* A validated TLP from the host: a request (MRd/MWr/CfgRd0/CfgWr0), answered
  * through send_tlp, or a completion for one of the device's DMA reads. */
@@ -77,6 +79,16 @@ void hlsim_device_link_down(hlsim_device *dev);
  * itself when timer ops are given; otherwise the environment calls this
  * from a periodic timer or when hlsim_device_next_deadline_ns() passes. */
 void hlsim_device_poll_timeouts(hlsim_device *dev);
+
+/* Coupled simulated time (the environment's clock says when): the
+ * model's access latency and DMA rate apply only then. */
+void hlsim_device_set_time_coupled(hlsim_device *dev, bool coupled);
+/* One of the device's DMA reads waits for its completion (abandoned reads
+ * not counted): a coupled clock holds still meanwhile. */
+bool hlsim_device_dma_reads_outstanding(const hlsim_device *dev);
+/* The SDK holds work: DMA queued or outstanding, completions or interrupts
+ * not sent yet, callbacks to run. */
+bool hlsim_device_busy(const hlsim_device *dev);
 
 /* Earliest completion deadline of the device's outstanding DMA reads
  * (monotonic ns, as now_ns), or UINT64_MAX when none is outstanding. */
