@@ -365,6 +365,10 @@ int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err
 void hlsim_backend_unload(struct device *d);
 /* Deliver a TLP to the in-process model from the event loop. */
 void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp);
+/* A host request or reset for the model: at once when free-running; when
+ * coupled behind what is queued for it, then at its stamp. */
+void hlsim_backend_downstream(struct device *d, const struct tlpb_tlp *tlp);
+void hlsim_backend_reset(struct device *d, enum hlsim_reset_kind kind, uint64_t stamp_ps);
 /* Coupled time for the in-process model (docs/protocol.md "Simulated
  * time"): enter (coupled, clock jumps to host_time_ps) or leave coupled
  * mode; a grant runs the model's clock up to until_ps, after the TLPs

@@ -240,7 +240,7 @@ static void downstream_to_backend(struct device *d, const struct tlpb_tlp *tlp)
 {
     switch (d->backend) {
     case BACKEND_HLSIM:
-        hlsim_device_receive_tlp(d->hlsim, tlp);
+        hlsim_backend_downstream(d, tlp);
         break;
     case BACKEND_EXTERNAL:
         conn_send_tlp(d->sim, tlp, true);
@@ -1172,8 +1172,8 @@ void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim
     abandon_dma_reads(d);
     switch (d->backend) {
     case BACKEND_HLSIM:
-        hlsim_device_reset(d->hlsim, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
-                                         ? HLSIM_RESET_FUNCTION_LEVEL : HLSIM_RESET_HOT);
+        hlsim_backend_reset(d, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                                   ? HLSIM_RESET_FUNCTION_LEVEL : HLSIM_RESET_HOT, sim_time_ps);
         break;
     case BACKEND_EXTERNAL: {
         Tlpb__Reset r = TLPB__RESET__INIT;

@@ -133,7 +133,11 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
     struct model_env *e = env;
     struct device *d = e->device;
-    if (!tlpb_tlp_is_completion(tlp->kind) && d->host && !conn_has_room(d->host)) {
+    /* Coupled, output is never refused: a held TLP would leave after the
+     * REACHED that says it was sent, at a time that depends on the host's
+     * reading. The host drains while it waits, and a grant bounds the work. */
+    if (!tlpb_tlp_is_completion(tlp->kind) && d->host && !conn_has_room(d->host) &&
+        !hlsim_simclock_coupled(e->clock)) {
         d->hlsim_output_blocked = true;
         return -EAGAIN;
     }
@@ -150,10 +154,10 @@ static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vec
 {
     struct model_env *e = env;
     struct device *d = e->device;
-    /* device_upstream_interrupt takes no stamp: the bridge stamps the
-     * Interrupt it sends (see the report on merging). */
     if (d->backend == BACKEND_HLSIM)
-        device_upstream_interrupt(d, kind, vector);
+        device_upstream_interrupt_at(d, kind, vector,
+                                     hlsim_simclock_coupled(e->clock)
+                                         ? hlsim_simclock_time_ps(e->clock) : 0);
 }
 
 static uint64_t env_now_ns(void *env)
@@ -212,6 +216,44 @@ void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp
         memcpy(later->payload, tlp->payload, tlp->payload_bytes);
         later->tlp.payload = later->payload;
     }
+}
+
+void hlsim_backend_downstream(struct device *d, const struct tlpb_tlp *tlp)
+{
+    struct model_env *e = model_env_of(d);
+    if (e && hlsim_simclock_coupled(e->clock))
+        hlsim_backend_downstream_later(d, tlp); /* behind what is queued, then at its stamp */
+    else
+        hlsim_device_receive_tlp(d->hlsim, tlp);
+}
+
+/* A host reset, behind the TLPs queued for the model before it. */
+struct later_reset {
+    struct device *device;
+    enum hlsim_reset_kind kind;
+    uint64_t stamp_ps;
+};
+
+static void reset_later_run(void *arg)
+{
+    struct later_reset *r = arg;
+    struct model_env *e = model_env_of(r->device);
+    if (r->device->backend == BACKEND_HLSIM && e)
+        hlsim_simclock_host_reset(e->clock, r->stamp_ps, r->kind);
+}
+
+void hlsim_backend_reset(struct device *d, enum hlsim_reset_kind kind, uint64_t stamp_ps)
+{
+    struct model_env *e = model_env_of(d);
+    struct later_reset *r;
+    if (!e || !hlsim_simclock_coupled(e->clock) ||
+        hlsim_uv_defer_alloc(&d->deferred, reset_later_run, sizeof(*r), (void **)&r) != 0) {
+        hlsim_device_reset(d->hlsim, kind);
+        return;
+    }
+    r->device = d;
+    r->kind = kind;
+    r->stamp_ps = stamp_ps;
 }
 
 void hlsim_backend_time_mode(struct device *d, bool coupled, uint64_t host_time_ps)
