@@ -104,7 +104,9 @@ static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
     assert_int_equal(env->hello->completion_timeout_ms, 60000);
     assert_non_null(env->hello->description);
     assert_int_equal(env->hello->description->vendor_id, 0x1234);
-    assert_int_equal(env->hello->capabilities, 0); /* never unsplit DMA */
+    /* never unsplit DMA; coupled time offered always */
+    assert_int_equal(env->hello->capabilities, TLPB__CAPABILITY__CAP_TIME_SYNC);
+    assert_int_equal(env->hello->clock_period_ps, 4000);
     tlpb_envelope_free(env);
     r->lanes = lanes;
     r->rng = 0x1234567u + lanes;

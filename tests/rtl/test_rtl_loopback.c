@@ -405,10 +405,11 @@ static void case_trace(void)
            s.last_time);
     if (s.enddefinitions != 1 || !s.has_clk || !s.has_rx_tdata)
         fail("the VCD lacks its header or signals");
-    /* two dumps a cycle, 3000 cycles */
+    /* two dumps a cycle, 3000 cycles; edges at device time, the clock
+     * period after the cycle they end (edge k at k * period) */
     if (s.timestamps != 6000)
         fail("%u time steps for 3000 cycles, expected 6000", s.timestamps);
-    if (s.last_time != 2999ull * PERIOD_PS + PERIOD_PS / 2)
+    if (s.last_time != 3000ull * PERIOD_PS + PERIOD_PS / 2)
         fail("last time %llu ps", s.last_time);
     log_must_contain("waveforms written to");
 }
@@ -436,7 +437,7 @@ static void case_window(void)
         fail("joined VCD has %u headers", s.enddefinitions);
     if (s.timestamps > bound || s.timestamps < 2 * window)
         fail("%u time steps, expected between %u and %u", s.timestamps, 2 * window, bound);
-    if (s.last_time != 19999ull * PERIOD_PS + PERIOD_PS / 2)
+    if (s.last_time != 20000ull * PERIOD_PS + PERIOD_PS / 2)
         fail("the window does not end at the last cycle (%llu ps)", s.last_time);
     log_must_contain("no waveform trigger");
     remove(vcd);
@@ -481,9 +482,10 @@ static void case_window(void)
     if (s.enddefinitions != 1 || s.timestamps > bound || s.timestamps == 0)
         fail("window with trigger: %u headers, %u time steps (bound %u)", s.enddefinitions,
              s.timestamps, bound);
-    /* it covers the trigger and ends at most window/8 + 1 cycles after it */
-    if (s.first_time > trigger * PERIOD_PS || s.last_time < trigger * PERIOD_PS ||
-        s.last_time > (trigger + window / 8 + 2) * PERIOD_PS)
+    /* it covers the trigger (cycle c, 0-based, dumped at (c + 1) * period)
+     * and ends at most window/8 + 1 cycles after it */
+    if (s.first_time > (trigger + 1) * PERIOD_PS || s.last_time < (trigger + 1) * PERIOD_PS ||
+        s.last_time > (trigger + window / 8 + 3) * PERIOD_PS)
         fail("window %llu..%llu ps does not fit the trigger at cycle %llu", s.first_time,
              s.last_time, trigger);
 }
