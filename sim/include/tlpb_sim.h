@@ -170,7 +170,8 @@ bool tlpb_sim_output_urgent(const tlpb_sim *sim);
 bool tlpb_sim_time_negotiated(const tlpb_sim *sim);
 bool tlpb_sim_time_coupled(const tlpb_sim *sim);
 /* The simulator's clock as the library stamps output with it (ps). The
- * simulator sets it as it advances; it never goes back. */
+ * simulator sets it as it advances; a value below the present one is
+ * ignored (stamps never decrease). */
 void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps);
 uint64_t tlpb_sim_time_ps(const tlpb_sim *sim);
 /* The stamp of the message being delivered to a callback (a TLP's is also
@@ -187,6 +188,9 @@ int tlpb_sim_send_reached(tlpb_sim *sim, uint64_t sync_id, uint64_t t_ps, bool i
  * sent; otherwise does nothing. Cheap: call it often while simulating. */
 #define TLPB_SIM_PROGRESS_INTERVAL_NS 200000000ull
 int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles);
+/* Tests: the monotonic clock (ns) the PROGRESS rate limit reads (NULL: the
+ * system's, tlpb_now_ns). */
+void tlpb_sim_set_wall_clock(tlpb_sim *sim, uint64_t (*now_ns)(void));
 
 /* ---- connection state ---------------------------------------------------- */
 
