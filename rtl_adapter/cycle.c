@@ -225,20 +225,38 @@ static void answer_grant(struct tlpb_rtl *a, bool idle)
     flush_paid(a);
 }
 
-/* An idle design's clock jumps: to the next host message not due yet when
- * it comes before the grant's end (or no grant waits), else to the grant's
- * end, answered idle when nothing else is queued. */
+/* An idle design's clock jumps, never clocked: to the next host message
+ * not due yet (rule 2: beyond the grant too, unless a grant waits that
+ * ends first); to the cycle a DMA completion is due at (within what may be
+ * simulated); else to the grant's end, answered idle when nothing is
+ * queued. */
 static void idle_advance(struct tlpb_rtl *a)
 {
-    uint64_t head_due = rtl_rx_head_future_due(a);
-    if (head_due && (!a->grant_pending || head_due <= a->allowance_cycle)) {
-        jump_to(a, head_due);
+    uint64_t msg_due = rtl_rx_head_future_due(a);
+    uint64_t dma_due = rtl_cpl_head_future_due(a);
+    if (a->dma_waiting_count) {
+        uint64_t hold = dma_hold_cycle(a);
+        if (!dma_due || hold < dma_due)
+            dma_due = hold;
+    }
+    bool implicit = a->host_np_outstanding > 0;
+    uint64_t next = UINT64_MAX;
+    if (msg_due && (!a->grant_pending || msg_due <= a->allowance_cycle || implicit))
+        next = msg_due;
+    if (dma_due) {
+        uint64_t limit = implicit ? dma_due : a->allowance_cycle;
+        uint64_t to = dma_due < limit ? dma_due : limit;
+        if (to < next)
+            next = to;
+    }
+    if (next != UINT64_MAX && next > a->time_cycle) {
+        jump_to(a, next);
         return;
     }
-    if (!a->grant_pending || a->dma_waiting_count)
+    if (!a->grant_pending || implicit || a->dma_waiting_count)
         return;
     jump_to(a, a->allowance_cycle);
-    answer_grant(a, head_due == 0);
+    answer_grant(a, msg_due == 0 && !a->cpl_head);
 }
 
 /* True when the next edge must wait (and the grant is answered if due). */
@@ -246,7 +264,7 @@ static bool coupled_must_wait(struct tlpb_rtl *a, const struct tlpb_rtl_from_des
 {
     if (!a->coupled || a->stop_requested || !tlpb_sim_connected(a->sim))
         return false;
-    if (design_quiet(a, in) && a->host_np_outstanding == 0 && a->dma_waiting_count == 0)
+    if (design_quiet(a, in))
         idle_advance(a);
     answer_grant(a, false);
     return !clock_may_advance(a);

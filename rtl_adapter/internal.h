@@ -163,6 +163,8 @@ void rtl_rx_push_host_completion(struct tlpb_rtl *a, const struct tlpb_tlp *cpl)
 void rtl_rx_push_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind, uint64_t due_cycle);
 /* The head entry is not due yet (coupled time): its due cycle, else 0. */
 uint64_t rtl_rx_head_future_due(const struct tlpb_rtl *a);
+/* The same for the first DMA completion waiting for its cycle. */
+uint64_t rtl_cpl_head_future_due(const struct tlpb_rtl *a);
 void rtl_rx_free_all(struct tlpb_rtl *a);
 /* Drive the next RX beat (handling config and reset entries at the head). */
 void rtl_rx_present(struct tlpb_rtl *a);

@@ -239,11 +239,13 @@ static bool rx_due(const struct tlpb_rtl *a, const struct rx_entry *e)
 uint64_t rtl_rx_head_future_due(const struct tlpb_rtl *a)
 {
     const struct rx_entry *e = a->rx_head;
-    uint64_t due = e && !rx_due(a, e) ? e->due_cycle : 0;
-    e = a->cpl_head;
-    if (e && !rx_due(a, e) && (!due || e->due_cycle < due))
-        due = e->due_cycle;
-    return due;
+    return e && !rx_due(a, e) ? e->due_cycle : 0;
+}
+
+uint64_t rtl_cpl_head_future_due(const struct tlpb_rtl *a)
+{
+    const struct rx_entry *e = a->cpl_head;
+    return e && !rx_due(a, e) ? e->due_cycle : 0;
 }
 
 void rtl_rx_present(struct tlpb_rtl *a)
