@@ -1340,6 +1340,68 @@ static void test_coupled_free_runs_again(void **state)
     rig_close(&r);
 }
 
+/* Pacing in coupled time: idle jumps cost no pacing and bank no credit
+ * (1000 cycles/s: 1 ms a clocked cycle; each wait on the socket stands for
+ * a wall second). */
+static uint64_t paced_phase2_start_ns;
+static void paced_coupled_script(struct rig *r)
+{
+    if (r->step == 0 && seen_reached(r, 0)) {
+        /* Busy for the next grant: a host write wakes the design, which
+         * then stays busy (its idle output changes at its next edge). */
+        r->idle = false;
+        paced_phase2_start_ns = paced_slept_ns;
+        struct tlpb_tlp w = mwr(BAR0_ADDR, 1, payload_pool[0], 5);
+        w.sim_time_ps = SEEN_SYNC(r, REACHED, 0)->stamp;
+        assert_int_equal(fb_send_tlp(&r->fb, &w), 0);
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 0, 2,
+                  SEEN_SYNC(r, REACHED, 0)->stamp + 40 * PERIOD_PS);
+        r->step = 1;
+    } else if (r->step == 1 && seen_reached(r, 1)) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
+static void test_coupled_pacing_counts_clocked_cycles_only(void **state)
+{
+    static struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = true;
+    run_cycles(&r, 20); /* quiet */
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    r.a->opts.max_cycles_per_s = 1000;
+    r.a->pacing_now_ns = paced_clock;
+    r.a->pacing_sleep = paced_sleep;
+    paced_adapter = r.a;
+    paced_now_ns = 5000000000ull;
+    paced_slept_ns = 0;
+    paced_idle_waits_seen = st.idle_waits;
+    uint64_t cycles_before = st.cycles;
+
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 1000000000000ull); /* an idle second */
+    r.on_wait = paced_coupled_script;
+    run_until_stopped(&r);
+
+    const struct seen_msg *idle = SEEN_SYNC(&r, REACHED, 0);
+    const struct seen_msg *busy = SEEN_SYNC(&r, REACHED, 1);
+    assert_non_null(idle);
+    assert_non_null(busy);
+    assert_true(idle->idle);
+    assert_false(busy->idle);
+    assert_int_equal(busy->stamp - idle->stamp, 40 * PERIOD_PS);
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_true(st.skipped_cycles >= 250000000ull - COUPLED_AT_CYCLE);
+    /* The 2.5e8 skipped cycles cost nothing: paid are the clocked ones */
+    assert_true(paced_slept_ns <= (st.cycles - cycles_before) * 1000000ull);
+    /* and the second of waiting bought no credit: the 40 busy cycles of
+     * the second grant are paid in full */
+    assert_int_equal(paced_slept_ns - paced_phase2_start_ns, 40 * 1000000ull);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1360,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_coupled_idle_grant_costs_no_cycles),
         cmocka_unit_test(test_coupled_dma_read_held_deterministic),
         cmocka_unit_test(test_coupled_free_runs_again),
+        cmocka_unit_test(test_coupled_pacing_counts_clocked_cycles_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
