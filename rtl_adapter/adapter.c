@@ -197,9 +197,11 @@ int tlpb_rtl_open_fd(struct tlpb_rtl **out, int fd, const struct tlpb_rtl_option
                  a->device_name, a->opts.completion_timeout_ms,
                  tlpb_sim_max_frame_bytes(a->sim), (unsigned long long)a->period_ps,
                  tlpb_sim_time_negotiated(a->sim) ? ", coupled time offered" : "");
-    /* The bridge may have sent more right behind its reply. */
-    tlpb_sim_read_input(a->sim, 0);
+    /* What the bridge sent right behind its reply waits in the library
+     * until the power-on reset is over (the first read on the cycle
+     * cadence hands it over). */
     a->reset_left = a->opts.reset_cycles;
+    a->power_on_reset = true;
     *out = a;
     return 0;
 }

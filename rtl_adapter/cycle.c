@@ -98,7 +98,9 @@ static void service_socket(struct tlpb_rtl *a)
 {
     uint64_t now = a->stats.cycles;
     uint64_t read_every = a->rx_head ? RTL_READ_BUSY_CYCLES : RTL_READ_EMPTY_CYCLES;
-    if (now - a->last_read >= read_every) {
+    /* Nothing from the host before the power-on reset is over: a COUPLED
+     * then finds the design in the same state however early it came. */
+    if (now - a->last_read >= read_every && !a->power_on_reset) {
         rtl_read_input(a);
         if (a->coupled) /* keep-alive during a long grant (rate-limited) */
             tlpb_sim_send_progress(a->sim, a->time_cycle * a->period_ps, a->stats.cycles);
@@ -304,6 +306,8 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
     if (a->reset_left > 0) {
         /* The design is in reset: what it drives does not count. */
         a->reset_left--;
+        if (a->reset_left == 0)
+            a->power_on_reset = false;
         a->last_activity = a->stats.cycles;
     } else {
         if (a->out.rx_tvalid && in->rx_tready) {

@@ -71,6 +71,7 @@ struct tlpb_rtl {
      * device (the host owns the real ones); NULL without MSI-X */
     struct tlpb_msix *msix_table;
     unsigned reset_left;         /* cycles of user_reset still to drive */
+    bool power_on_reset;         /* the first one: the host is not listened to */
 
     /* RX: TLPs for the design, in order */
     struct rx_entry *rx_head, *rx_tail;

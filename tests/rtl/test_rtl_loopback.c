@@ -8,10 +8,15 @@
  *             tags and their completions find their way back;
  *   trace   - --trace writes a VCD of the whole run (two time steps a cycle);
  *   window  - --trace-window N keeps the window around the trigger (a TLP
- *             the adapter rejects), bounded whatever the run's length.
+ *             the adapter rejects), bounded whatever the run's length;
+ *   coupled - coupled time through the simulator process: the same scripted
+ *             exchange twice, the device's DMA read answered at once in one
+ *             run and after a pause in wall time in the other, gives the
+ *             same messages with the same stamps, and grants end where
+ *             they should.
  * Every wait is bounded; a hang is a failure.
  *
- *   test_rtl_loopback --sim PATH --case echo|trace|window */
+ *   test_rtl_loopback --sim PATH --case echo|trace|window|coupled */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +48,8 @@ static char sock_path[108];
 static char log_path[256];
 static pid_t sim_pid = -1;
 static int failures;
+static uint32_t hello_caps; /* what the fake bridge grants */
+static uint64_t hello_clock_period_ps;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
@@ -145,8 +152,11 @@ static void start_sim(struct fake_bridge *fb, const char *const *extra)
         !hello->hello->description || hello->hello->description->device_id != 0x0001)
         fail("unexpected Hello (role %d, device %s)", (int)hello->hello->role,
              hello->hello->device_name);
+    hello_clock_period_ps = hello->hello->clock_period_ps;
+    if (!(hello->hello->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC))
+        fail("the simulator does not offer coupled time");
     tlpb_envelope_free(hello);
-    if (fb_send_hello_reply(fb) != 0)
+    if (fb_send_hello_reply_caps(fb, hello_caps) != 0)
         die("cannot answer the Hello");
 }
 
@@ -338,6 +348,200 @@ static void case_echo(void)
     fb_fini(&fb);
 }
 
+/* ---- coupled ------------------------------------------------------------------------- */
+
+#define C_PERIOD_PS 5000ull                /* --clock-period-ps 5000 */
+#define C_DMA_CYCLES 20ull                 /* --dma-read-latency-ns 100 */
+#define C_T0 1000000000000ull              /* 1 s: far beyond the free-running start */
+
+struct c_msg {
+    int body, kind;
+    uint64_t stamp, sync_id;
+    bool idle;
+    uint8_t tag;
+};
+
+struct c_run {
+    struct c_msg msgs[64];
+    unsigned n;
+};
+
+/* The next frame from the simulator, logged (errors and PROGRESS, which
+ * depend on wall time, are skipped). */
+static Tlpb__Envelope *c_recv(struct fake_bridge *fb, struct c_run *run)
+{
+    for (;;) {
+        Tlpb__Envelope *env = fb_recv(fb, WAIT_MS);
+        if (!env)
+            die("no message from the simulator within %d ms", WAIT_MS);
+        if (env->body_case == TLPB__ENVELOPE__BODY_ERROR ||
+            (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+             env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)) {
+            tlpb_envelope_free(env);
+            continue;
+        }
+        if (run->n >= 64)
+            die("too many messages");
+        struct c_msg *m = &run->msgs[run->n++];
+        memset(m, 0, sizeof(*m));
+        m->body = env->body_case;
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+            m->kind = env->tlp->kind;
+            m->stamp = env->tlp->sim_time_ps;
+            m->tag = (uint8_t)env->tlp->tag;
+        } else if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC) {
+            m->kind = env->time_sync->kind;
+            m->stamp = env->time_sync->sim_time_ps;
+            m->sync_id = env->time_sync->sync_id;
+            m->idle = env->time_sync->idle;
+        }
+        return env;
+    }
+}
+
+static void c_send_tlp(struct fake_bridge *fb, const struct tlpb_tlp *tlp)
+{
+    if (fb_send_tlp(fb, tlp) != 0)
+        die("send TLP");
+}
+
+static void c_config_write(struct fake_bridge *fb, uint16_t reg, uint32_t value, uint8_t be,
+                           uint8_t tag, uint64_t stamp)
+{
+    static uint8_t data[64][4];
+    tlpb_put_le32(data[tag % 64], value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
+                          .completer_id = 0x0500, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = data[tag % 64], .sim_time_ps = stamp};
+    c_send_tlp(fb, &wr);
+}
+
+/* Until a REACHED for sync_id; returns its stamp. */
+static uint64_t c_until_reached(struct fake_bridge *fb, struct c_run *run, uint64_t sync_id)
+{
+    for (;;) {
+        Tlpb__Envelope *env = c_recv(fb, run);
+        bool done = env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+                    env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+        uint64_t t = done ? env->time_sync->sim_time_ps : 0;
+        if (done && env->time_sync->sync_id != sync_id)
+            fail("REACHED %llu, expected %llu", (unsigned long long)env->time_sync->sync_id,
+                 (unsigned long long)sync_id);
+        tlpb_envelope_free(env);
+        if (done)
+            return t;
+    }
+}
+
+static void c_scenario(struct c_run *run, bool answer_late)
+{
+    struct fake_bridge fb;
+    const char *extra[] = {"--clock-period-ps", "5000", "--dma-read-latency-ns", "100", NULL};
+    hello_caps = TLPB__CAPABILITY__CAP_TIME_SYNC;
+    memset(run, 0, sizeof(*run));
+    start_sim(&fb, extra);
+    if (hello_clock_period_ps != C_PERIOD_PS)
+        fail("Hello announces a clock period of %llu ps", (unsigned long long)hello_clock_period_ps);
+
+    /* Coupled from 1 s of host time; a hot reset there makes the design's
+     * state (its LFSR) independent of the free-running start; then config
+     * space again, each write completed under its implicit grant. */
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, C_T0, 0, 0) != 0 ||
+        fb_send_reset_at(&fb, TLPB__RESET_KIND__RESET_HOT, C_T0) != 0)
+        die("send COUPLED, reset");
+    c_config_write(&fb, 0x10, BAR0_ADDR, 0xF, 1, C_T0 + 1);
+    c_config_write(&fb, 0x04, 0x0006, 0x3, 2, C_T0 + 2);
+    for (unsigned i = 0; i < 2; i++) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        if (env->body_case != TLPB__ENVELOPE__BODY_TLP || env->tlp->kind != TLPB__TLP_KIND__TLP_CPL)
+            fail("config write %u: no completion", i);
+        tlpb_envelope_free(env);
+    }
+
+    /* A write in the first grant comes back as the device's write. */
+    static uint8_t wdata[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = BAR0_ADDR + 0x40, .length_dw = 4,
+                         .first_be = 0xF, .last_be = 0xF, .bar_hint = 0, .payload_bytes = 16,
+                         .payload = wdata, .sim_time_ps = C_T0 + 30 * C_PERIOD_PS + 1};
+    c_send_tlp(&fb, &w);
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, C_T0 + 100 * C_PERIOD_PS, 1,
+                          C_T0 + 100 * C_PERIOD_PS) != 0)
+        die("send GRANT");
+    uint64_t reached1 = c_until_reached(&fb, run, 1);
+    if (reached1 != C_T0 + 100 * C_PERIOD_PS)
+        fail("REACHED 1 at %llu ps, the grant ends at %llu", (unsigned long long)reached1,
+             (unsigned long long)(C_T0 + 100 * C_PERIOD_PS));
+
+    /* A read beyond the grant: the loopback makes it a DMA read of its own,
+     * which the bridge answers; its echo completes the host's read. */
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0, .tag = 5,
+                          .address = BAR0_ADDR + 0x100, .length_dw = 4, .first_be = 0xF,
+                          .last_be = 0xF, .bar_hint = 0, .sim_time_ps = C_T0 + 150 * C_PERIOD_PS};
+    c_send_tlp(&fb, &rd);
+    uint64_t dma_stamp = 0, echo_stamp = 0;
+    while (!echo_stamp) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        struct tlpb_tlp got;
+        const char *reason = "?";
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP &&
+            tlpb_tlp_from_pb(&got, env->tlp, &reason) == 0) {
+            if (got.kind == TLPB_TLP_MRD) {
+                dma_stamp = got.sim_time_ps;
+                if (answer_late) {
+                    /* A pause in wall time (not a synchronisation: the
+                     * result must not depend on it); the simulator, held at
+                     * the completion's cycle, sends nothing meanwhile. */
+                    Tlpb__Envelope *early = fb_recv(&fb, 300);
+                    if (early) {
+                        fail("the simulator sent body %d while its DMA read was outstanding",
+                             (int)early->body_case);
+                        tlpb_envelope_free(early);
+                    }
+                }
+                static uint8_t data[16];
+                struct tlpb_tlp cpl;
+                tlpb_completion_for(&cpl, &got, 0, tlpb_tlp_first_byte_address(&got), 16, 16);
+                cpl.payload = data;
+                cpl.sim_time_ps = answer_late ? C_T0 + 999 * C_PERIOD_PS : 1; /* not what counts */
+                c_send_tlp(&fb, &cpl);
+            } else if (got.kind == TLPB_TLP_CPLD && got.tag == 5) {
+                echo_stamp = got.sim_time_ps;
+            }
+        }
+        tlpb_envelope_free(env);
+    }
+    if (dma_stamp == 0 || echo_stamp < dma_stamp + C_DMA_CYCLES * C_PERIOD_PS)
+        fail("the read's echo at %llu ps, its DMA read at %llu ps: less than the latency",
+             (unsigned long long)echo_stamp, (unsigned long long)dma_stamp);
+
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, C_T0 + 400 * C_PERIOD_PS, 2,
+                          C_T0 + 400 * C_PERIOD_PS) != 0)
+        die("send GRANT");
+    c_until_reached(&fb, run, 2);
+    stop_sim();
+    fb_fini(&fb);
+}
+
+static void case_coupled(void)
+{
+    static struct c_run first, second;
+    c_scenario(&first, false);
+    c_scenario(&second, true);
+    if (first.n != second.n)
+        fail("%u messages in the first run, %u in the second", first.n, second.n);
+    for (unsigned i = 0; i < first.n && i < second.n; i++) {
+        const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
+        if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag)
+            fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
+                 x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
+                 (unsigned long long)y->stamp);
+        if (x->stamp % C_PERIOD_PS != 0 || x->stamp < C_T0)
+            fail("message %u stamped %llu ps", i, (unsigned long long)x->stamp);
+    }
+    printf("coupled: %u messages, the same in both runs\n", first.n);
+}
+
 /* ---- waveforms --------------------------------------------------------------------------- */
 
 struct vcd_summary {
@@ -507,7 +711,7 @@ int main(int argc, char **argv)
             return 2;
     }
     if (!sim_path || !which) {
-        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window\n");
+        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window|coupled\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -525,6 +729,8 @@ int main(int argc, char **argv)
         case_trace();
     else if (strcmp(which, "window") == 0)
         case_window();
+    else if (strcmp(which, "coupled") == 0)
+        case_coupled();
     else
         die("unknown case %s", which);
     if (failures)
