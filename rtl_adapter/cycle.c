@@ -170,6 +170,10 @@ void rtl_time_sync(struct tlpb_rtl *a, const struct tlpb_sim_time_sync *ts)
         set_clock(a);
         a->allowance_cycle = a->time_cycle; /* nothing granted yet */
         a->grant_pending = false;
+        /* Requests of an earlier host (the bridge has completed them) do
+         * not extend the new one's grants. */
+        a->host_np_outstanding = 0;
+        memset(a->host_mrd_tag, 0, sizeof(a->host_mrd_tag));
         tlpb_rtl_log(a, TLPB_RTL_LOG_INFO, "coupled time from cycle %llu (%llu ps per cycle)",
                      (unsigned long long)a->time_cycle, (unsigned long long)a->period_ps);
         break;
@@ -279,8 +283,12 @@ static void coupled_gate(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *
     bool paced = a->opts.max_cycles_per_s != 0;
     for (;;) {
         rtl_rx_present(a);
-        if (!coupled_must_wait(a, in))
-            break;
+        uint64_t before = a->time_cycle;
+        if (!coupled_must_wait(a, in)) {
+            if (a->time_cycle != before)
+                rtl_rx_present(a); /* what a jump made due */
+            return;
+        }
         flush_paid(a);
         if (a->coupled_wait_hook)
             a->coupled_wait_hook(a, a->coupled_wait_arg);
@@ -288,7 +296,6 @@ static void coupled_gate(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *
         if (paced)
             rtl_throttle_mark(&a->throttle, a->pacing_now_ns()); /* waiting banks no credit */
     }
-    rtl_rx_present(a); /* after a jump in the last look */
 }
 
 void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
