@@ -105,7 +105,7 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     sim->time_negotiated = opts->time_sync && (hr->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC);
     tlpb_envelope_free(reply);
     if (opts->time_sync && !sim->time_negotiated)
-        sim_log(sim, TLPB_LOG_WARN, "the bridge has no coupled time: running free");
+        sim_log(sim, TLPB_LOG_INFO, "the bridge has no coupled time: running free");
     if (opts->unsplit_dma && !sim->unsplit)
         sim_log(sim, TLPB_LOG_WARN, "the bridge refused unsplit DMA: using strict mode");
 

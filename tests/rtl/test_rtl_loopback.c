@@ -16,7 +16,7 @@
  *             they should.
  * Every wait is bounded; a hang is a failure.
  *
- *   test_rtl_loopback --sim PATH --case echo|trace|window|coupled */
+ *   test_rtl_loopback --sim PATH --case echo|trace|window|coupled|coupled_dmacopy */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +38,7 @@
 #include "fake_bridge.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "../dmacopy_spec.h"
 
 #define WAIT_MS 30000
 #define PERIOD_PS 4000 /* --cycles-per-ns 0.25 */
@@ -49,6 +50,7 @@ static char log_path[256];
 static pid_t sim_pid = -1;
 static int failures;
 static uint32_t hello_caps; /* what the fake bridge grants */
+static const char *sim_device = "loop0";
 static uint64_t hello_clock_period_ps;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -117,7 +119,7 @@ static void start_sim(struct fake_bridge *fb, const char *const *extra)
     argv[n++] = "--socket";
     argv[n++] = sock_path;
     argv[n++] = "--device";
-    argv[n++] = "loop0";
+    argv[n++] = sim_device;
     argv[n++] = "--cycles-per-ns";
     argv[n++] = "0.25";
     for (unsigned i = 0; extra && extra[i] && n < 23; i++)
@@ -148,8 +150,10 @@ static void start_sim(struct fake_bridge *fb, const char *const *extra)
     Tlpb__Envelope *hello = fb_recv(fb, WAIT_MS);
     if (!hello || hello->body_case != TLPB__ENVELOPE__BODY_HELLO)
         die("no Hello from the simulator");
-    if (hello->hello->role != TLPB__ROLE__ROLE_SIMULATOR || strcmp(hello->hello->device_name, "loop0") ||
-        !hello->hello->description || hello->hello->description->device_id != 0x0001)
+    bool loopback = strcmp(sim_device, "loop0") == 0;
+    if (hello->hello->role != TLPB__ROLE__ROLE_SIMULATOR ||
+        strcmp(hello->hello->device_name, sim_device) || !hello->hello->description ||
+        (loopback && hello->hello->description->device_id != 0x0001))
         fail("unexpected Hello (role %d, device %s)", (int)hello->hello->role,
              hello->hello->device_name);
     hello_clock_period_ps = hello->hello->clock_period_ps;
@@ -542,6 +546,178 @@ static void case_coupled(void)
     printf("coupled: %u messages, the same in both runs\n", first.n);
 }
 
+/* ---- coupled_dmacopy ------------------------------------------------------------------- */
+
+/* The dmacopy RTL coupled: a 4 KiB copy in one grant, the bridge playing
+ * host memory; then an idle second. Twice, DMA reads answered at once and
+ * after a pause: the same messages with the same stamps. */
+#define D_PERIOD_PS 4000ull
+#define D_T0 1000000000000ull
+#define D_BAR0 0xFE000000u
+#define D_MEM_BASE 0x100000u
+#define D_MEM_BYTES (64u * 1024u)
+#define D_RING (D_MEM_BASE + 0x0000u)
+#define D_SRC (D_MEM_BASE + 0x1000u)
+#define D_DST (D_MEM_BASE + 0x4000u)
+#define D_LEN 4096u
+
+static uint8_t host_mem[D_MEM_BYTES];
+
+static void d_mwr(struct fake_bridge *fb, uint32_t reg, uint32_t value, uint64_t stamp)
+{
+    static uint8_t data[64][4];
+    static unsigned next;
+    uint8_t *d = data[next++ % 64];
+    tlpb_put_le32(d, value);
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = D_BAR0 + reg, .length_dw = 1,
+                         .first_be = 0xF, .bar_hint = 0, .payload_bytes = 4, .payload = d,
+                         .sim_time_ps = stamp};
+    c_send_tlp(fb, &w);
+}
+
+static void d_answer_read(struct fake_bridge *fb, const struct tlpb_tlp *rd)
+{
+    uint64_t addr = tlpb_tlp_first_byte_address(rd);
+    uint32_t bytes = tlpb_tlp_request_bytes(rd);
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, rd, 0, addr, bytes, bytes);
+    cpl.payload = host_mem + ((addr & ~3ull) - D_MEM_BASE);
+    c_send_tlp(fb, &cpl);
+}
+
+/* Serve the device's DMA until a REACHED for sync_id; returns it. Late:
+ * reads are answered only once the simulator has been quiet for a while
+ * (its clock holds at the first completion's cycle), all at once. */
+static Tlpb__TimeSync d_serve_until_reached(struct fake_bridge *fb, struct c_run *run,
+                                            uint64_t sync_id, bool answer_late)
+{
+    static struct tlpb_tlp owed[64];
+    unsigned owed_n = 0;
+    for (;;) {
+        if (answer_late && owed_n) {
+            struct pollfd p = {.fd = fb->fd, .events = POLLIN};
+            if (fb->rd.end == fb->rd.start && poll(&p, 1, 20) == 0) {
+                for (unsigned i = 0; i < owed_n; i++)
+                    d_answer_read(fb, &owed[i]);
+                owed_n = 0;
+            }
+        }
+        Tlpb__Envelope *env = c_recv(fb, run);
+        if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+            env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED) {
+            Tlpb__TimeSync ts = *env->time_sync;
+            if (ts.sync_id != sync_id)
+                fail("REACHED %llu, expected %llu", (unsigned long long)ts.sync_id,
+                     (unsigned long long)sync_id);
+            if (owed_n)
+                fail("REACHED with %u DMA reads unanswered", owed_n);
+            tlpb_envelope_free(env);
+            return ts;
+        }
+        struct tlpb_tlp t;
+        const char *reason = "?";
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP && tlpb_tlp_from_pb(&t, env->tlp, &reason) == 0) {
+            uint64_t addr = tlpb_tlp_first_byte_address(&t);
+            uint32_t bytes = tlpb_tlp_request_bytes(&t);
+            if (addr < D_MEM_BASE || addr + bytes > D_MEM_BASE + D_MEM_BYTES) {
+                fail("DMA outside host memory at %#llx", (unsigned long long)addr);
+            } else if (t.kind == TLPB_TLP_MWR) {
+                memcpy(host_mem + (addr - D_MEM_BASE), t.payload + (addr & 3u), bytes);
+            } else if (t.kind == TLPB_TLP_MRD) {
+                if (!answer_late)
+                    d_answer_read(fb, &t);
+                else if (owed_n < 64)
+                    owed[owed_n++] = t; /* no payload: safe to keep */
+                else
+                    fail("more than 64 DMA reads outstanding");
+            }
+        }
+        tlpb_envelope_free(env);
+    }
+}
+
+static void d_scenario(struct c_run *run, bool answer_late, uint64_t *idle_clocked)
+{
+    struct fake_bridge fb;
+    const char *extra[] = {"--clock-period-ps", "4000", NULL};
+    hello_caps = TLPB__CAPABILITY__CAP_TIME_SYNC;
+    memset(run, 0, sizeof(*run));
+    memset(host_mem, 0, sizeof(host_mem));
+    for (unsigned i = 0; i < D_LEN; i++)
+        host_mem[D_SRC - D_MEM_BASE + i] = (uint8_t)(i * 7u + 3u);
+    uint8_t *desc = host_mem + (D_RING - D_MEM_BASE);
+    tlpb_put_le32(desc + 0, D_SRC);
+    tlpb_put_le32(desc + 8, D_DST);
+    tlpb_put_le32(desc + 16, D_LEN);
+    start_sim(&fb, extra);
+
+    uint64_t t = D_T0;
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, t, 0, 0) != 0 ||
+        fb_send_reset_at(&fb, TLPB__RESET_KIND__RESET_HOT, t) != 0)
+        die("send COUPLED, reset");
+    c_config_write(&fb, 0x10, D_BAR0, 0xF, 1, t + 1);
+    c_config_write(&fb, 0x04, 0x0006, 0x3, 2, t + 2);
+    for (unsigned i = 0; i < 2; i++) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        if (env->body_case != TLPB__ENVELOPE__BODY_TLP || env->tlp->kind != TLPB__TLP_KIND__TLP_CPL)
+            fail("config write %u: no completion", i);
+        tlpb_envelope_free(env);
+    }
+    t += 1000000; /* 1 us later the driver programs the ring and rings */
+    d_mwr(&fb, REG_RING_LO, D_RING, t);
+    d_mwr(&fb, REG_RING_HI, 0, t + 1000);
+    d_mwr(&fb, REG_RING_SIZE, 2, t + 2000);
+    d_mwr(&fb, REG_CTRL, CTRL_ENABLE, t + 3000);
+    d_mwr(&fb, REG_TAIL, 1, t + 4000);
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, t + 20000000, 1,
+                          t + 20000000) != 0) /* 20 us: plenty for 4 KiB */
+        die("send GRANT");
+    Tlpb__TimeSync r1 = d_serve_until_reached(&fb, run, 1, answer_late);
+    if (r1.sim_time_ps != t + 20000000)
+        fail("REACHED 1 at %llu ps", (unsigned long long)r1.sim_time_ps);
+    if (memcmp(host_mem + (D_DST - D_MEM_BASE), host_mem + (D_SRC - D_MEM_BASE), D_LEN) != 0)
+        fail("the copy is not in host memory after the grant");
+    if (!(tlpb_get_le32(desc + 24) & DESC_DONE))
+        fail("the descriptor is not done after the grant");
+
+    /* An idle second: the design says idle, nothing is clocked for it. */
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, t + 1000000000000ull, 2,
+                          t + 1000000000000ull) != 0)
+        die("send GRANT");
+    Tlpb__TimeSync r2 = d_serve_until_reached(&fb, run, 2, answer_late);
+    if (!r2.idle || r2.sim_time_ps != t + 1000000000000ull)
+        fail("REACHED 2: idle %d at %llu ps", r2.idle, (unsigned long long)r2.sim_time_ps);
+    *idle_clocked = r2.clocked_cycles - r1.clocked_cycles;
+    stop_sim();
+    fb_fini(&fb);
+}
+
+static void case_coupled_dmacopy(void)
+{
+    static struct c_run first, second;
+    uint64_t idle1, idle2;
+    sim_device = "dma0";
+    d_scenario(&first, false, &idle1);
+    d_scenario(&second, true, &idle2);
+    /* the grant before had 8 quiet cycles to spare at most */
+    if (idle1 > 16 || idle2 > 16)
+        fail("%llu and %llu cycles clocked over an idle second",
+             (unsigned long long)idle1, (unsigned long long)idle2);
+    if (first.n != second.n)
+        fail("%u messages in the first run, %u in the second", first.n, second.n);
+    for (unsigned i = 0; i < first.n && i < second.n; i++) {
+        const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
+        if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag) {
+            fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
+                 x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
+                 (unsigned long long)y->stamp);
+            break;
+        }
+    }
+    printf("coupled_dmacopy: %u messages, the same in both runs\n", first.n);
+}
+
 /* ---- waveforms --------------------------------------------------------------------------- */
 
 struct vcd_summary {
@@ -711,7 +887,7 @@ int main(int argc, char **argv)
             return 2;
     }
     if (!sim_path || !which) {
-        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window|coupled\n");
+        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window|coupled|coupled_dmacopy\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -731,6 +907,8 @@ int main(int argc, char **argv)
         case_window();
     else if (strcmp(which, "coupled") == 0)
         case_coupled();
+    else if (strcmp(which, "coupled_dmacopy") == 0)
+        case_coupled_dmacopy();
     else
         die("unknown case %s", which);
     if (failures)
