@@ -2,7 +2,9 @@
  * design (a C model of the other side of the streams, stepping the adapter
  * once per clock edge) and the bridge (the other end of a socketpair).
  * Expected values come from the PCIe specification's header layouts and the
- * documented stream format, not from the adapter's code. */
+ * documented stream format, not from the adapter's code; in coupled time
+ * from docs/protocol.md, "Simulated time" (the bridge's side is played by
+ * message order, from inside the edge that waits for it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
