@@ -110,10 +110,13 @@ static const struct tlpb_sim_callbacks rtl_sim_callbacks = {
 void rtl_read_input(struct tlpb_rtl *a)
 {
     a->last_read = a->stats.cycles;
-    /* Above the limit the bridge waits (its queues are bounded too). */
-    if (a->rx_bytes >= RTL_INPUT_LIMIT_BYTES)
+    /* Above the limit the bridge waits (its queues are bounded too). While
+     * the clock waits for the host, whose grant may be behind what is
+     * queued, up to twice the limit. */
+    size_t limit = a->waiting_for_host ? 2u * RTL_INPUT_LIMIT_BYTES : RTL_INPUT_LIMIT_BYTES;
+    if (a->rx_bytes >= limit)
         return;
-    size_t room = RTL_INPUT_LIMIT_BYTES - a->rx_bytes;
+    size_t room = limit - a->rx_bytes;
     tlpb_sim_read_input(a->sim, room < RTL_READ_BUDGET_BYTES ? room : RTL_READ_BUDGET_BYTES);
 }
 

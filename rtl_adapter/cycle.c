@@ -292,7 +292,9 @@ static void coupled_gate(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *
         flush_paid(a);
         if (a->coupled_wait_hook)
             a->coupled_wait_hook(a, a->coupled_wait_arg);
+        a->waiting_for_host = true;
         rtl_wait_socket(a, RTL_COUPLED_WAIT_MS);
+        a->waiting_for_host = false;
         if (paced)
             rtl_throttle_mark(&a->throttle, a->pacing_now_ns()); /* waiting banks no credit */
     }
