@@ -161,12 +161,39 @@ static void jump_to(struct tlpb_rtl *a, uint64_t cycle)
     set_clock(a);
 }
 
+/* Free-running the clock ran ahead of the host's by however long the
+ * simulator ran before: at COUPLED it goes back to the host's time (nothing
+ * stamped was sent), so the same guest sees the same device times. What is
+ * queued is due at once, DMA reads keep their latency; waveform time keeps
+ * going forward (by the time dropped, logged). */
+static void join_back(struct tlpb_rtl *a, uint64_t join)
+{
+    uint64_t back = a->time_cycle - join;
+    tlpb_rtl_log(a, TLPB_RTL_LOG_INFO,
+                 "the clock joins the host's: %llu free-running cycles do not count (waveform"
+                 " time stays %llu ps ahead of device time)",
+                 (unsigned long long)back,
+                 (unsigned long long)((a->wave_offset_cycles + back) * a->period_ps));
+    a->wave_offset_cycles += back;
+    for (struct rx_entry *e = a->rx_head; e; e = e->next)
+        e->due_cycle = e->due_cycle > join ? join : e->due_cycle;
+    for (struct rx_entry *e = a->cpl_head; e; e = e->next)
+        e->due_cycle = e->due_cycle > join ? join : e->due_cycle;
+    for (unsigned t = 0; t < TLPB_TAGS_MAX; t++)
+        a->dma_due[t] = a->dma_due[t] > back ? a->dma_due[t] - back : 0;
+    a->time_cycle = join;
+    a->edge_cycle = join;
+}
+
 void rtl_time_sync(struct tlpb_rtl *a, const struct tlpb_sim_time_sync *ts)
 {
     switch (ts->kind) {
-    case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED:
+    case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED: {
+        uint64_t join = cycles_of_ps(a, ts->sim_time_ps);
+        if (!a->coupled && join < a->time_cycle)
+            join_back(a, join);
         a->coupled = true;
-        jump_to(a, cycles_of_ps(a, ts->sim_time_ps)); /* the clock joins the host's */
+        jump_to(a, join); /* the clock joins the host's */
         set_clock(a);
         a->allowance_cycle = a->time_cycle; /* nothing granted yet */
         a->grant_pending = false;
@@ -177,6 +204,7 @@ void rtl_time_sync(struct tlpb_rtl *a, const struct tlpb_sim_time_sync *ts)
         tlpb_rtl_log(a, TLPB_RTL_LOG_INFO, "coupled time from cycle %llu (%llu ps per cycle)",
                      (unsigned long long)a->time_cycle, (unsigned long long)a->period_ps);
         break;
+    }
     case TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE:
         a->coupled = false;
         a->grant_pending = false;

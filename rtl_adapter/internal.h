@@ -117,6 +117,8 @@ struct tlpb_rtl {
     uint64_t period_ps;
     uint64_t time_cycle;         /* the device's clock, in cycles */
     uint64_t edge_cycle;         /* time_cycle of the last edge, before any jump */
+    uint64_t wave_offset_cycles; /* waveform time minus device time: cycles the
+                                  * clock went back joining the host's */
     bool coupled;
     uint64_t allowance_cycle;    /* the largest grant, in cycles (rounded up) */
     bool grant_pending;

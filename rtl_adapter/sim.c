@@ -270,7 +270,9 @@ uint64_t tlpb_rtl_sim_cycles(void)
 
 uint64_t tlpb_rtl_sim_edge_time_ps(void)
 {
-    return sim_adapter ? sim_adapter->edge_cycle * sim_adapter->period_ps : 0;
+    return sim_adapter ? (sim_adapter->edge_cycle + sim_adapter->wave_offset_cycles) *
+                             sim_adapter->period_ps
+                       : 0;
 }
 
 void tlpb_rtl_sim_log(int level, const char *fmt, ...)

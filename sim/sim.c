@@ -418,11 +418,15 @@ static void receive_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *pb)
     }
     switch (pb->kind) {
     case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED:
+        /* The clock joins the host's: free-running time before does not
+         * count (nothing stamped was sent), so the same guest gives the
+         * same stamps however long the simulator ran before. Coupled
+         * already (a repeated COUPLED), it only moves up. */
+        if (!sim->time_coupled || pb->sim_time_ps > sim->time_ps)
+            sim->time_ps = pb->sim_time_ps;
         sim->time_coupled = true;
         sim->last_progress_ns = sim->now_ns(); /* a PROGRESS only after a while */
         sim->input_time_ps = pb->sim_time_ps;
-        if (pb->sim_time_ps > sim->time_ps)
-            sim->time_ps = pb->sim_time_ps;
         sim_log(sim, TLPB_LOG_INFO, "coupled time from %.3f us of host time",
                 (double)pb->sim_time_ps / 1e6);
         break;
@@ -586,7 +590,7 @@ uint64_t tlpb_sim_input_time_ps(const tlpb_sim *sim)
 
 void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps)
 {
-    if (t_ps > sim->time_ps) /* stamps never decrease on a stream */
+    if (t_ps > sim->time_ps || !sim->time_coupled) /* stamps never decrease */
         sim->time_ps = t_ps;
 }
 

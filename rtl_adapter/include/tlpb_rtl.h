@@ -199,7 +199,9 @@ bool tlpb_rtl_sim_running(void);
 bool tlpb_rtl_sim_take_trigger(void);
 uint64_t tlpb_rtl_sim_cycles(void);
 /* Device time of the last clock edge in ps (its cycle times the period):
- * waveforms are dumped at it, so their time is the time of the stamps. */
+ * waveforms are dumped at it, so their time is the time of the stamps
+ * (plus the free-running time dropped when the clock joined the host's at
+ * COUPLED, which the log states: waveform time never goes back). */
 uint64_t tlpb_rtl_sim_edge_time_ps(void);
 void tlpb_rtl_sim_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Report cycles simulated and cycles/s, detach, and return the exit code. */

@@ -1404,6 +1404,39 @@ static void test_coupled_pacing_counts_clocked_cycles_only(void **state)
     rig_close(&r);
 }
 
+/* The clock joins the host's at COUPLED even when the free-running clock is
+ * ahead: the same guest sees the same device times however long the
+ * simulator ran before. */
+static void test_coupled_clock_joins_the_host(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    run_cycles(&r, 200); /* free-running well past cycle 40 */
+    assert_true(r.a->time_cycle > 100);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 40 * PERIOD_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 40 * PERIOD_PS, 3, 60 * PERIOD_PS);
+    r.on_wait = stop_at_first_reached;
+    bool sent = false;
+    for (unsigned i = 0; i < CYCLE_BOUND && !tlpb_rtl_finished(r.a, NULL); i++) {
+        if (!sent && r.a->coupled) {
+            struct tlpb_tlp w = mwr(DONE_ADDR, 1, payload_pool[0], 1);
+            design_send(&r, &w);
+            sent = true;
+        }
+        rig_cycle(&r);
+        rig_drain(&r);
+    }
+    const struct seen_msg *reached = SEEN_SYNC(&r, REACHED, 0);
+    assert_non_null(reached);
+    assert_int_equal(reached->stamp, 60 * PERIOD_PS);
+    const struct seen_msg *w = SEEN_TLP(&r, TLPB_TLP_MWR, 0);
+    assert_non_null(w);
+    assert_true(w->stamp > 40 * PERIOD_PS && w->stamp <= 60 * PERIOD_PS);
+    assert_int_equal(r.a->time_cycle, 60);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1420,6 +1453,7 @@ int main(void)
         cmocka_unit_test(test_pacing_counts_busy_cycles_only),
         cmocka_unit_test(test_pacing_holds_output_until_paid),
         cmocka_unit_test(test_coupled_grant_reached),
+        cmocka_unit_test(test_coupled_clock_joins_the_host),
         cmocka_unit_test(test_coupled_input_at_its_stamp),
         cmocka_unit_test(test_coupled_idle_grant_costs_no_cycles),
         cmocka_unit_test(test_coupled_dma_read_held_deterministic),
