@@ -22,6 +22,7 @@
  * tvalid and tready are both high; an MSI-X request is taken on an edge
  * where irq_msix_req is high and irq_msix_ack low, and irq_msix_ack is high
  * in the cycle after each taken request. */
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -309,6 +310,13 @@ static bool coupled_must_wait(struct tlpb_rtl *a, const struct tlpb_rtl_from_des
 static void coupled_gate(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in)
 {
     bool paced = a->opts.max_cycles_per_s != 0;
+    while (tlpb_sim_output_pending(a->sim) >= RTL_OUTPUT_LIMIT_BYTES / 2 && !a->stop_requested &&
+           tlpb_sim_connected(a->sim)) {
+        flush_paid(a);
+        tlpb_sim_drain(a->sim, RTL_COUPLED_WAIT_MS); /* the bridge reads: the clock waits */
+        if (paced)
+            rtl_throttle_mark(&a->throttle, a->pacing_now_ns());
+    }
     for (;;) {
         rtl_rx_present(a);
         uint64_t before = a->time_cycle;
@@ -320,9 +328,19 @@ static void coupled_gate(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *
         flush_paid(a);
         if (a->coupled_wait_hook)
             a->coupled_wait_hook(a, a->coupled_wait_arg);
-        a->waiting_for_host = true;
-        rtl_wait_socket(a, RTL_COUPLED_WAIT_MS);
-        a->waiting_for_host = false;
+        if (a->rx_bytes >= 2u * RTL_INPUT_LIMIT_BYTES) {
+            /* A host that queues this much beyond its grants: nothing more
+             * is taken (bounded memory); wait without spinning. */
+            if (!a->input_full_logged)
+                tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "%zu bytes of input wait for their time and"
+                             " no grant comes: input paused", a->rx_bytes);
+            a->input_full_logged = true;
+            poll(NULL, 0, RTL_COUPLED_WAIT_MS);
+        } else {
+            a->waiting_for_host = true;
+            rtl_wait_socket(a, RTL_COUPLED_WAIT_MS);
+            a->waiting_for_host = false;
+        }
         if (paced)
             rtl_throttle_mark(&a->throttle, a->pacing_now_ns()); /* waiting banks no credit */
     }
@@ -402,8 +420,11 @@ void tlpb_rtl_cycle(struct tlpb_rtl *a, const struct tlpb_rtl_from_design *in,
         rtl_rx_present(a);
     a->out.reset = a->reset_left > 0;
     a->out.link_up = tlpb_sim_connected(a->sim);
+    /* Coupled, a full output holds the clock (coupled_gate) rather than
+     * the stream: backpressure from the socket would depend on wall time. */
     a->out.tx_tready = a->reset_left == 0 && !a->held &&
-                       tlpb_sim_output_pending(a->sim) < RTL_OUTPUT_LIMIT_BYTES / 2 && !tx_stalled(a);
+                       (a->coupled || tlpb_sim_output_pending(a->sim) < RTL_OUTPUT_LIMIT_BYTES / 2) &&
+                       !tx_stalled(a);
     if (a->out.reset)
         a->out.irq_msix_ack = false;
     a->out.cfg = a->cfg_out;

@@ -123,6 +123,7 @@ struct tlpb_rtl {
     uint64_t allowance_cycle;    /* the largest grant, in cycles (rounded up) */
     bool grant_pending;
     bool waiting_for_host;       /* in the coupled wait: read past the input limit */
+    bool input_full_logged;
     uint64_t grant_sync_id;
     /* host non-posted requests not completed yet (the implicit grant) */
     unsigned host_np_outstanding;
