@@ -104,7 +104,8 @@ static void service_socket(struct tlpb_rtl *a)
     if (now - a->last_read >= read_every && !a->power_on_reset) {
         rtl_read_input(a);
         if (a->coupled) /* keep-alive during a long grant (rate-limited) */
-            tlpb_sim_send_progress(a->sim, a->time_cycle * a->period_ps, a->stats.cycles);
+            tlpb_sim_send_progress(a->sim, a->time_cycle * a->period_ps,
+                                   a->stats.cycles - a->coupled_cycles_base);
     }
     size_t pending = tlpb_sim_output_pending(a->sim);
     if (pending > 0 && (tlpb_sim_output_urgent(a->sim) || now - a->last_flush >= RTL_FLUSH_CYCLES ||
@@ -193,6 +194,12 @@ void rtl_time_sync(struct tlpb_rtl *a, const struct tlpb_sim_time_sync *ts)
         uint64_t join = cycles_of_ps(a, ts->sim_time_ps);
         if (!a->coupled && join < a->time_cycle)
             join_back(a, join);
+        if (!a->coupled) {
+            /* Counted from here, and the design must be seen quiet afresh:
+             * what it did free-running differs from run to run. */
+            a->coupled_cycles_base = a->stats.cycles;
+            a->last_activity = a->stats.cycles;
+        }
         a->coupled = true;
         jump_to(a, join); /* the clock joins the host's */
         set_clock(a);
@@ -256,7 +263,7 @@ static void answer_grant(struct tlpb_rtl *a, bool idle)
     if (idle)
         a->stats.reached_idle++;
     tlpb_sim_send_reached(a->sim, a->grant_sync_id, a->time_cycle * a->period_ps, idle, 0,
-                          a->stats.cycles);
+                          a->stats.cycles - a->coupled_cycles_base);
     flush_paid(a);
 }
 

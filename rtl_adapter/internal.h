@@ -120,6 +120,7 @@ struct tlpb_rtl {
     uint64_t wave_offset_cycles; /* waveform time minus device time: cycles the
                                   * clock went back joining the host's */
     bool coupled;
+    uint64_t coupled_cycles_base; /* stats.cycles at COUPLED: REACHED counts from it */
     uint64_t allowance_cycle;    /* the largest grant, in cycles (rounded up) */
     bool grant_pending;
     bool waiting_for_host;       /* in the coupled wait: read past the input limit */

@@ -1083,7 +1083,7 @@ static void test_coupled_grant_reached(void **state)
     assert_false(reached->idle);
     assert_int_equal(reached->stamp, 1101 * PERIOD_PS);
     assert_int_equal(st.time_cycle, 1101); /* no cycle clocked beyond the grant */
-    assert_int_equal(reached->clocked_cycles, st.cycles);
+    assert_int_equal(reached->clocked_cycles, st.cycles - r.a->coupled_cycles_base);
     assert_int_equal(st.cycles + st.skipped_cycles, st.time_cycle);
     assert_true(st.skipped_cycles > 0); /* the jump to the host's time at COUPLED */
     /* the design's write, stamped with the cycle it left the design in */
@@ -1147,35 +1147,51 @@ static void test_coupled_input_at_its_stamp(void **state)
 }
 
 /* An idle design over a grant of a second of device time: REACHED{idle}
- * at the grant's end without a single cycle clocked for it. */
+ * at the grant's end without a single cycle clocked for it. (After COUPLED
+ * the design is first seen quiet for 8 clocked cycles: a short first
+ * grant.) */
+static void idle_script(struct rig *r)
+{
+    if (r->step == 0 && seen_reached(r, 0)) {
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, SEEN_SYNC(r, REACHED, 0)->stamp, 6,
+                  COUPLED_AT_PS + 1000000000000ull);
+        r->step = 1;
+    } else if (r->step == 1 && seen_reached(r, 1)) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
 static void test_coupled_idle_grant_costs_no_cycles(void **state)
 {
     struct rig r;
     coupled_rig_open(&r, false);
     r.idle = true;
     run_cycles(&r, 20); /* quiet: asleep on the socket */
-    struct tlpb_rtl_stats before;
-    tlpb_rtl_get_stats(r.a, &before);
     const uint64_t one_second_ps = 1000000000000ull;
     send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
     send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 5,
-              COUPLED_AT_PS + one_second_ps);
-    r.on_wait = stop_at_first_reached;
+              COUPLED_AT_PS + 100 * PERIOD_PS);
+    r.on_wait = idle_script;
     run_until_stopped(&r);
 
-    const struct seen_msg *reached = SEEN_SYNC(&r, REACHED, 0);
-    assert_non_null(reached);
-    assert_int_equal(reached->sync_id, 5);
-    assert_true(reached->idle);
-    assert_int_equal(reached->stamp, COUPLED_AT_PS + one_second_ps);
+    const struct seen_msg *first = SEEN_SYNC(&r, REACHED, 0);
+    const struct seen_msg *second = SEEN_SYNC(&r, REACHED, 1);
+    assert_non_null(first);
+    assert_non_null(second);
+    assert_int_equal(first->sync_id, 5);
+    assert_true(first->idle);
+    assert_int_equal(first->stamp, COUPLED_AT_PS + 100 * PERIOD_PS);
+    assert_true(first->clocked_cycles <= RTL_QUIET_CYCLES + 1);
+    assert_int_equal(second->sync_id, 6);
+    assert_true(second->idle);
+    assert_int_equal(second->stamp, COUPLED_AT_PS + one_second_ps);
+    assert_int_equal(second->clocked_cycles, first->clocked_cycles); /* none for the second */
     struct tlpb_rtl_stats st;
     tlpb_rtl_get_stats(r.a, &st);
-    /* the edge that read COUPLED is the only one since */
-    assert_true(st.cycles - before.cycles <= 1);
-    assert_int_equal(reached->clocked_cycles, st.cycles);
+    assert_int_equal(st.cycles - r.a->coupled_cycles_base, second->clocked_cycles);
     assert_int_equal(st.time_cycle, (COUPLED_AT_PS + one_second_ps) / PERIOD_PS);
     assert_int_equal(st.cycles + st.skipped_cycles, st.time_cycle);
-    assert_int_equal(st.reached_idle, 1);
+    assert_int_equal(st.reached_idle, 2);
     rig_close(&r);
 }
 

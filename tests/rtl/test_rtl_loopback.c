@@ -362,7 +362,7 @@ static void log_must_contain(const char *needle);
 
 struct c_msg {
     int body, kind;
-    uint64_t stamp, sync_id;
+    uint64_t stamp, sync_id, clocked_cycles;
     bool idle;
     uint8_t tag;
 };
@@ -400,6 +400,7 @@ static Tlpb__Envelope *c_recv(struct fake_bridge *fb, struct c_run *run)
             m->stamp = env->time_sync->sim_time_ps;
             m->sync_id = env->time_sync->sync_id;
             m->idle = env->time_sync->idle;
+            m->clocked_cycles = env->time_sync->clocked_cycles;
         }
         return env;
     }
@@ -556,7 +557,8 @@ static void case_coupled(void)
     for (unsigned i = 0; i < first.n && i < second.n; i++) {
         const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
         if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
-            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag)
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag ||
+            x->clocked_cycles != y->clocked_cycles)
             fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
                  x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
                  (unsigned long long)y->stamp);
@@ -728,7 +730,8 @@ static void case_coupled_dmacopy(void)
     for (unsigned i = 0; i < first.n && i < second.n; i++) {
         const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
         if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
-            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag) {
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag ||
+            x->clocked_cycles != y->clocked_cycles) {
             fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
                  x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
                  (unsigned long long)y->stamp);
