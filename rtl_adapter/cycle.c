@@ -103,7 +103,10 @@ static void service_socket(struct tlpb_rtl *a)
      * then finds the design in the same state however early it came. */
     if (now - a->last_read >= read_every && !a->power_on_reset) {
         rtl_read_input(a);
-        if (a->coupled) /* keep-alive during a long grant (rate-limited) */
+        /* keep-alive during a long grant (rate-limited); not at its end,
+         * where REACHED follows */
+        if (a->coupled &&
+            (a->time_cycle < a->allowance_cycle || a->host_np_outstanding > 0))
             tlpb_sim_send_progress(a->sim, a->time_cycle * a->period_ps,
                                    a->stats.cycles - a->coupled_cycles_base);
     }

@@ -1453,6 +1453,56 @@ static void test_coupled_clock_joins_the_host(void **state)
     rig_close(&r);
 }
 
+/* PROGRESS while clocking a long grant, on the socket's cadence (the wall
+ * clock of its rate limit injected: a second per look), with the device's
+ * time and the cycles clocked; none once the grant is reached. */
+static uint64_t progress_wall_ns;
+static uint64_t progress_wall(void)
+{
+    progress_wall_ns += 1000000000ull;
+    return progress_wall_ns;
+}
+
+static unsigned progress_count;
+static uint64_t progress_last_cycles, progress_last_stamp;
+
+static void progress_on_frame(struct rig *r, const Tlpb__Envelope *env)
+{
+    if (env->body_case != TLPB__ENVELOPE__BODY_TIME_SYNC ||
+        env->time_sync->kind != TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)
+        return;
+    const Tlpb__TimeSync *ts = env->time_sync;
+    assert_false(seen_reached(r, 0)); /* none after the grant is reached */
+    assert_true(progress_count == 0 || ts->clocked_cycles > progress_last_cycles);
+    assert_true(progress_count == 0 || ts->sim_time_ps > progress_last_stamp);
+    assert_true(ts->sim_time_ps < (COUPLED_AT_CYCLE + 2000) * PERIOD_PS);
+    assert_int_equal(ts->sim_time_ps % PERIOD_PS, 0);
+    progress_last_cycles = ts->clocked_cycles;
+    progress_last_stamp = ts->sim_time_ps;
+    progress_count++;
+}
+
+static void test_coupled_progress_during_a_long_grant(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    tlpb_sim_set_wall_clock(r.a->sim, progress_wall);
+    progress_count = 0;
+    progress_last_cycles = progress_last_stamp = 0;
+    r.on_frame = progress_on_frame;
+    r.on_wait = stop_at_first_reached;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 2000 * PERIOD_PS);
+    run_until_stopped(&r);
+    assert_true(seen_reached(&r, 0));
+    /* one per look at the socket: every 16 cycles of the 2000 */
+    assert_true(progress_count >= 2000 / RTL_READ_EMPTY_CYCLES - 2);
+    tlpb_sim_set_wall_clock(r.a->sim, NULL);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1474,6 +1524,7 @@ int main(void)
         cmocka_unit_test(test_coupled_idle_grant_costs_no_cycles),
         cmocka_unit_test(test_coupled_dma_read_held_deterministic),
         cmocka_unit_test(test_coupled_free_runs_again),
+        cmocka_unit_test(test_coupled_progress_during_a_long_grant),
         cmocka_unit_test(test_coupled_pacing_counts_clocked_cycles_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
