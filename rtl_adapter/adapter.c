@@ -61,19 +61,21 @@ void rtl_flush_output(struct tlpb_rtl *a)
 static void receive_tlp(void *arg, const struct tlpb_tlp *tlp)
 {
     struct tlpb_rtl *a = arg;
+    uint64_t due = rtl_due_cycle(a, tlp->sim_time_ps);
 
     switch (tlp->kind) {
     case TLPB_TLP_CFGRD0:
     case TLPB_TLP_CFGWR0:
-        rtl_rx_push_config(a, tlp); /* in order with the memory requests */
+        a->host_np_outstanding++;
+        rtl_rx_push_config(a, tlp, due); /* in order with the memory requests */
         break;
     case TLPB_TLP_MRD:
     case TLPB_TLP_MWR:
-        rtl_memory_request(a, tlp);
+        rtl_memory_request(a, tlp, due);
         break;
     case TLPB_TLP_CPL:
     case TLPB_TLP_CPLD:
-        rtl_host_completion(a, tlp);
+        rtl_rx_push_host_completion(a, tlp); /* due by its read's latency */
         break;
     default:
         tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "TLP of kind %d from the bridge ignored", (int)tlp->kind);
@@ -83,7 +85,13 @@ static void receive_tlp(void *arg, const struct tlpb_tlp *tlp)
 
 static void receive_reset(void *arg, Tlpb__ResetKind kind)
 {
-    rtl_rx_push_reset(arg, kind);
+    struct tlpb_rtl *a = arg;
+    rtl_rx_push_reset(a, kind, rtl_due_cycle(a, tlpb_sim_input_time_ps(a->sim)));
+}
+
+static void receive_time_sync(void *arg, const struct tlpb_sim_time_sync *ts)
+{
+    rtl_time_sync(arg, ts);
 }
 
 static uint16_t bus_device_function(void *arg)
@@ -96,15 +104,19 @@ static const struct tlpb_sim_callbacks rtl_sim_callbacks = {
     .tlp = receive_tlp,
     .reset = receive_reset,
     .bus_device_function = bus_device_function,
+    .time_sync = receive_time_sync,
 };
 
 void rtl_read_input(struct tlpb_rtl *a)
 {
     a->last_read = a->stats.cycles;
-    /* Above the limit the bridge waits (its queues are bounded too). */
-    if (a->rx_bytes >= RTL_INPUT_LIMIT_BYTES)
+    /* Above the limit the bridge waits (its queues are bounded too). While
+     * the clock waits for the host, whose grant may be behind what is
+     * queued, up to twice the limit. */
+    size_t limit = a->waiting_for_host ? 2u * RTL_INPUT_LIMIT_BYTES : RTL_INPUT_LIMIT_BYTES;
+    if (a->rx_bytes >= limit)
         return;
-    size_t room = RTL_INPUT_LIMIT_BYTES - a->rx_bytes;
+    size_t room = limit - a->rx_bytes;
     tlpb_sim_read_input(a->sim, room < RTL_READ_BUDGET_BYTES ? room : RTL_READ_BUDGET_BYTES);
 }
 
@@ -145,6 +157,16 @@ int tlpb_rtl_open_fd(struct tlpb_rtl **out, int fd, const struct tlpb_rtl_option
     if (!a->opts.idle_wait_ms)
         a->opts.idle_wait_ms = DEFAULT_IDLE_WAIT_MS;
     a->stall_rng = opts->stall_seed ? opts->stall_seed : 0x2545F491u;
+    if (!a->opts.clock_period_ps)
+        a->opts.clock_period_ps = RTL_DEFAULT_CLOCK_PERIOD_PS;
+    if (!a->opts.dma_read_latency_ns)
+        a->opts.dma_read_latency_ns = RTL_DEFAULT_DMA_READ_LATENCY_NS;
+    a->period_ps = a->opts.clock_period_ps;
+    /* at least one cycle: the completion comes after the request */
+    a->dma_latency_cycles =
+        ((uint64_t)a->opts.dma_read_latency_ns * 1000u + a->period_ps - 1) / a->period_ps;
+    if (!a->dma_latency_cycles)
+        a->dma_latency_cycles = 1;
 
     const struct tlpb_sim_options sim_opts = {
         .device_name = a->device_name,
@@ -154,6 +176,9 @@ int tlpb_rtl_open_fd(struct tlpb_rtl **out, int fd, const struct tlpb_rtl_option
         .completion_timeout_ms = a->opts.completion_timeout_ms,
         .handshake_timeout_ms = HANDSHAKE_TIMEOUT_MS,
         .output_limit_bytes = RTL_OUTPUT_LIMIT_BYTES,
+        /* Offered always: without COUPLED from the bridge nothing changes. */
+        .time_sync = true,
+        .clock_period_ps = a->period_ps,
         .log_name = "tlpb-rtl",
         .log_level = a->opts.log_level,
     };
@@ -170,12 +195,16 @@ int tlpb_rtl_open_fd(struct tlpb_rtl **out, int fd, const struct tlpb_rtl_option
         return -ENOMEM;
     }
     tlpb_rtl_log(a, TLPB_RTL_LOG_INFO,
-                 "attached as simulator for %s (completion timeout %u ms, max frame %u)",
+                 "attached as simulator for %s (completion timeout %u ms, max frame %u, clock"
+                 " period %llu ps%s)",
                  a->device_name, a->opts.completion_timeout_ms,
-                 tlpb_sim_max_frame_bytes(a->sim));
-    /* The bridge may have sent more right behind its reply. */
-    tlpb_sim_read_input(a->sim, 0);
+                 tlpb_sim_max_frame_bytes(a->sim), (unsigned long long)a->period_ps,
+                 tlpb_sim_time_negotiated(a->sim) ? ", coupled time offered" : "");
+    /* What the bridge sent right behind its reply waits in the library
+     * until the power-on reset is over (the first read on the cycle
+     * cadence hands it over). */
     a->reset_left = a->opts.reset_cycles;
+    a->power_on_reset = true;
     *out = a;
     return 0;
 }
@@ -237,4 +266,5 @@ bool tlpb_rtl_take_trigger(struct tlpb_rtl *a)
 void tlpb_rtl_get_stats(const struct tlpb_rtl *a, struct tlpb_rtl_stats *stats)
 {
     *stats = a->stats;
+    stats->time_cycle = a->time_cycle;
 }

@@ -102,6 +102,14 @@ void rtl_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind)
      * dropped when they come. A TLP half received from the design is lost
      * with the reset, as on a link. */
     rtl_tags_abandon(a);
+    /* Host reads the design was serving are lost with its state. */
+    for (unsigned t = 0; t < TLPB_TAGS_MAX; t++) {
+        if (a->host_mrd_tag[t]) {
+            a->host_mrd_tag[t] = false;
+            if (a->host_np_outstanding)
+                a->host_np_outstanding--;
+        }
+    }
     a->held = false;
     a->tx_count = 0;
     a->tx_malformed = false;
@@ -148,7 +156,7 @@ void rtl_config_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
 
 /* MSI-X table and PBA requests (both kinds), answered here. */
 static void msix_access(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, unsigned bar,
-                        uint64_t offset)
+                        uint64_t offset, uint64_t due_cycle)
 {
     uint8_t data[TLPB_MAX_PAYLOAD_DW * 4];
 
@@ -167,10 +175,11 @@ static void msix_access(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, unsigned
     uint64_t addr = tlpb_tlp_first_byte_address(tlp);
     tlpb_completion_for(&cpl, tlp, a->cfg.bus_device_function, addr, bytes, bytes);
     cpl.payload = data;
-    rtl_send_tlp(a, &cpl);
+    a->host_np_outstanding++;
+    rtl_rx_push_answer(a, &cpl, due_cycle);
 }
 
-void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
+void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint64_t due_cycle)
 {
     uint64_t offset;
     int bar = tlpb_cfg_decode_request(&a->cfg, tlp, &offset);
@@ -181,7 +190,8 @@ void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
             tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "MRd of %u DW at %#llx: no BAR decodes it, UR",
                          tlp->length_dw, (unsigned long long)tlp->address);
             tlpb_completion_error_for(&cpl, tlp, a->cfg.bus_device_function, TLPB_CPL_UR);
-            rtl_send_tlp(a, &cpl);
+            a->host_np_outstanding++;
+            rtl_rx_push_answer(a, &cpl, due_cycle); /* in order, at its time */
         } else {
             tlpb_rtl_log(a, TLPB_RTL_LOG_WARN, "MWr of %u DW at %#llx: no BAR decodes it, dropped",
                          tlp->length_dw, (unsigned long long)tlp->address);
@@ -199,8 +209,12 @@ void rtl_memory_request(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
     if (a->msix_table && (tlpb_msix_hit(a->msix_table, (unsigned)bar, offset) ||
                           tlpb_msix_hit(a->msix_table, (unsigned)bar, last))) {
         if (tlp->length_dw <= TLPB_MAX_PAYLOAD_DW)
-            msix_access(a, tlp, (unsigned)bar, offset);
+            msix_access(a, tlp, (unsigned)bar, offset, due_cycle);
         return;
     }
-    rtl_rx_push_tlp(a, tlp, (uint8_t)(1u << bar));
+    if (tlp->kind == TLPB_TLP_MRD && !a->host_mrd_tag[tlp->tag]) {
+        a->host_mrd_tag[tlp->tag] = true; /* until the design's last completion */
+        a->host_np_outstanding++;
+    }
+    rtl_rx_push_host_tlp(a, tlp, (uint8_t)(1u << bar), due_cycle);
 }

@@ -33,8 +33,9 @@ static void usage(FILE *out, const char *prog)
 {
     fprintf(out,
             "usage: %s --socket PATH|unix:PATH|tcp:HOST:PORT --device NAME\n"
-            "          [--trace FILE] [--trace-window N] [--cycles-per-ns F]\n"
-            "          [--timeout-ms N] [--max-cycles N] [--max-cycles-per-s N]\n"
+            "          [--trace FILE] [--trace-window N] [--clock-period-ps N | --cycles-per-ns F]\n"
+            "          [--dma-read-latency-ns N] [--timeout-ms N] [--max-cycles N]\n"
+            "          [--max-cycles-per-s N]\n"
             "          [--log-level 0-3]\n"
             "\n"
             "Runs the %s RTL model (Verilator) attached to tlpbridged as the\n"
@@ -45,7 +46,11 @@ static void usage(FILE *out, const char *prog)
             "  --trace-window N    keep only the N cycles before the first trigger\n"
             "                      (an error TLP from the design, or its trigger input)\n"
             "                      and N/8 after it; without a trigger, the last N\n"
-            "  --cycles-per-ns F   clock frequency for waveform time and reports (default 0.25)\n"
+            "  --clock-period-ps N the design's clock period: device time in coupled mode,\n"
+            "                      waveform time and reports (default 4000: 250 MHz)\n"
+            "  --cycles-per-ns F   the same as a frequency (0.25: a period of 4000 ps)\n"
+            "  --dma-read-latency-ns N  coupled mode: device time from a DMA read of the\n"
+            "                      design to its completion (default 250)\n"
             "  --timeout-ms N      completion timeout announced to the bridge (default 60000)\n"
             "  --max-cycles N      stop after N cycles\n"
             "  --max-cycles-per-s N  simulate at most N cycles per wall second, as a large\n"
@@ -77,6 +82,8 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
         {"trace", required_argument, NULL, 't'},
         {"trace-window", required_argument, NULL, 'w'},
         {"cycles-per-ns", required_argument, NULL, 'f'},
+        {"clock-period-ps", required_argument, NULL, 'P'},
+        {"dma-read-latency-ns", required_argument, NULL, 'L'},
         {"timeout-ms", required_argument, NULL, 'T'},
         {"max-cycles", required_argument, NULL, 'm'},
         {"max-cycles-per-s", required_argument, NULL, 'r'},
@@ -93,7 +100,9 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
 
     memset(opts, 0, sizeof(*opts));
     opts->cycles_per_ns = 0.25;
-    while ((opt = getopt_long(argc, argv, "s:d:t:w:f:T:m:r:l:S:h", options, NULL)) != -1) {
+    opts->clock_period_ps = 4000;
+    opts->dma_read_latency_ns = 250;
+    while ((opt = getopt_long(argc, argv, "s:d:t:w:f:P:L:T:m:r:l:S:h", options, NULL)) != -1) {
         switch (opt) {
         case 's':
             ao.socket = optarg;
@@ -119,8 +128,29 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
                 return 2;
             }
             opts->cycles_per_ns = f;
+            /* An integer period in ps is what counts. */
+            opts->clock_period_ps = (uint64_t)(1000.0 / f + 0.5);
+            if (opts->clock_period_ps == 0)
+                opts->clock_period_ps = 1;
             break;
         }
+        case 'P':
+            if (!parse_u64(optarg, &v) || v < 2 || v > 1000000000ull) {
+                fprintf(stderr, "%s: --clock-period-ps takes 2 to 1000000000 (ps), not '%s'\n",
+                        prog, optarg);
+                return 2;
+            }
+            opts->clock_period_ps = v;
+            opts->cycles_per_ns = 1000.0 / (double)v;
+            break;
+        case 'L':
+            if (!parse_u64(optarg, &v) || v == 0 || v > 1000000000ull) {
+                fprintf(stderr, "%s: --dma-read-latency-ns takes 1 to 1000000000 (ns), not '%s'\n",
+                        prog, optarg);
+                return 2;
+            }
+            opts->dma_read_latency_ns = (uint32_t)v;
+            break;
         case 'T':
             if (!parse_u64(optarg, &v) || v == 0 || v > 3600000) {
                 fprintf(stderr, "%s: --timeout-ms takes 1 to 3600000\n", prog);
@@ -190,6 +220,8 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
         return 2;
     }
     sim_log_level = ao.log_level;
+    ao.clock_period_ps = opts->clock_period_ps;
+    ao.dma_read_latency_ns = opts->dma_read_latency_ns;
 
     char peer[96];
     snprintf(peer, sizeof(peer), "rtl %s (Verilator)", tlpb_rtl_device.name);
@@ -236,6 +268,13 @@ uint64_t tlpb_rtl_sim_cycles(void)
     return sim_adapter ? sim_adapter->stats.cycles : 0;
 }
 
+uint64_t tlpb_rtl_sim_edge_time_ps(void)
+{
+    return sim_adapter ? (sim_adapter->edge_cycle + sim_adapter->wave_offset_cycles) *
+                             sim_adapter->period_ps
+                       : 0;
+}
+
 void tlpb_rtl_sim_log(int level, const char *fmt, ...)
 {
     char msg[512];
@@ -266,6 +305,14 @@ int tlpb_rtl_sim_finish(void)
         snprintf(cap, sizeof(cap), "; capped at %llu cycles/s (%.2f s in %llu pacing sleeps)",
                  (unsigned long long)sim_adapter->opts.max_cycles_per_s,
                  (double)st.pacing_sleep_ns / 1e9, (unsigned long long)st.pacing_sleeps);
+    if (st.skipped_cycles || st.reached)
+        tlpb_rtl_log(sim_adapter, TLPB_RTL_LOG_INFO,
+                     "coupled time: device clock at cycle %llu (%.3f ms), %llu cycles clocked,"
+                     " %llu skipped while idle; %llu grants reached (%llu idle)",
+                     (unsigned long long)st.time_cycle,
+                     (double)st.time_cycle * (double)sim_adapter->period_ps / 1e9,
+                     (unsigned long long)st.cycles, (unsigned long long)st.skipped_cycles,
+                     (unsigned long long)st.reached, (unsigned long long)st.reached_idle);
     tlpb_rtl_log(sim_adapter, TLPB_RTL_LOG_INFO,
                  "simulated %llu cycles (%.3f ms at %.3f cycles/ns) in %.2f s: %.0f cycles/s"
                  " overall, %.0f cycles/s while not asleep (%.2f s asleep on the socket, %llu"

@@ -5,7 +5,6 @@
 //   TLPB_RTL_TOP_HEADER  its header, e.g. "Vdmacopy_sim_top.h"
 //   TLPB_RTL_DPI_HEADER  the generated DPI header, e.g. "Vdmacopy_sim_top__Dpi.h"
 //   TLPB_RTL_TRACE_FST   1 for FST waveforms (a --trace-fst build), else VCD
-#include <cmath>
 #include <cstdio>
 #include <cstdint>
 #include <memory>
@@ -185,10 +184,11 @@ int main(int argc, char **argv) {
         tracer.reset(new Tracer(top.get(), opts));
 #endif
 
-    // Waveform time in picoseconds.
-    uint64_t period_ps = static_cast<uint64_t>(std::llround(1000.0 / opts.cycles_per_ns));
-    if (period_ps < 2)
-        period_ps = 2;
+    // Waveform time in picoseconds: the device time of each edge (its cycle
+    // times the period, idle jumps included), the time the stamps carry.
+#if VM_TRACE
+    const uint64_t period_ps = opts.clock_period_ps;
+#endif
     uint64_t cycle = 0;
     top->clk = 0;
     top->eval();
@@ -196,14 +196,15 @@ int main(int argc, char **argv) {
         top->clk = 1;
         top->eval();  // the adapter's DPI call runs on this edge
 #if VM_TRACE
+        const uint64_t edge_ps = tlpb_rtl_sim_edge_time_ps();
         if (tracer)
-            tracer->dump(cycle * period_ps);
+            tracer->dump(edge_ps);
 #endif
         top->clk = 0;
         top->eval();
 #if VM_TRACE
         if (tracer) {
-            tracer->dump(cycle * period_ps + period_ps / 2);
+            tracer->dump(edge_ps + period_ps / 2);
             tracer->after_cycle(cycle, tlpb_rtl_sim_take_trigger());
         }
 #endif

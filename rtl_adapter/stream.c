@@ -59,18 +59,64 @@ int tlpb_rtl_decode_dws(const uint32_t *dws, uint32_t n, uint8_t *buf, struct tl
 
 /* ---- RX queue ------------------------------------------------------------------- */
 
-static void rx_append(struct tlpb_rtl *a, struct rx_entry *e, size_t bytes)
+static size_t entry_bytes(const struct rx_entry *e)
 {
-    e->next = NULL;
-    if (a->rx_tail)
-        a->rx_tail->next = e;
-    else
-        a->rx_head = e;
-    a->rx_tail = e;
-    a->rx_bytes += bytes;
+    return sizeof(*e) + (size_t)e->n_dws * 4;
 }
 
-void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit)
+/* After every entry due no later than e (so arrival order among equals),
+ * never before a TLP half delivered. */
+static void rx_insert(struct tlpb_rtl *a, struct rx_entry *e)
+{
+    struct rx_entry **at = &a->rx_head;
+    if (a->rx_tail && a->rx_tail->due_cycle <= e->due_cycle) {
+        at = &a->rx_tail->next; /* the usual case: in order */
+    } else {
+        if (*at && a->rx_beat > 0)
+            at = &(*at)->next;
+        while (*at && (*at)->due_cycle <= e->due_cycle)
+            at = &(*at)->next;
+    }
+    e->next = *at;
+    *at = e;
+    if (!e->next)
+        a->rx_tail = e;
+    a->rx_bytes += entry_bytes(e);
+}
+
+static struct rx_entry *rx_new(struct tlpb_rtl *a, enum rx_entry_kind kind, uint32_t n_dws,
+                               uint64_t due_cycle, const char *what)
+{
+    struct rx_entry *e = calloc(1, sizeof(*e) + (size_t)n_dws * 4);
+    if (!e) {
+        tlpb_rtl_log(a, TLPB_RTL_LOG_ERROR, "out of memory: %s lost", what);
+        return NULL;
+    }
+    e->kind = kind;
+    e->n_dws = n_dws;
+    e->due_cycle = due_cycle > a->time_cycle ? due_cycle : a->time_cycle;
+    return e;
+}
+
+/* An entry that keeps a TLP (its payload copied into dws[]). */
+static struct rx_entry *rx_new_tlp_copy(struct tlpb_rtl *a, enum rx_entry_kind kind,
+                                        const struct tlpb_tlp *tlp, uint64_t due_cycle,
+                                        const char *what)
+{
+    uint32_t bytes = tlp->payload ? tlp->payload_bytes : 0;
+    struct rx_entry *e = rx_new(a, kind, (bytes + 3u) / 4u, due_cycle, what);
+    if (!e)
+        return NULL;
+    e->tlp = *tlp;
+    e->tlp.payload_bytes = bytes;
+    e->tlp.payload = bytes ? (const uint8_t *)e->dws : NULL;
+    if (bytes)
+        memcpy(e->dws, tlp->payload, bytes);
+    return e;
+}
+
+static void push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit,
+                     uint64_t due_cycle)
 {
     uint32_t dws[RTL_MAX_TLP_DWS];
     int n = tlpb_rtl_encode_dws(tlp, dws, RTL_MAX_TLP_DWS);
@@ -80,49 +126,85 @@ void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar
         tlpb_rtl_log(a, TLPB_RTL_LOG_ERROR, "TLP not encodable for the design, dropped: %s", text);
         return;
     }
-    size_t bytes = sizeof(struct rx_entry) + (size_t)n * 4;
-    struct rx_entry *e = calloc(1, bytes);
-    if (!e) {
-        tlpb_rtl_log(a, TLPB_RTL_LOG_ERROR, "out of memory: TLP for the design lost");
+    struct rx_entry *e = rx_new(a, RX_TLP, (uint32_t)n, due_cycle, "TLP for the design");
+    if (!e)
         return;
-    }
-    e->kind = RX_TLP;
     e->bar_hit = bar_hit;
-    e->n_dws = (uint32_t)n;
     memcpy(e->dws, dws, (size_t)n * 4);
-    rx_append(a, e, bytes);
+    rx_insert(a, e);
 }
 
-void rtl_rx_push_config(struct tlpb_rtl *a, const struct tlpb_tlp *tlp)
+void rtl_rx_push_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit)
 {
-    struct rx_entry *e = calloc(1, sizeof(*e));
-    if (!e) {
-        tlpb_rtl_log(a, TLPB_RTL_LOG_ERROR, "out of memory: config request lost");
-        return;
-    }
-    e->kind = RX_CONFIG;
-    e->tlp = *tlp;
-    if (tlp->payload && tlp->payload_bytes >= 4) {
-        memcpy(e->bytes, tlp->payload, 4);
-        e->tlp.payload = e->bytes;
-        e->tlp.payload_bytes = 4;
-    } else {
-        e->tlp.payload = NULL;
-        e->tlp.payload_bytes = 0;
-    }
-    rx_append(a, e, sizeof(*e));
+    push_tlp(a, tlp, bar_hit, a->time_cycle);
 }
 
-void rtl_rx_push_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind)
+void rtl_rx_push_host_tlp(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint8_t bar_hit,
+                          uint64_t due_cycle)
 {
-    struct rx_entry *e = calloc(1, sizeof(*e));
-    if (!e) {
-        tlpb_rtl_log(a, TLPB_RTL_LOG_ERROR, "out of memory: reset lost");
-        return;
+    push_tlp(a, tlp, bar_hit, due_cycle);
+}
+
+void rtl_rx_push_config(struct tlpb_rtl *a, const struct tlpb_tlp *tlp, uint64_t due_cycle)
+{
+    struct tlpb_tlp req = *tlp;
+    if (!req.payload || req.payload_bytes < 4)
+        req.payload_bytes = 0;
+    else
+        req.payload_bytes = 4;
+    struct rx_entry *e = rx_new_tlp_copy(a, RX_CONFIG, &req, due_cycle, "config request");
+    if (e)
+        rx_insert(a, e);
+}
+
+void rtl_rx_push_answer(struct tlpb_rtl *a, const struct tlpb_tlp *cpl, uint64_t due_cycle)
+{
+    struct rx_entry *e = rx_new_tlp_copy(a, RX_ANSWER, cpl, due_cycle, "completion");
+    if (e)
+        rx_insert(a, e);
+}
+
+void rtl_rx_push_host_completion(struct tlpb_rtl *a, const struct tlpb_tlp *cpl)
+{
+    /* Due when its read's latency has passed, whenever it arrived (the
+     * host answers DMA reads at once): device time, not wall time. */
+    uint64_t due = a->tags.slots[cpl->tag].in_use ? a->dma_due[cpl->tag] : a->time_cycle;
+    if (a->dma_waiting[cpl->tag] && rtl_completion_is_last(cpl)) {
+        a->dma_waiting[cpl->tag] = false;
+        a->dma_waiting_count--;
     }
-    e->kind = RX_RESET;
+    struct rx_entry *e = rx_new_tlp_copy(a, RX_HOST_CPL, cpl, due, "DMA completion");
+    if (!e)
+        return;
+    /* Their own queue: a completion frees its tag whatever waits on RX. */
+    if (a->cpl_tail)
+        a->cpl_tail->next = e;
+    else
+        a->cpl_head = e;
+    a->cpl_tail = e;
+}
+
+/* DMA completions whose time has come: checked against their reads and
+ * queued for the design. */
+static void host_completions_due(struct tlpb_rtl *a)
+{
+    while (a->cpl_head && (!a->coupled || a->cpl_head->due_cycle <= a->time_cycle)) {
+        struct rx_entry *e = a->cpl_head;
+        a->cpl_head = e->next;
+        if (!a->cpl_head)
+            a->cpl_tail = NULL;
+        rtl_host_completion(a, &e->tlp);
+        free(e);
+    }
+}
+
+void rtl_rx_push_reset(struct tlpb_rtl *a, Tlpb__ResetKind reset_kind, uint64_t due_cycle)
+{
+    struct rx_entry *e = rx_new(a, RX_RESET, 0, due_cycle, "reset");
+    if (!e)
+        return;
     e->reset_kind = reset_kind;
-    rx_append(a, e, sizeof(*e));
+    rx_insert(a, e);
 }
 
 static void rx_pop(struct tlpb_rtl *a)
@@ -131,7 +213,7 @@ static void rx_pop(struct tlpb_rtl *a)
     a->rx_head = e->next;
     if (!a->rx_head)
         a->rx_tail = NULL;
-    size_t bytes = sizeof(*e) + (e->kind == RX_TLP ? (size_t)e->n_dws * 4 : 0);
+    size_t bytes = entry_bytes(e);
     a->rx_bytes -= bytes < a->rx_bytes ? bytes : a->rx_bytes;
     a->rx_beat = 0;
     free(e);
@@ -141,23 +223,63 @@ void rtl_rx_free_all(struct tlpb_rtl *a)
 {
     while (a->rx_head)
         rx_pop(a);
+    while (a->cpl_head) {
+        struct rx_entry *e = a->cpl_head;
+        a->cpl_head = e->next;
+        free(e);
+    }
+    a->cpl_tail = NULL;
+}
+
+static bool rx_due(const struct tlpb_rtl *a, const struct rx_entry *e)
+{
+    return !a->coupled || e->due_cycle <= a->time_cycle;
+}
+
+uint64_t rtl_rx_head_future_due(const struct tlpb_rtl *a)
+{
+    const struct rx_entry *e = a->rx_head;
+    return e && !rx_due(a, e) ? e->due_cycle : 0;
+}
+
+uint64_t rtl_cpl_head_future_due(const struct tlpb_rtl *a)
+{
+    const struct rx_entry *e = a->cpl_head;
+    return e && !rx_due(a, e) ? e->due_cycle : 0;
 }
 
 void rtl_rx_present(struct tlpb_rtl *a)
 {
     struct tlpb_rtl_to_design *out = &a->out;
 
+    host_completions_due(a);
     /* Entries the adapter handles itself, once nothing is half delivered. */
-    while (a->rx_head && a->rx_head->kind != RX_TLP && a->reset_left == 0) {
+    while (a->rx_head && a->rx_head->kind != RX_TLP && a->reset_left == 0 &&
+           rx_due(a, a->rx_head)) {
         struct rx_entry *e = a->rx_head;
-        if (e->kind == RX_CONFIG)
-            rtl_config_request(a, &e->tlp);
-        else
+        a->rx_head = e->next; /* what it queues for the design goes first */
+        if (!a->rx_head)
+            a->rx_tail = NULL;
+        size_t bytes = entry_bytes(e);
+        a->rx_bytes -= bytes < a->rx_bytes ? bytes : a->rx_bytes;
+        switch (e->kind) {
+        case RX_CONFIG:
+        case RX_ANSWER:
+            if (a->host_np_outstanding)
+                a->host_np_outstanding--; /* completed now */
+            if (e->kind == RX_CONFIG)
+                rtl_config_request(a, &e->tlp);
+            else
+                rtl_send_tlp(a, &e->tlp);
+            break;
+        default:
             rtl_reset(a, e->reset_kind);
-        rx_pop(a);
+            break;
+        }
+        free(e);
     }
     struct rx_entry *e = a->rx_head;
-    if (!e || e->kind != RX_TLP || a->reset_left > 0) {
+    if (!e || e->kind != RX_TLP || a->reset_left > 0 || !rx_due(a, e)) {
         out->rx_tvalid = false;
         out->rx_tlast = false;
         out->rx_tkeep = 0;
@@ -226,8 +348,33 @@ static bool send_read(struct tlpb_rtl *a, struct tlpb_tlp *req)
     a->design_tag[tag] = req->tag;
     a->tag_stale[tag] = false;
     req->tag = (uint8_t)tag;
+    /* Coupled time: the completion takes effect dma_latency_cycles after
+     * the request, and the clock waits there for it (rtl_clock_may_advance). */
+    a->dma_due[tag] = a->time_cycle + a->dma_latency_cycles;
+    if (!a->dma_waiting[tag]) {
+        a->dma_waiting[tag] = true;
+        a->dma_waiting_count++;
+    }
     rtl_send_tlp(a, req);
     return true;
+}
+
+bool rtl_completion_is_last(const struct tlpb_tlp *cpl)
+{
+    if (cpl->kind != TLPB_TLP_CPLD || cpl->status != TLPB_CPL_SC)
+        return true;
+    /* The data starts at lower_address & 3 in the first DW. */
+    uint64_t carried = (uint64_t)cpl->length_dw * 4u - (cpl->lower_address & 3u);
+    return carried >= cpl->byte_count;
+}
+
+void rtl_host_request_completed(struct tlpb_rtl *a, const struct tlpb_tlp *cpl)
+{
+    if (!a->host_mrd_tag[cpl->tag] || !rtl_completion_is_last(cpl))
+        return;
+    a->host_mrd_tag[cpl->tag] = false;
+    if (a->host_np_outstanding)
+        a->host_np_outstanding--;
 }
 
 void rtl_tx_retry_held(struct tlpb_rtl *a)
@@ -253,6 +400,11 @@ void rtl_host_completion(struct tlpb_rtl *a, const struct tlpb_tlp *cpl)
     uint32_t owed = slot->length_bytes - slot->received_bytes;
     uint64_t next_addr = slot->address + slot->received_bytes;
     int r = tlpb_tags_complete(&a->tags, cpl, &done, &reason);
+    if (r != 0 && a->dma_waiting[cpl->tag]) {
+        /* ended by a completion that did not look like the last one */
+        a->dma_waiting[cpl->tag] = false;
+        a->dma_waiting_count--;
+    }
     if (r < 0) {
         /* The design waits for this read: end it with Completer Abort
          * rather than leave it hanging. */
@@ -355,6 +507,7 @@ static void tx_finish(struct tlpb_rtl *a)
     case TLPB_TLP_CPL:
     case TLPB_TLP_CPLD:
         rtl_send_tlp(a, &tlp);
+        rtl_host_request_completed(a, &tlp);
         break;
     default:
         tx_reject(a, &tlp, "a function sends no configuration requests");

@@ -37,6 +37,7 @@ struct tlpb_sim {
     uint64_t time_ps;       /* stamps output while coupled */
     uint64_t input_time_ps; /* stamp of the message being delivered */
     uint64_t last_progress_ns;
+    uint64_t (*now_ns)(void); /* wall clock of the PROGRESS rate limit */
 };
 
 static void sim_log(tlpb_sim *sim, enum tlpb_log_level level, const char *fmt, ...)
@@ -104,7 +105,7 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     sim->time_negotiated = opts->time_sync && (hr->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC);
     tlpb_envelope_free(reply);
     if (opts->time_sync && !sim->time_negotiated)
-        sim_log(sim, TLPB_LOG_WARN, "the bridge has no coupled time: running free");
+        sim_log(sim, TLPB_LOG_INFO, "the bridge has no coupled time: running free");
     if (opts->unsplit_dma && !sim->unsplit)
         sim_log(sim, TLPB_LOG_WARN, "the bridge refused unsplit DMA: using strict mode");
 
@@ -151,6 +152,7 @@ int tlpb_sim_attach_fd(tlpb_sim **out, int fd, const struct tlpb_sim_options *op
     sim->fd = fd;
     sim->cb = *cbs;
     sim->arg = arg;
+    sim->now_ns = tlpb_now_ns;
     snprintf(sim->log_name, sizeof(sim->log_name), "%s", opts->log_name ? opts->log_name : "tlpb-sim");
     snprintf(sim->device_name, sizeof(sim->device_name), "%s", opts->device_name);
     sim->log_level = opts->log_level;
@@ -416,10 +418,15 @@ static void receive_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *pb)
     }
     switch (pb->kind) {
     case TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED:
-        sim->time_coupled = true;
-        sim->input_time_ps = pb->sim_time_ps;
-        if (pb->sim_time_ps > sim->time_ps)
+        /* The clock joins the host's: free-running time before does not
+         * count (nothing stamped was sent), so the same guest gives the
+         * same stamps however long the simulator ran before. Coupled
+         * already (a repeated COUPLED), it only moves up. */
+        if (!sim->time_coupled || pb->sim_time_ps > sim->time_ps)
             sim->time_ps = pb->sim_time_ps;
+        sim->time_coupled = true;
+        sim->last_progress_ns = sim->now_ns(); /* a PROGRESS only after a while */
+        sim->input_time_ps = pb->sim_time_ps;
         sim_log(sim, TLPB_LOG_INFO, "coupled time from %.3f us of host time",
                 (double)pb->sim_time_ps / 1e6);
         break;
@@ -435,6 +442,7 @@ static void receive_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *pb)
             return;
         }
         sim->input_time_ps = pb->sim_time_ps;
+        sim->last_progress_ns = sim->now_ns();
         break;
     default:
         snprintf(text, sizeof(text), "TimeSync kind %d from the bridge ignored", (int)pb->kind);
@@ -582,7 +590,8 @@ uint64_t tlpb_sim_input_time_ps(const tlpb_sim *sim)
 
 void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps)
 {
-    sim->time_ps = t_ps;
+    if (t_ps > sim->time_ps || !sim->time_coupled) /* stamps never decrease */
+        sim->time_ps = t_ps;
 }
 
 uint64_t tlpb_sim_time_ps(const tlpb_sim *sim)
@@ -603,7 +612,7 @@ static int send_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *ts)
     if (rc < 0)
         return rc;
     sim->urgent = true;
-    sim->last_progress_ns = tlpb_now_ns();
+    sim->last_progress_ns = sim->now_ns();
     return 0;
 }
 
@@ -624,7 +633,7 @@ int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles
 {
     if (!sim->time_coupled || sim->lost)
         return 0;
-    if (tlpb_now_ns() - sim->last_progress_ns < TLPB_SIM_PROGRESS_INTERVAL_NS)
+    if (sim->now_ns() - sim->last_progress_ns < TLPB_SIM_PROGRESS_INTERVAL_NS)
         return 0;
     Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
     ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS;
@@ -632,4 +641,9 @@ int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles
     ts.clocked_cycles = clocked_cycles;
     int rc = send_time_sync(sim, &ts);
     return rc < 0 ? rc : tlpb_sim_flush(sim);
+}
+
+void tlpb_sim_set_wall_clock(tlpb_sim *sim, uint64_t (*now_ns)(void))
+{
+    sim->now_ns = now_ns ? now_ns : tlpb_now_ns;
 }

@@ -91,13 +91,22 @@ struct tlpb_rtl_options {
      * design would simulate (0: as fast as the simulator goes). Cycles
      * asleep idle on the socket do not count. */
     uint64_t max_cycles_per_s;
+    /* Coupled time (docs/rtl-guide.md "Coupled time"): the design's clock
+     * period, announced in the Hello (0: 4000 ps, 250 MHz), and the time a
+     * DMA read of the design takes to complete in device time (0: 250 ns). */
+    uint64_t clock_period_ps;
+    uint32_t dma_read_latency_ns;
     /* Tests: drop tx_tready for random stretches (percent of cycles). */
     unsigned tx_stall_percent;
     uint32_t stall_seed;
 };
 
 struct tlpb_rtl_stats {
-    uint64_t cycles;
+    uint64_t cycles;                 /* clocked: edges the design saw */
+    uint64_t skipped_cycles;         /* coupled: device time jumped over while idle */
+    uint64_t time_cycle;             /* the device's clock in cycles (clocked + skipped) */
+    uint64_t reached;                /* coupled: grants answered with REACHED */
+    uint64_t reached_idle;           /* ... of them idle */
     uint64_t idle_waits;             /* times the adapter slept on the socket */
     uint64_t idle_wait_ns;           /* time spent there */
     uint64_t pacing_sleeps;          /* sleeps to keep max_cycles_per_s */
@@ -166,6 +175,8 @@ struct tlpb_rtl_sim_options {
     const char *trace_path;          /* --trace FILE, or NULL */
     uint64_t trace_window_cycles;    /* --trace-window N: 0 = whole run */
     double cycles_per_ns;            /* --cycles-per-ns F (clock for waveforms and reports) */
+    uint64_t clock_period_ps;        /* --clock-period-ps N (or 1000 / F): what counts */
+    uint32_t dma_read_latency_ns;    /* --dma-read-latency-ns N (coupled time) */
     uint64_t max_cycles;             /* --max-cycles N: 0 = unlimited */
     uint64_t max_cycles_per_s;       /* --max-cycles-per-s N: 0 = no cap (the adapter paces) */
 };
@@ -187,6 +198,11 @@ int tlpb_rtl_sim_start(int argc, char **argv, struct tlpb_rtl_sim_options *opts)
 bool tlpb_rtl_sim_running(void);
 bool tlpb_rtl_sim_take_trigger(void);
 uint64_t tlpb_rtl_sim_cycles(void);
+/* Device time of the last clock edge in ps (its cycle times the period):
+ * waveforms are dumped at it, so their time is the time of the stamps
+ * (plus the free-running time dropped when the clock joined the host's at
+ * COUPLED, which the log states: waveform time never goes back). */
+uint64_t tlpb_rtl_sim_edge_time_ps(void);
 void tlpb_rtl_sim_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Report cycles simulated and cycles/s, detach, and return the exit code. */
 int tlpb_rtl_sim_finish(void);

@@ -48,8 +48,10 @@ typedef uint16_t (*tlpb_sim_bdf_cb)(void *arg);
 typedef void (*tlpb_sim_log_cb)(void *arg, enum tlpb_log_level level, const char *message);
 
 /* Coupled time (docs/protocol.md "Simulated time"): a TimeSync from the
- * bridge. COUPLED: from now on advance only as granted (the library has
- * already moved tlpb_sim_time_ps up to sim_time_ps if it was behind). FREE:
+ * bridge. COUPLED: from now on advance only as granted; the clock joins the
+ * host's: the library has set tlpb_sim_time_ps to sim_time_ps (free-running
+ * time before does not count; a COUPLED while coupled only moves it up).
+ * FREE:
  * run free again. GRANT: simulate up to grant_until_ps (plus what host
  * non-posted requests need), then answer with tlpb_sim_send_reached(). */
 struct tlpb_sim_time_sync {
@@ -170,7 +172,8 @@ bool tlpb_sim_output_urgent(const tlpb_sim *sim);
 bool tlpb_sim_time_negotiated(const tlpb_sim *sim);
 bool tlpb_sim_time_coupled(const tlpb_sim *sim);
 /* The simulator's clock as the library stamps output with it (ps). The
- * simulator sets it as it advances; it never goes back. */
+ * simulator sets it as it advances; while coupled a value below the present
+ * one is ignored (stamps never decrease). */
 void tlpb_sim_set_time_ps(tlpb_sim *sim, uint64_t t_ps);
 uint64_t tlpb_sim_time_ps(const tlpb_sim *sim);
 /* The stamp of the message being delivered to a callback (a TLP's is also
@@ -187,6 +190,9 @@ int tlpb_sim_send_reached(tlpb_sim *sim, uint64_t sync_id, uint64_t t_ps, bool i
  * sent; otherwise does nothing. Cheap: call it often while simulating. */
 #define TLPB_SIM_PROGRESS_INTERVAL_NS 200000000ull
 int tlpb_sim_send_progress(tlpb_sim *sim, uint64_t t_ps, uint64_t clocked_cycles);
+/* Tests: the monotonic clock (ns) the PROGRESS rate limit reads (NULL: the
+ * system's, tlpb_now_ns). */
+void tlpb_sim_set_wall_clock(tlpb_sim *sim, uint64_t (*now_ns)(void));
 
 /* ---- connection state ---------------------------------------------------- */
 

@@ -32,8 +32,14 @@ static int send_env(struct fake_bridge *fb, const Tlpb__Envelope *env)
 
 int fb_send_hello_reply(struct fake_bridge *fb)
 {
+    return fb_send_hello_reply_caps(fb, 0);
+}
+
+int fb_send_hello_reply_caps(struct fake_bridge *fb, uint32_t capabilities)
+{
     Tlpb__HelloReply reply = TLPB__HELLO_REPLY__INIT;
     reply.accepted = true;
+    reply.capabilities = capabilities;
     reply.version_major = TLPB_PROTOCOL_MAJOR;
     reply.version_minor = TLPB_PROTOCOL_MINOR;
     reply.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
@@ -52,8 +58,28 @@ int fb_send_tlp(struct fake_bridge *fb, const struct tlpb_tlp *tlp)
 
 int fb_send_reset(struct fake_bridge *fb, Tlpb__ResetKind kind)
 {
+    return fb_send_reset_at(fb, kind, 0);
+}
+
+int fb_send_time_sync(struct fake_bridge *fb, Tlpb__TimeSyncKind kind, uint64_t sim_time_ps,
+                      uint64_t sync_id, uint64_t grant_until_ps)
+{
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = kind;
+    ts.sim_time_ps = sim_time_ps;
+    ts.sync_id = sync_id;
+    ts.grant_until_ps = grant_until_ps;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = &ts;
+    return send_env(fb, &env);
+}
+
+int fb_send_reset_at(struct fake_bridge *fb, Tlpb__ResetKind kind, uint64_t sim_time_ps)
+{
     Tlpb__Reset reset = TLPB__RESET__INIT;
     reset.kind = kind;
+    reset.sim_time_ps = sim_time_ps;
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_RESET;
     env.reset = &reset;

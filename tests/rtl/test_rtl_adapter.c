@@ -2,7 +2,9 @@
  * design (a C model of the other side of the streams, stepping the adapter
  * once per clock edge) and the bridge (the other end of a socketpair).
  * Expected values come from the PCIe specification's header layouts and the
- * documented stream format, not from the adapter's code. */
+ * documented stream format, not from the adapter's code; in coupled time
+ * from docs/protocol.md, "Simulated time" (the bridge's side is played by
+ * message order, from inside the edge that waits for it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,7 +52,30 @@ struct rig {
     uint16_t msix_vector;
     unsigned msix_acks;
     bool intx;
+    /* coupled-time tests */
+    bool responder;     /* the design answers MRd with CplD, and a CplD with a
+                         * 1-DW MWr to DONE_ADDR */
+    uint64_t tx_edge[MAX_TLPS]; /* the adapter's cycle at each TLP's last beat */
+    struct seen_msg *seen;      /* the bridge's log of frames from the adapter */
+    unsigned seen_count;
+    void (*on_frame)(struct rig *r, const Tlpb__Envelope *env);
+    void (*on_wait)(struct rig *r); /* the adapter waits for the host */
+    unsigned waits;
+    int step;
 };
+
+/* A frame from the adapter as the bridge saw it (wall time excluded). */
+struct seen_msg {
+    int body;           /* Tlpb__Envelope__BodyCase */
+    int kind;           /* TLP kind, TimeSync kind or interrupt kind */
+    uint64_t stamp;     /* sim_time_ps */
+    uint64_t sync_id;
+    bool idle;
+    uint64_t clocked_cycles;
+    uint64_t address;
+    uint8_t tag;
+};
+#define MAX_SEEN_MSGS 256
 
 static uint32_t rnd(struct rig *r)
 {
@@ -78,15 +103,15 @@ static const struct tlpb_devdesc test_desc = {
     .max_payload_supported_bytes = 256,
 };
 
-static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
-                     unsigned rx_ready_percent)
+static void rig_open_caps(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
+                          unsigned rx_ready_percent, uint32_t capabilities)
 {
     memset(r, 0, sizeof(*r));
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     fb_init(&r->fb, sv[1]);
     /* The reply is already waiting when the adapter says Hello. */
-    assert_int_equal(fb_send_hello_reply(&r->fb), 0);
+    assert_int_equal(fb_send_hello_reply_caps(&r->fb, capabilities), 0);
     struct tlpb_rtl_options o = {.device_name = "dev0", .description = test_desc,
                                  .log_level = TLPB_RTL_LOG_ERROR,
                                  .tx_stall_percent = tx_stall_percent, .stall_seed = 77,
@@ -104,7 +129,9 @@ static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
     assert_int_equal(env->hello->completion_timeout_ms, 60000);
     assert_non_null(env->hello->description);
     assert_int_equal(env->hello->description->vendor_id, 0x1234);
-    assert_int_equal(env->hello->capabilities, 0); /* never unsplit DMA */
+    /* never unsplit DMA; coupled time offered always */
+    assert_int_equal(env->hello->capabilities, TLPB__CAPABILITY__CAP_TIME_SYNC);
+    assert_int_equal(env->hello->clock_period_ps, 4000);
     tlpb_envelope_free(env);
     r->lanes = lanes;
     r->rng = 0x1234567u + lanes;
@@ -113,11 +140,21 @@ static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
     assert_true(r->out.reset);
 }
 
+static void rig_open(struct rig *r, unsigned lanes, unsigned tx_stall_percent,
+                     unsigned rx_ready_percent)
+{
+    rig_open_caps(r, lanes, tx_stall_percent, rx_ready_percent, 0);
+}
+
 static void rig_close(struct rig *r)
 {
+    free(r->seen);
     tlpb_rtl_close(r->a);
     fb_fini(&r->fb);
 }
+
+static void design_send(struct rig *r, const struct tlpb_tlp *tlp);
+static void design_respond(struct rig *r, const struct design_tlp *t);
 
 /* One clock edge. */
 static void rig_cycle(struct rig *r)
@@ -141,7 +178,8 @@ static void rig_cycle(struct rig *r)
     in.irq_msix_req = r->msix_hold || r->msix_once;
     in.irq_msix_vector = r->msix_vector;
     in.irq_intx = r->intx;
-    in.idle = r->idle;
+    /* a responder is idle with nothing received half and nothing to send */
+    in.idle = r->idle && (!r->responder || (r->tx_next == r->tx_count && r->rx_cur.n == 0));
 
     struct tlpb_rtl_to_design before = r->out;
     tlpb_rtl_cycle(r->a, &in, &r->out);
@@ -171,6 +209,8 @@ static void rig_cycle(struct rig *r)
             assert_true(r->rx_count < MAX_TLPS);
             r->rx[r->rx_count++] = *c;
             memset(c, 0, sizeof(*c));
+            if (r->responder)
+                design_respond(r, &r->rx[r->rx_count - 1]);
         }
     } else if (before.rx_tvalid && !r->out.reset) {
         /* AXI4-Stream: a beat offered and not taken stays as it is. */
@@ -182,6 +222,7 @@ static void rig_cycle(struct rig *r)
     }
     if (in.tx_tvalid && before.tx_tready) {
         if (in.tx_tlast) {
+            r->tx_edge[r->tx_next] = r->a->edge_cycle;
             r->tx_next++;
             r->tx_beat = 0;
         } else {
@@ -398,6 +439,7 @@ static void test_rx_framing_128(void **state)
 
 static void design_send(struct rig *r, const struct tlpb_tlp *tlp)
 {
+    assert_true(r->tx_count < MAX_TLPS);
     struct design_tlp *t = &r->tx[r->tx_count++];
     int n = tlpb_rtl_encode_dws(tlp, t->dws, RTL_MAX_TLP_DWS);
     assert_true(n > 0);
@@ -855,6 +897,612 @@ static void test_pacing_holds_output_until_paid(void **state)
     rig_close(&r);
 }
 
+/* ---- coupled time ---------------------------------------------------------------------------- */
+
+/* The test plays the bridge by message order: it reacts to the frames the
+ * adapter sends (on_frame) and to the adapter waiting for the host
+ * (on_wait, called from inside the clock edge that waits), never to wall
+ * time. A clock period of 4 ns, DMA reads of 250 ns: 63 cycles. */
+#define PERIOD_PS 4000ull
+#define DMA_LATENCY_CYCLES 63u
+#define COUPLED_AT_PS 4000000ull /* cycle 1000 */
+#define COUPLED_AT_CYCLE 1000u
+#define DONE_ADDR 0xFE000800u    /* the responder's "done" write */
+#define HOST_BUF_ADDR 0x90000000u
+
+static uint8_t respond_data[4096];
+
+/* The responder design: a read of its BAR gets its data, a completion of
+ * its own read a 1-DW "done" write. */
+static void design_respond(struct rig *r, const struct design_tlp *t)
+{
+    uint8_t buf[RTL_MAX_TLP_DWS * 4];
+    struct tlpb_tlp tlp;
+    const char *reason = "?";
+    assert_int_equal(tlpb_rtl_decode_dws(t->dws, t->n, buf, &tlp, &reason), 0);
+    if (tlp.kind == TLPB_TLP_MRD) {
+        uint32_t bytes = tlpb_tlp_request_bytes(&tlp);
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &tlp, 0x0100, tlpb_tlp_first_byte_address(&tlp), bytes, bytes);
+        cpl.payload = respond_data;
+        design_send(r, &cpl);
+    } else if (tlp.kind == TLPB_TLP_CPLD) {
+        struct tlpb_tlp done = mwr(DONE_ADDR, 1, payload_pool[r->tx_count % MAX_TLPS], tlp.tag);
+        design_send(r, &done);
+    }
+}
+
+static void seen_add(struct rig *r, const Tlpb__Envelope *env)
+{
+    if (!r->seen)
+        r->seen = calloc(MAX_SEEN_MSGS, sizeof(*r->seen));
+    assert_non_null(r->seen);
+    assert_true(r->seen_count < MAX_SEEN_MSGS);
+    struct seen_msg *m = &r->seen[r->seen_count++];
+    memset(m, 0, sizeof(*m));
+    m->body = env->body_case;
+    if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+        struct tlpb_tlp t;
+        const char *reason = "?";
+        assert_int_equal(tlpb_tlp_from_pb(&t, env->tlp, &reason), 0);
+        m->kind = t.kind;
+        m->stamp = t.sim_time_ps;
+        m->address = t.address;
+        m->tag = t.tag;
+    } else if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC) {
+        m->kind = env->time_sync->kind;
+        m->stamp = env->time_sync->sim_time_ps;
+        m->sync_id = env->time_sync->sync_id;
+        m->idle = env->time_sync->idle;
+        m->clocked_cycles = env->time_sync->clocked_cycles;
+    } else if (env->body_case == TLPB__ENVELOPE__BODY_INTERRUPT) {
+        m->kind = env->interrupt->kind;
+        m->stamp = env->interrupt->sim_time_ps;
+    }
+}
+
+/* Read what the adapter sent. PROGRESS (wall-time paced, not for the host)
+ * and errors are not logged. */
+static void rig_drain(struct rig *r)
+{
+    Tlpb__Envelope *env;
+    while ((env = fb_recv(&r->fb, 0)) != NULL) {
+        bool progress = env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+                        env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS;
+        if (!progress && env->body_case != TLPB__ENVELOPE__BODY_ERROR)
+            seen_add(r, env);
+        if (r->on_frame)
+            r->on_frame(r, env);
+        tlpb_envelope_free(env);
+    }
+}
+
+static void rig_wait_hook(struct tlpb_rtl *a, void *arg)
+{
+    struct rig *r = arg;
+    (void)a;
+    r->waits++;
+    if (r->waits > 100000)
+        fail_msg("the adapter keeps waiting (step %d)", r->step);
+    rig_drain(r);
+    if (r->on_wait)
+        r->on_wait(r);
+}
+
+static void coupled_rig_open(struct rig *r, bool responder)
+{
+    rig_open_caps(r, 4, 0, 100, TLPB__CAPABILITY__CAP_TIME_SYNC);
+    r->a->coupled_wait_hook = rig_wait_hook;
+    r->a->coupled_wait_arg = r;
+    r->responder = responder;
+    run_cycles(r, 32);
+    program_bars(r, 1);
+    config_write(r, 0x04, 0x0006, 0x3, 4); /* memory space, bus master */
+    run_cycles(r, 16);
+    assert_true(r->a->time_cycle < COUPLED_AT_CYCLE);
+}
+
+static void send_sync(struct rig *r, Tlpb__TimeSyncKind kind, uint64_t t_ps, uint64_t id,
+                      uint64_t until_ps)
+{
+    assert_int_equal(fb_send_time_sync(&r->fb, kind, t_ps, id, until_ps), 0);
+}
+
+/* Until the script stops the adapter (bounded in cycles). */
+static void run_until_stopped(struct rig *r)
+{
+    for (unsigned i = 0; i < CYCLE_BOUND && !tlpb_rtl_finished(r->a, NULL); i++) {
+        rig_cycle(r);
+        rig_drain(r);
+    }
+    assert_true(tlpb_rtl_finished(r->a, NULL));
+    rtl_flush_output(r->a);
+    rig_drain(r);
+}
+
+static const struct seen_msg *find_seen(const struct rig *r, int body, int kind, unsigned nth)
+{
+    for (unsigned i = 0; i < r->seen_count; i++)
+        if (r->seen[i].body == body && r->seen[i].kind == kind && nth-- == 0)
+            return &r->seen[i];
+    return NULL;
+}
+
+static unsigned count_seen(const struct rig *r, int body, int kind)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->seen_count; i++)
+        n += r->seen[i].body == body && r->seen[i].kind == kind;
+    return n;
+}
+
+#define SEEN_TLP(r, kind, nth) find_seen(r, TLPB__ENVELOPE__BODY_TLP, kind, nth)
+#define SEEN_SYNC(r, kind, nth) find_seen(r, TLPB__ENVELOPE__BODY_TIME_SYNC, kind, nth)
+#define REACHED TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED
+
+static bool seen_reached(const struct rig *r, unsigned nth)
+{
+    return SEEN_SYNC(r, REACHED, nth) != NULL;
+}
+
+static void stop_at_first_reached(struct rig *r)
+{
+    if (seen_reached(r, 0))
+        tlpb_rtl_request_stop(r->a);
+}
+
+/* COUPLED then GRANT(until): clocked up to the cycle of until (rounded up),
+ * not one more, REACHED there; output stamped with its cycle. */
+static void test_coupled_grant_reached(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 100 * PERIOD_PS + 1000); /* cycle 1100.25: 1101 */
+    r.on_wait = stop_at_first_reached;
+    bool sent = false;
+    for (unsigned i = 0; i < CYCLE_BOUND && !tlpb_rtl_finished(r.a, NULL); i++) {
+        if (!sent && r.a->coupled && r.a->time_cycle >= COUPLED_AT_CYCLE + 50) {
+            struct tlpb_tlp w = mwr(DONE_ADDR, 1, payload_pool[0], 1);
+            design_send(&r, &w);
+            sent = true;
+        }
+        rig_cycle(&r);
+        rig_drain(&r);
+    }
+    assert_true(tlpb_rtl_finished(r.a, NULL));
+    rig_drain(&r);
+
+    const struct seen_msg *reached = SEEN_SYNC(&r, REACHED, 0);
+    assert_non_null(reached);
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(reached->sync_id, 1);
+    assert_false(reached->idle);
+    assert_int_equal(reached->stamp, 1101 * PERIOD_PS);
+    assert_int_equal(st.time_cycle, 1101); /* no cycle clocked beyond the grant */
+    assert_int_equal(reached->clocked_cycles, st.cycles - r.a->coupled_cycles_base);
+    assert_int_equal(st.cycles + st.skipped_cycles, st.time_cycle);
+    assert_true(st.skipped_cycles > 0); /* the jump to the host's time at COUPLED */
+    /* the design's write, stamped with the cycle it left the design in */
+    const struct seen_msg *w = SEEN_TLP(&r, TLPB_TLP_MWR, 0);
+    assert_non_null(w);
+    assert_true(r.tx_edge[0] > COUPLED_AT_CYCLE + 50 && r.tx_edge[0] <= 1101);
+    assert_int_equal(w->stamp, r.tx_edge[0] * PERIOD_PS);
+    assert_true(&r.seen[r.seen_count - 1] == reached); /* nothing after REACHED */
+    rig_close(&r);
+}
+
+/* A host read stamped t reaches the design at cycle ceil(t / period) and is
+ * completed without a GRANT (the implicit grant); the clock stops at its
+ * completion. Two stamps: the completions are the same number of cycles
+ * after them. */
+static void read_script(struct rig *r)
+{
+    static const uint64_t stamps[2] = {COUPLED_AT_PS + 10 * PERIOD_PS + 1,
+                                       COUPLED_AT_PS + 50 * PERIOD_PS + 3999};
+    if (r->step < 2 && count_seen(r, TLPB__ENVELOPE__BODY_TLP, TLPB_TLP_CPLD) ==
+                           (unsigned)r->step) {
+        struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0010,
+                              .tag = (uint8_t)(r->step + 1), .bar_hint = TLPB_NO_BAR,
+                              .sim_time_ps = stamps[r->step]};
+        assert_int_equal(tlpb_tlp_set_mem_range(&rd, BAR0_ADDR + 0x40, 4), 0);
+        assert_int_equal(fb_send_tlp(&r->fb, &rd), 0);
+        r->step++;
+    } else if (r->step == 2 && count_seen(r, TLPB__ENVELOPE__BODY_TLP, TLPB_TLP_CPLD) == 2) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
+static void test_coupled_input_at_its_stamp(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, true);
+    r.idle = true;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    r.on_wait = read_script;
+    run_until_stopped(&r);
+
+    const struct seen_msg *c1 = SEEN_TLP(&r, TLPB_TLP_CPLD, 0);
+    const struct seen_msg *c2 = SEEN_TLP(&r, TLPB_TLP_CPLD, 1);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_int_equal(c1->tag, 1);
+    assert_int_equal(c2->tag, 2);
+    assert_int_equal(c1->stamp % PERIOD_PS, 0);
+    assert_int_equal(c2->stamp % PERIOD_PS, 0);
+    uint64_t n1 = c1->stamp / PERIOD_PS - (COUPLED_AT_CYCLE + 11); /* ceil(t1 / period) */
+    uint64_t n2 = c2->stamp / PERIOD_PS - (COUPLED_AT_CYCLE + 51); /* ceil(t2 / period) */
+    assert_true(n1 > 0 && n1 < 50);
+    assert_int_equal(n1, n2);
+    /* no grant was ever sent: none answered; the clock stopped at the
+     * second completion */
+    assert_int_equal(count_seen(&r, TLPB__ENVELOPE__BODY_TIME_SYNC, REACHED), 0);
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.time_cycle, c2->stamp / PERIOD_PS);
+    rig_close(&r);
+}
+
+/* An idle design over a grant of a second of device time: REACHED{idle}
+ * at the grant's end without a single cycle clocked for it. (After COUPLED
+ * the design is first seen quiet for 8 clocked cycles: a short first
+ * grant.) */
+static void idle_script(struct rig *r)
+{
+    if (r->step == 0 && seen_reached(r, 0)) {
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, SEEN_SYNC(r, REACHED, 0)->stamp, 6,
+                  COUPLED_AT_PS + 1000000000000ull);
+        r->step = 1;
+    } else if (r->step == 1 && seen_reached(r, 1)) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
+static void test_coupled_idle_grant_costs_no_cycles(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = true;
+    run_cycles(&r, 20); /* quiet: asleep on the socket */
+    const uint64_t one_second_ps = 1000000000000ull;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 5,
+              COUPLED_AT_PS + 100 * PERIOD_PS);
+    r.on_wait = idle_script;
+    run_until_stopped(&r);
+
+    const struct seen_msg *first = SEEN_SYNC(&r, REACHED, 0);
+    const struct seen_msg *second = SEEN_SYNC(&r, REACHED, 1);
+    assert_non_null(first);
+    assert_non_null(second);
+    assert_int_equal(first->sync_id, 5);
+    assert_true(first->idle);
+    assert_int_equal(first->stamp, COUPLED_AT_PS + 100 * PERIOD_PS);
+    assert_true(first->clocked_cycles <= RTL_QUIET_CYCLES + 1);
+    assert_int_equal(second->sync_id, 6);
+    assert_true(second->idle);
+    assert_int_equal(second->stamp, COUPLED_AT_PS + one_second_ps);
+    assert_int_equal(second->clocked_cycles, first->clocked_cycles); /* none for the second */
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_int_equal(st.cycles - r.a->coupled_cycles_base, second->clocked_cycles);
+    assert_int_equal(st.time_cycle, (COUPLED_AT_PS + one_second_ps) / PERIOD_PS);
+    assert_int_equal(st.cycles + st.skipped_cycles, st.time_cycle);
+    assert_int_equal(st.reached_idle, 2);
+    rig_close(&r);
+}
+
+/* A DMA read of the design: its completion takes effect 63 cycles after
+ * the request whenever the bridge answers it. */
+struct dma_run {
+    bool answer_late;     /* answer only once the adapter waits for it */
+    bool answered;
+    uint64_t read_stamp;
+    unsigned waits_held;  /* waits while the read was outstanding */
+    uint64_t held_at_cycle;
+};
+static struct dma_run dma_run;
+
+static void dma_answer(struct rig *r, uint64_t stamp)
+{
+    const struct seen_msg *rd = SEEN_TLP(r, TLPB_TLP_MRD, 0);
+    struct tlpb_tlp req = {.kind = TLPB_TLP_MRD, .requester_id = 0x0100, .tag = rd->tag,
+                           .bar_hint = TLPB_NO_BAR};
+    assert_int_equal(tlpb_tlp_set_mem_range(&req, HOST_BUF_ADDR, 16), 0);
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, &req, 0x0000, HOST_BUF_ADDR, 16, 16);
+    cpl.payload = payload_pool[1];
+    cpl.sim_time_ps = stamp; /* the host's time: not what decides */
+    assert_int_equal(fb_send_tlp(&r->fb, &cpl), 0);
+    dma_run.answered = true;
+}
+
+static void dma_on_frame(struct rig *r, const Tlpb__Envelope *env)
+{
+    if (env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->kind == TLPB__TLP_KIND__TLP_MRD &&
+        !dma_run.answer_late && !dma_run.answered)
+        dma_answer(r, 1); /* at once, stamped early */
+}
+
+static void dma_on_wait(struct rig *r)
+{
+    if (r->a->dma_waiting_count) {
+        dma_run.waits_held++;
+        dma_run.held_at_cycle = r->a->time_cycle;
+    }
+    if (dma_run.answer_late && !dma_run.answered && SEEN_TLP(r, TLPB_TLP_MRD, 0))
+        dma_answer(r, COUPLED_AT_PS + 1000000000ull); /* late, stamped far ahead */
+    if (r->step == 0 && seen_reached(r, 0)) {
+        /* a second grant, with a host write due in it */
+        struct tlpb_tlp w = mwr(BAR0_ADDR + 0x10, 1, payload_pool[2], 3);
+        w.sim_time_ps = COUPLED_AT_PS + 700 * PERIOD_PS + 5;
+        assert_int_equal(fb_send_tlp(&r->fb, &w), 0);
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS + 600 * PERIOD_PS, 2,
+                  COUPLED_AT_PS + 900 * PERIOD_PS);
+        r->step = 1;
+    } else if (r->step == 1 && seen_reached(r, 1)) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
+static void dma_scenario(struct rig *r, bool answer_late)
+{
+    memset(&dma_run, 0, sizeof(dma_run));
+    dma_run.answer_late = answer_late;
+    coupled_rig_open(r, true);
+    r->idle = true;
+    r->on_frame = dma_on_frame;
+    r->on_wait = dma_on_wait;
+    send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 500 * PERIOD_PS);
+    bool sent = false;
+    for (unsigned i = 0; i < CYCLE_BOUND && !tlpb_rtl_finished(r->a, NULL); i++) {
+        if (!sent && r->a->coupled && r->a->time_cycle >= COUPLED_AT_CYCLE + 20) {
+            struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0100, .tag = 9,
+                                  .bar_hint = TLPB_NO_BAR};
+            assert_int_equal(tlpb_tlp_set_mem_range(&rd, HOST_BUF_ADDR, 16), 0);
+            design_send(r, &rd);
+            sent = true;
+        }
+        rig_cycle(r);
+        rig_drain(r);
+    }
+    assert_true(tlpb_rtl_finished(r->a, NULL));
+    rtl_flush_output(r->a);
+    rig_drain(r);
+}
+
+static void assert_same_sequence(const struct rig *a, const struct rig *b)
+{
+    assert_int_equal(a->seen_count, b->seen_count);
+    for (unsigned i = 0; i < a->seen_count; i++) {
+        const struct seen_msg *x = &a->seen[i], *y = &b->seen[i];
+        if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
+            x->sync_id != y->sync_id || x->idle != y->idle ||
+            x->clocked_cycles != y->clocked_cycles || x->address != y->address)
+            fail_msg("message %u differs: body %d kind %d at %llu ps vs body %d kind %d at %llu ps",
+                     i, x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
+                     (unsigned long long)y->stamp);
+    }
+}
+
+static void test_coupled_dma_read_held_deterministic(void **state)
+{
+    static struct rig early, late; /* large: not on the stack */
+    dma_scenario(&early, false);
+    unsigned early_held = dma_run.waits_held;
+    dma_scenario(&late, true);
+    /* the late answer came while the clock held at the completion's cycle */
+    assert_true(dma_run.waits_held >= 1);
+    const struct seen_msg *rd = SEEN_TLP(&late, TLPB_TLP_MRD, 0);
+    assert_non_null(rd);
+    uint64_t issue_cycle = rd->stamp / PERIOD_PS;
+    assert_int_equal(dma_run.held_at_cycle, issue_cycle + DMA_LATENCY_CYCLES);
+    (void)early_held;
+
+    /* the "done" write after the completion: same stamp either way, after
+     * the latency */
+    const struct seen_msg *done_early = SEEN_TLP(&early, TLPB_TLP_MWR, 0);
+    const struct seen_msg *done_late = SEEN_TLP(&late, TLPB_TLP_MWR, 0);
+    assert_non_null(done_early);
+    assert_non_null(done_late);
+    assert_int_equal(done_early->address, DONE_ADDR);
+    assert_true(done_late->stamp > (issue_cycle + DMA_LATENCY_CYCLES) * PERIOD_PS);
+    /* everything the bridge saw, in order and with its stamps */
+    assert_same_sequence(&early, &late);
+    assert_int_equal(count_seen(&late, TLPB__ENVELOPE__BODY_TIME_SYNC, REACHED), 2);
+    /* the design got the completion, then the host write */
+    assert_int_equal(early.rx_count, 2);
+    assert_int_equal(late.rx_count, 2);
+    rig_close(&early);
+    rig_close(&late);
+}
+
+/* FREE: the clock runs on without grants, output is unstamped again. */
+static void free_script(struct rig *r)
+{
+    if (r->step == 0) {
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE, 0, 0, 0);
+        r->step = 1;
+    }
+}
+
+static void test_coupled_free_runs_again(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    r.on_wait = free_script;
+    for (unsigned i = 0; i < CYCLE_BOUND && r.step == 0; i++) {
+        rig_cycle(&r);
+        rig_drain(&r);
+    }
+    assert_int_equal(r.step, 1); /* waited for a grant once coupled, then FREE */
+    assert_false(r.a->coupled);
+    struct tlpb_tlp w = mwr(DONE_ADDR, 1, payload_pool[0], 1);
+    design_send(&r, &w);
+    run_cycles(&r, 300);
+    rtl_flush_output(r.a);
+    rig_drain(&r);
+    const struct seen_msg *m = SEEN_TLP(&r, TLPB_TLP_MWR, 0);
+    assert_non_null(m);
+    assert_int_equal(m->stamp, 0);
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_true(st.time_cycle > COUPLED_AT_CYCLE + 250); /* no allowance any more */
+    rig_close(&r);
+}
+
+/* Pacing in coupled time: idle jumps cost no pacing and bank no credit
+ * (1000 cycles/s: 1 ms a clocked cycle; each wait on the socket stands for
+ * a wall second). */
+static uint64_t paced_phase2_start_ns;
+static void paced_coupled_script(struct rig *r)
+{
+    if (r->step == 0 && seen_reached(r, 0)) {
+        /* Busy for the next grant: a host write wakes the design, which
+         * then stays busy (its idle output changes at its next edge). */
+        r->idle = false;
+        paced_phase2_start_ns = paced_slept_ns;
+        struct tlpb_tlp w = mwr(BAR0_ADDR, 1, payload_pool[0], 5);
+        w.sim_time_ps = SEEN_SYNC(r, REACHED, 0)->stamp;
+        assert_int_equal(fb_send_tlp(&r->fb, &w), 0);
+        send_sync(r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 0, 2,
+                  SEEN_SYNC(r, REACHED, 0)->stamp + 40 * PERIOD_PS);
+        r->step = 1;
+    } else if (r->step == 1 && seen_reached(r, 1)) {
+        tlpb_rtl_request_stop(r->a);
+    }
+}
+
+static void test_coupled_pacing_counts_clocked_cycles_only(void **state)
+{
+    static struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = true;
+    run_cycles(&r, 20); /* quiet */
+    struct tlpb_rtl_stats st;
+    tlpb_rtl_get_stats(r.a, &st);
+    r.a->opts.max_cycles_per_s = 1000;
+    r.a->pacing_now_ns = paced_clock;
+    r.a->pacing_sleep = paced_sleep;
+    paced_adapter = r.a;
+    paced_now_ns = 5000000000ull;
+    paced_slept_ns = 0;
+    paced_idle_waits_seen = st.idle_waits;
+    uint64_t cycles_before = st.cycles;
+
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 1000000000000ull); /* an idle second */
+    r.on_wait = paced_coupled_script;
+    run_until_stopped(&r);
+
+    const struct seen_msg *idle = SEEN_SYNC(&r, REACHED, 0);
+    const struct seen_msg *busy = SEEN_SYNC(&r, REACHED, 1);
+    assert_non_null(idle);
+    assert_non_null(busy);
+    assert_true(idle->idle);
+    assert_false(busy->idle);
+    assert_int_equal(busy->stamp - idle->stamp, 40 * PERIOD_PS);
+    tlpb_rtl_get_stats(r.a, &st);
+    assert_true(st.skipped_cycles >= 250000000ull - COUPLED_AT_CYCLE);
+    /* The 2.5e8 skipped cycles cost nothing: paid are the clocked ones */
+    assert_true(paced_slept_ns <= (st.cycles - cycles_before) * 1000000ull);
+    /* and the second of waiting bought no credit: the 40 busy cycles of
+     * the second grant are paid in full */
+    assert_int_equal(paced_slept_ns - paced_phase2_start_ns, 40 * 1000000ull);
+    rig_close(&r);
+}
+
+/* The clock joins the host's at COUPLED even when the free-running clock is
+ * ahead: the same guest sees the same device times however long the
+ * simulator ran before. */
+static void test_coupled_clock_joins_the_host(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    run_cycles(&r, 200); /* free-running well past cycle 40 */
+    assert_true(r.a->time_cycle > 100);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 40 * PERIOD_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 40 * PERIOD_PS, 3, 60 * PERIOD_PS);
+    r.on_wait = stop_at_first_reached;
+    bool sent = false;
+    for (unsigned i = 0; i < CYCLE_BOUND && !tlpb_rtl_finished(r.a, NULL); i++) {
+        if (!sent && r.a->coupled) {
+            struct tlpb_tlp w = mwr(DONE_ADDR, 1, payload_pool[0], 1);
+            design_send(&r, &w);
+            sent = true;
+        }
+        rig_cycle(&r);
+        rig_drain(&r);
+    }
+    const struct seen_msg *reached = SEEN_SYNC(&r, REACHED, 0);
+    assert_non_null(reached);
+    assert_int_equal(reached->stamp, 60 * PERIOD_PS);
+    const struct seen_msg *w = SEEN_TLP(&r, TLPB_TLP_MWR, 0);
+    assert_non_null(w);
+    assert_true(w->stamp > 40 * PERIOD_PS && w->stamp <= 60 * PERIOD_PS);
+    assert_int_equal(r.a->time_cycle, 60);
+    rig_close(&r);
+}
+
+/* PROGRESS while clocking a long grant, on the socket's cadence (the wall
+ * clock of its rate limit injected: a second per look), with the device's
+ * time and the cycles clocked; none once the grant is reached. */
+static uint64_t progress_wall_ns;
+static uint64_t progress_wall(void)
+{
+    progress_wall_ns += 1000000000ull;
+    return progress_wall_ns;
+}
+
+static unsigned progress_count;
+static uint64_t progress_last_cycles, progress_last_stamp;
+
+static void progress_on_frame(struct rig *r, const Tlpb__Envelope *env)
+{
+    if (env->body_case != TLPB__ENVELOPE__BODY_TIME_SYNC ||
+        env->time_sync->kind != TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)
+        return;
+    const Tlpb__TimeSync *ts = env->time_sync;
+    assert_false(seen_reached(r, 0)); /* none after the grant is reached */
+    assert_true(progress_count == 0 || ts->clocked_cycles > progress_last_cycles);
+    assert_true(progress_count == 0 || ts->sim_time_ps > progress_last_stamp);
+    assert_true(ts->sim_time_ps < (COUPLED_AT_CYCLE + 2000) * PERIOD_PS);
+    assert_int_equal(ts->sim_time_ps % PERIOD_PS, 0);
+    progress_last_cycles = ts->clocked_cycles;
+    progress_last_stamp = ts->sim_time_ps;
+    progress_count++;
+}
+
+static void test_coupled_progress_during_a_long_grant(void **state)
+{
+    struct rig r;
+    coupled_rig_open(&r, false);
+    r.idle = false;
+    tlpb_sim_set_wall_clock(r.a->sim, progress_wall);
+    progress_count = 0;
+    progress_last_cycles = progress_last_stamp = 0;
+    r.on_frame = progress_on_frame;
+    r.on_wait = stop_at_first_reached;
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, COUPLED_AT_PS, 0, 0);
+    send_sync(&r, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, COUPLED_AT_PS, 1,
+              COUPLED_AT_PS + 2000 * PERIOD_PS);
+    run_until_stopped(&r);
+    assert_true(seen_reached(&r, 0));
+    /* one per look at the socket: every 16 cycles of the 2000 */
+    assert_true(progress_count >= 2000 / RTL_READ_EMPTY_CYCLES - 2);
+    tlpb_sim_set_wall_clock(r.a->sim, NULL);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -870,6 +1518,14 @@ int main(void)
         cmocka_unit_test(test_idle_sleeps_on_socket),
         cmocka_unit_test(test_pacing_counts_busy_cycles_only),
         cmocka_unit_test(test_pacing_holds_output_until_paid),
+        cmocka_unit_test(test_coupled_grant_reached),
+        cmocka_unit_test(test_coupled_clock_joins_the_host),
+        cmocka_unit_test(test_coupled_input_at_its_stamp),
+        cmocka_unit_test(test_coupled_idle_grant_costs_no_cycles),
+        cmocka_unit_test(test_coupled_dma_read_held_deterministic),
+        cmocka_unit_test(test_coupled_free_runs_again),
+        cmocka_unit_test(test_coupled_progress_during_a_long_grant),
+        cmocka_unit_test(test_coupled_pacing_counts_clocked_cycles_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,15 @@
  *             tags and their completions find their way back;
  *   trace   - --trace writes a VCD of the whole run (two time steps a cycle);
  *   window  - --trace-window N keeps the window around the trigger (a TLP
- *             the adapter rejects), bounded whatever the run's length.
+ *             the adapter rejects), bounded whatever the run's length;
+ *   coupled - coupled time through the simulator process: the same scripted
+ *             exchange twice, the device's DMA read answered at once in one
+ *             run and after a pause in wall time in the other, gives the
+ *             same messages with the same stamps, and grants end where
+ *             they should.
  * Every wait is bounded; a hang is a failure.
  *
- *   test_rtl_loopback --sim PATH --case echo|trace|window */
+ *   test_rtl_loopback --sim PATH --case echo|trace|window|coupled|coupled_dmacopy */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +38,7 @@
 #include "fake_bridge.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "../dmacopy_spec.h"
 
 #define WAIT_MS 30000
 #define PERIOD_PS 4000 /* --cycles-per-ns 0.25 */
@@ -43,6 +49,9 @@ static char sock_path[108];
 static char log_path[256];
 static pid_t sim_pid = -1;
 static int failures;
+static uint32_t hello_caps; /* what the fake bridge grants */
+static const char *sim_device = "loop0";
+static uint64_t hello_clock_period_ps;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
@@ -110,7 +119,7 @@ static void start_sim(struct fake_bridge *fb, const char *const *extra)
     argv[n++] = "--socket";
     argv[n++] = sock_path;
     argv[n++] = "--device";
-    argv[n++] = "loop0";
+    argv[n++] = sim_device;
     argv[n++] = "--cycles-per-ns";
     argv[n++] = "0.25";
     for (unsigned i = 0; extra && extra[i] && n < 23; i++)
@@ -141,12 +150,17 @@ static void start_sim(struct fake_bridge *fb, const char *const *extra)
     Tlpb__Envelope *hello = fb_recv(fb, WAIT_MS);
     if (!hello || hello->body_case != TLPB__ENVELOPE__BODY_HELLO)
         die("no Hello from the simulator");
-    if (hello->hello->role != TLPB__ROLE__ROLE_SIMULATOR || strcmp(hello->hello->device_name, "loop0") ||
-        !hello->hello->description || hello->hello->description->device_id != 0x0001)
+    bool loopback = strcmp(sim_device, "loop0") == 0;
+    if (hello->hello->role != TLPB__ROLE__ROLE_SIMULATOR ||
+        strcmp(hello->hello->device_name, sim_device) || !hello->hello->description ||
+        (loopback && hello->hello->description->device_id != 0x0001))
         fail("unexpected Hello (role %d, device %s)", (int)hello->hello->role,
              hello->hello->device_name);
+    hello_clock_period_ps = hello->hello->clock_period_ps;
+    if (!(hello->hello->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC))
+        fail("the simulator does not offer coupled time");
     tlpb_envelope_free(hello);
-    if (fb_send_hello_reply(fb) != 0)
+    if (fb_send_hello_reply_caps(fb, hello_caps) != 0)
         die("cannot answer the Hello");
 }
 
@@ -338,6 +352,395 @@ static void case_echo(void)
     fb_fini(&fb);
 }
 
+static void log_must_contain(const char *needle);
+
+/* ---- coupled ------------------------------------------------------------------------- */
+
+#define C_PERIOD_PS 5000ull                /* --clock-period-ps 5000 */
+#define C_DMA_CYCLES 20ull                 /* --dma-read-latency-ns 100 */
+#define C_T0 1000000ull /* 1 us: the free-running clock may be ahead or behind it */
+
+struct c_msg {
+    int body, kind;
+    uint64_t stamp, sync_id, clocked_cycles;
+    bool idle;
+    uint8_t tag;
+};
+
+struct c_run {
+    struct c_msg msgs[64];
+    unsigned n;
+};
+
+/* The next frame from the simulator, logged (errors and PROGRESS, which
+ * depend on wall time, are skipped). */
+static Tlpb__Envelope *c_recv(struct fake_bridge *fb, struct c_run *run)
+{
+    for (;;) {
+        Tlpb__Envelope *env = fb_recv(fb, WAIT_MS);
+        if (!env)
+            die("no message from the simulator within %d ms", WAIT_MS);
+        if (env->body_case == TLPB__ENVELOPE__BODY_ERROR ||
+            (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+             env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)) {
+            tlpb_envelope_free(env);
+            continue;
+        }
+        if (run->n >= 64)
+            die("too many messages");
+        struct c_msg *m = &run->msgs[run->n++];
+        memset(m, 0, sizeof(*m));
+        m->body = env->body_case;
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+            m->kind = env->tlp->kind;
+            m->stamp = env->tlp->sim_time_ps;
+            m->tag = (uint8_t)env->tlp->tag;
+        } else if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC) {
+            m->kind = env->time_sync->kind;
+            m->stamp = env->time_sync->sim_time_ps;
+            m->sync_id = env->time_sync->sync_id;
+            m->idle = env->time_sync->idle;
+            m->clocked_cycles = env->time_sync->clocked_cycles;
+        }
+        return env;
+    }
+}
+
+static void c_send_tlp(struct fake_bridge *fb, const struct tlpb_tlp *tlp)
+{
+    if (fb_send_tlp(fb, tlp) != 0)
+        die("send TLP");
+}
+
+static void c_config_write(struct fake_bridge *fb, uint16_t reg, uint32_t value, uint8_t be,
+                           uint8_t tag, uint64_t stamp)
+{
+    static uint8_t data[64][4];
+    tlpb_put_le32(data[tag % 64], value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
+                          .completer_id = 0x0500, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = data[tag % 64], .sim_time_ps = stamp};
+    c_send_tlp(fb, &wr);
+}
+
+/* Until a REACHED for sync_id; returns its stamp. */
+static uint64_t c_until_reached(struct fake_bridge *fb, struct c_run *run, uint64_t sync_id)
+{
+    for (;;) {
+        Tlpb__Envelope *env = c_recv(fb, run);
+        bool done = env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+                    env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+        uint64_t t = done ? env->time_sync->sim_time_ps : 0;
+        if (done && env->time_sync->sync_id != sync_id)
+            fail("REACHED %llu, expected %llu", (unsigned long long)env->time_sync->sync_id,
+                 (unsigned long long)sync_id);
+        tlpb_envelope_free(env);
+        if (done)
+            return t;
+    }
+}
+
+static void c_scenario(struct c_run *run, bool answer_late)
+{
+    struct fake_bridge fb;
+    const char *extra[] = {"--clock-period-ps", "5000", "--dma-read-latency-ns", "100", NULL};
+    hello_caps = TLPB__CAPABILITY__CAP_TIME_SYNC;
+    memset(run, 0, sizeof(*run));
+    start_sim(&fb, extra);
+    if (hello_clock_period_ps != C_PERIOD_PS)
+        fail("Hello announces a clock period of %llu ps", (unsigned long long)hello_clock_period_ps);
+
+    if (answer_late) {
+        /* Free-running first, long enough for the clock to pass the host's
+         * time (a wall-time pause, not a synchronisation): the clock then
+         * goes back to join the host's at COUPLED. */
+        struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .tag = 9, .length_dw = 1, .first_be = 0xF,
+                              .completer_id = 0x0500, .cfg_register = 0, .bar_hint = TLPB_NO_BAR};
+        c_send_tlp(&fb, &rd);
+        Tlpb__Envelope *env;
+        struct tlpb_tlp cpl = recv_tlp(&fb, &env);
+        if (cpl.kind != TLPB_TLP_CPLD || cpl.sim_time_ps != 0)
+            fail("free-running config read: kind %d, stamp %llu", cpl.kind,
+                 (unsigned long long)cpl.sim_time_ps);
+        tlpb_envelope_free(env);
+        struct pollfd p = {.fd = fb.fd, .events = POLLIN};
+        poll(&p, 1, 50);
+    }
+    /* Coupled from 1 us of host time; a hot reset there makes the design's
+     * state (its LFSR) independent of the free-running start; then config
+     * space again, each write completed under its implicit grant. */
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, C_T0, 0, 0) != 0 ||
+        fb_send_reset_at(&fb, TLPB__RESET_KIND__RESET_HOT, C_T0) != 0)
+        die("send COUPLED, reset");
+    c_config_write(&fb, 0x10, BAR0_ADDR, 0xF, 1, C_T0 + 1);
+    c_config_write(&fb, 0x04, 0x0006, 0x3, 2, C_T0 + 2);
+    for (unsigned i = 0; i < 2; i++) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        if (env->body_case != TLPB__ENVELOPE__BODY_TLP || env->tlp->kind != TLPB__TLP_KIND__TLP_CPL)
+            fail("config write %u: no completion", i);
+        tlpb_envelope_free(env);
+    }
+
+    /* A write in the first grant comes back as the device's write. */
+    static uint8_t wdata[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = BAR0_ADDR + 0x40, .length_dw = 4,
+                         .first_be = 0xF, .last_be = 0xF, .bar_hint = 0, .payload_bytes = 16,
+                         .payload = wdata, .sim_time_ps = C_T0 + 30 * C_PERIOD_PS + 1};
+    c_send_tlp(&fb, &w);
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, C_T0 + 100 * C_PERIOD_PS, 1,
+                          C_T0 + 100 * C_PERIOD_PS) != 0)
+        die("send GRANT");
+    uint64_t reached1 = c_until_reached(&fb, run, 1);
+    if (reached1 != C_T0 + 100 * C_PERIOD_PS)
+        fail("REACHED 1 at %llu ps, the grant ends at %llu", (unsigned long long)reached1,
+             (unsigned long long)(C_T0 + 100 * C_PERIOD_PS));
+
+    /* A read beyond the grant: the loopback makes it a DMA read of its own,
+     * which the bridge answers; its echo completes the host's read. */
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0, .tag = 5,
+                          .address = BAR0_ADDR + 0x100, .length_dw = 4, .first_be = 0xF,
+                          .last_be = 0xF, .bar_hint = 0, .sim_time_ps = C_T0 + 150 * C_PERIOD_PS};
+    c_send_tlp(&fb, &rd);
+    uint64_t dma_stamp = 0, echo_stamp = 0;
+    while (!echo_stamp) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        struct tlpb_tlp got;
+        const char *reason = "?";
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP &&
+            tlpb_tlp_from_pb(&got, env->tlp, &reason) == 0) {
+            if (got.kind == TLPB_TLP_MRD) {
+                dma_stamp = got.sim_time_ps;
+                if (answer_late) {
+                    /* A pause in wall time (not a synchronisation: the
+                     * result must not depend on it); the simulator, held at
+                     * the completion's cycle, sends nothing meanwhile. */
+                    Tlpb__Envelope *early = fb_recv(&fb, 300);
+                    if (early) {
+                        fail("the simulator sent body %d while its DMA read was outstanding",
+                             (int)early->body_case);
+                        tlpb_envelope_free(early);
+                    }
+                }
+                static uint8_t data[16];
+                struct tlpb_tlp cpl;
+                tlpb_completion_for(&cpl, &got, 0, tlpb_tlp_first_byte_address(&got), 16, 16);
+                cpl.payload = data;
+                cpl.sim_time_ps = answer_late ? C_T0 + 999 * C_PERIOD_PS : 1; /* not what counts */
+                c_send_tlp(&fb, &cpl);
+            } else if (got.kind == TLPB_TLP_CPLD && got.tag == 5) {
+                echo_stamp = got.sim_time_ps;
+            }
+        }
+        tlpb_envelope_free(env);
+    }
+    if (dma_stamp == 0 || echo_stamp < dma_stamp + C_DMA_CYCLES * C_PERIOD_PS)
+        fail("the read's echo at %llu ps, its DMA read at %llu ps: less than the latency",
+             (unsigned long long)echo_stamp, (unsigned long long)dma_stamp);
+
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, C_T0 + 400 * C_PERIOD_PS, 2,
+                          C_T0 + 400 * C_PERIOD_PS) != 0)
+        die("send GRANT");
+    c_until_reached(&fb, run, 2);
+    stop_sim();
+    fb_fini(&fb);
+    if (answer_late)
+        log_must_contain("free-running cycles do not count");
+}
+
+static void case_coupled(void)
+{
+    static struct c_run first, second;
+    c_scenario(&first, false);
+    c_scenario(&second, true);
+    if (first.n != second.n)
+        fail("%u messages in the first run, %u in the second", first.n, second.n);
+    for (unsigned i = 0; i < first.n && i < second.n; i++) {
+        const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
+        if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag ||
+            x->clocked_cycles != y->clocked_cycles)
+            fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
+                 x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
+                 (unsigned long long)y->stamp);
+        if (x->stamp % C_PERIOD_PS != 0 || x->stamp < C_T0)
+            fail("message %u stamped %llu ps", i, (unsigned long long)x->stamp);
+    }
+    printf("coupled: %u messages, the same in both runs\n", first.n);
+}
+
+/* ---- coupled_dmacopy ------------------------------------------------------------------- */
+
+/* The dmacopy RTL coupled: a 4 KiB copy in one grant, the bridge playing
+ * host memory; then an idle second. Twice, DMA reads answered at once and
+ * after a pause: the same messages with the same stamps. */
+#define D_PERIOD_PS 4000ull
+#define D_T0 1000000ull
+#define D_BAR0 0xFE000000u
+#define D_MEM_BASE 0x100000u
+#define D_MEM_BYTES (64u * 1024u)
+#define D_RING (D_MEM_BASE + 0x0000u)
+#define D_SRC (D_MEM_BASE + 0x1000u)
+#define D_DST (D_MEM_BASE + 0x4000u)
+#define D_LEN 4096u
+
+static uint8_t host_mem[D_MEM_BYTES];
+
+static void d_mwr(struct fake_bridge *fb, uint32_t reg, uint32_t value, uint64_t stamp)
+{
+    static uint8_t data[64][4];
+    static unsigned next;
+    uint8_t *d = data[next++ % 64];
+    tlpb_put_le32(d, value);
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .address = D_BAR0 + reg, .length_dw = 1,
+                         .first_be = 0xF, .bar_hint = 0, .payload_bytes = 4, .payload = d,
+                         .sim_time_ps = stamp};
+    c_send_tlp(fb, &w);
+}
+
+static void d_answer_read(struct fake_bridge *fb, const struct tlpb_tlp *rd)
+{
+    uint64_t addr = tlpb_tlp_first_byte_address(rd);
+    uint32_t bytes = tlpb_tlp_request_bytes(rd);
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, rd, 0, addr, bytes, bytes);
+    cpl.payload = host_mem + ((addr & ~3ull) - D_MEM_BASE);
+    c_send_tlp(fb, &cpl);
+}
+
+/* Serve the device's DMA until a REACHED for sync_id; returns it. Late:
+ * reads are answered only once the simulator has been quiet for a while
+ * (its clock holds at the first completion's cycle), all at once. */
+static Tlpb__TimeSync d_serve_until_reached(struct fake_bridge *fb, struct c_run *run,
+                                            uint64_t sync_id, bool answer_late)
+{
+    static struct tlpb_tlp owed[64];
+    unsigned owed_n = 0;
+    for (;;) {
+        if (answer_late && owed_n) {
+            struct pollfd p = {.fd = fb->fd, .events = POLLIN};
+            if (fb->rd.end == fb->rd.start && poll(&p, 1, 20) == 0) {
+                for (unsigned i = 0; i < owed_n; i++)
+                    d_answer_read(fb, &owed[i]);
+                owed_n = 0;
+            }
+        }
+        Tlpb__Envelope *env = c_recv(fb, run);
+        if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+            env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED) {
+            Tlpb__TimeSync ts = *env->time_sync;
+            if (ts.sync_id != sync_id)
+                fail("REACHED %llu, expected %llu", (unsigned long long)ts.sync_id,
+                     (unsigned long long)sync_id);
+            if (owed_n)
+                fail("REACHED with %u DMA reads unanswered", owed_n);
+            tlpb_envelope_free(env);
+            return ts;
+        }
+        struct tlpb_tlp t;
+        const char *reason = "?";
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP && tlpb_tlp_from_pb(&t, env->tlp, &reason) == 0) {
+            uint64_t addr = tlpb_tlp_first_byte_address(&t);
+            uint32_t bytes = tlpb_tlp_request_bytes(&t);
+            if (addr < D_MEM_BASE || addr + bytes > D_MEM_BASE + D_MEM_BYTES) {
+                fail("DMA outside host memory at %#llx", (unsigned long long)addr);
+            } else if (t.kind == TLPB_TLP_MWR) {
+                memcpy(host_mem + (addr - D_MEM_BASE), t.payload + (addr & 3u), bytes);
+            } else if (t.kind == TLPB_TLP_MRD) {
+                if (!answer_late)
+                    d_answer_read(fb, &t);
+                else if (owed_n < 64)
+                    owed[owed_n++] = t; /* no payload: safe to keep */
+                else
+                    fail("more than 64 DMA reads outstanding");
+            }
+        }
+        tlpb_envelope_free(env);
+    }
+}
+
+static void d_scenario(struct c_run *run, bool answer_late, uint64_t *idle_clocked)
+{
+    struct fake_bridge fb;
+    const char *extra[] = {"--clock-period-ps", "4000", NULL};
+    hello_caps = TLPB__CAPABILITY__CAP_TIME_SYNC;
+    memset(run, 0, sizeof(*run));
+    memset(host_mem, 0, sizeof(host_mem));
+    for (unsigned i = 0; i < D_LEN; i++)
+        host_mem[D_SRC - D_MEM_BASE + i] = (uint8_t)(i * 7u + 3u);
+    uint8_t *desc = host_mem + (D_RING - D_MEM_BASE);
+    tlpb_put_le32(desc + 0, D_SRC);
+    tlpb_put_le32(desc + 8, D_DST);
+    tlpb_put_le32(desc + 16, D_LEN);
+    start_sim(&fb, extra);
+
+    uint64_t t = D_T0;
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, t, 0, 0) != 0 ||
+        fb_send_reset_at(&fb, TLPB__RESET_KIND__RESET_HOT, t) != 0)
+        die("send COUPLED, reset");
+    c_config_write(&fb, 0x10, D_BAR0, 0xF, 1, t + 1);
+    c_config_write(&fb, 0x04, 0x0006, 0x3, 2, t + 2);
+    for (unsigned i = 0; i < 2; i++) {
+        Tlpb__Envelope *env = c_recv(&fb, run);
+        if (env->body_case != TLPB__ENVELOPE__BODY_TLP || env->tlp->kind != TLPB__TLP_KIND__TLP_CPL)
+            fail("config write %u: no completion", i);
+        tlpb_envelope_free(env);
+    }
+    t += 1000000; /* 1 us later the driver programs the ring and rings */
+    d_mwr(&fb, REG_RING_LO, D_RING, t);
+    d_mwr(&fb, REG_RING_HI, 0, t + 1000);
+    d_mwr(&fb, REG_RING_SIZE, 2, t + 2000);
+    d_mwr(&fb, REG_CTRL, CTRL_ENABLE, t + 3000);
+    d_mwr(&fb, REG_TAIL, 1, t + 4000);
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, t + 20000000, 1,
+                          t + 20000000) != 0) /* 20 us: plenty for 4 KiB */
+        die("send GRANT");
+    Tlpb__TimeSync r1 = d_serve_until_reached(&fb, run, 1, answer_late);
+    if (r1.sim_time_ps != t + 20000000)
+        fail("REACHED 1 at %llu ps", (unsigned long long)r1.sim_time_ps);
+    if (memcmp(host_mem + (D_DST - D_MEM_BASE), host_mem + (D_SRC - D_MEM_BASE), D_LEN) != 0)
+        fail("the copy is not in host memory after the grant");
+    if (!(tlpb_get_le32(desc + 24) & DESC_DONE))
+        fail("the descriptor is not done after the grant");
+
+    /* An idle second: the design says idle, nothing is clocked for it. */
+    if (fb_send_time_sync(&fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, t + 1000000000000ull, 2,
+                          t + 1000000000000ull) != 0)
+        die("send GRANT");
+    Tlpb__TimeSync r2 = d_serve_until_reached(&fb, run, 2, answer_late);
+    if (!r2.idle || r2.sim_time_ps != t + 1000000000000ull)
+        fail("REACHED 2: idle %d at %llu ps", r2.idle, (unsigned long long)r2.sim_time_ps);
+    *idle_clocked = r2.clocked_cycles - r1.clocked_cycles;
+    stop_sim();
+    fb_fini(&fb);
+}
+
+static void case_coupled_dmacopy(void)
+{
+    static struct c_run first, second;
+    uint64_t idle1, idle2;
+    sim_device = "dma0";
+    d_scenario(&first, false, &idle1);
+    d_scenario(&second, true, &idle2);
+    /* the grant before had 8 quiet cycles to spare at most */
+    if (idle1 > 16 || idle2 > 16)
+        fail("%llu and %llu cycles clocked over an idle second",
+             (unsigned long long)idle1, (unsigned long long)idle2);
+    if (first.n != second.n)
+        fail("%u messages in the first run, %u in the second", first.n, second.n);
+    for (unsigned i = 0; i < first.n && i < second.n; i++) {
+        const struct c_msg *x = &first.msgs[i], *y = &second.msgs[i];
+        if (x->body != y->body || x->kind != y->kind || x->stamp != y->stamp ||
+            x->sync_id != y->sync_id || x->idle != y->idle || x->tag != y->tag ||
+            x->clocked_cycles != y->clocked_cycles) {
+            fail("message %u: body %d kind %d at %llu ps, then body %d kind %d at %llu ps", i,
+                 x->body, x->kind, (unsigned long long)x->stamp, y->body, y->kind,
+                 (unsigned long long)y->stamp);
+            break;
+        }
+    }
+    printf("coupled_dmacopy: %u messages, the same in both runs\n", first.n);
+}
+
 /* ---- waveforms --------------------------------------------------------------------------- */
 
 struct vcd_summary {
@@ -405,10 +808,11 @@ static void case_trace(void)
            s.last_time);
     if (s.enddefinitions != 1 || !s.has_clk || !s.has_rx_tdata)
         fail("the VCD lacks its header or signals");
-    /* two dumps a cycle, 3000 cycles */
+    /* two dumps a cycle, 3000 cycles; edges at device time, the clock
+     * period after the cycle they end (edge k at k * period) */
     if (s.timestamps != 6000)
         fail("%u time steps for 3000 cycles, expected 6000", s.timestamps);
-    if (s.last_time != 2999ull * PERIOD_PS + PERIOD_PS / 2)
+    if (s.last_time != 3000ull * PERIOD_PS + PERIOD_PS / 2)
         fail("last time %llu ps", s.last_time);
     log_must_contain("waveforms written to");
 }
@@ -436,7 +840,7 @@ static void case_window(void)
         fail("joined VCD has %u headers", s.enddefinitions);
     if (s.timestamps > bound || s.timestamps < 2 * window)
         fail("%u time steps, expected between %u and %u", s.timestamps, 2 * window, bound);
-    if (s.last_time != 19999ull * PERIOD_PS + PERIOD_PS / 2)
+    if (s.last_time != 20000ull * PERIOD_PS + PERIOD_PS / 2)
         fail("the window does not end at the last cycle (%llu ps)", s.last_time);
     log_must_contain("no waveform trigger");
     remove(vcd);
@@ -481,9 +885,10 @@ static void case_window(void)
     if (s.enddefinitions != 1 || s.timestamps > bound || s.timestamps == 0)
         fail("window with trigger: %u headers, %u time steps (bound %u)", s.enddefinitions,
              s.timestamps, bound);
-    /* it covers the trigger and ends at most window/8 + 1 cycles after it */
-    if (s.first_time > trigger * PERIOD_PS || s.last_time < trigger * PERIOD_PS ||
-        s.last_time > (trigger + window / 8 + 2) * PERIOD_PS)
+    /* it covers the trigger (cycle c, 0-based, dumped at (c + 1) * period)
+     * and ends at most window/8 + 1 cycles after it */
+    if (s.first_time > (trigger + 1) * PERIOD_PS || s.last_time < (trigger + 1) * PERIOD_PS ||
+        s.last_time > (trigger + window / 8 + 3) * PERIOD_PS)
         fail("window %llu..%llu ps does not fit the trigger at cycle %llu", s.first_time,
              s.last_time, trigger);
 }
@@ -505,7 +910,7 @@ int main(int argc, char **argv)
             return 2;
     }
     if (!sim_path || !which) {
-        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window\n");
+        fprintf(stderr, "usage: test_rtl_loopback --sim PATH --case echo|trace|window|coupled|coupled_dmacopy\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -523,6 +928,10 @@ int main(int argc, char **argv)
         case_trace();
     else if (strcmp(which, "window") == 0)
         case_window();
+    else if (strcmp(which, "coupled") == 0)
+        case_coupled();
+    else if (strcmp(which, "coupled_dmacopy") == 0)
+        case_coupled_dmacopy();
     else
         die("unknown case %s", which);
     if (failures)

@@ -236,9 +236,10 @@ static void test_huge_cap_and_overflow(void **state)
 
 /* tlpb_rtl_sim_start on argv (with --help last, so an accepted value ends
  * the parse with 0 before any attach); what it prints lands in out. */
-static int parse(const char *value, struct tlpb_rtl_sim_options *opts, char *out, size_t out_size)
+static int parse_option(const char *option, const char *value, struct tlpb_rtl_sim_options *opts,
+                        char *out, size_t out_size)
 {
-    char *argv[] = {"sim", "--max-cycles-per-s", (char *)value, "--help", NULL};
+    char *argv[] = {"sim", (char *)option, (char *)value, "--help", NULL};
     FILE *capture = tmpfile();
     assert_non_null(capture);
     fflush(stdout);
@@ -259,6 +260,11 @@ static int parse(const char *value, struct tlpb_rtl_sim_options *opts, char *out
     out[n] = '\0';
     fclose(capture);
     return rc;
+}
+
+static int parse(const char *value, struct tlpb_rtl_sim_options *opts, char *out, size_t out_size)
+{
+    return parse_option("--max-cycles-per-s", value, opts, out, out_size);
 }
 
 static void test_option_accepts_counts(void **state)
@@ -298,6 +304,37 @@ static void test_option_refuses_bad_values(void **state)
     }
 }
 
+/* The clock period (coupled time, waveforms): whole ps, given as a period
+ * or as a frequency; the DMA read latency of coupled time. */
+static void test_clock_period_options(void **state)
+{
+    char out[4096];
+    struct tlpb_rtl_sim_options opts;
+    assert_int_equal(parse_option("--log-level", "2", &opts, out, sizeof(out)), 0);
+    assert_int_equal(opts.clock_period_ps, 4000); /* 250 MHz by default */
+    assert_int_equal(opts.dma_read_latency_ns, 250);
+    assert_int_equal(parse_option("--clock-period-ps", "5000", &opts, out, sizeof(out)), 0);
+    assert_int_equal(opts.clock_period_ps, 5000);
+    assert_int_equal(parse_option("--cycles-per-ns", "0.3", &opts, out, sizeof(out)), 0);
+    assert_int_equal(opts.clock_period_ps, 3333); /* 3333.3 ps, rounded */
+    assert_int_equal(parse_option("--cycles-per-ns", "0.25", &opts, out, sizeof(out)), 0);
+    assert_int_equal(opts.clock_period_ps, 4000);
+    assert_int_equal(parse_option("--dma-read-latency-ns", "1000", &opts, out, sizeof(out)), 0);
+    assert_int_equal(opts.dma_read_latency_ns, 1000);
+    static const char *const bad_periods[] = {"0", "1", "-4000", "4e3", "", "1000000001"};
+    for (size_t i = 0; i < sizeof(bad_periods) / sizeof(bad_periods[0]); i++) {
+        if (parse_option("--clock-period-ps", bad_periods[i], &opts, out, sizeof(out)) != 2)
+            fail_msg("--clock-period-ps '%s' accepted", bad_periods[i]);
+        assert_non_null(strstr(out, "--clock-period-ps takes"));
+    }
+    static const char *const bad_latencies[] = {"0", "-1", "x", "1000000001"};
+    for (size_t i = 0; i < sizeof(bad_latencies) / sizeof(bad_latencies[0]); i++) {
+        if (parse_option("--dma-read-latency-ns", bad_latencies[i], &opts, out, sizeof(out)) != 2)
+            fail_msg("--dma-read-latency-ns '%s' accepted", bad_latencies[i]);
+        assert_non_null(strstr(out, "--dma-read-latency-ns takes"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_huge_cap_and_overflow),
         cmocka_unit_test(test_option_accepts_counts),
         cmocka_unit_test(test_option_refuses_bad_values),
+        cmocka_unit_test(test_clock_period_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,12 @@
  * the callbacks, UR and an Error for a request that breaks a rule, an Error
  * and the end of the connection for a malformed TLP or an unknown Reset
  * kind, an Error for a bad frame,
- * output refused over its limit and resumed, and the connection's end.
+ * output refused over its limit and resumed, and the connection's end;
+ * coupled time: CAP_TIME_SYNC and the clock period in the Hello, COUPLED
+ * moving the clock, output stamped only while coupled, REACHED and
+ * PROGRESS as sent (PROGRESS rate-limited on an injected clock), GRANT
+ * without coupling or with sync_id 0 a protocol error, TimeSync without
+ * the capability answered with an Error.
  * Expected values come from docs/protocol.md and docs/simulator-api.md. */
 #include <errno.h>
 #include <setjmp.h>
@@ -40,6 +45,9 @@ struct rig {
     Tlpb__ResetKind resets[MAX_SEEN];
     unsigned reset_count;
     unsigned output_ready_count;
+    struct tlpb_sim_time_sync syncs[MAX_SEEN];
+    unsigned sync_count;
+    uint64_t reset_stamp;         /* tlpb_sim_input_time_ps in the reset callback */
 };
 
 static void on_tlp(void *arg, const struct tlpb_tlp *tlp)
@@ -58,6 +66,15 @@ static void on_reset(void *arg, Tlpb__ResetKind kind)
     if (r->reset_count < MAX_SEEN)
         r->resets[r->reset_count] = kind;
     r->reset_count++;
+    r->reset_stamp = tlpb_sim_input_time_ps(r->sim);
+}
+
+static void on_time_sync(void *arg, const struct tlpb_sim_time_sync *ts)
+{
+    struct rig *r = arg;
+    if (r->sync_count < MAX_SEEN)
+        r->syncs[r->sync_count] = *ts;
+    r->sync_count++;
 }
 
 static void on_output_ready(void *arg)
@@ -76,6 +93,7 @@ static const struct tlpb_sim_callbacks rig_callbacks = {
     .reset = on_reset,
     .output_ready = on_output_ready,
     .bus_device_function = on_bdf,
+    .time_sync = on_time_sync,
 };
 
 static int rig_setup(void **state)
@@ -92,6 +110,33 @@ static int rig_setup(void **state)
         .peer_name = "unit test",
         .description = &test_description,
         .completion_timeout_ms = 1234,
+        .log_level = 3,
+    };
+    char err[256] = "";
+    int rc = tlpb_sim_attach_fd(&r->sim, sv[0], &opts, &rig_callbacks, r, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("attach: %s", err);
+    r->hello = fb_recv(&r->fb, 2000);
+    assert_non_null(r->hello);
+    *state = r;
+    return 0;
+}
+
+/* A simulator with a 4 ns clock that offers coupled time, to a bridge that
+ * grants it. */
+static int time_rig_setup(void **state)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    int sv[2];
+    assert_non_null(r);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fb_init(&r->fb, sv[1]);
+    assert_int_equal(fb_send_hello_reply_caps(&r->fb, TLPB__CAPABILITY__CAP_TIME_SYNC), 0);
+    const struct tlpb_sim_options opts = {
+        .device_name = "sim0",
+        .description = &test_description,
+        .time_sync = true,
+        .clock_period_ps = 4000,
         .log_level = 3,
     };
     char err[256] = "";
@@ -389,8 +434,222 @@ static void attach_refuses_a_bad_description(void **state)
     close(sv[1]);
 }
 
+/* ---- coupled time ---------------------------------------------------------------- */
+
+static uint64_t fake_wall_ns;
+static uint64_t fake_wall(void)
+{
+    return fake_wall_ns;
+}
+
+static void time_sync_offered_with_the_period(void **state)
+{
+    struct rig *r = *state;
+    const Tlpb__Hello *h = r->hello->hello;
+    assert_true(h->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC);
+    assert_int_equal(h->clock_period_ps, 4000);
+    assert_true(tlpb_sim_time_negotiated(r->sim));
+    assert_false(tlpb_sim_time_coupled(r->sim)); /* until the bridge says COUPLED */
+}
+
+static uint64_t stamp_of_next_tlp(struct rig *r)
+{
+    Tlpb__Envelope *env = expect_frame(r);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_TLP);
+    uint64_t t = env->tlp->sim_time_ps;
+    tlpb_envelope_free(env);
+    return t;
+}
+
+static void coupled_moves_the_clock_and_stamps_output(void **state)
+{
+    struct rig *r = *state;
+    struct tlpb_tlp mwr = {.kind = TLPB_TLP_MWR, .requester_id = 0x0308,
+                           .bar_hint = TLPB_NO_BAR, .payload = (const uint8_t *)"abcd",
+                           .payload_bytes = 4};
+    assert_int_equal(tlpb_tlp_set_mem_range(&mwr, 0x10000000u, 4), 0);
+
+    tlpb_sim_set_time_ps(r->sim, 90000); /* free-running, ahead of the host */
+    assert_int_equal(tlpb_sim_send_tlp(r->sim, &mwr), 0);
+    assert_int_equal(stamp_of_next_tlp(r), 0); /* free-running: unstamped */
+
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 50000,
+                                       0, 0), 0);
+    deliver(r);
+    assert_int_equal(r->sync_count, 1);
+    assert_int_equal(r->syncs[0].kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED);
+    assert_int_equal(r->syncs[0].sim_time_ps, 50000);
+    assert_true(tlpb_sim_time_coupled(r->sim));
+    /* joined the host's clock: the free-running time does not count */
+    assert_int_equal(tlpb_sim_time_ps(r->sim), 50000);
+
+    assert_int_equal(tlpb_sim_send_tlp(r->sim, &mwr), 0);
+    assert_int_equal(stamp_of_next_tlp(r), 50000);
+    tlpb_sim_set_time_ps(r->sim, 58000);
+    tlpb_sim_set_time_ps(r->sim, 20000); /* never back */
+    assert_int_equal(tlpb_sim_time_ps(r->sim), 58000);
+    assert_int_equal(tlpb_sim_send_interrupt(r->sim, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1), 0);
+    Tlpb__Envelope *env = expect_frame(r);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_INTERRUPT);
+    assert_int_equal(env->interrupt->sim_time_ps, 58000);
+    tlpb_envelope_free(env);
+    struct tlpb_tlp own = mwr;
+    own.sim_time_ps = 60000; /* a stamp of the simulator's own is kept */
+    assert_int_equal(tlpb_sim_send_tlp(r->sim, &own), 0);
+    assert_int_equal(stamp_of_next_tlp(r), 60000);
+
+    /* A later COUPLED behind the clock does not move it back. */
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 100,
+                                       0, 0), 0);
+    deliver(r);
+    assert_int_equal(tlpb_sim_time_ps(r->sim), 58000);
+
+    /* A stamped reset: its stamp during the callback. */
+    assert_int_equal(fb_send_reset_at(&r->fb, TLPB__RESET_KIND__RESET_HOT, 61000), 0);
+    deliver(r);
+    assert_int_equal(r->reset_count, 1);
+    assert_int_equal(r->reset_stamp, 61000);
+
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE, 0, 0, 0), 0);
+    deliver(r);
+    assert_int_equal(r->syncs[r->sync_count - 1].kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE);
+    assert_false(tlpb_sim_time_coupled(r->sim));
+    assert_int_equal(tlpb_sim_send_tlp(r->sim, &mwr), 0);
+    assert_int_equal(stamp_of_next_tlp(r), 0); /* free again: unstamped */
+}
+
+static void grant_answered_with_reached(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 1000, 0,
+                                       0), 0);
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 2000, 7,
+                                       9000), 0);
+    deliver(r);
+    assert_int_equal(r->sync_count, 2);
+    assert_int_equal(r->syncs[1].kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT);
+    assert_int_equal(r->syncs[1].sync_id, 7);
+    assert_int_equal(r->syncs[1].sim_time_ps, 2000);
+    assert_int_equal(r->syncs[1].grant_until_ps, 9000);
+    assert_int_equal(tlpb_sim_input_time_ps(r->sim), 2000);
+
+    assert_int_equal(tlpb_sim_send_reached(r->sim, 7, 12000, true, 40000, 55), 0);
+    Tlpb__Envelope *env = expect_frame(r);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_TIME_SYNC);
+    const Tlpb__TimeSync *ts = env->time_sync;
+    assert_int_equal(ts->kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED);
+    assert_int_equal(ts->sync_id, 7);
+    assert_int_equal(ts->sim_time_ps, 12000);
+    assert_true(ts->idle);
+    assert_int_equal(ts->next_event_ps, 40000);
+    assert_int_equal(ts->clocked_cycles, 55);
+    tlpb_envelope_free(env);
+    /* next_event_ps belongs to an idle answer only */
+    assert_int_equal(tlpb_sim_send_reached(r->sim, 8, 13000, false, 40000, 56), 0);
+    env = expect_frame(r);
+    assert_false(env->time_sync->idle);
+    assert_int_equal(env->time_sync->next_event_ps, 0);
+    tlpb_envelope_free(env);
+}
+
+static void progress_is_rate_limited(void **state)
+{
+    struct rig *r = *state;
+    fake_wall_ns = 1000000000ull;
+    tlpb_sim_set_wall_clock(r->sim, fake_wall);
+    /* not coupled: never */
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 1, 1), 0);
+    fake_wall_ns += 10 * TLPB_SIM_PROGRESS_INTERVAL_NS;
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 1, 1), 0);
+    assert_null(fb_recv(&r->fb, 0));
+
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 1000, 0,
+                                       0), 0);
+    deliver(r);
+    /* Not within an interval of COUPLED ... */
+    fake_wall_ns += TLPB_SIM_PROGRESS_INTERVAL_NS - 1;
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 5000, 3), 0);
+    assert_null(fb_recv(&r->fb, 0));
+    /* ... then once per interval, flushed at once */
+    fake_wall_ns += 1;
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 6000, 4), 0);
+    Tlpb__Envelope *env = fb_recv(&r->fb, 2000);
+    assert_non_null(env);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_TIME_SYNC);
+    assert_int_equal(env->time_sync->kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS);
+    assert_int_equal(env->time_sync->sim_time_ps, 6000);
+    assert_int_equal(env->time_sync->clocked_cycles, 4);
+    tlpb_envelope_free(env);
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 7000, 5), 0);
+    assert_null(fb_recv(&r->fb, 0));
+    /* A REACHED counts as a sign of life too. */
+    fake_wall_ns += TLPB_SIM_PROGRESS_INTERVAL_NS - 1;
+    assert_int_equal(tlpb_sim_send_reached(r->sim, 3, 8000, false, 0, 6), 0);
+    env = expect_frame(r);
+    assert_int_equal(env->time_sync->kind, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED);
+    tlpb_envelope_free(env);
+    fake_wall_ns += 1;
+    assert_int_equal(tlpb_sim_send_progress(r->sim, 8000, 6), 0);
+    assert_null(fb_recv(&r->fb, 0));
+}
+
+static void grant_while_free_running_is_a_protocol_error(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1000, 1,
+                                       2000), 0);
+    assert_true(tlpb_sim_read_input(r->sim, 1u << 20) < 0);
+    assert_int_equal(r->sync_count, 0);
+    expect_protocol_error(r, "while not coupled");
+}
+
+static void grant_with_sync_id_0_is_a_protocol_error(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 1000, 0,
+                                       0), 0);
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1000, 0,
+                                       2000), 0);
+    assert_true(tlpb_sim_read_input(r->sim, 1u << 20) < 0);
+    assert_int_equal(r->sync_count, 1); /* the COUPLED only */
+    expect_protocol_error(r, "sync_id 0");
+}
+
+static void device_kinds_from_the_bridge_answered_with_error(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1000, 1,
+                                       0), 0);
+    deliver(r);
+    assert_int_equal(r->sync_count, 0);
+    Tlpb__Envelope *env = expect_frame(r);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_ERROR);
+    assert_non_null(strstr(env->error->reason, "TimeSync kind 4"));
+    tlpb_envelope_free(env);
+    assert_true(tlpb_sim_connected(r->sim));
+}
+
+static void time_sync_without_the_capability_answered_with_error(void **state)
+{
+    struct rig *r = *state; /* the plain rig: no CAP_TIME_SYNC offered */
+    assert_false(tlpb_sim_time_negotiated(r->sim));
+    assert_int_equal(fb_send_time_sync(&r->fb, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 1000, 0,
+                                       0), 0);
+    deliver(r);
+    assert_int_equal(r->sync_count, 0);
+    assert_false(tlpb_sim_time_coupled(r->sim));
+    Tlpb__Envelope *env = expect_frame(r);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_ERROR);
+    assert_non_null(strstr(env->error->reason, "CAP_TIME_SYNC not negotiated"));
+    tlpb_envelope_free(env);
+    assert_true(tlpb_sim_connected(r->sim));
+    /* and the simulator cannot send one either */
+    assert_int_equal(tlpb_sim_send_reached(r->sim, 1, 1000, true, 0, 0), -EINVAL);
+}
+
 /* Each test on a fresh connection to a fake bridge. */
 #define RIG_TEST(f) cmocka_unit_test_setup_teardown(f, rig_setup, rig_teardown)
+#define TIME_TEST(f) cmocka_unit_test_setup_teardown(f, time_rig_setup, rig_teardown)
 
 int main(void)
 {
@@ -406,6 +665,14 @@ int main(void)
         RIG_TEST(config_requests_from_config_space),
         RIG_TEST(bridge_gone_ends_the_connection),
         cmocka_unit_test(attach_refuses_a_bad_description),
+        TIME_TEST(time_sync_offered_with_the_period),
+        TIME_TEST(coupled_moves_the_clock_and_stamps_output),
+        TIME_TEST(grant_answered_with_reached),
+        TIME_TEST(progress_is_rate_limited),
+        TIME_TEST(grant_while_free_running_is_a_protocol_error),
+        TIME_TEST(grant_with_sync_id_0_is_a_protocol_error),
+        TIME_TEST(device_kinds_from_the_bridge_answered_with_error),
+        RIG_TEST(time_sync_without_the_capability_answered_with_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
