@@ -340,14 +340,14 @@ static void deterministic(void)
 }
 
 /* At 100 us of busy time per wall second the copy's 32.8 us take at least
- * 0.33 s of wall time: besides the PROGRESS at the start of the grant (the
- * first one goes at once), another must come 200 ms later; and the
- * device's time is the same as unpaced. */
+ * 0.33 s of wall time: a PROGRESS must come 200 ms after the grant began
+ * (libtlpbsim counts the interval from each GRANT); and the device's time
+ * is the same as unpaced. */
 static void paced(void)
 {
     scenario(&runs[2], 2, "100000");
     same_as_first(&runs[2]);
-    CHECK(runs[2].progress_seen >= 2, "%u PROGRESS during a paced grant of 0.33 s or more",
+    CHECK(runs[2].progress_seen >= 1, "%u PROGRESS during a paced grant of 0.33 s or more",
           runs[2].progress_seen);
 }
 
