@@ -178,6 +178,10 @@ struct device_stats {
 
 /* A device's coupled simulated time (docs/protocol.md "Simulated time").
  * Times are ps on the host's clock; wall times ns of CLOCK_MONOTONIC. */
+/* Coupled: a host request is completed by the fallback when the simulator
+ * reports this much device time past it (PCIe completion timeout range A). */
+#define DEVICE_COUPLED_CTO_PS 50000000000ull
+
 struct device_time {
     bool coupled;                  /* a host with CAP_TIME_SYNC is attached */
     bool hlsim_coupled;            /* hlsim_backend_time_mode(d, true) in effect */

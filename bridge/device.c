@@ -175,6 +175,22 @@ static void fallback_complete_host_request(struct device *d, const struct tlpb_t
 
 static void arm_timeout(struct device *d);
 
+/* A host request its backend will not complete: the fallback answers it. */
+static void time_out_request(struct device *d, struct pending_request *p, const char *how)
+{
+    struct tlpb_tlp req = p->request;
+    req.tag = p->host_tag;
+    bridge_log(TLPB_LOG_WARN,
+               "device %s: %s tag %u (addr 0x%llx) got no completion from %s %s;"
+               " completed by the fallback",
+               d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
+               (unsigned long long)req.address, backend_name(d->backend), how);
+    d->stats.timeouts++;
+    p->state = PENDING_QUARANTINE;
+    d->pending_active--;
+    fallback_complete_host_request(d, &req);
+}
+
 static void timeout_cb(uv_timer_t *t)
 {
     struct device *d = t->data;
@@ -195,18 +211,9 @@ static void timeout_cb(uv_timer_t *t)
             p->deadline_ns = live_deadline;
             continue;
         }
-        struct tlpb_tlp req = p->request;
-        req.tag = p->host_tag;
-        bridge_log(TLPB_LOG_WARN,
-                   "device %s: %s tag %u (addr 0x%llx) got no completion from %s within %u ms;"
-                   " completed by the fallback",
-                   d->cfg->name, tlpb_tlp_kind_name(req.kind), req.tag,
-                   (unsigned long long)req.address, backend_name(d->backend),
-                   device_timeout_ms(d));
-        d->stats.timeouts++;
-        p->state = PENDING_QUARANTINE;
-        d->pending_active--;
-        fallback_complete_host_request(d, &req);
+        char how[64];
+        snprintf(how, sizeof(how), "within %u ms", device_timeout_ms(d));
+        time_out_request(d, p, how);
     }
     arm_timeout(d);
     if (d->host)
@@ -841,6 +848,31 @@ void device_time_reached(struct device *d, uint64_t sync_id, uint64_t sim_time_p
         conn_flush(d->host);
 }
 
+/* A coupled simulator that keeps simulating (PROGRESS) but never completes
+ * a host request would keep the guest waiting forever, its implicit grant
+ * never ending: PCIe's completion timeout, counted in device time. The
+ * request is completed by the fallback, and a grant the simulator ran past
+ * by as much is answered by the bridge, so the guest goes on. */
+static void time_check_completion_timeouts(struct device *d)
+{
+    struct device_time *t = &d->time;
+    bool any = false;
+    for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
+        struct pending_request *p = &d->pending[tag];
+        if (p->state != PENDING_ACTIVE || !p->request.sim_time_ps ||
+            t->device_time_ps < p->request.sim_time_ps + DEVICE_COUPLED_CTO_PS)
+            continue;
+        time_out_request(d, p, "within 50 ms of device time");
+        any = true;
+    }
+    if (any)
+        arm_timeout(d);
+    if (t->grant_pending && t->device_time_ps >= t->grant_until_ps + DEVICE_COUPLED_CTO_PS)
+        time_answer_pending_grant(d, "the simulator ran 50 ms of device time past it");
+    if (any && d->host)
+        conn_flush(d->host);
+}
+
 int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__TimeSync *ts,
                          char *err, size_t err_size)
 {
@@ -853,6 +885,7 @@ int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__T
             t->device_time_ps = ts->sim_time_ps;
         if (ts->clocked_cycles)
             t->clocked_cycles = ts->clocked_cycles;
+        time_check_completion_timeouts(d);
         return 0;
     }
     if (!t->grant_pending || ts->sync_id != t->grant_id) {

@@ -570,6 +570,45 @@ static void case_progress_keeps_alive(void)
     raw_close(&s);
 }
 
+/* A simulator that keeps simulating (PROGRESS) but never completes a read:
+ * after 50 ms of device time the fallback answers it, and a grant it ran
+ * that far past is answered by the bridge; before that, nothing. */
+static void case_device_time_timeout(void)
+{
+    struct raw h, s;
+    const uint64_t cto = 50000000000ull; /* 50 ms in ps */
+    time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    unsigned long long timeouts = status_uint("ext4", "timeouts");
+    send_mrd(&h, 1, BAR0, 1000);
+    Tlpb__Envelope *env = NULL;
+    while (!env || env->body_case != TLPB__ENVELOPE__BODY_TLP) {
+        tlpb_envelope_free(env); /* COUPLED */
+        env = sim_next(&s);
+        REQUIRE(env, "the MRd did not reach the simulator");
+    }
+    tlpb_envelope_free(env);
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto - 1, 0, false);
+    CHECK(quiet_for(&h, 300), "the host got something 1 ps before the completion timeout");
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto, 0, false);
+    env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPL, 1000, "fallback completion after 50 ms of device time");
+    CHECK(env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->tag == 1 &&
+              env->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR,
+          "not the fallback's UR for tag 1");
+    tlpb_envelope_free(env);
+    CHECK_EQ_U64(status_uint("ext4", "timeouts") - timeouts, 1, "device-time timeouts");
+    /* The simulator, still in its implicit grant, runs past the next grant. */
+    uint64_t now = 1000 + cto + 10;
+    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, now, now, false);
+    expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, now, "GRANT 7");
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto - 1, 0, false);
+    CHECK(quiet_for(&h, 300), "the grant was answered before the simulator ran 50 ms past it");
+    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto, 0, false);
+    expect_reached(&h, 7, now, true, "grant the simulator ran 50 ms past");
+    raw_close(&h);
+    raw_close(&s);
+}
+
 /* One scripted coupled exchange on ext3, traced to path. */
 static void traced_run(const char *path)
 {
@@ -675,10 +714,11 @@ int main(int argc, char **argv)
              "  { name = \"ext0\"; backend = \"external\"; model = \"%s\"; },\n"
              "  { name = \"ext1\"; backend = \"external\"; model = \"%s\"; timeout_ms = %u; },\n"
              "  { name = \"ext2\"; backend = \"external\"; model = \"%s\"; },\n"
-             "  { name = \"ext3\"; backend = \"external\"; model = \"%s\"; }\n"
+             "  { name = \"ext3\"; backend = \"external\"; model = \"%s\"; },\n"
+             "  { name = \"ext4\"; backend = \"external\"; model = \"%s\"; timeout_ms = 60000; }\n"
              ");\n",
              it_paths.model, it_paths.model, it_paths.model, it_paths.model, TIMEOUT_MS, it_paths.model,
-             it_paths.model);
+             it_paths.model, it_paths.model);
     const char *args[] = {"--config", it_write_file("time.cfg", cfg), NULL};
     it_start_bridge(args);
 
@@ -689,5 +729,6 @@ int main(int argc, char **argv)
     IT_RUN("a simulator without CAP_TIME_SYNC runs free", case_no_cap());
     IT_RUN("PROGRESS keeps a slow simulator's request alive", case_progress_keeps_alive());
     IT_RUN("tlpbtrace --sim of two identical runs", case_trace_sim());
+    IT_RUN("completion timeout in device time", case_device_time_timeout());
     return it_finish();
 }
