@@ -80,6 +80,7 @@
 #include "system/qtest.h"
 #include "system/replay.h"
 #include "system/runstate.h"
+#include "system/system.h"
 #include "trace.h"
 
 /*
@@ -159,6 +160,8 @@ struct TlpbridgePciState {
     QEMUTimer *stall_timer;    /* ends a stall at the completion's stamp */
     CPUState *stalled_cpu;
     VMChangeStateEntry *vm_state;
+    Notifier exit_notifier;    /* the counters on stderr when QEMU exits */
+    bool exit_notifier_added;
     uint64_t stalls;
     uint64_t stall_ns;
 };
@@ -951,11 +954,39 @@ static void tlpbridge_uninit_bars(TlpbridgePciState *s)
 
 /* ---- Realize / unrealize ------------------------------------------------- */
 
+/* The coupled-time counters, once: at unplug or when QEMU exits. */
+static void tlpbridge_time_report(TlpbridgePciState *s)
+{
+    struct tlpb_host_stats st;
+
+    if (!s->time_coupled || !s->host || !s->exit_notifier_added) {
+        return;
+    }
+    qemu_remove_exit_notifier(&s->exit_notifier);
+    s->exit_notifier_added = false;
+    tlpb_host_get_stats(s->host, &st);
+    info_report("tlpbridge-pci: device '%s': coupled time: %" PRIu64
+                " syncs (%" PRIu64 " us of wall time, longest %" PRIu64
+                " us), %" PRIu64 " stalls (%" PRIu64 " ns of guest time)",
+                s->device, st.syncs, st.sync_wall_ns / 1000,
+                st.sync_wall_ns_max / 1000, s->stalls, s->stall_ns);
+}
+
+static void tlpbridge_time_exit_notify(Notifier *notifier, void *data)
+{
+    tlpbridge_time_report(container_of(notifier, TlpbridgePciState,
+                                       exit_notifier));
+}
+
 /* A stalled vCPU is let go: the device that would resume it is leaving. */
 static void tlpbridge_time_fini(TlpbridgePciState *s)
 {
     CPUState *cpu = s->stalled_cpu;
 
+    if (s->exit_notifier_added) {
+        qemu_remove_exit_notifier(&s->exit_notifier);
+        s->exit_notifier_added = false;
+    }
     s->stalled_cpu = NULL;
     if (cpu) {
         cpu_resume(cpu);
@@ -1135,6 +1166,9 @@ static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
     }
     s->realized = true;
     if (s->time_coupled) {
+        s->exit_notifier.notify = tlpbridge_time_exit_notify;
+        qemu_add_exit_notifier(&s->exit_notifier);
+        s->exit_notifier_added = true;
         info_report("tlpbridge-pci: device '%s': time coupled, quantum %" PRIu64
                     " ns; the bridge says: %s", s->device, s->quantum_ns,
                     !tlpb_host_connected(s->host) ? "(not connected yet)" :
@@ -1186,16 +1220,7 @@ static void tlpbridge_exit(PCIDevice *pdev)
     qemu_bh_delete(s->replay_bh);
     s->replay_bh = NULL;
     s->realized = false;
-    if (s->time_coupled && s->host) {
-        struct tlpb_host_stats st;
-
-        tlpb_host_get_stats(s->host, &st);
-        info_report("tlpbridge-pci: device '%s': coupled time: %" PRIu64
-                    " syncs (%" PRIu64 " us of wall time, longest %" PRIu64
-                    " us), %" PRIu64 " stalls (%" PRIu64 " ns of guest time)",
-                    s->device, st.syncs, st.sync_wall_ns / 1000,
-                    st.sync_wall_ns_max / 1000, s->stalls, s->stall_ns);
-    }
+    tlpbridge_time_report(s);
     tlpbridge_time_fini(s);
 
     /* Sends what is still queued, then closes the connection. */

@@ -57,6 +57,10 @@ static void send_hello_reply(struct coupled_bridge *cb, int fd, struct tlpb_obuf
                                 .max_payload_supported_bytes = 512};
     desc.bars[0].size_bytes = 4096;
     desc.bars[2].size_bytes = 4096;
+    if (cb->vendor_id)
+        desc.vendor_id = cb->vendor_id;
+    if (cb->device_id)
+        desc.device_id = cb->device_id;
     struct tlpb_devdesc_pb desc_pb;
     tlpb_devdesc_to_pb(&desc_pb, &desc);
     Tlpb__HelloReply hr = TLPB__HELLO_REPLY__INIT;

@@ -37,6 +37,7 @@ struct coupled_bridge {
     uint64_t read_latency_ps;
     uint32_t read_value;
     uint64_t doorbell_address;
+    uint16_t vendor_id, device_id; /* 0: dmacopy's (0x1234, 0x7a11) */
 
     /* what the host's Hello said */
     bool hello_offered_time;

@@ -730,6 +730,9 @@ static void mode_coupled(void)
     qom_get(&q, "time-status", text, sizeof(text));
     CHECK(strcmp(text, "coupled") == 0, "time-status '%s'", text);
     finish_qemu(&q, failures);
+    char summary[128];
+    snprintf(summary, sizeof(summary), "coupled time: %u syncs", grants);
+    CHECK(qt_log_contains(&q, summary), "the counters are printed at exit ('%s')", summary);
     cb_join(&cb);
     CHECK(cb.hello_offered_time, "the device's Hello offered CAP_TIME_SYNC");
     CHECK_EQ_U64(cb.hello_quantum_ps, QUANTUM_NS * 1000ull, "Hello.quantum_ps");
