@@ -677,7 +677,7 @@ static int request_and_wait(struct tlpb_host *h, struct tlpb_tlp *req, uint32_t 
         if (prc == -ENOTCONN)
             break;
         /* Coupled, a slow simulator is still alive while it sends. */
-        if (prc > 0 && h->cfg.time_sync)
+        if (prc > 0 && h->time_coupled)
             deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
     }
     h->wait.active = false;

@@ -94,9 +94,11 @@ struct tlpb_host_config {
                                      * passed on unfiltered, and table/PBA
                                      * accesses are not intercepted */
     bool time_sync;                 /* offer CAP_TIME_SYNC (coupled simulated
-                                     * time); also makes read_timeout_ms mean
-                                     * "no frame at all for that long", as a
-                                     * slow simulator is not a dead one */
+                                     * time). On a coupled connection
+                                     * read_timeout_ms bounds silence (no
+                                     * frame at all for that long), not a
+                                     * whole read or grant: a slow simulator
+                                     * is not a dead one */
     uint64_t quantum_ps;            /* with time_sync: the caller's sync
                                      * quantum, told to the bridge (status) */
 };
