@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -14,6 +15,7 @@
 
 static pthread_t cb_thread;
 static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cb_grew = PTHREAD_COND_INITIALIZER;
 static struct cb_record cb_log[CB_MAX_RECORDS];
 static unsigned cb_log_len;
 static int cb_listen_fd = -1;
@@ -23,7 +25,22 @@ static void record(const struct cb_record *r)
     pthread_mutex_lock(&cb_lock);
     if (cb_log_len < CB_MAX_RECORDS)
         cb_log[cb_log_len++] = *r;
+    pthread_cond_broadcast(&cb_grew);
     pthread_mutex_unlock(&cb_lock);
+}
+
+bool cb_wait_records(struct coupled_bridge *cb, unsigned n)
+{
+    (void)cb;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += IT_DEADLINE_MS / 1000;
+    pthread_mutex_lock(&cb_lock);
+    while (cb_log_len < n && pthread_cond_timedwait(&cb_grew, &cb_lock, &until) == 0)
+        ;
+    bool ok = cb_log_len >= n;
+    pthread_mutex_unlock(&cb_lock);
+    return ok;
 }
 
 unsigned cb_records(struct coupled_bridge *cb, struct cb_record *out, unsigned max)
@@ -116,7 +133,12 @@ static void serve_tlp(struct coupled_bridge *cb, int fd, struct tlpb_obuf *ob,
     case TLPB_TLP_MWR:
         r.kind = CB_MWR;
         r.address = tlp.address;
-        record(&r);
+        if (tlp.address == cb->eager_doorbell_address &&
+            (tlpb_obuf_append_interrupt_at(ob, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1,
+                                           tlp.sim_time_ps) != 0 ||
+             tlpb_obuf_write_all(ob, fd) != 0))
+            CHECK(false, "coupled bridge: cannot send the interrupt");
+        record(&r); /* after the interrupt: once seen, it is on the socket */
         if (tlp.address == cb->doorbell_address)
             *doorbell_rung = true;
         break;

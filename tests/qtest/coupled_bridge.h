@@ -8,7 +8,10 @@
  * which its REACHED says idle. Config writes are completed at once; a
  * memory read is completed with read_value, stamped read_latency_ps after
  * the request's stamp. A posted write to doorbell_address makes it raise
- * MSI-X vector 0 in its next grant, stamped with that grant's time.
+ * MSI-X vector 0 in its next grant, stamped with that grant's time; one to
+ * eager_doorbell_address makes it raise MSI-X vector 1 at once, as an idle
+ * device whose clock jumped to the write's stamp may (the host must not
+ * apply it before its next sync point).
  *
  * Records are taken before the answer is sent, so once QEMU answered the
  * qtest command that caused a message, its record is there. */
@@ -37,6 +40,7 @@ struct coupled_bridge {
     uint64_t read_latency_ps;
     uint32_t read_value;
     uint64_t doorbell_address;
+    uint64_t eager_doorbell_address;
     uint16_t vendor_id, device_id; /* 0: dmacopy's (0x1234, 0x7a11) */
 
     /* what the host's Hello said */
@@ -47,6 +51,9 @@ struct coupled_bridge {
 void cb_start(struct coupled_bridge *cb);
 /* Wait for the host to hang up (QEMU gone), then end the thread. */
 void cb_join(struct coupled_bridge *cb);
+/* Wait (bounded by the harness deadline) until there are at least n
+ * records; returns whether there are. */
+bool cb_wait_records(struct coupled_bridge *cb, unsigned n);
 /* A copy of the records so far; returns their number. */
 unsigned cb_records(struct coupled_bridge *cb, struct cb_record *out, unsigned max);
 

@@ -23,7 +23,8 @@
  *              (coupled_bridge.c), the clock moved by qtest's clock_step:
  *              requests stamped with the virtual clock, GRANTs at each
  *              quantum boundary while the device is busy and none while it
- *              is idle, an interrupt applied in the grant wait, counters
+ *              is idle, an interrupt applied in the grant wait, and one the
+ *              device sent early not before it, counters
  *   coupled-refused  time=coupled under TCG without precise icount and
  *              sleep=off: QEMU exits with the options it needs; with them
  *              the device realizes; a bad time value is refused
@@ -591,6 +592,7 @@ static void mode_token(void)
 
 #define QUANTUM_NS 1000u
 #define DOORBELL_ADDR (BAR0_ADDR + 0x20u)
+#define EAGER_DOORBELL_ADDR (BAR0_ADDR + 0x24u)
 
 /* Move the virtual clock by ns (timers due on the way run at their
  * deadlines); returns the clock after it. */
@@ -641,7 +643,8 @@ static void mode_coupled(void)
 {
     struct coupled_bridge cb = {.socket_path = it.socket_path, .busy_grants = 2,
                                 .read_latency_ps = 2500000, .read_value = DMACOPY_ID,
-                                .doorbell_address = DOORBELL_ADDR};
+                                .doorbell_address = DOORBELL_ADDR,
+                                .eager_doorbell_address = EAGER_DOORBELL_ADDR};
     struct cb_record g[16], r[16];
     unsigned n, mark;
     struct qt_qemu q;
@@ -710,6 +713,21 @@ static void mode_coupled(void)
     if (n >= 1)
         CHECK_EQ_U64(g[0].until_ps, (doorbell_at / QUANTUM_NS + 1) * QUANTUM_NS * 1000,
                      "the grant at the boundary after the write");
+
+    /* What a busy device sends between sync points (here an interrupt
+     * raised as soon as a write reached it) waits in the socket until the
+     * next boundary: it is not applied from the main loop at whatever wall
+     * time it arrived. Two qtest round trips after it is on the socket give
+     * the main loop every chance to (wrongly) take it. */
+    now = clock_step(&q, 10 * QUANTUM_NS);
+    qt_writel(&q, MSG1_ADDR, 0);
+    mark = records_total(&cb);
+    reg_write(&q, EAGER_DOORBELL_ADDR - BAR0_ADDR, 1);
+    CHECK(cb_wait_records(&cb, mark + 1), "the eager doorbell reached the device");
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), 0, "interrupt not applied from the main loop");
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), 0, "interrupt still not applied");
+    now = clock_step(&q, QUANTUM_NS);
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), MSG1_DATA, "interrupt applied at the next sync point");
 
     /* A read: stamped; its completion is later in device time (no vCPU to
      * stall under qtest, so only the stamps are seen). */
