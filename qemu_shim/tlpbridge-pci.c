@@ -272,10 +272,12 @@ static void tlpbridge_watch_update(TlpbridgePciState *s)
 }
 
 /*
- * The guest's time, in ps. Only where the virtual clock is exact and legal
- * to read: MMIO and config callbacks (the I/O instruction), timer callbacks,
- * and the main loop (no vCPU: current_cpu is NULL). Anywhere else in a vCPU
- * thread, icount aborts with "Bad icount read".
+ * The guest's time, in ps. Read only where the virtual clock is legal to
+ * read: MMIO and config callbacks (the I/O instruction) and timer callbacks,
+ * where it is exact, and the main loop (current_cpu is NULL), where it may
+ * trail a running vCPU (stamps never go back: the library keeps the
+ * largest). Anywhere else in a vCPU thread icount aborts ("Bad icount
+ * read").
  */
 static uint64_t tlpbridge_time_begin(TlpbridgePciState *s)
 {
