@@ -75,6 +75,22 @@ struct tlpb_host {
      * (msix_table_external) */
     struct tlpb_msix msix;
 
+    /* coupled simulated time (docs/protocol.md, "Simulated time") */
+    bool time_coupled;           /* offered, granted, and not refused */
+    bool logged_time_free;       /* the one "running free" line was logged */
+    char time_mode[128];         /* HelloReply.time_mode */
+    uint64_t time_ps;            /* the caller's clock: stamp of what is sent */
+    uint64_t last_completion_ps; /* stamp of the last request's final completion */
+    bool device_busy;
+    uint64_t last_sync_id;
+    struct {
+        bool active;
+        bool done;
+        int status;
+        uint64_t sync_id;
+        struct tlpb_host_reached reached;
+    } grant;
+
     struct tlpb_host_stats stats;
 };
 
@@ -111,6 +127,31 @@ static void fill_fallback(const struct tlpb_host *h, void *buf, unsigned len)
 static int drain_frames(struct tlpb_host *h);
 static int flush_output(struct tlpb_host *h);
 
+/* The stamp of what is sent now: the caller's clock on a coupled
+ * connection, else 0 (unstamped). */
+static uint64_t stamp(const struct tlpb_host *h)
+{
+    return h->time_coupled ? h->time_ps : 0;
+}
+
+/* Something went to the device (or is queued for it): it may be working. */
+static void mark_busy(struct tlpb_host *h)
+{
+    if (h->time_coupled)
+        h->device_busy = true;
+}
+
+/* Coupled time is off for this connection: the device is never waited for. */
+static void time_run_free(struct tlpb_host *h, const char *why)
+{
+    h->time_coupled = false;
+    h->device_busy = false;
+    if (!h->logged_time_free) {
+        h->logged_time_free = true;
+        host_log(h, TLPB_HOST_LOG_WARN, "coupled time not available (%s): running free", why);
+    }
+}
+
 static void disconnect(struct tlpb_host *h, const char *why)
 {
     if (!h->connected)
@@ -129,6 +170,11 @@ static void disconnect(struct tlpb_host *h, const char *why)
         h->wait.done = true;
         h->wait.status = -ENOTCONN;
     }
+    if (h->grant.active && !h->grant.done) {
+        h->grant.done = true;
+        h->grant.status = -ENOTCONN;
+    }
+    h->device_busy = false;
     if (h->ops.link_changed)
         h->ops.link_changed(h->opaque, false, false);
 }
@@ -160,6 +206,10 @@ static int try_connect(struct tlpb_host *h)
     Tlpb__Hello hello;
     tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, h->device_name, "libtlpbhost");
     hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
+    if (h->cfg.time_sync) {
+        hello.capabilities |= TLPB__CAPABILITY__CAP_TIME_SYNC;
+        hello.quantum_ps = h->cfg.quantum_ps;
+    }
     hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
@@ -190,6 +240,16 @@ static int try_connect(struct tlpb_host *h)
     }
     h->unsplit_dma = (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0;
     h->simulator_attached = hr->simulator_attached;
+    if (h->cfg.time_sync) {
+        snprintf(h->time_mode, sizeof(h->time_mode), "%s", hr->time_mode ? hr->time_mode : "");
+        h->device_busy = false;
+        if (hr->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC) {
+            h->time_coupled = true;
+            host_log(h, TLPB_HOST_LOG_INFO, "time: %s", h->time_mode[0] ? h->time_mode : "coupled");
+        } else {
+            time_run_free(h, "the bridge did not grant CAP_TIME_SYNC");
+        }
+    }
     tlpb_obuf_init(&h->ob, SIZE_MAX, hr->max_frame_bytes);
     host_log(h, TLPB_HOST_LOG_INFO, "connected to %s as host of %s (backend %s)", h->address,
              h->device_name, hr->backend);
@@ -245,8 +305,10 @@ static bool grow(uint8_t **buf, size_t *size, size_t want)
     return true;
 }
 
-static void send_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
+static void send_completion(struct tlpb_host *h, struct tlpb_tlp *cpl)
 {
+    cpl->sim_time_ps = stamp(h);
+    mark_busy(h);
     int rc = tlpb_obuf_append_tlp(&h->ob, cpl, true);
     if (rc)
         host_log(h, TLPB_HOST_LOG_ERROR, "cannot queue completion: %s", strerror(-rc));
@@ -391,6 +453,9 @@ static void take_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
         host_log(h, TLPB_HOST_LOG_WARN, "completion for tag %u matches no request: dropped", cpl->tag);
         return;
     }
+    /* Every completion of the request carries the device's clock; the
+     * final one's is when the data is all there. */
+    h->last_completion_ps = cpl->sim_time_ps;
     if (cpl->status != TLPB_CPL_SC || cpl->kind == TLPB_TLP_CPL) {
         h->wait.status = (int)cpl->status;
         h->wait.done = true;
@@ -414,6 +479,26 @@ static void take_completion(struct tlpb_host *h, const struct tlpb_tlp *cpl)
         h->wait.status = 0;
         h->wait.done = true;
     }
+}
+
+static void take_time_sync(struct tlpb_host *h, const Tlpb__TimeSync *ts)
+{
+    if (ts->kind != TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED) {
+        host_log(h, TLPB_HOST_LOG_WARN, "TimeSync of kind %d is not for a host: ignored",
+                 (int)ts->kind);
+        return;
+    }
+    if (!h->grant.active || h->grant.done || ts->sync_id != h->grant.sync_id) {
+        /* e.g. the answer to a grant that timed out */
+        host_log(h, TLPB_HOST_LOG_DEBUG, "REACHED %llu answers no pending grant: ignored",
+                 (unsigned long long)ts->sync_id);
+        return;
+    }
+    h->grant.reached.sim_time_ps = ts->sim_time_ps;
+    h->grant.reached.idle = ts->idle;
+    h->grant.reached.next_event_ps = ts->idle ? ts->next_event_ps : 0;
+    h->grant.status = 0;
+    h->grant.done = true;
 }
 
 static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
@@ -462,7 +547,19 @@ static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
         break;
     }
     case TLPB__ENVELOPE__BODY_ERROR:
+        /* A bridge that grants the capability but does not take TimeSync
+         * from a host (it names the message it refused): run free rather
+         * than wait for a REACHED that never comes. */
+        if (h->grant.active && !h->grant.done && strstr(env->error->reason, "TimeSync")) {
+            h->grant.done = true;
+            h->grant.status = -EPROTONOSUPPORT;
+            time_run_free(h, env->error->reason);
+            break;
+        }
         host_log(h, TLPB_HOST_LOG_WARN, "bridge reports: %s", env->error->reason);
+        break;
+    case TLPB__ENVELOPE__BODY_TIME_SYNC:
+        take_time_sync(h, env->time_sync);
         break;
     default:
         break;
@@ -550,9 +647,12 @@ static int request_and_wait(struct tlpb_host *h, struct tlpb_tlp *req, uint32_t 
 {
     req->tag = h->next_tag++;
     req->requester_id = h->cfg.requester_id;
+    req->sim_time_ps = stamp(h);
+    h->last_completion_ps = 0;
     int rc = tlpb_obuf_append_tlp(&h->ob, req, true);
     if (rc)
         return rc;
+    mark_busy(h);
     h->wait.active = true;
     h->wait.done = false;
     h->wait.tag = req->tag;
@@ -576,6 +676,9 @@ static int request_and_wait(struct tlpb_host *h, struct tlpb_tlp *req, uint32_t 
         int prc = pump(h, (int)((deadline - now + 999999u) / 1000000u));
         if (prc == -ENOTCONN)
             break;
+        /* Coupled, a slow simulator is still alive while it sends. */
+        if (prc > 0 && h->time_coupled)
+            deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
     }
     h->wait.active = false;
     return h->wait.done ? h->wait.status : -ENOTCONN;
@@ -656,6 +759,7 @@ const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *h)
 
 int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
 {
+    h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.reads++;
     *value = fallback_value(h);
     if (reg >= TLPB_CFG_SIZE || (reg & 3u))
@@ -680,6 +784,7 @@ int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
 
 int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be)
 {
+    h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.writes++;
     if (reg >= TLPB_CFG_SIZE || (reg & 3u) || be > 0xF)
         return -EINVAL;
@@ -727,6 +832,7 @@ static bool msix_access(struct tlpb_host *h, int bar, uint64_t addr, void *buf, 
 
 int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
 {
+    h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.reads++;
     if (len == 0 || len > 8 || ((addr & 3u) + len > 8)) {
         fill_fallback(h, buf, len > 8 ? 8 : len);
@@ -773,9 +879,11 @@ int tlpb_host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void 
     req.payload = payload;
     req.payload_bytes = req.length_dw * 4u;
     req.tag = 0; /* posted requests need no tag */
+    req.sim_time_ps = stamp(h); /* the guest's time of the write, not of the batch's send */
     int rc = tlpb_obuf_append_tlp(&h->ob, &req, true);
     if (rc)
         return rc;
+    mark_busy(h);
     if (tlpb_obuf_pending(&h->ob) >= h->cfg.write_batch_bytes)
         return flush_output(h);
     return 0;
@@ -800,11 +908,15 @@ int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
         return -ENOTCONN;
     Tlpb__Reset r = TLPB__RESET__INIT;
     r.kind = (Tlpb__ResetKind)kind;
+    r.sim_time_ps = stamp(h);
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_RESET;
     env.reset = &r;
     int rc = tlpb_obuf_append(&h->ob, &env, true);
-    return rc ? rc : flush_output(h);
+    if (rc)
+        return rc;
+    mark_busy(h);
+    return flush_output(h);
 }
 
 int tlpb_host_poll(struct tlpb_host *h)
@@ -835,4 +947,93 @@ int tlpb_host_wait(struct tlpb_host *h, int timeout_ms)
 void tlpb_host_get_stats(const struct tlpb_host *h, struct tlpb_host_stats *stats)
 {
     *stats = h->stats;
+}
+
+/* ---- Coupled simulated time ------------------------------------------------ */
+
+const char *tlpb_host_time_mode(const struct tlpb_host *h) { return h->time_mode; }
+bool tlpb_host_time_coupled(const struct tlpb_host *h) { return h->connected && h->time_coupled; }
+uint64_t tlpb_host_last_completion_ps(const struct tlpb_host *h) { return h->last_completion_ps; }
+bool tlpb_host_device_busy(const struct tlpb_host *h) { return h->device_busy; }
+
+void tlpb_host_set_time_ps(struct tlpb_host *h, uint64_t t_ps)
+{
+    if (t_ps > h->time_ps)
+        h->time_ps = t_ps;
+}
+
+int tlpb_host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_host_reached *out)
+{
+    /* What a caller gets whenever the device cannot be waited for. */
+    out->sim_time_ps = until_ps;
+    out->idle = true;
+    out->next_event_ps = 0;
+    if (!h->time_coupled)
+        return -EINVAL;
+    if (!h->connected) {
+        h->device_busy = false;
+        return -ENOTCONN;
+    }
+    uint64_t t0 = tlpb_now_ns();
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT;
+    ts.sync_id = ++h->last_sync_id;
+    if (ts.sync_id == 0) /* 0 is no id */
+        ts.sync_id = ++h->last_sync_id;
+    ts.sim_time_ps = h->time_ps;
+    ts.grant_until_ps = until_ps;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = &ts;
+    /* Behind the queued posted writes: they take effect before the grant. */
+    int rc = tlpb_obuf_append(&h->ob, &env, true);
+    if (rc) {
+        h->device_busy = false;
+        return rc;
+    }
+    h->device_busy = true;
+    h->grant.active = true;
+    h->grant.done = false;
+    h->grant.status = 0;
+    h->grant.sync_id = ts.sync_id;
+    if (flush_output(h) != 0) {
+        h->grant.active = false;
+        h->device_busy = false;
+        return -ENOTCONN;
+    }
+    /* The bound is on silence, not on the grant's length: a slow simulator
+     * is alive as long as frames come. */
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
+    while (!h->grant.done) {
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline) {
+            host_log(h, TLPB_HOST_LOG_ERROR,
+                     "grant %llu (until %llu ps): no frame from the bridge within %u ms; the device"
+                     " is taken as idle", (unsigned long long)ts.sync_id,
+                     (unsigned long long)until_ps, h->cfg.read_timeout_ms);
+            h->grant.status = -ETIMEDOUT;
+            break;
+        }
+        int prc = pump(h, (int)((deadline - now + 999999u) / 1000000u));
+        if (prc == -ENOTCONN && !h->grant.done) {
+            h->grant.status = -ENOTCONN;
+            break;
+        }
+        if (prc > 0)
+            deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
+    }
+    h->grant.active = false;
+    rc = h->grant.status;
+    if (rc != 0) {
+        h->device_busy = false;
+        return rc;
+    }
+    *out = h->grant.reached;
+    h->device_busy = !out->idle;
+    uint64_t wall = tlpb_now_ns() - t0;
+    h->stats.syncs++;
+    h->stats.sync_wall_ns += wall;
+    if (wall > h->stats.sync_wall_ns_max)
+        h->stats.sync_wall_ns_max = wall;
+    return 0;
 }

@@ -25,6 +25,16 @@
  *  - With no bridge, or after it went away, reads return the fallback value
  *    and writes are dropped (counted, logged once); the library reconnects
  *    from a timer, and QEMU keeps running.
+ *  - time=coupled (docs/protocol.md, "Simulated time"; QEMU with
+ *    -icount shift=0,sleep=off, or the qtest accelerator): every request is
+ *    stamped with the guest's virtual time; after a read or config write the
+ *    vCPU is stalled until the completion's stamp, so the guest sees the
+ *    device's latency; while the device is busy, a virtual-clock timer at
+ *    each quantum boundary grants it time up to the guest's clock and waits
+ *    for it there, applying its DMA and interrupts. An idle device costs
+ *    nothing. Device output is applied only in those waits, at points that
+ *    depend on guest instructions alone, never from the main loop while the
+ *    device is busy.
  *
  * Written against QEMU 10.0 (hw/misc/edu.c style). Porting notes:
  *  - QEMU >= 10.1: class_init takes (ObjectClass *, const void *data).
@@ -60,7 +70,17 @@
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
 #include "hw/resettable.h"
+#include "hw/core/cpu.h"
 #include "qom/object.h"
+#include "qapi/visitor.h"
+#include "qemu/config-file.h"
+#include "qemu/option.h"
+#include "system/cpu-timers.h"
+#include "system/cpus.h"
+#include "system/qtest.h"
+#include "system/replay.h"
+#include "system/runstate.h"
+#include "system/system.h"
 #include "trace.h"
 
 /*
@@ -101,6 +121,8 @@ struct TlpbridgePciState {
     uint32_t fallback_value;
     uint32_t reconnect_ms;
     bool fast_dma;
+    char *time;                /* "free" (default) or "coupled" */
+    uint64_t quantum_ns;
 
     /* properties: the description used when no bridge answers at realize */
     uint16_t prop_vendor_id;
@@ -129,6 +151,19 @@ struct TlpbridgePciState {
     QEMUBH *flush_bh;          /* sends queued posted writes */
     QEMUBH *replay_bh;         /* brings a (re)connected bridge up to date */
     bool in_host_call;         /* inside libtlpbhost: it is not reentrant */
+
+    /* coupled simulated time */
+    bool time_coupled;         /* time=coupled was asked for */
+    uint64_t time_ps;          /* the guest's time last given to the library */
+    uint64_t next_event_ps;    /* an idle device's self-timed event, 0: none */
+    QEMUTimer *barrier_timer;  /* the next sync point (quantum boundary) */
+    QEMUTimer *stall_timer;    /* ends a stall at the completion's stamp */
+    CPUState *stalled_cpu;
+    VMChangeStateEntry *vm_state;
+    Notifier exit_notifier;    /* the counters on stderr when QEMU exits */
+    bool exit_notifier_added;
+    uint64_t stalls;
+    uint64_t stall_ns;
 };
 
 /* ---- libtlpbhost callbacks ----------------------------------------------- */
@@ -205,6 +240,236 @@ static void tlpbridge_interrupt(void *opaque, enum tlpb_host_irq_kind kind,
 
 static void tlpbridge_fd_read(void *opaque);
 
+/* ---- Coupled simulated time ---------------------------------------------- */
+
+/* Coupled asked for, and the bridge runs this connection coupled. */
+static bool tlpbridge_time_active(TlpbridgePciState *s)
+{
+    return s->time_coupled && s->host && tlpb_host_time_coupled(s->host);
+}
+
+/*
+ * The socket is watched from the main loop, except while a coupled device
+ * is busy: what it sends is then taken at the next sync point, at a guest
+ * time that depends on guest instructions only, not on when it arrived.
+ */
+static void tlpbridge_watch_update(TlpbridgePciState *s)
+{
+    int fd = s->host ? tlpb_host_fd(s->host) : -1;
+
+    if (fd >= 0 && tlpbridge_time_active(s) && tlpb_host_device_busy(s->host)) {
+        fd = -1;
+    }
+    if (fd != s->watched_fd) {
+        if (s->watched_fd >= 0) {
+            qemu_set_fd_handler(s->watched_fd, NULL, NULL, NULL);
+        }
+        if (fd >= 0) {
+            qemu_set_fd_handler(fd, tlpbridge_fd_read, NULL, s);
+        }
+        s->watched_fd = fd;
+    }
+}
+
+/*
+ * The guest's time, in ps. Read only where the virtual clock is legal to
+ * read: MMIO and config callbacks (the I/O instruction) and timer callbacks,
+ * where it is exact, and the main loop (current_cpu is NULL), where it may
+ * trail a running vCPU (stamps never go back: the library keeps the
+ * largest). Anywhere else in a vCPU thread icount aborts ("Bad icount
+ * read").
+ */
+static uint64_t tlpbridge_time_begin(TlpbridgePciState *s)
+{
+    uint64_t now;
+
+    if (!s->time_coupled) {
+        return 0;
+    }
+    now = (uint64_t)qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) * 1000;
+    if (now > s->time_ps) {
+        s->time_ps = now;
+    }
+    tlpb_host_set_time_ps(s->host, s->time_ps);
+    return s->time_ps;
+}
+
+/*
+ * The next sync point: the next quantum boundary while the device is busy,
+ * its self-timed event when it is idle with one, none when it is idle.
+ * Boundaries are multiples of the quantum, so where the guest stops for them
+ * does not depend on when a message was sent.
+ */
+static void tlpbridge_barrier_update(TlpbridgePciState *s)
+{
+    uint64_t quantum_ps = s->quantum_ns * 1000;
+    uint64_t boundary_ns = (s->time_ps / quantum_ps + 1) * s->quantum_ns;
+
+    if (!s->barrier_timer) {
+        return;
+    }
+    if (!tlpbridge_time_active(s)) {
+        timer_del(s->barrier_timer);
+    } else if (tlpb_host_device_busy(s->host)) {
+        timer_mod_ns(s->barrier_timer, boundary_ns);
+    } else if (s->next_event_ps > s->time_ps) {
+        timer_mod_ns(s->barrier_timer, DIV_ROUND_UP(s->next_event_ps, 1000));
+    } else if (s->next_event_ps) {
+        /* an event the device should already have reached: look again */
+        timer_mod_ns(s->barrier_timer, boundary_ns);
+    } else {
+        timer_del(s->barrier_timer);
+    }
+}
+
+/* After every call into the library: it may have sent something. */
+static void tlpbridge_time_end(TlpbridgePciState *s)
+{
+    if (s->time_coupled) {
+        tlpbridge_barrier_update(s);
+        tlpbridge_watch_update(s);
+    }
+}
+
+/*
+ * The sync point. Runs with the BQL in the vCPU thread between TBs (icount)
+ * or in the main loop (qtest): raising interrupts and DMA here is legal.
+ */
+static void tlpbridge_barrier_cb(void *opaque)
+{
+    TlpbridgePciState *s = opaque;
+    struct tlpb_host_reached reached;
+    uint64_t now;
+    int rc;
+
+    if (s->in_host_call) {
+        /* cannot happen (the library runs no timers); never reenter it */
+        tlpbridge_barrier_update(s);
+        return;
+    }
+    if (!tlpbridge_time_active(s)) {
+        tlpbridge_watch_update(s);
+        return;
+    }
+    now = tlpbridge_time_begin(s);
+    s->in_host_call = true;
+    rc = tlpb_host_time_grant(s->host, now, &reached);
+    s->in_host_call = false;
+    s->next_event_ps = rc == 0 && reached.idle ? reached.next_event_ps : 0;
+    trace_tlpbridge_time_grant(now, reached.sim_time_ps, reached.idle,
+                               reached.next_event_ps, rc);
+    tlpbridge_time_end(s);
+}
+
+/*
+ * A read or config write completed at the device's time t_cpl: the guest
+ * must not run past it before it has the data. The vCPU is paused (the
+ * I/O instruction retires with its value, once) and resumed by a
+ * virtual-clock timer at t_cpl; the stopped vCPU lets the clock warp there.
+ * Only in an MMIO/config callback of a vCPU (current_cpu; qtest has none).
+ */
+static void tlpbridge_stall_after(TlpbridgePciState *s, uint64_t now_ps,
+                                  uint64_t t_cpl_ps)
+{
+    int64_t until_ns;
+
+    if (!tlpbridge_time_active(s) || t_cpl_ps <= now_ps || !current_cpu ||
+        s->stalled_cpu) {
+        return;
+    }
+    until_ns = DIV_ROUND_UP(t_cpl_ps, 1000);
+    s->stalls++;
+    s->stall_ns += until_ns - now_ps / 1000;
+    trace_tlpbridge_stall(now_ps, t_cpl_ps);
+    s->stalled_cpu = current_cpu;
+    timer_mod_ns(s->stall_timer, until_ns);
+    cpu_pause(current_cpu);
+}
+
+static void tlpbridge_stall_cb(void *opaque)
+{
+    TlpbridgePciState *s = opaque;
+    CPUState *cpu = s->stalled_cpu;
+
+    /* cleared first: a resume with it set would be stalled again */
+    s->stalled_cpu = NULL;
+    if (cpu) {
+        cpu_resume(cpu);
+    }
+}
+
+static void tlpbridge_restall(CPUState *cpu, run_on_cpu_data data)
+{
+    TlpbridgePciState *s = data.host_ptr;
+
+    if (s->stalled_cpu == cpu && !cpu->stopped) {
+        cpu_pause(cpu);
+    }
+    object_unref(OBJECT(s));
+}
+
+/*
+ * Monitor stop/cont resumes every vCPU, a stalled one too, which would let
+ * the guest run before the completion's time. Runs under the BQL before
+ * the vCPUs resume; the work item runs before the vCPU's next instruction.
+ * The stall timer stays armed through stop/cont.
+ */
+static void tlpbridge_vm_state_change(void *opaque, bool running,
+                                      RunState state)
+{
+    TlpbridgePciState *s = opaque;
+
+    if (running && s->stalled_cpu) {
+        object_ref(OBJECT(s));
+        async_run_on_cpu(s->stalled_cpu, tlpbridge_restall,
+                         RUN_ON_CPU_HOST_PTR(s));
+    }
+}
+
+/*
+ * time=coupled needs a guest clock that follows executed instructions only:
+ * precise icount without sleep (or qtest, where the test moves the clock).
+ */
+static bool tlpbridge_check_time(TlpbridgePciState *s, Error **errp)
+{
+    QemuOptsList *list;
+    QemuOpts *opts;
+    bool sleep = true;
+
+    s->time_coupled = false;
+    if (!s->time || !strcmp(s->time, "free")) {
+        return true;
+    }
+    if (strcmp(s->time, "coupled") != 0) {
+        error_setg(errp, "tlpbridge-pci: time must be 'free' or 'coupled', "
+                   "not '%s'", s->time);
+        return false;
+    }
+    if (s->quantum_ns == 0 || s->quantum_ns > NANOSECONDS_PER_SECOND) {
+        error_setg(errp, "tlpbridge-pci: quantum-ns must be 1 to %llu",
+                   (unsigned long long)NANOSECONDS_PER_SECOND);
+        return false;
+    }
+    if (!qtest_enabled()) {
+        list = qemu_find_opts("icount");
+        opts = list ? qemu_opts_find(list, NULL) : NULL;
+        if (opts) {
+            sleep = qemu_opt_get_bool(opts, "sleep", true);
+        }
+        if (icount_enabled() != ICOUNT_PRECISE || sleep ||
+            replay_mode != REPLAY_MODE_NONE) {
+            error_setg(errp, "tlpbridge-pci: device '%s': time=coupled needs "
+                       "the guest clock to follow executed instructions: run "
+                       "QEMU with -accel tcg -icount shift=0,sleep=off "
+                       "(precise icount, sleep off, no record/replay)",
+                       s->device);
+            return false;
+        }
+    }
+    s->time_coupled = true;
+    return true;
+}
+
 /*
  * Do two descriptions give the guest the same function (IDs, BARs,
  * interrupt capabilities)?
@@ -250,15 +515,7 @@ static void tlpbridge_link_changed(void *opaque, bool connected,
     }
     fd = tlpb_host_fd(s->host);
     trace_tlpbridge_link_changed(connected, simulator_attached, fd);
-    if (fd != s->watched_fd) {
-        if (s->watched_fd >= 0) {
-            qemu_set_fd_handler(s->watched_fd, NULL, NULL, NULL);
-        }
-        if (fd >= 0) {
-            qemu_set_fd_handler(fd, tlpbridge_fd_read, NULL, s);
-        }
-        s->watched_fd = fd;
-    }
+    tlpbridge_watch_update(s);
     if (!connected) {
         s->link_up = false;
         timer_mod(s->reconnect_timer,
@@ -347,6 +604,7 @@ static void tlpbridge_fd_read(void *opaque)
     if (tlpbridge_enter(s)) {
         tlpb_host_poll(s->host);
         tlpbridge_leave(s);
+        tlpbridge_time_end(s);
     }
 }
 
@@ -359,6 +617,7 @@ static void tlpbridge_reconnect(void *opaque)
     }
     tlpb_host_poll(s->host);  /* retries the connection when it is due */
     tlpbridge_leave(s);
+    tlpbridge_time_end(s);
     if (!tlpb_host_connected(s->host)) {
         timer_mod(s->reconnect_timer,
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->reconnect_ms);
@@ -420,6 +679,7 @@ static void tlpbridge_replay_config(void *opaque)
         trace_tlpbridge_config_write(regs[i].offset, value, regs[i].be, rc);
     }
     tlpbridge_leave(s);
+    tlpbridge_time_end(s);
 }
 
 static void tlpbridge_flush(void *opaque)
@@ -429,6 +689,7 @@ static void tlpbridge_flush(void *opaque)
     if (tlpbridge_enter(s)) {
         tlpb_host_flush(s->host);
         tlpbridge_leave(s);
+        tlpbridge_time_end(s);
     }
 }
 
@@ -448,16 +709,19 @@ static uint64_t tlpbridge_mmio_read(void *opaque, hwaddr offset,
     TlpbridgePciState *s = bar->dev;
     uint64_t addr = tlpbridge_bus_address(bar, offset);
     uint8_t data[8] = { 0 };
-    uint64_t val;
+    uint64_t val, now;
     int rc;
 
     if (!tlpbridge_enter(s)) {
         return MAKE_64BIT_MASK(0, size * 8);
     }
+    now = tlpbridge_time_begin(s);
     rc = tlpb_host_mem_read(s->host, bar->index, addr, data, size);
     tlpbridge_leave(s);
     val = ldn_le_p(data, size);
     trace_tlpbridge_mmio_read(bar->index, addr, size, val, rc);
+    tlpbridge_stall_after(s, now, tlpb_host_last_completion_ps(s->host));
+    tlpbridge_time_end(s);
     return val;
 }
 
@@ -474,9 +738,11 @@ static void tlpbridge_mmio_write(void *opaque, hwaddr offset, uint64_t val,
         return;
     }
     stn_le_p(data, size, val);
+    tlpbridge_time_begin(s);
     rc = tlpb_host_mem_write(s->host, bar->index, addr, data, size);
     tlpbridge_leave(s);
     trace_tlpbridge_mmio_write(bar->index, addr, size, val, rc);
+    tlpbridge_time_end(s);
     if (rc == 0) {
         qemu_bh_schedule(s->flush_bh);
     }
@@ -505,6 +771,7 @@ static void tlpbridge_config_write(PCIDevice *pdev, uint32_t address,
 {
     TlpbridgePciState *s = TLPBRIDGE_PCI(pdev);
     uint32_t addr = address, val = value, end = address + len;
+    uint64_t now, t_cpl = 0;
 
     pci_default_write_config(pdev, address, value, len);
 
@@ -514,6 +781,7 @@ static void tlpbridge_config_write(PCIDevice *pdev, uint32_t address,
      * as for a configuration write on a link.
      */
     if (tlpbridge_enter(s)) {
+        now = tlpbridge_time_begin(s);
         while (addr < end) {
             uint32_t reg = addr & ~3u;
             uint32_t shift = addr & 3u;
@@ -523,10 +791,13 @@ static void tlpbridge_config_write(PCIDevice *pdev, uint32_t address,
             int rc = tlpb_host_config_write(s->host, reg, dw, be);
 
             trace_tlpbridge_config_write(reg, dw, be, rc);
+            t_cpl = MAX(t_cpl, tlpb_host_last_completion_ps(s->host));
             val = n < 4 ? val >> (n * 8) : 0;
             addr += n;
         }
         tlpbridge_leave(s);
+        tlpbridge_stall_after(s, now, t_cpl);
+        tlpbridge_time_end(s);
     }
 
     /*
@@ -685,6 +956,53 @@ static void tlpbridge_uninit_bars(TlpbridgePciState *s)
 
 /* ---- Realize / unrealize ------------------------------------------------- */
 
+/* The coupled-time counters, once: at unplug or when QEMU exits. */
+static void tlpbridge_time_report(TlpbridgePciState *s)
+{
+    struct tlpb_host_stats st;
+
+    if (!s->time_coupled || !s->host || !s->exit_notifier_added) {
+        return;
+    }
+    qemu_remove_exit_notifier(&s->exit_notifier);
+    s->exit_notifier_added = false;
+    tlpb_host_get_stats(s->host, &st);
+    info_report("tlpbridge-pci: device '%s': coupled time: %" PRIu64
+                " syncs (%" PRIu64 " us of wall time, longest %" PRIu64
+                " us), %" PRIu64 " stalls (%" PRIu64 " ns of guest time)",
+                s->device, st.syncs, st.sync_wall_ns / 1000,
+                st.sync_wall_ns_max / 1000, s->stalls, s->stall_ns);
+}
+
+static void tlpbridge_time_exit_notify(Notifier *notifier, void *data)
+{
+    tlpbridge_time_report(container_of(notifier, TlpbridgePciState,
+                                       exit_notifier));
+}
+
+/* A stalled vCPU is let go: the device that would resume it is leaving. */
+static void tlpbridge_time_fini(TlpbridgePciState *s)
+{
+    CPUState *cpu = s->stalled_cpu;
+
+    if (s->exit_notifier_added) {
+        qemu_remove_exit_notifier(&s->exit_notifier);
+        s->exit_notifier_added = false;
+    }
+    s->stalled_cpu = NULL;
+    if (cpu) {
+        cpu_resume(cpu);
+    }
+    if (s->vm_state) {
+        qemu_del_vm_change_state_handler(s->vm_state);
+        s->vm_state = NULL;
+    }
+    timer_free(s->barrier_timer);
+    s->barrier_timer = NULL;
+    timer_free(s->stall_timer);
+    s->stall_timer = NULL;
+}
+
 static bool tlpbridge_check_properties(TlpbridgePciState *s, Error **errp)
 {
     if (!s->socket || !*s->socket) {
@@ -716,6 +1034,8 @@ static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
         .reconnect_interval_ms = s->reconnect_ms,
         .offer_unsplit_dma = s->fast_dma,
         .msix_table_external = true,
+        .time_sync = s->time_coupled,
+        .quantum_ps = s->quantum_ns * 1000,
     };
     g_autofree char *token = NULL;
     char err[256];
@@ -754,12 +1074,22 @@ static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
     const char *source;
     int ret;
 
-    if (!tlpbridge_check_properties(s, errp)) {
+    if (!tlpbridge_check_properties(s, errp) ||
+        !tlpbridge_check_time(s, errp)) {
         return;
     }
 
     /* Before connecting: the link_changed callback uses them. */
     s->watched_fd = -1;
+    if (s->time_coupled) {
+        /* Attributes 0: the icount warp of an idle guest stops at them. */
+        s->barrier_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
+                                        tlpbridge_barrier_cb, s);
+        s->stall_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, tlpbridge_stall_cb,
+                                      s);
+        s->vm_state = qemu_add_vm_change_state_handler(
+            tlpbridge_vm_state_change, s);
+    }
     s->reconnect_timer = timer_new_ms(QEMU_CLOCK_REALTIME, tlpbridge_reconnect,
                                       s);
     s->flush_bh = qemu_bh_new_guarded(tlpbridge_flush, s,
@@ -837,6 +1167,18 @@ static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
         goto fail_msi;
     }
     s->realized = true;
+    if (s->time_coupled) {
+        s->exit_notifier.notify = tlpbridge_time_exit_notify;
+        qemu_add_exit_notifier(&s->exit_notifier);
+        s->exit_notifier_added = true;
+        info_report("tlpbridge-pci: device '%s': time coupled, quantum %" PRIu64
+                    " ns; the bridge says: %s", s->device, s->quantum_ns,
+                    !tlpb_host_connected(s->host) ? "(not connected yet)" :
+                    tlpb_host_time_coupled(s->host) ?
+                    (*tlpb_host_time_mode(s->host) ?
+                     tlpb_host_time_mode(s->host) : "coupled") :
+                    "free-running (no coupled time at the bridge)");
+    }
     return;
 
 fail_msi:
@@ -862,6 +1204,7 @@ fail:
     s->flush_bh = NULL;
     qemu_bh_delete(s->replay_bh);
     s->replay_bh = NULL;
+    tlpbridge_time_fini(s);
 }
 
 static void tlpbridge_exit(PCIDevice *pdev)
@@ -879,6 +1222,8 @@ static void tlpbridge_exit(PCIDevice *pdev)
     qemu_bh_delete(s->replay_bh);
     s->replay_bh = NULL;
     s->realized = false;
+    tlpbridge_time_report(s);
+    tlpbridge_time_fini(s);
 
     /* Sends what is still queued, then closes the connection. */
     tlpb_host_close(s->host);
@@ -917,8 +1262,17 @@ static void tlpbridge_reset_hold(Object *obj, ResetType type)
      * reset of the link the device sits on.
      */
     if (!flr && tlpbridge_enter(s)) {
+        /*
+         * A system reset runs in the main loop with the vCPUs paused (the
+         * clock is exact); in a vCPU (an FLR's config write) the write's
+         * time is already set.
+         */
+        if (!current_cpu) {
+            tlpbridge_time_begin(s);
+        }
         rc = tlpb_host_reset(s->host, TLPBRIDGE_RESET_HOT);
         tlpbridge_leave(s);
+        tlpbridge_time_end(s);
     }
     trace_tlpbridge_reset(flr ? TLPBRIDGE_RESET_FUNCTION_LEVEL :
                           TLPBRIDGE_RESET_HOT, rc);
@@ -936,6 +1290,8 @@ static const Property tlpbridge_properties[] = {
                        0xffffffff),
     DEFINE_PROP_UINT32("reconnect-ms", TlpbridgePciState, reconnect_ms, 1000),
     DEFINE_PROP_BOOL("fast-dma", TlpbridgePciState, fast_dma, true),
+    DEFINE_PROP_STRING("time", TlpbridgePciState, time),
+    DEFINE_PROP_UINT64("quantum-ns", TlpbridgePciState, quantum_ns, 10000),
     /* The description when no bridge answers at realize: dmacopy's. */
     DEFINE_PROP_UINT16("vendor-id", TlpbridgePciState, prop_vendor_id, 0x1234),
     DEFINE_PROP_UINT16("device-id", TlpbridgePciState, prop_device_id, 0x7a11),
@@ -974,6 +1330,11 @@ static const struct {
     { "reconnect-ms", "retry interval while the bridge is unreachable" },
     { "fast-dma", "serve DMA TLPs of any size (the bridge grants it only to "
       "devices in fast DMA mode; off: the device's DMA must be split)" },
+    { "time", "free (default): the device runs at its own speed; coupled: "
+      "the guest's clock and the device's simulated clock advance together "
+      "(needs -accel tcg -icount shift=0,sleep=off)" },
+    { "quantum-ns", "time=coupled: longest guest time between syncs with a "
+      "busy device (default 10000)" },
     { "vendor-id", "without a bridge at realize: vendor ID" },
     { "device-id", "without a bridge at realize: device ID" },
     { "class-code", "without a bridge at realize: 24-bit class code" },
@@ -997,8 +1358,54 @@ static const struct {
       ".. 4 = INTD)" },
 };
 
+/*
+ * Read-only counters for QMP (qom-get): time-syncs, time-sync-wall-ns,
+ * time-stalls, time-stall-ns.
+ */
+static void tlpbridge_get_time_stat(Object *obj, Visitor *v, const char *name,
+                                    void *opaque, Error **errp)
+{
+    TlpbridgePciState *s = TLPBRIDGE_PCI(obj);
+    struct tlpb_host_stats st = { 0 };
+    uint64_t value = 0;
+
+    if (s->host) {
+        tlpb_host_get_stats(s->host, &st);
+    }
+    if (!strcmp(name, "time-syncs")) {
+        value = st.syncs;
+    } else if (!strcmp(name, "time-sync-wall-ns")) {
+        value = st.sync_wall_ns;
+    } else if (!strcmp(name, "time-stalls")) {
+        value = s->stalls;
+    } else if (!strcmp(name, "time-stall-ns")) {
+        value = s->stall_ns;
+    }
+    visit_type_uint64(v, name, &value, errp);
+}
+
+/* "free", or what the bridge says of a coupled device ("coupled", ...). */
+static char *tlpbridge_get_time_status(Object *obj, Error **errp)
+{
+    TlpbridgePciState *s = TLPBRIDGE_PCI(obj);
+
+    if (!s->time_coupled || !s->host) {
+        return g_strdup("free");
+    }
+    if (tlpb_host_time_coupled(s->host)) {
+        return g_strdup(*tlpb_host_time_mode(s->host) ?
+                        tlpb_host_time_mode(s->host) : "coupled");
+    }
+    return g_strdup(tlpb_host_connected(s->host) ?
+                    "free-running (no coupled time at the bridge)" :
+                    "free-running (not connected)");
+}
+
 static void tlpbridge_class_init(ObjectClass *klass, void *data)
 {
+    static const char *const time_stats[] = {
+        "time-syncs", "time-sync-wall-ns", "time-stalls", "time-stall-ns",
+    };
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *k = PCI_DEVICE_CLASS(klass);
     ResettableClass *rc = RESETTABLE_CLASS(klass);
@@ -1021,6 +1428,12 @@ static void tlpbridge_class_init(ObjectClass *klass, void *data)
             klass, tlpbridge_property_help[i].name,
             tlpbridge_property_help[i].description);
     }
+    for (unsigned i = 0; i < ARRAY_SIZE(time_stats); i++) {
+        object_class_property_add(klass, time_stats[i], "uint64",
+                                  tlpbridge_get_time_stat, NULL, NULL, NULL);
+    }
+    object_class_property_add_str(klass, "time-status",
+                                  tlpbridge_get_time_status, NULL);
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

@@ -10,6 +10,14 @@
  * return the fallback value, posted writes are dropped and counted (logged
  * once), and it reconnects when the bridge is back.
  *
+ * Coupled simulated time (docs/protocol.md, "Simulated time"): with
+ * time_sync set the host offers CAP_TIME_SYNC; once the bridge grants it,
+ * every request, posted write, reset and grant carries the time given by
+ * tlpb_host_set_time_ps, completions carry the device's time
+ * (tlpb_host_last_completion_ps), and the caller keeps the device's clock
+ * within a quantum of its own with tlpb_host_time_grant while
+ * tlpb_host_device_busy says the device may still be working.
+ *
  * Not thread-safe: one thread at a time (QEMU's BQL provides this). Callbacks
  * must not call back into the library's request functions. */
 #ifndef TLPB_HOST_H
@@ -85,6 +93,14 @@ struct tlpb_host_config {
                                      * (QEMU: msix_init): MSI-X interrupts are
                                      * passed on unfiltered, and table/PBA
                                      * accesses are not intercepted */
+    bool time_sync;                 /* offer CAP_TIME_SYNC (coupled simulated
+                                     * time). On a coupled connection
+                                     * read_timeout_ms bounds silence (no
+                                     * frame at all for that long), not a
+                                     * whole read or grant: a slow simulator
+                                     * is not a dead one */
+    uint64_t quantum_ps;            /* with time_sync: the caller's sync
+                                     * quantum, told to the bridge (status) */
 };
 
 /* Create the host and try to connect. A missing bridge is not an error: the
@@ -131,6 +147,48 @@ int tlpb_host_poll(struct tlpb_host *host);
 /* Like poll, but wait up to timeout_ms for at least one message. */
 int tlpb_host_wait(struct tlpb_host *host, int timeout_ms);
 
+/* ---- Coupled simulated time ------------------------------------------------
+ *
+ * Times are picoseconds on the caller's clock (QEMU: the guest's virtual
+ * clock). All of it is inert unless the connection is coupled. */
+
+/* The bridge's HelloReply.time_mode: "coupled", or why the device runs free
+ * (e.g. "free-running (simulator has no CAP_TIME_SYNC)"); "" when time_sync
+ * was not offered or no bridge answered yet. */
+const char *tlpb_host_time_mode(const struct tlpb_host *host);
+/* Whether this connection is coupled: time_sync offered, CAP_TIME_SYNC
+ * granted, and the bridge accepts TimeSync. When it is not, the library
+ * behaves exactly as free-running (no stamps, no grants). */
+bool tlpb_host_time_coupled(const struct tlpb_host *host);
+/* The caller's clock now: the stamp of every request, posted write (stamped
+ * when queued, even if sent later in a batch), reset and grant issued from
+ * now on. The clock never goes back: a smaller t is ignored. */
+void tlpb_host_set_time_ps(struct tlpb_host *host, uint64_t t_ps);
+/* The stamp of the final completion of the last memory read or config
+ * request (the device's clock when it answered), 0 if unstamped. A caller
+ * does not let its clock run past it before the requester sees the data. */
+uint64_t tlpb_host_last_completion_ps(const struct tlpb_host *host);
+
+struct tlpb_host_reached {
+    uint64_t sim_time_ps;   /* the device's clock (at least the grant) */
+    bool idle;              /* nothing to do until the next host message */
+    uint64_t next_event_ps; /* with idle: a self-timed event then (0: none) */
+};
+/* Let the device simulate up to until_ps: sends the queued posted writes,
+ * then GRANT (stamped with the time set), and serves the device's DMA and
+ * interrupts (as a read wait does) until its REACHED. Returns 0 with *out
+ * filled; or -ENOTCONN (link lost), -ETIMEDOUT (no frame for
+ * read_timeout_ms), -EPROTONOSUPPORT (the bridge refuses TimeSync: the
+ * connection runs free from now on, logged once), -EINVAL (not coupled).
+ * On every error *out says idle at until_ps, so a caller never waits on a
+ * device it cannot reach. */
+int tlpb_host_time_grant(struct tlpb_host *host, uint64_t until_ps, struct tlpb_host_reached *out);
+/* Whether the device may be working: true once anything was sent to it (a
+ * request, a posted write, even queued, a reset, a completion, a grant),
+ * false after a REACHED that said idle, until the next message. Always
+ * false when not coupled. */
+bool tlpb_host_device_busy(const struct tlpb_host *host);
+
 struct tlpb_host_stats {
     uint64_t reads;
     uint64_t writes;
@@ -143,6 +201,9 @@ struct tlpb_host_stats {
     uint64_t dma_errors;            /* requests outside guest memory */
     uint64_t interrupts;
     uint64_t reconnects;
+    uint64_t syncs;                 /* grants answered (REACHED) */
+    uint64_t sync_wall_ns;          /* wall time spent in grants, total */
+    uint64_t sync_wall_ns_max;      /* the longest one */
 };
 void tlpb_host_get_stats(const struct tlpb_host *host, struct tlpb_host_stats *stats);
 

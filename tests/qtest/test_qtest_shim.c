@@ -19,6 +19,15 @@
  *   token      a bridge on TCP that requires a token: QEMU without it is
  *              refused (the device answers from its fallback, QEMU
  *              survives); with the token in a secret object it is served
+ *   coupled    time=coupled against a scripted coupled-time bridge
+ *              (coupled_bridge.c), the clock moved by qtest's clock_step:
+ *              requests stamped with the virtual clock, GRANTs at each
+ *              quantum boundary while the device is busy and none while it
+ *              is idle, an interrupt applied in the grant wait, and one the
+ *              device sent early not before it, counters
+ *   coupled-refused  time=coupled under TCG without precise icount and
+ *              sleep=off: QEMU exits with the options it needs; with them
+ *              the device realizes; a bad time value is refused
  *
  * Guest-physical layout used: root port 00:04.0 with secondary bus 1 and a
  * memory window at 0xfe000000; BAR0 0xfe000000, BAR2 0xfe001000; descriptor
@@ -26,14 +35,17 @@
  * 0x300000 (vector 0) and 0x300010 (vector 1): plain RAM, so a delivered
  * message is a visible memory write. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "../dmacopy_spec.h" /* the tests' own register map, on purpose */
+#include "coupled_bridge.h"
 #include "harness.h"
 #include "qtest_client.h"
 
@@ -576,6 +588,265 @@ static void mode_token(void)
     finish_qemu(&q, failures);
 }
 
+/* ---- Coupled time ------------------------------------------------------------ */
+
+#define QUANTUM_NS 1000u
+#define DOORBELL_ADDR (BAR0_ADDR + 0x20u)
+#define EAGER_DOORBELL_ADDR (BAR0_ADDR + 0x24u)
+
+/* Move the virtual clock by ns (timers due on the way run at their
+ * deadlines); returns the clock after it. */
+static uint64_t clock_step(struct qt_qemu *q, uint64_t ns)
+{
+    const char *a = qt_request(q, "clock_step %llu", (unsigned long long)ns);
+    return strtoull(a + 2, NULL, 0);
+}
+
+/* The records after the first `from`, of one kind, into out. */
+static unsigned records_of(struct coupled_bridge *cb, unsigned from, enum cb_kind kind,
+                           struct cb_record *out, unsigned max)
+{
+    static struct cb_record all[CB_MAX_RECORDS];
+    unsigned n = cb_records(cb, all, CB_MAX_RECORDS), k = 0;
+    for (unsigned i = from; i < n; i++)
+        if (all[i].kind == kind && k < max)
+            out[k++] = all[i];
+    return k;
+}
+
+static unsigned records_total(struct coupled_bridge *cb)
+{
+    static struct cb_record all[CB_MAX_RECORDS];
+    return cb_records(cb, all, CB_MAX_RECORDS);
+}
+
+/* One read-only property of the device through QMP, as text. */
+static void qom_get(struct qt_qemu *q, const char *property, char *out, size_t out_size)
+{
+    char cmd[256], reply[1024];
+    snprintf(cmd, sizeof(cmd),
+             "{\"execute\": \"qom-get\", \"arguments\": {\"path\": "
+             "\"/machine/peripheral/tlpb0\", \"property\": \"%s\"}}",
+             property);
+    CHECK(qt_qmp(q, cmd, reply, sizeof(reply)), "qom-get %s: %s", property, reply);
+    const char *v = strstr(reply, "\"return\":");
+    snprintf(out, out_size, "%s", v ? v + strlen("\"return\":") : "");
+    /* strip spaces, quotes and the closing brace */
+    char *p = out, *w = out;
+    for (; *p; p++)
+        if (*p != ' ' && *p != '"' && *p != '}')
+            *w++ = *p;
+    *w = '\0';
+}
+
+static void mode_coupled(void)
+{
+    struct coupled_bridge cb = {.socket_path = it.socket_path, .busy_grants = 2,
+                                .read_latency_ps = 2500000, .read_value = DMACOPY_ID,
+                                .doorbell_address = DOORBELL_ADDR,
+                                .eager_doorbell_address = EAGER_DOORBELL_ADDR};
+    struct cb_record g[16], r[16];
+    unsigned n, mark;
+    struct qt_qemu q;
+    int failures = it_failures;
+    char dev_extra[64];
+
+    cb_start(&cb);
+    snprintf(dev_extra, sizeof(dev_extra), "time=coupled,quantum-ns=%u", QUANTUM_NS);
+    start_qemu(&q, dev_extra, true);
+    CHECK(qt_log_contains(&q, "time coupled, quantum 1000 ns; the bridge says: coupled"),
+          "the device reports coupled time");
+
+    /* The machine's reset reached the device at 0: busy, so it is granted
+     * time at the first two boundaries (the fake works for two grants),
+     * then it is idle and no grant follows however far the clock goes. */
+    uint64_t now = clock_step(&q, 100000);
+    CHECK_EQ_U64(now, 100000, "clock after the first step");
+    n = records_of(&cb, 0, CB_RESET, r, 16);
+    CHECK_EQ_U64(n, 1, "resets at start");
+    n = records_of(&cb, 0, CB_GRANT, g, 16);
+    CHECK_EQ_U64(n, 2, "grants while the reset kept the device busy");
+    for (unsigned i = 0; i < n && i < 2; i++) {
+        CHECK_EQ_U64(g[i].sync_id, i + 1, "grant id");
+        CHECK_EQ_U64(g[i].until_ps, (i + 1) * QUANTUM_NS * 1000ull, "grant at a quantum boundary");
+        CHECK_EQ_U64(g[i].stamp_ps, g[i].until_ps, "grant stamped with the host's time");
+    }
+
+    /* Config writes to the device: stamped with the clock, busy again. */
+    setup_root_port(&q);
+    mark = records_total(&cb);
+    map_device(&q);
+    n = records_of(&cb, mark, CB_CFGWR, r, 16);
+    CHECK_EQ_U64(n, 3, "config writes forwarded");
+    for (unsigned i = 0; i < n && i < 3; i++)
+        CHECK_EQ_U64(r[i].stamp_ps, now * 1000, "config write stamp");
+    CHECK_EQ_U64(records_of(&cb, mark, CB_GRANT, g, 16), 0, "no grant before a boundary");
+    now = clock_step(&q, QUANTUM_NS / 2);
+    CHECK_EQ_U64(records_of(&cb, mark, CB_GRANT, g, 16), 0, "no grant within the quantum");
+    now = clock_step(&q, 2 * QUANTUM_NS);
+    n = records_of(&cb, mark, CB_GRANT, g, 16);
+    CHECK_EQ_U64(n, 2, "grants at the two boundaries crossed while busy");
+    for (unsigned i = 0; i < n && i < 2; i++)
+        CHECK_EQ_U64(g[i].until_ps, (100000ull + (i + 1) * QUANTUM_NS) * 1000,
+                     "grant at the next boundaries");
+    now = clock_step(&q, 50 * QUANTUM_NS);
+    CHECK_EQ_U64(records_of(&cb, mark, CB_GRANT, g, 16), 2, "no grant once the device is idle");
+
+    /* An interrupt the device raises is applied in the grant wait: not
+     * before the boundary (nothing was granted yet), at it. */
+    setup_msix(&q);
+    now = clock_step(&q, 10 * QUANTUM_NS);
+    qt_writel(&q, MSG0_ADDR, 0);
+    mark = records_total(&cb);
+    uint64_t doorbell_at = now + QUANTUM_NS / 4;
+    now = clock_step(&q, QUANTUM_NS / 4);
+    reg_write(&q, DOORBELL_ADDR - BAR0_ADDR, 1);
+    CHECK_EQ_U64(qt_readl(&q, MSG0_ADDR), 0, "MSI-X message before the boundary");
+    now = clock_step(&q, QUANTUM_NS);
+    CHECK_EQ_U64(qt_readl(&q, MSG0_ADDR), MSG0_DATA, "MSI-X message after the grant");
+    n = records_of(&cb, mark, CB_MWR, r, 16);
+    CHECK(n == 1 && r[0].address == DOORBELL_ADDR, "the doorbell write (%u writes)", n);
+    if (n == 1)
+        CHECK_EQ_U64(r[0].stamp_ps, doorbell_at * 1000, "posted write stamped when written");
+    n = records_of(&cb, mark, CB_GRANT, g, 16);
+    CHECK(n >= 1, "a grant after the doorbell");
+    if (n >= 1)
+        CHECK_EQ_U64(g[0].until_ps, (doorbell_at / QUANTUM_NS + 1) * QUANTUM_NS * 1000,
+                     "the grant at the boundary after the write");
+
+    /* What a busy device sends between sync points (here an interrupt
+     * raised as soon as a write reached it) waits in the socket until the
+     * next boundary: it is not applied from the main loop at whatever wall
+     * time it arrived. Two qtest round trips after it is on the socket give
+     * the main loop every chance to (wrongly) take it. */
+    now = clock_step(&q, 10 * QUANTUM_NS);
+    qt_writel(&q, MSG1_ADDR, 0);
+    mark = records_total(&cb);
+    reg_write(&q, EAGER_DOORBELL_ADDR - BAR0_ADDR, 1);
+    CHECK(cb_wait_records(&cb, mark + 1), "the eager doorbell reached the device");
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), 0, "interrupt not applied from the main loop");
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), 0, "interrupt still not applied");
+    now = clock_step(&q, QUANTUM_NS);
+    CHECK_EQ_U64(qt_readl(&q, MSG1_ADDR), MSG1_DATA, "interrupt applied at the next sync point");
+
+    /* A read: stamped; its completion is later in device time (no vCPU to
+     * stall under qtest, so only the stamps are seen). */
+    now = clock_step(&q, 100 * QUANTUM_NS);
+    mark = records_total(&cb);
+    CHECK_EQ_U64(reg_read(&q, REG_ID), DMACOPY_ID, "ID through the coupled path");
+    n = records_of(&cb, mark, CB_MRD, r, 16);
+    CHECK(n == 1, "one memory read (%u)", n);
+    if (n == 1)
+        CHECK_EQ_U64(r[0].stamp_ps, now * 1000, "memory read stamp");
+
+    char text[128];
+    unsigned grants = records_of(&cb, 0, CB_GRANT, g, 16);
+    qom_get(&q, "time-syncs", text, sizeof(text));
+    CHECK_EQ_U64(strtoull(text, NULL, 10), grants, "time-syncs counts the grants");
+    qom_get(&q, "time-stalls", text, sizeof(text));
+    CHECK_EQ_U64(strtoull(text, NULL, 10), 0, "no stalls without a vCPU");
+    qom_get(&q, "time-status", text, sizeof(text));
+    CHECK(strcmp(text, "coupled") == 0, "time-status '%s'", text);
+    finish_qemu(&q, failures);
+    char summary[128];
+    snprintf(summary, sizeof(summary), "coupled time: %u syncs", grants);
+    CHECK(qt_log_contains(&q, summary), "the counters are printed at exit ('%s')", summary);
+    cb_join(&cb);
+    CHECK(cb.hello_offered_time, "the device's Hello offered CAP_TIME_SYNC");
+    CHECK_EQ_U64(cb.hello_quantum_ps, QUANTUM_NS * 1000ull, "Hello.quantum_ps");
+}
+
+/* QEMU under TCG with extra arguments and the device (time=coupled plus
+ * device_extra), run to its exit; returns its log (to free). A QEMU that
+ * does not exit is killed at the deadline and fails the check. */
+static char *run_tcg_qemu(const char *name, const char *const *extra, const char *device_extra)
+{
+    char dev[512];
+    snprintf(dev, sizeof(dev), "tlpbridge-pci,id=tlpb0,bus=rp0,socket=%s,device=dmacopy0,%s",
+             it.socket_path, device_extra);
+    const char *argv[IT_MAX_ARGS];
+    unsigned n = 0;
+    argv[n++] = qemu_binary;
+    argv[n++] = "-machine";
+    argv[n++] = "q35";
+    argv[n++] = "-accel";
+    argv[n++] = "tcg";
+    argv[n++] = "-nodefaults";
+    argv[n++] = "-display";
+    argv[n++] = "none";
+    for (unsigned i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n++] = "-device";
+    argv[n++] = "pcie-root-port,id=rp0,chassis=1,bus=pcie.0,addr=0x4";
+    argv[n++] = "-device";
+    argv[n++] = dev;
+    /* With the first device realized, this one ends QEMU: it has no socket. */
+    argv[n++] = "-device";
+    argv[n++] = "tlpbridge-pci,id=tlpb1,bus=pcie.0,addr=0x6,device=nosocket";
+    argv[n] = NULL;
+    const char *log_path = it_path(name);
+    pid_t pid = it_spawn(argv, log_path, log_path, -1);
+    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+    bool killed = false;
+    int status = it_reap(pid, &killed);
+    CHECK(!killed, "QEMU (%s) did not exit on its own", name);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "QEMU (%s) exit status 0x%x", name,
+          status);
+    FILE *f = fopen(log_path, "r");
+    char *text = calloc(1, 65536);
+    REQUIRE(text, "out of memory");
+    if (f) {
+        size_t got = fread(text, 1, 65535, f);
+        text[got] = '\0';
+        fclose(f);
+    }
+    if (it_failures || getenv("TLPB_IT_VERBOSE"))
+        printf("---- QEMU log (%s)\n%s\n", name, text);
+    return text;
+}
+
+static void mode_coupled_refused(void)
+{
+    static const char *const no_icount[] = {NULL};
+    static const char *const sleep_on[] = {"-icount", "shift=0", NULL};
+    static const char *const precise[] = {"-icount", "shift=0,sleep=off", NULL};
+    const char *needs = "time=coupled needs the guest clock to follow executed instructions: run "
+                        "QEMU with -accel tcg -icount shift=0,sleep=off";
+
+    char *log = run_tcg_qemu("qemu.noicount.log", no_icount, "time=coupled");
+    CHECK(strstr(log, needs) != NULL, "refused without icount, naming the options");
+    free(log);
+
+    log = run_tcg_qemu("qemu.sleepon.log", sleep_on, "time=coupled");
+    CHECK(strstr(log, needs) != NULL, "refused with icount sleeping");
+    free(log);
+
+    log = run_tcg_qemu("qemu.precise.log", precise, "time=coupled,quantum-ns=5000");
+    CHECK(strstr(log, needs) == NULL, "refused with -icount shift=0,sleep=off");
+    CHECK(strstr(log, "device 'dmacopy0': time coupled, quantum 5000 ns") != NULL,
+          "realized coupled with precise icount, sleep off");
+    CHECK(strstr(log, "property 'socket' is required") != NULL,
+          "QEMU went on to the second device");
+    free(log);
+
+    log = run_tcg_qemu("qemu.badtime.log", precise, "time=sometimes");
+    CHECK(strstr(log, "time must be 'free' or 'coupled', not 'sometimes'") != NULL,
+          "a bad time value is refused");
+    free(log);
+
+    log = run_tcg_qemu("qemu.badquantum.log", precise, "time=coupled,quantum-ns=0");
+    CHECK(strstr(log, "quantum-ns must be 1 to") != NULL, "quantum-ns=0 is refused");
+    free(log);
+
+    /* Free-running (the default) needs no icount. */
+    log = run_tcg_qemu("qemu.free.log", no_icount, "time=free");
+    CHECK(strstr(log, "time=coupled needs") == NULL && strstr(log, "time coupled") == NULL,
+          "time=free is not coupled");
+    CHECK(strstr(log, "property 'socket' is required") != NULL,
+          "time=free realized without icount");
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     /* --qemu is ours; everything else goes to the harness. */
@@ -607,6 +878,10 @@ int main(int argc, char **argv)
         IT_RUN("hot-plug and unplug", mode_hotplug());
     else if (strcmp(mode, "token") == 0)
         IT_RUN("token from a secret object", mode_token());
+    else if (strcmp(mode, "coupled") == 0)
+        IT_RUN("coupled time: stamps, grants at quantum boundaries while busy", mode_coupled());
+    else if (strcmp(mode, "coupled-refused") == 0)
+        IT_RUN("coupled time needs precise icount with sleep off", mode_coupled_refused());
     else
         REQUIRE(false, "unknown --mode %s", mode);
     int rc = it_finish();
