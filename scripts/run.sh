@@ -6,12 +6,17 @@
 # through the device. Prints a short result; exits 0 only if every check
 # passed.
 #
-# usage: scripts/run.sh [--no-qemu] [--external | --rtl] [--intx] [--accel tcg|kvm] [-v]
+# usage: scripts/run.sh [--no-qemu] [--external | --rtl] [--intx] [--accel tcg|kvm]
+#                       [--coupled] [--rtl-cycles-per-s N] [-v]
 #   --no-qemu    no QEMU: drive the device from the host library (dmacopy-demo)
 #   --external   the model in its own process (hlsim-run) instead of in the bridge
 #   --rtl        the RTL: dmacopy in SystemVerilog, Verilated, through the RTL adapter
 #   --intx       also run the guest cases with INTx (driver rebound, use_msix=0)
 #   --accel A    tcg or kvm (default: KVM if a KVM guest boots, else TCG)
+#   --coupled    coupled simulated time: the guest's clock waits for the device's
+#                (TCG with -icount; docs/user-guide.md, "Coupled simulated time")
+#   --rtl-cycles-per-s N  with --rtl: cap the RTL at N cycles per second, as a
+#                large design would run
 #   -v           echo the guest console and the bridge log
 # The first run builds QEMU (about 4 minutes; cached under ~/.cache/tlpbridge).
 # The build goes to build/ (TLPB_BUILD_DIR overrides it).
@@ -30,8 +35,10 @@ while [ $# -gt 0 ]; do
     --intx) guest_args+=(--intx) ;;
     --accel) guest_args+=(--accel "$2"); shift ;;
     --accel=*) guest_args+=(--accel "${1#--accel=}") ;;
+    --coupled) guest_args+=(--coupled) ;;
+    --rtl-cycles-per-s) guest_args+=(--rtl-cycles-per-s "$2"); shift ;;
     -v|--verbose) guest_args+=(-v) ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

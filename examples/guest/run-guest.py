@@ -3,7 +3,7 @@
 guest in QEMU with tlpbridge-pci, the dmacopy driver, and dmacopy-test.
 
 usage: run-guest.py --build BUILD [--backend hlsim|external|rtl] [--accel tcg|kvm]
-                    [--intx] [-v]
+                    [--coupled] [--rtl-cycles-per-s N] [--intx] [-v]
 
   --build DIR     CMake build directory configured with -DTLPB_BUILD_QEMU=ON
                   and built (targets tlpbridged, hlsim-run, dmacopy_model,
@@ -13,6 +13,11 @@ usage: run-guest.py --build BUILD [--backend hlsim|external|rtl] [--accel tcg|kv
                   rtl: dmacopy in SystemVerilog under Verilator
                   (dmacopy-rtl-sim, built with -DTLPB_BUILD_RTL=ON)
   --accel         default: TLPB_ACCEL, else KVM if a KVM guest boots, else TCG
+  --coupled       coupled simulated time: QEMU runs TCG with -icount
+                  shift=0,sleep=off and the device's time=coupled, so the
+                  guest's clock waits for the device's (docs/user-guide.md)
+  --rtl-cycles-per-s N  cap the RTL at N cycles per wall second, like a
+                  large design (with --backend rtl)
   --intx          also rebind the driver with use_msix=0 and run the INTx cases
   -v              echo the guest console and the bridge log
 
@@ -42,6 +47,8 @@ def main():
     ap.add_argument("--backend", choices=("hlsim", "external", "rtl"), default="hlsim")
     ap.add_argument("--accel", choices=("tcg", "kvm"))
     ap.add_argument("--intx", action="store_true")
+    ap.add_argument("--coupled", action="store_true")
+    ap.add_argument("--rtl-cycles-per-s", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -62,8 +69,14 @@ def main():
         if not os.path.exists(p):
             say("run: %s not found (%s): build it first" % (name, p))
             return 2
+    if args.coupled:
+        if args.accel == "kvm":
+            say("run: --coupled needs TCG (-icount), not KVM")
+            return 2
+        args.accel = "tcg"
     if args.accel:
         os.environ["TLPB_ACCEL"] = args.accel
+    time_mode = "coupled" if args.coupled else "free"
 
     t0 = time.monotonic()
     failures = []
@@ -84,13 +97,18 @@ def main():
             else:
                 s.start_bridge(paths["tlpbridged"],
                                ["--device", "dmacopy0:external=" + paths["model"]])
-                s.start_rtl_sim(paths["dmacopy-rtl-sim"], "dmacopy0")
-                say("tlpbridged: dmacopy0 served by the RTL (dmacopy-rtl-sim, Verilator)")
-            say("qemu: booting Linux (q35, %s) with -device tlpbridge-pci,socket=%s,"
-                "device=dmacopy0" % (accel, s.socket))
+                cap = (["--max-cycles-per-s", str(args.rtl_cycles_per_s)]
+                       if args.rtl_cycles_per_s else [])
+                s.start_rtl_sim(paths["dmacopy-rtl-sim"], "dmacopy0", cap)
+                say("tlpbridged: dmacopy0 served by the RTL (dmacopy-rtl-sim, Verilator%s)" %
+                    (", at most %d cycles/s" % args.rtl_cycles_per_s if cap else ""))
+            shim = "tlpbridge-pci,bus=rp0,socket=%s,device=dmacopy0%s" % (
+                s.socket, tg.shim_time_props(time_mode))
+            extra = tg.COUPLED_QEMU_ARGS if args.coupled else ()
+            say("qemu: booting Linux (q35, %s) with %s-device %s" %
+                (accel, " ".join(extra) + " " if extra else "", shim))
             g = tg.Guest(s, paths["qemu"], paths["kernel"], paths["initrd"], accel=accel,
-                         devices=["pcie-root-port,id=rp0,chassis=1",
-                                  "tlpbridge-pci,bus=rp0,socket=%s,device=dmacopy0" % s.socket])
+                         devices=["pcie-root-port,id=rp0,chassis=1", shim], extra_args=extra)
             g.wait_booted()
             say("guest: Linux %s up after %.1f s" %
                 (g.run("uname -r")[1][0].strip(), time.monotonic() - t0))
@@ -132,6 +150,14 @@ def main():
                  c.get("interrupts", 0), c.get("fallback_completions", 0)))
             if c.get("fallback_completions", 0):
                 failures.append("the fallback answered requests")
+            ts = st.get("time")
+            if args.coupled and ts:
+                say("time: %s; device at %.3f ms of guest time, %d syncs (%.1f per simulated "
+                    "ms), sync p50 %s us" %
+                    (ts.get("mode"), ts.get("device_time_ns", 0) / 1e6, ts.get("syncs", 0),
+                     ts.get("syncs_per_sim_ms", 0), ts.get("sync_wall_us_p50")))
+                if ts.get("mode") != "coupled":
+                    failures.append("time mode is %s, not coupled" % ts.get("mode"))
             g.poweroff()
         except tg.Failure as e:
             failures.append(str(e))

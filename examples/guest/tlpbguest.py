@@ -468,6 +468,19 @@ def _accept(lsock, proc, timeout, what):
 
 GUEST_APPEND = "console=ttyS0 printk.time=1 panic=-1"
 
+# Coupled simulated time (docs/user-guide.md, "Coupled simulated time"): the
+# guest's clock counts executed instructions and never sleeps, so it can wait
+# for the device's clock; the RTC follows it too.
+COUPLED_QEMU_ARGS = ("-icount", "shift=0,sleep=off",
+                     "-rtc", "base=2026-01-01T00:00:00,clock=vm")
+
+
+def shim_time_props(time_mode, quantum_ns=None):
+    """tlpbridge-pci properties for a time mode ("free" or "coupled")."""
+    if time_mode != "coupled":
+        return ""
+    return ",time=coupled" + (",quantum-ns=%d" % quantum_ns if quantum_ns else "")
+
 
 class Guest:
     """One QEMU process with the guest image, its serial console and QMP."""
@@ -548,6 +561,18 @@ class Guest:
         # The loop prints TLPB-READY before it reads the next line.
         ridx, _ = self.wait_console(r"TLPB-READY", 60, since=idx + 1, what="TLPB-READY")
         self._cursor = ridx + 1
+        return int(m.group(1)), out
+
+    def wait_run_once(self, timeout):
+        """Non-interactive mode (tlpb.run=CMD): waits for the command to end
+        and QEMU to exit; returns (rc, output lines of the command)."""
+        # No liveness check: QEMU exits right after the line, and the console
+        # ends (EOF) when it does, so the wait cannot outlive it.
+        idx, m = self.console.wait_for(r"TLPB-EXIT rc=(\d+)", timeout, 0,
+                                       "end of the tlpb.run command")
+        begin, _ = self.console.wait_for(r"TLPB-BEGIN", 1, 0, "TLPB-BEGIN")
+        out = self.console.text(begin + 1, idx)
+        self.proc.wait(60)
         return int(m.group(1)), out
 
     def run(self, cmd, timeout=120):

@@ -6,7 +6,8 @@ usage: guest_test.py TEST --qemu Q --kernel K --initrd I --tlpbridged B
                      --hlsim-run H --model M --tlpbctl C --configs DIR
                      [--accel-file F]
                      [--rtl-sim S]
-TEST: accel | inproc | inproc_fast | external | nosim | sim_kill | hotplug | rtl
+TEST: accel | inproc | inproc_fast | external | nosim | sim_kill | hotplug | rtl |
+      coupled_hlsim | coupled_rtl | coupled_rtl_slow
 
 Each test boots one guest in interactive mode (tlpb.interactive=1) and runs
 many checks in it. Exit status: 0 all checks passed, 1 a check failed,
@@ -21,9 +22,11 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -577,6 +580,317 @@ def test_rtl(t):
         stop_bridge(t, bridge)
 
 
+# ---- coupled simulated time ----------------------------------------------------------------
+# docs/user-guide.md, "Coupled simulated time". The guest's clock counts
+# instructions (-icount, sleep=off) and the shim keeps the device's clock
+# within one quantum of it.
+
+QUANTUM_NS = 10000
+# Lines a guest prints when its clock ran while a CPU was kept from
+# scheduling: what a slow device causes without coupled time.
+LOCKUP_RE = re.compile(r"soft lockup|hard LOCKUP|rcu_\w+ (self-)?detected stall|"
+                       r"rcu.*stall|hung_task|blocked for more than|watchdog: BUG", re.I)
+
+
+def rtl_preconditions(t):
+    if not t.args.rtl_sim:
+        raise Skip("no RTL simulator: configure with -DTLPB_BUILD_RTL=ON")
+    preconditions(t.args)
+    if not os.path.exists(t.args.rtl_sim):
+        raise Skip("%s not built" % t.args.rtl_sim)
+
+
+def time_devices(s, time_mode):
+    return [ROOT_PORT, shim_device(s) + tg.shim_time_props(time_mode, QUANTUM_NS)]
+
+
+def time_qemu_args(time_mode):
+    return tg.COUPLED_QEMU_ARGS if time_mode == "coupled" else ()
+
+
+# The trace file (docs/protocol.md, "Trace file"): "TLPBTRC1", then frames of
+# a 4-byte little-endian length and one TraceRecord. Read here with a small
+# protobuf reader, independent of the bridge's own tools.
+def _varint(b, i):
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def _fields(b):
+    """{field number: [values]} of one protobuf message (varints and bytes)."""
+    out, i = {}, 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(b, i)
+        elif wt == 2:
+            n, i = _varint(b, i)
+            v, i = b[i:i + n], i + n
+        elif wt == 1:
+            v, i = int.from_bytes(b[i:i + 8], "little"), i + 8
+        elif wt == 5:
+            v, i = int.from_bytes(b[i:i + 4], "little"), i + 4
+        else:
+            raise Failure("trace: wire type %d" % wt)
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def _one(f, num, default=0):
+    return f.get(num, [default])[0]
+
+
+def read_trace_events(path):
+    """[(what, address, sim_time_ps)]: 'MWr'/'MRd' host requests, 'IRQ'
+    interrupts, in trace order."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"TLPBTRC1":
+        raise Failure("%s is no tlpbridge trace" % path)
+    i, events = 8, []
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i:i + 4], "little")
+        rec = _fields(data[i + 4:i + 4 + n])
+        i += 4 + n
+        env = _fields(_one(rec, 5, b""))
+        if 3 in env:
+            tlp = _fields(env[3][0])
+            kind = {1: "MRd", 2: "MWr"}.get(_one(tlp, 1))
+            if kind and _one(rec, 2) == 1:  # host to device
+                events.append((kind, _one(tlp, 4), _one(tlp, 19)))
+        elif 4 in env:
+            irq = _fields(env[4][0])
+            events.append(("IRQ", _one(irq, 2), _one(irq, 3)))
+    return events
+
+
+def copy_spans(events):
+    """Device time (ps) from each doorbell (a host write to TAIL, BAR0 + 0x20)
+    to the next interrupt, in order."""
+    spans, doorbell = [], None
+    for what, addr, ps in events:
+        if what == "MWr" and addr & 0xFFF == 0x20:
+            doorbell = ps
+        elif what == "IRQ" and doorbell is not None:
+            spans.append(ps - doorbell)
+            doorbell = None
+    return spans
+
+
+def sim_trace_text(t, path):
+    """tlpbtrace --sim: the trace without wall time, for comparing runs."""
+    r = subprocess.run([t.args.tlpbtrace, "--sim", path], capture_output=True, text=True,
+                       timeout=120)
+    t.check(r.returncode == 0, "tlpbtrace --sim %s failed: %s" % (path, r.stderr.strip()))
+    return r.stdout
+
+
+FIDELITY_CMD = "dmacopy-test --bench-copy 4 1 && dmacopy-test --bench-copy 65536 1"
+
+
+def coupled_once(t, backend, label, sim_args=(), bridge_args=()):
+    """One coupled boot that runs FIDELITY_CMD (tlpb.run: no console input, so
+    the guest's instructions, and with them its clock, are the same every
+    run); returns (driver ktimes in ns, trace events, tlpbtrace --sim text,
+    bridge status)."""
+    with guest_session(t) as s:
+        trace = s.path("trace.tlpb")
+        if backend == "rtl":
+            bridge = s.start_bridge(t.args.tlpbridged,
+                                    ["--config", os.path.join(t.args.configs,
+                                                              "dmacopy-fallback.cfg"),
+                                     "--trace", trace] + list(bridge_args))
+            sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE, list(sim_args))
+        else:
+            bridge = s.start_bridge(t.args.tlpbridged, list(bridge_args) + ["--trace", trace])
+            sim = None
+        t.step("%s: coupled boot running %r" % (label, FIDELITY_CMD))
+        g = tg.Guest(s, t.args.qemu, t.args.kernel, t.args.initrd, accel="tcg",
+                     devices=time_devices(s, "coupled"), interactive=False,
+                     append='tlpb.run="%s"' % FIDELITY_CMD,
+                     extra_args=time_qemu_args("coupled"))
+        rc, out = g.wait_run_once(SUITE_TIMEOUT)
+        t.check(rc == 0, "%s: %r exited %d:\n%s" % (label, FIDELITY_CMD, rc,
+                                                     "\n".join("    " + l for l in out[-20:])))
+        ktimes = [int(l.split()[2]) for l in out if l.startswith("BENCH copy_driver_ns ")]
+        st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+        if sim:
+            rc = sim.stop(60)
+            t.check(rc == 0, "%s: the RTL simulator exited with status %s" % (label, rc))
+        stop_bridge(t, bridge)
+        events = read_trace_events(trace)
+        text = sim_trace_text(t, trace)
+    t.step("%s: driver ktime %s ns, %d syncs, %d fallback completions" %
+           (label, ktimes, st.get("time", {}).get("syncs", -1),
+            st.get("counters", {}).get("fallback_completions", -1)))
+    t.check(st.get("counters", {}).get("fallback_completions", 0) == 0,
+            "%s: the fallback completed requests" % label)
+    return ktimes, events, text, st
+
+
+def check_fidelity(t, label, ktimes, events):
+    """The guest's ktime of a copy is the device's time for it (doorbell to
+    interrupt, from the trace's stamps), plus guest software time, plus at
+    most one quantum: the interrupt reaches the guest at the next sync point.
+    The 4-byte copy measures the software time."""
+    spans = copy_spans(events)
+    # FIDELITY_CMD: per size one checked copy, then the timed one.
+    if not t.check(len(ktimes) == 2 and len(spans) == 4,
+                   "%s: expected 2 driver times and 4 copies in the trace, got %s and %s" %
+                   (label, ktimes, spans)):
+        return None
+    small, big = spans[1] / 1000.0, spans[3] / 1000.0
+    soft_small, soft_big = ktimes[0] - small, ktimes[1] - big
+    t.step("%s: 4 B copy: device %.0f ns, guest %d ns; 64 KiB copy: device %.0f ns, "
+           "guest %d ns" % (label, small, ktimes[0], big, ktimes[1]))
+    t.check(soft_small >= 0 and soft_big >= 0,
+            "%s: the guest measured less than the device took (%.0f / %.0f ns)" %
+            (label, soft_small, soft_big))
+    t.check(abs(soft_big - soft_small) <= QUANTUM_NS,
+            "%s: 64 KiB copy: guest %d ns vs device %.0f ns + software %.0f ns: off by "
+            "more than one quantum (%d ns)" % (label, ktimes[1], big, soft_small, QUANTUM_NS))
+    return big
+
+
+def test_coupled_rtl(t):
+    """RTL dmacopy in coupled time: the guest's ktime of a 64 KiB copy is the
+    RTL's cycles times its clock period (within a quantum, plus software time);
+    the run is deterministic: uncapped and capped at 20,000 cycles/s give the
+    same trace (TLPs and simulated stamps) and the same guest times."""
+    rtl_preconditions(t)
+    k1, e1, text1, st = coupled_once(t, "rtl", "RTL uncapped")
+    big = check_fidelity(t, "RTL uncapped", k1, e1)
+    period = st.get("time", {}).get("clock_period_ps", 0)
+    if big is not None and period:
+        t.step("RTL: 64 KiB copy took %d cycles at %d ps" % (big * 1000 / period, period))
+    k2, e2, text2, _ = coupled_once(t, "rtl", "RTL capped", ["--max-cycles-per-s", "20000"])
+    check_fidelity(t, "RTL capped", k2, e2)
+    t.check(k1 == k2, "guest times differ between uncapped and capped RTL: %s vs %s" % (k1, k2))
+    t.check(e1 == e2, "trace stamps differ between uncapped and capped RTL")
+    t.check(text1 == text2 and text1.strip(),
+            "tlpbtrace --sim differs between two coupled RTL runs (first difference: %s)" %
+            first_difference(text1, text2))
+
+
+def first_difference(a, b):
+    for n, (x, y) in enumerate(zip(a.splitlines(), b.splitlines())):
+        if x != y:
+            return "line %d: %r vs %r" % (n + 1, x, y)
+    return "lengths %d vs %d lines" % (len(a.splitlines()), len(b.splitlines()))
+
+
+HLSIM_BYTES_PER_NS = 1.0
+
+
+def test_coupled_hlsim(t):
+    """The in-process hlsim model in coupled time: a 64 KiB copy takes the
+    model's declared throughput in the guest's clock, and two runs give the
+    same trace and the same guest times."""
+    preconditions(t.args)
+    # The model's throughput comes from its model_args, set in a config file.
+    cfg_dir = tempfile.mkdtemp(prefix="tlpb-coupled-")
+    cfg = os.path.join(cfg_dir, "dmacopy-hlsim-coupled.cfg")
+    with open(cfg, "w") as f:
+        f.write('devices = ({ name = "%s"; backend = "hlsim"; model = "%s"; '
+                'model_args = "bytes_per_ns=%g"; });\n' % (DEVICE, t.args.model,
+                                                           HLSIM_BYTES_PER_NS))
+    args = ["--config", cfg]
+    k1, e1, text1, _ = coupled_once(t, "hlsim", "hlsim run 1", bridge_args=args)
+    big = check_fidelity(t, "hlsim run 1", k1, e1)
+    spans = copy_spans(e1)
+    if big is not None and len(spans) == 4:
+        want = (65536 - 4) / HLSIM_BYTES_PER_NS
+        got = (spans[3] - spans[1]) / 1000.0
+        t.check(abs(got - want) <= 0.05 * want,
+                "hlsim: 64 KiB minus 4 B copy took %.0f ns of device time, the model declares "
+                "%.0f ns (%g bytes/ns)" % (got, want, HLSIM_BYTES_PER_NS))
+    k2, e2, text2, _ = coupled_once(t, "hlsim", "hlsim run 2", bridge_args=args)
+    shutil.rmtree(cfg_dir, ignore_errors=True)
+    t.check(k1 == k2, "guest times differ between two coupled hlsim runs: %s vs %s" % (k1, k2))
+    t.check(text1 == text2 and text1.strip(),
+            "tlpbtrace --sim differs between two coupled hlsim runs (%s)" %
+            first_difference(text1, text2))
+
+
+SLOW_RTL_CYCLES_PER_S = 2000
+SLOW_CASES = ["scratch_4", "copy_1m", "msix", "poll_busy", "irq_masked"]
+SLOW_CMD = "dmacopy-test --big-copy 65536 --only " + ",".join(SLOW_CASES)
+SLOW_APPEND = "dmacopy.timeout_ms=100 watchdog_thresh=1"
+
+
+def slow_rtl_run(t, time_mode):
+    """The slow-RTL subset in one time mode: (passed, lockup lines, fallback
+    completions, why it failed)."""
+    label = "RTL at %d cycles/s, %s" % (SLOW_RTL_CYCLES_PER_S, time_mode)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged,
+                                ["--config", os.path.join(t.args.configs,
+                                                          "dmacopy-fallback.cfg")])
+        sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE,
+                              ["--max-cycles-per-s", str(SLOW_RTL_CYCLES_PER_S)])
+        t.step("%s: booting" % label)
+        g = tg.Guest(s, t.args.qemu, t.args.kernel, t.args.initrd, accel="tcg",
+                     devices=time_devices(s, time_mode), append=SLOW_APPEND,
+                     extra_args=time_qemu_args(time_mode))
+        g.wait_booted()
+        t.step("%s: guest up, running %s" % (label, SLOW_CMD))
+        t0 = time.monotonic()
+        why = ""
+        try:
+            rc, out = g.run(SLOW_CMD, SUITE_TIMEOUT)
+            cases, result = tg.parse_tests(out)
+            failed = [n for n, ok, _ in cases if not ok]
+            passed = rc == 0 and not failed and result == (len(SLOW_CASES), 0)
+            for name, ok, reason in cases:
+                log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
+            if not passed:
+                why = "rc %d, failed cases %s" % (rc, ", ".join(failed) or "none")
+        except Failure as e:
+            passed, why = False, "hung: %s" % str(e).splitlines()[0]
+        t.step("%s: %s after %.0f s" % (label, "passed" if passed else "failed (%s)" % why,
+                                         time.monotonic() - t0))
+        lockups = [l for l in g.console.text(0) if LOCKUP_RE.search(l)]
+        st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+        fallbacks = st.get("counters", {}).get("fallback_completions", 0)
+        for l in lockups[:5]:
+            log("    console: " + l)
+        if time_mode == "coupled":
+            ts = st.get("time", {})
+            t.step("%s: %s syncs, device time %s ns, %s fallback completions" %
+                   (label, ts.get("syncs"), ts.get("device_time_ns"), fallbacks))
+            finish_guest(t, g)
+        else:
+            g.kill()
+        sim.stop(60)
+        bridge.stop()
+    return passed, lockups, fallbacks, why
+
+
+def test_coupled_rtl_slow(t):
+    """A design as slow as a real one (2,000 cycles per wall second): with the
+    driver's timeout at 100 ms and a 1 s watchdog, the guest's cases pass in
+    coupled time with no fallback answer and no lockup report, and fail when
+    the same run is free-running: the mode is what makes the difference."""
+    rtl_preconditions(t)
+    passed, lockups, fallbacks, why = slow_rtl_run(t, "coupled")
+    t.check(passed, "coupled: the slow-RTL cases failed (%s)" % why)
+    t.check(not lockups, "coupled: the guest reported lockups: %s" % lockups[:3])
+    t.check(fallbacks == 0, "coupled: %d requests were completed by the fallback" % fallbacks)
+    passed, lockups, fallbacks, why = slow_rtl_run(t, "free")
+    t.check(not passed or lockups,
+            "free-running: the slow-RTL cases passed with no lockup report, so this test "
+            "does not show what coupled time changes")
+    t.step("free-running: %s; %d lockup lines; %d fallback completions" %
+           (why or "passed", len(lockups), fallbacks))
+
+
 TESTS = {
     "accel": test_accel,
     "inproc": test_inproc,
@@ -586,6 +900,9 @@ TESTS = {
     "sim_kill": test_sim_kill,
     "hotplug": test_hotplug,
     "rtl": test_rtl,
+    "coupled_rtl": test_coupled_rtl,
+    "coupled_rtl_slow": test_coupled_rtl_slow,
+    "coupled_hlsim": test_coupled_hlsim,
 }
 
 
