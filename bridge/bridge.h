@@ -203,6 +203,7 @@ struct device_time {
     uint64_t coupled_since_ps;     /* host time then */
     uint64_t cycles_at_coupling;
     uint64_t last_sim_frame_ns;    /* liveness: the request timeout counts from here */
+    uint64_t progress_to_host_ns;  /* last PROGRESS passed on to a waiting host */
 };
 
 struct device {

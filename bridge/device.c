@@ -886,6 +886,19 @@ int device_time_from_sim(struct device *d, const struct conn *sim, const Tlpb__T
         if (ts->clocked_cycles)
             t->clocked_cycles = ts->clocked_cycles;
         time_check_completion_timeouts(d);
+        /* A host waiting on a slow simulator hears that it lives: its own
+         * wait is bounded by silence. At most one a second. */
+        uint64_t now = tlpb_now_ns();
+        if (d->host && (t->grant_pending || d->pending_active) &&
+            now - t->progress_to_host_ns >= 1000000000u) {
+            Tlpb__TimeSync fwd = TLPB__TIME_SYNC__INIT;
+            fwd.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS;
+            fwd.sim_time_ps = ts->sim_time_ps;
+            fwd.clocked_cycles = ts->clocked_cycles;
+            conn_send_time_sync(d->host, &fwd);
+            conn_flush(d->host);
+            t->progress_to_host_ns = now;
+        }
         return 0;
     }
     if (!t->grant_pending || ts->sync_id != t->grant_id) {
