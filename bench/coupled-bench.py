@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -63,6 +64,7 @@ def one_run(paths, backend, time_mode, cmd, quantum_ns):
                      append='tlpb.run="%s"' % cmd, extra_args=extra)
         g.console.wait_for(r"TLPB-BEGIN", 600, 0, "TLPB-BEGIN")
         t1 = time.monotonic()
+        st0 = tg.tlpbctl_status(paths["tlpbctl"], s.socket, DEVICE).get("time", {})
         idx, m = g.console.wait_for(r"TLPB-EXIT rc=(\d+)", 3600, 0, "TLPB-EXIT")
         t2 = time.monotonic()
         if int(m.group(1)) != 0:
@@ -71,8 +73,20 @@ def one_run(paths, backend, time_mode, cmd, quantum_ns):
         st = tg.tlpbctl_status(paths["tlpbctl"], s.socket, DEVICE)
         g.proc.wait(120)
         t3 = time.monotonic()
+        # The shim's own account (printed when QEMU exits): wall time spent
+        # in grants, seen from the guest's side.
+        shim = None
+        if time_mode == "coupled":
+            _, shim = g.proc.out.wait_for(r"coupled time: (\d+) syncs \((\d+) us of wall time",
+                                          30, 0, "the shim's coupled-time summary")
     ts = st.get("time", {})
+    syncs_cmd = ts.get("syncs", 0) - st0.get("syncs", 0)
+    sim_ms_cmd = (ts.get("host_time_ns", 0) - st0.get("host_time_ns", 0)) / 1e6
+    shim_syncs, shim_us = (int(shim.group(1)), int(shim.group(2))) if shim else (0, 0)
     return {"cmd_wall_s": t2 - t1, "total_wall_s": t3 - t0, "syncs": ts.get("syncs", 0),
+            "cmd_syncs": syncs_cmd, "cmd_guest_ms": sim_ms_cmd,
+            "cmd_syncs_per_sim_ms": syncs_cmd / sim_ms_cmd if sim_ms_cmd > 0 else 0,
+            "shim_us_per_sync": shim_us / shim_syncs if shim_syncs else 0,
             "device_time_ms": ts.get("device_time_ns", 0) / 1e6,
             "syncs_per_sim_ms": ts.get("syncs_per_sim_ms", 0),
             "sync_wall_us_p50": ts.get("sync_wall_us_p50", 0),

@@ -308,6 +308,40 @@ static void wait_for_simulator(const char *socket_path, const char *device)
     tlpb_host_close(h);
 }
 
+/* The wall cost of one coupled-time sync: a host GRANT to an idle device
+ * and its REACHED, through the bridge (docs/protocol.md, "Simulated time").
+ * The shim pays this at each quantum boundary while the device is busy. */
+static double grant_rtt_p50(const char *socket_path, const char *device, double *p99)
+{
+    struct tlpb_host_config cfg = {.address = socket_path, .device_name = device,
+                                   .time_sync = true, .quantum_ps = 10000000};
+    struct tlpb_host_ops ops = {.dma_read = no_dma, .dma_write = no_dma_write, .interrupt = no_irq};
+    struct tlpb_host *h;
+    char err[256];
+    if (tlpb_host_open(&h, &cfg, &ops, NULL, err, sizeof(err)) != 0 || !tlpb_host_connected(h))
+        die("cannot connect to the bridge");
+    if (!tlpb_host_time_coupled(h))
+        die("the bridge did not grant coupled time");
+    uint64_t *lat = calloc((size_t)iterations, sizeof(*lat));
+    uint64_t t_ps = 1000000;
+    for (int i = 0; i < iterations + 1000; i++) {
+        struct tlpb_host_reached r;
+        t_ps += 10000000; /* one 10 us quantum */
+        tlpb_host_set_time_ps(h, t_ps);
+        uint64_t t0 = tlpb_now_ns();
+        if (tlpb_host_time_grant(h, t_ps, &r) != 0 || r.sim_time_ps < t_ps)
+            die("grant not reached");
+        uint64_t dt = tlpb_now_ns() - t0;
+        if (i >= 1000)
+            lat[i - 1000] = dt;
+    }
+    double p50 = percentile_us(lat, iterations, 0.5);
+    *p99 = percentile_us(lat, iterations, 0.99);
+    free(lat);
+    tlpb_host_close(h);
+    return p50;
+}
+
 static void locate(struct paths *p, const char *build_dir)
 {
     if (strlen(build_dir) > PATH_MAX - 64)
@@ -387,6 +421,7 @@ int main(int argc, char **argv)
     double strict_tlps = (dma_read_tlps + cpl_tlps + write_tlps) / strict_s;
     double msix = msix_per_s(&dc);
     dmacopy_host_close(&dc);
+    double sync_p99, sync_p50 = grant_rtt_p50(sock_in, "bench0", &sync_p99);
     stop(bridge_strict);
 
     /* in-process hlsim, fast (unsplit) DMA */
@@ -406,6 +441,7 @@ int main(int argc, char **argv)
     double ext_p50;
     mmio_read_latency(&dc, &ext_p50, NULL);
     dmacopy_host_close(&dc);
+    double sync_ext_p99, sync_ext_p50 = grant_rtt_p50(sock_ext, "bench2", &sync_ext_p99);
     stop(runner);
     stop(bridge_ext);
     rmdir(tmpl);
@@ -423,12 +459,18 @@ int main(int argc, char **argv)
            "  \"dma_strict_MBps\": %.1f,\n"
            "  \"dma_strict_tlps_per_s\": %.0f,\n"
            "  \"msix_per_s\": %.0f,\n"
+           "  \"sync_rtt_us_p50\": %.2f,\n"
+           "  \"sync_rtt_us_p99\": %.2f,\n"
+           "  \"sync_rtt_ext_us_p50\": %.2f,\n"
+           "  \"sync_rtt_ext_us_p99\": %.2f,\n"
+           "  \"ratio_sync_to_mmio\": %.2f,\n"
            "  \"ratio_mmio_to_socket\": %.2f,\n"
            "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
            "  \"ratio_posted_writes_to_socket_rate\": %.2f\n"
            "}\n",
            iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, writes, fast / 1e6,
-           strict / 1e6, strict_tlps, msix, mmio_p50 / socket_p50, ext_p50 / relay_p50,
+           strict / 1e6, strict_tlps, msix, sync_p50, sync_p99, sync_ext_p50, sync_ext_p99,
+           sync_p50 / mmio_p50, mmio_p50 / socket_p50, ext_p50 / relay_p50,
            writes / (1e6 / socket_p50));
     return 0;
 }
