@@ -136,6 +136,21 @@ static void reset_msg(struct bytes *b, Tlpb__ResetKind kind)
     frame(b, &env);
 }
 
+static void time_sync_msg(struct bytes *b, Tlpb__TimeSyncKind kind, uint64_t id, uint64_t t,
+                          uint64_t until, bool idle)
+{
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = kind;
+    ts.sync_id = id;
+    ts.sim_time_ps = t;
+    ts.grant_until_ps = until;
+    ts.idle = idle;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env.time_sync = &ts;
+    frame(b, &env);
+}
+
 static void error_msg(struct bytes *b, const char *reason)
 {
     Tlpb__Error e = TLPB__ERROR__INIT;
@@ -566,6 +581,45 @@ static void seeds_bridge(void)
     tlp_frame(&m, &t); /* late: after the timeout */
     record(&b, 1, &m);
     save("fuzz_bridge_conn", "silent_simulator_timeout", &b);
+
+    /* Coupled time on dev0: both sides offer CAP_TIME_SYNC; stamped
+     * requests, a GRANT relayed, PROGRESS, the REACHED, a stamped
+     * completion and interrupt; then a REACHED for no grant and a GRANT
+     * from the simulator (refused). */
+    reset(&b);
+    reset(&m);
+    hello(&m, TLPB__ROLE__ROLE_SIMULATOR, "dev0", TLPB__CAPABILITY__CAP_TIME_SYNC, true);
+    record(&b, 1, &m);
+    reset(&m);
+    hello(&m, TLPB__ROLE__ROLE_HOST, "dev0", TLPB__CAPABILITY__CAP_TIME_SYNC, false);
+    t = cfg_wr(0x10, 1, le32_bar0);
+    t.sim_time_ps = 1000;
+    tlp_frame(&m, &t);
+    t = cfg_wr(0x04, 2, le32_cmd);
+    t.sim_time_ps = 2000;
+    tlp_frame(&m, &t);
+    t = mem_rd(BAR0 + 8, 4, 3, 0);
+    t.sim_time_ps = 3000;
+    tlp_frame(&m, &t);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 4000, 4000, false);
+    record(&b, 0, &m);
+    reset(&m);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 3500, 0, false);
+    t = cpl_d(0, 4, 0x08, 1, pattern);
+    t.requester_id = 0;
+    t.completer_id = 0x0100;
+    t.sim_time_ps = 3600;
+    tlp_frame(&m, &t);
+    interrupt(&m, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1, 4000, 0, true);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 9, 5000, 0, true);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 2, 5000, 6000, false);
+    record(&b, 5, &m);
+    reset(&m);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 0, 6000, 6000, false);
+    time_sync_msg(&m, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 3, 7000, 7000, false);
+    record(&b, 0, &m);
+    save("fuzz_bridge_conn", "coupled_time", &b);
 
     /* A control peer asks for status and stats, switches and reloads. */
     reset(&b);
