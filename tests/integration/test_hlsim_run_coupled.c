@@ -70,9 +70,8 @@ static void send_time_sync(struct run *run, Tlpb__TimeSyncKind kind, uint64_t sy
     ts.sync_id = sync_id;
     ts.sim_time_ps = host_ps;
     ts.grant_until_ps = until_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
     raw_send_env(&run->peer, &env);
 }
 

@@ -83,9 +83,8 @@ static void fb_send_reached(struct fake_bridge *fb, uint64_t sync_id, uint64_t s
     ts.sim_time_ps = sim_time_ps;
     ts.idle = idle;
     ts.next_event_ps = next_event_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
     fb_send(fb, &env);
 }
 

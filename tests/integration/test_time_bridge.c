@@ -71,9 +71,8 @@ static void send_time_sync(struct raw *r, Tlpb__TimeSyncKind kind, uint64_t id, 
     ts.sim_time_ps = t;
     ts.grant_until_ps = until;
     ts.idle = idle;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
     raw_send_env(r, &env);
 }
 
@@ -296,9 +295,8 @@ static void case_relay(void)
     reached.sync_id = 2;
     reached.sim_time_ps = 8000;
     reached.clocked_cycles = 2;
-    Tlpb__Envelope renv = TLPB__ENVELOPE__INIT;
-    renv.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    renv.time_sync = &reached;
+    Tlpb__Envelope renv;
+    tlpb_time_sync_envelope(&renv, &reached);
     raw_send_env(&s, &renv);
 
     env = expect_tlp(&h, TLPB__TLP_KIND__TLP_MWR, 6500, "DMA write to the host");

@@ -213,9 +213,8 @@ static void *cb_run(void *arg)
             reached.sync_id = ts->sync_id;
             reached.sim_time_ps = ts->grant_until_ps;
             reached.idle = busy_left == 0;
-            Tlpb__Envelope out = TLPB__ENVELOPE__INIT;
-            out.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-            out.time_sync = &reached;
+            Tlpb__Envelope out;
+            tlpb_time_sync_envelope(&out, &reached);
             send_env(fd, &ob, &out);
             break;
         }
