@@ -96,6 +96,19 @@ static Tlpb__Envelope *sim_next(struct raw *s)
     }
 }
 
+/* The next TLP the simulator gets (the host's request), past the TimeSync
+ * (COUPLED) before it; fatal if none comes. */
+static Tlpb__Envelope *sim_next_tlp(struct raw *s)
+{
+    for (;;) {
+        Tlpb__Envelope *env = sim_next(s);
+        REQUIRE(env, "the MRd did not reach the simulator");
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
+            return env;
+        tlpb_envelope_free(env);
+    }
+}
+
 static void expect_reached(struct raw *host, uint64_t id, uint64_t at, bool idle, const char *what)
 {
     Tlpb__Envelope *env = next_message(host);
@@ -526,15 +539,7 @@ static void case_progress_keeps_alive(void)
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext1", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     unsigned long long timeouts = status_uint("ext1", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
-    Tlpb__Envelope *mrd = NULL;
-    while (!mrd) {
-        Tlpb__Envelope *env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
-            mrd = env;
-        else
-            tlpb_envelope_free(env); /* COUPLED */
-    }
+    Tlpb__Envelope *mrd = sim_next_tlp(&s);
     /* A slow simulator, alive: PROGRESS every tenth of the timeout, for
      * three timeouts; the host gets nothing meanwhile but the PROGRESS the
      * bridge passes on (its wait is bounded by silence): at most one a
@@ -587,12 +592,7 @@ static void case_device_time_timeout(void)
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     unsigned long long timeouts = status_uint("ext4", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
-    Tlpb__Envelope *env = NULL;
-    while (!env || env->body_case != TLPB__ENVELOPE__BODY_TLP) {
-        tlpb_envelope_free(env); /* COUPLED */
-        env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-    }
+    Tlpb__Envelope *env = sim_next_tlp(&s);
     tlpb_envelope_free(env);
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto - 1, 0, false);
     unsigned progress = 0;
@@ -635,15 +635,7 @@ static void traced_run(const char *path)
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     send_mrd(&h, 1, BAR0 + 8, 1000);
-    Tlpb__Envelope *mrd = NULL;
-    while (!mrd) {
-        Tlpb__Envelope *env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
-            mrd = env;
-        else
-            tlpb_envelope_free(env);
-    }
+    Tlpb__Envelope *mrd = sim_next_tlp(&s);
     send_cpld(&s, mrd->tlp, 0x11223344u, 1500);
     tlpb_envelope_free(mrd);
     Tlpb__Envelope *env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 1500, "traced completion");
