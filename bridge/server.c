@@ -170,10 +170,8 @@ void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vect
  * after the TLPs sent before it. */
 void conn_send_time_sync(struct conn *c, const Tlpb__TimeSync *ts)
 {
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = (Tlpb__TimeSync *)ts;
-    conn_send_envelope(c, &env);
+    if (c && !c->closing)
+        tlpb_obuf_append_time_sync(&c->ob, ts);
 }
 
 void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,

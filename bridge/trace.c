@@ -229,9 +229,8 @@ void trace_time_sync(struct bridge *b, Tlpb__TraceDirection dir, const struct de
 {
     if (!b->trace)
         return;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = (Tlpb__TimeSync *)ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, ts);
     Tlpb__TraceRecord rec;
     record_init(&rec, dir, d, &env);
     write_record(b, &rec);

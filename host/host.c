@@ -984,11 +984,8 @@ int tlpb_host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_hos
         ts.sync_id = ++h->last_sync_id;
     ts.sim_time_ps = h->time_ps;
     ts.grant_until_ps = until_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
     /* Behind the queued posted writes: they take effect before the grant. */
-    int rc = tlpb_obuf_append(&h->ob, &env, true);
+    int rc = tlpb_obuf_append_time_sync(&h->ob, &ts);
     if (rc) {
         h->device_busy = false;
         return rc;

@@ -113,6 +113,22 @@ int tlpb_obuf_append_interrupt_at(struct tlpb_obuf *ob, Tlpb__InterruptKind kind
     return tlpb_obuf_append(ob, &env, true);
 }
 
+void tlpb_time_sync_envelope(Tlpb__Envelope *env, const Tlpb__TimeSync *ts)
+{
+    *env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
+    env->body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
+    env->time_sync = (Tlpb__TimeSync *)ts;
+}
+
+int tlpb_obuf_append_time_sync(struct tlpb_obuf *ob, const Tlpb__TimeSync *ts)
+{
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, ts);
+    /* A GRANT must follow the posted writes that take effect before it and
+     * a REACHED the DMA that happened before it: refusing one would reorder. */
+    return tlpb_obuf_append(ob, &env, true);
+}
+
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason)
 {
     Tlpb__Error err = TLPB__ERROR__INIT;

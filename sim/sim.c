@@ -601,14 +601,11 @@ uint64_t tlpb_sim_time_ps(const tlpb_sim *sim)
 
 static int send_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *ts)
 {
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     if (sim->lost)
         return -ENOTCONN;
     if (!sim->time_negotiated)
         return -EINVAL;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = (Tlpb__TimeSync *)ts;
-    int rc = tlpb_obuf_append(&sim->ob, &env, true);
+    int rc = tlpb_obuf_append_time_sync(&sim->ob, ts);
     if (rc < 0)
         return rc;
     sim->urgent = true;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -200,6 +201,53 @@ void expect_ur(struct raw *r, uint8_t tag, const char *what)
           "%s: got kind %d status %d tag %u, expected a UR Cpl for tag %u", what, (int)t->kind,
           (int)t->status, t->tag, tag);
     tlpb_envelope_free(env);
+}
+
+void raw_send_time_sync(struct raw *r, Tlpb__TimeSyncKind kind, uint64_t sync_id,
+                        uint64_t sim_time_ps, uint64_t grant_until_ps, bool idle)
+{
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = kind;
+    ts.sync_id = sync_id;
+    ts.sim_time_ps = sim_time_ps;
+    ts.grant_until_ps = grant_until_ps;
+    ts.idle = idle;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
+    raw_send_env(r, &env);
+}
+
+int raw_listen(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    REQUIRE(strlen(path) < sizeof(sa.sun_path), "socket path too long: %s", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 4) == 0,
+            "cannot listen on %s: %s", path, strerror(errno));
+    return fd;
+}
+
+Tlpb__Envelope *raw_read_envelope(int fd, struct tlpb_frame_reader *rd)
+{
+    const uint8_t *frame;
+    size_t len;
+    const char *reason = "";
+    if (tlpb_reader_read_frame(rd, fd, IT_DEADLINE_MS, &frame, &len, &reason) <= 0)
+        return NULL;
+    return tlpb_envelope_decode(frame, len, &reason);
+}
+
+void raw_hello_reply_init(Tlpb__HelloReply *hr, struct tlpb_devdesc_pb *desc_pb,
+                          const struct tlpb_devdesc *desc)
+{
+    tlpb_devdesc_to_pb(desc_pb, desc);
+    *hr = (Tlpb__HelloReply)TLPB__HELLO_REPLY__INIT;
+    hr->accepted = true;
+    hr->version_major = TLPB_PROTOCOL_MAJOR;
+    hr->max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
+    hr->description = &desc_pb->msg;
 }
 
 const struct tlpb_devdesc *dmacopy_description(void)

@@ -45,6 +45,23 @@ void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities
 void raw_host(struct raw *r, const char *device);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
+/* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;
+ * 0 and false where they do not apply). */
+void raw_send_time_sync(struct raw *r, Tlpb__TimeSyncKind kind, uint64_t sync_id,
+                        uint64_t sim_time_ps, uint64_t grant_until_ps, bool idle);
+
+/* ---- The other side: a scripted bridge the code under test connects to -- */
+
+/* Listen on the Unix socket at path (a stale one is removed); fatal on
+ * failure. Returns the listening fd. */
+int raw_listen(const char *path);
+/* Next message on fd, waiting at most IT_DEADLINE_MS; NULL at EOF, on
+ * timeout or for an undecodable frame. */
+Tlpb__Envelope *raw_read_envelope(int fd, struct tlpb_frame_reader *rd);
+/* An accepting HelloReply announcing desc (converted into *desc_pb, which
+ * must outlive hr), default max frame; the caller adds backend, caps... */
+void raw_hello_reply_init(Tlpb__HelloReply *hr, struct tlpb_devdesc_pb *desc_pb,
+                          const struct tlpb_devdesc *desc);
 /* The dmacopy device's description, as a simulator announces it (kept here
  * on purpose rather than taken from the model: a wrong field in the model
  * shows up as a refused simulator). */

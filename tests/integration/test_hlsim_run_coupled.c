@@ -24,18 +24,10 @@
 #include "tlpb/cfgspace.h"
 
 #include "../dmacopy_spec.h"
+#include "../fake_host_ram.h"
 
 #define NS 1000ull
 #define T0_PS (2000 * NS)
-#define BAR0_ADDR 0xFEB00000u
-#define BAR2_ADDR 0xFEB01000u
-#define DEV_BDF 0x0300u
-#define RAM_BASE 0x10000000ull
-#define RAM_BYTES (1u << 20)
-#define RING RAM_BASE
-#define SRC (RAM_BASE + 0x10000)
-#define DST (RAM_BASE + 0x40000)
-#define COPY_BYTES 65536u
 #define BYTES_PER_NS 2u
 
 struct record {
@@ -62,48 +54,17 @@ static void add(struct run *run, char what, uint64_t stamp, uint64_t detail)
     run->rec[run->n++] = (struct record){what, stamp, detail};
 }
 
-static void send_time_sync(struct run *run, Tlpb__TimeSyncKind kind, uint64_t sync_id,
-                           uint64_t host_ps, uint64_t until_ps)
+static void send_completion(void *ctx, const struct tlpb_tlp *cpl)
 {
-    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
-    ts.kind = kind;
-    ts.sync_id = sync_id;
-    ts.sim_time_ps = host_ps;
-    ts.grant_until_ps = until_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
-    raw_send_env(&run->peer, &env);
+    struct run *run = ctx;
+    raw_send_tlp(&run->peer, cpl);
 }
 
-/* The host answers a DMA read at once: completions of at most one RCB. */
+/* The host answers a DMA read at once, at its time host_ps. */
 static void serve_read(struct run *run, const struct tlpb_tlp *req, uint64_t host_ps)
 {
-    uint64_t addr = tlpb_tlp_first_byte_address(req);
-    uint32_t bytes = tlpb_tlp_request_bytes(req);
-    uint32_t remaining = bytes ? bytes : 1;
-
-    REQUIRE(addr >= RAM_BASE && addr - RAM_BASE + remaining <= RAM_BYTES,
-            "DMA read outside RAM at %#llx", (unsigned long long)addr);
-    while (remaining > 0) {
-        uint32_t chunk = 64 - (uint32_t)(addr & 63);
-        if (chunk > remaining)
-            chunk = remaining;
-        uint32_t dws = (uint32_t)(((addr & 3) + chunk + 3) / 4);
-        uint8_t payload[128] = {0};
-        if (bytes)
-            memcpy(payload + (addr & 3), run->ram + (addr - RAM_BASE), chunk);
-        struct tlpb_tlp cpl = {
-            .kind = TLPB_TLP_CPLD, .requester_id = req->requester_id, .tag = req->tag,
-            .status = TLPB_CPL_SC, .byte_count = remaining,
-            .lower_address = (uint8_t)(addr & 0x7F), .length_dw = dws,
-            .payload_bytes = dws * 4, .payload = payload, .bar_hint = TLPB_NO_BAR,
-            .completer_id = 0, .sim_time_ps = host_ps,
-        };
-        raw_send_tlp(&run->peer, &cpl);
-        addr += chunk;
-        remaining -= chunk;
-    }
+    REQUIRE(fake_host_serve_read(req, run->ram, host_ps, send_completion, run),
+            "DMA read outside RAM at %#llx", (unsigned long long)tlpb_tlp_first_byte_address(req));
 }
 
 /* Handle what the device sends until a completion for tag (want_tag >= 0)
@@ -195,20 +156,9 @@ static void mmio_write(struct run *run, uint32_t reg, uint32_t value)
 
 static Tlpb__Envelope *grant(struct run *run, uint64_t sync_id, uint64_t until_ps)
 {
-    send_time_sync(run, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, sync_id, until_ps, until_ps);
+    raw_send_time_sync(&run->peer, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, sync_id, until_ps,
+                       until_ps, false);
     return serve_until(run, -1, until_ps);
-}
-
-static int listen_at(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    unlink(path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0, "socket: %s", strerror(errno));
-    REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind: %s", strerror(errno));
-    REQUIRE(listen(fd, 1) == 0, "listen: %s", strerror(errno));
-    return fd;
 }
 
 static void handshake(struct run *run)
@@ -239,7 +189,7 @@ static void scenario(struct run *run, unsigned index, const char *max_sim_ns_per
     snprintf(sock_name, sizeof(sock_name), "fake-bridge-%u.sock", index);
     snprintf(child_name, sizeof(child_name), "hlsim-run-%u", index);
     const char *path = it_path(sock_name);
-    int lfd = listen_at(path);
+    int lfd = raw_listen(path);
     const char *argv[] = {it_paths.sim, "--socket", path, "--device", "dmacopy0",
                           "--model", it_paths.model, "--model-args",
                           "bytes_per_ns=2,reg_latency_ns=100",
@@ -256,7 +206,7 @@ static void scenario(struct run *run, unsigned index, const char *max_sim_ns_per
     REQUIRE(run->ram != NULL, "out of memory");
 
     handshake(run);
-    send_time_sync(run, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 0, T0_PS, 0);
+    raw_send_time_sync(&run->peer, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 0, T0_PS, 0, false);
 
     /* Enumerate at the host's time: each completion comes at once (the
      * implicit grant) and carries that time. */

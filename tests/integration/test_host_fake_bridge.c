@@ -17,6 +17,7 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "raw_peer.h"
 #include "tlpb/wire.h"
 
 enum script { SCRIPT_EVENT_WITH_REPLY, SCRIPT_JUNK, SCRIPT_VANISH, SCRIPT_REFUSE };
@@ -35,16 +36,6 @@ static void append(struct tlpb_obuf *ob, const Tlpb__Envelope *env)
         it_fail_at(__FILE__, __LINE__, false, "fake bridge: cannot frame a message: %d", rc);
 }
 
-static Tlpb__Envelope *next_message(int fd, struct tlpb_frame_reader *rd)
-{
-    const uint8_t *frame;
-    size_t len;
-    const char *reason = "";
-    if (tlpb_reader_read_frame(rd, fd, IT_DEADLINE_MS, &frame, &len, &reason) <= 0)
-        return NULL;
-    return tlpb_envelope_decode(frame, len, &reason);
-}
-
 static void *fake_bridge_run(void *arg)
 {
     struct fake_bridge *fb = arg;
@@ -53,26 +44,17 @@ static void *fake_bridge_run(void *arg)
         return NULL;
     struct tlpb_frame_reader rd;
     tlpb_reader_init(&rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    Tlpb__Envelope *hello = next_message(fd, &rd);
+    Tlpb__Envelope *hello = raw_read_envelope(fd, &rd);
     fb->hello_ok = hello && hello->body_case == TLPB__ENVELOPE__BODY_HELLO &&
                    hello->hello->role == TLPB__ROLE__ROLE_HOST &&
                    strcmp(hello->hello->device_name, "dmacopy0") == 0;
     tlpb_envelope_free(hello);
 
-    struct tlpb_devdesc desc = {.vendor_id = 0x1234, .device_id = 0x7A11, .revision = 1,
-                                .class_code = 0x088000, .msix_vectors = 2, .msix_table_bar = 2,
-                                .msix_pba_bar = 2, .msix_pba_offset = 0x800, .intx_pin = 1,
-                                .max_payload_supported_bytes = 512};
-    desc.bars[0].size_bytes = 4096;
-    desc.bars[2].size_bytes = 4096;
     struct tlpb_devdesc_pb desc_pb;
-    tlpb_devdesc_to_pb(&desc_pb, &desc);
-    Tlpb__HelloReply hr = TLPB__HELLO_REPLY__INIT;
+    Tlpb__HelloReply hr;
+    raw_hello_reply_init(&hr, &desc_pb, dmacopy_description());
     hr.accepted = fb->script != SCRIPT_REFUSE;
     hr.error = (char *)(fb->script == SCRIPT_REFUSE ? "this scripted bridge says no" : "");
-    hr.version_major = TLPB_PROTOCOL_MAJOR;
-    hr.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hr.description = &desc_pb.msg;
     hr.backend = (char *)"fallback";
     Tlpb__Envelope reply = TLPB__ENVELOPE__INIT;
     reply.body_case = TLPB__ENVELOPE__BODY_HELLO_REPLY;
@@ -95,7 +77,7 @@ static void *fake_bridge_run(void *arg)
     tlpb_obuf_write_all(&ob, fd);
 
     if (fb->script == SCRIPT_JUNK || fb->script == SCRIPT_VANISH) {
-        Tlpb__Envelope *req = next_message(fd, &rd);
+        Tlpb__Envelope *req = raw_read_envelope(fd, &rd);
         fb->got_request = req && req->body_case == TLPB__ENVELOPE__BODY_TLP &&
                           req->tlp->kind == TLPB__TLP_KIND__TLP_MRD;
         tlpb_envelope_free(req);
@@ -112,7 +94,7 @@ static void *fake_bridge_run(void *arg)
     /* Wait for the host to hang up. */
     if (fd >= 0) {
         Tlpb__Envelope *more;
-        while ((more = next_message(fd, &rd)) != NULL)
+        while ((more = raw_read_envelope(fd, &rd)) != NULL)
             tlpb_envelope_free(more);
         close(fd);
     }
@@ -187,13 +169,7 @@ int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_host_fake_bridge");
     fx_reconnect_interval_ms = 600000; /* one connection per script */
-    fb.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    REQUIRE(strlen(it.socket_path) < sizeof(sa.sun_path), "socket path too long");
-    memcpy(sa.sun_path, it.socket_path, strlen(it.socket_path) + 1);
-    REQUIRE(fb.listen_fd >= 0 && bind(fb.listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-                listen(fb.listen_fd, 4) == 0,
-            "cannot listen on %s: %s", it.socket_path, strerror(errno));
+    fb.listen_fd = raw_listen(it.socket_path);
 
     IT_RUN("messages that came with the HelloReply", case_event_with_reply());
     IT_RUN("junk from the bridge during a read", case_junk());

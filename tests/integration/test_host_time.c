@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "raw_peer.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 #include "tlpb_host.h"
@@ -54,12 +55,7 @@ struct fake_bridge {
 
 static Tlpb__Envelope *fb_next(struct fake_bridge *fb)
 {
-    const uint8_t *frame;
-    size_t len;
-    const char *reason = "";
-    if (tlpb_reader_read_frame(&fb->rd, fb->fd, IT_DEADLINE_MS, &frame, &len, &reason) <= 0)
-        return NULL;
-    return tlpb_envelope_decode(frame, len, &reason);
+    return raw_read_envelope(fb->fd, &fb->rd);
 }
 
 static void fb_send(struct fake_bridge *fb, const Tlpb__Envelope *env)
@@ -83,9 +79,8 @@ static void fb_send_reached(struct fake_bridge *fb, uint64_t sync_id, uint64_t s
     ts.sim_time_ps = sim_time_ps;
     ts.idle = idle;
     ts.next_event_ps = next_event_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
     fb_send(fb, &env);
 }
 
@@ -145,19 +140,9 @@ static void *fake_bridge_run(void *arg)
     }
     tlpb_envelope_free(hello);
 
-    struct tlpb_devdesc desc = {.vendor_id = 0x1234, .device_id = 0x7A11, .revision = 1,
-                                .class_code = 0x088000, .msix_vectors = 2, .msix_table_bar = 2,
-                                .msix_pba_bar = 2, .msix_pba_offset = 0x800, .intx_pin = 1,
-                                .max_payload_supported_bytes = 512};
-    desc.bars[0].size_bytes = 4096;
-    desc.bars[2].size_bytes = 4096;
     struct tlpb_devdesc_pb desc_pb;
-    tlpb_devdesc_to_pb(&desc_pb, &desc);
-    Tlpb__HelloReply hr = TLPB__HELLO_REPLY__INIT;
-    hr.accepted = true;
-    hr.version_major = TLPB_PROTOCOL_MAJOR;
-    hr.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hr.description = &desc_pb.msg;
+    Tlpb__HelloReply hr;
+    raw_hello_reply_init(&hr, &desc_pb, dmacopy_description());
     hr.backend = (char *)"external";
     hr.simulator_attached = true;
     hr.capabilities = fb->grant_time_sync ? TLPB__CAPABILITY__CAP_TIME_SYNC : 0;
@@ -583,13 +568,7 @@ static void case_silent(void)
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_host_time");
-    fb.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    REQUIRE(strlen(it.socket_path) < sizeof(sa.sun_path), "socket path too long");
-    memcpy(sa.sun_path, it.socket_path, strlen(it.socket_path) + 1);
-    REQUIRE(fb.listen_fd >= 0 && bind(fb.listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-                listen(fb.listen_fd, 4) == 0,
-            "cannot listen on %s: %s", it.socket_path, strerror(errno));
+    fb.listen_fd = raw_listen(it.socket_path);
 
     IT_RUN("grants: ids, stamps, REACHED, idle", case_grants());
     IT_RUN("DMA and interrupts served during a grant", case_dma());

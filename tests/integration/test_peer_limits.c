@@ -84,15 +84,13 @@ static void append_flood_round(struct tlpb_obuf *ob)
     env.event = &ev;
     append_env(ob, &env);
     Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
-    env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    tlpb_time_sync_envelope(&env, &ts);
     append_env(ob, &env);
     /* With CAP_TIME_SYNC: a REACHED that answers no grant. */
     Tlpb__TimeSync reached = TLPB__TIME_SYNC__INIT;
     reached.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
     reached.sync_id = 77;
-    env.time_sync = &reached;
+    tlpb_time_sync_envelope(&env, &reached);
     append_env(ob, &env);
     Tlpb__ControlRequest cr = TLPB__CONTROL_REQUEST__INIT;
     cr.command = (char *)"status";

@@ -461,9 +461,7 @@ static void case_messages(void)
     env.event = &ev;
     wrong_from_host(&r, &env, "Event from a host is not accepted", 31);
     Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
-    env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    tlpb_time_sync_envelope(&env, &ts);
     wrong_from_host(&r, &env, "TimeSync from a host is not accepted", 32);
     Tlpb__ControlRequest cr = TLPB__CONTROL_REQUEST__INIT;
     cr.command = (char *)"status";
@@ -511,9 +509,7 @@ static void case_messages(void)
     Tlpb__TimeSync reached = TLPB__TIME_SYNC__INIT;
     reached.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
     reached.sync_id = 1;
-    env = (Tlpb__Envelope)TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &reached;
+    tlpb_time_sync_envelope(&env, &reached);
     raw_send_env(&s, &env);
     Tlpb__Reset reset = TLPB__RESET__INIT;
     reset.kind = TLPB__RESET_KIND__RESET_HOT;

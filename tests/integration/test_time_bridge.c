@@ -62,21 +62,6 @@ static void time_peer(struct raw *r, Tlpb__Role role, const char *device, uint64
     tlpb_envelope_free(reply);
 }
 
-static void send_time_sync(struct raw *r, Tlpb__TimeSyncKind kind, uint64_t id, uint64_t t,
-                           uint64_t until, bool idle)
-{
-    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
-    ts.kind = kind;
-    ts.sync_id = id;
-    ts.sim_time_ps = t;
-    ts.grant_until_ps = until;
-    ts.idle = idle;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
-    raw_send_env(r, &env);
-}
-
 /* The next message that is not an Event (events are not part of the
  * order checked here); NULL on none. */
 static Tlpb__Envelope *next_message(struct raw *r)
@@ -106,6 +91,19 @@ static Tlpb__Envelope *sim_next(struct raw *s)
         Tlpb__Envelope *env = next_message(s);
         if (!env || env->body_case != TLPB__ENVELOPE__BODY_TLP ||
             env->tlp->kind != TLPB__TLP_KIND__TLP_CFGWR0 || env->tlp->sim_time_ps != 0)
+            return env;
+        tlpb_envelope_free(env);
+    }
+}
+
+/* The next TLP the simulator gets (the host's request), past the TimeSync
+ * (COUPLED) before it; fatal if none comes. */
+static Tlpb__Envelope *sim_next_tlp(struct raw *s)
+{
+    for (;;) {
+        Tlpb__Envelope *env = sim_next(s);
+        REQUIRE(env, "the MRd did not reach the simulator");
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
             return env;
         tlpb_envelope_free(env);
     }
@@ -198,7 +196,7 @@ static void case_fallback_grant(void)
     char mode[128];
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "fb0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
     CHECK(strncmp(mode, "free-running (", 14) == 0, "fb0 time_mode '%s'", mode);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, 1000, 5000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, 1000, 5000, false);
     expect_reached(&h, 7, 5000, true, "GRANT on the fallback");
     /* A completion the bridge builds carries the request's stamp. */
     struct tlpb_tlp rd = {.kind = TLPB_TLP_CFGRD0, .tag = 3, .length_dw = 1, .first_be = 0xF,
@@ -223,7 +221,7 @@ static void case_hlsim_grant(void)
     char mode[128];
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "hl0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
     CHECK(strcmp(mode, "coupled") == 0, "hl0 time_mode '%s'", mode);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 5, 1000000, 2000000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 5, 1000000, 2000000, false);
     Tlpb__Envelope *env = next_message(&h);
     REQUIRE(env, "no answer to a grant on hlsim");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
@@ -248,7 +246,7 @@ static void case_relay(void)
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
     CHECK(strncmp(mode, "free-running (", 14) == 0, "ext0 time_mode before a simulator '%s'", mode);
     /* The host's time becomes known to the bridge. */
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2000, 3000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2000, 3000, false);
     expect_reached(&h, 1, 3000, true, "GRANT with no simulator");
 
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
@@ -263,7 +261,7 @@ static void case_relay(void)
 
     send_mwr(&h, BAR0 + 0x10, 0xA5A5A5A5u, 5000);
     send_mrd(&h, 5, BAR0 + 0x14, 6000);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 2, 7000, 8000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 2, 7000, 8000, false);
     env = sim_next(&s);
     REQUIRE(env, "no MWr");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->kind == TLPB__TLP_KIND__TLP_MWR &&
@@ -290,15 +288,14 @@ static void case_relay(void)
     tlpb_interrupt_envelope(&ienv, &irq, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);
     irq.sim_time_ps = 7500;
     raw_send_env(&s, &ienv);
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 7600, 0, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 7600, 0, false);
     Tlpb__TimeSync reached = TLPB__TIME_SYNC__INIT;
     reached.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
     reached.sync_id = 2;
     reached.sim_time_ps = 8000;
     reached.clocked_cycles = 2;
-    Tlpb__Envelope renv = TLPB__ENVELOPE__INIT;
-    renv.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    renv.time_sync = &reached;
+    Tlpb__Envelope renv;
+    tlpb_time_sync_envelope(&renv, &reached);
     raw_send_env(&s, &renv);
 
     env = expect_tlp(&h, TLPB__TLP_KIND__TLP_MWR, 6500, "DMA write to the host");
@@ -346,12 +343,12 @@ static void case_relay(void)
     /* Wrong kinds, and a REACHED for no pending grant: Error, counted. */
     unsigned long long before = status_uint(NULL, "rejected_messages");
     unsigned errors = s.errors_seen;
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 9, 0, 1, false);
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 99, 9000, 0, true);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1, 9000, 0, true);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 0, 9000, 9000, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 9, 0, 1, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 99, 9000, 0, true);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1, 9000, 0, true);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 0, 9000, 9000, false);
     /* The Errors come before the answer to the grant that follows. */
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 3, 9000, 10000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 3, 9000, 10000, false);
     /* Two Errors (in this order) and the grant from the host's batch,
      * which the bridge may read before or after the simulator's. */
     bool wrong_kind = false, no_grant = false, grant3 = false;
@@ -418,7 +415,7 @@ static void case_no_cap(void)
     check_logged("device ext2: simulator \"time-sim\" has no CAP_TIME_SYNC: attached free-running"
                  " (guest time will not wait for it)",
                  "no-cap simulator");
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 11, 100, 200, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 11, 100, 200, false);
     expect_reached(&h, 11, 200, true, "GRANT with a free-running simulator");
     /* Nothing of TimeSync reached the simulator: the next thing is the MWr. */
     send_mwr(&h, BAR0, 1, 300);
@@ -475,7 +472,7 @@ static void case_switch(void)
     /* A new host: its time is not known yet (its clock starts again), so
      * COUPLED rebases the simulator at 0, not at the last host's 9000 ps. */
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 0, "COUPLED at attach");
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 21, 20000, 21000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 21, 20000, 21000, false);
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 20000, "GRANT 21");
     control_ok("switch", "ext0", "fallback");
     expect_reached(&h, 21, 21000, true, "grant pending at a switch");
@@ -487,18 +484,18 @@ static void case_switch(void)
     control_ok("switch", "ext0", "external");
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 20000, "COUPLED again");
     unsigned long long before = status_uint(NULL, "rejected_messages");
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 21, 21000, 0, true);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22, 22000, 23000, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 21, 21000, 0, true);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22, 22000, 23000, false);
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22000, "GRANT 22");
     /* A second grant while one is pending is the host's mistake: Error,
      * not forwarded. */
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 23, 22000, 24000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 23, 22000, 24000, false);
     Tlpb__Envelope *err = next_message(&h);
     CHECK(err && err->body_case == TLPB__ENVELOPE__BODY_ERROR &&
               strstr(err->error->reason, "GRANT 23 while grant 22 is pending"),
           "no Error for a second grant: '%s'", h.last_error);
     tlpb_envelope_free(err);
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 22, 23000, 0, true);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 22, 23000, 0, true);
     expect_reached(&h, 22, 23000, true, "REACHED 22 after switching back");
     /* Only the second grant counted, not the late answer to grant 21. */
     CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 1,
@@ -542,15 +539,7 @@ static void case_progress_keeps_alive(void)
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext1", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     unsigned long long timeouts = status_uint("ext1", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
-    Tlpb__Envelope *mrd = NULL;
-    while (!mrd) {
-        Tlpb__Envelope *env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
-            mrd = env;
-        else
-            tlpb_envelope_free(env); /* COUPLED */
-    }
+    Tlpb__Envelope *mrd = sim_next_tlp(&s);
     /* A slow simulator, alive: PROGRESS every tenth of the timeout, for
      * three timeouts; the host gets nothing meanwhile but the PROGRESS the
      * bridge passes on (its wait is bounded by silence): at most one a
@@ -559,7 +548,7 @@ static void case_progress_keeps_alive(void)
     bool quiet = true;
     unsigned progress = 0;
     while (quiet && it_now_ms() - start < 3u * TIMEOUT_MS) {
-        send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1500, 0, false);
+        raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1500, 0, false);
         quiet = quiet_but_progress(&h, (int)TIMEOUT_MS / 10, &progress);
     }
     uint64_t took_ms = it_now_ms() - start;
@@ -603,18 +592,13 @@ static void case_device_time_timeout(void)
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     unsigned long long timeouts = status_uint("ext4", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
-    Tlpb__Envelope *env = NULL;
-    while (!env || env->body_case != TLPB__ENVELOPE__BODY_TLP) {
-        tlpb_envelope_free(env); /* COUPLED */
-        env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-    }
+    Tlpb__Envelope *env = sim_next_tlp(&s);
     tlpb_envelope_free(env);
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto - 1, 0, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto - 1, 0, false);
     unsigned progress = 0;
     CHECK(quiet_but_progress(&h, 300, &progress),
           "the host got something 1 ps before the completion timeout");
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto, 0, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto, 0, false);
     env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPL, 1000, "fallback completion after 50 ms of device time");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->tag == 1 &&
               env->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR,
@@ -623,12 +607,12 @@ static void case_device_time_timeout(void)
     CHECK_EQ_U64(status_uint("ext4", "timeouts") - timeouts, 1, "device-time timeouts");
     /* The simulator, still in its implicit grant, runs past the next grant. */
     uint64_t now = 1000 + cto + 10;
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, now, now, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, now, now, false);
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, now, "GRANT 7");
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto - 1, 0, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto - 1, 0, false);
     CHECK(quiet_but_progress(&h, 300, &progress),
           "the grant was answered before the simulator ran 50 ms past it");
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto, 0, false);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, now + cto, 0, false);
     Tlpb__Envelope *r = next_message(&h);
     CHECK(r && r->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
               r->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED &&
@@ -651,21 +635,13 @@ static void traced_run(const char *path)
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     send_mrd(&h, 1, BAR0 + 8, 1000);
-    Tlpb__Envelope *mrd = NULL;
-    while (!mrd) {
-        Tlpb__Envelope *env = sim_next(&s);
-        REQUIRE(env, "the MRd did not reach the simulator");
-        if (env->body_case == TLPB__ENVELOPE__BODY_TLP)
-            mrd = env;
-        else
-            tlpb_envelope_free(env);
-    }
+    Tlpb__Envelope *mrd = sim_next_tlp(&s);
     send_cpld(&s, mrd->tlp, 0x11223344u, 1500);
     tlpb_envelope_free(mrd);
     Tlpb__Envelope *env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 1500, "traced completion");
     tlpb_envelope_free(env);
     send_mwr(&h, BAR0 + 0x20, 0x1000, 2000);
-    send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2500, 3000, false);
+    raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2500, 3000, false);
     /* The device writes and interrupts while the host has moved on: the
      * trace's order of the two streams is wall time, the stamps are not. */
     send_mwr(&s, 0x20000, 0x77, 2600);
@@ -679,7 +655,7 @@ static void traced_run(const char *path)
     env = next_message(&s);
     CHECK(env && env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC, "traced GRANT");
     tlpb_envelope_free(env);
-    send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1, 3000, 0, true);
+    raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 1, 3000, 0, true);
     env = expect_tlp(&h, TLPB__TLP_KIND__TLP_MWR, 2600, "traced DMA write");
     tlpb_envelope_free(env);
     env = next_message(&h);

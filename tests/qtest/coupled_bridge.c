@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "raw_peer.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
@@ -68,23 +69,14 @@ static void send_tlp(int fd, struct tlpb_obuf *ob, const struct tlpb_tlp *tlp)
 static void send_hello_reply(struct coupled_bridge *cb, int fd, struct tlpb_obuf *ob)
 {
     /* dmacopy's layout: BAR0 and BAR2 of 4 KiB, MSI-X (2 vectors) in BAR2 */
-    struct tlpb_devdesc desc = {.vendor_id = 0x1234, .device_id = 0x7A11, .revision = 1,
-                                .class_code = 0x088000, .msix_vectors = 2, .msix_table_bar = 2,
-                                .msix_pba_bar = 2, .msix_pba_offset = 0x800, .intx_pin = 1,
-                                .max_payload_supported_bytes = 512};
-    desc.bars[0].size_bytes = 4096;
-    desc.bars[2].size_bytes = 4096;
+    struct tlpb_devdesc desc = *dmacopy_description();
     if (cb->vendor_id)
         desc.vendor_id = cb->vendor_id;
     if (cb->device_id)
         desc.device_id = cb->device_id;
     struct tlpb_devdesc_pb desc_pb;
-    tlpb_devdesc_to_pb(&desc_pb, &desc);
-    Tlpb__HelloReply hr = TLPB__HELLO_REPLY__INIT;
-    hr.accepted = true;
-    hr.version_major = TLPB_PROTOCOL_MAJOR;
-    hr.max_frame_bytes = TLPB_DEFAULT_MAX_FRAME_BYTES;
-    hr.description = &desc_pb.msg;
+    Tlpb__HelloReply hr;
+    raw_hello_reply_init(&hr, &desc_pb, &desc);
     hr.backend = (char *)"external";
     hr.simulator_attached = true;
     hr.capabilities = cb->hello_offered_time ? TLPB__CAPABILITY__CAP_TIME_SYNC : 0;
@@ -213,9 +205,8 @@ static void *cb_run(void *arg)
             reached.sync_id = ts->sync_id;
             reached.sim_time_ps = ts->grant_until_ps;
             reached.idle = busy_left == 0;
-            Tlpb__Envelope out = TLPB__ENVELOPE__INIT;
-            out.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-            out.time_sync = &reached;
+            Tlpb__Envelope out;
+            tlpb_time_sync_envelope(&out, &reached);
             send_env(fd, &ob, &out);
             break;
         }
@@ -235,13 +226,7 @@ static void *cb_run(void *arg)
 
 void cb_start(struct coupled_bridge *cb)
 {
-    cb_listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    REQUIRE(strlen(cb->socket_path) < sizeof(sa.sun_path), "socket path too long");
-    memcpy(sa.sun_path, cb->socket_path, strlen(cb->socket_path) + 1);
-    REQUIRE(cb_listen_fd >= 0 && bind(cb_listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-                listen(cb_listen_fd, 1) == 0,
-            "cannot listen on %s: %s", cb->socket_path, strerror(errno));
+    cb_listen_fd = raw_listen(cb->socket_path);
     REQUIRE(pthread_create(&cb_thread, NULL, cb_run, cb) == 0, "pthread_create");
 }
 

@@ -69,9 +69,8 @@ int fb_send_time_sync(struct fake_bridge *fb, Tlpb__TimeSyncKind kind, uint64_t 
     ts.sim_time_ps = sim_time_ps;
     ts.sync_id = sync_id;
     ts.grant_until_ps = grant_until_ps;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_TIME_SYNC;
-    env.time_sync = &ts;
+    Tlpb__Envelope env;
+    tlpb_time_sync_envelope(&env, &ts);
     return send_env(fb, &env);
 }
 

@@ -22,19 +22,11 @@
 #include "tlpb/byteorder.h"
 
 #include "../dmacopy_spec.h"
+#include "../fake_host_ram.h"
 
 extern const struct hlsim_model_ops hlsim_model;
 
 #define NS 1000ull
-#define BAR0_ADDR 0xFEB00000u
-#define BAR2_ADDR 0xFEB01000u
-#define DEV_BDF 0x0300u
-#define RAM_BASE 0x10000000ull
-#define RAM_BYTES (1u << 20)
-#define RING RAM_BASE
-#define SRC (RAM_BASE + 0x10000)
-#define DST (RAM_BASE + 0x40000)
-#define COPY_BYTES 65536u
 
 struct event_record {
     char what;        /* 'W' MWr, 'R' MRd, 'C' completion to the host, 'I' interrupt */
@@ -79,33 +71,18 @@ struct dma_read {
     struct tlpb_tlp req;
 };
 
-/* Completions of a DMA read, from the loop (the host answers at once). */
+static void send_completion(void *ctx, const struct tlpb_tlp *cpl)
+{
+    (void)ctx;
+    hlsim_simclock_host_tlp(h.clock, cpl);
+}
+
+/* Completions of a DMA read, from the loop (the host answers at once;
+ * unstamped: a completion is delivered at once). */
 static void serve_read(void *arg)
 {
     struct dma_read *r = arg;
-    uint64_t addr = tlpb_tlp_first_byte_address(&r->req);
-    uint32_t bytes = tlpb_tlp_request_bytes(&r->req);
-    uint32_t remaining = bytes ? bytes : 1;
-
-    assert_true(addr >= RAM_BASE && addr - RAM_BASE + remaining <= RAM_BYTES);
-    while (remaining > 0) {
-        uint32_t chunk = 64 - (uint32_t)(addr & 63);
-        if (chunk > remaining)
-            chunk = remaining;
-        uint32_t dws = (uint32_t)(((addr & 3) + chunk + 3) / 4);
-        uint8_t payload[128] = {0};
-        if (bytes)
-            memcpy(payload + (addr & 3), h.ram + (addr - RAM_BASE), chunk);
-        struct tlpb_tlp cpl = {
-            .kind = TLPB_TLP_CPLD, .requester_id = r->req.requester_id, .tag = r->req.tag,
-            .status = TLPB_CPL_SC, .byte_count = remaining,
-            .lower_address = (uint8_t)(addr & 0x7F), .length_dw = dws,
-            .payload_bytes = dws * 4, .payload = payload, .bar_hint = TLPB_NO_BAR,
-        };
-        hlsim_simclock_host_tlp(h.clock, &cpl);
-        addr += chunk;
-        remaining -= chunk;
-    }
+    assert_true(fake_host_serve_read(&r->req, h.ram, 0, send_completion, NULL));
 }
 
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)

@@ -53,6 +53,11 @@ int tlpb_obuf_append_interrupt(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, u
 /* The same, stamped with the device's clock (coupled time; 0 = unstamped). */
 int tlpb_obuf_append_interrupt_at(struct tlpb_obuf *ob, Tlpb__InterruptKind kind, uint32_t vector,
                                   uint64_t sim_time_ps);
+/* env carrying ts (a frame or a trace record); ts stays the caller's. */
+void tlpb_time_sync_envelope(Tlpb__Envelope *env, const Tlpb__TimeSync *ts);
+/* Always queued (like interrupts): a TimeSync keeps its place behind the
+ * TLPs queued before it. */
+int tlpb_obuf_append_time_sync(struct tlpb_obuf *ob, const Tlpb__TimeSync *ts);
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
 
 /* Write everything pending to a blocking fd (retrying on EINTR, partial
