@@ -524,9 +524,35 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
     upstream_to_host(d, tlp, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST);
 }
 
+/* A coupled simulator's stamp can be no later than what it was allowed to
+ * simulate: the last grant or host stamp, plus the completion timeout an
+ * implicit grant may run for. A later one (a broken simulator) would stall
+ * the guest for as long: it is refused with an Error and taken as that bound. */
+static uint64_t time_checked_stamp(struct device *d, const char *what, uint64_t stamp)
+{
+    const struct device_time *t = &d->time;
+    if (!t->coupled || !d->sim || !conn_time_sync(d->sim) || !stamp)
+        return stamp;
+    uint64_t allowed = (t->grant_until_ps > t->host_time_ps ? t->grant_until_ps : t->host_time_ps) +
+                       DEVICE_COUPLED_CTO_PS;
+    if (stamp <= allowed)
+        return stamp;
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "%s stamped %llu ps, beyond what the simulator was allowed to reach (%llu ps):"
+             " taken as %llu ps", what, (unsigned long long)stamp, (unsigned long long)allowed,
+             (unsigned long long)allowed);
+    bridge_log(TLPB_LOG_WARN, "device %s: %s", d->cfg->name, msg);
+    d->bridge->rejected_messages++;
+    tlpb_obuf_append_error(&d->sim->ob, msg);
+    return allowed;
+}
+
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)
 {
-    upstream_route(d, BACKEND_EXTERNAL, tlp);
+    struct tlpb_tlp checked = *tlp;
+    checked.sim_time_ps = time_checked_stamp(d, tlpb_tlp_kind_name(tlp->kind), tlp->sim_time_ps);
+    upstream_route(d, BACKEND_EXTERNAL, &checked);
 }
 
 void device_upstream_from_model(struct device *d, const struct tlpb_tlp *tlp)
@@ -566,7 +592,7 @@ void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim
                    d->cfg->name, name ? name->name : "?", vector, backend_name(d->backend));
         return;
     }
-    device_upstream_interrupt_at(d, kind, vector, sim_time_ps);
+    device_upstream_interrupt_at(d, kind, vector, time_checked_stamp(d, "Interrupt", sim_time_ps));
 }
 
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,

@@ -624,6 +624,32 @@ static void case_device_time_timeout(void)
     raw_close(&s);
 }
 
+/* A stamp beyond what the simulator was allowed to reach (a broken
+ * simulator) would stall the guest as long: the bridge refuses it with an
+ * Error and passes the completion on stamped at the bound. */
+static void case_stamp_beyond_allowance(void)
+{
+    struct raw h, s;
+    const uint64_t cto = 50000000000ull; /* 50 ms in ps */
+    time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext5", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext5", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    send_mrd(&h, 1, BAR0, 1000);
+    Tlpb__Envelope *mrd = sim_next_tlp(&s);
+    send_cpld(&s, mrd->tlp, 0x12345678u, 1000000000000000ull); /* 1000 s */
+    tlpb_envelope_free(mrd);
+    Tlpb__Envelope *env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 1000 + cto,
+                                     "completion stamped beyond the allowance");
+    tlpb_envelope_free(env);
+    env = sim_next(&s);
+    CHECK(env && env->body_case == TLPB__ENVELOPE__BODY_ERROR &&
+              strstr(env->error->reason, "beyond what the simulator was allowed"),
+          "no Error to the simulator for its stamp: %s",
+          env ? tlpb_message_name(env->body_case) : "nothing");
+    tlpb_envelope_free(env);
+    raw_close(&h);
+    raw_close(&s);
+}
+
 /* One scripted coupled exchange on ext3, traced to path. */
 static void traced_run(const char *path)
 {
@@ -722,10 +748,11 @@ int main(int argc, char **argv)
              "  { name = \"ext1\"; backend = \"external\"; model = \"%s\"; timeout_ms = %u; },\n"
              "  { name = \"ext2\"; backend = \"external\"; model = \"%s\"; },\n"
              "  { name = \"ext3\"; backend = \"external\"; model = \"%s\"; },\n"
-             "  { name = \"ext4\"; backend = \"external\"; model = \"%s\"; timeout_ms = 60000; }\n"
+             "  { name = \"ext4\"; backend = \"external\"; model = \"%s\"; timeout_ms = 60000; },\n"
+             "  { name = \"ext5\"; backend = \"external\"; model = \"%s\"; }\n"
              ");\n",
              it_paths.model, it_paths.model, it_paths.model, it_paths.model, TIMEOUT_MS, it_paths.model,
-             it_paths.model, it_paths.model);
+             it_paths.model, it_paths.model, it_paths.model);
     const char *args[] = {"--config", it_write_file("time.cfg", cfg), NULL};
     it_start_bridge(args);
 
@@ -737,5 +764,6 @@ int main(int argc, char **argv)
     IT_RUN("PROGRESS keeps a slow simulator's request alive", case_progress_keeps_alive());
     IT_RUN("tlpbtrace --sim of two identical runs", case_trace_sim());
     IT_RUN("completion timeout in device time", case_device_time_timeout());
+    IT_RUN("a stamp beyond the allowance", case_stamp_beyond_allowance());
     return it_finish();
 }
