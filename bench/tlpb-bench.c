@@ -1,8 +1,9 @@
 /* tlpb-bench: the project's benchmark. Measures, in one run, the floors
  * (raw unix-socket ping-pong, the same through one relay process) and the
  * bridge's figures (MMIO read latency in-process and external, posted write
- * rate, DMA throughput fast and strict, MSI-X rate), and prints one JSON
- * object. See docs/performance.md. */
+ * rate, DMA throughput fast and strict, MSI-X rate), then the same kind of
+ * work on the peer, libvfio-user (bench/peer/), and prints one JSON object.
+ * See docs/performance.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
