@@ -1,8 +1,9 @@
 /* tlpb-bench: the project's benchmark. Measures, in one run, the floors
  * (raw unix-socket ping-pong, the same through one relay process) and the
  * bridge's figures (MMIO read latency in-process and external, posted write
- * rate, DMA throughput fast and strict, MSI-X rate), and prints one JSON
- * object. See docs/performance.md. */
+ * rate, DMA throughput fast and strict, MSI-X rate), then the same kind of
+ * work on the peer, libvfio-user (bench/peer/), and prints one JSON object.
+ * See docs/performance.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -15,24 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "dmacopy_host.h"
 #include "harness.h"
 #include "tlpb/wire.h"
 
 static int iterations = 20000;
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile_us(uint64_t *ns, int n, double p)
-{
-    qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
-    int i = (int)(p * (n - 1) + 0.5);
-    return (double)ns[i] / 1e3;
-}
 
 /* Processes this run started: stopped on any exit, so a failure leaves
  * nothing running. */
@@ -109,7 +98,7 @@ static double ping_pong_p50(int fd)
         if (i >= 1000) /* warm-up excluded */
             lat[i - 1000] = tlpb_now_ns() - t0;
     }
-    double p50 = percentile_us(lat, iterations, 0.5);
+    double p50 = bench_percentile_us(lat, iterations, 0.5);
     free(lat);
     return p50;
 }
@@ -166,6 +155,8 @@ struct paths {
     char runner[PATH_MAX];
     char model[PATH_MAX];
     char dir[PATH_MAX];
+    char peer_server[PATH_MAX];
+    char peer_client[PATH_MAX];
 };
 
 /* The processes' messages go to this program's stderr. */
@@ -228,9 +219,9 @@ static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
         if (i >= 1000)
             lat[i - 1000] = dt;
     }
-    *p50 = percentile_us(lat, iterations, 0.5);
+    *p50 = bench_percentile_us(lat, iterations, 0.5);
     if (p99)
-        *p99 = percentile_us(lat, iterations, 0.99);
+        *p99 = bench_percentile_us(lat, iterations, 0.99);
     free(lat);
 }
 
@@ -335,11 +326,90 @@ static double grant_rtt_p50(const char *socket_path, const char *device, double 
         if (i >= 1000)
             lat[i - 1000] = dt;
     }
-    double p50 = percentile_us(lat, iterations, 0.5);
-    *p99 = percentile_us(lat, iterations, 0.99);
+    double p50 = bench_percentile_us(lat, iterations, 0.5);
+    *p99 = bench_percentile_us(lat, iterations, 0.99);
     free(lat);
     tlpb_host_close(h);
     return p50;
+}
+
+/* ---- the peer: libvfio-user (bench/peer/) ------------------------------------- */
+
+struct peer_result {
+    char status[256]; /* what was measured, or why nothing was */
+    bool measured;
+    double read_p50, dma_shm, dma_msg;
+};
+
+/* The libvfio-user server as a child, the client as another; the client
+ * prints its figures as one JSON object. */
+static void run_peer(const struct paths *p, const char *dir, struct peer_result *r)
+{
+    memset(r, 0, sizeof(*r));
+#ifdef TLPB_PEER_NOT_BUILT
+    (void)p;
+    (void)dir;
+    snprintf(r->status, sizeof(r->status), "not built: %s", TLPB_PEER_NOT_BUILT);
+#else
+    char sock[PATH_MAX], out[PATH_MAX], iters[32];
+    snprintf(sock, sizeof(sock), "%.*s/vfio-user.sock", PATH_MAX - 32, dir);
+    snprintf(out, sizeof(out), "%.*s/peer-client.json", PATH_MAX - 32, dir);
+    snprintf(iters, sizeof(iters), "%d", iterations);
+    const char *server_argv[] = {p->peer_server, "--socket", sock, NULL};
+    bool ready;
+    pid_t server = track(it_spawn_ready(server_argv, NULL, NULL, IT_DEADLINE_MS, &ready));
+    if (server < 0 || !ready) {
+        stop(server);
+        snprintf(r->status, sizeof(r->status), "failed: vfio-user-peer-server did not start");
+        return;
+    }
+    const char *client_argv[] = {p->peer_client, "--socket", sock, "--iterations", iters, NULL};
+    pid_t client = track(it_spawn(client_argv, out, NULL, -1));
+    int status = -1;
+    if (client > 0 && waitpid(client, &status, 0) == client) {
+        for (unsigned i = 0; i < child_count; i++)
+            if (children[i] == client)
+                children[i] = children[--child_count];
+    }
+    /* the server exits once its client has gone; it_reap kills a hung one */
+    bool server_killed;
+    int server_status = it_reap(server, &server_killed);
+    for (unsigned i = 0; i < child_count; i++)
+        if (children[i] == server)
+            children[i] = children[--child_count];
+    char line[512] = "";
+    FILE *f = fopen(out, "r");
+    if (f) {
+        if (!fgets(line, sizeof(line), f))
+            line[0] = '\0';
+        fclose(f);
+    }
+    unlink(out);
+    unlink(sock);
+    if (status != 0 || sscanf(line, "{\"read_rtt_us_p50\": %lf, \"dma_shm_MBps\": %lf, "
+                                    "\"dma_msg_MBps\": %lf}",
+                              &r->read_p50, &r->dma_shm, &r->dma_msg) != 3) {
+        snprintf(r->status, sizeof(r->status), "failed: vfio-user-peer-client exit status %d"
+                 " (its messages are above)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return;
+    }
+    if (server_killed || !WIFEXITED(server_status) || WEXITSTATUS(server_status) != 0) {
+        snprintf(r->status, sizeof(r->status), "failed: vfio-user-peer-server did not exit cleanly");
+        return;
+    }
+    r->measured = true;
+    snprintf(r->status, sizeof(r->status), "%s", TLPB_PEER_SOURCE);
+#endif
+}
+
+static void print_peer_number(const char *key, bool measured, double v, int decimals, bool last)
+{
+    printf("  \"%s\": ", key);
+    if (measured)
+        printf("%.*f", decimals, v);
+    else
+        printf("null");
+    printf(last ? "\n" : ",\n");
 }
 
 static void locate(struct paths *p, const char *build_dir)
@@ -349,6 +419,10 @@ static void locate(struct paths *p, const char *build_dir)
     snprintf(p->bridge, sizeof(p->bridge), "%.*s/bridge/tlpbridged", PATH_MAX - 64, build_dir);
     snprintf(p->runner, sizeof(p->runner), "%.*s/hlsim/hlsim-run", PATH_MAX - 64, build_dir);
     snprintf(p->model, sizeof(p->model), "%.*s/examples/libdmacopy.so", PATH_MAX - 64, build_dir);
+    snprintf(p->peer_server, sizeof(p->peer_server), "%.*s/bench/peer/vfio-user-peer-server",
+             PATH_MAX - 64, build_dir);
+    snprintf(p->peer_client, sizeof(p->peer_client), "%.*s/bench/peer/vfio-user-peer-client",
+             PATH_MAX - 64, build_dir);
     if (access(p->bridge, X_OK) || access(p->runner, X_OK) || access(p->model, R_OK)) {
         fprintf(stderr, "tlpb-bench: cannot find tlpbridged, hlsim-run and libdmacopy.so under %s"
                         " (give --build-dir)\n", build_dir);
@@ -444,6 +518,9 @@ int main(int argc, char **argv)
     double sync_ext_p99, sync_ext_p50 = grant_rtt_p50(sock_ext, "bench2", &sync_ext_p99);
     stop(runner);
     stop(bridge_ext);
+
+    struct peer_result peer;
+    run_peer(&p, tmpl, &peer);
     rmdir(tmpl);
 
     printf("{\n"
@@ -466,11 +543,17 @@ int main(int argc, char **argv)
            "  \"ratio_sync_to_mmio\": %.2f,\n"
            "  \"ratio_mmio_to_socket\": %.2f,\n"
            "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
-           "  \"ratio_posted_writes_to_socket_rate\": %.2f\n"
-           "}\n",
+           "  \"ratio_posted_writes_to_socket_rate\": %.2f,\n",
            iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, writes, fast / 1e6,
            strict / 1e6, strict_tlps, msix, sync_p50, sync_p99, sync_ext_p50, sync_ext_p99,
            sync_p50 / mmio_p50, mmio_p50 / socket_p50, ext_p50 / relay_p50,
            writes / (1e6 / socket_p50));
+    printf("  \"peer_vfio_user\": \"%s\",\n", peer.status);
+    print_peer_number("peer_vfio_user_read_rtt_us_p50", peer.measured, peer.read_p50, 2, false);
+    print_peer_number("peer_vfio_user_dma_shm_MBps", peer.measured, peer.dma_shm, 1, false);
+    print_peer_number("peer_vfio_user_dma_msg_MBps", peer.measured, peer.dma_msg, 1, false);
+    print_peer_number("ratio_mmio_to_peer_read", peer.measured,
+                      peer.measured ? mmio_p50 / peer.read_p50 : 0, 2, true);
+    printf("}\n");
     return 0;
 }

@@ -6,7 +6,7 @@
 # update runs only when something is missing. Every apt-get call goes through
 # scripts/lib/apt.sh.
 #
-# usage: scripts/install-deps.sh [--test | --run] [--no-qemu] [--rtl | --no-rtl]
+# usage: scripts/install-deps.sh [--test | --run] [--no-qemu] [--rtl | --no-rtl] [--bench]
 #   --test     (default) what scripts/test.sh needs: the libraries, cmocka,
 #              clang-16 with its libFuzzer runtime, Verilator, and (unless
 #              --no-qemu) QEMU's build dependencies and the guest image's packages
@@ -14,6 +14,8 @@
 #              QEMU's and the guest image's; Verilator only with --rtl
 #   --no-qemu  leave out QEMU, the guest image and python3
 #   --rtl, --no-rtl  with or without Verilator (default: with for --test)
+#   --bench    also what tlpb-bench's libvfio-user peer needs in a Release
+#              build (meson, ninja, json-c; see docs/performance.md)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +23,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 mode="test"
 qemu=1
 rtl=""
+bench=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --test) mode="test" ;;
@@ -28,7 +31,8 @@ while [ $# -gt 0 ]; do
     --no-qemu) qemu=0 ;;
     --rtl) rtl=1 ;;
     --no-rtl) rtl=0 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +56,7 @@ if [ "$mode" = test ]; then
 fi
 [ "$rtl" = 0 ] || packages+=(verilator)  # the RTL backend: dmacopy in SystemVerilog
 [ "$qemu" = 0 ] || packages+=(python3)   # the guest tooling (standard library only)
+[ "$bench" = 0 ] || packages+=(meson ninja-build libjson-c-dev xz-utils)  # libvfio-user, from the QEMU tarball
 
 # shellcheck source=lib/apt.sh
 . "$here/scripts/lib/apt.sh"
