@@ -73,7 +73,7 @@ static int export_record(FILE *out, const Tlpb__TraceRecord *rec, const struct t
         snprintf(unencodable, sizeof(unencodable), "not encodable as a PCIe TLP: %s", text);
         text = unencodable;
     }
-    size_t text_len = strnlen(text, UINT16_MAX);
+    size_t text_len = strlen(text); /* both sources are NUL-terminated, < 1 KiB */
     uint32_t payload_bytes = tlp ? tlp->payload_bytes : 0;
     uint32_t captured_payload =
         payload_bytes < PCAPNG_PAYLOAD_CAPTURE_MAX ? payload_bytes : PCAPNG_PAYLOAD_CAPTURE_MAX;
