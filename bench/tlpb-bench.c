@@ -225,6 +225,45 @@ static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
     free(lat);
 }
 
+/* User and system CPU of a process so far, from /proc/PID/stat (clock
+ * ticks: sampled, so only long runs give a per-operation figure). */
+static void proc_cpu_ns(pid_t pid, uint64_t *user_ns, uint64_t *sys_ns)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15 (utime, stime) after the ")" that ends the name. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        die("cannot read /proc/PID/stat");
+    long tick = sysconf(_SC_CLK_TCK);
+    *user_ns = ut * (1000000000ull / (uint64_t)tick);
+    *sys_ns = st * (1000000000ull / (uint64_t)tick);
+}
+
+/* CPU one MMIO read costs across both processes (this host library and the
+ * bridge with the model in it), user and system, over many reads. */
+static void mmio_read_cpu(struct dmacopy_host *dc, pid_t bridge, double *user_us, double *total_us)
+{
+    int n = iterations * 5 / 2;
+    uint64_t bu0, bs0, bu1, bs1, su0, ss0, su1, ss1;
+    proc_cpu_ns(bridge, &bu0, &bs0);
+    proc_cpu_ns(getpid(), &su0, &ss0);
+    for (int i = 0; i < n; i++)
+        if (dmacopy_read32(dc, DMACOPY_REG_SCRATCH) != 0x5A5A0000u)
+            die("SCRATCH read back wrong");
+    proc_cpu_ns(bridge, &bu1, &bs1);
+    proc_cpu_ns(getpid(), &su1, &ss1);
+    uint64_t user = (bu1 - bu0) + (su1 - su0), sys = (bs1 - bs0) + (ss1 - ss0);
+    *user_us = (double)user / 1e3 / n;
+    *total_us = (double)(user + sys) / 1e3 / n;
+}
+
 static double posted_writes_per_s(struct dmacopy_host *dc)
 {
     int n = iterations * 10;
@@ -479,6 +518,8 @@ int main(int argc, char **argv)
     open_device(&dc, sock_in, "bench0", false, 128, 512);
     double mmio_p50, mmio_p99;
     mmio_read_latency(&dc, &mmio_p50, &mmio_p99);
+    double read_user_cpu_us, read_cpu_us;
+    mmio_read_cpu(&dc, bridge_strict, &read_user_cpu_us, &read_cpu_us);
     double writes = posted_writes_per_s(&dc);
     struct tlpb_host_stats before, after;
     tlpb_host_get_stats(dc.host, &before);
@@ -530,6 +571,8 @@ int main(int argc, char **argv)
            "  \"mmio_read_rtt_us_p50\": %.2f,\n"
            "  \"mmio_read_rtt_us_p99\": %.2f,\n"
            "  \"mmio_read_rtt_ext_us_p50\": %.2f,\n"
+           "  \"mmio_read_user_cpu_us\": %.2f,\n"
+           "  \"mmio_read_cpu_us\": %.2f,\n"
            "  \"posted_writes_per_s\": %.0f,\n"
            "  \"dma_mode\": \"fast (unsplit TLPs, hlsim in-process)\",\n"
            "  \"dma_MBps\": %.1f,\n"
@@ -544,7 +587,7 @@ int main(int argc, char **argv)
            "  \"ratio_mmio_to_socket\": %.2f,\n"
            "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
            "  \"ratio_posted_writes_to_socket_rate\": %.2f,\n",
-           iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, writes, fast / 1e6,
+           iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, read_user_cpu_us, read_cpu_us, writes, fast / 1e6,
            strict / 1e6, strict_tlps, msix, sync_p50, sync_p99, sync_ext_p50, sync_ext_p99,
            sync_p50 / mmio_p50, mmio_p50 / socket_p50, ext_p50 / relay_p50,
            writes / (1e6 / socket_p50));
