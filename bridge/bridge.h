@@ -159,6 +159,7 @@ struct device_stats {
     uint64_t device_requests;      /* DMA requests */
     uint64_t device_posted_writes;
     uint64_t dma_bytes;
+    uint64_t dma_faults;           /* device DMA the host refused (IOMMU, not memory) */
     uint64_t completions_to_host;
     uint64_t completions_to_device;
     uint64_t interrupts;
@@ -340,6 +341,9 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
 /* Complete a non-posted request that broke a PCIe rule with UR, back to the
  * connection that sent it. */
 void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
+/* A device DMA the host refused: counted, logged with its address. */
+void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t bytes,
+                      const char *how);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim_time_ps);
 /* Coupled time: a TIME_SYNC_GRANT from the host (in env); a REACHED or
  * PROGRESS from the simulator connection sim (0, or -1 with err: refuse it). */

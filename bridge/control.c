@@ -158,7 +158,7 @@ static void status_json(struct bridge *b, struct text *t)
         appendf(t,
                 ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"
-                " \"device_posted_writes\": %llu, \"dma_bytes\": %llu,"
+                " \"device_posted_writes\": %llu, \"dma_bytes\": %llu, \"dma_faults\": %llu,"
                 " \"completions_to_host\": %llu, \"completions_to_device\": %llu,"
                 " \"interrupts\": %llu, \"fallback_completions\": %llu,"
                 " \"fallback_absorbed_writes\": %llu, \"timeouts\": %llu,"
@@ -167,6 +167,7 @@ static void status_json(struct bridge *b, struct text *t)
                 device_timeout_ms(d), d->pending_active, (unsigned long long)s->host_requests,
                 (unsigned long long)s->host_posted_writes, (unsigned long long)s->device_requests,
                 (unsigned long long)s->device_posted_writes, (unsigned long long)s->dma_bytes,
+                (unsigned long long)s->dma_faults,
                 (unsigned long long)s->completions_to_host,
                 (unsigned long long)s->completions_to_device, (unsigned long long)s->interrupts,
                 (unsigned long long)s->fallback_completions,

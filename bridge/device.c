@@ -332,6 +332,9 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
                 tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
             return;
         }
+        if (tlp->status != TLPB_CPL_SC)
+            device_dma_fault(d, false, d->device_read_next[tlp->tag], d->device_read_owed[tlp->tag],
+                             tlpb_cpl_status_name(tlp->status));
         if (completion_is_final(tlp)) {
             d->device_read_active[tlp->tag] = false;
         } else {
@@ -546,6 +549,16 @@ static uint64_t time_checked_stamp(struct device *d, const char *what, uint64_t 
     d->bridge->rejected_messages++;
     tlpb_obuf_append_error(&d->sim->ob, msg);
     return allowed;
+}
+
+void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t bytes,
+                      const char *how)
+{
+    d->stats.dma_faults++;
+    bridge_log(TLPB_LOG_WARN,
+               "device %s: DMA fault: %s of %u bytes at 0x%llx refused by the host (%s): not guest"
+               " memory, or not mapped for the device by the guest's IOMMU",
+               d->cfg->name, write ? "write" : "read", bytes, (unsigned long long)address, how);
 }
 
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)

@@ -528,6 +528,11 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
             wrong_direction(c, env);
         break;
     case TLPB__ENVELOPE__BODY_ERROR:
+        if (c->role == TLPB__ROLE__ROLE_HOST && c->device && env->error->dma_fault_bytes) {
+            device_dma_fault(c->device, true, env->error->dma_fault_address,
+                             env->error->dma_fault_bytes, "reported by the host");
+            break;
+        }
         bridge_log(TLPB_LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
         break;
     case TLPB__ENVELOPE__BODY_HELLO:

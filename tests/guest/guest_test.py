@@ -7,7 +7,7 @@ usage: guest_test.py TEST --qemu Q --kernel K --initrd I --tlpbridged B
                      [--accel-file F]
                      [--rtl-sim S]
 TEST: accel | inproc | inproc_fast | external | nosim | sim_kill | hotplug | rtl |
-      coupled_hlsim | coupled_rtl | coupled_rtl_slow
+      coupled_hlsim | coupled_rtl | coupled_rtl_slow | iommu
 
 Each test boots one guest in interactive mode (tlpb.interactive=1) and runs
 many checks in it. Exit status: 0 all checks passed, 1 a check failed,
@@ -580,6 +580,77 @@ def test_rtl(t):
         stop_bridge(t, bridge)
 
 
+# ---- the DMA safety net: a guest IOMMU --------------------------------------------------
+
+IOMMU_DEVICE = "intel-iommu,intremap=off"
+# Strict invalidation: a freed buffer's address stops translating at once
+# (the default flush queue would leave it mapped for a while).
+IOMMU_APPEND = "intel_iommu=on iommu.strict=1"
+GROUPS_CMD = ("for g in /sys/kernel/iommu_groups/*; do for d in $g/devices/*; do "
+              "echo \"GROUP ${d##*/} $(cat $g/type)\"; done; done; true")
+
+
+def test_iommu(t):
+    """The driver with the guest's IOMMU on (intel-iommu, strict): the device's
+    DMA is translated, the whole suite passes; a driver bug that hands the
+    device a stale DMA address (inject_stale_dma) is caught: the host refuses
+    the read, the bridge counts and logs the fault at that address, and the
+    device goes on working."""
+    preconditions(t.args)
+    accel = accel_for(t)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+        g = boot(t, s, accel, [IOMMU_DEVICE, ROOT_PORT, shim_device(s)], append=IOMMU_APPEND)
+        devs = bound_devices(t, g)
+        t.check(len(devs) == 1, "dmacopy driver bound to %s, expected one device" % devs)
+        _, out = gsh(t, g, GROUPS_CMD)
+        groups = dict(l.split()[1:3] for l in out if l.startswith("GROUP ") and len(l.split()) >= 3)
+        t.step("IOMMU groups: %s" % groups)
+        if devs:
+            t.check(groups.get(devs[0]) == "DMA",
+                    "the device %s is not behind a strict translating IOMMU domain (%s)" %
+                    (devs[0], groups.get(devs[0])))
+        suite_mark = bridge.out.mark()
+        run_suite(t, g, label="MSI-X suite behind the guest IOMMU")
+        # error_bad_dst has the device write where nothing is mapped: the host
+        # refuses the posted write and tells the bridge.
+        bridge.wait_line(r"DMA fault: write of \d+ bytes at 0x", 30, suite_mark,
+                         what="the bridge's DMA fault line for error_bad_dst's write")
+        before = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE).get(
+            "counters", {}).get("dma_faults", 0)
+
+        t.step("injecting a driver bug: a copy from a stale DMA address")
+        mark = bridge.out.mark()
+        gsh(t, g, "echo 1 > /sys/module/dmacopy/parameters/inject_stale_dma")
+        rc, out = gsh(t, g, "dmacopy-test --bench-copy 4096 1; dmesg | grep 'injected bug'",
+                      want_rc=None)
+        addr = None
+        for l in out:
+            m = re.search(r"stale DMA address (0x[0-9a-f]+)", l)
+            if m:
+                addr = int(m.group(1), 16)
+        t.check(addr is not None, "the driver did not log the injected stale address:\n%s" %
+                "\n".join(out[-10:]))
+        t.check(any("bench copy failed" in l for l in out),
+                "the copy from a stale address did not fail in the guest:\n%s" %
+                "\n".join(out[-10:]))
+        if addr is not None:
+            _, m = bridge.wait_line(r"DMA fault: read of \d+ bytes at (0x[0-9a-f]+)", 30, mark,
+                                    what="the bridge's DMA fault line")
+            t.check(int(m.group(1), 16) == addr,
+                    "the bridge reported the fault at %s, the driver injected 0x%x" %
+                    (m.group(1), addr))
+        st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+        faults = st.get("counters", {}).get("dma_faults", 0)
+        t.step("bridge: %d DMA faults, %d of them from the injected bug" % (faults,
+                                                                          faults - before))
+        t.check(faults > before, "the bridge counted no DMA fault for the injected bug")
+        run_suite(t, g, only=["scratch_4", "copy_1", "copy_4k_cross", "msix"],
+                  label="the device after the fault")
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
+
+
 # ---- coupled simulated time ----------------------------------------------------------------
 # docs/user-guide.md, "Coupled simulated time". The guest's clock counts
 # instructions (-icount, sleep=off) and the shim keeps the device's clock
@@ -903,6 +974,7 @@ TESTS = {
     "coupled_rtl": test_coupled_rtl,
     "coupled_rtl_slow": test_coupled_rtl_slow,
     "coupled_hlsim": test_coupled_hlsim,
+    "iommu": test_iommu,
 }
 
 

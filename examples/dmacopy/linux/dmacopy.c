@@ -52,6 +52,16 @@ static unsigned int timeout_ms = 30000;
 module_param(timeout_ms, uint, 0644);
 MODULE_PARM_DESC(timeout_ms, "Longest wait for the device, in ms (default 30000, at least 10)");
 
+/*
+ * A driver bug on purpose, for the DMA safety net (docs/user-guide.md, 7.11):
+ * when set, the next copy hands the device a stale source address (the DMA
+ * address of a buffer the driver has just freed, so with an IOMMU it is no
+ * longer mapped for the device), logs it, and clears itself.
+ */
+static bool inject_stale_dma;
+module_param(inject_stale_dma, bool, 0644);
+MODULE_PARM_DESC(inject_stale_dma, "Test a DMA safety net: the next copy reads from a stale (freed) DMA address");
+
 /* The STATUS register is read at most this often while waiting on memory. */
 #define DMACOPY_STATUS_POLL_MS	10
 /* After a halt, how long to wait for the error interrupt that announces it. */
@@ -480,6 +490,19 @@ static int dmacopy_ioc_copy(struct dmacopy_dev *dd, void __user *argp)
 
 	want_irq = (c.flags & DMACOPY_COPY_IRQ) && !(c.flags & DMACOPY_COPY_POLL);
 	c.src_bus = dd->src_bus + c.src_off;
+	if (READ_ONCE(inject_stale_dma) && c.len <= PAGE_SIZE) {
+		struct device *dev = &dd->pdev->dev;
+		dma_addr_t stale;
+		void *buf = dma_alloc_coherent(dev, PAGE_SIZE, &stale, GFP_KERNEL);
+
+		if (buf) {
+			dma_free_coherent(dev, PAGE_SIZE, buf, stale);
+			WRITE_ONCE(inject_stale_dma, false);
+			c.src_bus = stale;
+			dev_warn(dev, "injected bug: copy source at stale DMA address 0x%llx (%u bytes, freed)\n",
+				 (unsigned long long)stale, c.len);
+		}
+	}
 	c.dst_bus = dd->dst_bus + c.dst_off;
 	dmacopy_fill_desc(dd, dd->tail, c.src_bus, c.dst_bus, c.len,
 			  (c.flags & DMACOPY_COPY_IRQ) ? DMACOPY_DESC_FLAG_IRQ : 0);
