@@ -25,6 +25,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -49,6 +50,13 @@ def bench(g, cmd, key, timeout):
     return vals
 
 
+def cpu_seconds(pid):
+    """User plus system CPU of a process so far (/proc/PID/stat, clock ticks)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(samples):
     return {"median": round(statistics.median(samples), 2),
             "min": round(min(samples), 2), "max": round(max(samples), 2),
@@ -68,6 +76,8 @@ def main():
     ap.add_argument("--copies", type=int, default=200, help="64 KiB copies per sample")
     ap.add_argument("--accel", help="tcg or kvm (default: TLPB_ACCEL, else KVM if a KVM guest boots)")
     ap.add_argument("--dma", choices=("strict", "fast"), default="strict")
+    ap.add_argument("--idle-s", type=int, default=10,
+                    help="guest idle (sleep) for the idle CPU measure")
     args = ap.parse_args()
 
     b = os.path.abspath(args.build)
@@ -95,8 +105,8 @@ def main():
     }
     with tg.Session("tlpb-bench", verbose=False) as s:
         try:
-            s.start_bridge(bridge, ["--device", "dmacopy0:hlsim=" + model, "--dma", args.dma,
-                                    "--log-level", "warn"])
+            bproc = s.start_bridge(bridge, ["--device", "dmacopy0:hlsim=" + model,
+                                            "--dma", args.dma, "--log-level", "warn"])
             g = tg.Guest(s, qemu, kernel, initrd, accel=accel, devices=[
                 "pcie-root-port,id=rp0,chassis=1",
                 "tlpbridge-pci,bus=rp0,socket=%s,device=dmacopy0" % s.socket,
@@ -122,6 +132,22 @@ def main():
                 v = bench(g, "dmacopy-test --bench-copy 65536 %d" % args.copies, "copy_MBps", 600)
                 mbps.append(v["copy_MBps"])
                 us.append(v["copy_us_per_op"])
+            # The guest idle with the device attached: what the bridge and
+            # QEMU burn doing nothing (one command sent, then only sleep).
+            progress("idle guest for %d s" % args.idle_s)
+            c0 = (cpu_seconds(bproc.pid), cpu_seconds(g.proc.pid))
+            t0 = time.monotonic()
+            g.run("sleep %d" % args.idle_s, args.idle_s + 120)
+            wall = time.monotonic() - t0
+            c1 = (cpu_seconds(bproc.pid), cpu_seconds(g.proc.pid))
+            result["idle_cpu_percent"] = {
+                "bridge": round(100 * (c1[0] - c0[0]) / wall, 2),
+                "qemu": round(100 * (c1[1] - c0[1]) / wall, 2),
+                "total": round(100 * (c1[0] - c0[0] + c1[1] - c0[1]) / wall, 2),
+                "wall_s": round(wall, 2),
+                "what": "CPU of a core used by tlpbridged and QEMU while the guest sleeps "
+                        "with the device attached (%s)" % accel,
+            }
             g.poweroff()
         except tg.Failure as e:
             progress("failed: %s" % e)
