@@ -57,6 +57,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def idle_cpu_percent(g, seconds, bridge_pid=None):
+    """(bridge %, QEMU %) of one core while the guest runs `sleep seconds`."""
+    g.run("true")  # the command loop is idle again before the clock starts
+    b0 = cpu_seconds(bridge_pid) if bridge_pid else 0.0
+    q0 = cpu_seconds(g.proc.pid)
+    t0 = time.monotonic()
+    g.run("sleep %d" % seconds, seconds + 120)
+    wall = time.monotonic() - t0
+    b1 = cpu_seconds(bridge_pid) if bridge_pid else 0.0
+    q1 = cpu_seconds(g.proc.pid)
+    return round(100 * (b1 - b0) / wall, 2), round(100 * (q1 - q0) / wall, 2)
+
+
 def summary(samples):
     return {"median": round(statistics.median(samples), 2),
             "min": round(min(samples), 2), "max": round(max(samples), 2),
@@ -135,20 +148,22 @@ def main():
             # The guest idle with the device attached: what the bridge and
             # QEMU burn doing nothing (one command sent, then only sleep).
             progress("idle guest for %d s" % args.idle_s)
-            c0 = (cpu_seconds(bproc.pid), cpu_seconds(g.proc.pid))
-            t0 = time.monotonic()
-            g.run("sleep %d" % args.idle_s, args.idle_s + 120)
-            wall = time.monotonic() - t0
-            c1 = (cpu_seconds(bproc.pid), cpu_seconds(g.proc.pid))
-            result["idle_cpu_percent"] = {
-                "bridge": round(100 * (c1[0] - c0[0]) / wall, 2),
-                "qemu": round(100 * (c1[1] - c0[1]) / wall, 2),
-                "total": round(100 * (c1[0] - c0[0] + c1[1] - c0[1]) / wall, 2),
-                "wall_s": round(wall, 2),
-                "what": "CPU of a core used by tlpbridged and QEMU while the guest sleeps "
-                        "with the device attached (%s)" % accel,
-            }
+            bridge_pct, qemu_pct = idle_cpu_percent(g, args.idle_s, bproc.pid)
             g.poweroff()
+            # Baseline: the same guest without tlpbridge-pci, idle as long.
+            progress("idle guest without tlpbridge-pci for %d s (baseline)" % args.idle_s)
+            g = tg.Guest(s, qemu, kernel, initrd, accel=accel, name="qemu-baseline",
+                         devices=["pcie-root-port,id=rp0,chassis=1", "edu"])
+            g.wait_booted()
+            _, base_pct = idle_cpu_percent(g, args.idle_s)
+            g.poweroff()
+            result["idle_cpu_percent"] = {
+                "bridge": bridge_pct, "qemu": qemu_pct, "total": round(bridge_pct + qemu_pct, 2),
+                "qemu_without_device": base_pct, "idle_s": args.idle_s,
+                "what": "CPU of a core used by tlpbridged and QEMU while the guest sleeps "
+                        "with the device attached (%s); baseline: QEMU with no "
+                        "tlpbridge-pci" % accel,
+            }
         except tg.Failure as e:
             progress("failed: %s" % e)
             s.dump_logs()
