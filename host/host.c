@@ -408,14 +408,9 @@ static void serve_dma_write(struct tlpb_host *h, const struct tlpb_tlp *req)
                  bytes, (unsigned long long)req->address);
         /* A posted write has no completion: the bridge hears of the fault
          * from us (docs/protocol.md, "DMA faults"). */
-        Tlpb__Error e = TLPB__ERROR__INIT;
-        e.reason = (char *)"DMA write refused: not guest memory or not mapped for the device";
-        e.dma_fault_address = tlpb_tlp_first_byte_address(req);
-        e.dma_fault_bytes = bytes;
-        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-        env.body_case = TLPB__ENVELOPE__BODY_ERROR;
-        env.error = &e;
-        tlpb_obuf_append(&h->ob, &env, true);
+        tlpb_obuf_append_dma_fault(&h->ob,
+                                   "DMA write refused: not guest memory or not mapped for the device",
+                                   tlpb_tlp_first_byte_address(req), bytes);
     } else {
         h->stats.dma_write_bytes += bytes;
     }

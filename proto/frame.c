@@ -131,8 +131,16 @@ int tlpb_obuf_append_time_sync(struct tlpb_obuf *ob, const Tlpb__TimeSync *ts)
 
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason)
 {
+    return tlpb_obuf_append_dma_fault(ob, reason, 0, 0);
+}
+
+int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_t address,
+                               uint32_t bytes)
+{
     Tlpb__Error err = TLPB__ERROR__INIT;
     err.reason = (char *)reason;
+    err.dma_fault_address = address;
+    err.dma_fault_bytes = bytes;
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     env.body_case = TLPB__ENVELOPE__BODY_ERROR;
     env.error = &err;

@@ -59,6 +59,10 @@ void tlpb_time_sync_envelope(Tlpb__Envelope *env, const Tlpb__TimeSync *ts);
  * TLPs queued before it. */
 int tlpb_obuf_append_time_sync(struct tlpb_obuf *ob, const Tlpb__TimeSync *ts);
 int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
+/* An Error that reports a device DMA the host refused (docs/protocol.md,
+ * "DMA faults"); bytes 0 makes it a plain Error. */
+int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_t address,
+                               uint32_t bytes);
 
 /* Write everything pending to a blocking fd (retrying on EINTR, partial
  * writes). Returns 0 or -errno. */
