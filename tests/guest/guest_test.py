@@ -151,6 +151,11 @@ def case_names(t, g, intx):
     return [n for n, mode in _case_list.items() if mode in (None, want)]
 
 
+def log_cases(cases):
+    for name, ok, reason in cases:
+        log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
+
+
 def run_suite(t, g, intx=False, only=None, label=None, timeout=SUITE_TIMEOUT):
     """Runs dmacopy-test in the guest; every expected case must PASS."""
     cmd = "dmacopy-test" + (" --intx" if intx else "")
@@ -172,8 +177,7 @@ def run_suite(t, g, intx=False, only=None, label=None, timeout=SUITE_TIMEOUT):
         raise
     t.junit.add_suite(mode, label, cmd, out, expected, rc, time.monotonic() - t0)
     cases, result = tg.parse_tests(out)
-    for name, ok, reason in cases:
-        log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
+    log_cases(cases)
     seen = {n for n, _, _ in cases}
     missing = [n for n in expected if n not in seen]
     failed = [n for n, ok, _ in cases if not ok]
@@ -242,6 +246,11 @@ def guest_session(t):
 
 def bridge_device_args(t, backend):
     return ["--device", "%s:%s=%s" % (DEVICE, backend, t.args.model)]
+
+
+def external_device_args(t):
+    """The device served by a simulator process, the fallback until one attaches."""
+    return ["--config", os.path.join(t.args.configs, "dmacopy-fallback.cfg")]
 
 
 def wait_host_connected(t, bridge, since, timeout=60):
@@ -322,9 +331,7 @@ def test_external(t):
     preconditions(t.args)
     accel = accel_for(t)
     with guest_session(t) as s:
-        bridge = s.start_bridge(t.args.tlpbridged,
-                                ["--config", os.path.join(t.args.configs,
-                                                          "dmacopy-fallback.cfg")])
+        bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t))
         sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
         t.step("hlsim-run attached")
         g = full_session(t, s, accel, "hlsim-run")
@@ -381,9 +388,7 @@ def test_nosim(t):
     preconditions(t.args)
     accel = accel_for(t)
     with guest_session(t) as s:
-        bridge = s.start_bridge(t.args.tlpbridged,
-                                ["--config", os.path.join(t.args.configs,
-                                                          "dmacopy-fallback.cfg")])
+        bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t))
         g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
         t.step("no simulator: enumeration from the configured description")
         found = check_enumeration(t, g)
@@ -431,9 +436,7 @@ def test_sim_kill(t):
     preconditions(t.args)
     accel = accel_for(t)
     with guest_session(t) as s:
-        bridge = s.start_bridge(t.args.tlpbridged,
-                                ["--config", os.path.join(t.args.configs,
-                                                          "dmacopy-fallback.cfg")])
+        bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t))
         sim = s.start_sim(t.args.hlsim_run, t.args.model, DEVICE)
         g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
         t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound")
@@ -559,16 +562,10 @@ def test_hotplug(t):
 def test_rtl(t):
     """The RTL backend: dmacopy in SystemVerilog under Verilator, attached to the
     bridge through the RTL adapter; the same guest, driver and cases."""
-    if not t.args.rtl_sim:
-        raise Skip("no RTL simulator: configure with -DTLPB_BUILD_RTL=ON")
-    preconditions(t.args)
-    if not os.path.exists(t.args.rtl_sim):
-        raise Skip("%s not built" % t.args.rtl_sim)
+    rtl_preconditions(t)
     accel = accel_for(t)
     with guest_session(t) as s:
-        bridge = s.start_bridge(t.args.tlpbridged,
-                                ["--config", os.path.join(t.args.configs,
-                                                          "dmacopy-fallback.cfg")])
+        bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t))
         sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE)
         t.step("RTL simulator attached")
         g = full_session(t, s, accel, "RTL")
@@ -774,10 +771,8 @@ def coupled_once(t, backend, label, sim_args=(), bridge_args=()):
     with guest_session(t) as s:
         trace = s.path("trace.tlpb")
         if backend == "rtl":
-            bridge = s.start_bridge(t.args.tlpbridged,
-                                    ["--config", os.path.join(t.args.configs,
-                                                              "dmacopy-fallback.cfg"),
-                                     "--trace", trace] + list(bridge_args))
+            bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t) +
+                                    ["--trace", trace] + list(bridge_args))
             sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE, list(sim_args))
         else:
             bridge = s.start_bridge(t.args.tlpbridged, list(bridge_args) + ["--trace", trace])
@@ -901,9 +896,7 @@ def slow_rtl_run(t, time_mode):
     completions, why it failed)."""
     label = "RTL at %d cycles/s, %s" % (SLOW_RTL_CYCLES_PER_S, time_mode)
     with guest_session(t) as s:
-        bridge = s.start_bridge(t.args.tlpbridged,
-                                ["--config", os.path.join(t.args.configs,
-                                                          "dmacopy-fallback.cfg")])
+        bridge = s.start_bridge(t.args.tlpbridged, external_device_args(t))
         sim = s.start_rtl_sim(t.args.rtl_sim, DEVICE,
                               ["--max-cycles-per-s", str(SLOW_RTL_CYCLES_PER_S)])
         t.step("%s: booting" % label)
@@ -919,8 +912,7 @@ def slow_rtl_run(t, time_mode):
             cases, result = tg.parse_tests(out)
             failed = [n for n, ok, _ in cases if not ok]
             passed = rc == 0 and not failed and result == (len(SLOW_CASES), 0)
-            for name, ok, reason in cases:
-                log("    %-20s %s%s" % (name, "PASS" if ok else "FAIL", "" if ok else "  " + reason))
+            log_cases(cases)
             if not passed:
                 why = "rc %d, failed cases %s" % (rc, ", ".join(failed) or "none")
         except Failure as e:
