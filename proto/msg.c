@@ -265,6 +265,10 @@ const char *tlpb_message_name(Tlpb__Envelope__BodyCase body)
         return "ControlReply";
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
         return "TimeSync";
+    case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
+        return "GuestMemory";
+    case TLPB__ENVELOPE__BODY_RING_SETUP:
+        return "RingSetup";
     default:
         return "unknown message";
     }

@@ -47,6 +47,28 @@ enum tlpb_host_reset_kind {
     TLPB_HOST_RESET_HOT = 2, /* hot reset, secondary bus reset, system reset */
 };
 
+/* How the host waits for the bridge on the shared-memory ring
+ * (docs/protocol.md, "Shared-memory ring"). The ring is used on a unix
+ * socket when the bridge grants it; over TCP, or when refused, everything
+ * stays on the socket. $TLPB_RING ("adaptive", "busy-poll", "off")
+ * overrides the configured policy. */
+enum tlpb_host_ring_policy {
+    TLPB_HOST_RING_ADAPTIVE = 0,  /* default: poll briefly, then sleep */
+    TLPB_HOST_RING_BUSY_POLL = 1, /* never sleep while waiting for the bridge */
+    TLPB_HOST_RING_OFF = 2,       /* the socket only */
+};
+
+/* One range of guest RAM the device reaches directly (no IOMMU between
+ * them): bus addresses [bus_address, bus_address + size_bytes) are bytes
+ * [fd_offset, fd_offset + size_bytes) of the shareable file fd (memfd,
+ * share=on). */
+struct tlpb_host_memory_region {
+    uint64_t bus_address;
+    uint64_t size_bytes;
+    int fd;
+    uint64_t fd_offset;
+};
+
 /* The project's log levels (tlpb/log.h) under this library's names. */
 #define tlpb_host_log_level tlpb_log_level
 #define TLPB_HOST_LOG_ERROR TLPB_LOG_ERROR
@@ -101,6 +123,9 @@ struct tlpb_host_config {
                                      * is not a dead one */
     uint64_t quantum_ps;            /* with time_sync: the caller's sync
                                      * quantum, told to the bridge (status) */
+    enum tlpb_host_ring_policy ring_policy;
+    uint32_t ring_spin_us;          /* adaptive: how long to poll before
+                                     * sleeping; 0 = 50 */
 };
 
 /* Create the host and try to connect. A missing bridge is not an error: the
@@ -112,7 +137,9 @@ void tlpb_host_close(struct tlpb_host *host);
 
 bool tlpb_host_connected(const struct tlpb_host *host);
 bool tlpb_host_simulator_attached(const struct tlpb_host *host);
-/* The socket to watch for readability (QEMU: qemu_set_fd_handler), or -1. */
+/* The descriptor to watch for readability (QEMU: qemu_set_fd_handler), or
+ * -1: readable when the bridge sent something, on the socket or on the
+ * shared-memory ring. It stays the same across reconnects. */
 int tlpb_host_fd(const struct tlpb_host *host);
 /* The description received from the bridge, or NULL if never connected. */
 const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *host);
@@ -146,6 +173,18 @@ int tlpb_host_reset(struct tlpb_host *host, enum tlpb_host_reset_kind kind);
 int tlpb_host_poll(struct tlpb_host *host);
 /* Like poll, but wait up to timeout_ms for at least one message. */
 int tlpb_host_wait(struct tlpb_host *host, int timeout_ms);
+
+/* Share guest RAM with the bridge (docs/protocol.md, "Shared guest
+ * memory"): replaces the previous map; n = 0 shares nothing (every DMA goes
+ * as messages, as with an IOMMU). The library dup()s the descriptors (the
+ * caller keeps its own), sends the map at once when connected over a unix
+ * socket and the bridge granted CAP_GUEST_MEMORY, and again after every
+ * reconnect. DMA the bridge serves from shared memory never reaches
+ * ops.dma_read / ops.dma_write; everything else still does. Returns 0, or
+ * -EINVAL (more than 32 regions, an empty or overflowing range, a negative
+ * fd), or -errno from dup. */
+int tlpb_host_set_guest_memory(struct tlpb_host *host,
+                               const struct tlpb_host_memory_region *regions, unsigned n);
 
 /* ---- Coupled simulated time ------------------------------------------------
  *
@@ -204,6 +243,11 @@ struct tlpb_host_stats {
     uint64_t syncs;                 /* grants answered (REACHED) */
     uint64_t sync_wall_ns;          /* wall time spent in grants, total */
     uint64_t sync_wall_ns_max;      /* the longest one */
+    bool ring_active;               /* this connection uses the shared-memory ring */
+    bool guest_memory_shared;       /* the bridge granted CAP_GUEST_MEMORY and
+                                     * has the current map */
+    uint64_t ring_wakeups_sent;     /* eventfd writes to the bridge */
+    uint64_t ring_sleeps;           /* times the host slept on the ring */
 };
 void tlpb_host_get_stats(const struct tlpb_host *host, struct tlpb_host_stats *stats);
 
