@@ -287,6 +287,14 @@ void bridge_stop(struct bridge *b);
  * or a libuv error code (the caller still owns fd). */
 int bridge_adopt_fd(struct bridge *b, int fd);
 void conn_close(struct conn *c, const char *reason);
+/* Descriptors received with SCM_RIGHTS on a unix connection (in arrival
+ * order) that no message has claimed yet, at most BRIDGE_MAX_PENDING_FDS
+ * at a time (more is a protocol error). conn_take_fds moves the first n to
+ * fds[] (the caller owns and closes them): 0, -ENOENT when fewer than n
+ * arrived, or -errno. */
+#define BRIDGE_MAX_PENDING_FDS 35
+unsigned conn_pending_fds(struct conn *c);
+int conn_take_fds(struct conn *c, int *fds, unsigned n);
 /* Queue to c and start writing. force: see tlpb_obuf_append. */
 int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force);
 int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env);

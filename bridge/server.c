@@ -61,6 +61,58 @@ void conn_close(struct conn *c, const char *reason)
     conn_resume_paused(b);
 }
 
+static void fd_carrier_closed_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+unsigned conn_pending_fds(struct conn *c)
+{
+    if (c->is_tcp)
+        return 0;
+    int n = uv_pipe_pending_count(&c->h.pipe);
+    return n > 0 ? (unsigned)n : 0;
+}
+
+/* libuv hands a received descriptor out only as a stream handle: accept it
+ * into a scratch pipe, keep a duplicate, close the scratch handle. */
+static int conn_take_one_fd(struct conn *c)
+{
+    uv_pipe_t *carrier = malloc(sizeof(*carrier));
+    if (!carrier)
+        return -ENOMEM;
+    uv_pipe_init(c->bridge->loop, carrier, 0);
+    int fd = -1;
+    int rc = uv_accept(&c->h.stream, (uv_stream_t *)carrier);
+    if (rc == 0) {
+        uv_os_fd_t raw;
+        rc = uv_fileno((uv_handle_t *)carrier, &raw);
+        if (rc == 0) {
+            fd = fcntl(raw, F_DUPFD_CLOEXEC, 3);
+            if (fd < 0)
+                rc = -errno;
+        }
+    }
+    uv_close((uv_handle_t *)carrier, fd_carrier_closed_cb);
+    return fd >= 0 ? fd : (rc < 0 ? rc : -EBADF);
+}
+
+int conn_take_fds(struct conn *c, int *fds, unsigned n)
+{
+    if (conn_pending_fds(c) < n)
+        return -ENOENT;
+    for (unsigned i = 0; i < n; i++) {
+        fds[i] = conn_take_one_fd(c);
+        if (fds[i] < 0) {
+            int rc = fds[i];
+            for (unsigned j = 0; j < i; j++)
+                close(fds[j]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* Send an Error message and drop the connection: protocol violations. */
 static void conn_fail(struct conn *c, const char *reason)
 {
@@ -599,6 +651,16 @@ static void conn_process(struct conn *c)
     }
     if (c->closing)
         return;
+    /* Descriptors no message claimed: a peer may send a frame's descriptors
+     * just before the frame's last bytes, but never more than a frame can
+     * claim. */
+    if (conn_pending_fds(c) > BRIDGE_MAX_PENDING_FDS) {
+        char why[128];
+        snprintf(why, sizeof(why), "%u file descriptors sent that no message claims (at most %d)",
+                 conn_pending_fds(c), BRIDGE_MAX_PENDING_FDS);
+        conn_fail(c, why);
+        return;
+    }
     if (!c->read_paused && !c->reading) {
         uv_read_start(&c->h.stream, alloc_cb, read_cb);
         c->reading = true;
@@ -773,7 +835,9 @@ static int conn_from_fd(struct bridge *b, bool is_tcp, int fd)
         uv_tcp_init(b->loop, &c->h.tcp);
         rc = uv_tcp_open(&c->h.tcp, fd);
     } else {
-        uv_pipe_init(b->loop, &c->h.pipe, 0);
+        /* ipc: libuv receives descriptors sent with SCM_RIGHTS
+         * (GuestMemory, RingSetup) and queues them; conn_take_fds. */
+        uv_pipe_init(b->loop, &c->h.pipe, 1);
         rc = uv_pipe_open(&c->h.pipe, fd);
     }
     c->open_handles = 1;
