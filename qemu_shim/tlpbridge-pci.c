@@ -25,6 +25,15 @@
  *  - With no bridge, or after it went away, reads return the fallback value
  *    and writes are dropped (counted, logged once); the library reconnects
  *    from a timer, and QEMU keeps running.
+ *  - Guest RAM on a shareable backend (-object memory-backend-memfd,
+ *    share=on) is handed to the bridge (docs/protocol.md, "Shared guest
+ *    memory"), kept current by a memory listener, so the bridge serves the
+ *    device's DMA from it without a message to QEMU. Only when the device
+ *    reaches memory without an IOMMU: behind a vIOMMU every DMA is
+ *    translated here, as messages.
+ *  - On a unix socket, messages go through a shared-memory ring with an
+ *    adaptive wait (ring=adaptive, default), busy polling (ring=busy-poll)
+ *    or not at all (ring=off).
  *  - time=coupled (docs/protocol.md, "Simulated time"; QEMU with
  *    -icount shift=0,sleep=off, or the qtest accelerator): every request is
  *    stamped with the guest's virtual time; after a read or config write the
@@ -63,6 +72,7 @@
 #include "qapi/error.h"
 #include "crypto/secret_common.h"
 #include "exec/memory.h"
+#include "exec/ramblock.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_device.h"
 #include "hw/pci/pcie.h"
@@ -123,6 +133,8 @@ struct TlpbridgePciState {
     bool fast_dma;
     char *time;                /* "free" (default) or "coupled" */
     uint64_t quantum_ns;
+    char *ring;                /* "adaptive" (default), "busy-poll", "off" */
+    uint32_t ring_spin_us;
 
     /* properties: the description used when no bridge answers at realize */
     uint16_t prop_vendor_id;
@@ -150,6 +162,10 @@ struct TlpbridgePciState {
     QEMUTimer *reconnect_timer;
     QEMUBH *flush_bh;          /* sends queued posted writes */
     QEMUBH *replay_bh;         /* brings a (re)connected bridge up to date */
+    QEMUBH *memmap_bh;         /* tells the library the guest RAM map */
+    MemoryListener mem_listener;  /* guest RAM changes (no vIOMMU only) */
+    bool mem_listener_registered;
+    unsigned shared_regions;   /* as last told to the library */
     bool in_host_call;         /* inside libtlpbhost: it is not reentrant */
 
     /* coupled simulated time */
@@ -954,6 +970,131 @@ static void tlpbridge_uninit_bars(TlpbridgePciState *s)
     }
 }
 
+/* ---- Shared guest memory ------------------------------------------------- */
+
+#define TLPBRIDGE_MAX_SHARED_REGIONS 32
+
+typedef struct TlpbridgeMemMap {
+    struct tlpb_host_memory_region r[TLPBRIDGE_MAX_SHARED_REGIONS];
+    unsigned n;
+    unsigned skipped;          /* shareable ranges beyond the limit */
+} TlpbridgeMemMap;
+
+/* One range of the flat view: guest RAM with a file behind it is shared;
+ * ROM, read-only RAM, MMIO and anonymous RAM are not (their DMA goes as
+ * messages). Ranges that continue each other in the same file merge (the
+ * PAM windows below 1 MiB alias the same RAM). */
+static bool tlpbridge_memmap_range(Int128 start, Int128 len,
+                                   const MemoryRegion *cmr,
+                                   hwaddr offset_in_region, void *opaque)
+{
+    TlpbridgeMemMap *map = opaque;
+    MemoryRegion *mr = (MemoryRegion *)cmr;
+    struct tlpb_host_memory_region *last;
+    uint64_t bus = int128_get64(start);
+    uint64_t size = int128_get64(len);
+    uint64_t offset;
+    int fd;
+
+    if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
+        memory_region_is_rom(mr) || mr->readonly || !mr->ram_block) {
+        return false;
+    }
+    fd = memory_region_get_fd(mr);
+    if (fd < 0) {
+        return false;
+    }
+    offset = offset_in_region + mr->ram_block->fd_offset;
+    last = map->n ? &map->r[map->n - 1] : NULL;
+    if (last && last->fd == fd && last->bus_address + last->size_bytes == bus &&
+        last->fd_offset + last->size_bytes == offset) {
+        last->size_bytes += size;
+        return false;
+    }
+    if (map->n == TLPBRIDGE_MAX_SHARED_REGIONS) {
+        map->skipped++;
+        return false;
+    }
+    map->r[map->n++] = (struct tlpb_host_memory_region){
+        .bus_address = bus, .size_bytes = size, .fd = fd, .fd_offset = offset,
+    };
+    return false;
+}
+
+static void tlpbridge_memmap_update(void *opaque)
+{
+    TlpbridgePciState *s = opaque;
+    TlpbridgeMemMap map = { .n = 0 };
+    FlatView *fv;
+    int rc;
+
+    if (!s->host || !s->mem_listener_registered) {
+        return;
+    }
+    if (s->in_host_call) {
+        /* Not reentrant: after the call in progress. */
+        qemu_bh_schedule(s->memmap_bh);
+        return;
+    }
+    RCU_READ_LOCK_GUARD();
+    fv = address_space_to_flatview(&address_space_memory);
+    flatview_for_each_range(fv, tlpbridge_memmap_range, &map);
+    s->in_host_call = true;
+    rc = tlpb_host_set_guest_memory(s->host, map.r, map.n);
+    s->in_host_call = false;
+    if (rc < 0) {
+        warn_report("tlpbridge-pci: device '%s': guest memory not shared: "
+                    "%s; DMA goes as messages", s->device, strerror(-rc));
+    } else if (map.n != s->shared_regions) {
+        info_report("tlpbridge-pci: device '%s': %u guest RAM range(s) shared "
+                    "with the bridge%s", s->device, map.n,
+                    map.skipped ? " (more than the limit: the rest by "
+                    "messages)" : "");
+    }
+    s->shared_regions = rc < 0 ? 0 : map.n;
+}
+
+/* Every change of the memory map ends in a commit: rebuild the whole map
+ * then, from a bottom half (not inside a memory transaction). */
+static void tlpbridge_mem_commit(MemoryListener *listener)
+{
+    TlpbridgePciState *s = container_of(listener, TlpbridgePciState,
+                                        mem_listener);
+
+    qemu_bh_schedule(s->memmap_bh);
+}
+
+static void tlpbridge_memmap_init(TlpbridgePciState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    s->memmap_bh = qemu_bh_new_guarded(tlpbridge_memmap_update, s,
+                                       &DEVICE(pdev)->mem_reentrancy_guard);
+    if (pci_device_iommu_address_space(pdev) != &address_space_memory) {
+        info_report("tlpbridge-pci: device '%s': behind an IOMMU: guest "
+                    "memory is not shared, DMA goes as messages", s->device);
+        return;
+    }
+    s->mem_listener = (MemoryListener){
+        .name = "tlpbridge-pci",
+        .commit = tlpbridge_mem_commit,
+        .priority = MEMORY_LISTENER_PRIORITY_DEV_BACKEND,
+    };
+    memory_listener_register(&s->mem_listener, &address_space_memory);
+    s->mem_listener_registered = true;
+    tlpbridge_memmap_update(s);
+}
+
+static void tlpbridge_memmap_fini(TlpbridgePciState *s)
+{
+    if (s->mem_listener_registered) {
+        memory_listener_unregister(&s->mem_listener);
+        s->mem_listener_registered = false;
+    }
+    qemu_bh_delete(s->memmap_bh);
+    s->memmap_bh = NULL;
+}
+
 /* ---- Realize / unrealize ------------------------------------------------- */
 
 /* The coupled-time counters, once: at unplug or when QEMU exits. */
@@ -1019,6 +1160,12 @@ static bool tlpbridge_check_properties(TlpbridgePciState *s, Error **errp)
         error_setg(errp, "tlpbridge-pci: reconnect-ms must be at least 1");
         return false;
     }
+    if (s->ring && strcmp(s->ring, "adaptive") && strcmp(s->ring, "busy-poll") &&
+        strcmp(s->ring, "off")) {
+        error_setg(errp, "tlpbridge-pci: ring '%s': expected adaptive, "
+                   "busy-poll or off", s->ring);
+        return false;
+    }
     return true;
 }
 
@@ -1036,6 +1183,11 @@ static int tlpbridge_open(TlpbridgePciState *s, Error **errp)
         .msix_table_external = true,
         .time_sync = s->time_coupled,
         .quantum_ps = s->quantum_ns * 1000,
+        .ring_policy = !s->ring || !strcmp(s->ring, "adaptive") ?
+                       TLPB_HOST_RING_ADAPTIVE :
+                       !strcmp(s->ring, "busy-poll") ?
+                       TLPB_HOST_RING_BUSY_POLL : TLPB_HOST_RING_OFF,
+        .ring_spin_us = s->ring_spin_us,
     };
     g_autofree char *token = NULL;
     char err[256];
@@ -1166,6 +1318,7 @@ static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
     if (tlpbridge_pcie_cap_init(s, errp) < 0) {
         goto fail_msi;
     }
+    tlpbridge_memmap_init(s);
     s->realized = true;
     if (s->time_coupled) {
         s->exit_notifier.notify = tlpbridge_time_exit_notify;
@@ -1222,6 +1375,7 @@ static void tlpbridge_exit(PCIDevice *pdev)
     qemu_bh_delete(s->replay_bh);
     s->replay_bh = NULL;
     s->realized = false;
+    tlpbridge_memmap_fini(s);
     tlpbridge_time_report(s);
     tlpbridge_time_fini(s);
 
@@ -1292,6 +1446,8 @@ static const Property tlpbridge_properties[] = {
     DEFINE_PROP_BOOL("fast-dma", TlpbridgePciState, fast_dma, true),
     DEFINE_PROP_STRING("time", TlpbridgePciState, time),
     DEFINE_PROP_UINT64("quantum-ns", TlpbridgePciState, quantum_ns, 10000),
+    DEFINE_PROP_STRING("ring", TlpbridgePciState, ring),
+    DEFINE_PROP_UINT32("ring-spin-us", TlpbridgePciState, ring_spin_us, 0),
     /* The description when no bridge answers at realize: dmacopy's. */
     DEFINE_PROP_UINT16("vendor-id", TlpbridgePciState, prop_vendor_id, 0x1234),
     DEFINE_PROP_UINT16("device-id", TlpbridgePciState, prop_device_id, 0x7a11),
@@ -1335,6 +1491,11 @@ static const struct {
       "(needs -accel tcg -icount shift=0,sleep=off)" },
     { "quantum-ns", "time=coupled: longest guest time between syncs with a "
       "busy device (default 10000)" },
+    { "ring", "on a unix socket, how QEMU waits for the bridge on the "
+      "shared-memory ring: adaptive (default: poll, then sleep), busy-poll, "
+      "or off (the socket only)" },
+    { "ring-spin-us", "ring=adaptive: how long to poll before sleeping "
+      "(0 = 50)" },
     { "vendor-id", "without a bridge at realize: vendor ID" },
     { "device-id", "without a bridge at realize: device ID" },
     { "class-code", "without a bridge at realize: 24-bit class code" },

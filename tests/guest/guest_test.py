@@ -101,17 +101,19 @@ def accel_for(t):
 # ---- helpers -----------------------------------------------------------------------------
 
 
-def shim_device(s, dev_id="tlpb0", bus="rp0"):
-    return "tlpbridge-pci,id=%s,bus=%s,socket=%s,device=%s" % (dev_id, bus, s.socket, DEVICE)
+def shim_device(s, dev_id="tlpb0", bus="rp0", props=""):
+    return "tlpbridge-pci,id=%s,bus=%s,socket=%s,device=%s%s" % (dev_id, bus, s.socket, DEVICE,
+                                                                 props)
 
 
 ROOT_PORT = "pcie-root-port,id=rp0,chassis=1,slot=1"
 
 
-def boot(t, s, accel, devices, append=""):
-    t.step("booting the guest (%s)" % accel)
+def boot(t, s, accel, devices, append="", shared_memory=True, reboot=False):
+    t.step("booting the guest (%s, guest RAM %s)" % (
+        accel, "shareable (memfd)" if shared_memory else "private"))
     g = tg.Guest(s, t.args.qemu, t.args.kernel, t.args.initrd, accel=accel, devices=devices,
-                 append=append)
+                 append=append, shared_memory=shared_memory, reboot=reboot)
     g.wait_booted()
     t.step("guest up")
     return g
@@ -212,6 +214,30 @@ def check_model_served(t, s, backend):
     return st
 
 
+def fast_path_status(t, s):
+    """What the bridge says of the fast path for the device: bytes of DMA it
+    served from shared guest memory, the host's ring policy."""
+    st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+    c = st.get("counters", {})
+    shm = c.get("dma_shm_bytes", st.get("dma_shm_bytes", 0))
+    return shm, st.get("ring"), st
+
+
+def check_fast_path(t, s, shared, ring="adaptive", since_bytes=0):
+    """shared: the device's DMA must have been served from shared guest memory
+    (more than since_bytes of it); else none of it. ring: the host's ring
+    policy the bridge reports ("off": the socket only)."""
+    shm, got_ring, _ = fast_path_status(t, s)
+    t.step("bridge: %d DMA bytes from shared guest memory, host ring %s" % (shm, got_ring))
+    if shared:
+        t.check(shm > since_bytes, "no DMA served from shared guest memory (%d bytes, %d "
+                "before)" % (shm, since_bytes))
+    else:
+        t.check(shm == 0, "%d DMA bytes served from shared memory, expected none" % shm)
+    t.check(got_ring == ring, "the bridge reports ring %s, expected %s" % (got_ring, ring))
+    return shm
+
+
 def check_sanitizers(t, s):
     for name, lines in s.sanitizer_reports:
         t.check(False, "sanitizer report in %s: %s" % (name, lines[0]))
@@ -271,8 +297,8 @@ def test_accel(t):
     log("guest tests use %s" % accel)
 
 
-def full_session(t, s, accel, backend_label):
-    g = boot(t, s, accel, [ROOT_PORT, shim_device(s)])
+def full_session(t, s, accel, backend_label, reboot=False):
+    g = boot(t, s, accel, [ROOT_PORT, shim_device(s)], reboot=reboot)
     devs = bound_devices(t, g)
     t.check(len(devs) == 1, "dmacopy driver bound to %s, expected one device" % devs)
     gsh(t, g, "test -c /dev/dmacopy0")
@@ -286,13 +312,61 @@ def full_session(t, s, accel, backend_label):
     return g
 
 
+def full_session_reboot(t, s, accel, label):
+    """The suite, then a guest reboot (system_reset), then DMA again: the
+    shared guest memory and the ring stay right across it."""
+    g = full_session(t, s, accel, label, reboot=True)
+    shm = check_fast_path(t, s, shared=True)
+    t.step("rebooting the guest (system_reset)")
+    g.qmp.cmd("system_reset")
+    g.wait_booted()
+    t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound after the reboot")
+    run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "copy_4k_cross", "copy_1m", "msix",
+                          "error_bad_src", "error_bad_dst"],
+              label="after the reboot (%s)" % label)
+    check_fast_path(t, s, shared=True, since_bytes=shm)
+    return g
+
+
 def test_inproc(t):
     preconditions(t.args)
     accel = accel_for(t)
     with guest_session(t) as s:
         bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
-        g = full_session(t, s, accel, "hlsim in the bridge")
+        g = full_session_reboot(t, s, accel, "hlsim in the bridge")
         check_model_served(t, s, "hlsim")
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
+
+
+def test_socket(t):
+    """The path without the fast path: guest RAM not shareable and QEMU's
+    ring off, so every message, DMA data included, crosses the socket; the
+    whole suite passes as with it."""
+    preconditions(t.args)
+    accel = accel_for(t)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim"))
+        g = boot(t, s, accel, [ROOT_PORT, shim_device(s, props=",ring=off")],
+                 shared_memory=False)
+        run_suite(t, g, label="MSI-X suite (socket only)")
+        check_model_served(t, s, "hlsim")
+        check_fast_path(t, s, shared=False, ring="off")
+        finish_guest(t, g)
+        stop_bridge(t, bridge)
+
+
+def test_busy_poll(t):
+    """QEMU and the bridge both busy-polling the ring: the suite passes."""
+    preconditions(t.args)
+    accel = accel_for(t)
+    with guest_session(t) as s:
+        bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim") +
+                                ["--ring", "busy-poll"])
+        g = boot(t, s, accel, [ROOT_PORT, shim_device(s, props=",ring=busy-poll")])
+        run_suite(t, g, label="MSI-X suite (ring busy-poll)")
+        check_model_served(t, s, "hlsim")
+        check_fast_path(t, s, shared=True, ring="busy-poll")
         finish_guest(t, g)
         stop_bridge(t, bridge)
 
@@ -310,7 +384,7 @@ def test_inproc_fast(t):
         trace = os.path.join(s.dir, "fast.trace")
         bridge = s.start_bridge(t.args.tlpbridged, bridge_device_args(t, "hlsim") +
                                 ["--dma", "fast", "--trace", trace])
-        g = full_session(t, s, accel, "hlsim in the bridge, fast DMA")
+        g = full_session_reboot(t, s, accel, "hlsim in the bridge, fast DMA")
         st = check_model_served(t, s, "hlsim")
         t.check(st.get("dma") == "fast", "status says DMA %s, expected fast" % st.get("dma"))
         t.check(not any("did not offer unsplit DMA" in l for l in bridge.out.text()),
@@ -476,6 +550,8 @@ def test_sim_kill(t):
         gsh(t, g, "dmacopy-rebind")
         run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
                   label="after the simulator re-attached")
+        # The simulator process's DMA is served by the bridge from shared memory.
+        check_fast_path(t, s, shared=True)
 
         # --- the bridge dies ------------------------------------------------------
         t.step("SIGKILL tlpbridged")
@@ -501,8 +577,10 @@ def test_sim_kill(t):
         t.step("the shim reconnected")
         gsh(t, g, "echo 30000 > /sys/module/dmacopy/parameters/timeout_ms")
         gsh(t, g, "dmacopy-rebind")
-        run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "msix"],
+        run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "copy_4k_cross", "msix"],
                   label="after the bridge came back")
+        # The new bridge got the guest memory map and the ring on reconnect.
+        check_fast_path(t, s, shared=True)
         finish_guest(t, g)
         stop_bridge(t, bridge2)
 
@@ -521,6 +599,7 @@ def test_hotplug(t):
         # Kernel info messages on the console: the driver's probe and remove
         # lines are the events the test waits for.
         gsh(t, g, "dmesg -n 7")
+        shm_seen = 0
         for i in range(1, HOTPLUG_ROUNDS + 1):
             t.step("round %d: device_add" % i)
             mark = g.console.mark()
@@ -533,8 +612,11 @@ def test_hotplug(t):
             devs = bound_devices(t, g)
             t.check(len(devs) == 1, "round %d: dmacopy bound to %s, expected one" %
                     (i, devs))
-            run_suite(t, g, only=["scratch_4", "copy_1"], label="round %d" % i,
+            run_suite(t, g, only=["scratch_4", "copy_1", "copy_4k_cross"], label="round %d" % i,
                       timeout=SHORT_TIMEOUT)
+            # The plugged device shares guest RAM again; the map of the
+            # unplugged one was dropped with its connection.
+            shm_seen = check_fast_path(t, s, shared=True, since_bytes=shm_seen)
             t.step("round %d: device_del" % i)
             mark = g.console.mark()
             qmark = g.qmp.mark()
@@ -644,6 +726,8 @@ def test_iommu(t):
         t.check(faults > before, "the bridge counted no DMA fault for the injected bug")
         run_suite(t, g, only=["scratch_4", "copy_1", "copy_4k_cross", "msix"],
                   label="the device after the fault")
+        # Behind the IOMMU every DMA is translated by QEMU: nothing is shared.
+        check_fast_path(t, s, shared=False)
         finish_guest(t, g)
         stop_bridge(t, bridge)
 
@@ -958,6 +1042,8 @@ TESTS = {
     "accel": test_accel,
     "inproc": test_inproc,
     "inproc_fast": test_inproc_fast,
+    "socket": test_socket,
+    "busy_poll": test_busy_poll,
     "external": test_external,
     "nosim": test_nosim,
     "sim_kill": test_sim_kill,
