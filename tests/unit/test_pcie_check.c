@@ -704,6 +704,39 @@ static void test_flr_forgets_outstanding_requests(void **state)
     assert_only(f, TLPB_CHECK_UNEXPECTED_COMPLETION, &result);
 }
 
+/* A hot reset clears the function's captured number: until the next config
+ * write its config read completions may carry any completer ID; that write
+ * may renumber it. */
+static void test_hot_reset_forgets_the_captured_number(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t data[4] = {CMD_MEMORY | CMD_BUS_MASTER, 0, 0, 0};
+    struct tlpb_tlp cpl;
+
+    tlpb_check_reset(&f->chk, TLPB_CHECK_RESET_HOT);
+    struct tlpb_tlp rd = config_request(f, TLPB_TLP_CFGRD0, 0x00, 0xf);
+    host_sends(f, &rd);
+    tlpb_completion_for(&cpl, &rd, 0x0000, 0, 4, 4);
+    cpl.payload = data;
+    device_sends(f, &cpl);
+    assert_int_equal(f->chk.total, 0);
+
+    struct tlpb_tlp wr_cfg = config_request(f, TLPB_TLP_CFGWR0, REG_COMMAND, 0x3);
+    wr_cfg.completer_id = OTHER_ID;
+    wr_cfg.payload = data;
+    wr_cfg.payload_bytes = 4;
+    host_sends(f, &wr_cfg);
+    device_answers_config(f, &wr_cfg);
+    struct tlpb_tlp wr = memory_request(TLPB_TLP_MWR, OTHER_ID, 0, 0x100000, 64);
+    device_sends(f, &wr);
+    assert_int_equal(f->chk.total, 0);
+    /* The old number is now someone else's. */
+    wr.requester_id = DEVICE_ID;
+    device_sends(f, &wr);
+    assert_int_equal(f->chk.counts[TLPB_CHECK_REQUESTER_ID], 1);
+    assert_int_equal(f->chk.total, 1);
+}
+
 static void test_more_violations_than_listed_are_counted(void **state)
 {
     struct fixture *f = *state;
@@ -804,6 +837,7 @@ int main(void)
         cmocka_unit_test_setup(test_msi_vector_range, setup),
         cmocka_unit_test_setup(test_intx_disabled, setup),
         cmocka_unit_test_setup(test_flr_forgets_outstanding_requests, setup),
+        cmocka_unit_test_setup(test_hot_reset_forgets_the_captured_number, setup),
         cmocka_unit_test_setup(test_more_violations_than_listed_are_counted, setup),
         cmocka_unit_test(test_rule_table),
         cmocka_unit_test(test_policy_names),
