@@ -90,7 +90,7 @@ struct tlpb_check_config {
      * and the device description are read from it. Required. */
     const struct tlpb_cfgspace *cfgspace;
     /* The device's bus/device/function when the owner knows it; otherwise
-     * it is learnt from the target ID of the first config request. */
+     * it is learnt from the target ID of each config request. */
     bool device_id_known;
     uint16_t device_id;
     /* Fast mode (unsplit DMA granted to this device): the MPS, MRRS, 4 KiB
