@@ -5,6 +5,7 @@
  * the batch in one write, then wait_for_completion reads frames, serving DMA
  * requests and interrupts that arrive first, until the CplD with its tag. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "tlpb_host.h"
 
 #define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
+#define HOST_MAX_GUEST_REGIONS 32u /* GuestMemory.fd_count's bound (tlpbridge.proto) */
 
 /* The public kinds are the protocol's, value for value. */
 #define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " is " #b)
@@ -91,6 +93,16 @@ struct tlpb_host {
         struct tlpb_host_reached reached;
     } grant;
 
+    /* Shared guest memory: the caller's map, with our own duplicates of its
+     * descriptors (sent again after every reconnect). */
+    struct {
+        bool set;        /* tlpb_host_set_guest_memory was called */
+        unsigned n;
+        struct tlpb_host_memory_region regions[HOST_MAX_GUEST_REGIONS];
+    } guest_memory;
+    bool unix_socket;            /* this connection can carry descriptors */
+    bool guest_memory_granted;   /* CAP_GUEST_MEMORY on this connection */
+
     struct tlpb_host_stats stats;
 };
 
@@ -126,6 +138,7 @@ static void fill_fallback(const struct tlpb_host *h, void *buf, unsigned len)
 
 static int drain_frames(struct tlpb_host *h);
 static int flush_output(struct tlpb_host *h);
+static int send_guest_memory(struct tlpb_host *h);
 
 /* The stamp of what is sent now: the caller's clock on a coupled
  * connection, else 0 (unstamped). */
@@ -162,6 +175,8 @@ static void disconnect(struct tlpb_host *h, const char *why)
     h->fd = -1;
     h->connected = false;
     h->simulator_attached = false;
+    h->guest_memory_granted = false;
+    h->stats.guest_memory_shared = false;
     h->logged_absent = true;
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
@@ -203,6 +218,9 @@ static int try_connect(struct tlpb_host *h)
         return fd;
     }
     tlpb_reader_init(&h->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    struct sockaddr_storage sa;
+    socklen_t sa_len = sizeof(sa);
+    h->unix_socket = getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0 && sa.ss_family == AF_UNIX;
     Tlpb__Hello hello;
     tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, h->device_name, "libtlpbhost");
     hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
@@ -210,6 +228,9 @@ static int try_connect(struct tlpb_host *h)
         hello.capabilities |= TLPB__CAPABILITY__CAP_TIME_SYNC;
         hello.quantum_ps = h->cfg.quantum_ps;
     }
+    /* Descriptors travel only on a unix socket. */
+    if (h->unix_socket)
+        hello.capabilities |= TLPB__CAPABILITY__CAP_GUEST_MEMORY;
     hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
@@ -240,6 +261,8 @@ static int try_connect(struct tlpb_host *h)
     }
     h->unsplit_dma = (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0;
     h->simulator_attached = hr->simulator_attached;
+    h->guest_memory_granted =
+        h->unix_socket && (hr->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY) != 0;
     if (h->cfg.time_sync) {
         snprintf(h->time_mode, sizeof(h->time_mode), "%s", hr->time_mode ? hr->time_mode : "");
         h->device_busy = false;
@@ -260,6 +283,9 @@ static int try_connect(struct tlpb_host *h)
     h->ever_connected = true;
     h->connected = true;
     h->logged_absent = false;
+    /* The map first: DMA the bridge can serve itself never reaches us. */
+    if (send_guest_memory(h) != 0)
+        return -ECONNRESET;
     if (h->ops.link_changed)
         h->ops.link_changed(h->opaque, true, h->simulator_attached);
     /* Messages that came in the same read as the HelloReply (an event, a
@@ -267,6 +293,109 @@ static int try_connect(struct tlpb_host *h)
     if (drain_frames(h) > 0 && tlpb_obuf_pending(&h->ob))
         flush_output(h);
     return h->connected ? 0 : -ECONNRESET;
+}
+
+/* Send frame (one encoded envelope, prefix included) with fds attached to
+ * its first byte as one SCM_RIGHTS message; the rest follows in further
+ * writes if the socket takes less. Returns 0 or -errno. */
+static int send_frame_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds,
+                               unsigned n)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * HOST_MAX_GUEST_REGIONS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)frame, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    }
+    ssize_t sent;
+    do
+        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0)
+        return -errno;
+    size_t done = (size_t)sent;
+    while (done < len) {
+        ssize_t w = send(sock, frame + done, len - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EPIPE;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Send env on the socket with fds (GuestMemory, RingSetup), behind
+ * everything queued before it. Returns 0, or -ENOTCONN when the connection
+ * had to be dropped. */
+static int send_with_fds(struct tlpb_host *h, const Tlpb__Envelope *env, const int *fds,
+                         unsigned n)
+{
+    if (flush_output(h) != 0)
+        return -ENOTCONN;
+    struct tlpb_obuf frame;
+    tlpb_obuf_init(&frame, SIZE_MAX, h->ob.max_frame_bytes);
+    int rc = tlpb_obuf_append(&frame, env, true);
+    if (rc == 0)
+        rc = send_frame_with_fds(h->fd, tlpb_obuf_head(&frame), tlpb_obuf_pending(&frame), fds, n);
+    tlpb_obuf_free(&frame);
+    if (rc) {
+        disconnect(h, strerror(-rc));
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* The current guest memory map to the bridge, when this connection can take
+ * it (docs/protocol.md, "Shared guest memory"). */
+static int send_guest_memory(struct tlpb_host *h)
+{
+    if (!h->connected || !h->guest_memory_granted || !h->guest_memory.set)
+        return 0;
+    unsigned n = h->guest_memory.n;
+    Tlpb__GuestMemoryRegion region_pb[HOST_MAX_GUEST_REGIONS];
+    Tlpb__GuestMemoryRegion *region_ptr[HOST_MAX_GUEST_REGIONS];
+    int fds[HOST_MAX_GUEST_REGIONS];
+    for (unsigned i = 0; i < n; i++) {
+        const struct tlpb_host_memory_region *r = &h->guest_memory.regions[i];
+        tlpb__guest_memory_region__init(&region_pb[i]);
+        region_pb[i].bus_address = r->bus_address;
+        region_pb[i].size_bytes = r->size_bytes;
+        region_pb[i].fd_index = i; /* one descriptor per region */
+        region_pb[i].fd_offset = r->fd_offset;
+        region_ptr[i] = &region_pb[i];
+        fds[i] = r->fd;
+    }
+    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
+    gm.n_regions = n;
+    gm.regions = region_ptr;
+    gm.fd_count = n;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
+    env.guest_memory = &gm;
+    int rc = send_with_fds(h, &env, fds, n);
+    if (rc == 0) {
+        h->stats.guest_memory_shared = true;
+        host_log(h, TLPB_HOST_LOG_INFO, "guest memory shared with the bridge: %u region(s)", n);
+    }
+    return rc;
+}
+
+static void close_guest_memory(struct tlpb_host *h)
+{
+    for (unsigned i = 0; i < h->guest_memory.n; i++)
+        close(h->guest_memory.regions[i].fd);
+    h->guest_memory.n = 0;
 }
 
 /* Connected, or reconnected if the retry interval has passed. */
@@ -752,7 +881,40 @@ void tlpb_host_close(struct tlpb_host *h)
     tlpb_obuf_free(&h->ob);
     free(h->dma_buf);
     tlpb_msix_fini(&h->msix);
+    close_guest_memory(h);
     free(h);
+}
+
+int tlpb_host_set_guest_memory(struct tlpb_host *h, const struct tlpb_host_memory_region *regions,
+                               unsigned n)
+{
+    if (n > HOST_MAX_GUEST_REGIONS || (n > 0 && !regions))
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct tlpb_host_memory_region *r = &regions[i];
+        if (r->fd < 0 || r->size_bytes == 0 || r->bus_address + r->size_bytes < r->bus_address ||
+            r->fd_offset + r->size_bytes < r->fd_offset)
+            return -EINVAL;
+    }
+    struct tlpb_host_memory_region copy[HOST_MAX_GUEST_REGIONS];
+    for (unsigned i = 0; i < n; i++) {
+        copy[i] = regions[i];
+        copy[i].fd = fcntl(regions[i].fd, F_DUPFD_CLOEXEC, 0);
+        if (copy[i].fd < 0) {
+            int e = errno;
+            while (i-- > 0)
+                close(copy[i].fd);
+            return -e;
+        }
+    }
+    close_guest_memory(h);
+    memcpy(h->guest_memory.regions, copy, sizeof(copy[0]) * n);
+    h->guest_memory.n = n;
+    h->guest_memory.set = true;
+    h->stats.guest_memory_shared = false;
+    if (h->connected)
+        send_guest_memory(h); /* a failure drops the connection: sent again on reconnect */
+    return 0;
 }
 
 bool tlpb_host_connected(const struct tlpb_host *h) { return h->connected; }
