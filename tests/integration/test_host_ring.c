@@ -5,7 +5,14 @@
  * - the GuestMemory frame arrives with its descriptors, and they map to the
  *   caller's bytes; an empty map withdraws it; a reconnect sends it again;
  * - a bridge that does not grant the capabilities gets no descriptors;
- * - no descriptor of the caller's is kept after close. */
+ * - no descriptor of the caller's is kept after close;
+ * - with CAP_SHM_RING, RingSetup brings the ring, and reads, posted writes,
+ *   device DMA and interrupts all go through it (nothing more on the
+ *   socket), with both the adaptive and the busy-poll policy;
+ * - an interrupt sent while the caller is away makes tlpb_host_fd readable;
+ * - both directions full at once (a bridge that waits for room without
+ *   reading) does not deadlock the host;
+ * - TLPB_RING=off keeps the socket; a bad TLPB_RING is refused. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -22,12 +29,21 @@
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/byteorder.h"
+#include "tlpb/ring.h"
 #include "tlpb/wire.h"
 
 #define MAX_CONNS 2
 #define MAX_MAPS 4
 #define MEMFD_BYTES (2u * 1024u * 1024u)
 #define READ_VALUE 0x5A17C0DEu
+/* Registers of the scripted device (BAR0 offsets) and what writing them does. */
+#define REG_DMA_TRIGGER 0x10u /* DMA-write the value to RAM+0x100, read it back, MSI 3 */
+#define REG_COUNT 0x20u       /* only counted */
+#define REG_FLOOD 0x30u       /* FLOOD_WRITES DMA writes of 4 KiB, without reading meanwhile */
+#define FLOOD_WRITES 3000u    /* about three rings full */
+#define HOST_WRITES 200000u   /* about three rings full the other way */
+#define DMA_TAG 7u
+#define RAM_BYTES (64u * 1024u)
 
 /* The byte the test stores at offset off of its guest-RAM memfd. */
 static uint8_t pattern_byte(uint64_t off) { return (uint8_t)(off * 7u + 3u + (off >> 12)); }
@@ -42,10 +58,18 @@ struct conn_seen {
     unsigned fds_total;          /* descriptors received on this connection */
     unsigned reads;              /* MRd answered */
     bool map_before_read;        /* the first GuestMemory came before the first MRd */
+    unsigned ring_setups;        /* RingSetup frames with 3 descriptors, attached */
+    unsigned ring_records;       /* messages taken from the ring */
+    unsigned socket_after_ring;  /* frames other than GuestMemory on the socket after it */
+    unsigned counted_writes;     /* MWr to REG_COUNT */
+    unsigned flood_put;          /* flood writes put into the ring */
+    bool stuck;                  /* waited IT_DEADLINE_MS for room */
+    char ring_policy[16];        /* RingSetup.host_policy */
 };
 
 struct fake_bridge {
     int listen_fd;
+    int ctl[2];                 /* the test tells the bridge to send an interrupt now */
     uint64_t grant;             /* capabilities granted (of those offered) */
     unsigned conns;             /* connections to accept */
     bool drop_after_first_read; /* close the first connection after its first read */
@@ -59,6 +83,12 @@ struct fake_conn {
     struct tlpb_frame_reader rd;
     int fds[64];
     unsigned nfds;
+    struct tlpb_ring *ring;
+    struct conn_seen *cs;
+    uint32_t read_value;        /* what an MRd of BAR0 returns */
+    bool dma_read_outstanding;  /* our MRd to the host waits for its CplD */
+    bool host_read_deferred;    /* the host's MRd waits for that */
+    struct tlpb_tlp deferred;
 };
 
 /* Next message, collecting every descriptor that arrives; NULL at EOF or
@@ -144,28 +174,155 @@ static void fake_take_map(struct fake_conn *fc, const Tlpb__GuestMemory *gm, str
     fc->nfds = 0;
 }
 
-static void fake_answer_read(int fd, const Tlpb__Tlp *pb)
+/* To the host: over the ring once it is set up, else on the socket. A full
+ * ring is waited for WITHOUT reading what the host sends meanwhile (the
+ * worst a bridge may do): the host must keep taking records to unblock it. */
+static void fake_send_tlp(struct fake_conn *fc, const struct tlpb_tlp *tlp)
 {
-    struct tlpb_tlp req, cpl;
-    const char *reason = NULL;
-    if (tlpb_tlp_from_pb(&req, pb, &reason) != 0)
+    if (!fc->ring) {
+        struct tlpb_obuf ob;
+        tlpb_obuf_init(&ob, SIZE_MAX, TLPB_HARD_MAX_FRAME_BYTES);
+        tlpb_obuf_append_tlp(&ob, tlp, true);
+        tlpb_obuf_write_all(&ob, fc->fd);
+        tlpb_obuf_free(&ob);
         return;
-    uint8_t data[4];
-    tlpb_put_le32(data, READ_VALUE);
-    tlpb_completion_for(&cpl, &req, 0x0100, tlpb_tlp_first_byte_address(&req), 4, 4);
-    cpl.payload = data;
-    cpl.payload_bytes = 4;
+    }
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (tlpb_ring_put_tlp(fc->ring, tlp) == -EAGAIN) {
+        tlpb_ring_notify(fc->ring);
+        struct pollfd pfd = {.fd = tlpb_ring_wake_fd(fc->ring), .events = POLLIN};
+        uint64_t now = it_now_ms();
+        if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0) {
+            fc->cs->stuck = true;
+            return;
+        }
+        tlpb_ring_woken(fc->ring);
+    }
+}
+
+static void fake_send_interrupt(struct fake_conn *fc, uint32_t vector)
+{
+    if (fc->ring) {
+        tlpb_ring_put_interrupt(fc->ring, TLPB__INTERRUPT_KIND__IRQ_MSI, vector, 0);
+        tlpb_ring_notify(fc->ring);
+        return;
+    }
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, SIZE_MAX, TLPB_HARD_MAX_FRAME_BYTES);
-    tlpb_obuf_append_tlp(&ob, &cpl, true);
-    tlpb_obuf_write_all(&ob, fd);
+    tlpb_obuf_append_interrupt(&ob, TLPB__INTERRUPT_KIND__IRQ_MSI, vector);
+    tlpb_obuf_write_all(&ob, fc->fd);
     tlpb_obuf_free(&ob);
+}
+
+static void fake_answer_read(struct fake_conn *fc, const struct tlpb_tlp *req)
+{
+    struct tlpb_tlp cpl;
+    uint8_t data[4];
+    tlpb_put_le32(data, fc->read_value);
+    tlpb_completion_for(&cpl, req, 0x0100, tlpb_tlp_first_byte_address(req), 4, 4);
+    cpl.payload = data;
+    cpl.payload_bytes = 4;
+    fake_send_tlp(fc, &cpl);
+}
+
+static void fake_dma_write(struct fake_conn *fc, uint64_t addr, const uint8_t *data, uint32_t len)
+{
+    struct tlpb_tlp w = {.kind = TLPB_TLP_MWR, .requester_id = 0x0100, .bar_hint = TLPB_NO_BAR};
+    tlpb_tlp_set_mem_range(&w, addr, len);
+    w.payload = data;
+    w.payload_bytes = w.length_dw * 4u;
+    fake_send_tlp(fc, &w);
+}
+
+/* One TLP from the host, from a frame or a ring record. */
+static void fake_take_tlp(struct fake_conn *fc, const struct tlpb_tlp *t)
+{
+    struct conn_seen *cs = fc->cs;
+    if (t->kind == TLPB_TLP_MRD) {
+        if (cs->reads++ == 0)
+            cs->map_before_read = cs->maps > 0;
+        if (fc->dma_read_outstanding) {
+            fc->deferred = *t;
+            fc->host_read_deferred = true;
+        } else {
+            fake_answer_read(fc, t);
+        }
+    } else if (t->kind == TLPB_TLP_MWR && t->payload_bytes >= 4) {
+        uint64_t reg = t->address - DMACOPY_BAR0_ADDR;
+        uint32_t value = tlpb_get_le32(t->payload);
+        if (reg == REG_COUNT) {
+            cs->counted_writes++;
+        } else if (reg == REG_DMA_TRIGGER) {
+            uint8_t data[4];
+            tlpb_put_le32(data, value);
+            fake_dma_write(fc, GUEST_RAM_BASE + 0x100, data, 4);
+            struct tlpb_tlp r = {.kind = TLPB_TLP_MRD, .requester_id = 0x0100, .tag = DMA_TAG,
+                                 .bar_hint = TLPB_NO_BAR};
+            tlpb_tlp_set_mem_range(&r, GUEST_RAM_BASE + 0x100, 4);
+            fc->dma_read_outstanding = true;
+            fake_send_tlp(fc, &r);
+            fake_send_interrupt(fc, 3);
+        } else if (reg == REG_FLOOD) {
+            static uint8_t page[4096];
+            memset(page, (int)(value & 0xFF), sizeof(page));
+            for (unsigned i = 0; i < FLOOD_WRITES && !cs->stuck; i++) {
+                fake_dma_write(fc, GUEST_RAM_BASE, page, sizeof(page));
+                if (!cs->stuck)
+                    cs->flood_put++;
+            }
+        }
+    } else if (t->kind == TLPB_TLP_CPLD && t->tag == DMA_TAG && fc->dma_read_outstanding) {
+        fc->dma_read_outstanding = false;
+        fc->read_value = tlpb_get_le32(t->payload + (t->lower_address & 3u));
+        if (fc->host_read_deferred) {
+            fc->host_read_deferred = false;
+            fake_answer_read(fc, &fc->deferred);
+        }
+    }
+}
+
+static void fake_take_ring_setup(struct fake_conn *fc, const Tlpb__RingSetup *rs)
+{
+    if (fc->nfds != TLPB_RING_FD_COUNT)
+        return;
+    char err[256];
+    snprintf(fc->cs->ring_policy, sizeof(fc->cs->ring_policy), "%s", rs->host_policy);
+    fc->cs->fds_total += fc->nfds;
+    fc->nfds = 0; /* tlpb_ring_attach owns them now */
+    if (tlpb_ring_attach(&fc->ring, fc->fds, rs->ring_bytes, err, sizeof(err)) == 0)
+        fc->cs->ring_setups++;
+    else
+        printf("  [bridge] ring refused: %s\n", err);
+}
+
+/* A frame from the socket; false when the host hung up. */
+static bool fake_take_frame(struct fake_conn *fc)
+{
+    Tlpb__Envelope *env = fake_next(fc);
+    if (!env)
+        return false;
+    if (env->body_case == TLPB__ENVELOPE__BODY_GUEST_MEMORY) {
+        fake_take_map(fc, env->guest_memory, fc->cs);
+    } else {
+        if (fc->ring)
+            fc->cs->socket_after_ring++;
+        if (env->body_case == TLPB__ENVELOPE__BODY_RING_SETUP) {
+            fake_take_ring_setup(fc, env->ring_setup);
+        } else if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+            struct tlpb_tlp t;
+            const char *reason = NULL;
+            if (tlpb_tlp_from_pb(&t, env->tlp, &reason) == 0)
+                fake_take_tlp(fc, &t);
+        }
+    }
+    tlpb_envelope_free(env);
+    return true;
 }
 
 /* Serve one connection until the host hangs up (or the script drops it). */
 static void fake_serve(struct fake_bridge *fb, int fd, struct conn_seen *cs, bool drop_after_read)
 {
-    struct fake_conn fc = {.fd = fd};
+    struct fake_conn fc = {.fd = fd, .cs = cs, .read_value = READ_VALUE};
     tlpb_reader_init(&fc.rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
     Tlpb__Envelope *hello = fake_next(&fc);
     if (!hello || hello->body_case != TLPB__ENVELOPE__BODY_HELLO) {
@@ -188,23 +345,64 @@ static void fake_serve(struct fake_bridge *fb, int fd, struct conn_seen *cs, boo
     tlpb_obuf_write_all(&ob, fd);
     tlpb_obuf_free(&ob);
 
-    Tlpb__Envelope *env;
-    while ((env = fake_next(&fc)) != NULL) {
-        if (env->body_case == TLPB__ENVELOPE__BODY_GUEST_MEMORY) {
-            fake_take_map(&fc, env->guest_memory, cs);
-        } else if (env->body_case == TLPB__ENVELOPE__BODY_TLP &&
-                   env->tlp->kind == TLPB__TLP_KIND__TLP_MRD) {
-            if (cs->reads++ == 0)
-                cs->map_before_read = cs->maps > 0;
-            fake_answer_read(fd, env->tlp);
-            if (drop_after_read) {
-                tlpb_envelope_free(env);
+    for (;;) {
+        unsigned reads_before = cs->reads;
+        if (fc.ring) {
+            /* everything the ring holds, then sleep on {wake fd, socket, test} */
+            struct tlpb_ring_msg m;
+            int rc;
+            bool any = false;
+            while ((rc = tlpb_ring_get(fc.ring, &m)) == 1) {
+                any = true;
+                cs->ring_records++;
+                if (m.type == TLPB_RING_MSG_TLP)
+                    fake_take_tlp(&fc, &m.tlp);
+                else if (m.type == TLPB_RING_MSG_ENVELOPE)
+                    tlpb_envelope_free(m.env);
+            }
+            tlpb_ring_notify(fc.ring);
+            if (rc < 0) {
+                printf("  [bridge] ring: %s\n", tlpb_ring_error(fc.ring));
                 break;
             }
+            if (drop_after_read && cs->reads > reads_before)
+                break;
+            if (any || !tlpb_ring_prepare_sleep(fc.ring)) {
+                tlpb_ring_woken(fc.ring);
+                continue;
+            }
         }
-        tlpb_envelope_free(env);
+        struct pollfd pfd[3] = {{.fd = fd, .events = POLLIN},
+                                {.fd = fb->ctl[0], .events = POLLIN},
+                                {.fd = fc.ring ? tlpb_ring_wake_fd(fc.ring) : -1, .events = POLLIN}};
+        if (poll(pfd, 3, IT_DEADLINE_MS) <= 0)
+            break;
+        if (fc.ring)
+            tlpb_ring_woken(fc.ring);
+        if (pfd[1].revents) {
+            char c;
+            if (read(fb->ctl[0], &c, 1) == 1)
+                fake_send_interrupt(&fc, 5);
+        }
+        if (pfd[0].revents) {
+            if (!fake_take_frame(&fc))
+                break;
+            /* frames that came in the same read */
+            while (fc.rd.end > fc.rd.start) {
+                const uint8_t *frame;
+                size_t len;
+                const char *reason;
+                struct tlpb_frame_reader peek = fc.rd;
+                if (tlpb_reader_next(&peek, &frame, &len, &reason) != 1 || !fake_take_frame(&fc))
+                    break;
+            }
+            if (drop_after_read && cs->reads > reads_before)
+                break;
+        }
     }
 out:
+    if (fc.ring)
+        tlpb_ring_destroy(fc.ring);
     cs->fds_total += fc.nfds;
     for (unsigned i = 0; i < fc.nfds; i++)
         close(fc.fds[i]);
@@ -229,19 +427,36 @@ static void *fake_bridge_run(void *arg)
 
 /* ---- The host under test ------------------------------------------------- */
 
+/* The guest RAM the DMA callbacks serve (the memfd is only shared). */
+static uint8_t host_ram[RAM_BYTES];
+static unsigned msi_seen[8];
+
+static bool in_ram(uint64_t addr, uint32_t len)
+{
+    return addr >= GUEST_RAM_BASE && addr - GUEST_RAM_BASE <= RAM_BYTES &&
+           len <= RAM_BYTES - (addr - GUEST_RAM_BASE);
+}
 static int cb_dma_read(void *opaque, uint64_t addr, void *buf, uint32_t len)
 {
-    (void)opaque, (void)addr, (void)buf, (void)len;
-    return 1; /* UR: nothing here is memory the scripted bridge may reach */
+    (void)opaque;
+    if (!in_ram(addr, len))
+        return 1; /* UR */
+    memcpy(buf, host_ram + (addr - GUEST_RAM_BASE), len);
+    return 0;
 }
 static int cb_dma_write(void *opaque, uint64_t addr, const void *buf, uint32_t len)
 {
-    (void)opaque, (void)addr, (void)buf, (void)len;
-    return 1;
+    (void)opaque;
+    if (!in_ram(addr, len))
+        return 1;
+    memcpy(host_ram + (addr - GUEST_RAM_BASE), buf, len);
+    return 0;
 }
 static void cb_interrupt(void *opaque, enum tlpb_host_irq_kind kind, unsigned vector)
 {
-    (void)opaque, (void)kind, (void)vector;
+    (void)opaque;
+    if (kind == TLPB_HOST_IRQ_MSI && vector < 8)
+        msi_seen[vector]++;
 }
 static void cb_log(void *opaque, enum tlpb_host_log_level level, const char *message)
 {
@@ -267,8 +482,12 @@ static unsigned open_fds(void)
     return n;
 }
 
+static enum tlpb_host_ring_policy start_policy = TLPB_HOST_RING_ADAPTIVE;
+
 static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
 {
+    memset(host_ram, 0, sizeof(host_ram));
+    memset(msi_seen, 0, sizeof(msi_seen));
     memset(fb.seen, 0, sizeof(fb.seen));
     fb.grant = grant;
     fb.conns = conns;
@@ -279,6 +498,7 @@ static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
         .device_name = "dmacopy0",
         .read_timeout_ms = IT_DEADLINE_MS,
         .reconnect_interval_ms = 1,
+        .ring_policy = start_policy,
     };
     struct tlpb_host_ops ops = {.dma_read = cb_dma_read, .dma_write = cb_dma_write,
                                 .interrupt = cb_interrupt, .log = cb_log};
@@ -340,7 +560,7 @@ static void case_map_sent(void)
 static void case_reconnect_resends(void)
 {
     unsigned fds_before = open_fds();
-    start(TLPB__CAPABILITY__CAP_GUEST_MEMORY, 2, true);
+    start(TLPB__CAPABILITY__CAP_GUEST_MEMORY | TLPB__CAPABILITY__CAP_SHM_RING, 2, true);
     share_two_regions();
     read_once("before the bridge drops the connection");
     /* The scripted bridge hangs up after that read: serve until the host
@@ -361,6 +581,11 @@ static void case_reconnect_resends(void)
           "after the reconnect: %u maps, %u regions, bytes %s", fb.seen[1].maps,
           fb.seen[1].map_regions[0], fb.seen[1].map_bytes_ok[0] ? "ok" : "wrong");
     CHECK(fb.seen[1].map_before_read, "the map was not resent before the first read");
+    CHECK(fb.seen[0].ring_setups == 1 && fb.seen[1].ring_setups == 1,
+          "rings set up: %u on the first connection, %u after the reconnect",
+          fb.seen[0].ring_setups, fb.seen[1].ring_setups);
+    CHECK(fb.seen[1].reads == 1 && fb.seen[1].ring_records >= 1,
+          "after the reconnect the read did not come through the new ring");
     CHECK(open_fds() == fds_before, "descriptors kept after close: %u open before, %u after",
           fds_before, open_fds());
 }
@@ -378,6 +603,134 @@ static void case_not_granted(void)
     CHECK(fb.seen[0].maps == 0 && fb.seen[0].fds_total == 0,
           "a bridge that granted nothing got %u maps and %u descriptors", fb.seen[0].maps,
           fb.seen[0].fds_total);
+}
+
+#define CAPS_ALL (TLPB__CAPABILITY__CAP_GUEST_MEMORY | TLPB__CAPABILITY__CAP_SHM_RING)
+
+static void write_reg(uint32_t reg, uint32_t value)
+{
+    int rc = tlpb_host_mem_write(host, 0, DMACOPY_BAR0_ADDR + reg, &value, 4);
+    CHECK(rc == 0, "posted write to 0x%x: %d", reg, rc);
+}
+
+/* Reads, posted writes, a device DMA write and read, and an MSI, all in
+ * one exchange: the read returns what the device read back from RAM. */
+static void round_trip(const char *policy)
+{
+    start(CAPS_ALL, 1, false);
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(host, &st);
+    CHECK(st.ring_active, "%s: no ring although granted", policy);
+    read_once("over the ring");
+    for (unsigned i = 0; i < 100; i++)
+        write_reg(REG_COUNT, i);
+    write_reg(REG_DMA_TRIGGER, 0xCAFEF00Du);
+    uint32_t v = 0;
+    int rc = tlpb_host_mem_read(host, 0, DMACOPY_BAR0_ADDR, &v, 4);
+    CHECK(rc == 0 && v == 0xCAFEF00Du, "%s: read after the DMA: rc %d value 0x%x", policy, rc, v);
+    CHECK(tlpb_get_le32(host_ram + 0x100) == 0xCAFEF00Du, "%s: the device's DMA write missing",
+          policy);
+    /* The MSI was sent right after the DMA read, before the read's answer. */
+    CHECK(msi_seen[3] == 1, "%s: MSI 3 seen %u times", policy, msi_seen[3]);
+    tlpb_host_get_stats(host, &st);
+    CHECK(st.dma_reads == 1 && st.dma_writes == 1, "%s: dma reads %llu writes %llu", policy,
+          (unsigned long long)st.dma_reads, (unsigned long long)st.dma_writes);
+    if (strcmp(policy, "busy-poll") == 0)
+        CHECK(st.ring_sleeps == 0, "busy-poll slept %llu times", (unsigned long long)st.ring_sleeps);
+
+    /* Away from the library, an interrupt must wake the caller's loop. */
+    int fd = tlpb_host_fd(host);
+    CHECK(fd >= 0, "no descriptor to watch");
+    char c = 'i';
+    CHECK(write(fb.ctl[1], &c, 1) == 1, "cannot tell the bridge");
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int prc = poll(&pfd, 1, IT_DEADLINE_MS);
+    CHECK(prc == 1, "%s: tlpb_host_fd not readable for an interrupt sent while idle", policy);
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (msi_seen[5] == 0 && it_now_ms() < deadline)
+        tlpb_host_poll(host);
+    CHECK(msi_seen[5] == 1, "%s: the idle-time MSI was not delivered", policy);
+    pfd.revents = 0;
+    CHECK(poll(&pfd, 1, 0) == 0, "%s: tlpb_host_fd still readable after the poll", policy);
+    finish();
+    struct conn_seen *cs = &fb.seen[0];
+    CHECK(cs->offered & TLPB__CAPABILITY__CAP_SHM_RING, "CAP_SHM_RING not offered");
+    CHECK(cs->ring_setups == 1 && strcmp(cs->ring_policy, policy) == 0,
+          "ring setups %u, policy '%s'", cs->ring_setups, cs->ring_policy);
+    CHECK(cs->counted_writes == 100, "%s: %u of 100 posted writes arrived", policy,
+          cs->counted_writes);
+    CHECK(cs->socket_after_ring == 0, "%s: %u messages still on the socket", policy,
+          cs->socket_after_ring);
+}
+
+static void case_ring_adaptive(void) { round_trip("adaptive"); }
+
+static void case_ring_busy_poll(void)
+{
+    start_policy = TLPB_HOST_RING_BUSY_POLL;
+    round_trip("busy-poll");
+    start_policy = TLPB_HOST_RING_ADAPTIVE;
+}
+
+/* The bridge fills the host's ring with DMA writes and waits for room
+ * without reading, while the host fills the other direction with posted
+ * writes: the host must keep taking records while it waits for room. */
+static void case_both_full(void)
+{
+    start(CAPS_ALL, 1, false);
+    write_reg(REG_FLOOD, 0xA5);
+    CHECK(tlpb_host_flush(host) == 0, "flush");
+    for (unsigned i = 0; i < HOST_WRITES; i++) {
+        uint32_t v = i;
+        if (tlpb_host_mem_write(host, 0, DMACOPY_BAR0_ADDR + REG_COUNT, &v, 4) != 0)
+            break;
+    }
+    read_once("after both directions were full");
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(host, &st);
+    finish();
+    struct conn_seen *cs = &fb.seen[0];
+    CHECK(!cs->stuck && cs->flood_put == FLOOD_WRITES, "the bridge got stuck: %u of %u put",
+          cs->flood_put, FLOOD_WRITES);
+    CHECK(st.dma_writes == FLOOD_WRITES, "the host took %llu of %u DMA writes",
+          (unsigned long long)st.dma_writes, FLOOD_WRITES);
+    CHECK(cs->counted_writes == HOST_WRITES, "%u of %u posted writes arrived", cs->counted_writes,
+          HOST_WRITES);
+    CHECK(host_ram[4095] == 0xA5, "the flood's data is not in RAM");
+}
+
+static void case_ring_off(void)
+{
+    setenv("TLPB_RING", "off", 1);
+    start(CAPS_ALL, 1, false);
+    unsetenv("TLPB_RING");
+    read_once("TLPB_RING=off");
+    write_reg(REG_DMA_TRIGGER, 0x600DF00Du);
+    uint32_t v = 0;
+    int rc = tlpb_host_mem_read(host, 0, DMACOPY_BAR0_ADDR, &v, 4);
+    CHECK(rc == 0 && v == 0x600DF00Du, "TLPB_RING=off: read after DMA rc %d 0x%x", rc, v);
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(host, &st);
+    CHECK(!st.ring_active, "a ring although TLPB_RING=off");
+    finish();
+    CHECK(!(fb.seen[0].offered & TLPB__CAPABILITY__CAP_SHM_RING), "CAP_SHM_RING offered with off");
+    CHECK(fb.seen[0].ring_setups == 0 && fb.seen[0].ring_records == 0, "a ring was set up");
+}
+
+static void case_bad_env(void)
+{
+    setenv("TLPB_RING", "sometimes", 1);
+    struct tlpb_host_config cfg = {.address = it.socket_path, .device_name = "dmacopy0"};
+    struct tlpb_host_ops ops = {.dma_read = cb_dma_read, .dma_write = cb_dma_write,
+                                .interrupt = cb_interrupt, .log = cb_log};
+    char err[256] = "";
+    struct tlpb_host *h = NULL;
+    int rc = tlpb_host_open(&h, &cfg, &ops, NULL, err, sizeof(err));
+    unsetenv("TLPB_RING");
+    CHECK(rc == -EINVAL && strstr(err, "TLPB_RING") && strstr(err, "sometimes"),
+          "bad TLPB_RING: rc %d, '%s'", rc, err);
+    if (rc == 0)
+        tlpb_host_close(h);
 }
 
 static void case_bad_maps(void)
@@ -404,6 +757,8 @@ int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_host_ring");
     fb.listen_fd = raw_listen(it.socket_path);
+    REQUIRE(pipe(fb.ctl) == 0, "pipe");
+    unsetenv("TLPB_RING"); /* the cases set it themselves */
     guest_ram_fd = memfd_create("test-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     REQUIRE(guest_ram_fd >= 0 && ftruncate(guest_ram_fd, MEMFD_BYTES) == 0, "memfd");
     uint8_t *ram = mmap(NULL, MEMFD_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, guest_ram_fd, 0);
@@ -416,6 +771,11 @@ int main(int argc, char **argv)
     IT_RUN("a reconnect sends the map again", case_reconnect_resends());
     IT_RUN("a bridge that grants nothing gets nothing", case_not_granted());
     IT_RUN("bad maps are refused", case_bad_maps());
+    IT_RUN("everything over the ring (adaptive)", case_ring_adaptive());
+    IT_RUN("everything over the ring (busy-poll)", case_ring_busy_poll());
+    IT_RUN("both directions full at once", case_both_full());
+    IT_RUN("TLPB_RING=off keeps the socket", case_ring_off());
+    IT_RUN("a bad TLPB_RING is refused", case_bad_env());
 
     close(guest_ram_fd);
     close(fb.listen_fd);
