@@ -222,7 +222,7 @@ static void disconnect(struct tlpb_host *h, const char *why)
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
     h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
-    if (h->wait.active) {
+    if (h->wait.active && !h->wait.done) { /* a request already answered keeps its answer */
         h->wait.done = true;
         h->wait.status = -ENOTCONN;
     }
@@ -984,6 +984,8 @@ static int ring_serve(struct tlpb_host *h)
     return h->connected ? handled : -ENOTCONN;
 }
 
+static int ring_then_socket(struct tlpb_host *h);
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -1043,14 +1045,14 @@ static int ring_wait(struct tlpb_host *h, int timeout_ms)
             next_socket_look = now + 1000000u;
             struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
             if (poll(&pfd, 1, 0) > 0)
-                return socket_read(h);
+                return ring_then_socket(h);
         }
     }
     uint64_t now = tlpb_now_ns();
     if (now >= end && timeout_ms >= 0) {
         /* No wait at all (a poll): still notice a bridge that hung up. */
         struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
-        return poll(&pfd, 1, 0) > 0 ? socket_read(h) : 0;
+        return poll(&pfd, 1, 0) > 0 ? ring_then_socket(h) : 0;
     }
     if (!tlpb_ring_prepare_sleep(h->ring)) {
         tlpb_ring_woken(h->ring);
@@ -1064,12 +1066,24 @@ static int ring_wait(struct tlpb_host *h, int timeout_ms)
     tlpb_ring_woken(h->ring);
     if (prc < 0)
         return errno == EINTR ? 0 : -errno;
-    if (prc > 0 && pfd[1].revents) {
-        int n = socket_read(h);
-        if (n < 0)
-            return n;
-    }
-    return serve_arrived(h);
+    /* The ring first: what the bridge put there before it hung up is still
+     * valid (a completion, its last Error). */
+    int handled = serve_arrived(h);
+    if (handled < 0 || prc == 0 || !pfd[1].revents)
+        return handled;
+    int n = socket_read(h);
+    return n < 0 ? (handled > 0 ? handled : n) : handled + n;
+}
+
+/* The socket said something (data or a hang-up): take the ring's records
+ * first, then the socket. */
+static int ring_then_socket(struct tlpb_host *h)
+{
+    int handled = serve_arrived(h);
+    if (handled < 0)
+        return handled;
+    int n = socket_read(h);
+    return n < 0 ? (handled > 0 ? handled : n) : handled + n;
 }
 
 /* Wait up to timeout_ms for something from the bridge, handle what came,
