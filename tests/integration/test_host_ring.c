@@ -12,6 +12,7 @@
  * - an interrupt sent while the caller is away makes tlpb_host_fd readable;
  * - both directions full at once (a bridge that waits for room without
  *   reading) does not deadlock the host;
+ * - coupled time: a grant and its REACHED go through the ring;
  * - TLPB_RING=off keeps the socket; a bad TLPB_RING is refused. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -62,6 +63,7 @@ struct conn_seen {
     unsigned ring_records;       /* messages taken from the ring */
     unsigned socket_after_ring;  /* frames other than GuestMemory on the socket after it */
     unsigned counted_writes;     /* MWr to REG_COUNT */
+    unsigned grants;             /* TimeSync GRANT records answered */
     unsigned flood_put;          /* flood writes put into the ring */
     bool stuck;                  /* waited IT_DEADLINE_MS for room */
     char ring_policy[16];        /* RingSetup.host_policy */
@@ -281,6 +283,23 @@ static void fake_take_tlp(struct fake_conn *fc, const struct tlpb_tlp *t)
     }
 }
 
+/* A GRANT is answered at once: the device reached the grant, idle. */
+static void fake_take_ring_envelope(struct fake_conn *fc, const Tlpb__Envelope *env)
+{
+    if (env->body_case != TLPB__ENVELOPE__BODY_TIME_SYNC ||
+        env->time_sync->kind != TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT)
+        return;
+    fc->cs->grants++;
+    Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
+    ts.kind = TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED;
+    ts.sync_id = env->time_sync->sync_id;
+    ts.sim_time_ps = env->time_sync->grant_until_ps;
+    ts.idle = true;
+    Tlpb__Envelope reply;
+    tlpb_time_sync_envelope(&reply, &ts);
+    tlpb_ring_put_envelope(fc->ring, &reply);
+}
+
 static void fake_take_ring_setup(struct fake_conn *fc, const Tlpb__RingSetup *rs)
 {
     if (fc->nfds != TLPB_RING_FD_COUNT)
@@ -337,6 +356,7 @@ static void fake_serve(struct fake_bridge *fb, int fd, struct conn_seen *cs, boo
     raw_hello_reply_init(&hr, &desc_pb, dmacopy_description());
     hr.backend = (char *)"external";
     hr.capabilities = hello->hello->capabilities & fb->grant;
+    hr.time_mode = (char *)"coupled";
     tlpb_envelope_free(hello);
     Tlpb__Envelope reply = TLPB__ENVELOPE__INIT;
     reply.body_case = TLPB__ENVELOPE__BODY_HELLO_REPLY;
@@ -358,8 +378,10 @@ static void fake_serve(struct fake_bridge *fb, int fd, struct conn_seen *cs, boo
                 cs->ring_records++;
                 if (m.type == TLPB_RING_MSG_TLP)
                     fake_take_tlp(&fc, &m.tlp);
-                else if (m.type == TLPB_RING_MSG_ENVELOPE)
+                else if (m.type == TLPB_RING_MSG_ENVELOPE) {
+                    fake_take_ring_envelope(&fc, m.env);
                     tlpb_envelope_free(m.env);
+                }
             }
             tlpb_ring_notify(fc.ring);
             if (rc < 0) {
@@ -485,6 +507,7 @@ static unsigned open_fds(void)
 
 static enum tlpb_host_ring_policy start_policy = TLPB_HOST_RING_ADAPTIVE;
 static uint32_t start_write_batch_bytes;
+static bool start_time_sync;
 
 static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
 {
@@ -502,6 +525,7 @@ static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
         .reconnect_interval_ms = 1,
         .ring_policy = start_policy,
         .write_batch_bytes = start_write_batch_bytes,
+        .time_sync = start_time_sync,
     };
     struct tlpb_host_ops ops = {.dma_read = cb_dma_read, .dma_write = cb_dma_write,
                                 .interrupt = cb_interrupt, .log = cb_log};
@@ -705,6 +729,25 @@ static void case_both_full(void)
     CHECK(host_ram[4095] == 0xA5, "the flood's data is not in RAM");
 }
 
+static void case_time_over_ring(void)
+{
+    start_time_sync = true;
+    start(CAPS_ALL | TLPB__CAPABILITY__CAP_TIME_SYNC, 1, false);
+    start_time_sync = false;
+    CHECK(tlpb_host_time_coupled(host), "not coupled although granted");
+    tlpb_host_set_time_ps(host, 1000);
+    write_reg(REG_COUNT, 1); /* queued: it goes before the grant */
+    struct tlpb_host_reached r;
+    int rc = tlpb_host_time_grant(host, 5000, &r);
+    CHECK(rc == 0 && r.sim_time_ps == 5000 && r.idle, "grant: rc %d, reached %llu idle %d", rc,
+          (unsigned long long)r.sim_time_ps, r.idle);
+    finish();
+    CHECK(fb.seen[0].grants == 1 && fb.seen[0].counted_writes == 1,
+          "through the ring: %u grants, %u writes", fb.seen[0].grants, fb.seen[0].counted_writes);
+    CHECK(fb.seen[0].socket_after_ring == 0, "%u messages on the socket",
+          fb.seen[0].socket_after_ring);
+}
+
 static void case_ring_off(void)
 {
     setenv("TLPB_RING", "off", 1);
@@ -780,6 +823,7 @@ int main(int argc, char **argv)
     IT_RUN("everything over the ring (adaptive)", case_ring_adaptive());
     IT_RUN("everything over the ring (busy-poll)", case_ring_busy_poll());
     IT_RUN("both directions full at once", case_both_full());
+    IT_RUN("coupled time over the ring", case_time_over_ring());
     IT_RUN("TLPB_RING=off keeps the socket", case_ring_off());
     IT_RUN("a bad TLPB_RING is refused", case_bad_env());
 
