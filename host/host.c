@@ -160,6 +160,7 @@ static int send_guest_memory(struct tlpb_host *h);
 static int ring_start(struct tlpb_host *h);
 static void ring_stop(struct tlpb_host *h);
 static int pump(struct tlpb_host *h, int timeout_ms);
+static int send_queued(struct tlpb_host *h);
 
 /* The stamp of what is sent now: the caller's clock on a coupled
  * connection, else 0 (unstamped). */
@@ -341,8 +342,8 @@ static int try_connect(struct tlpb_host *h)
         h->ops.link_changed(h->opaque, true, h->simulator_attached);
     /* Messages that came in the same read as the HelloReply (an event, a
      * DMA request) would otherwise wait for the socket's next wake-up. */
-    if (drain_frames(h) > 0 && tlpb_obuf_pending(&h->ob))
-        flush_output(h);
+    if (drain_frames(h) > 0)
+        send_queued(h);
     return h->connected ? 0 : -ECONNRESET;
 }
 
