@@ -13,7 +13,8 @@
  * - both directions full at once (a bridge that waits for room without
  *   reading) does not deadlock the host;
  * - coupled time: a grant and its REACHED go through the ring;
- * - TLPB_RING=off keeps the socket; a bad TLPB_RING is refused. */
+ * - TLPB_RING=off keeps the socket; a bad TLPB_RING is refused;
+ * - over TCP neither capability is offered. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -489,6 +491,7 @@ static void cb_log(void *opaque, enum tlpb_host_log_level level, const char *mes
 }
 
 static struct fake_bridge fb;
+static const char *start_address; /* NULL: the harness's unix socket */
 static pthread_t fb_thread;
 static struct tlpb_host *host;
 static int guest_ram_fd = -1;
@@ -519,7 +522,7 @@ static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
     fb.drop_after_first_read = drop_after_first_read;
     REQUIRE(pthread_create(&fb_thread, NULL, fake_bridge_run, &fb) == 0, "pthread_create");
     struct tlpb_host_config cfg = {
-        .address = it.socket_path,
+        .address = start_address ? start_address : it.socket_path,
         .device_name = "dmacopy0",
         .read_timeout_ms = IT_DEADLINE_MS,
         .reconnect_interval_ms = 1,
@@ -766,6 +769,36 @@ static void case_ring_off(void)
     CHECK(fb.seen[0].ring_setups == 0 && fb.seen[0].ring_records == 0, "a ring was set up");
 }
 
+static void case_tcp(void)
+{
+    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    REQUIRE(tcp >= 0 && bind(tcp, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(tcp, 4) == 0 &&
+                getsockname(tcp, (struct sockaddr *)&sa, &len) == 0,
+            "TCP listener: %s", strerror(errno));
+    char address[64];
+    snprintf(address, sizeof(address), "tcp:127.0.0.1:%u", ntohs(sa.sin_port));
+    int unix_fd = fb.listen_fd;
+    fb.listen_fd = tcp;
+    start_address = address;
+    start(CAPS_ALL, 1, false);
+    start_address = NULL;
+    share_two_regions();
+    read_once("over TCP");
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(host, &st);
+    CHECK(!st.ring_active && !st.guest_memory_shared, "over TCP: ring %d shared %d",
+          st.ring_active, st.guest_memory_shared);
+    finish();
+    fb.listen_fd = unix_fd;
+    close(tcp);
+    CHECK(!(fb.seen[0].offered & CAPS_ALL), "over TCP the host offered 0x%llx",
+          (unsigned long long)fb.seen[0].offered);
+    CHECK(fb.seen[0].maps == 0 && fb.seen[0].ring_setups == 0, "maps %u rings %u over TCP",
+          fb.seen[0].maps, fb.seen[0].ring_setups);
+}
+
 static void case_bad_env(void)
 {
     setenv("TLPB_RING", "sometimes", 1);
@@ -826,6 +859,7 @@ int main(int argc, char **argv)
     IT_RUN("coupled time over the ring", case_time_over_ring());
     IT_RUN("TLPB_RING=off keeps the socket", case_ring_off());
     IT_RUN("a bad TLPB_RING is refused", case_bad_env());
+    IT_RUN("over TCP nothing is offered", case_tcp());
 
     close(guest_ram_fd);
     close(fb.listen_fd);
