@@ -120,6 +120,7 @@ struct tlpb_host {
     size_t ring_unnotified_bytes; /* put since the last notify (a write batch) */
     uint64_t ring_wakeups_before; /* wakeups of the rings of earlier connections */
     int epoll_fd;                /* tlpb_host_fd: the socket and the wake-host eventfd */
+    bool ring_refused;           /* the bridge refused our RingSetup: not offered again */
 
     struct tlpb_host_stats stats;
 };
@@ -273,7 +274,7 @@ static int try_connect(struct tlpb_host *h)
     /* Descriptors travel only on a unix socket. */
     if (h->unix_socket)
         hello.capabilities |= TLPB__CAPABILITY__CAP_GUEST_MEMORY;
-    if (h->unix_socket && h->cfg.ring_policy != TLPB_HOST_RING_OFF)
+    if (h->unix_socket && h->cfg.ring_policy != TLPB_HOST_RING_OFF && !h->ring_refused)
         hello.capabilities |= TLPB__CAPABILITY__CAP_SHM_RING;
     hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
@@ -890,6 +891,14 @@ static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
             break;
         }
         host_log(h, TLPB_HOST_LOG_WARN, "bridge reports: %s", env->error->reason);
+        /* A bridge that cannot use our ring drops the connection after
+         * saying so: the next connections stay on the socket rather than
+         * fail the same way every reconnect interval. */
+        if (h->ring && strstr(env->error->reason, "RingSetup") && !h->ring_refused) {
+            h->ring_refused = true;
+            host_log(h, TLPB_HOST_LOG_WARN, "the bridge refused the shared-memory ring: messages"
+                                            " stay on the socket from the next connection on");
+        }
         break;
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
         take_time_sync(h, env->time_sync);

@@ -14,7 +14,9 @@
  *   reading) does not deadlock the host;
  * - coupled time: a grant and its REACHED go through the ring;
  * - TLPB_RING=off keeps the socket; a bad TLPB_RING is refused;
- * - over TCP neither capability is offered. */
+ * - over TCP neither capability is offered;
+ * - a bridge that refuses the RingSetup (Error, hang-up) is not offered the
+ *   ring again: the next connection works on the socket. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -77,6 +79,7 @@ struct fake_bridge {
     uint64_t grant;             /* capabilities granted (of those offered) */
     unsigned conns;             /* connections to accept */
     bool drop_after_first_read; /* close the first connection after its first read */
+    bool refuse_ring;           /* answer RingSetup with an Error and hang up */
     struct conn_seen seen[MAX_CONNS];
 };
 
@@ -88,6 +91,7 @@ struct fake_conn {
     int fds[64];
     unsigned nfds;
     struct tlpb_ring *ring;
+    bool refuse_ring;
     struct conn_seen *cs;
     uint32_t read_value;        /* what an MRd of BAR0 returns */
     bool dma_read_outstanding;  /* our MRd to the host waits for its CplD */
@@ -327,7 +331,19 @@ static bool fake_take_frame(struct fake_conn *fc)
     } else {
         if (fc->ring)
             fc->cs->socket_after_ring++;
-        if (env->body_case == TLPB__ENVELOPE__BODY_RING_SETUP) {
+        if (env->body_case == TLPB__ENVELOPE__BODY_RING_SETUP && fc->refuse_ring) {
+            fc->cs->fds_total += fc->nfds;
+            for (unsigned i = 0; i < fc->nfds; i++)
+                close(fc->fds[i]);
+            fc->nfds = 0;
+            struct tlpb_obuf ob;
+            tlpb_obuf_init(&ob, SIZE_MAX, TLPB_HARD_MAX_FRAME_BYTES);
+            tlpb_obuf_append_error(&ob, "RingSetup refused: this scripted bridge has no ring");
+            tlpb_obuf_write_all(&ob, fc->fd);
+            tlpb_obuf_free(&ob);
+            tlpb_envelope_free(env);
+            return false; /* hang up */
+        } else if (env->body_case == TLPB__ENVELOPE__BODY_RING_SETUP) {
             fake_take_ring_setup(fc, env->ring_setup);
         } else if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
             struct tlpb_tlp t;
@@ -345,7 +361,8 @@ static bool fake_take_frame(struct fake_conn *fc)
  * socket, the read through the ring: either may be first). */
 static void fake_serve(struct fake_bridge *fb, int fd, struct conn_seen *cs, bool drop_after_read)
 {
-    struct fake_conn fc = {.fd = fd, .cs = cs, .read_value = READ_VALUE};
+    struct fake_conn fc = {.fd = fd, .cs = cs, .read_value = READ_VALUE,
+                           .refuse_ring = fb->refuse_ring};
     tlpb_reader_init(&fc.rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
     Tlpb__Envelope *hello = fake_next(&fc);
     if (!hello || hello->body_case != TLPB__ENVELOPE__BODY_HELLO) {
@@ -492,6 +509,7 @@ static void cb_log(void *opaque, enum tlpb_host_log_level level, const char *mes
 
 static struct fake_bridge fb;
 static const char *start_address; /* NULL: the harness's unix socket */
+static bool start_connected = true; /* require the first connection to stay up */
 static pthread_t fb_thread;
 static struct tlpb_host *host;
 static int guest_ram_fd = -1;
@@ -534,7 +552,8 @@ static void start(uint64_t grant, unsigned conns, bool drop_after_first_read)
                                 .interrupt = cb_interrupt, .log = cb_log};
     char err[256];
     REQUIRE(tlpb_host_open(&host, &cfg, &ops, NULL, err, sizeof(err)) == 0, "open: %s", err);
-    REQUIRE(tlpb_host_connected(host), "the host did not connect to the scripted bridge");
+    if (start_connected)
+        REQUIRE(tlpb_host_connected(host), "the host did not connect to the scripted bridge");
 }
 
 static void finish(void)
@@ -799,6 +818,30 @@ static void case_tcp(void)
           fb.seen[0].maps, fb.seen[0].ring_setups);
 }
 
+static void case_ring_refused(void)
+{
+    fb.refuse_ring = true;
+    start_connected = false;
+    start(CAPS_ALL, 2, false);
+    start_connected = true;
+    /* the first connection ends at its RingSetup; the host reconnects */
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (fb.seen[1].offered == 0 || !tlpb_host_connected(host)) {
+        REQUIRE(it_now_ms() < deadline, "the host never reconnected");
+        tlpb_host_wait(host, 10);
+    }
+    read_once("after the ring was refused");
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(host, &st);
+    CHECK(!st.ring_active, "a ring after the bridge refused it");
+    finish();
+    fb.refuse_ring = false;
+    CHECK(fb.seen[0].offered & TLPB__CAPABILITY__CAP_SHM_RING, "first connection: no ring offered");
+    CHECK(!(fb.seen[1].offered & TLPB__CAPABILITY__CAP_SHM_RING),
+          "the ring was offered again after the bridge refused it");
+    CHECK(fb.seen[1].reads == 1, "the read did not reach the bridge on the socket");
+}
+
 static void case_bad_env(void)
 {
     setenv("TLPB_RING", "sometimes", 1);
@@ -860,6 +903,7 @@ int main(int argc, char **argv)
     IT_RUN("TLPB_RING=off keeps the socket", case_ring_off());
     IT_RUN("a bad TLPB_RING is refused", case_bad_env());
     IT_RUN("over TCP nothing is offered", case_tcp());
+    IT_RUN("a refused ring is not offered again", case_ring_refused());
 
     close(guest_ram_fd);
     close(fb.listen_fd);
