@@ -3,23 +3,36 @@
  * The path of one MMIO read: tlpb_host_mem_read builds an MRd TLP, queues it
  * behind any posted writes (PCIe ordering: a read must not pass writes), sends
  * the batch in one write, then wait_for_completion reads frames, serving DMA
- * requests and interrupts that arrive first, until the CplD with its tag. */
+ * requests and interrupts that arrive first, until the CplD with its tag.
+ *
+ * With the shared-memory ring (docs/protocol.md, "Shared-memory ring") the
+ * same messages are ring records instead of socket frames: a TLP is put
+ * straight into the ring when nothing is queued before it, anything else is
+ * queued in ob as a frame and moved into the ring in order (send_queued);
+ * incoming records are taken from the ring (the socket only says the bridge
+ * hung up). A wait polls the ring for ring_spin_us, then sleeps on the
+ * wake-host eventfd; before returning to its caller the library arms its
+ * "asleep" flag so the bridge wakes the caller's main loop (tlpb_host_fd). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/msix.h"
+#include "tlpb/ring.h"
 #include "tlpb/wire.h"
 #include "tlpb_host.h"
 
 #define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
+#define HOST_MAX_GUEST_REGIONS 32u /* GuestMemory.fd_count's bound (tlpbridge.proto) */
 
 /* The public kinds are the protocol's, value for value. */
 #define SAME_VALUE(a, b) _Static_assert((int)(a) == (int)(b), #a " is " #b)
@@ -91,6 +104,24 @@ struct tlpb_host {
         struct tlpb_host_reached reached;
     } grant;
 
+    /* Shared guest memory: the caller's map, with our own duplicates of its
+     * descriptors (sent again after every reconnect). */
+    struct {
+        bool set;        /* tlpb_host_set_guest_memory was called */
+        unsigned n;
+        struct tlpb_host_memory_region regions[HOST_MAX_GUEST_REGIONS];
+    } guest_memory;
+    bool unix_socket;            /* this connection can carry descriptors */
+    bool guest_memory_granted;   /* CAP_GUEST_MEMORY on this connection */
+
+    /* The shared-memory ring of this connection, or NULL (socket only). */
+    struct tlpb_ring *ring;
+    bool ring_armed;             /* the asleep flag was left set for the caller */
+    size_t ring_unnotified_bytes; /* put since the last notify (a write batch) */
+    uint64_t ring_wakeups_before; /* wakeups of the rings of earlier connections */
+    int epoll_fd;                /* tlpb_host_fd: the socket and the wake-host eventfd */
+    bool ring_refused;           /* the bridge refused our RingSetup: not offered again */
+
     struct tlpb_host_stats stats;
 };
 
@@ -126,6 +157,11 @@ static void fill_fallback(const struct tlpb_host *h, void *buf, unsigned len)
 
 static int drain_frames(struct tlpb_host *h);
 static int flush_output(struct tlpb_host *h);
+static int send_guest_memory(struct tlpb_host *h);
+static int ring_start(struct tlpb_host *h);
+static void ring_stop(struct tlpb_host *h);
+static int pump(struct tlpb_host *h, int timeout_ms);
+static int send_queued(struct tlpb_host *h);
 
 /* The stamp of what is sent now: the caller's clock on a coupled
  * connection, else 0 (unstamped). */
@@ -152,21 +188,43 @@ static void time_run_free(struct tlpb_host *h, const char *why)
     }
 }
 
+/* The ring goes with its connection; a new one is set up after a reconnect. */
+static void ring_stop(struct tlpb_host *h)
+{
+    if (!h->ring)
+        return;
+    struct tlpb_ring_stats rs;
+    tlpb_ring_get_stats(h->ring, &rs);
+    h->ring_wakeups_before += rs.wakeups_sent;
+    if (h->epoll_fd >= 0)
+        epoll_ctl(h->epoll_fd, EPOLL_CTL_DEL, tlpb_ring_wake_fd(h->ring), NULL);
+    tlpb_ring_destroy(h->ring);
+    h->ring = NULL;
+    h->ring_armed = false;
+    h->ring_unnotified_bytes = 0;
+    h->stats.ring_active = false;
+}
+
 static void disconnect(struct tlpb_host *h, const char *why)
 {
     if (!h->connected)
         return;
     host_log(h, TLPB_HOST_LOG_WARN, "bridge connection lost: %s; answering locally until it returns",
              why);
+    ring_stop(h);
+    if (h->epoll_fd >= 0)
+        epoll_ctl(h->epoll_fd, EPOLL_CTL_DEL, h->fd, NULL);
     close(h->fd);
     h->fd = -1;
     h->connected = false;
     h->simulator_attached = false;
+    h->guest_memory_granted = false;
+    h->stats.guest_memory_shared = false;
     h->logged_absent = true;
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
     h->next_reconnect_ns = tlpb_now_ns() + (uint64_t)h->cfg.reconnect_interval_ms * 1000000u;
-    if (h->wait.active) {
+    if (h->wait.active && !h->wait.done) { /* a request already answered keeps its answer */
         h->wait.done = true;
         h->wait.status = -ENOTCONN;
     }
@@ -203,6 +261,9 @@ static int try_connect(struct tlpb_host *h)
         return fd;
     }
     tlpb_reader_init(&h->rd, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    struct sockaddr_storage sa;
+    socklen_t sa_len = sizeof(sa);
+    h->unix_socket = getsockname(fd, (struct sockaddr *)&sa, &sa_len) == 0 && sa.ss_family == AF_UNIX;
     Tlpb__Hello hello;
     tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, h->device_name, "libtlpbhost");
     hello.capabilities = h->cfg.offer_unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
@@ -210,6 +271,11 @@ static int try_connect(struct tlpb_host *h)
         hello.capabilities |= TLPB__CAPABILITY__CAP_TIME_SYNC;
         hello.quantum_ps = h->cfg.quantum_ps;
     }
+    /* Descriptors travel only on a unix socket. */
+    if (h->unix_socket)
+        hello.capabilities |= TLPB__CAPABILITY__CAP_GUEST_MEMORY;
+    if (h->unix_socket && h->cfg.ring_policy != TLPB_HOST_RING_OFF && !h->ring_refused)
+        hello.capabilities |= TLPB__CAPABILITY__CAP_SHM_RING;
     hello.token = h->token; /* empty: tlpb_handshake takes it from the environment */
     Tlpb__Envelope *reply = tlpb_handshake(fd, &h->rd, &hello, 5000, err, sizeof(err));
     if (!reply) {
@@ -240,6 +306,10 @@ static int try_connect(struct tlpb_host *h)
     }
     h->unsplit_dma = (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0;
     h->simulator_attached = hr->simulator_attached;
+    h->guest_memory_granted =
+        h->unix_socket && (hr->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY) != 0;
+    bool ring_granted = h->unix_socket && h->cfg.ring_policy != TLPB_HOST_RING_OFF &&
+                        (hr->capabilities & TLPB__CAPABILITY__CAP_SHM_RING) != 0;
     if (h->cfg.time_sync) {
         snprintf(h->time_mode, sizeof(h->time_mode), "%s", hr->time_mode ? hr->time_mode : "");
         h->device_busy = false;
@@ -260,13 +330,169 @@ static int try_connect(struct tlpb_host *h)
     h->ever_connected = true;
     h->connected = true;
     h->logged_absent = false;
+    if (h->epoll_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+        epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    }
+    /* The map first: DMA the bridge can serve itself never reaches us. */
+    if (send_guest_memory(h) != 0)
+        return -ECONNRESET;
+    if (ring_granted && ring_start(h) != 0)
+        return -ECONNRESET;
     if (h->ops.link_changed)
         h->ops.link_changed(h->opaque, true, h->simulator_attached);
     /* Messages that came in the same read as the HelloReply (an event, a
      * DMA request) would otherwise wait for the socket's next wake-up. */
-    if (drain_frames(h) > 0 && tlpb_obuf_pending(&h->ob))
-        flush_output(h);
+    if (drain_frames(h) > 0)
+        send_queued(h);
     return h->connected ? 0 : -ECONNRESET;
+}
+
+/* Send frame (one encoded envelope, prefix included) with fds attached to
+ * its first byte as one SCM_RIGHTS message; the rest follows in further
+ * writes if the socket takes less. Returns 0 or -errno. */
+static int send_frame_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds,
+                               unsigned n)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * HOST_MAX_GUEST_REGIONS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)frame, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    }
+    ssize_t sent;
+    do
+        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0)
+        return -errno;
+    size_t done = (size_t)sent;
+    while (done < len) {
+        ssize_t w = send(sock, frame + done, len - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EPIPE;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Send env on the socket with fds (GuestMemory, RingSetup), behind
+ * everything queued before it. Returns 0, or -ENOTCONN when the connection
+ * had to be dropped. */
+static int send_with_fds(struct tlpb_host *h, const Tlpb__Envelope *env, const int *fds,
+                         unsigned n)
+{
+    if (flush_output(h) != 0)
+        return -ENOTCONN;
+    struct tlpb_obuf frame;
+    tlpb_obuf_init(&frame, SIZE_MAX, h->ob.max_frame_bytes);
+    int rc = tlpb_obuf_append(&frame, env, true);
+    if (rc == 0)
+        rc = send_frame_with_fds(h->fd, tlpb_obuf_head(&frame), tlpb_obuf_pending(&frame), fds, n);
+    tlpb_obuf_free(&frame);
+    if (rc) {
+        disconnect(h, strerror(-rc));
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* The current guest memory map to the bridge, when this connection can take
+ * it (docs/protocol.md, "Shared guest memory"). */
+static int send_guest_memory(struct tlpb_host *h)
+{
+    if (!h->connected || !h->guest_memory_granted || !h->guest_memory.set)
+        return 0;
+    unsigned n = h->guest_memory.n;
+    Tlpb__GuestMemoryRegion region_pb[HOST_MAX_GUEST_REGIONS];
+    Tlpb__GuestMemoryRegion *region_ptr[HOST_MAX_GUEST_REGIONS];
+    int fds[HOST_MAX_GUEST_REGIONS];
+    for (unsigned i = 0; i < n; i++) {
+        const struct tlpb_host_memory_region *r = &h->guest_memory.regions[i];
+        tlpb__guest_memory_region__init(&region_pb[i]);
+        region_pb[i].bus_address = r->bus_address;
+        region_pb[i].size_bytes = r->size_bytes;
+        region_pb[i].fd_index = i; /* one descriptor per region */
+        region_pb[i].fd_offset = r->fd_offset;
+        region_ptr[i] = &region_pb[i];
+        fds[i] = r->fd;
+    }
+    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
+    gm.n_regions = n;
+    gm.regions = region_ptr;
+    gm.fd_count = n;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
+    env.guest_memory = &gm;
+    int rc = send_with_fds(h, &env, fds, n);
+    if (rc == 0) {
+        h->stats.guest_memory_shared = true;
+        host_log(h, TLPB_HOST_LOG_INFO, "guest memory shared with the bridge: %u region(s)", n);
+    }
+    return rc;
+}
+
+static void close_guest_memory(struct tlpb_host *h)
+{
+    for (unsigned i = 0; i < h->guest_memory.n; i++)
+        close(h->guest_memory.regions[i].fd);
+    h->guest_memory.n = 0;
+}
+
+static const char *ring_policy_name(enum tlpb_host_ring_policy policy)
+{
+    return policy == TLPB_HOST_RING_BUSY_POLL ? "busy-poll" : "adaptive";
+}
+
+/* Create this connection's ring and hand it to the bridge (RingSetup with
+ * its three descriptors); from then on every message goes through it.
+ * Returns 0 (also when no ring could be made: the socket carries on), or
+ * -ENOTCONN when the connection had to be dropped. */
+static int ring_start(struct tlpb_host *h)
+{
+    struct tlpb_ring *ring;
+    int fds[TLPB_RING_FD_COUNT];
+    char err[256];
+    if (tlpb_ring_create(&ring, TLPB_RING_DEFAULT_BYTES, fds, err, sizeof(err)) != 0) {
+        host_log(h, TLPB_HOST_LOG_WARN, "no shared-memory ring (%s): messages stay on the socket",
+                 err);
+        return 0;
+    }
+    Tlpb__RingSetup rs = TLPB__RING_SETUP__INIT;
+    rs.ring_bytes = TLPB_RING_DEFAULT_BYTES;
+    rs.host_policy = (char *)ring_policy_name(h->cfg.ring_policy);
+    rs.host_spin_us = h->cfg.ring_spin_us;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_RING_SETUP;
+    env.ring_setup = &rs;
+    /* Sent on the socket behind everything queued; only then is the ring ours. */
+    if (send_with_fds(h, &env, fds, TLPB_RING_FD_COUNT) != 0) {
+        tlpb_ring_destroy(ring);
+        return -ENOTCONN;
+    }
+    h->ring = ring;
+    h->ring_armed = false;
+    h->ring_unnotified_bytes = 0;
+    h->stats.ring_active = true;
+    if (h->epoll_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = tlpb_ring_wake_fd(ring)};
+        epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, tlpb_ring_wake_fd(ring), &ev);
+    }
+    host_log(h, TLPB_HOST_LOG_INFO, "messages go through the shared-memory ring (%s)",
+             rs.host_policy);
+    return 0;
 }
 
 /* Connected, or reconnected if the retry interval has passed. */
@@ -279,16 +505,109 @@ static bool ensure_connected(struct tlpb_host *h)
     return try_connect(h) == 0;
 }
 
-static int flush_output(struct tlpb_host *h)
+/* Move the frames queued in ob into the ring, in order, as far as it has
+ * room. Returns 0 (all moved), -EAGAIN (the ring is full: the rest waits),
+ * or -ENOTCONN (the connection had to be dropped). */
+static int ring_move_out(struct tlpb_host *h)
+{
+    while (tlpb_obuf_pending(&h->ob)) {
+        const uint8_t *head = tlpb_obuf_head(&h->ob);
+        size_t len = tlpb_get_le32(head);
+        const char *reason = NULL;
+        Tlpb__Envelope *env = tlpb_envelope_decode(head + TLPB_FRAME_PREFIX_BYTES, len, &reason);
+        if (!env) { /* we framed it ourselves: cannot happen */
+            disconnect(h, reason);
+            return -ENOTCONN;
+        }
+        int rc;
+        struct tlpb_tlp tlp;
+        if (env->body_case == TLPB__ENVELOPE__BODY_TLP &&
+            tlpb_tlp_from_pb(&tlp, env->tlp, &reason) == 0)
+            rc = tlpb_ring_put_tlp(h->ring, &tlp);
+        else
+            rc = tlpb_ring_put_envelope(h->ring, env);
+        tlpb_envelope_free(env);
+        if (rc == -EAGAIN)
+            return -EAGAIN;
+        if (rc) {
+            disconnect(h, rc == -EPROTO ? tlpb_ring_error(h->ring) : strerror(-rc));
+            return -ENOTCONN;
+        }
+        tlpb_obuf_consume(&h->ob, TLPB_FRAME_PREFIX_BYTES + len);
+    }
+    return 0;
+}
+
+/* Send what is queued without blocking on the ring (used while serving the
+ * bridge: what does not fit yet stays queued, in order). On the socket,
+ * everything is written. Returns 0 or -ENOTCONN. */
+static int send_queued(struct tlpb_host *h)
 {
     if (!h->connected)
         return -ENOTCONN;
-    int rc = tlpb_obuf_write_all(&h->ob, h->fd);
-    if (rc) {
-        disconnect(h, strerror(-rc));
+    if (!h->ring) {
+        int rc = tlpb_obuf_write_all(&h->ob, h->fd);
+        if (rc) {
+            disconnect(h, strerror(-rc));
+            return -ENOTCONN;
+        }
+        return 0;
+    }
+    if (ring_move_out(h) == -ENOTCONN)
         return -ENOTCONN;
+    tlpb_ring_notify(h->ring);
+    h->ring_unnotified_bytes = 0;
+    return 0;
+}
+
+/* Send everything queued. On the ring, wait for room while taking what the
+ * bridge sends meanwhile (it may itself wait for room in the other
+ * direction), for at most read_timeout_ms without progress. */
+static int flush_output(struct tlpb_host *h)
+{
+    if (send_queued(h) != 0)
+        return -ENOTCONN;
+    uint64_t deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
+    while (h->ring && tlpb_obuf_pending(&h->ob)) {
+        size_t before = tlpb_obuf_pending(&h->ob);
+        uint64_t now = tlpb_now_ns();
+        if (now >= deadline) {
+            disconnect(h, "the bridge took nothing from the shared-memory ring in time");
+            return -ENOTCONN;
+        }
+        if (pump(h, (int)((deadline - now + 999999u) / 1000000u)) == -ENOTCONN)
+            return -ENOTCONN;
+        if (send_queued(h) != 0)
+            return -ENOTCONN;
+        if (tlpb_obuf_pending(&h->ob) < before)
+            deadline = tlpb_now_ns() + (uint64_t)h->cfg.read_timeout_ms * 1000000u;
     }
     return 0;
+}
+
+/* Queue one TLP for the bridge: straight into the ring when nothing is
+ * queued before it (no protobuf on the hot path), else behind the rest. */
+static int queue_tlp(struct tlpb_host *h, const struct tlpb_tlp *tlp)
+{
+    if (h->ring && tlpb_obuf_pending(&h->ob) == 0) {
+        int rc = tlpb_ring_put_tlp(h->ring, tlp);
+        if (rc == 0) {
+            h->ring_unnotified_bytes += 32u + tlp->payload_bytes;
+            return 0;
+        }
+        if (rc == -EPROTO) {
+            disconnect(h, tlpb_ring_error(h->ring));
+            return -ENOTCONN;
+        }
+        /* -EAGAIN: full, queued below and moved when room appears */
+    }
+    return tlpb_obuf_append_tlp(&h->ob, tlp, true);
+}
+
+/* Bytes waiting to be sent or put without a wake-up: a write batch. */
+static size_t batch_bytes(const struct tlpb_host *h)
+{
+    return tlpb_obuf_pending(&h->ob) + h->ring_unnotified_bytes;
 }
 
 /* ---- Serving the device ----------------------------------------------------- */
@@ -309,7 +628,7 @@ static void send_completion(struct tlpb_host *h, struct tlpb_tlp *cpl)
 {
     cpl->sim_time_ps = stamp(h);
     mark_busy(h);
-    int rc = tlpb_obuf_append_tlp(&h->ob, cpl, true);
+    int rc = queue_tlp(h, cpl);
     if (rc)
         host_log(h, TLPB_HOST_LOG_ERROR, "cannot queue completion: %s", strerror(-rc));
 }
@@ -508,38 +827,46 @@ static void take_time_sync(struct tlpb_host *h, const Tlpb__TimeSync *ts)
     h->grant.done = true;
 }
 
+/* A TLP from the device, from a frame or a ring record (decoded: its fields
+ * fit their PCIe widths; else reason says why not). */
+static void handle_tlp(struct tlpb_host *h, const struct tlpb_tlp *tlp, bool decoded,
+                       const char *reason)
+{
+    struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096, .unsplit = h->unsplit_dma};
+    if (!decoded || tlpb_tlp_validate(tlp, &lim, &reason) != 0) {
+        host_log(h, TLPB_HOST_LOG_WARN, "malformed TLP from the device dropped: %s", reason);
+        if (tlp->kind == TLPB_TLP_MRD) {
+            struct tlpb_tlp cpl;
+            tlpb_completion_error_for(&cpl, tlp, h->cfg.requester_id, TLPB_CPL_UR);
+            send_completion(h, &cpl);
+        }
+        return;
+    }
+    switch (tlp->kind) {
+    case TLPB_TLP_MRD:
+        serve_dma_read(h, tlp);
+        break;
+    case TLPB_TLP_MWR:
+        serve_dma_write(h, tlp);
+        break;
+    case TLPB_TLP_CPL:
+    case TLPB_TLP_CPLD:
+        take_completion(h, tlp);
+        break;
+    default:
+        host_log(h, TLPB_HOST_LOG_WARN, "%s from the device: UR", tlpb_tlp_kind_name(tlp->kind));
+        break;
+    }
+}
+
 static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
 {
     switch (env->body_case) {
     case TLPB__ENVELOPE__BODY_TLP: {
         struct tlpb_tlp tlp;
         const char *reason = NULL;
-        struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096, .unsplit = h->unsplit_dma};
-        if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) != 0 ||
-            tlpb_tlp_validate(&tlp, &lim, &reason) != 0) {
-            host_log(h, TLPB_HOST_LOG_WARN, "malformed TLP from the device dropped: %s", reason);
-            if (tlp.kind == TLPB_TLP_MRD) {
-                struct tlpb_tlp cpl;
-                tlpb_completion_error_for(&cpl, &tlp, h->cfg.requester_id, TLPB_CPL_UR);
-                send_completion(h, &cpl);
-            }
-            return;
-        }
-        switch (tlp.kind) {
-        case TLPB_TLP_MRD:
-            serve_dma_read(h, &tlp);
-            break;
-        case TLPB_TLP_MWR:
-            serve_dma_write(h, &tlp);
-            break;
-        case TLPB_TLP_CPL:
-        case TLPB_TLP_CPLD:
-            take_completion(h, &tlp);
-            break;
-        default:
-            host_log(h, TLPB_HOST_LOG_WARN, "%s from the device: UR", tlpb_tlp_kind_name(tlp.kind));
-            break;
-        }
+        bool decoded = tlpb_tlp_from_pb(&tlp, env->tlp, &reason) == 0;
+        handle_tlp(h, &tlp, decoded, reason);
         break;
     }
     case TLPB__ENVELOPE__BODY_INTERRUPT:
@@ -564,6 +891,14 @@ static void handle_envelope(struct tlpb_host *h, const Tlpb__Envelope *env)
             break;
         }
         host_log(h, TLPB_HOST_LOG_WARN, "bridge reports: %s", env->error->reason);
+        /* A bridge that cannot use our ring drops the connection after
+         * saying so: the next connections stay on the socket rather than
+         * fail the same way every reconnect interval. */
+        if (h->ring && strstr(env->error->reason, "RingSetup") && !h->ring_refused) {
+            h->ring_refused = true;
+            host_log(h, TLPB_HOST_LOG_WARN, "the bridge refused the shared-memory ring: messages"
+                                            " stay on the socket from the next connection on");
+        }
         break;
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
         take_time_sync(h, env->time_sync);
@@ -601,28 +936,10 @@ static int drain_frames(struct tlpb_host *h)
     return handled;
 }
 
-/* Read what the socket has (waiting up to timeout_ms for the first byte),
- * handle it, and send the completions it produced. */
-static int pump(struct tlpb_host *h, int timeout_ms)
+/* Read what the socket has (without waiting) and handle it. Returns frames
+ * handled, or -ENOTCONN when the bridge hung up or sent garbage. */
+static int socket_read(struct tlpb_host *h)
 {
-    if (!h->connected)
-        return -ENOTCONN;
-    /* Frames that arrived together with an earlier one are already in the
-     * buffer; the socket will not signal them again. */
-    int buffered = drain_frames(h);
-    if (buffered < 0)
-        return -ENOTCONN;
-    if (buffered > 0) {
-        if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
-            return -ENOTCONN;
-        return buffered;
-    }
-    struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
-    int prc = poll(&pfd, 1, timeout_ms);
-    if (prc < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (prc == 0)
-        return 0;
     size_t space;
     uint8_t *dst = tlpb_reader_space(&h->rd, 256 * 1024, &space);
     if (!dst) {
@@ -642,11 +959,190 @@ static int pump(struct tlpb_host *h, int timeout_ms)
     }
     tlpb_reader_commit(&h->rd, (size_t)n);
     int handled = drain_frames(h);
+    return handled < 0 ? -ENOTCONN : handled;
+}
+
+/* Handle the records waiting in the ring (a bounded number: a bridge that
+ * keeps sending cannot keep the caller here). Returns records handled, or
+ * -ENOTCONN when the ring held garbage (the connection is dropped). */
+static int ring_serve(struct tlpb_host *h)
+{
+    int handled = 0;
+    while (h->ring && handled < 4096) {
+        struct tlpb_ring_msg m;
+        int rc = tlpb_ring_get(h->ring, &m);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            disconnect(h, tlpb_ring_error(h->ring));
+            return -ENOTCONN;
+        }
+        handled++;
+        switch (m.type) {
+        case TLPB_RING_MSG_TLP:
+            handle_tlp(h, &m.tlp, true, NULL);
+            break;
+        case TLPB_RING_MSG_INTERRUPT:
+            deliver_interrupt(h, (enum tlpb_host_irq_kind)m.irq_kind, m.irq_vector);
+            break;
+        case TLPB_RING_MSG_ENVELOPE:
+            handle_envelope(h, m.env);
+            tlpb_envelope_free(m.env);
+            break;
+        }
+    }
+    return h->connected ? handled : -ENOTCONN;
+}
+
+static int ring_then_socket(struct tlpb_host *h);
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Serve what arrived (socket frames already buffered, ring records); then
+ * send what that produced. Returns messages handled or -ENOTCONN. */
+static int serve_arrived(struct tlpb_host *h)
+{
+    /* Frames that arrived together with an earlier one are already in the
+     * buffer; the socket will not signal them again. */
+    int handled = drain_frames(h);
     if (handled < 0)
         return -ENOTCONN;
-    if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
+    int records = ring_serve(h);
+    if (records < 0)
+        return -ENOTCONN;
+    handled += records;
+    if (handled > 0 || tlpb_obuf_pending(&h->ob))
+        if (send_queued(h) != 0)
+            return -ENOTCONN;
+    return handled;
+}
+
+/* The ring's wait: poll it (and retry what is queued for want of room) for
+ * ring_spin_us (adaptive) or until timeout_ms (busy-poll, looking at the
+ * socket about every millisecond for a hang-up), then sleep on the wake-host
+ * eventfd and the socket. Returns messages handled, 0 on timeout (or room
+ * freed), or -ENOTCONN. */
+static int ring_wait(struct tlpb_host *h, int timeout_ms)
+{
+    uint64_t start = tlpb_now_ns();
+    uint64_t end = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
+    bool busy = h->cfg.ring_policy == TLPB_HOST_RING_BUSY_POLL;
+    uint64_t spin_end = busy ? end : start + (uint64_t)h->cfg.ring_spin_us * 1000u;
+    if (spin_end > end)
+        spin_end = end;
+    uint64_t next_socket_look = start + 1000000u;
+    for (uint64_t now = start; now < spin_end; now = tlpb_now_ns()) {
+        for (int i = 0; i < 64; i++) {
+            if (tlpb_ring_pending(h->ring))
+                return serve_arrived(h);
+            cpu_relax();
+        }
+        if (tlpb_obuf_pending(&h->ob)) {
+            size_t before = tlpb_obuf_pending(&h->ob);
+            if (send_queued(h) != 0)
+                return -ENOTCONN;
+            if (tlpb_obuf_pending(&h->ob) < before)
+                return 0; /* room appeared: the caller's flush goes on */
+        }
+        if (now >= next_socket_look) {
+            next_socket_look = now + 1000000u;
+            struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
+            if (poll(&pfd, 1, 0) > 0)
+                return ring_then_socket(h);
+        }
+    }
+    uint64_t now = tlpb_now_ns();
+    if (now >= end && timeout_ms >= 0) {
+        /* No wait at all (a poll): still notice a bridge that hung up. */
+        struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
+        return poll(&pfd, 1, 0) > 0 ? ring_then_socket(h) : 0;
+    }
+    if (!tlpb_ring_prepare_sleep(h->ring)) {
+        tlpb_ring_woken(h->ring);
+        return serve_arrived(h);
+    }
+    h->stats.ring_sleeps++;
+    struct pollfd pfd[2] = {{.fd = tlpb_ring_wake_fd(h->ring), .events = POLLIN},
+                            {.fd = h->fd, .events = POLLIN}};
+    int wait_ms = timeout_ms < 0 ? -1 : (int)((end - now + 999999u) / 1000000u);
+    int prc = poll(pfd, 2, wait_ms);
+    tlpb_ring_woken(h->ring);
+    if (prc < 0)
+        return errno == EINTR ? 0 : -errno;
+    /* The ring first: what the bridge put there before it hung up is still
+     * valid (a completion, its last Error). */
+    int handled = serve_arrived(h);
+    if (handled < 0 || prc == 0 || !pfd[1].revents)
+        return handled;
+    int n = socket_read(h);
+    return n < 0 ? (handled > 0 ? handled : n) : handled + n;
+}
+
+/* The socket said something (data or a hang-up): take the ring's records
+ * first, then the socket. */
+static int ring_then_socket(struct tlpb_host *h)
+{
+    int handled = serve_arrived(h);
+    if (handled < 0)
+        return handled;
+    int n = socket_read(h);
+    return n < 0 ? (handled > 0 ? handled : n) : handled + n;
+}
+
+/* Wait up to timeout_ms for something from the bridge, handle what came,
+ * and send what that produced. */
+static int pump(struct tlpb_host *h, int timeout_ms)
+{
+    if (!h->connected)
+        return -ENOTCONN;
+    if (h->ring_armed) { /* the caller's asleep flag is of no use while we are here */
+        h->ring_armed = false;
+        tlpb_ring_woken(h->ring);
+    }
+    int handled = serve_arrived(h);
+    if (handled != 0)
+        return handled;
+    if (h->ring)
+        return ring_wait(h, timeout_ms);
+    struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
+    int prc = poll(&pfd, 1, timeout_ms);
+    if (prc < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (prc == 0)
+        return 0;
+    handled = socket_read(h);
+    if (handled > 0 && send_queued(h) != 0)
         return -ENOTCONN;
     return handled;
+}
+
+/* Before returning to the caller: set the asleep flag, so that the bridge
+ * wakes the caller's main loop (tlpb_host_fd) for what it sends next. If
+ * records arrived meanwhile, serve them first; a bridge that keeps sending
+ * gets the caller's fd made readable instead. */
+static void ring_arm(struct tlpb_host *h)
+{
+    for (int i = 0; i < 8 && h->ring; i++) {
+        if (tlpb_ring_prepare_sleep(h->ring)) {
+            h->ring_armed = true;
+            return;
+        }
+        tlpb_ring_woken(h->ring);
+        if (serve_arrived(h) < 0)
+            return;
+    }
+    if (h->ring) {
+        uint64_t one = 1;
+        ssize_t ignored = write(tlpb_ring_wake_fd(h->ring), &one, sizeof(one));
+        (void)ignored;
+    }
 }
 
 /* Send req and serve everything else until its completion arrives. */
@@ -656,7 +1152,7 @@ static int request_and_wait(struct tlpb_host *h, struct tlpb_tlp *req, uint32_t 
     req->requester_id = h->cfg.requester_id;
     req->sim_time_ps = stamp(h);
     h->last_completion_ps = 0;
-    int rc = tlpb_obuf_append_tlp(&h->ob, req, true);
+    int rc = queue_tlp(h, req);
     if (rc)
         return rc;
     mark_busy(h);
@@ -712,6 +1208,24 @@ int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
         snprintf(err, err_size, "token longer than %u bytes", TLPB_TOKEN_MAX_BYTES);
         return -EINVAL;
     }
+    enum tlpb_host_ring_policy ring_policy = cfg->ring_policy;
+    if (ring_policy != TLPB_HOST_RING_ADAPTIVE && ring_policy != TLPB_HOST_RING_BUSY_POLL &&
+        ring_policy != TLPB_HOST_RING_OFF) {
+        snprintf(err, err_size, "unknown ring policy %d", (int)ring_policy);
+        return -EINVAL;
+    }
+    const char *ring_env = getenv("TLPB_RING");
+    if (ring_env && ring_env[0]) {
+        enum tlpb_ring_policy p;
+        if (tlpb_ring_policy_from_name(ring_env, &p) != 0) {
+            snprintf(err, err_size, "TLPB_RING=%s: not a ring policy (adaptive, busy-poll or off)",
+                     ring_env);
+            return -EINVAL;
+        }
+        ring_policy = p == TLPB_RING_BUSY_POLL ? TLPB_HOST_RING_BUSY_POLL
+                      : p == TLPB_RING_OFF     ? TLPB_HOST_RING_OFF
+                                               : TLPB_HOST_RING_ADAPTIVE;
+    }
     struct tlpb_host *h = calloc(1, sizeof(*h));
     if (!h) {
         snprintf(err, err_size, "out of memory");
@@ -732,10 +1246,17 @@ int tlpb_host_open(struct tlpb_host **out, const struct tlpb_host_config *cfg,
         h->cfg.reconnect_interval_ms = 1000;
     if (!h->cfg.device_bdf)
         h->cfg.device_bdf = 0x0100;
+    h->cfg.ring_policy = ring_policy;
+    if (!h->cfg.ring_spin_us)
+        h->cfg.ring_spin_us = TLPB_RING_DEFAULT_SPIN_US;
+    /* One descriptor for the caller to watch, whatever the connection and
+     * its ring; without it, the socket's (which changes on reconnect). */
+    h->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     h->ops = *ops;
     h->opaque = opaque;
     h->fd = -1;
     try_connect(h);
+    ring_arm(h);
     *out = h;
     return 0;
 }
@@ -746,25 +1267,66 @@ void tlpb_host_close(struct tlpb_host *h)
         return;
     if (h->connected) {
         flush_output(h);
+        ring_stop(h);
         close(h->fd);
     }
+    if (h->epoll_fd >= 0)
+        close(h->epoll_fd);
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
     free(h->dma_buf);
     tlpb_msix_fini(&h->msix);
+    close_guest_memory(h);
     free(h);
+}
+
+static int host_set_guest_memory(struct tlpb_host *h, const struct tlpb_host_memory_region *regions,
+                               unsigned n)
+{
+    if (n > HOST_MAX_GUEST_REGIONS || (n > 0 && !regions))
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct tlpb_host_memory_region *r = &regions[i];
+        if (r->fd < 0 || r->size_bytes == 0 || r->bus_address + r->size_bytes < r->bus_address ||
+            r->fd_offset + r->size_bytes < r->fd_offset)
+            return -EINVAL;
+    }
+    struct tlpb_host_memory_region copy[HOST_MAX_GUEST_REGIONS];
+    for (unsigned i = 0; i < n; i++) {
+        copy[i] = regions[i];
+        copy[i].fd = fcntl(regions[i].fd, F_DUPFD_CLOEXEC, 0);
+        if (copy[i].fd < 0) {
+            int e = errno;
+            while (i-- > 0)
+                close(copy[i].fd);
+            return -e;
+        }
+    }
+    close_guest_memory(h);
+    memcpy(h->guest_memory.regions, copy, sizeof(copy[0]) * n);
+    h->guest_memory.n = n;
+    h->guest_memory.set = true;
+    h->stats.guest_memory_shared = false;
+    if (h->connected)
+        send_guest_memory(h); /* a failure drops the connection: sent again on reconnect */
+    return 0;
 }
 
 bool tlpb_host_connected(const struct tlpb_host *h) { return h->connected; }
 bool tlpb_host_simulator_attached(const struct tlpb_host *h) { return h->connected && h->simulator_attached; }
-int tlpb_host_fd(const struct tlpb_host *h) { return h->connected ? h->fd : -1; }
+int tlpb_host_fd(const struct tlpb_host *h)
+{
+    if (h->epoll_fd >= 0)
+        return h->epoll_fd;
+    return h->connected ? h->fd : -1;
+}
 
 const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *h)
 {
     return h->have_desc ? &h->desc : NULL;
 }
 
-int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
+static int host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
 {
     h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.reads++;
@@ -789,7 +1351,7 @@ int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
     return rc;
 }
 
-int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be)
+static int host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be)
 {
     h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.writes++;
@@ -837,7 +1399,7 @@ static bool msix_access(struct tlpb_host *h, int bar, uint64_t addr, void *buf, 
     return true;
 }
 
-int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
+static int host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
 {
     h->last_completion_ps = 0; /* a local answer has no device time */
     h->stats.reads++;
@@ -866,7 +1428,7 @@ int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, u
     return rc;
 }
 
-int tlpb_host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void *buf, unsigned len)
+static int host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void *buf, unsigned len)
 {
     h->stats.writes++;
     if (len == 0 || len > 8 || ((addr & 3u) + len > 8))
@@ -887,23 +1449,23 @@ int tlpb_host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void 
     req.payload_bytes = req.length_dw * 4u;
     req.tag = 0; /* posted requests need no tag */
     req.sim_time_ps = stamp(h); /* the guest's time of the write, not of the batch's send */
-    int rc = tlpb_obuf_append_tlp(&h->ob, &req, true);
+    int rc = queue_tlp(h, &req);
     if (rc)
         return rc;
     mark_busy(h);
-    if (tlpb_obuf_pending(&h->ob) >= h->cfg.write_batch_bytes)
+    if (batch_bytes(h) >= h->cfg.write_batch_bytes)
         return flush_output(h);
     return 0;
 }
 
-int tlpb_host_flush(struct tlpb_host *h)
+static int host_flush(struct tlpb_host *h)
 {
     if (!h->connected)
         return tlpb_obuf_pending(&h->ob) ? -ENOTCONN : 0;
     return flush_output(h);
 }
 
-int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
+static int host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
 {
     if (kind != TLPB_HOST_RESET_FUNCTION_LEVEL && kind != TLPB_HOST_RESET_HOT)
         return -EINVAL;
@@ -926,16 +1488,18 @@ int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
     return flush_output(h);
 }
 
-int tlpb_host_poll(struct tlpb_host *h)
-{
-    return tlpb_host_wait(h, 0);
-}
 
-int tlpb_host_wait(struct tlpb_host *h, int timeout_ms)
+static int host_wait(struct tlpb_host *h, int timeout_ms)
 {
     if (!ensure_connected(h))
         return -ENOTCONN;
-    if (tlpb_obuf_pending(&h->ob) && flush_output(h) != 0)
+    if (h->ring) {
+        /* The caller's main loop woke us (or polls): consume the wake-up,
+         * also one the bridge sent just as the flag was cleared. */
+        h->ring_armed = false;
+        tlpb_ring_woken(h->ring);
+    }
+    if (batch_bytes(h) && flush_output(h) != 0)
         return -ENOTCONN;
     int total = 0;
     int rc = pump(h, timeout_ms);
@@ -954,6 +1518,12 @@ int tlpb_host_wait(struct tlpb_host *h, int timeout_ms)
 void tlpb_host_get_stats(const struct tlpb_host *h, struct tlpb_host_stats *stats)
 {
     *stats = h->stats;
+    stats->ring_wakeups_sent = h->ring_wakeups_before;
+    if (h->ring) {
+        struct tlpb_ring_stats rs;
+        tlpb_ring_get_stats(h->ring, &rs);
+        stats->ring_wakeups_sent += rs.wakeups_sent;
+    }
 }
 
 /* ---- Coupled simulated time ------------------------------------------------ */
@@ -969,7 +1539,7 @@ void tlpb_host_set_time_ps(struct tlpb_host *h, uint64_t t_ps)
         h->time_ps = t_ps;
 }
 
-int tlpb_host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_host_reached *out)
+static int host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_host_reached *out)
 {
     /* What a caller gets whenever the device cannot be waited for. */
     out->sim_time_ps = until_ps;
@@ -1040,4 +1610,74 @@ int tlpb_host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_hos
     if (wall > h->stats.sync_wall_ns_max)
         h->stats.sync_wall_ns_max = wall;
     return 0;
+}
+
+/* ---- Entry points: every call leaves the asleep flag armed ------------------ */
+
+int tlpb_host_config_read(struct tlpb_host *h, uint16_t reg, uint32_t *value)
+{
+    int rc = host_config_read(h, reg, value);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be)
+{
+    int rc = host_config_write(h, reg, value, be);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_mem_read(struct tlpb_host *h, int bar, uint64_t addr, void *buf, unsigned len)
+{
+    int rc = host_mem_read(h, bar, addr, buf, len);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const void *buf, unsigned len)
+{
+    int rc = host_mem_write(h, bar, addr, buf, len);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_flush(struct tlpb_host *h)
+{
+    int rc = host_flush(h);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_reset(struct tlpb_host *h, enum tlpb_host_reset_kind kind)
+{
+    int rc = host_reset(h, kind);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_wait(struct tlpb_host *h, int timeout_ms)
+{
+    int rc = host_wait(h, timeout_ms);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_time_grant(struct tlpb_host *h, uint64_t until_ps, struct tlpb_host_reached *out)
+{
+    int rc = host_time_grant(h, until_ps, out);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_set_guest_memory(struct tlpb_host *h, const struct tlpb_host_memory_region *regions, unsigned n)
+{
+    int rc = host_set_guest_memory(h, regions, n);
+    ring_arm(h);
+    return rc;
+}
+
+int tlpb_host_poll(struct tlpb_host *h)
+{
+    return tlpb_host_wait(h, 0);
 }

@@ -137,9 +137,14 @@ void tlpb_host_close(struct tlpb_host *host);
 
 bool tlpb_host_connected(const struct tlpb_host *host);
 bool tlpb_host_simulator_attached(const struct tlpb_host *host);
-/* The descriptor to watch for readability (QEMU: qemu_set_fd_handler), or
- * -1: readable when the bridge sent something, on the socket or on the
- * shared-memory ring. It stays the same across reconnects. */
+/* The descriptor to watch for readability (QEMU: qemu_set_fd_handler):
+ * readable when the bridge sent something, on the socket or on the
+ * shared-memory ring (then call tlpb_host_poll). An epoll descriptor over
+ * both, the same for the host's whole life, also while disconnected; -1
+ * only if it could not be created and no connection is up (then it is the
+ * socket's, which changes on reconnect). Every library call returns with
+ * the ring's "asleep" flag set, so the bridge wakes it for what it sends
+ * next. */
 int tlpb_host_fd(const struct tlpb_host *host);
 /* The description received from the bridge, or NULL if never connected. */
 const struct tlpb_devdesc *tlpb_host_description(const struct tlpb_host *host);
