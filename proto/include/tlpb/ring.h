@@ -37,6 +37,37 @@
 enum { TLPB_RING_FD_MEMORY = 0, TLPB_RING_FD_WAKE_BRIDGE = 1, TLPB_RING_FD_WAKE_HOST = 2,
        TLPB_RING_FD_COUNT = 3 };
 
+/* The memory's layout (docs/protocol.md, "Ring layout and records"): a
+ * header page, then per direction (host -> bridge first) a control page and
+ * ring_bytes of data. Offsets in bytes; all integers little-endian. */
+#define TLPB_RING_MAGIC 0x474e495242504c54ull /* "TLPBRING" */
+#define TLPB_RING_VERSION 1u
+#define TLPB_RING_PAGE_BYTES 4096u
+#define TLPB_RING_CTL_PRODUCER 0u         /* u64: bytes produced (head) */
+#define TLPB_RING_CTL_CONSUMER 64u        /* u64: bytes consumed (tail) */
+#define TLPB_RING_CTL_CONSUMER_ASLEEP 128u /* u32: consumer sleeps on its eventfd */
+#define TLPB_RING_CTL_PRODUCER_WAITING 192u /* u32: producer waits for room */
+#define TLPB_RING_RECORD_HEADER_BYTES 8u  /* u32 length (whole record, 8-aligned),
+                                           * u16 type, u16 padding (0..7 zero
+                                           * bytes after the body) */
+#define TLPB_RING_RECORD_PAD 0xFFu       /* filler up to the end of the data */
+#define TLPB_RING_TLP_BODY_BYTES 48u      /* fixed part, then the payload */
+#define TLPB_RING_INTERRUPT_BODY_BYTES 16u
+/* Total memory size for ring_bytes, and where a direction's control page
+ * and data start (direction 0: host -> bridge, 1: bridge -> host). */
+static inline uint64_t tlpb_ring_memory_bytes(uint64_t ring_bytes)
+{
+    return TLPB_RING_PAGE_BYTES + 2 * (TLPB_RING_PAGE_BYTES + ring_bytes);
+}
+static inline uint64_t tlpb_ring_control_offset(uint64_t ring_bytes, unsigned direction)
+{
+    return TLPB_RING_PAGE_BYTES + direction * (TLPB_RING_PAGE_BYTES + ring_bytes);
+}
+static inline uint64_t tlpb_ring_data_offset(uint64_t ring_bytes, unsigned direction)
+{
+    return tlpb_ring_control_offset(ring_bytes, direction) + TLPB_RING_PAGE_BYTES;
+}
+
 /* How a side waits for the other (RingSetup.host_policy, tlpbridged --ring). */
 enum tlpb_ring_policy {
     TLPB_RING_OFF = 0,        /* no ring: the socket carries everything */
