@@ -122,10 +122,9 @@ int conn_take_fds(struct conn *c, int *fds, unsigned n)
     return 0;
 }
 
-/* Send an Error message and drop the connection: protocol violations. */
-static void conn_fail(struct conn *c, const char *reason)
+/* Send an Error message and drop the connection (logged by the caller). */
+static void conn_drop_with_error(struct conn *c, const char *reason)
 {
-    bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, reason);
     if (c->ring) {
         /* Best effort, on the ring the host reads; the socket's close
          * tells it the rest. */
@@ -148,6 +147,24 @@ static void conn_fail(struct conn *c, const char *reason)
     conn_close(c, NULL);
 }
 
+/* Protocol violations: logged, an Error to the peer, the connection dropped. */
+static void conn_fail(struct conn *c, const char *reason)
+{
+    bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, reason);
+    conn_drop_with_error(c, reason);
+}
+
+/* The ring found corrupt (its reason says where): logged on its own, so a
+ * host writing garbage does not hide other peers' protocol errors in the
+ * rate-limited log. The Error goes nowhere once the ring is broken. */
+static void conn_ring_fail(struct conn *c)
+{
+    const char *reason = c->ring_broken ? c->ring_broken : tlpb_ring_error(c->ring);
+    bridge_log(TLPB_LOG_ERROR, "%s: protocol error in the shared-memory ring: %s", c->label,
+               reason);
+    conn_drop_with_error(c, reason);
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
@@ -165,15 +182,29 @@ static void write_cb(uv_write_t *req, int status)
         conn_resume_paused(c->bridge);
 }
 
+/* One queued message into the ring, TLPs and interrupts as their binary
+ * records like those put directly. */
+static int ring_put_frame(struct tlpb_ring *ring, const Tlpb__Envelope *env)
+{
+    if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+        struct tlpb_tlp tlp;
+        const char *reason;
+        if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) == 0)
+            return tlpb_ring_put_tlp(ring, &tlp);
+    } else if (env->body_case == TLPB__ENVELOPE__BODY_INTERRUPT) {
+        return tlpb_ring_put_interrupt(ring, env->interrupt->kind, env->interrupt->vector,
+                                       env->interrupt->sim_time_ps);
+    }
+    return tlpb_ring_put_envelope(ring, env);
+}
+
 /* A host with a ring: move the frames queued in ob (the ring was full, or
  * they were queued before RingSetup) into the ring, in order, then wake the
  * host if it sleeps. */
 static void conn_ring_flush(struct conn *c)
 {
     if (c->ring_broken) {
-        char why[300];
-        snprintf(why, sizeof(why), "shared-memory ring: %s", c->ring_broken);
-        conn_fail(c, why);
+        conn_ring_fail(c);
         return;
     }
     bool moved = false;
@@ -182,14 +213,12 @@ static void conn_ring_flush(struct conn *c)
         uint32_t body = tlpb_get_le32(frame);
         const char *reason = NULL;
         Tlpb__Envelope *env = tlpb_envelope_decode(frame + TLPB_FRAME_PREFIX_BYTES, body, &reason);
-        int rc = env ? tlpb_ring_put_envelope(c->ring, env) : -EBADMSG;
+        int rc = env ? ring_put_frame(c->ring, env) : -EBADMSG;
         tlpb_envelope_free(env);
         if (rc == -EAGAIN)
             break; /* the host wakes us when it frees room */
         if (rc == -EPROTO) {
-            char why[300];
-            snprintf(why, sizeof(why), "shared-memory ring: %s", tlpb_ring_error(c->ring));
-            conn_fail(c, why);
+            conn_ring_fail(c);
             return;
         }
         if (rc < 0)
@@ -864,9 +893,7 @@ static void conn_ring_process(struct conn *c)
         if (rc == 0)
             break;
         if (rc < 0) {
-            char why[300];
-            snprintf(why, sizeof(why), "shared-memory ring: %s", tlpb_ring_error(c->ring));
-            conn_fail(c, why);
+            conn_ring_fail(c);
             return;
         }
         took = true;
