@@ -862,7 +862,8 @@ static void dispatch_ring_record(struct conn *c, struct tlpb_ring_msg *m)
         case TLPB__ENVELOPE__BODY_HELLO:
         case TLPB__ENVELOPE__BODY_RING_SETUP:
         case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
-            snprintf(why, sizeof(why), "%s inside the shared-memory ring (it belongs on the socket%s)",
+            snprintf(why, sizeof(why),
+                     "%s inside the shared-memory ring (it belongs on the socket%s)",
                      tlpb_message_name(m->env->body_case),
                      m->env->body_case == TLPB__ENVELOPE__BODY_GUEST_MEMORY
                          ? ", with its file descriptors" : ", before the ring");

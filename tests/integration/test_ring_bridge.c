@@ -6,7 +6,8 @@
  * RingSetup — each refused with its reason, the host dropped, another
  * device still served, no sanitizer report.
  *
- * --mode adaptive|busy-poll: the bridge's --ring policy. */
+ * --mode adaptive|busy-poll|off: the bridge's --ring policy (off: only
+ * that the ring is not offered). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -215,6 +216,18 @@ static void check_other_served(const char *after)
     CHECK(mem_read(&other, REG_SCRATCH) == v, "after %s: dmacopy1 scratch not read back", after);
 }
 
+/* Member key of dmacopy0's status (0 and a failed check when absent). */
+static unsigned long long status_uint(const char *device, const char *key)
+{
+    bool ok = false;
+    char *status = it_control("status", NULL, &ok);
+    const char *dev = status ? it_json_device(status, device) : NULL;
+    unsigned long long v = 0;
+    CHECK(dev && it_json_uint(dev, key, &v), "status of %s has no %s", device, key);
+    free(status);
+    return v;
+}
+
 static void case_round_trip(void)
 {
     struct ring_host h;
@@ -268,6 +281,18 @@ static void case_round_trip(void)
     CHECK(dev && it_json_uint(dev, "ring_records_out", &out) && out >= 8,
           "ring_records_out %llu", out);
     free(status);
+
+    if (strcmp(it_paths.mode, "adaptive") == 0) {
+        /* Quiet now: the bridge stops polling and sleeps on the eventfd;
+         * a request then wakes it. */
+        uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
+        while (status_uint("dmacopy0", "ring_sleeps") == 0 && it_now_ms() < deadline)
+            ;
+        CHECK(status_uint("dmacopy0", "ring_sleeps") > 0, "adaptive: the bridge never slept");
+        CHECK_EQ_U64(mem_read(&h, REG_SCRATCH), 0x12345678u, "scratch read after a sleep");
+    } else {
+        CHECK_EQ_U64(status_uint("dmacopy0", "ring_sleeps"), 0, "busy-poll: ring_sleeps");
+    }
     ring_host_close(&h);
 }
 
@@ -352,7 +377,8 @@ static void expect_dropped_ex(struct ring_host *h, const char *reason, const cha
           h->r.last_error);
     CHECK(it_log_contains(it.bridge, reason), "%s: \"%s\" not in the bridge's log", what, reason);
     ring_host_close(h);
-    check_other_served(what);
+    if (other.ring) /* --mode off has no other ring host */
+        check_other_served(what);
 }
 
 static void expect_dropped(struct ring_host *h, const char *reason, const char *what)
@@ -394,7 +420,8 @@ static void case_garbage_indices(void)
     h2b_set_producer(&h, h2b_producer(&h) - 8);
     uint64_t one = 1;
     CHECK(write(h.fds[TLPB_RING_FD_WAKE_BRIDGE], &one, 8) == 8, "wake the bridge");
-    expect_ring_garbage(&h, "protocol error in the shared-memory ring: ring: producer index", "producer index moved back");
+    expect_ring_garbage(&h, "protocol error in the shared-memory ring: ring: producer index",
+                        "producer index moved back");
 
     open_working(&h);
     h2b_set_producer(&h, h2b_producer(&h) + RING_BYTES + 64);
@@ -411,12 +438,13 @@ static void case_garbage_records(void)
 
     open_working(&h);
     put_raw_record(&h, 12, TLPB_RING_MSG_TLP, 16);
-    expect_ring_garbage(&h, "ring: record length 12 is not a multiple of 8", "unaligned record length");
+    expect_ring_garbage(&h, "ring: record length 12 is not a multiple of 8",
+                        "unaligned record length");
 
     open_working(&h);
     put_raw_record(&h, 64, TLPB_RING_MSG_TLP, 16);
     expect_ring_garbage(&h, "ring: record length 64 exceeds the 16 bytes available",
-                   "record longer than what is available");
+                        "record longer than what is available");
 
     open_working(&h);
     put_raw_record(&h, 16, 9, 16);
@@ -427,7 +455,8 @@ static void case_garbage_records(void)
     struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .tag = 9, .length_dw = 1, .first_be = 0xF,
                           .traffic_class = 9, .address = DMACOPY_BAR0_ADDR, .bar_hint = 0};
     ring_put(&h, &rd);
-    expect_ring_garbage(&h, "protocol error in the shared-memory ring: ring: TLP record: traffic_class", "TLP record with a bad field");
+    expect_ring_garbage(&h, "in the shared-memory ring: ring: TLP record: traffic_class",
+                        "TLP record with a bad field");
 }
 
 static void put_envelope_in_ring(struct ring_host *h, Tlpb__Envelope *env)
@@ -475,7 +504,8 @@ static void case_bad_ring_setup(void)
     memset(&h, 0, sizeof(h));
     tlpb_envelope_free(raw_host_caps(&h.r, "dmacopy0", TLPB__CAPABILITY__CAP_SHM_RING));
     send_ring_setup(&h, RING_BYTES, NULL, 0);
-    expect_dropped(&h, "RingSetup came with 0 file descriptors, it needs 3", "RingSetup without fds");
+    expect_dropped(&h, "RingSetup came with 0 file descriptors, it needs 3",
+                   "RingSetup without fds");
 
     /* Not offered, so not granted. */
     memset(&h, 0, sizeof(h));
@@ -509,17 +539,47 @@ static void case_bad_ring_setup(void)
     tlpb_ring_destroy(ring);
 }
 
+/* --ring off: the capability is not granted and a RingSetup is refused. */
+static void case_ring_off(void)
+{
+    struct ring_host h;
+    memset(&h, 0, sizeof(h));
+    Tlpb__Envelope *reply = raw_host_caps(&h.r, "dmacopy0", TLPB__CAPABILITY__CAP_SHM_RING);
+    CHECK(!(reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_SHM_RING),
+          "--ring off: CAP_SHM_RING granted");
+    tlpb_envelope_free(reply);
+    struct tlpb_ring *ring;
+    int fds[TLPB_RING_FD_COUNT];
+    char err[256];
+    REQUIRE(tlpb_ring_create(&ring, RING_BYTES, fds, err, sizeof(err)) == 0, "%s", err);
+    send_ring_setup(&h, RING_BYTES, fds, TLPB_RING_FD_COUNT);
+    expect_dropped(&h, "RingSetup without CAP_SHM_RING granted", "--ring off: RingSetup");
+    tlpb_ring_destroy(ring);
+    char policy[32] = "";
+    bool ok = false;
+    char *status = it_control("status", NULL, &ok);
+    const char *dev = status ? it_json_device(status, "dmacopy1") : NULL;
+    CHECK(dev && it_json_str(dev, "ring", policy, sizeof(policy)) && strcmp(policy, "off") == 0,
+          "--ring off: status ring \"%s\"", policy);
+    free(status);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_ring_bridge");
     REQUIRE(it_paths.mode && (strcmp(it_paths.mode, "adaptive") == 0 ||
-                              strcmp(it_paths.mode, "busy-poll") == 0),
-            "--mode adaptive|busy-poll");
+                              strcmp(it_paths.mode, "busy-poll") == 0 ||
+                              strcmp(it_paths.mode, "off") == 0),
+            "--mode adaptive|busy-poll|off");
     char dev0[512], dev1[512];
     snprintf(dev0, sizeof(dev0), "dmacopy0:hlsim=%s", it_paths.model);
     snprintf(dev1, sizeof(dev1), "dmacopy1:hlsim=%s", it_paths.model);
     const char *args[] = {"--device", dev0, "--device", dev1, "--ring", it_paths.mode, NULL};
     it_start_bridge(args);
+    if (strcmp(it_paths.mode, "off") == 0) {
+        IT_RUN("--ring off", case_ring_off());
+        return it_finish();
+    }
     ring_host_open(&other, "dmacopy1");
     enumerate(&other);
 
