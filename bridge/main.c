@@ -123,8 +123,8 @@ int main(int argc, char **argv)
     char *device_args[BRIDGE_MAX_DEVICES];
     unsigned device_arg_count = 0;
     int ready_fd = -1;
-    const char *ring = "adaptive";
-    unsigned long ring_spin_us = TLPB_RING_DEFAULT_SPIN_US;
+    const char *ring = NULL;
+    long ring_spin_us = -1;
     char err[1024];
     int ch;
     while ((ch = getopt_long(argc, argv, "c:l:d:t:v:h", opts, NULL)) != -1) {
@@ -145,8 +145,8 @@ int main(int argc, char **argv)
         case 'r': ring = optarg; break;
         case 'S': {
             char *end;
-            ring_spin_us = strtoul(optarg, &end, 10);
-            if (!optarg[0] || *end || ring_spin_us > 1000000) {
+            ring_spin_us = strtol(optarg, &end, 10);
+            if (!optarg[0] || *end || ring_spin_us < 0 || ring_spin_us > 1000000) {
                 fprintf(stderr, "tlpbridged: --ring-spin-us wants 0..1000000\n");
                 return 2;
             }
@@ -206,6 +206,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Defaults, then the config file, then the command line. */
+    cfg->ring_policy = TLPB_RING_ADAPTIVE;
+    cfg->ring_spin_us = TLPB_RING_DEFAULT_SPIN_US;
     if (config_path && bridge_config_load(cfg, config_path, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlpbridged: %s\n", err);
         return 2;
@@ -266,11 +269,12 @@ int main(int argc, char **argv)
         }
     if (handshake_timeout)
         cfg->handshake_timeout_ms = (uint32_t)handshake_timeout;
-    if (tlpb_ring_policy_from_name(ring, &cfg->ring_policy) != 0) {
+    if (ring && tlpb_ring_policy_from_name(ring, &cfg->ring_policy) != 0) {
         fprintf(stderr, "tlpbridged: --ring wants adaptive, busy-poll or off\n");
         return 2;
     }
-    cfg->ring_spin_us = (uint32_t)ring_spin_us;
+    if (ring_spin_us >= 0)
+        cfg->ring_spin_us = (uint32_t)ring_spin_us;
     if (bridge_config_check(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlpbridged: %s\n", err);
         return 2;

@@ -6,8 +6,8 @@
  * RingSetup — each refused with its reason, the host dropped, another
  * device still served, no sanitizer report.
  *
- * --mode adaptive|busy-poll|off: the bridge's --ring policy (off: only
- * that the ring is not offered). */
+ * --mode adaptive|busy-poll|off: the bridge's --ring policy (off, from its
+ * configuration file: only that the ring is not granted). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -596,7 +596,10 @@ int main(int argc, char **argv)
     snprintf(dev0, sizeof(dev0), "dmacopy0:hlsim=%s", it_paths.model);
     snprintf(dev1, sizeof(dev1), "dmacopy1:hlsim=%s", it_paths.model);
     const char *args[] = {"--device", dev0, "--device", dev1, "--ring", it_paths.mode, NULL};
-    it_start_bridge(args);
+    /* off comes from the configuration file: that path is tested too. */
+    const char *off_args[] = {"--device", dev0, "--device", dev1, "-c",
+                              it_write_file("ring-off.cfg", "ring = \"off\";\n"), NULL};
+    it_start_bridge(strcmp(it_paths.mode, "off") == 0 ? off_args : args);
     if (strcmp(it_paths.mode, "off") == 0) {
         IT_RUN("--ring off", case_ring_off());
         return it_finish();
