@@ -216,7 +216,7 @@ static void check_other_served(const char *after)
     CHECK(mem_read(&other, REG_SCRATCH) == v, "after %s: dmacopy1 scratch not read back", after);
 }
 
-/* Member key of dmacopy0's status (0 and a failed check when absent). */
+/* Integer member key of device's status (0 and a failed check when absent). */
 static unsigned long long status_uint(const char *device, const char *key)
 {
     bool ok = false;
