@@ -11,6 +11,7 @@
 #include "hlsim_uv.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/log.h"
+#include "tlpb/ring.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
 
@@ -69,6 +70,8 @@ struct bridge_config {
     char token_file[1024];         /* read into token by bridge_config_check */
     char trace_path[1024];
     uint32_t handshake_timeout_ms; /* 0: BRIDGE_HANDSHAKE_TIMEOUT_MS_DEFAULT */
+    enum tlpb_ring_policy ring_policy; /* --ring: how the bridge waits on host rings */
+    uint32_t ring_spin_us;         /* --ring-spin-us: adaptive polling after the last activity */
     /* Where `reload` may load models from, resolved (realpath) by
      * bridge_config_check; the models configured at start are allowed too. */
     unsigned model_dir_count;
@@ -132,6 +135,14 @@ struct conn {
     uint64_t clock_period_ps;      /* simulator: 0 = not cycle based */
     uint64_t quantum_ps;           /* host: its sync quantum */
     bool time_coupled_sent;        /* simulator: TIME_SYNC_COUPLED sent, FREE not since */
+    /* Shared-memory ring (docs/protocol.md "Shared-memory ring"): a host
+     * that sent RingSetup. From then every message in both directions goes
+     * through it; ob holds, as frames, what did not fit yet. */
+    struct tlpb_ring *ring;
+    uv_poll_t ring_poll;           /* readable: the host woke us (wake-bridge eventfd) */
+    bool ring_poll_init;
+    bool ring_asleep;              /* prepare_sleep said sleep: wait for ring_poll */
+    const char *ring_broken;       /* a put found the ring corrupt: failed at the next flush */
 };
 
 /* Whether c negotiated CAP_TIME_SYNC. */
@@ -276,6 +287,11 @@ struct bridge {
     uint64_t accept_failures;      /* connections closed at once (shed) */
     uint64_t accept_stalls;        /* attempts with no spare descriptor to shed with */
     uint64_t rejected_messages;    /* messages in the wrong direction, all peers */
+    /* Polling of the attached rings: while active the loop never blocks. */
+    uv_idle_t ring_idle;
+    bool ring_idle_init;
+    bool ring_idle_active;
+    uint64_t ring_activity_ns;     /* last record in or out, any ring */
 };
 
 /* server.c */

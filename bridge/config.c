@@ -237,6 +237,18 @@ int bridge_config_load(struct bridge_config *cfg, const char *path, char *err, s
         cfg->handshake_timeout_ms = (uint32_t)handshake_ms;
     else
         ok = false;
+    /* The ring's waiting policy (tlpbridged --ring, --ring-spin-us). */
+    char ring[16] = "";
+    if (ok && !get_string(root, "ring", ring, sizeof(ring), err, err_size))
+        ok = false;
+    if (ok && ring[0] && tlpb_ring_policy_from_name(ring, &cfg->ring_policy) != 0)
+        ok = fail(err, err_size, config_setting_get_member(root, "ring"),
+                  "'ring' must be \"adaptive\", \"busy-poll\" or \"off\"");
+    uint64_t spin_us = cfg->ring_spin_us;
+    if (ok && get_uint(root, "ring_spin_us", 1000000, &spin_us, false, err, err_size))
+        cfg->ring_spin_us = (uint32_t)spin_us;
+    else
+        ok = false;
     if (ok && cfg->token[0] && cfg->token_file[0])
         ok = fail(err, err_size, config_setting_get_member(root, "token_file"),
                   "give 'token' or 'token_file', not both");

@@ -132,6 +132,21 @@ static void time_text(struct bridge *b, struct text *t)
     }
 }
 
+/* The host's shared-memory ring: "off" while it has none. */
+static void ring_json(const struct device *d, struct text *t)
+{
+    struct tlpb_ring_stats rs = {0};
+    const struct conn *h = d->host;
+    bool ring = h && h->ring;
+    if (ring)
+        tlpb_ring_get_stats(h->ring, &rs);
+    appendf(t, ", \"ring\": \"%s\", \"ring_records_in\": %llu, \"ring_records_out\": %llu,"
+               " \"ring_wakeups_sent\": %llu, \"ring_sleeps\": %llu",
+            ring ? tlpb_ring_policy_name(d->bridge->cfg->ring_policy) : "off",
+            (unsigned long long)rs.records_in, (unsigned long long)rs.records_out,
+            (unsigned long long)rs.wakeups_sent, (unsigned long long)rs.sleeps);
+}
+
 static void status_json(struct bridge *b, struct text *t)
 {
     double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
@@ -155,6 +170,7 @@ static void status_json(struct bridge *b, struct text *t)
         appendf(t, ", \"model\": ");
         append_json_string(t, d->hlsim ? d->cfg->model_path : "");
         time_json(d, t);
+        ring_json(d, t);
         appendf(t,
                 ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"

@@ -74,6 +74,10 @@ static void usage(FILE *out)
             "      --model-dir DIR       models may be loaded from DIR (repeatable); models\n"
             "                            named in the configuration are always allowed\n"
             "      --handshake-timeout-ms N  close connections without Hello after N ms\n"
+            "      --ring adaptive|busy-poll|off  how the bridge waits on hosts' shared-memory\n"
+            "                            rings (default adaptive; off: hosts use the socket)\n"
+            "      --ring-spin-us N      adaptive: poll for N us after the last ring activity\n"
+            "                            before sleeping (default 50)\n"
             "                            (default 5000)\n"
             "  -d, --device SPEC         NAME:hlsim=MODEL.so | NAME:external[=MODEL.so] |\n"
             "                            NAME:fallback[=MODEL.so] (repeatable)\n"
@@ -99,6 +103,8 @@ int main(int argc, char **argv)
         {"token-file", required_argument, NULL, 'k'},
         {"model-dir", required_argument, NULL, 'M'},
         {"handshake-timeout-ms", required_argument, NULL, 'H'},
+        {"ring", required_argument, NULL, 'r'},
+        {"ring-spin-us", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     /* Static: large, one per process, and nothing to free on the many
@@ -117,6 +123,8 @@ int main(int argc, char **argv)
     char *device_args[BRIDGE_MAX_DEVICES];
     unsigned device_arg_count = 0;
     int ready_fd = -1;
+    const char *ring = NULL;
+    long ring_spin_us = -1;
     char err[1024];
     int ch;
     while ((ch = getopt_long(argc, argv, "c:l:d:t:v:h", opts, NULL)) != -1) {
@@ -134,6 +142,16 @@ int main(int argc, char **argv)
             }
             model_dirs[model_dir_count++] = optarg;
             break;
+        case 'r': ring = optarg; break;
+        case 'S': {
+            char *end;
+            ring_spin_us = strtol(optarg, &end, 10);
+            if (!optarg[0] || *end || ring_spin_us < 0 || ring_spin_us > 1000000) {
+                fprintf(stderr, "tlpbridged: --ring-spin-us wants 0..1000000\n");
+                return 2;
+            }
+            break;
+        }
         case 'H': {
             char *end;
             handshake_timeout = strtoul(optarg, &end, 10);
@@ -188,6 +206,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Defaults, then the config file, then the command line. */
+    cfg->ring_policy = TLPB_RING_ADAPTIVE;
+    cfg->ring_spin_us = TLPB_RING_DEFAULT_SPIN_US;
     if (config_path && bridge_config_load(cfg, config_path, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlpbridged: %s\n", err);
         return 2;
@@ -248,6 +269,12 @@ int main(int argc, char **argv)
         }
     if (handshake_timeout)
         cfg->handshake_timeout_ms = (uint32_t)handshake_timeout;
+    if (ring && tlpb_ring_policy_from_name(ring, &cfg->ring_policy) != 0) {
+        fprintf(stderr, "tlpbridged: --ring wants adaptive, busy-poll or off\n");
+        return 2;
+    }
+    if (ring_spin_us >= 0)
+        cfg->ring_spin_us = (uint32_t)ring_spin_us;
     if (bridge_config_check(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "tlpbridged: %s\n", err);
         return 2;

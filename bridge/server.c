@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "tlpb/byteorder.h"
 
 static void conn_process(struct conn *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void ring_activity(struct bridge *b);
 
 static void conn_free_cb(uv_handle_t *h)
 {
@@ -27,6 +29,9 @@ static void conn_free_cb(uv_handle_t *h)
     tlpb_reader_free(&c->rd);
     tlpb_obuf_free(&c->ob);
     tlpb_obuf_free(&c->inflight);
+    /* After the wake-fd poll is closed: the ring owns that descriptor. */
+    if (c->ring)
+        tlpb_ring_destroy(c->ring);
     free(c);
 }
 
@@ -56,6 +61,10 @@ void conn_close(struct conn *c, const char *reason)
     if (c->handshake_timer_init) {
         c->handshake_timer_init = false;
         uv_close((uv_handle_t *)&c->handshake_timer, conn_free_cb);
+    }
+    if (c->ring_poll_init) {
+        c->ring_poll_init = false;
+        uv_close((uv_handle_t *)&c->ring_poll, conn_free_cb);
     }
     uv_close(&c->h.handle, conn_free_cb);
     conn_resume_paused(b);
@@ -113,10 +122,22 @@ int conn_take_fds(struct conn *c, int *fds, unsigned n)
     return 0;
 }
 
-/* Send an Error message and drop the connection: protocol violations. */
-static void conn_fail(struct conn *c, const char *reason)
+/* Send an Error message and drop the connection (logged by the caller). */
+static void conn_drop_with_error(struct conn *c, const char *reason)
 {
-    bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, reason);
+    if (c->ring) {
+        /* Best effort, on the ring the host reads; the socket's close
+         * tells it the rest. */
+        Tlpb__Error err = TLPB__ERROR__INIT;
+        err.reason = (char *)reason;
+        Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+        env.body_case = TLPB__ENVELOPE__BODY_ERROR;
+        env.error = &err;
+        if (tlpb_ring_put_envelope(c->ring, &env) == 0)
+            tlpb_ring_notify(c->ring);
+        conn_close(c, NULL);
+        return;
+    }
     tlpb_obuf_append_error(&c->ob, reason);
     /* Best effort: the error goes out with whatever is queued. */
     if (!c->write_in_flight && tlpb_obuf_pending(&c->ob)) {
@@ -124,6 +145,24 @@ static void conn_fail(struct conn *c, const char *reason)
         uv_try_write(&c->h.stream, &buf, 1);
     }
     conn_close(c, NULL);
+}
+
+/* Protocol violations: logged, an Error to the peer, the connection dropped. */
+static void conn_fail(struct conn *c, const char *reason)
+{
+    bridge_log(TLPB_LOG_ERROR, "%s: protocol error: %s", c->label, reason);
+    conn_drop_with_error(c, reason);
+}
+
+/* The ring found corrupt (its reason says where): logged on its own, so a
+ * host writing garbage does not hide other peers' protocol errors in the
+ * rate-limited log. The Error goes nowhere once the ring is broken. */
+static void conn_ring_fail(struct conn *c)
+{
+    const char *reason = c->ring_broken ? c->ring_broken : tlpb_ring_error(c->ring);
+    bridge_log(TLPB_LOG_ERROR, "%s: protocol error in the shared-memory ring: %s", c->label,
+               reason);
+    conn_drop_with_error(c, reason);
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -143,9 +182,67 @@ static void write_cb(uv_write_t *req, int status)
         conn_resume_paused(c->bridge);
 }
 
+/* One queued message into the ring, TLPs and interrupts as their binary
+ * records like those put directly. */
+static int ring_put_frame(struct tlpb_ring *ring, const Tlpb__Envelope *env)
+{
+    if (env->body_case == TLPB__ENVELOPE__BODY_TLP) {
+        struct tlpb_tlp tlp;
+        const char *reason;
+        if (tlpb_tlp_from_pb(&tlp, env->tlp, &reason) == 0)
+            return tlpb_ring_put_tlp(ring, &tlp);
+    } else if (env->body_case == TLPB__ENVELOPE__BODY_INTERRUPT) {
+        return tlpb_ring_put_interrupt(ring, env->interrupt->kind, env->interrupt->vector,
+                                       env->interrupt->sim_time_ps);
+    }
+    return tlpb_ring_put_envelope(ring, env);
+}
+
+/* A host with a ring: move the frames queued in ob (the ring was full, or
+ * they were queued before RingSetup) into the ring, in order, then wake the
+ * host if it sleeps. */
+static void conn_ring_flush(struct conn *c)
+{
+    if (c->ring_broken) {
+        conn_ring_fail(c);
+        return;
+    }
+    bool moved = false;
+    while (tlpb_obuf_pending(&c->ob) >= TLPB_FRAME_PREFIX_BYTES) {
+        const uint8_t *frame = tlpb_obuf_head(&c->ob);
+        uint32_t body = tlpb_get_le32(frame);
+        const char *reason = NULL;
+        Tlpb__Envelope *env = tlpb_envelope_decode(frame + TLPB_FRAME_PREFIX_BYTES, body, &reason);
+        int rc = env ? ring_put_frame(c->ring, env) : -EBADMSG;
+        tlpb_envelope_free(env);
+        if (rc == -EAGAIN)
+            break; /* the host wakes us when it frees room */
+        if (rc == -EPROTO) {
+            conn_ring_fail(c);
+            return;
+        }
+        if (rc < 0)
+            bridge_log(TLPB_LOG_ERROR, "%s: message of %u bytes does not fit the ring, dropped",
+                       c->label, body);
+        tlpb_obuf_consume(&c->ob, TLPB_FRAME_PREFIX_BYTES + (size_t)body);
+        moved = true;
+        if (rc == 0)
+            c->frames_out++;
+    }
+    if (moved)
+        ring_activity(c->bridge);
+    tlpb_ring_notify(c->ring);
+}
+
 void conn_flush(struct conn *c)
 {
-    if (c->closing || c->write_in_flight || tlpb_obuf_pending(&c->ob) == 0)
+    if (c->closing)
+        return;
+    if (c->ring) {
+        conn_ring_flush(c);
+        return;
+    }
+    if (c->write_in_flight || tlpb_obuf_pending(&c->ob) == 0)
         return;
     /* Try the fast path first: most batches fit the socket buffer. */
     uv_buf_t buf = uv_buf_init((char *)tlpb_obuf_head(&c->ob), (unsigned)tlpb_obuf_pending(&c->ob));
@@ -194,10 +291,32 @@ void conn_resume_paused(struct bridge *b)
         device_output_ready(&b->devices[i]);
 }
 
+/* The outcome of a put straight into c's ring: true when it went in. A
+ * message goes straight in only while nothing waits in ob (order); a full
+ * ring (-EAGAIN) leaves it to ob; a corrupt one fails c at the next flush
+ * (not here: the caller may be in the middle of c's device). */
+static bool ring_put_result(struct conn *c, int rc)
+{
+    if (rc == 0) {
+        ring_activity(c->bridge);
+        return true;
+    }
+    if (rc == -EPROTO)
+        c->ring_broken = tlpb_ring_error(c->ring);
+    return false;
+}
+
+static bool conn_ring_open(const struct conn *c)
+{
+    return c->ring && !c->ring_broken && tlpb_obuf_pending(&c->ob) == 0;
+}
+
 int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force)
 {
     if (!c || c->closing)
         return -ENOTCONN;
+    if (conn_ring_open(c) && ring_put_result(c, tlpb_ring_put_tlp(c->ring, tlp)))
+        return 0;
     int rc = tlpb_obuf_append_tlp(&c->ob, tlp, force);
     if (rc == -EMSGSIZE)
         bridge_log(TLPB_LOG_ERROR, "%s: TLP larger than the peer's max frame, dropped", c->label);
@@ -208,22 +327,35 @@ int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env)
 {
     if (!c || c->closing)
         return -ENOTCONN;
+    if (conn_ring_open(c) && ring_put_result(c, tlpb_ring_put_envelope(c->ring, env)))
+        return 0;
     return tlpb_obuf_append(&c->ob, env, true);
 }
 
 void conn_send_interrupt(struct conn *c, Tlpb__InterruptKind kind, uint32_t vector,
                          uint64_t sim_time_ps)
 {
-    if (c && !c->closing)
-        tlpb_obuf_append_interrupt_at(&c->ob, kind, vector, sim_time_ps);
+    if (!c || c->closing)
+        return;
+    if (conn_ring_open(c) &&
+        ring_put_result(c, tlpb_ring_put_interrupt(c->ring, kind, vector, sim_time_ps)))
+        return;
+    tlpb_obuf_append_interrupt_at(&c->ob, kind, vector, sim_time_ps);
 }
 
 /* Queued like everything else on c (forced), so a TimeSync keeps its place
  * after the TLPs sent before it. */
 void conn_send_time_sync(struct conn *c, const Tlpb__TimeSync *ts)
 {
-    if (c && !c->closing)
-        tlpb_obuf_append_time_sync(&c->ob, ts);
+    if (!c || c->closing)
+        return;
+    if (c->ring) {
+        Tlpb__Envelope env;
+        tlpb_time_sync_envelope(&env, ts);
+        conn_send_envelope(c, &env);
+        return;
+    }
+    tlpb_obuf_append_time_sync(&c->ob, ts);
 }
 
 void conn_send_event(struct conn *c, Tlpb__EventKind kind, const char *backend,
@@ -369,6 +501,10 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
         d, c->label, hello->capabilities & (TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                             TLPB__CAPABILITY__CAP_TIME_SYNC));
     if (hello->role == TLPB__ROLE__ROLE_HOST) {
+        /* The ring shares memory and descriptors: a unix socket only. */
+        if ((hello->capabilities & TLPB__CAPABILITY__CAP_SHM_RING) && !c->is_tcp &&
+            c->bridge->cfg->ring_policy != TLPB_RING_OFF)
+            c->capabilities |= TLPB__CAPABILITY__CAP_SHM_RING;
         if (d->host) {
             refuse(c, "device already has a host connected");
             return;
@@ -453,18 +589,27 @@ void conn_refuse_message(struct conn *c, const Tlpb__Envelope *env, const char *
     tlpb_obuf_append_error(&c->ob, why);
 }
 
-static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
+/* One TLP from a host or a simulator, from a socket frame (pb: what the
+ * peer sent, for the reason) or a binary ring record (pb NULL): the same
+ * checks either way. */
+static void dispatch_tlp(struct conn *c, const struct tlpb_tlp *tlp_in, const Tlpb__Tlp *pb)
 {
-    struct tlpb_tlp tlp;
+    struct tlpb_tlp tlp = *tlp_in;
     const char *reason = NULL;
-    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
+    struct tlpb_tlp_limits lim = conn_limits(c);
+    int rc = tlpb_tlp_validate(&tlp, &lim, &reason);
+    if (rc == -ERANGE && pb) {
         malformed_tlp(c, pb, reason);
         return;
     }
-    struct tlpb_tlp_limits lim = conn_limits(c);
-    int rc = tlpb_tlp_validate(&tlp, &lim, &reason);
     if (rc == -ERANGE) {
-        malformed_tlp(c, pb, reason);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "malformed TLP (%s, tag %u): %s", tlpb_tlp_kind_name(tlp.kind),
+                 tlp.tag, reason);
+        trace_rejected(c->bridge, c->device, &tlp, msg);
+        if (c->device)
+            c->device->stats.rejected_tlps++;
+        conn_fail(c, msg);
         return;
     }
     if (rc != 0) {
@@ -484,6 +629,77 @@ static void dispatch_tlp(struct conn *c, const Tlpb__Tlp *pb)
         device_downstream_from_host(c->device, &tlp);
     else
         device_upstream_from_sim(c->device, &tlp);
+}
+
+static void dispatch_tlp_pb(struct conn *c, const Tlpb__Tlp *pb)
+{
+    struct tlpb_tlp tlp;
+    const char *reason = NULL;
+    if (tlpb_tlp_from_pb(&tlp, pb, &reason) != 0) {
+        malformed_tlp(c, pb, reason);
+        return;
+    }
+    dispatch_tlp(c, &tlp, pb);
+}
+
+static void ring_wake_cb(uv_poll_t *p, int status, int events);
+
+/* RingSetup: from the next message on, this host's messages go through the
+ * shared-memory ring. Anything wrong with it drops the host, with the
+ * reason on the socket. */
+static void handle_ring_setup(struct conn *c, const Tlpb__RingSetup *rs)
+{
+    char why[320];
+    if (!(c->capabilities & TLPB__CAPABILITY__CAP_SHM_RING)) {
+        conn_fail(c, "RingSetup without CAP_SHM_RING granted (a host on the unix socket that"
+                     " offered it, bridge not started with --ring off)");
+        return;
+    }
+    if (c->ring) {
+        conn_fail(c, "second RingSetup: the connection already has a ring");
+        return;
+    }
+    int fds[TLPB_RING_FD_COUNT];
+    int rc = conn_take_fds(c, fds, TLPB_RING_FD_COUNT);
+    if (rc == -ENOENT) {
+        snprintf(why, sizeof(why),
+                 "RingSetup came with %u file descriptors, it needs %d (ring memory, wake-bridge"
+                 " eventfd, wake-host eventfd)", conn_pending_fds(c), TLPB_RING_FD_COUNT);
+        conn_fail(c, why);
+        return;
+    }
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "RingSetup: cannot take its file descriptors: %s",
+                 strerror(-rc));
+        conn_fail(c, why);
+        return;
+    }
+    char err[256];
+    struct tlpb_ring *ring = NULL;
+    rc = tlpb_ring_attach(&ring, fds, rs->ring_bytes, err, sizeof(err));
+    if (rc != 0) {
+        snprintf(why, sizeof(why), "RingSetup refused: %s", err);
+        conn_fail(c, why);
+        return;
+    }
+    rc = uv_poll_init(c->bridge->loop, &c->ring_poll, tlpb_ring_wake_fd(ring));
+    if (rc != 0) {
+        tlpb_ring_destroy(ring);
+        snprintf(why, sizeof(why), "RingSetup: cannot watch the wake-bridge eventfd: %s",
+                 uv_strerror(rc));
+        conn_fail(c, why);
+        return;
+    }
+    c->ring = ring;
+    c->ring_poll.data = c;
+    c->ring_poll_init = true;
+    c->open_handles++;
+    uv_poll_start(&c->ring_poll, UV_READABLE, ring_wake_cb);
+    bridge_log(TLPB_LOG_INFO, "%s: shared-memory ring attached: %llu bytes each way, host %s,"
+               " bridge %s", c->label, (unsigned long long)rs->ring_bytes,
+               rs->host_policy && rs->host_policy[0] ? rs->host_policy : "(unnamed policy)",
+               tlpb_ring_policy_name(c->bridge->cfg->ring_policy));
+    ring_activity(c->bridge);
 }
 
 /* TimeSync: only on a connection that negotiated CAP_TIME_SYNC, and only
@@ -539,7 +755,7 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
     switch (env->body_case) {
     case TLPB__ENVELOPE__BODY_TLP:
         if (host || simulator)
-            dispatch_tlp(c, env->tlp);
+            dispatch_tlp_pb(c, env->tlp);
         else
             wrong_direction(c, env);
         break;
@@ -590,6 +806,12 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
     case TLPB__ENVELOPE__BODY_HELLO:
         conn_fail(c, "second Hello on an established connection");
         return;
+    case TLPB__ENVELOPE__BODY_RING_SETUP:
+        if (host)
+            handle_ring_setup(c, env->ring_setup);
+        else
+            wrong_direction(c, env);
+        break;
     default:
         /* HelloReply, Event, ControlReply: the bridge's to send. */
         wrong_direction(c, env);
@@ -615,6 +837,73 @@ static bool conn_may_read(const struct conn *c)
     if (c->role == TLPB__ROLE__ROLE_SIMULATOR)
         return device_accepts_from_device(d);
     return true;
+}
+
+/* One record from c's ring, acted on as the same message from the socket.
+ * What must come with descriptors or before the ring (Hello, RingSetup,
+ * GuestMemory) is refused inside it. */
+static void dispatch_ring_record(struct conn *c, struct tlpb_ring_msg *m)
+{
+    char why[160];
+    switch (m->type) {
+    case TLPB_RING_MSG_TLP:
+        dispatch_tlp(c, &m->tlp, NULL);
+        break;
+    case TLPB_RING_MSG_INTERRUPT: {
+        Tlpb__Envelope env;
+        Tlpb__Interrupt irq;
+        tlpb_interrupt_envelope(&env, &irq, m->irq_kind, m->irq_vector);
+        irq.sim_time_ps = m->irq_sim_time_ps;
+        dispatch(c, &env);
+        break;
+    }
+    case TLPB_RING_MSG_ENVELOPE:
+        switch (m->env->body_case) {
+        case TLPB__ENVELOPE__BODY_HELLO:
+        case TLPB__ENVELOPE__BODY_RING_SETUP:
+        case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
+            snprintf(why, sizeof(why),
+                     "%s inside the shared-memory ring (it belongs on the socket%s)",
+                     tlpb_message_name(m->env->body_case),
+                     m->env->body_case == TLPB__ENVELOPE__BODY_GUEST_MEMORY
+                         ? ", with its file descriptors" : ", before the ring");
+            conn_fail(c, why);
+            break;
+        default:
+            dispatch(c, m->env);
+            break;
+        }
+        tlpb_envelope_free(m->env);
+        m->env = NULL;
+        break;
+    }
+}
+
+/* Take c's ring records while c may read (the same backpressure as the
+ * socket); a record the ring cannot vouch for drops the host. */
+static void conn_ring_process(struct conn *c)
+{
+    bool took = false;
+    while (!c->closing) {
+        if (!conn_may_read(c)) {
+            c->read_paused = true;
+            break;
+        }
+        struct tlpb_ring_msg m;
+        int rc = tlpb_ring_get(c->ring, &m);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            conn_ring_fail(c);
+            return;
+        }
+        took = true;
+        dispatch_ring_record(c, &m);
+    }
+    if (took && !c->closing) {
+        ring_activity(c->bridge);
+        tlpb_ring_notify(c->ring); /* the host may wait for the room we freed */
+    }
 }
 
 static void conn_process(struct conn *c)
@@ -649,6 +938,8 @@ static void conn_process(struct conn *c)
         dispatch(c, env);
         tlpb_envelope_free(env);
     }
+    if (c->ring && !c->read_paused)
+        conn_ring_process(c);
     if (c->closing)
         return;
     /* Descriptors no message claimed: a peer may send a frame's descriptors
@@ -664,6 +955,9 @@ static void conn_process(struct conn *c)
     if (!c->read_paused && !c->reading) {
         uv_read_start(&c->h.stream, alloc_cb, read_cb);
         c->reading = true;
+    } else if (c->read_paused && c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
     }
     /* Flush everything this batch produced, for every peer. */
     for (struct conn *o = c->bridge->conns; o; o = o->next)
@@ -708,6 +1002,95 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     tlpb_reader_commit(&c->rd, (size_t)nread);
     conn_process(c);
+}
+
+/* ---- Waiting on the rings (tlpbridged --ring) ------------------------------
+ * After any ring activity the loop polls every attached ring from an idle
+ * handle (uv_run does not block while one is active) until spin_us passed
+ * with nothing new; then each ring's asleep flag is armed and the hosts wake
+ * the bridge through the wake-bridge eventfd (ring_poll). busy-poll never
+ * stops while a ring is attached; with no ring nothing polls. */
+static void ring_idle_cb(uv_idle_t *h)
+{
+    struct bridge *b = h->data;
+    bool any = false;
+    for (struct conn *c = b->conns; c; c = c->next) {
+        if (!c->ring || c->closing)
+            continue;
+        any = true;
+        if (!c->read_paused && tlpb_ring_pending(c->ring))
+            conn_process(c);
+        else if (tlpb_obuf_pending(&c->ob))
+            conn_flush(c); /* room may have appeared */
+    }
+    if (!any) {
+        uv_idle_stop(&b->ring_idle);
+        b->ring_idle_active = false;
+        return;
+    }
+    if (b->cfg->ring_policy == TLPB_RING_BUSY_POLL ||
+        uv_hrtime() - b->ring_activity_ns < (uint64_t)b->cfg->ring_spin_us * 1000u)
+        return;
+    /* Quiet for spin_us: sleep, unless a record slipped in meanwhile. A
+     * paused host is left awake: resuming it is the bridge's own doing. */
+    bool all_asleep = true;
+    for (struct conn *c = b->conns; c; c = c->next) {
+        if (!c->ring || c->closing || c->read_paused || c->ring_asleep)
+            continue;
+        if (tlpb_ring_prepare_sleep(c->ring)) {
+            c->ring_asleep = true;
+        } else {
+            tlpb_ring_woken(c->ring);
+            all_asleep = false;
+        }
+    }
+    if (all_asleep) {
+        uv_idle_stop(&b->ring_idle);
+        b->ring_idle_active = false;
+    } else {
+        ring_activity(b);
+    }
+}
+
+static void ring_activity(struct bridge *b)
+{
+    b->ring_activity_ns = uv_hrtime();
+    if (b->ring_idle_active || b->stopping)
+        return;
+    if (!b->ring_idle_init) {
+        uv_idle_init(b->loop, &b->ring_idle);
+        b->ring_idle.data = b;
+        b->ring_idle_init = true;
+    }
+    uv_idle_start(&b->ring_idle, ring_idle_cb);
+    b->ring_idle_active = true;
+    /* Polling again: every ring is watched, none needs its eventfd. */
+    for (struct conn *c = b->conns; c; c = c->next) {
+        if (c->ring && c->ring_asleep) {
+            c->ring_asleep = false;
+            tlpb_ring_woken(c->ring);
+        }
+    }
+}
+
+/* The host wrote the wake-bridge eventfd: records or room for ours. */
+static void ring_wake_cb(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct conn *c = p->data;
+    if (c->closing || !c->ring)
+        return;
+    c->ring_asleep = false;
+    tlpb_ring_woken(c->ring);
+    ring_activity(c->bridge);
+    if (!c->read_paused) {
+        conn_process(c);
+        return;
+    }
+    conn_flush(c);
+    if (conn_has_room(c))
+        conn_resume_paused(c->bridge);
 }
 
 static void handshake_timeout_cb(uv_timer_t *t)
@@ -1160,6 +1543,11 @@ void bridge_stop(struct bridge *b)
     if (b->log_timer_init) {
         uv_close((uv_handle_t *)&b->log_timer, NULL);
         b->log_timer_init = false;
+    }
+    if (b->ring_idle_init) {
+        uv_close((uv_handle_t *)&b->ring_idle, NULL);
+        b->ring_idle_init = false;
+        b->ring_idle_active = false;
     }
     log_bridge = NULL;
     bridge_log_flush(true);

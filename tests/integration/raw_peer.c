@@ -270,3 +270,46 @@ const struct tlpb_devdesc *dmacopy_description(void)
     return &d;
 }
 
+
+Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabilities)
+{
+    raw_open(r);
+    Tlpb__Hello hello;
+    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, device, "raw-test-peer");
+    hello.capabilities = capabilities;
+    Tlpb__Envelope *reply = raw_send_hello(r, &hello);
+    REQUIRE(reply && reply->hello_reply->accepted, "host handshake for %s refused", device);
+    return reply;
+}
+
+void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n)
+{
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
+    REQUIRE(tlpb_obuf_append(&ob, env, true) == 0, "cannot frame a message");
+    REQUIRE(n <= 8, "too many descriptors for one message");
+    /* The descriptors ride on the frame's first byte, the rest follows. */
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = {.iov_base = (void *)tlpb_obuf_head(&ob), .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
+    }
+    ssize_t sent;
+    do
+        sent = sendmsg(r->fd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    REQUIRE(sent == 1, "sendmsg with descriptors: %s", strerror(errno));
+    raw_send(r, tlpb_obuf_head(&ob) + 1, tlpb_obuf_pending(&ob) - 1);
+    tlpb_obuf_free(&ob);
+}

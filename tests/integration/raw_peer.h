@@ -67,4 +67,11 @@ void raw_hello_reply_init(Tlpb__HelloReply *hr, struct tlpb_devdesc_pb *desc_pb,
  * shows up as a refused simulator). */
 const struct tlpb_devdesc *dmacopy_description(void);
 
+/* Connect and handshake as the host of device offering capabilities; fatal
+ * if refused. Returns the HelloReply (free with tlpb_envelope_free). */
+Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabilities);
+/* Send env with n descriptors attached to its frame's first byte
+ * (SCM_RIGHTS), as a host sends RingSetup or GuestMemory. */
+void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n);
+
 #endif
