@@ -181,7 +181,7 @@ struct device_stats {
 /* Shared guest memory (docs/protocol.md "Shared guest memory"): the host's
  * map of guest RAM, each region mapped read/write into the bridge. */
 #define GUESTMEM_MAX_FDS 32
-#define GUESTMEM_MAX_REGIONS 64
+#define GUESTMEM_MAX_REGIONS 32
 struct guestmem_region {
     uint64_t bus_address;
     uint64_t size;

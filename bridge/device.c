@@ -516,8 +516,10 @@ static void guest_read_completion(void *opaque, struct tlpb_tlp *cpl)
  * Order: a write is in memory before anything the device sends after it is
  * forwarded (an MSI-X reaches the host after its data). A request served
  * here may pass an earlier device write to the host that is still queued;
- * such writes lie outside guest RAM (another device's MMIO, not memory the
- * served request touches), so no read returns stale data because of it. */
+ * with a map in place such writes lie outside guest RAM (another device's
+ * MMIO, not memory the served request touches), so no read returns stale
+ * data because of it. Only a write sent just before a new map arrived could
+ * be overtaken: maps change with QEMU's memory map, not during DMA to it. */
 static bool dma_from_guest_memory(struct device *d, const struct tlpb_tlp *tlp)
 {
     if (!d->guest_memory.count || (tlp->kind != TLPB_TLP_MRD && tlp->kind != TLPB_TLP_MWR))
