@@ -122,6 +122,20 @@ static void test_unaligned_first_completion_ends_on_rcb(void **state)
     assert_int_equal(seen.data[1][63], 0);
 }
 
+static void test_first_completion_ends_on_a_64_byte_rcb(void **state)
+{
+    (void)state;
+    setup_mem();
+    /* 300 bytes from 0x50, MPS 128: the first completion ends on the last
+     * 64-byte boundary within 128 bytes (0xc0, not 0x80 as a 128-byte RCB
+     * would), then MPS-sized ones, then the rest. */
+    assert_int_equal(serve(MEM_BASE + 0x50, 300, 128, false, NULL), TLPB_CPL_SC);
+    assert_int_equal(seen.count, 3);
+    expect_cpl(0, MEM_BASE + 0x50, 300, 28);
+    expect_cpl(1, MEM_BASE + 0xc0, 188, 32);
+    expect_cpl(2, MEM_BASE + 0x140, 60, 15);
+}
+
 static void test_unsplit_over_4k_is_one_completion(void **state)
 {
     (void)state;
@@ -172,6 +186,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aligned_split_at_mps),
         cmocka_unit_test(test_unaligned_first_completion_ends_on_rcb),
+        cmocka_unit_test(test_first_completion_ends_on_a_64_byte_rcb),
         cmocka_unit_test(test_unsplit_over_4k_is_one_completion),
         cmocka_unit_test(test_unsplit_up_to_4k_splits_as_pcie),
         cmocka_unit_test(test_zero_length_read),
