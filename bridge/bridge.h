@@ -10,6 +10,7 @@
 #include "hlsim_env.h"
 #include "hlsim_uv.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/dma.h"
 #include "tlpb/log.h"
 #include "tlpb/ring.h"
 #include "tlpb/tlp.h"
@@ -183,6 +184,27 @@ struct device_stats {
     /* TLPs and interrupts from an attached simulator that no longer serves
      * the device (switched away): not forwarded; its requests get UR. */
     uint64_t inactive_backend_drops;
+    /* DMA requests served from shared guest memory, and their bytes. */
+    uint64_t dma_shm_requests;
+    uint64_t dma_shm_bytes;
+};
+
+/* Shared guest memory (docs/protocol.md "Shared guest memory"): the host's
+ * map of guest RAM, each region mapped read/write into the bridge. */
+#define GUESTMEM_MAX_FDS 32
+#define GUESTMEM_MAX_REGIONS 32
+struct guestmem_region {
+    uint64_t bus_address;
+    uint64_t size;
+    uint8_t *data;                 /* the byte at bus_address */
+    void *map;                     /* what to munmap */
+    size_t map_bytes;
+};
+
+struct guestmem {
+    unsigned count;
+    uint64_t bytes;                /* of all regions */
+    struct guestmem_region regions[GUESTMEM_MAX_REGIONS];
 };
 
 /* Log2 histogram of sync wall times, 4 buckets per octave of ns. */
@@ -249,6 +271,8 @@ struct device {
     struct device_stats stats;
     bool logged_no_host;
     struct device_time time;
+    struct guestmem guest_memory;  /* from the host; count 0: none */
+    struct tlpb_dma_scratch dma_scratch; /* DMA reads served from it */
 };
 
 /* A listening socket, accepted from by the bridge itself (server.c). */
@@ -433,6 +457,18 @@ void trace_rejected_pb(struct bridge *b, const struct device *d, const Tlpb__Tlp
                        const char *reason);
 void trace_rejected_message(struct bridge *b, const struct device *d, const Tlpb__Envelope *msg,
                             const char *reason);
+
+/* guestmem.c */
+/* A GuestMemory from c, the host of its device (CAP_GUEST_MEMORY granted):
+ * takes the descriptors sent with it, validates and maps them, replaces the
+ * device's map; a bad one is refused with an Error naming the problem and
+ * the map dropped. Every descriptor is closed before it returns. */
+void guestmem_from_host(struct conn *c, const Tlpb__Envelope *env);
+/* Unmap d's guest memory (why: for the log; nothing logged with no map). */
+void guestmem_drop(struct device *d, const char *why);
+/* The mapping of [addr, addr + bytes) when it lies inside one region of d's
+ * map (bytes 0: the byte at addr), else NULL. */
+uint8_t *guestmem_lookup(const struct device *d, uint64_t addr, uint64_t bytes);
 
 /* control.c */
 void control_handle(struct conn *c, const Tlpb__ControlRequest *req);

@@ -171,6 +171,8 @@ static void status_json(struct bridge *b, struct text *t)
         append_json_string(t, d->hlsim ? d->cfg->model_path : "");
         time_json(d, t);
         ring_json(d, t);
+        appendf(t, ", \"guest_memory_regions\": %u, \"guest_memory_bytes\": %llu",
+                d->guest_memory.count, (unsigned long long)d->guest_memory.bytes);
         appendf(t,
                 ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"
@@ -179,7 +181,8 @@ static void status_json(struct bridge *b, struct text *t)
                 " \"interrupts\": %llu, \"fallback_completions\": %llu,"
                 " \"fallback_absorbed_writes\": %llu, \"timeouts\": %llu,"
                 " \"late_completions\": %llu, \"rejected_tlps\": %llu,"
-                " \"dropped_device_writes\": %llu, \"inactive_backend_drops\": %llu}}",
+                " \"dropped_device_writes\": %llu, \"inactive_backend_drops\": %llu,"
+                " \"dma_shm_requests\": %llu, \"dma_shm_bytes\": %llu}}",
                 device_timeout_ms(d), d->pending_active, (unsigned long long)s->host_requests,
                 (unsigned long long)s->host_posted_writes, (unsigned long long)s->device_requests,
                 (unsigned long long)s->device_posted_writes, (unsigned long long)s->dma_bytes,
@@ -190,7 +193,8 @@ static void status_json(struct bridge *b, struct text *t)
                 (unsigned long long)s->fallback_absorbed_writes, (unsigned long long)s->timeouts,
                 (unsigned long long)s->late_completions, (unsigned long long)s->rejected_tlps,
                 (unsigned long long)s->dropped_device_writes,
-                (unsigned long long)s->inactive_backend_drops);
+                (unsigned long long)s->inactive_backend_drops,
+                (unsigned long long)s->dma_shm_requests, (unsigned long long)s->dma_shm_bytes);
     }
     /* Each connection's outbound queue and whether the bridge reads from
      * it (backpressure, docs/bridge.md "Limits"). */

@@ -306,6 +306,34 @@ static void time_update_coupling(struct device *d);
 static void time_answer_pending_grant(struct device *d, const char *why);
 
 
+/* A completion for the device's DMA read under tlp->tag (device_read_active),
+ * from the host or built by the bridge from shared guest memory: what is
+ * still owed, counted, traced as from the host, delivered. built: made while
+ * the device is sending its request, so an in-process model gets it from the
+ * event loop (at its stamp when coupled). */
+static void completion_to_device(struct device *d, const struct tlpb_tlp *tlp, bool built)
+{
+    if (tlp->status != TLPB_CPL_SC)
+        device_dma_fault(d, false, d->device_read_next[tlp->tag], d->device_read_owed[tlp->tag],
+                         tlpb_cpl_status_name(tlp->status));
+    if (completion_is_final(tlp)) {
+        d->device_read_active[tlp->tag] = false;
+    } else {
+        /* What is still owed, should the host go away before the rest. */
+        uint32_t data = tlp->length_dw * 4u - (tlp->lower_address & 3u);
+        d->device_read_owed[tlp->tag] = tlp->byte_count - data;
+        d->device_read_next[tlp->tag] += data;
+    }
+    d->stats.completions_to_device++;
+    if (tlp->kind == TLPB_TLP_CPLD)
+        d->stats.dma_bytes += tlp->payload_bytes;
+    trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
+    if (built && d->backend == BACKEND_HLSIM)
+        hlsim_backend_downstream_later(d, tlp);
+    else
+        downstream_to_backend(d, tlp);
+}
+
 void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
 {
     if (tlp->sim_time_ps > d->time.host_time_ps)
@@ -332,22 +360,7 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
                 tlpb_obuf_append_error(&d->host->ob, "completion for a tag with no outstanding request");
             return;
         }
-        if (tlp->status != TLPB_CPL_SC)
-            device_dma_fault(d, false, d->device_read_next[tlp->tag], d->device_read_owed[tlp->tag],
-                             tlpb_cpl_status_name(tlp->status));
-        if (completion_is_final(tlp)) {
-            d->device_read_active[tlp->tag] = false;
-        } else {
-            /* What is still owed, should the host go away before the rest. */
-            uint32_t data = tlp->length_dw * 4u - (tlp->lower_address & 3u);
-            d->device_read_owed[tlp->tag] = tlp->byte_count - data;
-            d->device_read_next[tlp->tag] += data;
-        }
-        d->stats.completions_to_device++;
-        if (tlp->kind == TLPB_TLP_CPLD)
-            d->stats.dma_bytes += tlp->payload_bytes;
-        trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
-        downstream_to_backend(d, tlp);
+        completion_to_device(d, tlp, false);
         return;
     }
     trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
@@ -471,6 +484,85 @@ static void upstream_from_inactive(struct device *d, enum backend_kind from,
         device_reject_request(d, d->sim, tlp);
 }
 
+/* ---- DMA served from shared guest memory ---------------------------------- */
+
+static int read_guest_memory(void *opaque, uint64_t addr, void *dst, uint32_t bytes)
+{
+    const struct device *d = opaque;
+    const uint8_t *src = guestmem_lookup(d, addr, bytes);
+    if (!src)
+        return TLPB_CPL_UR;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+struct guest_read {
+    struct device *d;
+    uint64_t stamp_ps;
+};
+
+static void guest_read_completion(void *opaque, struct tlpb_tlp *cpl)
+{
+    struct guest_read *r = opaque;
+    cpl->sim_time_ps = r->stamp_ps; /* answered at once, as a host does in coupled time */
+    completion_to_device(r->d, cpl, true);
+}
+
+/* A device DMA request (already validated) whose whole range lies in the
+ * host's shared guest memory: a write is applied to it, a read answered
+ * from it with the completions the host would build; nothing goes to the
+ * host. Returns false (nothing done) for anything else.
+ *
+ * Order: a write is in memory before anything the device sends after it is
+ * forwarded (an MSI-X reaches the host after its data). A request served
+ * here may pass an earlier device write to the host that is still queued;
+ * with a map in place such writes lie outside guest RAM (another device's
+ * MMIO, not memory the served request touches), so no read returns stale
+ * data because of it. Only a write sent just before a new map arrived could
+ * be overtaken: maps change with QEMU's memory map, not during DMA to it. */
+static bool dma_from_guest_memory(struct device *d, const struct tlpb_tlp *tlp)
+{
+    if (!d->guest_memory.count || (tlp->kind != TLPB_TLP_MRD && tlp->kind != TLPB_TLP_MWR))
+        return false;
+    uint64_t addr = tlpb_tlp_first_byte_address(tlp);
+    uint32_t bytes = tlpb_tlp_request_bytes(tlp);
+    uint8_t *mem = guestmem_lookup(d, addr, bytes);
+    if (!mem)
+        return false;
+    trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST, d, tlp);
+    d->stats.dma_shm_requests++;
+    d->stats.dma_shm_bytes += bytes;
+    if (tlp->kind == TLPB_TLP_MWR) {
+        d->stats.device_posted_writes++;
+        d->stats.dma_bytes += tlp->payload_bytes;
+        const uint8_t *src = tlp->payload + (addr - tlp->address);
+        if (tlp->length_dw <= 2 && bytes) {
+            /* Byte enables may be sparse in a 1-2 DW write: only enabled bytes. */
+            for (uint32_t i = 0; i < bytes; i++) {
+                uint32_t k = (uint32_t)(addr - tlp->address) + i;
+                uint8_t be = k < 4 ? tlp->first_be : tlp->last_be;
+                if (be & (1u << (k & 3u)))
+                    mem[i] = src[i];
+            }
+        } else {
+            memcpy(mem, src, bytes);
+        }
+        return true;
+    }
+    d->stats.device_requests++;
+    d->device_read_active[tlp->tag] = true;
+    d->device_read_owed[tlp->tag] = bytes;
+    d->device_read_next[tlp->tag] = addr;
+    d->device_read_stamp[tlp->tag] = tlp->sim_time_ps;
+    struct tlpb_tlp_limits lim = {.max_payload_bytes = 4096, .unsplit = d->cfg->fast_dma};
+    if (d->backend == BACKEND_EXTERNAL && d->sim)
+        lim = conn_limits(d->sim);
+    struct guest_read r = {.d = d, .stamp_ps = tlp->sim_time_ps};
+    tlpb_dma_serve_read(&d->dma_scratch, tlp, 0, tlpb_cfg_max_payload_bytes(&d->shadow),
+                        lim.unsplit, read_guest_memory, d, guest_read_completion, &r);
+    return true;
+}
+
 static void upstream_route(struct device *d, enum backend_kind from, const struct tlpb_tlp *tlp)
 {
     if (from != d->backend) {
@@ -514,6 +606,8 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         }
         return;
     }
+    if (dma_from_guest_memory(d, tlp))
+        return;
     if (tlp->kind == TLPB_TLP_MRD) {
         d->stats.device_requests++;
         d->device_read_active[tlp->tag] = true;
@@ -1148,6 +1242,7 @@ void device_host_detached(struct device *d)
 {
     d->host = NULL;
     bridge_log(TLPB_LOG_INFO, "device %s: host disconnected", d->cfg->name);
+    guestmem_drop(d, "host disconnected");
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++) {
         struct pending_request *p = &d->pending[tag];
         d->device_read_abandoned[tag] = false;
@@ -1400,6 +1495,8 @@ void device_fini(struct device *d)
         return;
     hlsim_backend_unload(d);
     hlsim_uv_defer_close(&d->deferred);
+    guestmem_drop(d, "bridge stopping");
+    tlpb_dma_scratch_free(&d->dma_scratch);
     if (!uv_is_closing((uv_handle_t *)&d->timeout_timer))
         uv_close((uv_handle_t *)&d->timeout_timer, NULL);
 }

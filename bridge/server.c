@@ -500,6 +500,9 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     c->capabilities = device_grant_capabilities(
         d, c->label, hello->capabilities & (TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                             TLPB__CAPABILITY__CAP_TIME_SYNC));
+    /* Descriptors travel only on a unix socket, to the host's bridge. */
+    if (hello->role == TLPB__ROLE__ROLE_HOST && !c->is_tcp)
+        c->capabilities |= hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY;
     if (hello->role == TLPB__ROLE__ROLE_HOST) {
         /* The ring shares memory and descriptors: a unix socket only. */
         if ((hello->capabilities & TLPB__CAPABILITY__CAP_SHM_RING) && !c->is_tcp &&
@@ -802,6 +805,12 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
             break;
         }
         bridge_log(TLPB_LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
+        break;
+    case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
+        if (host && (c->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY))
+            guestmem_from_host(c, env);
+        else
+            wrong_direction(c, env);
         break;
     case TLPB__ENVELOPE__BODY_HELLO:
         conn_fail(c, "second Hello on an established connection");

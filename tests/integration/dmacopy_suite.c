@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "harness.h"
@@ -22,6 +25,7 @@
 
 unsigned fx_reconnect_interval_ms = 1;
 const char *fx_bridge_address;
+bool fx_guest_memory;
 
 /* ---- Host callbacks ---------------------------------------------------------- */
 
@@ -132,8 +136,21 @@ void fx_open_ex(struct dmacopy_fixture *fx, const char *device, bool offer_unspl
     fx->irq_watch_index = -1;
     fx->device = device;
     fx->dma_mode = offer_unsplit ? FX_DMA_FAST : FX_DMA_STRICT;
-    fx->ram = calloc(1, GUEST_RAM_BYTES);
-    REQUIRE(fx->ram != NULL, "out of memory");
+    fx->ram_fd = -1;
+    if (fx_guest_memory) {
+        /* Guest RAM as QEMU's memory-backend-memfd has it: a memfd sealed
+         * against resizing, shared with the bridge. */
+        fx->ram_fd = memfd_create("dmacopy-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        REQUIRE(fx->ram_fd >= 0, "memfd_create: %s", strerror(errno));
+        REQUIRE(ftruncate(fx->ram_fd, GUEST_RAM_BYTES) == 0 &&
+                    fcntl(fx->ram_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0,
+                "sizing and sealing the guest RAM memfd: %s", strerror(errno));
+        fx->ram = mmap(NULL, GUEST_RAM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fx->ram_fd, 0);
+        REQUIRE(fx->ram != MAP_FAILED, "mmap of the guest RAM memfd: %s", strerror(errno));
+    } else {
+        fx->ram = calloc(1, GUEST_RAM_BYTES);
+        REQUIRE(fx->ram != NULL, "out of memory");
+    }
     struct tlpb_host_config cfg = {
         .address = fx_bridge_address ? fx_bridge_address : it.socket_path,
         .device_name = device,
@@ -151,6 +168,14 @@ void fx_open_ex(struct dmacopy_fixture *fx, const char *device, bool offer_unspl
     char err[256];
     int rc = tlpb_host_open(&fx->host, &cfg, &ops, fx, err, sizeof(err));
     REQUIRE(rc == 0, "tlpb_host_open: %s", err);
+    if (fx_guest_memory) {
+        struct tlpb_host_memory_region ram = {.bus_address = GUEST_RAM_BASE,
+                                              .size_bytes = GUEST_RAM_BYTES,
+                                              .fd = fx->ram_fd,
+                                              .fd_offset = 0};
+        rc = tlpb_host_set_guest_memory(fx->host, &ram, 1);
+        REQUIRE(rc == 0, "tlpb_host_set_guest_memory: %s", strerror(-rc));
+    }
     if (require_connected)
         REQUIRE(tlpb_host_connected(fx->host), "host for %s did not connect to the bridge", device);
 }
@@ -175,8 +200,26 @@ void fx_close(struct dmacopy_fixture *fx)
 {
     tlpb_host_close(fx->host);
     fx->host = NULL;
-    free(fx->ram);
+    if (fx->ram_fd >= 0) {
+        munmap(fx->ram, GUEST_RAM_BYTES);
+        close(fx->ram_fd);
+        fx->ram_fd = -1;
+    } else {
+        free(fx->ram);
+    }
     fx->ram = NULL;
+}
+
+/* A counter of the device in the bridge's status (0 and a failure if absent). */
+static unsigned long long fx_bridge_counter(struct dmacopy_fixture *fx, const char *key)
+{
+    bool ok = false;
+    char *status = it_control("status", NULL, &ok);
+    const char *dev = ok ? it_json_device(status, fx->device) : NULL;
+    unsigned long long v = 0;
+    CHECK(dev && it_json_uint(dev, key, &v), "status of %s has no %s", fx->device, key);
+    free(status);
+    return v;
 }
 
 typedef bool (*fx_pred)(struct dmacopy_fixture *fx, const void *arg);
@@ -652,9 +695,16 @@ static void case_copy_1mib(struct dmacopy_fixture *fx)
     uint64_t reads_before = fx->dma_read_requests;
     uint32_t max_read_before = fx->max_dma_read_bytes;
     fx->max_dma_read_bytes = 0;
+    unsigned long long shm_before = fx_guest_memory ? fx_bridge_counter(fx, "dma_shm_bytes") : 0;
     fx_copy(fx, SRC_OFF, DST_OFF, 1024u * 1024u, "1 MiB copy");
     uint64_t reads = fx->dma_read_requests - reads_before;
-    if (fx->dma_mode == FX_DMA_STRICT) {
+    if (fx_guest_memory) {
+        /* The bridge served it from the shared RAM: the host saw none of it. */
+        CHECK(fx_bridge_counter(fx, "dma_shm_bytes") - shm_before >= 2u * 1024u * 1024u,
+              "1 MiB copy with shared guest memory: the bridge served less than 2 MiB of DMA");
+        CHECK(reads == 0, "1 MiB copy with shared guest memory: %llu reads reached the host",
+              (unsigned long long)reads);
+    } else if (fx->dma_mode == FX_DMA_STRICT) {
         /* 1 MiB in requests of at most the max read request size (512). */
         CHECK(reads >= 2048, "strict DMA: 1 MiB was read in %llu requests, expected >= 2048",
               (unsigned long long)reads);
@@ -675,7 +725,11 @@ static void case_dma_rules(struct dmacopy_fixture *fx)
 {
     CHECK(fx->dma_refused == 0, "%llu DMA requests outside guest memory so far",
           (unsigned long long)fx->dma_refused);
-    if (fx->dma_mode == FX_DMA_STRICT) {
+    if (fx_guest_memory) {
+        /* The host sees no DMA in RAM: the bridge's validator (which every
+         * device TLP passes before it is served) refused none. */
+        CHECK(fx_bridge_counter(fx, "rejected_tlps") == 0, "the bridge rejected device TLPs");
+    } else if (fx->dma_mode == FX_DMA_STRICT) {
         CHECK(fx->max_dma_read_bytes <= 512, "read request of %u bytes > max read request 512",
               fx->max_dma_read_bytes);
         CHECK(fx->max_dma_write_bytes <= 128, "write of %u bytes > max payload 128",

@@ -29,6 +29,7 @@ struct dmacopy_fixture {
     const char *device;
     struct tlpb_host *host;
     uint8_t *ram;
+    int ram_fd;             /* fx_guest_memory: the memfd ram maps, else -1 */
     enum fx_dma_expect dma_mode;
 
     /* interrupts seen by the host callback */
@@ -71,6 +72,10 @@ struct dmacopy_fixture {
 extern unsigned fx_reconnect_interval_ms;
 /* Where hosts connect (default: the harness's unix socket). */
 extern const char *fx_bridge_address;
+/* Guest RAM in a sealed memfd shared with the bridge (tlpb_host_set_guest_
+ * memory): DMA in RAM is served by the bridge, not the host's callbacks;
+ * the cases check the bridge's dma_shm_bytes instead. */
+extern bool fx_guest_memory;
 
 /* Connect a host for device (offer_unsplit: accept fast-mode DMA). Fatal if
  * the bridge does not accept it. */

@@ -59,6 +59,41 @@ void raw_send_env(struct raw *r, const Tlpb__Envelope *env)
     tlpb_obuf_free(&ob);
 }
 
+void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n)
+{
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
+    REQUIRE(tlpb_obuf_append(&ob, env, true) == 0, "cannot frame a message");
+    REQUIRE(n <= RAW_MAX_FDS, "%u descriptors: at most %u", n, RAW_MAX_FDS);
+    const uint8_t *p = tlpb_obuf_head(&ob);
+    size_t len = tlpb_obuf_pending(&ob);
+    /* The descriptors ride on the frame's first byte, the rest as usual. */
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * RAW_MAX_FDS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    }
+    ssize_t sent;
+    do {
+        sent = sendmsg(r->fd, &msg, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    CHECK(sent == 1, "sendmsg with %u descriptors: %s", n, sent < 0 ? strerror(errno) : "short");
+    if (sent == 1)
+        raw_send(r, p + 1, len - 1);
+    tlpb_obuf_free(&ob);
+}
+
 void raw_send_tlp(struct raw *r, const struct tlpb_tlp *tlp)
 {
     Tlpb__Tlp pb;
@@ -282,34 +317,3 @@ Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabi
     return reply;
 }
 
-void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n)
-{
-    struct tlpb_obuf ob;
-    tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
-    REQUIRE(tlpb_obuf_append(&ob, env, true) == 0, "cannot frame a message");
-    REQUIRE(n <= 8, "too many descriptors for one message");
-    /* The descriptors ride on the frame's first byte, the rest follows. */
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(8 * sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct iovec iov = {.iov_base = (void *)tlpb_obuf_head(&ob), .iov_len = 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (n) {
-        msg.msg_control = ctl.buf;
-        msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(n * sizeof(int));
-        memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
-    }
-    ssize_t sent;
-    do
-        sent = sendmsg(r->fd, &msg, MSG_NOSIGNAL);
-    while (sent < 0 && errno == EINTR);
-    REQUIRE(sent == 1, "sendmsg with descriptors: %s", strerror(errno));
-    raw_send(r, tlpb_obuf_head(&ob) + 1, tlpb_obuf_pending(&ob) - 1);
-    tlpb_obuf_free(&ob);
-}

@@ -22,6 +22,10 @@ void raw_close(struct raw *r);
 void raw_send(struct raw *r, const void *bytes, size_t len);
 void raw_send_prefix(struct raw *r, uint32_t len);
 void raw_send_env(struct raw *r, const Tlpb__Envelope *env);
+/* The same with n descriptors sent along (SCM_RIGHTS on the frame's first
+ * byte, as GuestMemory and RingSetup carry them). */
+#define RAW_MAX_FDS 40
+void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n);
 void raw_send_tlp(struct raw *r, const struct tlpb_tlp *tlp);
 /* Next message; NULL at EOF (*eof set) or on timeout (a failure). Error
  * messages are counted (errors_seen, last_error) and returned too. */
@@ -43,6 +47,7 @@ void raw_simulator(struct raw *r, const char *device);
 void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities);
 /* Connect and handshake as the host of device; fatal if refused. */
 void raw_host(struct raw *r, const char *device);
+/* The same, offering capabilities; *granted: what the bridge granted. */
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;
@@ -72,6 +77,5 @@ const struct tlpb_devdesc *dmacopy_description(void);
 Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabilities);
 /* Send env with n descriptors attached to its frame's first byte
  * (SCM_RIGHTS), as a host sends RingSetup or GuestMemory. */
-void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, unsigned n);
 
 #endif

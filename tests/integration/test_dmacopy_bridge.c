@@ -5,7 +5,9 @@
  *   --mode external-fast  the same with hlsim-run --fast-dma
  *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback)
  *   --mode rtl          the Verilog dmacopy in its Verilator simulator (the
- *                       executable named by TLPB_IT_RTL_SIM), strict DMA */
+ *                       executable named by TLPB_IT_RTL_SIM), strict DMA
+ * Any mode but inproc-tcp with "-shm" appended (inproc-shm, external-fast-shm):
+ * guest RAM in a memfd shared with the bridge, which serves the DMA. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +18,21 @@
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_dmacopy_bridge");
-    const char *mode = it_paths.mode ? it_paths.mode : "inproc";
+    const char *full_mode = it_paths.mode ? it_paths.mode : "inproc";
+    char mode[64];
+    snprintf(mode, sizeof(mode), "%s", full_mode);
+    size_t mode_len = strlen(mode);
+    bool shm = mode_len > 4 && strcmp(mode + mode_len - 4, "-shm") == 0;
+    if (shm)
+        mode[mode_len - 4] = '\0';
+    fx_guest_memory = shm;
     bool rtl = strcmp(mode, "rtl") == 0;
     bool external = strncmp(mode, "external", 8) == 0 || rtl;
     bool fast = strstr(mode, "-fast") != NULL;
     bool tcp = strcmp(mode, "inproc-tcp") == 0;
     if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp &&
         strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0 && !rtl) {
-        fprintf(stderr, "unknown --mode %s\n", mode);
+        fprintf(stderr, "unknown --mode %s\n", full_mode);
         return 2;
     }
     REQUIRE(it_paths.model != NULL, "--model not given");
@@ -32,10 +41,11 @@ int main(int argc, char **argv)
     const char *rtl_sim = getenv("TLPB_IT_RTL_SIM");
     if (rtl)
         REQUIRE(rtl_sim && *rtl_sim, "--mode rtl needs TLPB_IT_RTL_SIM (the simulator executable)");
-    printf("mode %s: dmacopy %s, %s DMA\n", mode,
+    REQUIRE(!(shm && tcp), "guest memory is shared only over the unix socket");
+    printf("mode %s: dmacopy %s, %s DMA%s\n", full_mode,
            rtl ? "in RTL (Verilator simulator process)"
            : external ? "in its own hlsim-run process" : "loaded in the bridge",
-           fast ? "fast (unsplit)" : "strict");
+           fast ? "fast (unsplit)" : "strict", shm ? ", guest RAM shared with the bridge" : "");
 
     char device_arg[1200];
     snprintf(device_arg, sizeof(device_arg), "dmacopy0:%s=%s", external ? "external" : "hlsim",
