@@ -266,10 +266,8 @@ static void open_device(struct dmacopy_host *dc, const char *socket_path, const 
                                      .ram = shm ? shm->mem : NULL,
                                      .ring_policy = mode->policy, .ring_spin_us = mode->spin_us};
     char err[512];
-    if (dmacopy_host_open(dc, &o, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tlpb-bench: %s\n", err);
-        exit(1);
-    }
+    if (dmacopy_host_open(dc, &o, err, sizeof(err)) != 0)
+        die(err);
     if (shm) {
         struct tlpb_host_memory_region region = {.bus_address = dc->ram_base,
                                                  .size_bytes = dc->ram_bytes, .fd = shm->fd};
@@ -281,9 +279,9 @@ static void open_device(struct dmacopy_host *dc, const char *socket_path, const 
     struct tlpb_host_stats st;
     tlpb_host_get_stats(dc->host, &st);
     if (st.ring_active != mode->ring) {
-        fprintf(stderr, "tlpb-bench: ring mode %s: the connection %s the shared-memory ring\n",
-                mode->name, st.ring_active ? "uses" : "does not use");
-        exit(1);
+        snprintf(err, sizeof(err), "ring mode %s: the connection %s the shared-memory ring",
+                 mode->name, st.ring_active ? "uses" : "does not use");
+        die(err);
     }
     if (shm && !st.guest_memory_shared)
         die("the bridge did not take the shared guest memory");
@@ -722,7 +720,8 @@ int main(int argc, char **argv)
            "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
            "  \"ratio_posted_writes_to_socket_rate\": %.2f,\n",
            iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, read_user_cpu_us, read_cpu_us, writes, fast / 1e6,
-           fast_msg / 1e6, strict / 1e6, strict_shm / 1e6, strict_tlps, msix, sync_p50, sync_p99, sync_ext_p50, sync_ext_p99,
+           fast_msg / 1e6, strict / 1e6, strict_shm / 1e6, strict_tlps, msix, sync_p50, sync_p99,
+           sync_ext_p50, sync_ext_p99,
            sync_p50 / mmio_p50, mmio_p50 / socket_p50, ext_p50 / relay_p50,
            writes / (1e6 / socket_p50));
     const struct {
