@@ -1,22 +1,35 @@
 #!/usr/bin/env python3
 """Guest-side benchmark: what the Linux driver in a QEMU guest sees.
 
-One QEMU boot with two devices: tlpbridge-pci (dmacopy served by its hlsim
-model loaded in tlpbridged) and QEMU's built-in `edu` device as a baseline
-(QEMU completes its MMIO reads itself). In the guest, dmacopy-test measures:
+QEMU boots with tlpbridge-pci (dmacopy served by its hlsim model loaded in
+tlpbridged) and, in the first boot, QEMU's built-in `edu` device as a
+baseline (QEMU completes its MMIO reads itself). Guest RAM is on
+memory-backend-memfd,share=on, so the shim shares it with the bridge. One run
+boots three times, each with a bridge of its own:
+
+  1. strict DMA, ring adaptive (the defaults): MMIO reads on dmacopy and edu,
+     64 KiB copies (guest_copy_strict_MBps), then the guest idle;
+  2. fast DMA, ring adaptive: 64 KiB copies (guest_copy_fast_MBps);
+  3. strict DMA, ring busy-poll on both sides (tlpbridge-pci ring=busy-poll,
+     tlpbridged --ring busy-poll): MMIO reads (guest_readl_us_p50_busy_poll);
+
+then once more without tlpbridge-pci, idle, as the idle baseline. In the
+guest, dmacopy-test measures:
 
   - the cost of one 4-byte MMIO read issued by the driver (readl() of SCRATCH
     on dmacopy, of register 0 on edu, N times, timed in the kernel):
     `dmacopy-test --bench-mmio N` and `--node /dev/edu-mmio-bench`;
-  - dmacopy throughput for 64 KiB copies with completion interrupts, CRC
-    checked on each: `dmacopy-test --bench-copy 65536 COUNT`.
+  - dmacopy throughput for 64 KiB copies through the Linux driver with
+    completion interrupts, counted per second of wall time, the device's CRC
+    checked on each, the data compared after the clock stops:
+    `dmacopy-test --bench-copy 65536 COUNT`.
 
 Each measurement is repeated; the JSON on stdout has every sample and the
 medians, and the ratio tlpbridge/edu for the MMIO read. Progress goes to
 stderr.
 
 usage: guest-bench.py --build BUILD [--reps 5] [--mmio-reads N] [--edu-reads N]
-                      [--copies N] [--accel tcg|kvm] [--dma strict|fast]
+                      [--copies N] [--accel tcg|kvm] [--idle-s N]
 """
 
 import argparse
@@ -76,6 +89,53 @@ def summary(samples):
             "samples": [round(x, 2) for x in samples]}
 
 
+def bridge_figures(tlpbctl, s):
+    """What the bridge says it used for dmacopy0: ring policy, shared guest
+    memory and the DMA it served from it (docs/bridge.md, status)."""
+    if not os.path.exists(tlpbctl):
+        return "not read: %s not found" % tlpbctl
+    st = tg.tlpbctl_status(tlpbctl, s.socket)
+    return {k: st.get(k) for k in ("ring", "guest_memory_regions", "guest_memory_bytes",
+                                   "dma_shm_requests", "dma_shm_bytes", "ring_records_in",
+                                   "ring_records_out", "ring_wakeups_sent", "ring_sleeps")}
+
+
+def boot(s, paths, accel, name, dma, ring, devices_extra=()):
+    """A bridge of its own (--dma dma --ring ring) and a guest whose
+    tlpbridge-pci uses the same ring policy; returns (bridge, guest) once the
+    guest has booted with /dev/dmacopy0."""
+    bproc = s.start_bridge(paths["bridge"], ["--device", "dmacopy0:hlsim=" + paths["model"],
+                                             "--dma", dma, "--ring", ring,
+                                             "--log-level", "warn"],
+                           name="tlpbridged-" + name)
+    g = tg.Guest(s, paths["qemu"], paths["kernel"], paths["initrd"], accel=accel,
+                 name="qemu-" + name,
+                 shim_props=tg.shim_props(ring=None if ring == "adaptive" else ring),
+                 devices=["pcie-root-port,id=rp0,chassis=1",
+                          "tlpbridge-pci,bus=rp0,socket=%s,device=dmacopy0" % s.socket]
+                 + list(devices_extra))
+    g.wait_booted()
+    rc, _ = g.run("test -c /dev/dmacopy0")
+    if rc != 0:
+        raise tg.Failure("the guest has no /dev/dmacopy0 (driver not bound?)")
+    return bproc, g
+
+
+def shut(g, bproc):
+    g.poweroff()
+    bproc.stop()
+
+
+def mmio_reads(g, count):
+    return bench(g, "dmacopy-test --bench-mmio %d" % count, "mmio_read_ns_per_op",
+                 600)["mmio_read_ns_per_op"]
+
+
+def copies(g, count):
+    v = bench(g, "dmacopy-test --bench-copy 65536 %d" % count, "copy_MBps", 600)
+    return v["copy_MBps"], v["copy_us_per_op"]
+
+
 def main():
     tg.exit_on_signals()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -88,71 +148,94 @@ def main():
                     help="MMIO reads per sample on edu")
     ap.add_argument("--copies", type=int, default=200, help="64 KiB copies per sample")
     ap.add_argument("--accel", help="tcg or kvm (default: TLPB_ACCEL, else KVM if a KVM guest boots)")
-    ap.add_argument("--dma", choices=("strict", "fast"), default="strict")
     ap.add_argument("--idle-s", type=int, default=10,
                     help="guest idle (sleep) for the idle CPU measure")
     args = ap.parse_args()
 
     b = os.path.abspath(args.build)
-    qemu = args.qemu or os.path.join(b, "qemu_shim", "qemu-system-x86_64")
-    kernel = os.path.join(b, "guest", "vmlinuz")
-    initrd = os.path.join(b, "guest", "initramfs.cpio.gz")
-    bridge = os.path.join(b, "bridge", "tlpbridged")
-    model = os.path.join(b, "examples", "libdmacopy.so")
-    for p in (qemu, kernel, initrd, bridge, model):
+    paths = {
+        "qemu": args.qemu or os.path.join(b, "qemu_shim", "qemu-system-x86_64"),
+        "kernel": os.path.join(b, "guest", "vmlinuz"),
+        "initrd": os.path.join(b, "guest", "initramfs.cpio.gz"),
+        "bridge": os.path.join(b, "bridge", "tlpbridged"),
+        "model": os.path.join(b, "examples", "libdmacopy.so"),
+    }
+    tlpbctl = os.path.join(b, "bridge", "tlpbctl")
+    for p in paths.values():
         if not os.path.exists(p):
             progress("%s not found: configure with -DTLPB_BUILD_QEMU=ON and build "
                      "(targets qemu, guest-image, tlpbridged, dmacopy_model)" % p)
             return 2
     if args.accel:
         os.environ["TLPB_ACCEL"] = args.accel
-    accel, why = tg.choose_accel(qemu, kernel, initrd)
+    accel, why = tg.choose_accel(paths["qemu"], paths["kernel"], paths["initrd"])
     progress("accelerator %s (%s)" % (accel, why))
 
     result = {
         "benchmark": "guest-side MMIO read and dmacopy copy",
         "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
         "qemu_accel": accel,
-        "dma_mode": args.dma,
+        "dma_mode": "strict (copy_64KiB), fast (copy_64KiB_fast)",
+        "guest_ram": "memory-backend-memfd,share=on (shared with the bridge)",
         "repetitions": args.reps,
     }
+    bridge_status = {}
     with tg.Session("tlpb-bench", verbose=False) as s:
         try:
-            bproc = s.start_bridge(bridge, ["--device", "dmacopy0:hlsim=" + model,
-                                            "--dma", args.dma, "--log-level", "warn"])
-            g = tg.Guest(s, qemu, kernel, initrd, accel=accel, devices=[
-                "pcie-root-port,id=rp0,chassis=1",
-                "tlpbridge-pci,bus=rp0,socket=%s,device=dmacopy0" % s.socket,
-                "edu"])
-            g.wait_booted()
+            # 1. strict DMA, adaptive ring: MMIO reads beside edu, strict
+            # copies, idle.
+            progress("boot 1/3: strict DMA, ring adaptive, with edu")
+            bproc, g = boot(s, paths, accel, "adaptive", "strict", "adaptive", ["edu"])
             result["guest_kernel"] = g.run("uname -r")[1][0].strip()
-            rc, _ = g.run("test -c /dev/dmacopy0 && test -c /dev/edu-mmio-bench")
-            if rc != 0:
-                raise tg.Failure("the guest has no /dev/dmacopy0 or /dev/edu-mmio-bench "
-                                 "(driver not bound?)")
+            if g.run("test -c /dev/edu-mmio-bench")[0] != 0:
+                raise tg.Failure("the guest has no /dev/edu-mmio-bench")
             tl, edu, mbps, us = [], [], [], []
             # Warm-up (first-touch costs in the guest and in the bridge).
-            bench(g, "dmacopy-test --bench-mmio 1000", "mmio_read_ns_per_op", 300)
-            bench(g, "dmacopy-test --bench-copy 65536 10", "copy_MBps", 300)
+            mmio_reads(g, 1000)
+            copies(g, 10)
             for i in range(args.reps):
                 progress("repetition %d/%d" % (i + 1, args.reps))
-                v = bench(g, "dmacopy-test --bench-mmio %d" % args.mmio_reads,
-                          "mmio_read_ns_per_op", 600)
-                tl.append(v["mmio_read_ns_per_op"])
-                v = bench(g, "dmacopy-test --node /dev/edu-mmio-bench --bench-mmio %d" %
-                          args.edu_reads, "mmio_read_ns_per_op", 600)
-                edu.append(v["mmio_read_ns_per_op"])
-                v = bench(g, "dmacopy-test --bench-copy 65536 %d" % args.copies, "copy_MBps", 600)
-                mbps.append(v["copy_MBps"])
-                us.append(v["copy_us_per_op"])
+                tl.append(mmio_reads(g, args.mmio_reads))
+                edu.append(bench(g, "dmacopy-test --node /dev/edu-mmio-bench --bench-mmio %d" %
+                                 args.edu_reads, "mmio_read_ns_per_op", 600)["mmio_read_ns_per_op"])
+                m, u = copies(g, args.copies)
+                mbps.append(m)
+                us.append(u)
             # The guest idle with the device attached: what the bridge and
             # QEMU burn doing nothing (one command sent, then only sleep).
             progress("idle guest for %d s" % args.idle_s)
             bridge_pct, qemu_pct = idle_cpu_percent(g, args.idle_s, bproc.pid)
-            g.poweroff()
+            bridge_status["strict_adaptive"] = bridge_figures(tlpbctl, s)
+            shut(g, bproc)
+
+            # 2. fast DMA, adaptive ring: copies.
+            progress("boot 2/3: fast DMA, ring adaptive")
+            bproc, g = boot(s, paths, accel, "fast", "fast", "adaptive")
+            fast_mbps, fast_us = [], []
+            copies(g, 10)
+            for i in range(args.reps):
+                progress("repetition %d/%d" % (i + 1, args.reps))
+                m, u = copies(g, args.copies)
+                fast_mbps.append(m)
+                fast_us.append(u)
+            bridge_status["fast_adaptive"] = bridge_figures(tlpbctl, s)
+            shut(g, bproc)
+
+            # 3. busy-polling on both sides: MMIO reads.
+            progress("boot 3/3: strict DMA, ring busy-poll")
+            bproc, g = boot(s, paths, accel, "busy-poll", "strict", "busy-poll")
+            busy = []
+            mmio_reads(g, 1000)
+            for i in range(args.reps):
+                progress("repetition %d/%d" % (i + 1, args.reps))
+                busy.append(mmio_reads(g, args.mmio_reads))
+            bridge_status["strict_busy_poll"] = bridge_figures(tlpbctl, s)
+            shut(g, bproc)
+
             # Baseline: the same guest without tlpbridge-pci, idle as long.
             progress("idle guest without tlpbridge-pci for %d s (baseline)" % args.idle_s)
-            g = tg.Guest(s, qemu, kernel, initrd, accel=accel, name="qemu-baseline",
+            g = tg.Guest(s, paths["qemu"], paths["kernel"], paths["initrd"], accel=accel,
+                         name="qemu-baseline",
                          devices=["pcie-root-port,id=rp0,chassis=1", "edu"])
             g.wait_booted()
             _, base_pct = idle_cpu_percent(g, args.idle_s)
@@ -161,25 +244,42 @@ def main():
                 "bridge": bridge_pct, "qemu": qemu_pct, "total": round(bridge_pct + qemu_pct, 2),
                 "qemu_without_device": base_pct, "idle_s": args.idle_s,
                 "what": "CPU of a core used by tlpbridged and QEMU while the guest sleeps "
-                        "with the device attached (%s); baseline: QEMU with no "
-                        "tlpbridge-pci" % accel,
+                        "with the device attached (%s, ring adaptive); baseline: QEMU with "
+                        "no tlpbridge-pci" % accel,
             }
         except tg.Failure as e:
             progress("failed: %s" % e)
             s.dump_logs()
             return 1
+    result["guest_readl_us_p50"] = round(statistics.median(tl) / 1e3, 3)
+    result["guest_readl_us_p50_busy_poll"] = round(statistics.median(busy) / 1e3, 3)
+    result["guest_readl_us_p50_edu"] = round(statistics.median(edu) / 1e3, 3)
+    result["guest_copy_fast_MBps"] = round(statistics.median(fast_mbps), 1)
+    result["guest_copy_strict_MBps"] = round(statistics.median(mbps), 1)
     result["mmio_read_ns"] = {
         "tlpbridge_pci": dict(summary(tl), reads_per_sample=args.mmio_reads,
                               what="readl() of dmacopy SCRATCH, served by the hlsim model "
-                                   "in tlpbridged"),
+                                   "in tlpbridged, ring adaptive"),
+        "tlpbridge_pci_busy_poll": dict(summary(busy), reads_per_sample=args.mmio_reads,
+                                        what="the same, tlpbridge-pci and tlpbridged "
+                                             "busy-polling the ring"),
         "edu": dict(summary(edu), reads_per_sample=args.edu_reads,
                     what="readl() of edu register 0, completed by QEMU itself"),
         "ratio_tlpbridge_over_edu": round(statistics.median(tl) / statistics.median(edu), 1),
+        "ratio_tlpbridge_busy_poll_over_edu": round(statistics.median(busy) /
+                                                    statistics.median(edu), 1),
     }
+    what = ("DMACOPY_IOC_COPY of 65536 bytes with completion interrupt, %s DMA, CRC checked "
+            "on each, data compared after the clock stops")
     result["copy_64KiB"] = {
         "MBps": summary(mbps), "us_per_copy": summary(us), "copies_per_sample": args.copies,
-        "what": "DMACOPY_IOC_COPY of 65536 bytes with completion interrupt, CRC checked",
+        "what": what % "strict",
     }
+    result["copy_64KiB_fast"] = {
+        "MBps": summary(fast_mbps), "us_per_copy": summary(fast_us),
+        "copies_per_sample": args.copies, "what": what % "fast",
+    }
+    result["bridge_status"] = bridge_status
     result["baseline_multiprocess_qemu"] = NO_PROXY_BASELINE
     print(json.dumps(result, indent=2))
     return 0

@@ -1,10 +1,16 @@
 /* tlpb-bench: the project's benchmark. Measures, in one run, the floors
  * (raw unix-socket ping-pong, the same through one relay process) and the
- * bridge's figures (MMIO read latency in-process and external, posted write
- * rate, DMA throughput fast and strict, MSI-X rate), then the same kind of
- * work on the peer, libvfio-user (bench/peer/), and prints one JSON object.
+ * bridge's figures (MMIO read latency and CPU per read over the shared-memory
+ * ring in each wait policy and over the socket, external-simulator read
+ * latency, posted write rate, DMA throughput fast and strict, with guest
+ * memory shared and as messages, MSI-X rate), then the same kind of work on
+ * the peer, libvfio-user (bench/peer/), and prints one JSON object.
  * See docs/performance.md. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create */
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -12,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,12 +166,39 @@ struct paths {
     char peer_client[PATH_MAX];
 };
 
+/* How the host and the bridge wait for each other (docs/protocol.md,
+ * "Shared-memory ring"): both sides get the same policy. */
+struct ring_mode {
+    const char *name;           /* in the JSON field names */
+    const char *bridge_ring;    /* tlpbridged --ring */
+    const char *bridge_spin_us; /* tlpbridged --ring-spin-us, NULL: its default */
+    enum tlpb_host_ring_policy policy;
+    uint32_t spin_us;           /* 0: the library's default */
+    bool ring;                  /* the connection must use the ring */
+};
+
+static const struct ring_mode ring_adaptive = {"adaptive", "adaptive", NULL,
+                                               TLPB_HOST_RING_ADAPTIVE, 0, true};
+static const struct ring_mode ring_off = {"socket", "off", NULL, TLPB_HOST_RING_OFF, 0, false};
+static const struct ring_mode ring_busy_poll = {"busy_poll", "busy-poll", NULL,
+                                                TLPB_HOST_RING_BUSY_POLL, 0, true};
+/* Adaptive with a 1 us spin: both sides sleep on their eventfd almost at
+ * once, so the CPU per read is the hot path's own cost without polling. */
+static const struct ring_mode ring_sleep = {"sleep", "adaptive", "1", TLPB_HOST_RING_ADAPTIVE, 1,
+                                            true};
+
 /* The processes' messages go to this program's stderr. */
 static pid_t spawn_bridge(const struct paths *p, const char *socket_path, const char *device_spec,
-                          const char *dma)
+                          const char *dma, const struct ring_mode *mode)
 {
-    const char *argv[] = {p->bridge, "--listen", socket_path, "--device", device_spec,
-                          "--dma", dma, "--log-level", "warn", NULL};
+    const char *argv[16] = {p->bridge, "--listen", socket_path, "--device", device_spec,
+                            "--dma", dma, "--log-level", "warn", "--ring", mode->bridge_ring};
+    unsigned argc = 11;
+    if (mode->bridge_spin_us) {
+        argv[argc++] = "--ring-spin-us";
+        argv[argc++] = mode->bridge_spin_us;
+    }
+    argv[argc] = NULL;
     bool ready;
     pid_t pid = track(it_spawn_ready(argv, NULL, NULL, IT_DEADLINE_MS, &ready));
     if (pid < 0)
@@ -192,18 +226,65 @@ static void stop(pid_t pid)
             children[i] = children[--child_count];
 }
 
+#define GUEST_RAM_BYTES (96u << 20)
+
+/* Guest RAM the bridge maps, as QEMU's memory-backend-memfd,share=on gives
+ * it: a memfd sealed against shrinking and growing. */
+struct shared_ram {
+    uint8_t *mem;
+    int fd;
+};
+
+static void shared_ram_create(struct shared_ram *r)
+{
+    r->fd = memfd_create("tlpb-bench-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (r->fd < 0 || ftruncate(r->fd, GUEST_RAM_BYTES) != 0 ||
+        fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0)
+        die("cannot create the sealed memfd for guest RAM");
+    r->mem = mmap(NULL, GUEST_RAM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+    if (r->mem == MAP_FAILED)
+        die("cannot map the guest RAM memfd");
+}
+
+static void shared_ram_destroy(struct shared_ram *r)
+{
+    munmap(r->mem, GUEST_RAM_BYTES);
+    close(r->fd);
+}
+
+/* Open the device with the host in `mode`; with `shm`, guest RAM is that
+ * memfd, registered with the bridge. Refuses to measure a mode the
+ * connection did not get. */
 static void open_device(struct dmacopy_host *dc, const char *socket_path, const char *device,
-                        bool unsplit, uint32_t mps, uint32_t mrrs)
+                        bool unsplit, uint32_t mps, uint32_t mrrs, const struct ring_mode *mode,
+                        struct shared_ram *shm)
 {
     struct dmacopy_host_options o = {.socket = socket_path, .device = device,
-                                     .ram_bytes = 96u << 20, .ring_size = 256,
+                                     .ram_bytes = GUEST_RAM_BYTES, .ring_size = 256,
                                      .max_payload = mps, .max_read_request = mrrs,
-                                     .offer_unsplit_dma = unsplit};
+                                     .offer_unsplit_dma = unsplit,
+                                     .ram = shm ? shm->mem : NULL,
+                                     .ring_policy = mode->policy, .ring_spin_us = mode->spin_us};
     char err[512];
-    if (dmacopy_host_open(dc, &o, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tlpb-bench: %s\n", err);
-        exit(1);
+    if (dmacopy_host_open(dc, &o, err, sizeof(err)) != 0)
+        die(err);
+    if (shm) {
+        struct tlpb_host_memory_region region = {.bus_address = dc->ram_base,
+                                                 .size_bytes = dc->ram_bytes, .fd = shm->fd};
+        if (tlpb_host_set_guest_memory(dc->host, &region, 1) != 0)
+            die("tlpb_host_set_guest_memory refused the guest RAM memfd");
+        /* a read is answered after the map (sent before it) was taken */
+        dmacopy_read32(dc, DMACOPY_REG_ID);
     }
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(dc->host, &st);
+    if (st.ring_active != mode->ring) {
+        snprintf(err, sizeof(err), "ring mode %s: the connection %s the shared-memory ring",
+                 mode->name, st.ring_active ? "uses" : "does not use");
+        die(err);
+    }
+    if (shm && !st.guest_memory_shared)
+        die("the bridge did not take the shared guest memory");
 }
 
 static void mmio_read_latency(struct dmacopy_host *dc, double *p50, double *p99)
@@ -264,6 +345,27 @@ static void mmio_read_cpu(struct dmacopy_host *dc, pid_t bridge, double *user_us
     *total_us = (double)(user + sys) / 1e3 / n;
 }
 
+struct mmio_figures {
+    double p50, p99, user_cpu_us, cpu_us;
+};
+
+/* MMIO read latency and CPU per read on a bridge of its own started in
+ * `mode`, the host in the same mode. */
+static void mmio_in_mode(const struct paths *p, const char *dir, const struct ring_mode *mode,
+                         struct mmio_figures *f)
+{
+    char sock[PATH_MAX], spec[PATH_MAX + 64];
+    snprintf(sock, sizeof(sock), "%.*s/mmio-%s.sock", PATH_MAX - 64, dir, mode->name);
+    snprintf(spec, sizeof(spec), "bench3:hlsim=%s", p->model);
+    pid_t bridge = spawn_bridge(p, sock, spec, "strict", mode);
+    struct dmacopy_host dc;
+    open_device(&dc, sock, "bench3", false, 128, 512, mode, NULL);
+    mmio_read_latency(&dc, &f->p50, &f->p99);
+    mmio_read_cpu(&dc, bridge, &f->user_cpu_us, &f->cpu_us);
+    dmacopy_host_close(&dc);
+    stop(bridge);
+}
+
 static double posted_writes_per_s(struct dmacopy_host *dc)
 {
     int n = iterations * 10;
@@ -280,14 +382,22 @@ static double posted_writes_per_s(struct dmacopy_host *dc)
 }
 
 /* Copy `total` bytes in 64 KiB descriptors, keeping up to `depth` queued.
- * Returns bytes per second; every copy's data and CRC are checked. */
-static double dma_throughput(struct dmacopy_host *dc, uint64_t total, unsigned depth)
+ * Returns bytes per second; every copy's CRC is checked as it completes and
+ * the destination data after the clock stops. With `shared`, none of the
+ * device's DMA may have reached this host as messages. */
+static double dma_throughput(struct dmacopy_host *dc, uint64_t total, unsigned depth, bool shared)
 {
     const uint32_t len = 64 * 1024;
     char err[256];
     double seconds;
+    struct tlpb_host_stats before, after;
+    tlpb_host_get_stats(dc->host, &before);
     if (dmacopy_copy_stream(dc, len, 32, depth, total / len, &seconds, err, sizeof(err)) != 0)
         die(err);
+    tlpb_host_get_stats(dc->host, &after);
+    if (shared && (after.dma_read_bytes != before.dma_read_bytes ||
+                   after.dma_write_bytes != before.dma_write_bytes))
+        die("guest memory is shared, yet the bridge sent DMA to the host as messages");
     return (double)(total / len * len) / seconds;
 }
 
@@ -497,6 +607,8 @@ int main(int argc, char **argv)
         build_dir = self_dir;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* each measurement sets its own wait policy */
+    unsetenv("TLPB_RING");
     struct paths p;
     locate(&p, build_dir);
     char tmpl[] = "/tmp/tlpb-bench.XXXXXX";
@@ -513,9 +625,9 @@ int main(int argc, char **argv)
 
     /* in-process hlsim, strict DMA */
     snprintf(spec, sizeof(spec), "bench0:hlsim=%s", p.model);
-    pid_t bridge_strict = spawn_bridge(&p, sock_in, spec, "strict");
+    pid_t bridge_strict = spawn_bridge(&p, sock_in, spec, "strict", &ring_adaptive);
     struct dmacopy_host dc;
-    open_device(&dc, sock_in, "bench0", false, 128, 512);
+    open_device(&dc, sock_in, "bench0", false, 128, 512, &ring_adaptive, NULL);
     double mmio_p50, mmio_p99;
     mmio_read_latency(&dc, &mmio_p50, &mmio_p99);
     double read_user_cpu_us, read_cpu_us;
@@ -524,7 +636,7 @@ int main(int argc, char **argv)
     struct tlpb_host_stats before, after;
     tlpb_host_get_stats(dc.host, &before);
     uint64_t t0 = tlpb_now_ns();
-    double strict = dma_throughput(&dc, 64u << 20, 32);
+    double strict = dma_throughput(&dc, 64u << 20, 32, false);
     double strict_s = (double)(tlpb_now_ns() - t0) / 1e9;
     tlpb_host_get_stats(dc.host, &after);
     /* TLPs on the link during the strict copies: the device's read requests,
@@ -536,23 +648,41 @@ int main(int argc, char **argv)
     double strict_tlps = (dma_read_tlps + cpl_tlps + write_tlps) / strict_s;
     double msix = msix_per_s(&dc);
     dmacopy_host_close(&dc);
+    struct shared_ram shm;
+    shared_ram_create(&shm);
+    open_device(&dc, sock_in, "bench0", false, 128, 512, &ring_adaptive, &shm);
+    double strict_shm = dma_throughput(&dc, 64u << 20, 32, true);
+    dmacopy_host_close(&dc);
+    shared_ram_destroy(&shm);
     double sync_p99, sync_p50 = grant_rtt_p50(sock_in, "bench0", &sync_p99);
     stop(bridge_strict);
 
-    /* in-process hlsim, fast (unsplit) DMA */
+    /* MMIO reads with the host and the bridge in the other wait policies */
+    struct mmio_figures off, busy, sleeping;
+    mmio_in_mode(&p, tmpl, &ring_off, &off);
+    mmio_in_mode(&p, tmpl, &ring_busy_poll, &busy);
+    mmio_in_mode(&p, tmpl, &ring_sleep, &sleeping);
+
+    /* in-process hlsim, fast (unsplit) DMA: guest memory shared, then as
+     * messages */
     snprintf(spec, sizeof(spec), "bench1:hlsim=%s", p.model);
-    pid_t bridge_fast = spawn_bridge(&p, sock_fast, spec, "fast");
-    open_device(&dc, sock_fast, "bench1", true, 128, 512);
-    double fast = dma_throughput(&dc, 512u << 20, 32);
+    pid_t bridge_fast = spawn_bridge(&p, sock_fast, spec, "fast", &ring_adaptive);
+    shared_ram_create(&shm);
+    open_device(&dc, sock_fast, "bench1", true, 128, 512, &ring_adaptive, &shm);
+    double fast = dma_throughput(&dc, 1024u << 20, 32, true);
+    dmacopy_host_close(&dc);
+    shared_ram_destroy(&shm);
+    open_device(&dc, sock_fast, "bench1", true, 128, 512, &ring_adaptive, NULL);
+    double fast_msg = dma_throughput(&dc, 512u << 20, 32, false);
     dmacopy_host_close(&dc);
     stop(bridge_fast);
 
     /* dmacopy as its own simulator process */
     snprintf(spec, sizeof(spec), "bench2:external=%s", p.model);
-    pid_t bridge_ext = spawn_bridge(&p, sock_ext, spec, "strict");
+    pid_t bridge_ext = spawn_bridge(&p, sock_ext, spec, "strict", &ring_adaptive);
     pid_t runner = spawn_runner(&p, sock_ext, "bench2");
     wait_for_simulator(sock_ext, "bench2");
-    open_device(&dc, sock_ext, "bench2", false, 128, 512);
+    open_device(&dc, sock_ext, "bench2", false, 128, 512, &ring_adaptive, NULL);
     double ext_p50;
     mmio_read_latency(&dc, &ext_p50, NULL);
     dmacopy_host_close(&dc);
@@ -574,9 +704,11 @@ int main(int argc, char **argv)
            "  \"mmio_read_user_cpu_us\": %.2f,\n"
            "  \"mmio_read_cpu_us\": %.2f,\n"
            "  \"posted_writes_per_s\": %.0f,\n"
-           "  \"dma_mode\": \"fast (unsplit TLPs, hlsim in-process)\",\n"
+           "  \"dma_mode\": \"fast (unsplit TLPs, hlsim in-process, guest memory shared)\",\n"
            "  \"dma_MBps\": %.1f,\n"
+           "  \"dma_msg_MBps\": %.1f,\n"
            "  \"dma_strict_MBps\": %.1f,\n"
+           "  \"dma_strict_shm_MBps\": %.1f,\n"
            "  \"dma_strict_tlps_per_s\": %.0f,\n"
            "  \"msix_per_s\": %.0f,\n"
            "  \"sync_rtt_us_p50\": %.2f,\n"
@@ -588,15 +720,31 @@ int main(int argc, char **argv)
            "  \"ratio_mmio_ext_to_relay\": %.2f,\n"
            "  \"ratio_posted_writes_to_socket_rate\": %.2f,\n",
            iterations, socket_p50, relay_p50, mmio_p50, mmio_p99, ext_p50, read_user_cpu_us, read_cpu_us, writes, fast / 1e6,
-           strict / 1e6, strict_tlps, msix, sync_p50, sync_p99, sync_ext_p50, sync_ext_p99,
+           fast_msg / 1e6, strict / 1e6, strict_shm / 1e6, strict_tlps, msix, sync_p50, sync_p99,
+           sync_ext_p50, sync_ext_p99,
            sync_p50 / mmio_p50, mmio_p50 / socket_p50, ext_p50 / relay_p50,
            writes / (1e6 / socket_p50));
+    const struct {
+        const struct ring_mode *mode;
+        const struct mmio_figures *f;
+    } modes[] = {{&ring_off, &off}, {&ring_busy_poll, &busy}, {&ring_sleep, &sleeping}};
+    for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        const char *m = modes[i].mode->name;
+        printf("  \"mmio_read_rtt_us_p50_%s\": %.2f,\n"
+               "  \"mmio_read_rtt_us_p99_%s\": %.2f,\n"
+               "  \"mmio_read_user_cpu_us_%s\": %.2f,\n"
+               "  \"mmio_read_cpu_us_%s\": %.2f,\n",
+               m, modes[i].f->p50, m, modes[i].f->p99, m, modes[i].f->user_cpu_us, m,
+               modes[i].f->cpu_us);
+    }
     printf("  \"peer_vfio_user\": \"%s\",\n", peer.status);
     print_peer_number("peer_vfio_user_read_rtt_us_p50", peer.measured, peer.read_p50, 2, false);
     print_peer_number("peer_vfio_user_dma_shm_MBps", peer.measured, peer.dma_shm, 1, false);
     print_peer_number("peer_vfio_user_dma_msg_MBps", peer.measured, peer.dma_msg, 1, false);
     print_peer_number("ratio_mmio_to_peer_read", peer.measured,
-                      peer.measured ? mmio_p50 / peer.read_p50 : 0, 2, true);
+                      peer.measured ? mmio_p50 / peer.read_p50 : 0, 2, false);
+    print_peer_number("ratio_mmio_busy_to_peer_read", peer.measured,
+                      peer.measured ? busy.p50 / peer.read_p50 : 0, 2, true);
     printf("}\n");
     return 0;
 }

@@ -1075,6 +1075,13 @@ static int bench_copy(struct ctx *c, uint32_t size, uint32_t count)
 		}
 	}
 	dt = now_ns() - t0;
+	/* The data itself, checked once the clock has stopped. */
+	if (memcmp(src, dst, size)) {
+		fprintf(stderr, "dmacopy-test: bench copy: destination differs from source\n");
+		free(src);
+		free(dst);
+		return -1;
+	}
 	printf("BENCH copy_MBps %.2f\n", (double)size * count * 1e3 / (double)dt);
 	/* The driver's own ktime from doorbell to completion, last copy. */
 	printf("BENCH copy_driver_ns %" PRIu64 "\n", (uint64_t)cp.elapsed_ns);

@@ -482,12 +482,24 @@ def shim_time_props(time_mode, quantum_ns=None):
     return ",time=coupled" + (",quantum-ns=%d" % quantum_ns if quantum_ns else "")
 
 
+def shim_props(**props):
+    """tlpbridge-pci properties as a device-string suffix: shim_props(ring="busy-poll")
+    gives ",ring=busy-poll" (underscores in names become dashes; None is left out)."""
+    return "".join(",%s=%s" % (k.replace("_", "-"), v)
+                   for k, v in sorted(props.items()) if v is not None)
+
+
 class Guest:
-    """One QEMU process with the guest image, its serial console and QMP."""
+    """One QEMU process with the guest image, its serial console and QMP.
+
+    shared_memory (default): guest RAM on memory-backend-memfd,share=on, so the
+    shim can share it with the bridge (docs/protocol.md, "Shared guest
+    memory"); False: QEMU's private RAM, every DMA as messages.
+    shim_props: a suffix (see shim_props()) added to every tlpbridge-pci device."""
 
     def __init__(self, session, qemu, kernel, initrd, accel="tcg", append="", devices=(),
                  extra_args=(), name="qemu", memory=512, interactive=True, boot_timeout=None,
-                 quiet=True):
+                 quiet=True, shared_memory=True, shim_props=""):
         self.session = session
         self.name = name
         self.accel = accel
@@ -502,8 +514,13 @@ class Guest:
             cmdline += " tlpb.interactive=1"
         if append:
             cmdline += " " + append
-        argv = [qemu, "-machine", "q35", "-accel", accel, "-nodefaults", "-display", "none",
-                "-m", str(memory), "-no-reboot",
+        machine = "q35"
+        ram = []
+        if shared_memory:
+            machine += ",memory-backend=ram0"
+            ram = ["-object", "memory-backend-memfd,id=ram0,size=%dM,share=on" % memory]
+        argv = [qemu, "-machine", machine, "-accel", accel, "-nodefaults", "-display", "none",
+                "-m", str(memory), "-no-reboot"] + ram + [
                 "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
                 "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
                 # QEMU connects to sockets we already listen on: no waiting
@@ -511,6 +528,8 @@ class Guest:
                 "-chardev", "socket,id=ser0,path=" + ser_path, "-serial", "chardev:ser0",
                 "-chardev", "socket,id=qmp0,path=" + qmp_path, "-mon", "chardev=qmp0,mode=control"]
         for d in devices:
+            if shim_props and d.startswith("tlpbridge-pci"):
+                d += shim_props
             argv += ["-device", d]
         argv += list(extra_args)
         self.proc = Proc(session, name, argv)

@@ -86,7 +86,8 @@ int dmacopy_host_open(struct dmacopy_host *dc, const struct dmacopy_host_options
     memset(dc, 0, sizeof(*dc));
     dc->ram_bytes = opts->ram_bytes ? opts->ram_bytes : 64u << 20;
     dc->ram_base = 0x80000000u;
-    dc->ram = calloc(1, dc->ram_bytes);
+    dc->ram_owned = !opts->ram;
+    dc->ram = opts->ram ? opts->ram : calloc(1, dc->ram_bytes);
     dc->ring_size = opts->ring_size ? opts->ring_size : 256;
     if (!dc->ram) {
         snprintf(err, err_size, "out of memory for guest RAM");
@@ -96,6 +97,8 @@ int dmacopy_host_open(struct dmacopy_host *dc, const struct dmacopy_host_options
         .address = opts->socket,
         .device_name = opts->device,
         .offer_unsplit_dma = opts->offer_unsplit_dma,
+        .ring_policy = opts->ring_policy,
+        .ring_spin_us = opts->ring_spin_us,
     };
     struct tlpb_host_ops ops = {.dma_read = ram_read, .dma_write = ram_write, .interrupt = on_interrupt};
     if (tlpb_host_open(&dc->host, &cfg, &ops, dc, err, err_size) != 0)
@@ -154,7 +157,8 @@ int dmacopy_host_open(struct dmacopy_host *dc, const struct dmacopy_host_options
 void dmacopy_host_close(struct dmacopy_host *dc)
 {
     tlpb_host_close(dc->host);
-    free(dc->ram);
+    if (dc->ram_owned)
+        free(dc->ram);
     memset(dc, 0, sizeof(*dc));
 }
 

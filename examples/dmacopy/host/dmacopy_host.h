@@ -15,6 +15,7 @@
 struct dmacopy_host {
     struct tlpb_host *host;
     uint8_t *ram;            /* guest memory */
+    bool ram_owned;          /* allocated here (else the caller's) */
     uint64_t ram_base;       /* its bus address */
     uint64_t ram_bytes;
     uint64_t bar0;           /* programmed BAR addresses */
@@ -36,6 +37,11 @@ struct dmacopy_host_options {
     uint32_t max_read_request; /* default 512 */
     bool offer_unsplit_dma;
     bool use_intx;           /* leave MSI-X off */
+    uint8_t *ram;            /* the caller's zeroed guest memory of ram_bytes
+                              * (e.g. a memfd it shares with the bridge);
+                              * NULL: allocated here */
+    enum tlpb_host_ring_policy ring_policy;
+    uint32_t ring_spin_us;   /* 0: the library's default */
 };
 
 /* Connect, enumerate (IDs checked), program BARs, command, MPS/MRRS, MSI-X
