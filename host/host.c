@@ -26,12 +26,12 @@
 
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/dma.h"
 #include "tlpb/msix.h"
 #include "tlpb/ring.h"
 #include "tlpb/wire.h"
 #include "tlpb_host.h"
 
-#define HOST_RCB_BYTES 64u /* the root complex's read completion boundary */
 #define HOST_MAX_GUEST_REGIONS 32u /* GuestMemory.fd_count's bound (tlpbridge.proto) */
 
 /* The public kinds are the protocol's, value for value. */
@@ -81,8 +81,7 @@ struct tlpb_host {
         uint8_t data[16];
     } wait;
 
-    uint8_t *dma_buf;
-    size_t dma_buf_size;
+    struct tlpb_dma_scratch dma_scratch;  /* DMA read data, reused */
 
     /* the MSI-X table and PBA, unless the caller keeps them
      * (msix_table_external) */
@@ -612,18 +611,6 @@ static size_t batch_bytes(const struct tlpb_host *h)
 
 /* ---- Serving the device ----------------------------------------------------- */
 
-static bool grow(uint8_t **buf, size_t *size, size_t want)
-{
-    if (*size >= want)
-        return true;
-    uint8_t *p = realloc(*buf, want);
-    if (!p)
-        return false;
-    *buf = p;
-    *size = want;
-    return true;
-}
-
 static void send_completion(struct tlpb_host *h, struct tlpb_tlp *cpl)
 {
     cpl->sim_time_ps = stamp(h);
@@ -633,62 +620,41 @@ static void send_completion(struct tlpb_host *h, struct tlpb_tlp *cpl)
         host_log(h, TLPB_HOST_LOG_ERROR, "cannot queue completion: %s", strerror(-rc));
 }
 
+struct dma_read_ctx {
+    struct tlpb_host *h;
+    int status;    /* what ops.dma_read said */
+};
+
+static int dma_read_guest(void *opaque, uint64_t addr, void *dst, uint32_t bytes)
+{
+    struct dma_read_ctx *ctx = opaque;
+    ctx->status = ctx->h->ops.dma_read(ctx->h->opaque, addr, dst, bytes);
+    return ctx->status == 0 ? 0 : ctx->status == TLPB_CPL_CA ? TLPB_CPL_CA : TLPB_CPL_UR;
+}
+
+static void dma_emit_completion(void *opaque, struct tlpb_tlp *cpl)
+{
+    struct dma_read_ctx *ctx = opaque;
+    send_completion(ctx->h, cpl);
+}
+
+/* Completions built as tlpbridged builds them from shared guest memory
+ * (tlpb/dma.h): one implementation of the root complex's splitting. */
 static void serve_dma_read(struct tlpb_host *h, const struct tlpb_tlp *req)
 {
     uint32_t bytes = tlpb_tlp_request_bytes(req);
     uint64_t addr = tlpb_tlp_first_byte_address(req);
-    uint32_t lead = (uint32_t)(addr & 3u);
-    struct tlpb_tlp cpl;
+    struct dma_read_ctx ctx = {.h = h, .status = 0};
     h->stats.dma_reads++;
-    /* Guest memory is read once, at its offset within the first DW, so each
-     * completion's payload is a slice of this buffer: no second copy. */
-    size_t span = ((size_t)lead + bytes + 3u) & ~(size_t)3u;
-    if (!grow(&h->dma_buf, &h->dma_buf_size, span ? span : 4)) {
-        tlpb_completion_error_for(&cpl, req, h->cfg.requester_id, TLPB_CPL_CA);
-        send_completion(h, &cpl);
-        return;
-    }
-    int st = h->ops.dma_read(h->opaque, addr, h->dma_buf + lead, bytes);
-    if (st != 0) {
+    enum tlpb_cpl_status st = tlpb_dma_serve_read(
+        &h->dma_scratch, req, h->cfg.requester_id, tlpb_cfg_max_payload_bytes(&h->shadow),
+        h->unsplit_dma, dma_read_guest, &ctx, dma_emit_completion, &ctx);
+    if (st == TLPB_CPL_SC) {
+        h->stats.dma_read_bytes += bytes;
+    } else if (ctx.status != 0) {
         h->stats.dma_errors++;
         host_log(h, TLPB_HOST_LOG_DEBUG, "DMA read of %u bytes at 0x%llx: not guest memory", bytes,
                  (unsigned long long)addr);
-        tlpb_completion_error_for(&cpl, req, h->cfg.requester_id,
-                                  st == TLPB_CPL_CA ? TLPB_CPL_CA : TLPB_CPL_UR);
-        send_completion(h, &cpl);
-        return;
-    }
-    h->stats.dma_read_bytes += bytes;
-    if (bytes == 0) {
-        /* Zero-length read: one DW of data, byte count 1 (PCIe 2.2.5). */
-        tlpb_completion_for(&cpl, req, h->cfg.requester_id, addr, 1, 1);
-        static const uint8_t zero[4];
-        cpl.payload = zero;
-        cpl.payload_bytes = 4;
-        send_completion(h, &cpl);
-        return;
-    }
-    memset(h->dma_buf, 0, lead);
-    memset(h->dma_buf + lead + bytes, 0, span - lead - bytes);
-    uint32_t max_payload = tlpb_cfg_max_payload_bytes(&h->shadow);
-    uint32_t done = 0;
-    while (done < bytes) {
-        uint32_t remaining = bytes - done;
-        uint64_t at = addr + done;
-        uint32_t chunk = (h->unsplit_dma && bytes > 4096)
-                             ? remaining
-                             : tlpb_split_completion_bytes(at, remaining, max_payload, HOST_RCB_BYTES);
-        if (chunk == 0) { /* cannot happen with RCB 64 and MPS >= 128; never spin */
-            tlpb_completion_error_for(&cpl, req, h->cfg.requester_id, TLPB_CPL_CA);
-            send_completion(h, &cpl);
-            return;
-        }
-        tlpb_completion_for(&cpl, req, h->cfg.requester_id, at, chunk, remaining);
-        /* Every completion but the first starts DW aligned (on an RCB). */
-        cpl.payload = h->dma_buf + ((at & ~(uint64_t)3u) - (addr & ~(uint64_t)3u));
-        cpl.payload_bytes = cpl.length_dw * 4u;
-        send_completion(h, &cpl);
-        done += chunk;
     }
 }
 
@@ -1274,7 +1240,7 @@ void tlpb_host_close(struct tlpb_host *h)
         close(h->epoll_fd);
     tlpb_reader_free(&h->rd);
     tlpb_obuf_free(&h->ob);
-    free(h->dma_buf);
+    tlpb_dma_scratch_free(&h->dma_scratch);
     tlpb_msix_fini(&h->msix);
     close_guest_memory(h);
     free(h);

@@ -495,11 +495,13 @@ class Guest:
     shared_memory (default): guest RAM on memory-backend-memfd,share=on, so the
     shim can share it with the bridge (docs/protocol.md, "Shared guest
     memory"); False: QEMU's private RAM, every DMA as messages.
-    shim_props: a suffix (see shim_props()) added to every tlpbridge-pci device."""
+    shim_props: a suffix (see shim_props()) added to every tlpbridge-pci device.
+    reboot: a reset (QMP system_reset, a guest reboot) restarts the guest
+    instead of ending QEMU (-no-reboot, the default)."""
 
     def __init__(self, session, qemu, kernel, initrd, accel="tcg", append="", devices=(),
                  extra_args=(), name="qemu", memory=512, interactive=True, boot_timeout=None,
-                 quiet=True, shared_memory=True, shim_props=""):
+                 quiet=True, shared_memory=True, shim_props="", reboot=False):
         self.session = session
         self.name = name
         self.accel = accel
@@ -520,7 +522,7 @@ class Guest:
             machine += ",memory-backend=ram0"
             ram = ["-object", "memory-backend-memfd,id=ram0,size=%dM,share=on" % memory]
         argv = [qemu, "-machine", machine, "-accel", accel, "-nodefaults", "-display", "none",
-                "-m", str(memory), "-no-reboot"] + ram + [
+                "-m", str(memory)] + ([] if reboot else ["-no-reboot"]) + ram + [
                 "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
                 "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
                 # QEMU connects to sockets we already listen on: no waiting
@@ -556,10 +558,12 @@ class Guest:
         return self.console.wait_for(pattern, timeout, self._cursor if since is None else since,
                                      what, alive=self.alive_check)
 
-    def wait_booted(self):
-        """Waits for the first TLPB-READY (interactive mode)."""
-        self.wait_console(r"TLPB-INIT", self.boot_timeout, since=0, what="TLPB-INIT (guest boot)")
-        idx, _ = self.wait_console(r"TLPB-READY", 120, since=0, what="TLPB-READY")
+    def wait_booted(self, since=0):
+        """Waits for the first TLPB-READY (interactive mode) of the boot whose
+        console output starts at since (a console mark: after a reboot)."""
+        self.wait_console(r"TLPB-INIT", self.boot_timeout, since=since,
+                          what="TLPB-INIT (guest boot)")
+        idx, _ = self.wait_console(r"TLPB-READY", 120, since=since, what="TLPB-READY")
         self._cursor = idx + 1
         self._ready_seen = 1
 

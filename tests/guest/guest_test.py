@@ -318,8 +318,9 @@ def full_session_reboot(t, s, accel, label):
     g = full_session(t, s, accel, label, reboot=True)
     shm = check_fast_path(t, s, shared=True)
     t.step("rebooting the guest (system_reset)")
+    mark = g.console.mark()
     g.qmp.cmd("system_reset")
-    g.wait_booted()
+    g.wait_booted(since=mark)
     t.check(len(bound_devices(t, g)) == 1, "dmacopy not bound after the reboot")
     run_suite(t, g, only=["scratch_4", "copy_1", "copy_odd", "copy_4k_cross", "copy_1m", "msix",
                           "error_bad_src", "error_bad_dst"],
