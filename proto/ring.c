@@ -614,7 +614,8 @@ int tlpb_ring_get(struct tlpb_ring *r, struct tlpb_ring_msg *m)
                                  len, (unsigned long long)to_end);
         } else if (len > to_end) {
             return ring_fail(r, "ring: record of %u bytes crosses the ring's end", len);
-        } else if (len - TLPB_RING_RECORD_HEADER_BYTES > tlpb_ring_max_record(r) + 7) {
+        } else if (len - TLPB_RING_RECORD_HEADER_BYTES > tlpb_ring_max_record(r)) {
+            /* (the largest record is a multiple of 8, so its body fits too) */
             return ring_fail(r, "ring: record length %u exceeds the largest record (%zu)", len,
                              tlpb_ring_max_record(r));
         }
@@ -625,9 +626,6 @@ int tlpb_ring_get(struct tlpb_ring *r, struct tlpb_ring_msg *m)
             (type == TLPB_RING_RECORD_PAD && padding != 0))
             return ring_fail(r, "ring: record padding %u is not 0..7 within its record", padding);
         size_t body_bytes = len - TLPB_RING_RECORD_HEADER_BYTES - padding;
-        if (type != TLPB_RING_RECORD_PAD && body_bytes > tlpb_ring_max_record(r))
-            return ring_fail(r, "ring: record body of %zu bytes exceeds the largest record (%zu)",
-                             body_bytes, tlpb_ring_max_record(r));
         if (type != TLPB_RING_RECORD_PAD)
             memcpy(r->record, r->rx.data + pos + TLPB_RING_RECORD_HEADER_BYTES, body_bytes);
         /* The private copy is taken: the bytes can go back to the producer. */
