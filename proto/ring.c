@@ -254,7 +254,7 @@ int tlpb_ring_attach(struct tlpb_ring **out, const int fds[TLPB_RING_FD_COUNT],
         goto fail;
     }
     uint64_t bytes = tlpb_ring_memory_bytes(ring_bytes);
-    struct stat st;
+    struct stat st = {0};
     if (fstat(fds[TLPB_RING_FD_MEMORY], &st) != 0 || (uint64_t)st.st_size != bytes) {
         set_err(err, err_size, "ring: the memory is %lld bytes, ring_bytes %llu needs %llu",
                 (long long)st.st_size, (unsigned long long)ring_bytes, (unsigned long long)bytes);
