@@ -241,6 +241,14 @@ int tlpb_ring_attach(struct tlpb_ring **out, const int fds[TLPB_RING_FD_COUNT],
                     i == TLPB_RING_FD_WAKE_BRIDGE ? "wake-bridge" : "wake-host");
             goto fail;
         }
+        /* A peer could hand us blocking eventfds and fill the counter: our
+         * wakeup write must never block the loop. */
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0) {
+            rc = -errno;
+            set_err(err, err_size, "ring: making the eventfds non-blocking: %s", strerror(errno));
+            goto fail;
+        }
     }
     /* A peer that could shrink the file under our mapping would make our
      * accesses fault (SIGBUS): it must be a memfd sealed against that. */
@@ -688,7 +696,8 @@ bool tlpb_ring_prepare_sleep(struct tlpb_ring *r)
 void tlpb_ring_woken(struct tlpb_ring *r)
 {
     atomic_store_explicit(r->rx.consumer_asleep, 0, memory_order_relaxed);
+    /* One read takes the whole counter. */
     uint64_t count;
-    while (read(tlpb_ring_wake_fd(r), &count, sizeof(count)) == (ssize_t)sizeof(count))
-        ;
+    if (read(tlpb_ring_wake_fd(r), &count, sizeof(count)) < 0)
+        (void)count; /* EAGAIN: nobody wrote */
 }

@@ -663,6 +663,30 @@ static void test_attach_wake_not_eventfd(void **state)
     tlpb_ring_destroy(host);
 }
 
+/* Eventfds made blocking by the peer are made non-blocking: the wakeup
+ * write and the drain never stall the event loop. */
+static void test_attach_makes_eventfds_nonblocking(void **state)
+{
+    (void)state;
+    int fds[TLPB_RING_FD_COUNT], copy[TLPB_RING_FD_COUNT];
+    struct tlpb_ring *host, *bridge;
+    char err[200];
+    assert_int_equal(tlpb_ring_create(&host, RING_BYTES, fds, err, sizeof(err)), 0);
+    dup_fds(fds, copy);
+    for (int i = TLPB_RING_FD_WAKE_BRIDGE; i <= TLPB_RING_FD_WAKE_HOST; i++) {
+        close(copy[i]);
+        copy[i] = eventfd(0, EFD_CLOEXEC);
+        assert_int_equal(fcntl(copy[i], F_GETFL) & O_NONBLOCK, 0);
+    }
+    assert_int_equal(tlpb_ring_attach(&bridge, copy, RING_BYTES, err, sizeof(err)), 0);
+    for (int i = TLPB_RING_FD_WAKE_BRIDGE; i <= TLPB_RING_FD_WAKE_HOST; i++)
+        assert_int_equal(fcntl(copy[i], F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+    /* Nothing written: woken returns at once. */
+    tlpb_ring_woken(bridge);
+    tlpb_ring_destroy(bridge);
+    tlpb_ring_destroy(host);
+}
+
 static void test_create_bad_size(void **state)
 {
     (void)state;
@@ -712,6 +736,7 @@ int main(void)
         T(test_attach_bad_magic),
         T(test_attach_unsealed_and_not_memfd),
         T(test_attach_wake_not_eventfd),
+        cmocka_unit_test(test_attach_makes_eventfds_nonblocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
