@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "dmacopy_description.h"
+#include "tlpb/ring.h"
 #include "tlpb/wire.h"
 
 static const char *out_dir;
@@ -662,6 +663,118 @@ static void seeds_bridge(void)
     free(b.p);
 }
 
+/* ---- fuzz_ring: records as a producer leaves them (docs/protocol.md,
+ * "Ring layout and records") ---------------------------------------------- */
+
+static void ring_record(struct bytes *b, unsigned type, const struct bytes *body)
+{
+    size_t len = (TLPB_RING_RECORD_HEADER_BYTES + body->n + 7) & ~(size_t)7;
+    put_le(b, len, 4);
+    put_le(b, type, 2);
+    put_le(b, len - TLPB_RING_RECORD_HEADER_BYTES - body->n, 2);
+    put(b, body->p, body->n);
+    for (size_t i = TLPB_RING_RECORD_HEADER_BYTES + body->n; i < len; i++)
+        put_u8(b, 0);
+}
+
+static void ring_tlp(struct bytes *b, const struct tlpb_tlp *t)
+{
+    struct bytes body = {0};
+    put_u8(&body, t->kind);
+    put_u8(&body, t->tag);
+    put_le(&body, t->requester_id, 2);
+    put_u8(&body, t->traffic_class);
+    put_u8(&body, t->attributes);
+    put_u8(&body, t->poisoned);
+    put_u8(&body, t->first_be);
+    put_u8(&body, t->last_be);
+    put_u8(&body, t->lower_address);
+    put_u8(&body, t->bcm);
+    put_u8(&body, t->bar_hint >= 0 ? (unsigned)t->bar_hint + 1 : 0);
+    put_le(&body, t->completer_id, 2);
+    put_le(&body, t->cfg_register, 2);
+    put_le(&body, t->length_dw, 4);
+    put_le(&body, t->byte_count, 4);
+    put_le(&body, t->status, 4);
+    put_le(&body, t->payload_bytes, 4);
+    put_le(&body, t->address, 8);
+    put_le(&body, t->sim_time_ps, 8);
+    if (t->payload_bytes)
+        put(&body, t->payload, t->payload_bytes);
+    ring_record(b, TLPB_RING_MSG_TLP, &body);
+    free(body.p);
+}
+
+static void ring_interrupt(struct bytes *b, Tlpb__InterruptKind kind, uint32_t vector)
+{
+    struct bytes body = {0};
+    put_le(&body, kind, 4);
+    put_le(&body, vector, 4);
+    put_le(&body, 0, 8);
+    ring_record(b, TLPB_RING_MSG_INTERRUPT, &body);
+    free(body.p);
+}
+
+static void ring_envelope(struct bytes *b, void (*make)(struct bytes *, const char *),
+                          const char *arg)
+{
+    /* The frame minus its 4-byte length prefix is the Envelope. */
+    struct bytes f = {0}, body = {0};
+    make(&f, arg);
+    put(&body, f.p + 4, f.n - 4);
+    ring_record(b, TLPB_RING_MSG_ENVELOPE, &body);
+    free(f.p);
+    free(body.p);
+}
+
+static void ring_pad(struct bytes *b, size_t len)
+{
+    put_le(b, len, 4);
+    put_le(b, TLPB_RING_RECORD_PAD, 2);
+    put_le(b, 0, 2);
+    for (size_t i = TLPB_RING_RECORD_HEADER_BYTES; i < len; i++)
+        put_u8(b, 0);
+}
+
+static void ring_seed(const char *name, unsigned flags, const struct bytes *records)
+{
+    struct bytes b = {0};
+    put_u8(&b, flags);
+    put_le(&b, records->n, 8);
+    put_le(&b, 1, 4); /* the consumer was asleep */
+    put_le(&b, 0, 4);
+    put(&b, records->p, records->n);
+    save("fuzz_ring", name, &b);
+    free(b.p);
+}
+
+static void seeds_ring(void)
+{
+    struct bytes r = {0};
+    static const uint8_t payload[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    struct tlpb_tlp t = mem_rd(0x1000, 64, 5, 0);
+    ring_tlp(&r, &t);
+    t = mem_rd(0x2000, 16, 6, TLPB_NO_BAR);
+    t.kind = TLPB_TLP_MWR;
+    t.payload = payload;
+    t.payload_bytes = sizeof(payload);
+    ring_tlp(&r, &t);
+    ring_interrupt(&r, TLPB__INTERRUPT_KIND__IRQ_MSIX, 3);
+    ring_envelope(&r, error_msg, "a reason");
+    ring_seed("mixed", 2, &r);
+
+    /* From 4 KiB before the end: records, a PAD to the end, more records. */
+    reset(&r);
+    for (int i = 0; i < 40; i++)
+        ring_interrupt(&r, TLPB__INTERRUPT_KIND__IRQ_MSI, (uint32_t)i);
+    ring_tlp(&r, &t);
+    ring_pad(&r, 4096 - r.n);
+    ring_tlp(&r, &t);
+    ring_interrupt(&r, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT, 0);
+    ring_seed("wrap", 3, &r);
+    free(r.p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -678,5 +791,6 @@ int main(int argc, char **argv)
     seeds_tags();
     seeds_cfgspace();
     seeds_bridge();
+    seeds_ring();
     return 0;
 }

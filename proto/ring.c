@@ -241,6 +241,14 @@ int tlpb_ring_attach(struct tlpb_ring **out, const int fds[TLPB_RING_FD_COUNT],
                     i == TLPB_RING_FD_WAKE_BRIDGE ? "wake-bridge" : "wake-host");
             goto fail;
         }
+        /* A peer could hand us blocking eventfds and fill the counter: our
+         * wakeup write must never block the loop. */
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0) {
+            rc = -errno;
+            set_err(err, err_size, "ring: making the eventfds non-blocking: %s", strerror(errno));
+            goto fail;
+        }
     }
     /* A peer that could shrink the file under our mapping would make our
      * accesses fault (SIGBUS): it must be a memfd sealed against that. */
@@ -254,7 +262,7 @@ int tlpb_ring_attach(struct tlpb_ring **out, const int fds[TLPB_RING_FD_COUNT],
         goto fail;
     }
     uint64_t bytes = tlpb_ring_memory_bytes(ring_bytes);
-    struct stat st;
+    struct stat st = {0};
     if (fstat(fds[TLPB_RING_FD_MEMORY], &st) != 0 || (uint64_t)st.st_size != bytes) {
         set_err(err, err_size, "ring: the memory is %lld bytes, ring_bytes %llu needs %llu",
                 (long long)st.st_size, (unsigned long long)ring_bytes, (unsigned long long)bytes);
@@ -614,7 +622,8 @@ int tlpb_ring_get(struct tlpb_ring *r, struct tlpb_ring_msg *m)
                                  len, (unsigned long long)to_end);
         } else if (len > to_end) {
             return ring_fail(r, "ring: record of %u bytes crosses the ring's end", len);
-        } else if (len - TLPB_RING_RECORD_HEADER_BYTES > tlpb_ring_max_record(r) + 7) {
+        } else if (len - TLPB_RING_RECORD_HEADER_BYTES > tlpb_ring_max_record(r)) {
+            /* (the largest record is a multiple of 8, so its body fits too) */
             return ring_fail(r, "ring: record length %u exceeds the largest record (%zu)", len,
                              tlpb_ring_max_record(r));
         }
@@ -625,9 +634,6 @@ int tlpb_ring_get(struct tlpb_ring *r, struct tlpb_ring_msg *m)
             (type == TLPB_RING_RECORD_PAD && padding != 0))
             return ring_fail(r, "ring: record padding %u is not 0..7 within its record", padding);
         size_t body_bytes = len - TLPB_RING_RECORD_HEADER_BYTES - padding;
-        if (type != TLPB_RING_RECORD_PAD && body_bytes > tlpb_ring_max_record(r))
-            return ring_fail(r, "ring: record body of %zu bytes exceeds the largest record (%zu)",
-                             body_bytes, tlpb_ring_max_record(r));
         if (type != TLPB_RING_RECORD_PAD)
             memcpy(r->record, r->rx.data + pos + TLPB_RING_RECORD_HEADER_BYTES, body_bytes);
         /* The private copy is taken: the bytes can go back to the producer. */
@@ -690,7 +696,8 @@ bool tlpb_ring_prepare_sleep(struct tlpb_ring *r)
 void tlpb_ring_woken(struct tlpb_ring *r)
 {
     atomic_store_explicit(r->rx.consumer_asleep, 0, memory_order_relaxed);
+    /* One read takes the whole counter. */
     uint64_t count;
-    while (read(tlpb_ring_wake_fd(r), &count, sizeof(count)) == (ssize_t)sizeof(count))
-        ;
+    if (read(tlpb_ring_wake_fd(r), &count, sizeof(count)) < 0)
+        (void)count; /* EAGAIN: nobody wrote */
 }

@@ -277,6 +277,11 @@ static void test_full_then_room(void **state)
     assert_int_equal(st.full, 1);
     assert_false(readable(tlpb_ring_wake_fd(p->host)));
 
+    /* The bridge's own put frees no room: its notify wakes nobody. */
+    assert_int_equal(tlpb_ring_put_interrupt(p->bridge, TLPB__INTERRUPT_KIND__IRQ_MSI, 0, 0), 0);
+    tlpb_ring_notify(p->bridge);
+    assert_false(readable(tlpb_ring_wake_fd(p->host)));
+
     struct tlpb_ring_msg m;
     assert_int_equal(tlpb_ring_get(p->bridge, &m), 1);
     tlpb_ring_notify(p->bridge);
@@ -404,6 +409,27 @@ static void test_garbage_consumer_index(void **state)
     assert_non_null(strstr(tlpb_ring_error(p->host), "ahead of producer index"));
 }
 
+static void test_garbage_consumer_backwards(void **state)
+{
+    struct pair *p = *state;
+    static uint8_t data[4096];
+    struct tlpb_tlp t = sample_tlp(TLPB_TLP_MWR, data, sizeof(data));
+    struct tlpb_ring_msg m;
+    while (tlpb_ring_put_tlp(p->host, &t) == 0)
+        ;
+    assert_int_equal(tlpb_ring_get(p->bridge, &m), 1);
+    assert_int_equal(tlpb_ring_get(p->bridge, &m), 1);
+    assert_int_equal(tlpb_ring_put_tlp(p->host, &t), 0); /* saw the new index */
+    tlpb_put_le64(p->mem + tlpb_ring_control_offset(RING_BYTES, 0) + TLPB_RING_CTL_CONSUMER, 0);
+    /* Bounded: without the check the producer would believe it has room
+     * for ever. */
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++)
+        rc = tlpb_ring_put_tlp(p->host, &t);
+    assert_int_equal(rc, -EPROTO);
+    assert_non_null(strstr(tlpb_ring_error(p->host), "consumer index went backwards"));
+}
+
 static void test_garbage_record_lengths(void **state)
 {
     struct pair *p = *state;
@@ -511,6 +537,20 @@ static void test_garbage_tlp_payload_size(void **state)
     struct pair *p = *state;
     tlp_then_damage(p, 28, 12); /* payload_bytes 12 in a record holding 8 */
     expect_proto(p, "payload_bytes 12 does not match");
+}
+
+static void test_garbage_tlp_payload_short(void **state)
+{
+    struct pair *p = *state;
+    tlp_then_damage(p, 28, 4); /* payload_bytes 4 in a record holding 8 */
+    expect_proto(p, "payload_bytes 4 does not match");
+}
+
+static void test_garbage_tlp_flag(void **state)
+{
+    struct pair *p = *state;
+    tlp_then_damage(p, 6, 2); /* poisoned */
+    expect_proto(p, "poisoned or bcm is neither 0 nor 1");
 }
 
 static void test_garbage_tlp_short(void **state)
@@ -623,6 +663,30 @@ static void test_attach_wake_not_eventfd(void **state)
     tlpb_ring_destroy(host);
 }
 
+/* Eventfds made blocking by the peer are made non-blocking: the wakeup
+ * write and the drain never stall the event loop. */
+static void test_attach_makes_eventfds_nonblocking(void **state)
+{
+    (void)state;
+    int fds[TLPB_RING_FD_COUNT], copy[TLPB_RING_FD_COUNT];
+    struct tlpb_ring *host, *bridge;
+    char err[200];
+    assert_int_equal(tlpb_ring_create(&host, RING_BYTES, fds, err, sizeof(err)), 0);
+    dup_fds(fds, copy);
+    for (int i = TLPB_RING_FD_WAKE_BRIDGE; i <= TLPB_RING_FD_WAKE_HOST; i++) {
+        close(copy[i]);
+        copy[i] = eventfd(0, EFD_CLOEXEC);
+        assert_int_equal(fcntl(copy[i], F_GETFL) & O_NONBLOCK, 0);
+    }
+    assert_int_equal(tlpb_ring_attach(&bridge, copy, RING_BYTES, err, sizeof(err)), 0);
+    for (int i = TLPB_RING_FD_WAKE_BRIDGE; i <= TLPB_RING_FD_WAKE_HOST; i++)
+        assert_int_equal(fcntl(copy[i], F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+    /* Nothing written: woken returns at once. */
+    tlpb_ring_woken(bridge);
+    tlpb_ring_destroy(bridge);
+    tlpb_ring_destroy(host);
+}
+
 static void test_create_bad_size(void **state)
 {
     (void)state;
@@ -650,6 +714,7 @@ int main(void)
         T(test_garbage_head_too_far),
         T(test_garbage_head_backwards),
         T(test_garbage_consumer_index),
+        T(test_garbage_consumer_backwards),
         T(test_garbage_record_lengths),
         T(test_garbage_record_unaligned),
         T(test_garbage_record_beyond_available),
@@ -662,6 +727,8 @@ int main(void)
         T(test_garbage_tlp_be),
         T(test_garbage_tlp_length),
         T(test_garbage_tlp_payload_size),
+        T(test_garbage_tlp_payload_short),
+        T(test_garbage_tlp_flag),
         T(test_garbage_tlp_short),
         T(test_garbage_interrupt_kind),
         T(test_garbage_envelope),
@@ -669,6 +736,7 @@ int main(void)
         T(test_attach_bad_magic),
         T(test_attach_unsealed_and_not_memfd),
         T(test_attach_wake_not_eventfd),
+        cmocka_unit_test(test_attach_makes_eventfds_nonblocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

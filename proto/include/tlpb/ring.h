@@ -8,8 +8,8 @@
  * only when the flag says the sleeper really sleeps, so a busy pair makes no
  * system call at all.
  *
- * Records are 8-byte aligned: an 8-byte record header (length, type), then
- * the body. A TLP and an Interrupt have a fixed binary body (no protobuf on
+ * Records are 8-byte aligned: an 8-byte record header (length, type, padding),
+ * then the body and up to 7 zero bytes. A TLP and an Interrupt have a fixed binary body (no protobuf on
  * the hot path); every other message is its serialized Envelope. A record
  * never wraps: the producer pads to the end of the ring.
  *
