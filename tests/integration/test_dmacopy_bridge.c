@@ -30,7 +30,11 @@ int main(int argc, char **argv)
     bool external = strncmp(mode, "external", 8) == 0 || rtl;
     bool fast = strstr(mode, "-fast") != NULL;
     bool tcp = strcmp(mode, "inproc-tcp") == 0;
-    if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp &&
+    /* The unix socket without the shared-memory ring (TLPB_RING=off). */
+    bool socket_only = strcmp(mode, "inproc-socket") == 0;
+    if (socket_only)
+        setenv("TLPB_RING", "off", 1);
+    if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp && !socket_only &&
         strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0 && !rtl) {
         fprintf(stderr, "unknown --mode %s\n", full_mode);
         return 2;
@@ -97,6 +101,14 @@ int main(int argc, char **argv)
               strcmp(text, external ? "external" : "hlsim") == 0,
           "status backend is '%s'", text);
     free(status);
+
+    /* On the unix socket every message goes through the shared-memory ring
+     * unless it is turned off; over TCP there is none. */
+    struct tlpb_host_stats hst;
+    tlpb_host_get_stats(fx.host, &hst);
+    bool want_ring = !tcp && !socket_only;
+    CHECK(hst.ring_active == want_ring, "the host %s the shared-memory ring",
+          hst.ring_active ? "uses" : "does not use");
 
     dmacopy_suite_run(&fx);
 

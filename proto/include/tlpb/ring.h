@@ -30,7 +30,10 @@
 #include "tlpb/tlp.h"
 #include "tlpbridge.pb-c.h"
 
-#define TLPB_RING_DEFAULT_BYTES (4u * 1024u * 1024u)
+/* 8 MiB: the largest record is a quarter of it, room for the largest
+ * fast-mode TLP (1 MiB + 8 bytes of payload). Pages are only touched as
+ * used. */
+#define TLPB_RING_DEFAULT_BYTES (8u * 1024u * 1024u)
 #define TLPB_RING_MIN_BYTES (1u * 1024u * 1024u)
 #define TLPB_RING_MAX_BYTES (64u * 1024u * 1024u)
 /* The descriptors of RingSetup, in this order. */
