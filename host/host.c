@@ -1070,7 +1070,11 @@ static int pump(struct tlpb_host *h, int timeout_ms)
         return -ENOTCONN;
     if (h->ring_armed) { /* the caller's asleep flag is of no use while we are here */
         h->ring_armed = false;
-        tlpb_ring_woken(h->ring);
+        /* Drain the eventfd only if the bridge wrote it: no system call on
+         * a request made while nothing arrived. A wake-up written after this
+         * look leaves the fd readable; tlpb_host_poll drains it then. */
+        if (tlpb_ring_cancel_sleep(h->ring))
+            tlpb_ring_woken(h->ring);
     }
     int handled = serve_arrived(h);
     if (handled != 0)

@@ -693,6 +693,11 @@ bool tlpb_ring_prepare_sleep(struct tlpb_ring *r)
     return true;
 }
 
+bool tlpb_ring_cancel_sleep(struct tlpb_ring *r)
+{
+    return atomic_exchange_explicit(r->rx.consumer_asleep, 0, memory_order_seq_cst) == 0;
+}
+
 void tlpb_ring_woken(struct tlpb_ring *r)
 {
     atomic_store_explicit(r->rx.consumer_asleep, 0, memory_order_relaxed);

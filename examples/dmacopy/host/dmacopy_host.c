@@ -219,11 +219,19 @@ static int serve_until(struct dmacopy_host *dc,
                        const struct wait_target *t, int timeout_ms)
 {
     uint64_t deadline = tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    /* With guest memory shared, the device's writes land in memory without
+     * a message to this host, as in a guest: poll memory as a CPU would,
+     * serving the bridge between looks, instead of sleeping on messages
+     * that may never come. */
+    struct tlpb_host_stats st;
+    tlpb_host_get_stats(dc->host, &st);
+    bool shared = st.guest_memory_shared;
     while (!reached(dc, t)) {
         uint64_t now = tlpb_now_ns();
         if (now >= deadline)
             return -ETIMEDOUT;
-        if (tlpb_host_wait(dc->host, (int)((deadline - now) / 1000000u) + 1) < 0)
+        int wait_ms = shared ? 0 : (int)((deadline - now) / 1000000u) + 1;
+        if (tlpb_host_wait(dc->host, wait_ms) < 0)
             return -ENOTCONN;
     }
     return 0;

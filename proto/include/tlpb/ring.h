@@ -152,6 +152,12 @@ const char *tlpb_ring_error(const struct tlpb_ring *r);
  * clears the flag and drains the eventfd. */
 bool tlpb_ring_prepare_sleep(struct tlpb_ring *r);
 void tlpb_ring_woken(struct tlpb_ring *r);
+/* Clear the asleep flag without draining the eventfd, for a side that
+ * armed it and polls the ring now anyway. Returns true when the other side
+ * had already cleared it, i.e. it wrote (or is about to write) the eventfd:
+ * call tlpb_ring_woken then, and drain again whenever the eventfd is found
+ * readable later. false: nobody woke this side, no system call needed. */
+bool tlpb_ring_cancel_sleep(struct tlpb_ring *r);
 int tlpb_ring_wake_fd(const struct tlpb_ring *r);
 
 struct tlpb_ring_stats {
