@@ -331,13 +331,18 @@ static void proc_cpu_ns(pid_t pid, uint64_t *user_ns, uint64_t *sys_ns)
  * bridge with the model in it), user and system, over many reads. */
 static void mmio_read_cpu(struct dmacopy_host *dc, pid_t bridge, double *user_us, double *total_us)
 {
-    int n = iterations * 5 / 2;
+    /* At least 2 s of reads: CPU time comes in clock ticks (10 ms), so a
+     * shorter run would measure the tick, not the read. */
+    uint64_t n = 0, min_n = (uint64_t)iterations * 5 / 2;
     uint64_t bu0, bs0, bu1, bs1, su0, ss0, su1, ss1;
     proc_cpu_ns(bridge, &bu0, &bs0);
     proc_cpu_ns(getpid(), &su0, &ss0);
-    for (int i = 0; i < n; i++)
+    uint64_t end = tlpb_now_ns() + 2000000000ull;
+    while (n < min_n || (n % 1024 != 0 || tlpb_now_ns() < end)) {
         if (dmacopy_read32(dc, DMACOPY_REG_SCRATCH) != 0x5A5A0000u)
             die("SCRATCH read back wrong");
+        n++;
+    }
     proc_cpu_ns(bridge, &bu1, &bs1);
     proc_cpu_ns(getpid(), &su1, &ss1);
     uint64_t user = (bu1 - bu0) + (su1 - su0), sys = (bs1 - bs0) + (ss1 - ss0);
