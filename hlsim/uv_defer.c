@@ -1,6 +1,7 @@
 /* The deferred-call queue on libuv (see hlsim_uv.h). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hlsim_uv.h"
 
@@ -45,9 +46,12 @@ static struct hlsim_uv_call *queue_call(struct hlsim_uv_defer_queue *q, hlsim_uv
 {
     if (storage_bytes > SIZE_MAX - sizeof(struct hlsim_uv_call))
         return NULL;
-    struct hlsim_uv_call *call = calloc(1, sizeof(*call) + storage_bytes);
+    /* Not calloc: the storage is the caller's to fill (a deferred 64 KiB
+     * completion would be cleared only to be overwritten). */
+    struct hlsim_uv_call *call = malloc(sizeof(*call) + storage_bytes);
     if (!call)
         return NULL;
+    memset(call, 0, sizeof(*call));
     call->fn = fn;
     STAILQ_INSERT_TAIL(&q->calls, call, link);
     uv_idle_start(&q->idle, run_pass);

@@ -1423,6 +1423,15 @@ static int host_mem_write(struct tlpb_host *h, int bar, uint64_t addr, const voi
     if (rc)
         return rc;
     mark_busy(h);
+    if (h->ring && !tlpb_obuf_pending(&h->ob)) {
+        /* In the ring the write is visible to the bridge at once, and
+         * telling a sleeping bridge costs one eventfd write per sleep: a
+         * batch saves nothing, and a doorbell held for the caller's flush
+         * would wait for its main loop. */
+        tlpb_ring_notify(h->ring);
+        h->ring_unnotified_bytes = 0;
+        return 0;
+    }
     if (batch_bytes(h) >= h->cfg.write_batch_bytes)
         return flush_output(h);
     return 0;

@@ -108,7 +108,10 @@ struct tlpb_host_config {
     bool fallback_value_set;        /* use fallback_read_value (else all-ones) */
     uint32_t write_batch_bytes;     /* posted writes are sent when this much is
                                      * queued or at the next read/flush/poll;
-                                     * 0 = 64 KiB; 1 = send each write at once */
+                                     * 0 = 64 KiB; 1 = send each write at once.
+                                     * On the shared-memory ring every write
+                                     * reaches the bridge at once (no system
+                                     * call while it polls) */
     uint32_t reconnect_interval_ms; /* 0 = 1000 */
     bool offer_unsplit_dma;         /* accept oversized DMA TLPs (hlsim fast mode) */
     bool msix_table_external;       /* the caller owns the MSI-X table and PBA
