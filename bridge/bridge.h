@@ -269,6 +269,13 @@ struct device {
     uv_timer_t timeout_timer;
     uint64_t timer_deadline_ns;
     struct device_stats stats;
+    struct {                       /* the last DMA the host refused, for status */
+        bool seen;
+        bool write;
+        uint64_t address;
+        uint32_t bytes;
+        char context[HLSIM_DMA_CONTEXT_MAX]; /* what the model said it was for, or "" */
+    } last_dma_fault;
     bool logged_no_host;
     struct device_time time;
     struct guestmem guest_memory;  /* from the host; count 0: none */
@@ -420,6 +427,9 @@ bool device_accepts_from_device(const struct device *d);
 /* hlsim_backend.c */
 int hlsim_backend_load(struct device *d, const char *path, char *err, size_t err_size);
 void hlsim_backend_unload(struct device *d);
+/* What the in-process model said the DMA at address was for, or NULL
+ * (none said, or the device is not served by its model). */
+const char *hlsim_backend_dma_context(struct device *d, bool write, uint64_t address);
 /* Deliver a TLP to the in-process model from the event loop. */
 void hlsim_backend_downstream_later(struct device *d, const struct tlpb_tlp *tlp);
 /* A host request or reset for the model: at once when free-running; when

@@ -173,6 +173,16 @@ static void status_json(struct bridge *b, struct text *t)
         ring_json(d, t);
         appendf(t, ", \"guest_memory_regions\": %u, \"guest_memory_bytes\": %llu",
                 d->guest_memory.count, (unsigned long long)d->guest_memory.bytes);
+        appendf(t, ", \"last_dma_fault\": ");
+        if (d->last_dma_fault.seen) {
+            appendf(t, "{\"address\": %llu, \"bytes\": %u, \"direction\": \"%s\", \"context\": ",
+                    (unsigned long long)d->last_dma_fault.address, d->last_dma_fault.bytes,
+                    d->last_dma_fault.write ? "write" : "read");
+            append_json_string(t, d->last_dma_fault.context);
+            appendf(t, "}");
+        } else {
+            appendf(t, "null");
+        }
         appendf(t,
                 ", \"timeout_ms\": %u, \"outstanding\": %u, \"counters\": {\"host_requests\": %llu,"
                 " \"host_posted_writes\": %llu, \"device_requests\": %llu,"

@@ -648,11 +648,19 @@ static uint64_t time_checked_stamp(struct device *d, const char *what, uint64_t 
 void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t bytes,
                       const char *how)
 {
+    const char *context = hlsim_backend_dma_context(d, write, address);
     d->stats.dma_faults++;
+    d->last_dma_fault.seen = true;
+    d->last_dma_fault.write = write;
+    d->last_dma_fault.address = address;
+    d->last_dma_fault.bytes = bytes;
+    snprintf(d->last_dma_fault.context, sizeof(d->last_dma_fault.context), "%s",
+             context ? context : "");
     bridge_log(TLPB_LOG_WARN,
                "device %s: DMA fault: %s of %u bytes at 0x%llx refused by the host (%s): not guest"
-               " memory, or not mapped for the device by the guest's IOMMU",
-               d->cfg->name, write ? "write" : "read", bytes, (unsigned long long)address, how);
+               " memory, or not mapped for the device by the guest's IOMMU%s%s",
+               d->cfg->name, write ? "write" : "read", bytes, (unsigned long long)address, how,
+               context ? " while " : "", context ? context : "");
 }
 
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)

@@ -412,3 +412,10 @@ void hlsim_backend_unload(struct device *d)
     free(d->model_file);
     d->model_file = NULL;
 }
+
+const char *hlsim_backend_dma_context(struct device *d, bool write, uint64_t address)
+{
+    if (!d->hlsim || d->backend != BACKEND_HLSIM)
+        return NULL;
+    return hlsim_device_dma_context(d->hlsim, write, address);
+}

@@ -3,6 +3,8 @@
  * everything the device sends (DMA, interrupts, completions) leaves in an
  * order PCIe allows; see the queue description in sdk_internal.h. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +98,53 @@ void dma_fini(hlsim_device *dev)
         dev->env_ops->timer_destroy(dev->link_timer);
         dev->link_timer = NULL;
     }
+}
+
+/* ---- what a DMA is for ------------------------------------------------------ */
+
+void hlsim_dma_set_context(hlsim_device *dev, const char *fmt, ...)
+{
+    if (!fmt) {
+        dev->dma_context[0] = '\0';
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dev->dma_context, sizeof(dev->dma_context), fmt, ap);
+    va_end(ap);
+}
+
+void dma_clear_context(hlsim_device *dev)
+{
+    dev->dma_context[0] = '\0';
+}
+
+static void record_context(hlsim_device *dev, bool write, uint64_t address, uint32_t len)
+{
+    if (!dev->dma_context[0])
+        return;
+    struct hlsim_dma_record *r = &dev->dma_history[dev->dma_history_next];
+    dev->dma_history_next = (dev->dma_history_next + 1) % HLSIM_DMA_HISTORY;
+    r->write = write;
+    r->address = address;
+    r->length_bytes = len;
+    memcpy(r->context, dev->dma_context, sizeof(r->context));
+}
+
+const char *hlsim_device_dma_context(const hlsim_device *dev, bool write, uint64_t address)
+{
+    /* Newest first: a later DMA to the same place is the likelier culprit. */
+    for (unsigned i = 1; i <= HLSIM_DMA_HISTORY; i++) {
+        const struct hlsim_dma_record *r =
+            &dev->dma_history[(dev->dma_history_next + HLSIM_DMA_HISTORY - i) % HLSIM_DMA_HISTORY];
+        if (!r->context[0] || r->write != write)
+            continue;
+        /* A zero-length read names one byte. */
+        uint64_t span = r->length_bytes ? r->length_bytes : 1u;
+        if (address >= r->address && address - r->address < span)
+            return r->context;
+    }
+    return NULL;
 }
 
 /* ---- link throughput (coupled time only) ------------------------------------ */
@@ -480,6 +529,7 @@ int hlsim_dma_read(hlsim_device *dev, uint64_t addr, void *buf, uint32_t len, hl
         return -EINVAL;
     if (!op_append(dev, addr, len, buf, cb, arg))
         return -ENOMEM;
+    record_context(dev, false, addr, len);
     dma_pump(dev);
     return 0;
 }
@@ -507,6 +557,7 @@ int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *buf, uint32_t 
         p->address = addr;
         p->length_bytes = len;
         p->image = image;
+        record_context(dev, true, addr, len);
     }
     if (cb) {
         /* The flush read goes behind the writes and reports whether they
@@ -515,8 +566,10 @@ int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *buf, uint32_t 
         struct hlsim_dma_op *op = op_append(dev, last, 0, NULL, cb, arg);
         if (!op)
             hlsim_log(dev, HLSIM_LOG_ERROR, "out of memory: write flush lost");
-        else
+        else {
             op->is_flush = true;
+            record_context(dev, false, last & ~3ull, 4); /* the read names the DW */
+        }
     }
     dma_pump(dev);
     return 0;

@@ -214,6 +214,7 @@ void hlsim_device_reset(hlsim_device *dev, enum hlsim_reset_kind kind)
               : kind == HLSIM_RESET_HOT         ? "hot"
                                                 : "power-on");
     hlsim_dma_cancel_all(dev);
+    dma_clear_context(dev); /* the model's work before the reset is gone */
     tlpb_cfgspace_reset(&dev->cfg);
     irq_reset(dev);
     SDK_CALL_MODEL(dev, "reset", dev->ops->reset(dev->model, kind));

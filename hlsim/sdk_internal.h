@@ -91,6 +91,16 @@ struct hlsim_timer {
 };
 TAILQ_HEAD(hlsim_timer_list, hlsim_timer);
 
+/* A DMA the model asked for while it had said what it was for: kept so a
+ * DMA fault the host reports later (writes are posted) can be named. */
+#define HLSIM_DMA_HISTORY 64u
+struct hlsim_dma_record {
+    bool write;
+    uint64_t address;
+    uint32_t length_bytes;
+    char context[HLSIM_DMA_CONTEXT_MAX];
+};
+
 struct hlsim_device {
     const struct hlsim_model_ops *ops;
     void *model;
@@ -128,6 +138,11 @@ struct hlsim_device {
     void *link_timer;
     bool link_timer_armed;
 
+    /* hlsim_dma_set_context: the current text, and the last DMAs with one
+     * (a ring, dma_history_next is the oldest once full). */
+    char dma_context[HLSIM_DMA_CONTEXT_MAX];
+    struct hlsim_dma_record dma_history[HLSIM_DMA_HISTORY];
+    unsigned dma_history_next;
     const char *model_callback; /* the model operation running now, or NULL */
     bool defer_pending;    /* a deferred_run is queued in the environment */
     bool destroying;
@@ -161,6 +176,7 @@ void dma_pump(hlsim_device *dev);
 void dma_receive_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
 void dma_deliver_callbacks(hlsim_device *dev);
 void dma_link_down(hlsim_device *dev);
+void dma_clear_context(hlsim_device *dev);
 void upstream_send_completion(hlsim_device *dev, const struct tlpb_tlp *cpl);
 void upstream_send_interrupt(hlsim_device *dev, Tlpb__InterruptKind kind, unsigned vector);
 

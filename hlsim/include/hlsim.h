@@ -91,6 +91,18 @@ HLSIM_EXPORT int hlsim_dma_read(hlsim_device *dev, uint64_t addr, void *buf, uin
 HLSIM_EXPORT int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *buf, uint32_t len,
                     hlsim_dma_cb cb, void *arg);
 
+/* Say what the DMA the model asks for next is for, printf-style, e.g.
+ * hlsim_dma_set_context(dev, "copying descriptor %u (src 0x%llx ...)", ...).
+ * Every hlsim_dma_read/write call from now on carries this text until it is
+ * changed; NULL (or "") clears it, and so does a reset. When the host refuses
+ * one of those DMAs (a DMA fault: not guest memory, or not mapped by the
+ * guest's IOMMU) the bridge's fault report ends with " while <text>".
+ * Longer texts are cut to HLSIM_DMA_CONTEXT_MAX - 1 bytes. Only in-process
+ * models: hlsim-run has no way to tell the bridge (docs/hlsim.md). */
+#define HLSIM_DMA_CONTEXT_MAX 160
+HLSIM_EXPORT void hlsim_dma_set_context(hlsim_device *dev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Abandon all outstanding DMA of this device: no callback of it will run
  * (for a device's own soft reset). */
 HLSIM_EXPORT void hlsim_dma_cancel_all(hlsim_device *dev);

@@ -83,6 +83,10 @@ void hlsim_device_poll_timeouts(hlsim_device *dev);
 /* Coupled simulated time (the environment's clock says when): the
  * model's access latency and DMA rate apply only then. */
 void hlsim_device_set_time_coupled(hlsim_device *dev, bool coupled);
+/* What the model said (hlsim_dma_set_context) its most recent DMA in this
+ * direction covering address was for, or NULL when it said nothing. For a
+ * DMA fault report: the host names the refused TLP's address. */
+const char *hlsim_device_dma_context(const hlsim_device *dev, bool write, uint64_t address);
 /* One of the device's DMA reads waits for its completion (abandoned reads
  * not counted): a coupled clock holds still meanwhile. */
 bool hlsim_device_dma_reads_outstanding(const hlsim_device *dev);

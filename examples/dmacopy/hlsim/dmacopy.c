@@ -198,6 +198,8 @@ static void halt(struct dmacopy *dc, uint8_t code, struct job *job)
         /* Report the error in the descriptor where possible (no DONE). */
         uint8_t status[4];
         tlpb_put_le32(status, (uint32_t)code << 8);
+        hlsim_dma_set_context(dc->dev, "writing the error status of descriptor %u at 0x%llx",
+                              job->index, (unsigned long long)job->desc_addr);
         if (hlsim_dma_write(dc->dev, job->desc_addr + DMACOPY_DESC_STATUS, status, 4, NULL,
                             NULL) != 0)
             hlsim_log(dc->dev, HLSIM_LOG_WARN, "error status not written to the descriptor");
@@ -253,6 +255,15 @@ static void data_flushed(void *arg, enum hlsim_dma_status status)
 
 /* ---- stages: each returns true when it made progress ---------------------- */
 
+/* Names the descriptor in the bridge's report should the host refuse one of
+ * its data reads or writes. */
+static void copy_context(struct dmacopy *dc, const struct job *job)
+{
+    hlsim_dma_set_context(dc->dev, "copying descriptor %u (src 0x%llx dst 0x%llx len %u)",
+                          job->index, (unsigned long long)job->src, (unsigned long long)job->dst,
+                          job->len);
+}
+
 static bool fetch_stage(struct dmacopy *dc)
 {
     bool progress = false;
@@ -276,6 +287,8 @@ static bool fetch_stage(struct dmacopy *dc)
         job->index = index;
         job->desc_addr = ring_base(dc) + (uint64_t)index * DMACOPY_DESC_BYTES;
         job->state = JOB_FETCHING;
+        hlsim_dma_set_context(dc->dev, "fetching descriptor %u at 0x%llx", index,
+                              (unsigned long long)job->desc_addr);
         int r = hlsim_dma_read(dc->dev, job->desc_addr, job->desc, DMACOPY_DESC_BYTES,
                                descriptor_fetched, job);
         if (r == -EPERM) {
@@ -334,6 +347,7 @@ static bool data_stage(struct dmacopy *dc)
         chunk->offset = dc->read_off;
         chunk->len = n;
         chunk->state = CHUNK_READING;
+        copy_context(dc, job);
         int r = hlsim_dma_read(dc->dev, job->src + dc->read_off, chunk->buf, n, chunk_read, chunk);
         if (r == -EPERM) {
             chunk->state = CHUNK_FREE;
@@ -362,6 +376,7 @@ static bool data_stage(struct dmacopy *dc)
             return true;
         }
         bool last = chunk->offset + chunk->len == job->len;
+        copy_context(dc, job);
         int r = hlsim_dma_write(dc->dev, job->dst + chunk->offset, chunk->buf, chunk->len,
                                 last ? data_flushed : NULL, job);
         if (r == -EPERM)
@@ -400,6 +415,8 @@ static bool finish_stage(struct dmacopy *dc)
             return true;
         }
         /* crc first, then status: DONE is visible only after data and crc */
+        hlsim_dma_set_context(dc->dev, "completing descriptor %u at 0x%llx", job->index,
+                              (unsigned long long)job->desc_addr);
         if (job->finish_step == 0) {
             uint8_t crc[4];
             tlpb_put_le32(crc, job->crc);
