@@ -715,11 +715,20 @@ def test_iommu(t):
                 "the copy from a stale address did not fail in the guest:\n%s" %
                 "\n".join(out[-10:]))
         if addr is not None:
-            _, m = bridge.wait_line(r"DMA fault: read of \d+ bytes at (0x[0-9a-f]+)", 30, mark,
+            _, m = bridge.wait_line(r"DMA fault: read of \d+ bytes at (0x[0-9a-f]+)(.*)", 30, mark,
                                     what="the bridge's DMA fault line")
             t.check(int(m.group(1), 16) == addr,
                     "the bridge reported the fault at %s, the driver injected 0x%x" %
                     (m.group(1), addr))
+            # The model says what the DMA was for: the descriptor whose
+            # source is the stale address.
+            d = re.search(r" while copying descriptor (\d+) \(src (0x[0-9a-f]+)", m.group(2))
+            t.check(d is not None and int(d.group(2), 16) == addr,
+                    "the fault line does not name the descriptor copying from 0x%x: %r" %
+                    (addr, m.group(2)))
+            if d:
+                t.step("the bridge names descriptor %s as the one reading the stale address"
+                       % d.group(1))
         st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
         faults = st.get("counters", {}).get("dma_faults", 0)
         t.step("bridge: %d DMA faults, %d of them from the injected bug" % (faults,
