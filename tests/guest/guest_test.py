@@ -249,7 +249,18 @@ def finish_guest(t, g):
     t.check(rc == 0, "QEMU exited with status %s" % rc)
 
 
-def stop_bridge(t, bridge):
+def check_no_violations(t, s):
+    """Zero PCIe checker violations: the property every guest test ends with
+    (docs/checker.md)."""
+    st = tg.tlpbctl_status(t.args.tlpbctl, s.socket, DEVICE)
+    chk = st.get("checker") or {}
+    n = chk.get("violations", 0)
+    t.check(n == 0, "the PCIe checker counted %d violation(s): %s" % (n, chk.get("rules")))
+
+
+def stop_bridge(t, bridge, s=None):
+    if s is not None:
+        check_no_violations(t, s)
     rc = bridge.stop()
     t.check(rc == 0, "tlpbridged exited with status %s on SIGTERM" % rc)
 
@@ -337,7 +348,7 @@ def test_inproc(t):
         g = full_session_reboot(t, s, accel, "hlsim in the bridge")
         check_model_served(t, s, "hlsim")
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 def test_socket(t):
@@ -354,7 +365,7 @@ def test_socket(t):
         check_model_served(t, s, "hlsim")
         check_fast_path(t, s, shared=False, ring="off")
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 def test_busy_poll(t):
@@ -369,7 +380,7 @@ def test_busy_poll(t):
         check_model_served(t, s, "hlsim")
         check_fast_path(t, s, shared=True, ring="busy-poll")
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 def test_inproc_fast(t):
@@ -391,7 +402,7 @@ def test_inproc_fast(t):
         t.check(not any("did not offer unsplit DMA" in l for l in bridge.out.text()),
                 "the bridge says QEMU did not offer unsplit DMA")
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
         # PCIe caps a TLP at 1024 DW (4 KiB): the copies went in larger
         # ones, served by QEMU.
         out = subprocess.run([t.args.tlpbtrace, "--kind", "MRd", trace], check=True,
@@ -415,7 +426,7 @@ def test_external(t):
         t.check(sim.alive(), "hlsim-run exited during the run")
         rc = sim.stop()
         t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 ENUM_CMD = (
@@ -496,7 +507,7 @@ def test_nosim(t):
         t.check(sim.alive(), "hlsim-run exited during the run")
         rc = sim.stop()
         t.check(rc == 0, "hlsim-run exited with status %s on SIGTERM" % rc)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 def check_model_served_after_attach(t, s):
@@ -583,7 +594,7 @@ def test_sim_kill(t):
         # The new bridge got the guest memory map and the ring on reconnect.
         check_fast_path(t, s, shared=True)
         finish_guest(t, g)
-        stop_bridge(t, bridge2)
+        stop_bridge(t, bridge2, s)
 
 
 HOTPLUG_ROUNDS = int(os.environ.get("TLPB_HOTPLUG_ROUNDS", "20"))
@@ -639,7 +650,7 @@ def test_hotplug(t):
                 break
         bridge.check_alive()
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 def test_rtl(t):
@@ -657,7 +668,7 @@ def test_rtl(t):
         t.check(sim.alive(), "the RTL simulator exited during the run")
         rc = sim.stop(60)
         t.check(rc == 0, "the RTL simulator exited with status %s on SIGTERM" % rc)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 # ---- the DMA safety net: a guest IOMMU --------------------------------------------------
@@ -739,7 +750,7 @@ def test_iommu(t):
         # Behind the IOMMU every DMA is translated by QEMU: nothing is shared.
         check_fast_path(t, s, shared=False)
         finish_guest(t, g)
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
 
 
 # ---- coupled simulated time ----------------------------------------------------------------
@@ -884,7 +895,7 @@ def coupled_once(t, backend, label, sim_args=(), bridge_args=()):
         if sim:
             rc = sim.stop(60)
             t.check(rc == 0, "%s: the RTL simulator exited with status %s" % (label, rc))
-        stop_bridge(t, bridge)
+        stop_bridge(t, bridge, s)
         events = read_trace_events(trace)
         text = sim_trace_text(t, trace)
     t.step("%s: driver ktime %s ns, %d syncs, %d fallback completions" %
