@@ -594,7 +594,10 @@ static void downstream_reply_to_backend(struct device *d, const struct tlpb_tlp 
     /* Made by the bridge for the root complex: traced like the host's own
      * completions, so every TLP the device receives is in the trace. */
     trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, cpl);
-    check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, cpl, false); /* the request is answered */
+    /* The request is answered (a config request from a device is the
+     * validator's, not the checker's: the checker does not track it). */
+    if (d->check.device_requests[cpl->tag].in_use)
+        check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, cpl, false);
     if (d->backend == BACKEND_HLSIM)
         hlsim_backend_downstream_later(d, cpl);
     else

@@ -223,7 +223,11 @@ void trace_violation(struct bridge *b, const struct device *d,
     Tlpb__Interrupt irq;
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
     if (v->tlp.kind != TLPB_TLP_INVALID) {
-        tlpb_tlp_to_pb(&pb, &v->tlp);
+        /* The checker keeps the header only: the record has no payload. */
+        struct tlpb_tlp header = v->tlp;
+        header.payload = NULL;
+        header.payload_bytes = 0;
+        tlpb_tlp_to_pb(&pb, &header);
         env.body_case = TLPB__ENVELOPE__BODY_TLP;
         env.tlp = &pb;
     } else {
