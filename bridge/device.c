@@ -170,8 +170,11 @@ static enum check_action check_tlp(struct device *d, enum tlpb_check_direction d
     unsigned n = dir == TLPB_CHECK_HOST_TO_DEVICE ? tlpb_check_host_tlp(&d->check, tlp, now, &res)
                                                    : tlpb_check_device_tlp(&d->check, tlp, now, &res);
     /* A request now tracked by the checker: its completion timeout rides on
-     * the device's timeout timer (a later deadline than one armed). */
-    if (tlpb_tlp_is_non_posted(tlp->kind) && !d->timer_deadline_ns)
+     * the device's timeout timer (a later deadline than one armed), which
+     * runs while a simulator process serves the device. An in-process
+     * model's requests are checked for timeouts whenever it runs. */
+    if (d->backend == BACKEND_EXTERNAL && tlpb_tlp_is_non_posted(tlp->kind) &&
+        !d->timer_deadline_ns)
         arm_timeout(d);
     return check_report(d, &res, n, act);
 }
