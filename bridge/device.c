@@ -469,6 +469,9 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
             return;
         }
         if (!d->device_read_active[tlp->tag]) {
+            /* Under the device's own tag: the checker tells a completion
+             * after the last byte from one for no request at all. */
+            check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, tlp, false);
             d->stats.rejected_tlps++;
             bridge_log(TLPB_LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
                        d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
@@ -537,6 +540,10 @@ static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp 
     bool final = completion_is_final(tlp);
     switch (p->state) {
     case PENDING_FREE:
+        /* For no request the bridge forwarded: unexpected, whatever the
+         * host has outstanding under the same tag number. */
+        if (!d->check.host_requests[tlp->tag].in_use)
+            check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, tlp, false);
         d->stats.rejected_tlps++;
         bridge_log(TLPB_LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
                    d->cfg->name, tlp->tag);
