@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
@@ -414,6 +415,47 @@ static void case_trace_record(void)
     free(err);
 }
 
+/* tshark on PATH into path; false without one. */
+static bool find_tshark(char *path, size_t size)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", env ? env : "/usr/bin:/bin");
+    for (char *save = NULL, *dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        snprintf(path, size, "%s/tshark", dir);
+        if (access(path, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void case_pcapng_violation(void)
+{
+    /* The pcapng export keeps the violation record: direction 5, and the
+     * dissector shows its rule. */
+    const char *pcap = it_path("checker.pcapng");
+    const char *conv[] = {"--pcapng", pcap, "--device", "c_mps", it_path("checker.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(conv, &out, &err) == 0, "tlpbtrace --pcapng: %s", err ? err : "");
+    free(out);
+    free(err);
+    char tshark[512];
+    if (!find_tshark(tshark, sizeof(tshark))) {
+        printf("  skipped the dissector check: no tshark on PATH\n");
+        return;
+    }
+    const char *argv[] = {tshark, "-X", "lua_script:" TLPB_DISSECTOR, "-r", pcap,
+                          "-Y", "tlpbridge.direction == 5", "-T", "fields",
+                          "-e", "tlpbridge.rule", NULL};
+    out = err = NULL;
+    int rc = it_run_capture(argv, &out, &err);
+    CHECK(rc == 0 && out && strcmp(out, "mwr_exceeds_mps\n") == 0,
+          "tshark: exit %d, rules of the violation packets '%s' (expected mwr_exceeds_mps): %s", rc,
+          out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+}
+
 /* ---- policies -------------------------------------------------------------- */
 
 static void case_policy_reject(void)
@@ -539,6 +581,7 @@ int main(int argc, char **argv)
     IT_RUN("msix_disabled_or_masked", case_msix_disabled());
     IT_RUN("intx_disabled", case_intx_disabled());
     IT_RUN("a violation record in the trace", case_trace_record());
+    IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());
     IT_RUN("policy stop: fallback, the other device served", case_policy_stop());
     return it_finish();
