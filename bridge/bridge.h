@@ -278,7 +278,7 @@ struct device {
     /* The PCIe checker (docs/checker.md): every TLP and interrupt of the
      * device, both directions, as the host sees them (host tags). */
     struct tlpb_check check;
-    bool check_stopped;            /* policy stop has switched the device to the fallback */
+    bool check_stopped;            /* policy stop has switched (or will switch) it to the fallback */
 };
 
 /* A listening socket, accepted from by the bridge itself (server.c). */

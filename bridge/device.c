@@ -117,6 +117,16 @@ static void check_configure(struct device *d)
 
 static void arm_timeout(struct device *d);
 
+/* Policy stop: the device goes to the fallback. */
+static void check_stop_device(void *arg)
+{
+    struct device *d = arg;
+    char err[256];
+    if (d->backend != BACKEND_FALLBACK &&
+        device_switch_backend(d, BACKEND_FALLBACK, err, sizeof(err)) != 0)
+        bridge_log(TLPB_LOG_ERROR, "device %s: %s", d->cfg->name, err);
+}
+
 /* Count (done by the checker), log, trace and apply the policy to what the
  * checker reported. act: false for what the bridge built itself (its own
  * bugs are reported, not acted on). */
@@ -149,14 +159,15 @@ static enum check_action check_report(struct device *d, const struct tlpb_check_
         d->stats.rejected_tlps++;
         return CHECK_REJECT;
     }
-    if (d->backend != BACKEND_FALLBACK) {
-        char err[256];
+    if (d->backend != BACKEND_FALLBACK && !d->check_stopped) {
         bridge_log(TLPB_LOG_ERROR, "device %s: PCIe checker: rule %s broken, policy stop: the"
                    " device is switched to the fallback", d->cfg->name,
                    first_rule ? first_rule : "?");
         d->check_stopped = true;
-        if (device_switch_backend(d, BACKEND_FALLBACK, err, sizeof(err)) != 0)
-            bridge_log(TLPB_LOG_ERROR, "device %s: %s", d->cfg->name, err);
+        /* An in-process model is in the middle of a call into the bridge:
+         * it is reset once that returns, from the event loop. */
+        if (d->backend != BACKEND_HLSIM || hlsim_uv_defer(&d->deferred, check_stop_device, d) != 0)
+            check_stop_device(d);
     }
     return CHECK_STOPPED;
 }
@@ -1361,6 +1372,8 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
     time_answer_pending_grant(d, why);
     d->backend = kind;
     d->hlsim_output_blocked = false;
+    if (kind != BACKEND_FALLBACK)
+        d->check_stopped = false; /* a backend again: policy stop may act again */
     if (left != BACKEND_FALLBACK && left != kind) {
         /* Said every time: whatever the old backend was in the middle of
          * (a DMA transfer, even between two reads) ends here. */
