@@ -540,6 +540,32 @@ static void case_policy_stop(void)
     close_pair(&p);
 }
 
+static void case_bad_policy(void)
+{
+    /* A policy that does not exist is a clear error, on the command line
+     * and in the config file. */
+    const char *argv[] = {it_paths.bridge, "--listen", it_path("other.sock"), "--check", "ignore",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = it_run_capture(argv, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, "--check wants warn, reject or stop"),
+          "--check ignore: exit %d, '%s'", rc, err ? err : "");
+    free(out);
+    free(err);
+    char cfg[1200];
+    snprintf(cfg, sizeof(cfg),
+             "devices = ({ name = \"x\"; backend = \"external\"; model = \"%s\";"
+             " check = \"loud\"; });\n", it_paths.model);
+    const char *argv2[] = {it_paths.bridge, "--listen", it_path("other.sock"), "--config",
+                           it_write_file("bad-check.cfg", cfg), NULL};
+    out = err = NULL;
+    rc = it_run_capture(argv2, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, "check must be \"warn\", \"reject\" or \"stop\", not 'loud'"),
+          "check = \"loud\": exit %d, '%s'", rc, err ? err : "");
+    free(out);
+    free(err);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_checker");
@@ -584,5 +610,6 @@ int main(int argc, char **argv)
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());
     IT_RUN("policy stop: fallback, the other device served", case_policy_stop());
+    IT_RUN("a policy that does not exist", case_bad_policy());
     return it_finish();
 }
