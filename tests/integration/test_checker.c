@@ -313,6 +313,42 @@ static void case_cpl_lower_address(void)
     bad_completion("c_la", wrong_lower_address, "cpl_lower_address");
 }
 
+/* A 256-byte host read at BAR0 (MPS is 128), completed by the simulator
+ * in pieces of the sizes given (0-terminated, adding up to 256). */
+static void read_in_pieces(const char *dev, const uint32_t *pieces, const char *rule)
+{
+    struct pair p;
+    open_pair(&p, dev, 0x6);
+    struct tlpb_tlp req;
+    if (host_read(&p, 256, 12, &req)) {
+        static const uint8_t data[256];
+        for (uint32_t done = 0, i = 0; pieces[i]; i++) {
+            uint32_t n = pieces[i];
+            struct tlpb_tlp cpl;
+            tlpb_completion_for(&cpl, &req, BDF, req.address + done, n, 256 - done);
+            cpl.payload = data;
+            raw_send_tlp(&p.s, &cpl);
+            wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
+            done += n;
+        }
+    }
+    expect_only(dev, rule);
+    close_pair(&p);
+}
+
+static void case_cpl_exceeds_mps(void)
+{
+    static const uint32_t whole[] = {256, 0};
+    read_in_pieces("c_cmps", whole, "cpl_exceeds_mps");
+}
+
+static void case_cpl_rcb(void)
+{
+    /* 36 bytes end off the 64-byte boundary; the next piece realigns. */
+    static const uint32_t pieces[] = {36, 92, 128, 0};
+    read_in_pieces("c_rcb", pieces, "cpl_rcb");
+}
+
 static void case_unexpected_completion(void)
 {
     struct pair p;
@@ -574,7 +610,7 @@ int main(int argc, char **argv)
     REQUIRE(it_paths.model != NULL, "--model is required");
     static const char *const names[] = {
         "c_mps", "c_mrrs", "c_bme", "c_rid", "c_mse", "c_cid", "c_bc", "c_la",
-        "c_unexp", "c_after", "c_msix", "c_intx", "c_other"};
+        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other"};
     char cfg[8192];
     size_t n = (size_t)snprintf(cfg, sizeof(cfg), "devices = (\n");
     for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -601,6 +637,8 @@ int main(int argc, char **argv)
     IT_RUN("completer_id", case_completer_id());
     IT_RUN("cpl_byte_count", case_cpl_byte_count());
     IT_RUN("cpl_lower_address", case_cpl_lower_address());
+    IT_RUN("cpl_exceeds_mps", case_cpl_exceeds_mps());
+    IT_RUN("cpl_rcb", case_cpl_rcb());
     IT_RUN("unexpected_completion", case_unexpected_completion());
     IT_RUN("cpl_after_last_byte", case_cpl_after_last_byte());
     IT_RUN("completion_timeout", case_completion_timeout());
