@@ -12,6 +12,7 @@
 #include "tlpb/cfgspace.h"
 #include "tlpb/dma.h"
 #include "tlpb/log.h"
+#include "tlpb/pcie_check.h"
 #include "tlpb/ring.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
@@ -60,6 +61,7 @@ struct device_config {
     bool fast_dma;                 /* hlsim: unsplit DMA */
     enum fallback_read fallback_read;
     uint32_t timeout_ms;           /* 0: per backend default */
+    enum tlpb_check_policy check_policy; /* what a PCIe checker violation does (docs/checker.md) */
     bool has_description;
     struct tlpb_devdesc description;
 };
@@ -280,6 +282,10 @@ struct device {
     struct device_time time;
     struct guestmem guest_memory;  /* from the host; count 0: none */
     struct tlpb_dma_scratch dma_scratch; /* DMA reads served from it */
+    /* The PCIe checker (docs/checker.md): every TLP and interrupt of the
+     * device, both directions, as the host sees them (host tags). */
+    struct tlpb_check check;
+    bool check_stopped;            /* policy stop has switched (or will switch) it to the fallback */
 };
 
 /* A listening socket, accepted from by the bridge itself (server.c). */
@@ -461,6 +467,10 @@ void trace_time_sync(struct bridge *b, Tlpb__TraceDirection dir, const struct de
 /* A TLP (or other message) the bridge refused, as a TRACE_REJECTED record
  * with why; d may be NULL. The _pb form is for a TLP that does not even
  * convert (malformed). */
+/* A PCIe checker violation, as a TRACE_VIOLATION record naming the rule,
+ * with the formatted violation (text) as reason and its TLP or interrupt. */
+void trace_violation(struct bridge *b, const struct device *d,
+                     const struct tlpb_check_violation *v, const char *text);
 void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_tlp *tlp,
                     const char *reason);
 void trace_rejected_pb(struct bridge *b, const struct device *d, const Tlpb__Tlp *pb,

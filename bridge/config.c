@@ -194,6 +194,12 @@ static bool parse_device(const config_setting_t *g, struct device_config *dc, co
         dc->fallback_read = FALLBACK_READ_UR;
     else
         return fail(err, err_size, g, "fallback_read must be \"ones\", \"zeros\" or \"ur\"");
+    char check[16] = "warn";
+    if (!get_string(g, "check", check, sizeof(check), err, err_size))
+        return false;
+    if (tlpb_check_policy_parse(check, &dc->check_policy) != 0)
+        return fail(err, err_size, g, "check must be \"warn\", \"reject\" or \"stop\", not '%s'",
+                    check);
     uint64_t t = 0;
     if (!get_uint(g, "timeout_ms", 3600000, &t, false, err, err_size))
         return false;

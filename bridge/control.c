@@ -147,6 +147,19 @@ static void ring_json(const struct device *d, struct text *t)
             (unsigned long long)rs.wakeups_sent, (unsigned long long)rs.sleeps);
 }
 
+/* The PCIe checker: its policy, all violations, and each rule broken. */
+static void checker_json(const struct device *d, struct text *t)
+{
+    appendf(t, ", \"checker\": {\"policy\": \"%s\", \"violations\": %llu, \"rules\": {",
+            tlpb_check_policy_name(d->cfg->check_policy), (unsigned long long)d->check.total);
+    unsigned n = 0;
+    for (unsigned r = 0; r < TLPB_CHECK_RULE_COUNT; r++)
+        if (d->check.counts[r])
+            appendf(t, "%s\"%s\": %llu", n++ ? ", " : "", tlpb_check_rules[r].name,
+                    (unsigned long long)d->check.counts[r]);
+    appendf(t, "}}");
+}
+
 static void status_json(struct bridge *b, struct text *t)
 {
     double uptime = (double)(tlpb_now_ns() - b->started_ns) / 1e9;
@@ -171,6 +184,7 @@ static void status_json(struct bridge *b, struct text *t)
         append_json_string(t, d->hlsim ? d->cfg->model_path : "");
         time_json(d, t);
         ring_json(d, t);
+        checker_json(d, t);
         appendf(t, ", \"guest_memory_regions\": %u, \"guest_memory_bytes\": %llu",
                 d->guest_memory.count, (unsigned long long)d->guest_memory.bytes);
         appendf(t, ", \"last_dma_fault\": ");

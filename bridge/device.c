@@ -89,6 +89,132 @@ static void check_built_completion(const struct device *d, const struct tlpb_tlp
                    cpl->tag, cpl->byte_count, reason);
 }
 
+/* ---- PCIe checker (docs/checker.md) ---------------------------------------- */
+
+/* What the caller does with a TLP or interrupt after the checker saw it. */
+enum check_action {
+    CHECK_PASS = 0,  /* no violation, or policy warn: deliver */
+    CHECK_REJECT,    /* policy reject: drop it; a request gets UR */
+    CHECK_STOPPED,   /* policy stop: the device is now on the fallback */
+};
+
+/* One rate-limited log site per rule: a flood of one rule is summarised
+ * with a count, and never hides another rule's first lines. */
+static struct tlpb_log_site check_log_sites[TLPB_CHECK_RULE_COUNT];
+
+static void check_configure(struct device *d)
+{
+    /* Unsplit as granted: to a simulator only when it negotiated it. */
+    bool unsplit = d->cfg->fast_dma;
+    if (d->backend == BACKEND_EXTERNAL && d->sim)
+        unsplit = conn_limits(d->sim).unsplit;
+    d->check.config.unsplit = unsplit;
+    /* Past the bridge's own timeout, when the fallback has answered a host
+     * request: a request still open then was never completed. */
+    d->check.config.completion_timeout_ns = (uint64_t)device_timeout_ms(d) * 2000000u;
+    d->check.config.policy = d->cfg->check_policy;
+}
+
+static void arm_timeout(struct device *d);
+
+/* Policy stop: the device goes to the fallback. */
+static void check_stop_device(void *arg)
+{
+    struct device *d = arg;
+    char err[256];
+    if (d->backend != BACKEND_FALLBACK &&
+        device_switch_backend(d, BACKEND_FALLBACK, err, sizeof(err)) != 0)
+        bridge_log(TLPB_LOG_ERROR, "device %s: %s", d->cfg->name, err);
+}
+
+/* Count (done by the checker), log, trace and apply the policy to what the
+ * checker reported. act: false for what the bridge built itself (its own
+ * bugs are reported, not acted on). */
+static enum check_action check_report(struct device *d, const struct tlpb_check_result *res,
+                                      unsigned count, bool act)
+{
+    if (!count)
+        return CHECK_PASS;
+    const char *first_rule = NULL;
+    for (unsigned i = 0; i < res->count; i++) {
+        const struct tlpb_check_violation *v = &res->violations[i];
+        const struct tlpb_check_rule_info *info = tlpb_check_rule(v->rule);
+        char text[512];
+        tlpb_check_format(v, text, sizeof(text));
+        struct tlpb_log_site *site = &check_log_sites[v->rule];
+        if (!site->file) {
+            site->file = __FILE__;
+            site->line = (int)v->rule;
+        }
+        bridge_log_at(site, TLPB_LOG_WARN, "device %s: PCIe checker: %s %s", d->cfg->name,
+                      v->direction == TLPB_CHECK_HOST_TO_DEVICE ? "host->device" : "device->host",
+                      text);
+        trace_violation(d->bridge, d, v, text);
+        if (!first_rule && info)
+            first_rule = info->name;
+    }
+    if (!act || d->cfg->check_policy == TLPB_CHECK_POLICY_WARN)
+        return CHECK_PASS;
+    if (d->cfg->check_policy == TLPB_CHECK_POLICY_REJECT) {
+        d->stats.rejected_tlps++;
+        return CHECK_REJECT;
+    }
+    if (d->backend != BACKEND_FALLBACK && !d->check_stopped) {
+        bridge_log(TLPB_LOG_ERROR, "device %s: PCIe checker: rule %s broken, policy stop: the"
+                   " device is switched to the fallback", d->cfg->name,
+                   first_rule ? first_rule : "?");
+        d->check_stopped = true;
+        /* An in-process model is in the middle of a call into the bridge:
+         * it is reset once that returns, from the event loop. */
+        if (d->backend != BACKEND_HLSIM || hlsim_uv_defer(&d->deferred, check_stop_device, d) != 0)
+            check_stop_device(d);
+    }
+    return CHECK_STOPPED;
+}
+
+static enum check_action check_tlp(struct device *d, enum tlpb_check_direction dir,
+                                   const struct tlpb_tlp *tlp, bool act)
+{
+    check_configure(d);
+    struct tlpb_check_result res;
+    uint64_t now = tlpb_now_ns();
+    unsigned n = dir == TLPB_CHECK_HOST_TO_DEVICE ? tlpb_check_host_tlp(&d->check, tlp, now, &res)
+                                                   : tlpb_check_device_tlp(&d->check, tlp, now, &res);
+    /* A request now tracked by the checker: its completion timeout rides on
+     * the device's timeout timer (a later deadline than one armed), which
+     * runs while a simulator process serves the device. An in-process
+     * model's requests are checked for timeouts whenever it runs. */
+    if (d->backend == BACKEND_EXTERNAL && tlpb_tlp_is_non_posted(tlp->kind) &&
+        !d->timer_deadline_ns)
+        arm_timeout(d);
+    return check_report(d, &res, n, act);
+}
+
+static enum check_action check_interrupt(struct device *d, Tlpb__InterruptKind kind,
+                                         uint32_t vector)
+{
+    enum tlpb_check_interrupt k;
+    switch (kind) {
+    case TLPB__INTERRUPT_KIND__IRQ_MSIX: k = TLPB_CHECK_MSIX; break;
+    case TLPB__INTERRUPT_KIND__IRQ_MSI: k = TLPB_CHECK_MSI; break;
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT: k = TLPB_CHECK_INTX_ASSERT; break;
+    case TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT: k = TLPB_CHECK_INTX_DEASSERT; break;
+    default: return CHECK_PASS;
+    }
+    check_configure(d);
+    struct tlpb_check_result res;
+    unsigned n = tlpb_check_device_interrupt(&d->check, k, vector, &res);
+    return check_report(d, &res, n, true);
+}
+
+/* Completion timeouts the checker has due (from the device's timeout timer). */
+static void check_expire(struct device *d, uint64_t now)
+{
+    struct tlpb_check_result res;
+    unsigned n = tlpb_check_expire(&d->check, now, &res);
+    check_report(d, &res, n, false);
+}
+
 /* ---- Fallback responder --------------------------------------------------- */
 
 static bool fallback_completion_unstamped(struct device *d, const struct tlpb_tlp *req,
@@ -165,6 +291,7 @@ static void fallback_complete_host_request(struct device *d, const struct tlpb_t
     if (!fallback_completion(d, req_as_host_sent, &cpl, data, sizeof(data)))
         return;
     d->stats.fallback_completions++;
+    check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, &cpl, false);
     if (d->host) {
         check_built_completion(d, &cpl, d->host);
         upstream_to_host(d, &cpl, TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
@@ -172,8 +299,6 @@ static void fallback_complete_host_request(struct device *d, const struct tlpb_t
 }
 
 /* ---- Timeouts -------------------------------------------------------------- */
-
-static void arm_timeout(struct device *d);
 
 /* A host request its backend will not complete: the fallback answers it. */
 static void time_out_request(struct device *d, struct pending_request *p, const char *how)
@@ -215,6 +340,7 @@ static void timeout_cb(uv_timer_t *t)
         snprintf(how, sizeof(how), "within %u ms", device_timeout_ms(d));
         time_out_request(d, p, how);
     }
+    check_expire(d, now);
     arm_timeout(d);
     if (d->host)
         conn_flush(d->host);
@@ -222,7 +348,7 @@ static void timeout_cb(uv_timer_t *t)
 
 static void arm_timeout(struct device *d)
 {
-    uint64_t earliest = UINT64_MAX;
+    uint64_t earliest = tlpb_check_next_deadline(&d->check);
     for (unsigned tag = 0; tag < TLPB_TAGS_MAX; tag++)
         if (d->pending[tag].state == PENDING_ACTIVE && d->pending[tag].deadline_ns < earliest)
             earliest = d->pending[tag].deadline_ns;
@@ -313,6 +439,8 @@ static void time_answer_pending_grant(struct device *d, const char *why);
  * event loop (at its stamp when coupled). */
 static void completion_to_device(struct device *d, const struct tlpb_tlp *tlp, bool built)
 {
+    if (check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, tlp, !built) != CHECK_PASS)
+        return; /* a violating completion is dropped */
     if (tlp->status != TLPB_CPL_SC)
         device_dma_fault(d, false, d->device_read_next[tlp->tag], d->device_read_owed[tlp->tag],
                          tlpb_cpl_status_name(tlp->status));
@@ -352,6 +480,9 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
             return;
         }
         if (!d->device_read_active[tlp->tag]) {
+            /* Under the device's own tag: the checker tells a completion
+             * after the last byte from one for no request at all. */
+            check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, tlp, false);
             d->stats.rejected_tlps++;
             bridge_log(TLPB_LOG_WARN, "device %s: host %s for tag %u matches no DMA read",
                        d->cfg->name, tlpb_tlp_kind_name(tlp->kind), tlp->tag);
@@ -361,6 +492,14 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
             return;
         }
         completion_to_device(d, tlp, false);
+        return;
+    }
+    /* Checked against the configuration before this TLP changes it. */
+    enum check_action action = check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, tlp, true);
+    if (action == CHECK_REJECT) {
+        trace_rejected(d->bridge, d, tlp, "from the host: PCIe checker violation (policy reject)");
+        if (tlpb_tlp_is_non_posted(tlp->kind) && d->host)
+            device_reject_request(d, d->host, tlp);
         return;
     }
     trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, tlp);
@@ -373,6 +512,10 @@ void device_downstream_from_host(struct device *d, const struct tlpb_tlp *tlp)
         if (changes & TLPB_CFG_FLR_REQUESTED) {
             tlpb_cfgspace_reset(&d->shadow);
             abandon_dma_reads(d); /* the function's DMA ends with its reset */
+            /* The FLR write itself stays outstanding: it is completed. */
+            struct tlpb_check_request flr = d->check.host_requests[tlp->tag];
+            tlpb_check_reset(&d->check, TLPB_CHECK_RESET_FLR);
+            d->check.host_requests[tlp->tag] = flr;
         }
         d->shadow.bus_device_function = tlp->completer_id;
     }
@@ -408,6 +551,10 @@ static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp 
     bool final = completion_is_final(tlp);
     switch (p->state) {
     case PENDING_FREE:
+        /* For no request the bridge forwarded: unexpected, whatever the
+         * host has outstanding under the same tag number. */
+        if (!d->check.host_requests[tlp->tag].in_use)
+            check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, tlp, false);
         d->stats.rejected_tlps++;
         bridge_log(TLPB_LOG_WARN, "device %s: completion for tag %u matches no outstanding request",
                    d->cfg->name, tlp->tag);
@@ -435,6 +582,23 @@ static void upstream_completion_to_host(struct device *d, const struct tlpb_tlp 
     struct tlpb_tlp out = *tlp;
     out.tag = p->host_tag;
     out.requester_id = p->request.requester_id;
+    /* Checked as the host sees it: under the host's tag. */
+    enum check_action action = check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, &out,
+                                         dir != TLPB__TRACE_DIRECTION__TRACE_FALLBACK);
+    if (action == CHECK_STOPPED)
+        return; /* the switch to the fallback completed the request */
+    if (action == CHECK_REJECT) {
+        /* Dropped; the host request is answered with UR at once, so the
+         * guest never waits for a completion that will not come. */
+        trace_rejected(d->bridge, d, tlp, "from the device: PCIe checker violation (policy reject)");
+        struct tlpb_tlp req = p->request;
+        req.tag = p->host_tag;
+        p->state = PENDING_FREE;
+        d->pending_active--;
+        if (d->host)
+            device_reject_request(d, d->host, &req);
+        return;
+    }
     if (final) {
         p->state = PENDING_FREE;
         d->pending_active--;
@@ -451,6 +615,10 @@ static void downstream_reply_to_backend(struct device *d, const struct tlpb_tlp 
     /* Made by the bridge for the root complex: traced like the host's own
      * completions, so every TLP the device receives is in the trace. */
     trace_tlp(d->bridge, TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE, d, cpl);
+    /* The request is answered (a config request from a device is the
+     * validator's, not the checker's: the checker does not track it). */
+    if (d->check.device_requests[cpl->tag].in_use)
+        check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, cpl, false);
     if (d->backend == BACKEND_HLSIM)
         hlsim_backend_downstream_later(d, cpl);
     else
@@ -577,6 +745,19 @@ static void upstream_route(struct device *d, enum backend_kind from, const struc
         upstream_completion_to_host(d, tlp, dir);
         return;
     }
+    enum check_action action = check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, tlp, true);
+    if (action == CHECK_STOPPED)
+        return; /* from a backend that no longer serves the device */
+    if (action == CHECK_REJECT) {
+        trace_rejected(d->bridge, d, tlp, "from the device: PCIe checker violation (policy reject)");
+        if (tlpb_tlp_is_non_posted(tlp->kind)) {
+            struct tlpb_tlp cpl;
+            tlpb_completion_error_for(&cpl, tlp, 0, TLPB_CPL_UR);
+            cpl.sim_time_ps = tlp->sim_time_ps;
+            downstream_reply_to_backend(d, &cpl);
+        }
+        return;
+    }
     if (tlp->kind == TLPB_TLP_CFGRD0 || tlp->kind == TLPB_TLP_CFGWR0) {
         d->stats.rejected_tlps++;
         bridge_log(TLPB_LOG_WARN, "device %s: a device may not send config requests (%s); UR",
@@ -683,6 +864,8 @@ void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint3
 void device_upstream_interrupt_at(struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
                                   uint64_t sim_time_ps)
 {
+    if (check_interrupt(d, kind, vector) != CHECK_PASS)
+        return; /* dropped (reject), or the device is stopped */
     d->stats.interrupts++;
     if (sim_time_ps > d->time.device_time_ps)
         d->time.device_time_ps = sim_time_ps;
@@ -1124,6 +1307,8 @@ static unsigned abandon_dma_reads(struct device *d)
         }
         d->device_read_active[tag] = false;
     }
+    /* The checker forgets them too: their completions never reach the device. */
+    memset(d->check.device_requests, 0, sizeof(d->check.device_requests));
     return n;
 }
 
@@ -1195,6 +1380,8 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
     time_answer_pending_grant(d, why);
     d->backend = kind;
     d->hlsim_output_blocked = false;
+    if (kind != BACKEND_FALLBACK)
+        d->check_stopped = false; /* a backend again: policy stop may act again */
     if (left != BACKEND_FALLBACK && left != kind) {
         /* Said every time: whatever the old backend was in the middle of
          * (a DMA transfer, even between two reads) ends here. */
@@ -1354,6 +1541,8 @@ void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim
     bridge_log(TLPB_LOG_INFO, "device %s: %s reset from host", d->cfg->name,
                kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL ? "function-level" : "hot");
     uint16_t bdf = d->shadow.bus_device_function;
+    tlpb_check_reset(&d->check, kind == TLPB__RESET_KIND__RESET_FUNCTION_LEVEL
+                                    ? TLPB_CHECK_RESET_FLR : TLPB_CHECK_RESET_HOT);
     tlpb_cfgspace_reset(&d->shadow);
     d->shadow.bus_device_function = bdf;
     /* A reset device no longer waits for its DMA reads. */
@@ -1489,6 +1678,8 @@ int device_init(struct device *d, struct bridge *b, struct device_config *cfg, c
     tlpb_cfgspace_init(&d->shadow, &d->desc);
     d->shadow.bus_device_function = 0x0100;
     d->backend = BACKEND_FALLBACK;
+    struct tlpb_check_config check_cfg = {.cfgspace = &d->shadow, .policy = cfg->check_policy};
+    tlpb_check_init(&d->check, &check_cfg);
     if (cfg->backend == BACKEND_HLSIM)
         activate(d, BACKEND_HLSIM, "configured");
     bridge_log(TLPB_LOG_INFO, "device %s: %04x:%04x, backend %s%s", cfg->name, d->desc.vendor_id,

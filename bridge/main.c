@@ -84,6 +84,8 @@ static void usage(FILE *out)
             "      --dma strict|fast     DMA mode for --device models (default strict)\n"
             "      --fallback-read ones|zeros|ur   for --device devices (default ones)\n"
             "      --timeout-ms N        completion timeout for --device devices\n"
+            "      --check warn|reject|stop  what a PCIe checker violation does, for every\n"
+            "                            device (default warn, or the config file's check)\n"
             "  -t, --trace FILE          record every transaction to FILE (a new file)\n"
             "  -v, --log-level LEVEL     error, warn, info (default), debug\n"
             "      --ready-fd N          write \"ready\\n\" to fd N once listening, then close it\n"
@@ -104,6 +106,7 @@ int main(int argc, char **argv)
         {"model-dir", required_argument, NULL, 'M'},
         {"handshake-timeout-ms", required_argument, NULL, 'H'},
         {"ring", required_argument, NULL, 'r'},
+        {"check", required_argument, NULL, 'C'},
         {"ring-spin-us", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
     unsigned device_arg_count = 0;
     int ready_fd = -1;
     const char *ring = NULL;
+    const char *check = NULL;
     long ring_spin_us = -1;
     char err[1024];
     int ch;
@@ -143,6 +147,7 @@ int main(int argc, char **argv)
             model_dirs[model_dir_count++] = optarg;
             break;
         case 'r': ring = optarg; break;
+        case 'C': check = optarg; break;
         case 'S': {
             char *end;
             ring_spin_us = strtol(optarg, &end, 10);
@@ -228,6 +233,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "tlpbridged: --fallback-read wants ones, zeros or ur\n");
         return 2;
     }
+    enum tlpb_check_policy check_policy = TLPB_CHECK_POLICY_WARN;
+    if (check && tlpb_check_policy_parse(check, &check_policy) != 0) {
+        fprintf(stderr, "tlpbridged: --check wants warn, reject or stop\n");
+        return 2;
+    }
     for (unsigned i = 0; i < device_arg_count; i++) {
         if (bridge_config_add_device_arg(cfg, device_args[i], err, sizeof(err)) != 0) {
             fprintf(stderr, "tlpbridged: %s\n", err);
@@ -238,6 +248,9 @@ int main(int argc, char **argv)
         dc->fallback_read = fb;
         dc->timeout_ms = (uint32_t)timeout;
     }
+    if (check)
+        for (unsigned i = 0; i < cfg->device_count; i++)
+            cfg->devices[i].check_policy = check_policy;
 #define SET(field, value)                                                                        \
     do {                                                                                         \
         if (value) {                                                                             \

@@ -46,6 +46,7 @@ static const char *direction_name(Tlpb__TraceDirection d)
     case TLPB__TRACE_DIRECTION__TRACE_DEVICE_TO_HOST: return "d->h";
     case TLPB__TRACE_DIRECTION__TRACE_FALLBACK: return "fb->h";
     case TLPB__TRACE_DIRECTION__TRACE_REJECTED: return "REJ";
+    case TLPB__TRACE_DIRECTION__TRACE_VIOLATION: return "VIOL";
     default: return "?";
     }
 }
@@ -502,7 +503,13 @@ int main(int argc, char **argv)
         /* The reason has a field of its own in a pcapng export. */
         char body_text[sizeof(line)];
         snprintf(body_text, sizeof(body_text), "%s", line);
-        if (rejected) {
+        if (rec->direction == TLPB__TRACE_DIRECTION__TRACE_VIOLATION) {
+            /* The reason (the formatted violation) starts with the rule. */
+            size_t used = strlen(line);
+            snprintf(line + used, sizeof(line) - used, " -- violation of %s: %s",
+                     rec->rule && rec->rule[0] ? rec->rule : "(no rule recorded)",
+                     rec->reason ? rec->reason : "");
+        } else if (rejected) {
             size_t used = strlen(line);
             snprintf(line + used, sizeof(line) - used, " -- reason: %s",
                      rec->reason && rec->reason[0] ? rec->reason : "(no reason recorded)");

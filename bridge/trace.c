@@ -208,6 +208,39 @@ void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_
     trace_rejected_pb(b, d, &pb, reason);
 }
 
+void trace_violation(struct bridge *b, const struct device *d,
+                     const struct tlpb_check_violation *v, const char *text)
+{
+    if (!b->trace)
+        return;
+    static const Tlpb__InterruptKind irq_kinds[] = {
+        [TLPB_CHECK_INTX_ASSERT] = TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT,
+        [TLPB_CHECK_INTX_DEASSERT] = TLPB__INTERRUPT_KIND__IRQ_INTX_DEASSERT,
+        [TLPB_CHECK_MSI] = TLPB__INTERRUPT_KIND__IRQ_MSI,
+        [TLPB_CHECK_MSIX] = TLPB__INTERRUPT_KIND__IRQ_MSIX,
+    };
+    Tlpb__Tlp pb;
+    Tlpb__Interrupt irq;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    if (v->tlp.kind != TLPB_TLP_INVALID) {
+        /* The checker keeps the header only: the record has no payload. */
+        struct tlpb_tlp header = v->tlp;
+        header.payload = NULL;
+        header.payload_bytes = 0;
+        tlpb_tlp_to_pb(&pb, &header);
+        env.body_case = TLPB__ENVELOPE__BODY_TLP;
+        env.tlp = &pb;
+    } else {
+        tlpb_interrupt_envelope(&env, &irq, irq_kinds[v->interrupt], v->vector);
+    }
+    const struct tlpb_check_rule_info *info = tlpb_check_rule(v->rule);
+    Tlpb__TraceRecord rec;
+    record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_VIOLATION, d, &env);
+    rec.reason = (char *)text;
+    rec.rule = (char *)(info ? info->name : "");
+    write_record(b, &rec);
+}
+
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
                      uint32_t vector, uint64_t sim_time_ps)
 {

@@ -13,8 +13,9 @@ local p = Proto("tlpbridge", "tlpbridge trace record")
 
 local directions = {
     [1] = "host->device", [2] = "device->host", [3] = "fallback->host", [4] = "rejected",
+    [5] = "violation",
 }
-local direction_short = { [1] = "h->d", [2] = "d->h", [3] = "fb->h", [4] = "REJ" }
+local direction_short = { [1] = "h->d", [2] = "d->h", [3] = "fb->h", [4] = "REJ", [5] = "VIOL" }
 local record_kinds = { [1] = "TLP", [2] = "interrupt", [3] = "other" }
 local irq_kinds = { [1] = "MSI-X", [2] = "MSI", [3] = "INTx assert", [4] = "INTx deassert" }
 
@@ -37,6 +38,9 @@ f.kind      = ProtoField.uint8("tlpbridge.kind", "Record kind", base.DEC, record
 f.device    = ProtoField.string("tlpbridge.device", "Device")
 f.backend   = ProtoField.string("tlpbridge.backend", "Backend")
 f.reason    = ProtoField.string("tlpbridge.reason", "Reason rejected")
+-- A violation record (direction 5): the reason is the checker's formatted
+-- violation, which starts with the rule's name (docs/checker.md).
+f.rule      = ProtoField.string("tlpbridge.rule", "PCIe checker rule")
 f.text      = ProtoField.string("tlpbridge.text", "Message")
 f.irq_kind  = ProtoField.uint8("tlpbridge.irq.kind", "Interrupt kind", base.DEC, irq_kinds)
 f.irq_vector = ProtoField.uint32("tlpbridge.irq.vector", "Vector", base.DEC)
@@ -201,6 +205,9 @@ function p.dissector(buf, pinfo, tree)
         local reason = reason_len > 0 and buf(off + 2, reason_len):string() or ""
         if reason_len > 0 or dir == 4 then
             t:add(f.reason, buf(off, 2 + reason_len), reason)
+        end
+        if dir == 5 then
+            t:add(f.rule, buf(off, 2 + reason_len), reason:match("^(%S+)") or "")
         end
         off = off + 2 + reason_len
         local body = off < buf:len() and buf(off):tvb() or ByteArray.new():tvb("empty")

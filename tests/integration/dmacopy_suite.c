@@ -947,7 +947,10 @@ static void case_poll_during_copy(struct dmacopy_fixture *fx)
     fx->completed++;
     check_copy(fx, index, SRC_OFF, DST_OFF, len, "1 MiB copy while polling STATUS");
     ack_completion_irq(fx, m0, "1 MiB copy while polling");
-    CHECK(first_busy, "the first STATUS read after the doorbell did not see BUSY");
+    /* A device whose DMA the bridge serves from shared memory does not wait
+     * for this host: it may finish a copy before the first read arrives. */
+    CHECK(first_busy || fx_guest_memory,
+          "the first STATUS read after the doorbell did not see BUSY");
     tlpb_host_get_stats(fx->host, &after);
     CHECK(after.fallback_reads == before.fallback_reads, "%llu reads answered by a fallback",
           (unsigned long long)(after.fallback_reads - before.fallback_reads));
@@ -961,9 +964,12 @@ static void case_reset_mid_transfer(struct dmacopy_fixture *fx)
     prepare_copy(fx, SRC_OFF, DST_OFF, len, 123);
     unsigned index = fx_post(fx, GUEST_RAM_BASE + SRC_OFF, GUEST_RAM_BASE + DST_OFF, len, DESC_FLAG_IRQ);
     fx_doorbell(fx);
-    CHECK(fx_rd32(fx, REG_STATUS) & STATUS_BUSY, "not BUSY right after the doorbell");
     /* The copy needs the host to serve more DMA before it can finish; the
-     * reset goes out before the host serves anything else. */
+     * reset goes out before the host serves anything else. With guest memory
+     * shared the device needs nothing from this host and may finish first:
+     * then only what a reset must do anyway is checked. */
+    CHECK((fx_rd32(fx, REG_STATUS) & STATUS_BUSY) || fx_guest_memory,
+          "not BUSY right after the doorbell");
     fx_wr32(fx, REG_CTRL, CTRL_RESET);
     uint32_t st = fx_rd32(fx, REG_STATUS);
     CHECK_EQ_U64(st, 0, "STATUS right after CTRL.RESET during a copy");
@@ -971,7 +977,8 @@ static void case_reset_mid_transfer(struct dmacopy_fixture *fx)
     CHECK_EQ_U64(fx_rd32(fx, REG_COMPLETED), 0, "COMPLETED after reset during a copy");
     /* Three round trips later the abandoned descriptor is still not
      * completed (look before the ring is cleared for the next copy). */
-    CHECK_EQ_U64(fx_desc_status(fx, index), 0, "abandoned descriptor status after the reset");
+    if (!fx_guest_memory)
+        CHECK_EQ_U64(fx_desc_status(fx, index), 0, "abandoned descriptor status after the reset");
     fx_reset_engine(fx, 64);
     fx_copy(fx, SRC_OFF + 8, DST_OFF + 0x200000, 8192, "copy after a reset mid-transfer");
 }

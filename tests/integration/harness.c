@@ -577,10 +577,54 @@ static bool log_has_sanitizer_report(const struct it_child *c)
     return false;
 }
 
+static bool violations_expected;
+
+void it_expect_violations(void)
+{
+    violations_expected = true;
+}
+
+long long it_json_violations(const char *json)
+{
+    long long total = -1;
+    for (const char *p = json; (p = strstr(p, "\"checker\": {")) != NULL; p++) {
+        unsigned long long n;
+        if (!it_json_uint(p, "violations", &n))
+            return -1;
+        total = (total < 0 ? 0 : total) + (long long)n;
+    }
+    return total;
+}
+
+/* Zero violations is a property of every test that does not break a rule
+ * on purpose: asked of the bridge before it is stopped. */
+static void check_no_violations(void)
+{
+    static bool asked;
+    struct it_child *b = it.bridge;
+    if (asked)
+        return;
+    asked = true;
+    if (violations_expected || !b || !b->running || b->expect_exit || it_failures)
+        return;
+    bool ok = false;
+    char *json = it_control("status", NULL, &ok);
+    if (!json)
+        return; /* it_control recorded the failure */
+    long long n = it_json_violations(json);
+    if (!ok || n != 0) {
+        printf("FAILED: the bridge's PCIe checker counted %lld violation%s (docs/checker.md;"
+               " the log names them); status: %s\n", n, n == 1 ? "" : "s", json);
+        __atomic_add_fetch(&it_failures, 1, __ATOMIC_SEQ_CST);
+    }
+    free(json);
+}
+
 int it_finish(void)
 {
     if (finishing)
         return 1;
+    check_no_violations();
     finishing = true;
     /* Simulators first, then the bridge, each must exit cleanly. */
     for (int pass = 0; pass < 2; pass++) {

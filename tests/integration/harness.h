@@ -107,6 +107,15 @@ void it_init(int argc, char **argv, const char *test_name);
  * exit status for main (0 only when nothing failed). */
 int it_finish(void);
 
+/* The test breaks PCIe rules on purpose: it_finish does not fail it for
+ * the violations the bridge's checker counted. Without this, it_finish
+ * queries the status of the running bridge before stopping it and fails
+ * the test when any device's checker counted a violation. */
+void it_expect_violations(void);
+/* Total checker violations over every device of a status reply (-1: the
+ * reply has no checker object). */
+long long it_json_violations(const char *json);
+
 /* A path inside the test directory (valid until it_finish). */
 const char *it_path(const char *name);
 /* Write a text file (config) into the test directory; returns its path. */

@@ -614,6 +614,8 @@ static void case_timeout_clamp(void)
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_rules");
+    /* The PCIe checker counts violations here: it sends TLPs that break PCIe rules on purpose, from raw peers that never enumerate the device. */
+    it_expect_violations();
     REQUIRE(it_paths.model != NULL, "--model is required");
     char cfg[4096];
     snprintf(cfg, sizeof(cfg),

@@ -723,6 +723,9 @@ static void case_trace_sim(void)
         unsigned lines = 0;
         for (const char *p = sim_a; *p; p++)
             lines += *p == '\n';
+        /* The PCIe checker's records (the raw host never enumerates). */
+        for (const char *p = sim_a; (p = strstr(p, " VIOL ")) != NULL; p++)
+            lines--;
         CHECK(lines == 7, "--sim listing has %u lines, expected 7", lines);
         CHECK(strstr(sim_a, "TimeSync GRANT id 1 until 3.000ns") &&
                   strstr(sim_a, "TimeSync REACHED id 1 at 3.000ns idle"),
@@ -738,6 +741,8 @@ static void case_trace_sim(void)
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_time_bridge");
+    /* The PCIe checker counts violations here: its raw hosts never enumerate the devices: Memory Space and Bus Master Enable stay clear, and coupled requests wait past the checker's completion timeout. */
+    it_expect_violations();
     REQUIRE(it_paths.model != NULL && it_paths.tracetool != NULL, "--model and --tlpbtrace are required");
     char cfg[4096];
     snprintf(cfg, sizeof(cfg),

@@ -1,0 +1,653 @@
+/* The bridge's PCIe checker (docs/checker.md) against a running tlpbridged,
+ * with a raw simulator and a raw host of an external device: for each rule
+ * that can be broken from outside (crosses_4k, msix_vector_range and the MSI
+ * rules are refused earlier by the bridge's validator and interrupt check,
+ * and this device has no MSI), one case breaks exactly that rule on a
+ * device of its own and checks that the status counts it once and nothing
+ * else, and that the log names it (the trace has the violation record for
+ * one rule); then the policies: reject answers a violating host request
+ * with UR and counts it in rejected_tlps; stop puts the device on the
+ * fallback (reads all ones) while another device keeps working. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dmacopy_suite.h"
+#include "harness.h"
+#include "raw_peer.h"
+#include "tlpb/byteorder.h"
+#include "tlpb/wire.h"
+
+#define BDF 0x0100u
+#define HOST_MEM 0x10000u /* a host address the raw host answers for */
+
+struct pair {
+    const char *dev;
+    struct raw h, s;
+};
+
+/* Next TLP on r, converted, payload copied to data; false on none. */
+static bool next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
+{
+    Tlpb__Envelope *env = raw_next_tlp(r);
+    if (!env)
+        return false;
+    const char *reason = NULL;
+    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
+    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
+    if (ok && out->payload_bytes) {
+        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
+        memcpy(data, out->payload, n);
+        out->payload = data;
+    }
+    tlpb_envelope_free(env);
+    return ok;
+}
+
+/* The next TLP the simulator gets that is not a config request; config
+ * requests (the host's, the bridge's replay) are completed SC on the way. */
+static bool sim_next(struct pair *p, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
+{
+    for (;;) {
+        if (!next_tlp(&p->s, out, data, data_size))
+            return false;
+        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
+            return true;
+        struct tlpb_tlp cpl;
+        static const uint8_t zero[4];
+        tlpb_completion_for(&cpl, out, BDF, 0, 4, 4);
+        if (cpl.kind == TLPB_TLP_CPLD)
+            cpl.payload = zero;
+        raw_send_tlp(&p->s, &cpl);
+    }
+}
+
+/* A config write from the host. The simulator is not attached yet: the
+ * fallback completes it, the bridge's shadow keeps it, and the bridge
+ * replays it to the simulator when it attaches (answered by sim_next). */
+static void cfg_write(struct pair *p, uint16_t reg, uint32_t value, uint8_t tag)
+{
+    uint8_t payload[4];
+    tlpb_put_le32(payload, value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = 0xF,
+                          .completer_id = BDF, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = payload};
+    raw_send_tlp(&p->h, &wr);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    CHECK(next_tlp(&p->h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
+              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
+          "%s: CfgWr0 of 0x%x not completed SC", p->dev, reg);
+}
+
+/* Host attached, BARs programmed, Command as given (0x6: memory space and
+ * bus master on), then the simulator attached. */
+static void open_pair(struct pair *p, const char *dev, uint32_t command)
+{
+    p->dev = dev;
+    raw_host(&p->h, dev);
+    cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
+    cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
+    cfg_write(p, 0x04, command, 3);
+    raw_simulator(&p->s, dev);
+}
+
+static void close_pair(struct pair *p)
+{
+    raw_close(&p->h);
+    raw_close(&p->s);
+}
+
+/* The device's status object (malloc'd reply in *json). */
+static const char *device_status(const char *dev, char **json)
+{
+    bool ok = false;
+    *json = it_control("status", NULL, &ok);
+    const char *obj = *json && ok ? it_json_device(*json, dev) : NULL;
+    CHECK(obj != NULL, "status lacks device %s", dev);
+    return obj;
+}
+
+/* Exactly one violation on dev, of rule, and the log line names it. */
+static void expect_only(const char *dev, const char *rule)
+{
+    char *json;
+    const char *obj = device_status(dev, &json);
+    unsigned long long n = 0, total = 0;
+    if (obj) {
+        const char *checker = strstr(obj, "\"checker\": {");
+        CHECK(checker && it_json_uint(checker, "violations", &total), "%s: no checker counts", dev);
+        bool has = checker && it_json_uint(checker, rule, &n);
+        CHECK(has && n == 1, "%s: rule %s counted %llu times, expected once: %s", dev, rule, n,
+              obj);
+        CHECK(total == 1, "%s: %llu violations in all, expected only the one of %s: %s", dev,
+              total, rule, obj);
+    }
+    free(json);
+    char needle[160];
+    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
+    char *log = it_read_log(it.bridge);
+    bool named = false;
+    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
+        const char *eol = strchr(l, '\n');
+        const char *at = strstr(l, rule);
+        named = at && (!eol || at < eol);
+    }
+    CHECK(named, "the bridge log has no checker line of %s naming %s", dev, rule);
+    free(log);
+}
+
+/* Wait for the next message of kind body on r (others skipped): what the
+ * bridge sends after it handled what the test sent on r, or on the peer
+ * it forwards from, orders a status query after the check. */
+static bool wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what)
+{
+    for (;;) {
+        bool eof = false;
+        Tlpb__Envelope *m = raw_next(r, &eof);
+        if (!m) {
+            CHECK(false, "no %s from the bridge", what);
+            return false;
+        }
+        bool match = m->body_case == body;
+        tlpb_envelope_free(m);
+        if (match)
+            return true;
+    }
+}
+
+/* ---- device requests ---------------------------------------------------- */
+
+/* The simulator sends req; the host gets it; a read is answered with UR
+ * (the checker's request then completes). */
+static void device_request(struct pair *p, struct tlpb_tlp *req)
+{
+    raw_send_tlp(&p->s, req);
+    struct tlpb_tlp got;
+    static uint8_t data[4096];
+    bool ok = next_tlp(&p->h, &got, data, sizeof(data));
+    CHECK(ok && got.kind == req->kind, "%s: the host did not get the %s", p->dev,
+          tlpb_tlp_kind_name(req->kind));
+    if (ok && got.kind == TLPB_TLP_MRD) {
+        struct tlpb_tlp cpl;
+        tlpb_completion_error_for(&cpl, &got, 0, TLPB_CPL_UR);
+        raw_send_tlp(&p->h, &cpl);
+        struct tlpb_tlp back;
+        CHECK(sim_next(p, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR,
+              "%s: the UR did not reach the simulator", p->dev);
+    }
+}
+
+static void mwr(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint16_t requester)
+{
+    static uint8_t payload[4096];
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MWR;
+    t->requester_id = requester;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+    t->payload = payload;
+    t->payload_bytes = t->length_dw * 4u;
+}
+
+static void mrd(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MRD;
+    t->requester_id = BDF;
+    t->tag = tag;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+}
+
+static void case_mwr_exceeds_mps(void)
+{
+    struct pair p;
+    open_pair(&p, "c_mps", 0x6);
+    struct tlpb_tlp t;
+    mwr(&t, HOST_MEM, 512, BDF); /* MPS is 128 bytes after reset */
+    device_request(&p, &t);
+    expect_only("c_mps", "mwr_exceeds_mps");
+    close_pair(&p);
+}
+
+static void case_mrd_exceeds_mrrs(void)
+{
+    struct pair p;
+    open_pair(&p, "c_mrrs", 0x6);
+    struct tlpb_tlp t;
+    mrd(&t, HOST_MEM, 1024, 5); /* MRRS is 512 bytes after reset */
+    device_request(&p, &t);
+    expect_only("c_mrrs", "mrd_exceeds_mrrs");
+    close_pair(&p);
+}
+
+static void case_bus_master_disabled(void)
+{
+    struct pair p;
+    open_pair(&p, "c_bme", 0x2); /* memory space only */
+    struct tlpb_tlp t;
+    mwr(&t, HOST_MEM, 4, BDF);
+    device_request(&p, &t);
+    expect_only("c_bme", "bus_master_disabled");
+    close_pair(&p);
+}
+
+static void case_requester_id(void)
+{
+    struct pair p;
+    open_pair(&p, "c_rid", 0x6);
+    struct tlpb_tlp t;
+    mwr(&t, HOST_MEM, 4, 0x0200); /* not the device's 01:00.0 */
+    device_request(&p, &t);
+    expect_only("c_rid", "requester_id");
+    close_pair(&p);
+}
+
+/* ---- completions to host requests ----------------------------------------- */
+
+/* The host reads bytes at BAR0; returns the request as the simulator got
+ * it (bridge tag). */
+static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_tlp *at_sim)
+{
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, bytes, tag);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(&p->h, &rd);
+    static uint8_t data[64];
+    bool ok = sim_next(p, at_sim, data, sizeof(data));
+    CHECK(ok && at_sim->kind == TLPB_TLP_MRD, "%s: the simulator did not get the MRd", p->dev);
+    return ok && at_sim->kind == TLPB_TLP_MRD;
+}
+
+static void case_memory_space_disabled(void)
+{
+    struct pair p;
+    open_pair(&p, "c_mse", 0x4); /* bus master only */
+    struct tlpb_tlp req;
+    if (host_read(&p, 4, 7, &req)) {
+        static const uint8_t data[4];
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
+        cpl.payload = data;
+        raw_send_tlp(&p.s, &cpl);
+        struct tlpb_tlp got;
+        uint8_t buf[8];
+        CHECK(next_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 7, "no completion to the host");
+    }
+    expect_only("c_mse", "memory_space_disabled");
+    close_pair(&p);
+}
+
+/* A completion the simulator builds for a 8-byte host read, altered by
+ * change; the host gets it or not (not waited for). */
+static void bad_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl), const char *rule)
+{
+    struct pair p;
+    open_pair(&p, dev, 0x6);
+    struct tlpb_tlp req;
+    if (host_read(&p, 8, 8, &req)) {
+        static const uint8_t data[16];
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &req, BDF, req.address, 8, 8);
+        cpl.payload = data;
+        change(&cpl);
+        raw_send_tlp(&p.s, &cpl);
+        /* Delivered (policy warn): the bridge has checked it. */
+        wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
+    }
+    expect_only(dev, rule);
+    close_pair(&p);
+}
+
+static void wrong_completer(struct tlpb_tlp *c) { c->completer_id = 0x0300; }
+static void wrong_byte_count(struct tlpb_tlp *c) { c->byte_count = 12; }
+static void wrong_lower_address(struct tlpb_tlp *c) { c->lower_address = 4; }
+
+static void case_completer_id(void) { bad_completion("c_cid", wrong_completer, "completer_id"); }
+static void case_cpl_byte_count(void) { bad_completion("c_bc", wrong_byte_count, "cpl_byte_count"); }
+static void case_cpl_lower_address(void)
+{
+    bad_completion("c_la", wrong_lower_address, "cpl_lower_address");
+}
+
+/* A 256-byte host read at BAR0 (MPS is 128), completed by the simulator
+ * in pieces of the sizes given (0-terminated, adding up to 256). */
+static void read_in_pieces(const char *dev, const uint32_t *pieces, const char *rule)
+{
+    struct pair p;
+    open_pair(&p, dev, 0x6);
+    struct tlpb_tlp req;
+    if (host_read(&p, 256, 12, &req)) {
+        static const uint8_t data[256];
+        for (uint32_t done = 0, i = 0; pieces[i]; i++) {
+            uint32_t n = pieces[i];
+            struct tlpb_tlp cpl;
+            tlpb_completion_for(&cpl, &req, BDF, req.address + done, n, 256 - done);
+            cpl.payload = data;
+            raw_send_tlp(&p.s, &cpl);
+            wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
+            done += n;
+        }
+    }
+    expect_only(dev, rule);
+    close_pair(&p);
+}
+
+static void case_cpl_exceeds_mps(void)
+{
+    static const uint32_t whole[] = {256, 0};
+    read_in_pieces("c_cmps", whole, "cpl_exceeds_mps");
+}
+
+static void case_cpl_rcb(void)
+{
+    /* 36 bytes end off the 64-byte boundary; the next piece realigns. */
+    static const uint32_t pieces[] = {36, 92, 128, 0};
+    read_in_pieces("c_rcb", pieces, "cpl_rcb");
+}
+
+static void case_unexpected_completion(void)
+{
+    struct pair p;
+    open_pair(&p, "c_unexp", 0x6);
+    /* A completion for a DMA read the device never sent, from the host. */
+    struct tlpb_tlp req, cpl;
+    mrd(&req, HOST_MEM, 4, 40);
+    tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+    raw_send_tlp(&p.h, &cpl);
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the unmatched completion");
+    expect_only("c_unexp", "unexpected_completion");
+    close_pair(&p);
+}
+
+static void case_cpl_after_last_byte(void)
+{
+    struct pair p;
+    open_pair(&p, "c_after", 0x6);
+    struct tlpb_tlp t;
+    mrd(&t, HOST_MEM, 4, 41);
+    device_request(&p, &t); /* answered with UR: complete */
+    struct tlpb_tlp cpl;
+    tlpb_completion_error_for(&cpl, &t, 0, TLPB_CPL_UR);
+    raw_send_tlp(&p.h, &cpl); /* once more */
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the extra completion");
+    expect_only("c_after", "cpl_after_last_byte");
+    close_pair(&p);
+}
+
+static void case_completion_timeout(void)
+{
+    struct pair p;
+    open_pair(&p, "c_cto", 0x6);
+    struct tlpb_tlp t;
+    mrd(&t, HOST_MEM, 4, 42);
+    raw_send_tlp(&p.s, &t);
+    struct tlpb_tlp got;
+    uint8_t data[8];
+    CHECK(next_tlp(&p.h, &got, data, sizeof(data)) && got.kind == TLPB_TLP_MRD,
+          "the host did not get the MRd");
+    /* The host never answers: the checker reports it from the device's
+     * timer (c_cto's timeout is 100 ms); polled through status, bounded. */
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    unsigned long long total = 0;
+    while (total == 0 && it_now_ms() < deadline) {
+        char *json;
+        const char *obj = device_status("c_cto", &json);
+        const char *checker = obj ? strstr(obj, "\"checker\": {") : NULL;
+        if (!checker || !it_json_uint(checker, "violations", &total))
+            total = 0;
+        free(json);
+        if (!obj)
+            break;
+    }
+    expect_only("c_cto", "completion_timeout");
+    close_pair(&p);
+}
+
+/* ---- interrupts ------------------------------------------------------------ */
+
+static void send_irq(struct pair *p, Tlpb__InterruptKind kind, uint32_t vector)
+{
+    Tlpb__Interrupt irq;
+    Tlpb__Envelope env;
+    tlpb_interrupt_envelope(&env, &irq, kind, vector);
+    raw_send_env(&p->s, &env);
+}
+
+static void case_msix_disabled(void)
+{
+    struct pair p;
+    open_pair(&p, "c_msix", 0x6); /* MSI-X never enabled */
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI-X to the host");
+    expect_only("c_msix", "msix_disabled_or_masked");
+    close_pair(&p);
+}
+
+static void case_intx_disabled(void)
+{
+    struct pair p;
+    open_pair(&p, "c_intx", 0x6 | 0x400); /* Interrupt Disable */
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT, 0);
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "INTx to the host");
+    expect_only("c_intx", "intx_disabled");
+    close_pair(&p);
+}
+
+/* ---- the trace ------------------------------------------------------------- */
+
+static void case_trace_record(void)
+{
+    /* c_mps broke mwr_exceeds_mps above: its violation record names it. */
+    const char *args[] = {"--device", "c_mps", it_path("checker.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(args, &out, &err) == 0, "tlpbtrace: %s", err ? err : "");
+    CHECK(out && strstr(out, " VIOL ") && strstr(out, "violation of mwr_exceeds_mps"),
+          "the trace lacks the violation record of c_mps: %s", out ? out : "");
+    free(out);
+    free(err);
+}
+
+/* tshark on PATH into path; false without one. */
+static bool find_tshark(char *path, size_t size)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", env ? env : "/usr/bin:/bin");
+    for (char *save = NULL, *dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        snprintf(path, size, "%s/tshark", dir);
+        if (access(path, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void case_pcapng_violation(void)
+{
+    /* The pcapng export keeps the violation record: direction 5, and the
+     * dissector shows its rule. */
+    const char *pcap = it_path("checker.pcapng");
+    const char *conv[] = {"--pcapng", pcap, "--device", "c_mps", it_path("checker.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(conv, &out, &err) == 0, "tlpbtrace --pcapng: %s", err ? err : "");
+    free(out);
+    free(err);
+    char tshark[512];
+    if (!find_tshark(tshark, sizeof(tshark))) {
+        printf("  skipped the dissector check: no tshark on PATH\n");
+        return;
+    }
+    const char *argv[] = {tshark, "-X", "lua_script:" TLPB_DISSECTOR, "-r", pcap,
+                          "-Y", "tlpbridge.direction == 5", "-T", "fields",
+                          "-e", "tlpbridge.rule", NULL};
+    out = err = NULL;
+    int rc = it_run_capture(argv, &out, &err);
+    CHECK(rc == 0 && out && strcmp(out, "mwr_exceeds_mps\n") == 0,
+          "tshark: exit %d, rules of the violation packets '%s' (expected mwr_exceeds_mps): %s", rc,
+          out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+}
+
+/* ---- policies -------------------------------------------------------------- */
+
+static void case_policy_reject(void)
+{
+    struct pair p;
+    open_pair(&p, "c_reject", 0x4); /* memory space off */
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 9);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(&p.h, &rd);
+    expect_ur(&p.h, 9, "a host read with Memory Space Enable clear, policy reject");
+    char *json;
+    const char *obj = device_status("c_reject", &json);
+    unsigned long long rejected = 0, host_requests = 0;
+    CHECK(obj && it_json_uint(obj, "rejected_tlps", &rejected) && rejected == 1,
+          "rejected_tlps %llu, expected 1", rejected);
+    CHECK(obj && it_json_uint(obj, "host_requests", &host_requests), "no host_requests");
+    free(json);
+    expect_only("c_reject", "memory_space_disabled");
+    close_pair(&p);
+}
+
+static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
+{
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(h, &rd);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    *status = (enum tlpb_cpl_status)-1;
+    if (!next_tlp(h, &cpl, data, sizeof(data)))
+        return 0;
+    *status = cpl.status;
+    return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
+}
+
+static void case_policy_stop(void)
+{
+    struct pair p, other;
+    open_pair(&p, "c_stop", 0x6);
+    open_pair(&other, "c_other", 0x6);
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0); /* MSI-X is off */
+    enum tlpb_cpl_status st;
+    uint32_t v = read_bar0(&p.h, 10, &st);
+    CHECK(st == TLPB_CPL_SC && v == 0xFFFFFFFFu,
+          "c_stop after stop: read status %d value 0x%08x, expected all ones from the fallback",
+          (int)st, v);
+    char *json;
+    const char *obj = device_status("c_stop", &json);
+    char backend[32] = "";
+    CHECK(obj && it_json_str(obj, "backend", backend, sizeof(backend)) &&
+              strcmp(backend, "fallback") == 0,
+          "c_stop's backend is %s, expected fallback", backend);
+    free(json);
+    CHECK(it_log_contains(it.bridge, "device c_stop: PCIe checker: rule msix_disabled_or_masked"
+                                     " broken, policy stop"),
+          "the stop is not logged with its rule");
+    /* The other device is still served by its simulator. */
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 11);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(&other.h, &rd);
+    struct tlpb_tlp req;
+    uint8_t data[8];
+    if (sim_next(&other, &req, data, sizeof(data))) {
+        static const uint8_t value[4] = {0x78, 0x56, 0x34, 0x12};
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
+        cpl.payload = value;
+        raw_send_tlp(&other.s, &cpl);
+        struct tlpb_tlp got;
+        uint8_t buf[8];
+        CHECK(next_tlp(&other.h, &got, buf, sizeof(buf)) && got.payload_bytes >= 4 &&
+                  tlpb_get_le32(got.payload) == 0x12345678u,
+              "the other device's read was not served by its simulator");
+    }
+    close_pair(&other);
+    close_pair(&p);
+}
+
+static void case_bad_policy(void)
+{
+    /* A policy that does not exist is a clear error, on the command line
+     * and in the config file. */
+    const char *argv[] = {it_paths.bridge, "--listen", it_path("other.sock"), "--check", "ignore",
+                          NULL};
+    char *out = NULL, *err = NULL;
+    int rc = it_run_capture(argv, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, "--check wants warn, reject or stop"),
+          "--check ignore: exit %d, '%s'", rc, err ? err : "");
+    free(out);
+    free(err);
+    char cfg[1200];
+    snprintf(cfg, sizeof(cfg),
+             "devices = ({ name = \"x\"; backend = \"external\"; model = \"%s\";"
+             " check = \"loud\"; });\n", it_paths.model);
+    const char *argv2[] = {it_paths.bridge, "--listen", it_path("other.sock"), "--config",
+                           it_write_file("bad-check.cfg", cfg), NULL};
+    out = err = NULL;
+    rc = it_run_capture(argv2, &out, &err);
+    CHECK(rc == 2 && err && strstr(err, "check must be \"warn\", \"reject\" or \"stop\", not 'loud'"),
+          "check = \"loud\": exit %d, '%s'", rc, err ? err : "");
+    free(out);
+    free(err);
+}
+
+int main(int argc, char **argv)
+{
+    it_init(argc, argv, "test_checker");
+    /* Every case here breaks a rule on purpose. */
+    it_expect_violations();
+    REQUIRE(it_paths.model != NULL, "--model is required");
+    static const char *const names[] = {
+        "c_mps", "c_mrrs", "c_bme", "c_rid", "c_mse", "c_cid", "c_bc", "c_la",
+        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other"};
+    char cfg[8192];
+    size_t n = (size_t)snprintf(cfg, sizeof(cfg), "devices = (\n");
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        n += (size_t)snprintf(cfg + n, sizeof(cfg) - n,
+                              "  { name = \"%s\"; backend = \"external\"; model = \"%s\"; },\n",
+                              names[i], it_paths.model);
+    n += (size_t)snprintf(cfg + n, sizeof(cfg) - n,
+                          "  { name = \"c_cto\"; backend = \"external\"; model = \"%s\";"
+                          " timeout_ms = 100; },\n"
+                          "  { name = \"c_reject\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"reject\"; },\n"
+                          "  { name = \"c_stop\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"stop\"; }\n);\n",
+                          it_paths.model, it_paths.model, it_paths.model);
+    const char *args[] = {"--config", it_write_file("checker.cfg", cfg), "--trace",
+                          it_path("checker.trace"), NULL};
+    it_start_bridge(args);
+
+    IT_RUN("mwr_exceeds_mps", case_mwr_exceeds_mps());
+    IT_RUN("mrd_exceeds_mrrs", case_mrd_exceeds_mrrs());
+    IT_RUN("bus_master_disabled", case_bus_master_disabled());
+    IT_RUN("requester_id", case_requester_id());
+    IT_RUN("memory_space_disabled", case_memory_space_disabled());
+    IT_RUN("completer_id", case_completer_id());
+    IT_RUN("cpl_byte_count", case_cpl_byte_count());
+    IT_RUN("cpl_lower_address", case_cpl_lower_address());
+    IT_RUN("cpl_exceeds_mps", case_cpl_exceeds_mps());
+    IT_RUN("cpl_rcb", case_cpl_rcb());
+    IT_RUN("unexpected_completion", case_unexpected_completion());
+    IT_RUN("cpl_after_last_byte", case_cpl_after_last_byte());
+    IT_RUN("completion_timeout", case_completion_timeout());
+    IT_RUN("msix_disabled_or_masked", case_msix_disabled());
+    IT_RUN("intx_disabled", case_intx_disabled());
+    IT_RUN("a violation record in the trace", case_trace_record());
+    IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
+    IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());
+    IT_RUN("policy stop: fallback, the other device served", case_policy_stop());
+    IT_RUN("a policy that does not exist", case_bad_policy());
+    return it_finish();
+}
