@@ -495,13 +495,34 @@ static int ring_start(struct tlpb_host *h)
 }
 
 /* Connected, or reconnected if the retry interval has passed. */
+static int host_config_write(struct tlpb_host *h, uint16_t reg, uint32_t value, uint8_t be);
+
+/* A bridge that comes back (restarted) has not seen the config writes that
+ * matter; the caller says which (ops.config_replay) and they go out before
+ * any request does, so the device never sees an access it would refuse
+ * (memory space still disabled) from a guest that enabled it long ago. */
+static void replay_config(struct tlpb_host *h)
+{
+    if (!h->ops.config_replay || !h->connected)
+        return;
+    struct tlpb_host_config_reg regs[TLPB_HOST_MAX_REPLAY_REGS];
+    unsigned n = h->ops.config_replay(h->opaque, regs, TLPB_HOST_MAX_REPLAY_REGS);
+    if (n > TLPB_HOST_MAX_REPLAY_REGS)
+        n = TLPB_HOST_MAX_REPLAY_REGS;
+    for (unsigned i = 0; i < n && h->connected; i++)
+        host_config_write(h, regs[i].reg, regs[i].value, regs[i].be);
+}
+
 static bool ensure_connected(struct tlpb_host *h)
 {
     if (h->connected)
         return true;
     if (tlpb_now_ns() < h->next_reconnect_ns)
         return false;
-    return try_connect(h) == 0;
+    if (try_connect(h) != 0)
+        return false;
+    replay_config(h);
+    return h->connected;
 }
 
 /* Move the frames queued in ob into the ring, in order, as far as it has

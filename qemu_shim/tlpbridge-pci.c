@@ -161,7 +161,6 @@ struct TlpbridgePciState {
     int watched_fd;            /* the bridge socket in the main loop, or -1 */
     QEMUTimer *reconnect_timer;
     QEMUBH *flush_bh;          /* sends queued posted writes */
-    QEMUBH *replay_bh;         /* brings a (re)connected bridge up to date */
     QEMUBH *memmap_bh;         /* tells the library the guest RAM map */
     MemoryListener mem_listener;  /* guest RAM changes (no vIOMMU only) */
     bool mem_listener_registered;
@@ -523,7 +522,6 @@ static void tlpbridge_link_changed(void *opaque, bool connected,
 {
     TlpbridgePciState *s = opaque;
     const struct tlpb_devdesc *desc;
-    bool was_up;
     int fd;
 
     if (!s->host) {
@@ -539,13 +537,9 @@ static void tlpbridge_link_changed(void *opaque, bool connected,
         return;
     }
     timer_del(s->reconnect_timer);
-    was_up = s->link_up;
     s->link_up = true;
     if (!s->realized) {
         return;
-    }
-    if (!was_up) {
-        qemu_bh_schedule(s->replay_bh);
     }
 
     /* BARs and capabilities cannot change under a running guest. */
@@ -581,11 +575,16 @@ static void tlpbridge_log(void *opaque, enum tlpb_host_log_level level,
     }
 }
 
+static unsigned tlpbridge_config_replay(void *opaque,
+                                        struct tlpb_host_config_reg *regs,
+                                        unsigned max);
+
 static const struct tlpb_host_ops tlpbridge_host_ops = {
     .dma_read = tlpbridge_dma_read,
     .dma_write = tlpbridge_dma_write,
     .interrupt = tlpbridge_interrupt,
     .link_changed = tlpbridge_link_changed,
+    .config_replay = tlpbridge_config_replay,
     .log = tlpbridge_log,
 };
 
@@ -642,11 +641,13 @@ static void tlpbridge_reconnect(void *opaque)
 
 /*
  * A bridge that was restarted, or that comes up after the guest programmed
- * the device, has not seen the config writes that matter: send them again
- * from QEMU's config space (the command register last, as the bridge does
- * when it brings up a new backend).
+ * the device, has not seen the config writes that matter: the library sends
+ * these again from QEMU's config space, before any request (the command
+ * register last, as the bridge does when it brings up a new backend).
  */
-static void tlpbridge_replay_config(void *opaque)
+static unsigned tlpbridge_config_replay(void *opaque,
+                                        struct tlpb_host_config_reg *regs,
+                                        unsigned max)
 {
     TlpbridgePciState *s = opaque;
     PCIDevice *pdev = PCI_DEVICE(s);
@@ -656,46 +657,40 @@ static void tlpbridge_replay_config(void *opaque)
         { PCI_BASE_ADDRESS_4, 0xf }, { PCI_BASE_ADDRESS_5, 0xf },
         { PCI_INTERRUPT_LINE, 0x1 },
     };
-    struct { uint16_t offset; uint8_t be; } regs[16];
     unsigned n = 0;
 
-    if (!tlpb_host_connected(s->host) || !tlpbridge_enter(s)) {
-        return;
+    if (!s->realized || max < 16) {
+        return 0;
     }
     for (unsigned i = 0; i < ARRAY_SIZE(header); i++) {
-        regs[n].offset = header[i].offset;
+        regs[n].reg = header[i].offset;
         regs[n++].be = header[i].be;
     }
     if (pdev->exp.exp_cap) {
         /* Device Control (MPS, MRRS, extended tags) */
-        regs[n].offset = pdev->exp.exp_cap + PCI_EXP_DEVCTL;
+        regs[n].reg = pdev->exp.exp_cap + PCI_EXP_DEVCTL;
         regs[n++].be = 0x3;
     }
     if (msi_present(pdev)) {
         /* address, upper address, data; the flags (enable) after them */
         for (unsigned off = 4; off < 16; off += 4) {
-            regs[n].offset = pdev->msi_cap + off;
+            regs[n].reg = pdev->msi_cap + off;
             regs[n++].be = 0xf;
         }
-        regs[n].offset = pdev->msi_cap;
+        regs[n].reg = pdev->msi_cap;
         regs[n++].be = 0xc;
     }
     if (msix_present(pdev)) {
-        regs[n].offset = pdev->msix_cap;
+        regs[n].reg = pdev->msix_cap;
         regs[n++].be = 0xc;
     }
-    regs[n].offset = PCI_COMMAND;
+    regs[n].reg = PCI_COMMAND;
     regs[n++].be = 0x3;
-
     for (unsigned i = 0; i < n; i++) {
-        uint32_t value = pci_get_long(pdev->config + regs[i].offset);
-        int rc = tlpb_host_config_write(s->host, regs[i].offset, value,
-                                        regs[i].be);
-
-        trace_tlpbridge_config_write(regs[i].offset, value, regs[i].be, rc);
+        regs[i].value = pci_get_long(pdev->config + regs[i].reg);
+        trace_tlpbridge_config_write(regs[i].reg, regs[i].value, regs[i].be, 0);
     }
-    tlpbridge_leave(s);
-    tlpbridge_time_end(s);
+    return n;
 }
 
 static void tlpbridge_flush(void *opaque)
@@ -1246,8 +1241,6 @@ static void tlpbridge_realize(PCIDevice *pdev, Error **errp)
                                       s);
     s->flush_bh = qemu_bh_new_guarded(tlpbridge_flush, s,
                                       &DEVICE(pdev)->mem_reentrancy_guard);
-    s->replay_bh = qemu_bh_new_guarded(tlpbridge_replay_config, s,
-                                       &DEVICE(pdev)->mem_reentrancy_guard);
 
     if (tlpbridge_open(s, errp) < 0) {
         goto fail;
@@ -1355,8 +1348,6 @@ fail:
     s->reconnect_timer = NULL;
     qemu_bh_delete(s->flush_bh);
     s->flush_bh = NULL;
-    qemu_bh_delete(s->replay_bh);
-    s->replay_bh = NULL;
     tlpbridge_time_fini(s);
 }
 
@@ -1372,8 +1363,6 @@ static void tlpbridge_exit(PCIDevice *pdev)
     s->reconnect_timer = NULL;
     qemu_bh_delete(s->flush_bh);
     s->flush_bh = NULL;
-    qemu_bh_delete(s->replay_bh);
-    s->replay_bh = NULL;
     s->realized = false;
     tlpbridge_memmap_fini(s);
     tlpbridge_time_report(s);

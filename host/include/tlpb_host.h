@@ -76,6 +76,14 @@ struct tlpb_host_memory_region {
 #define TLPB_HOST_LOG_INFO TLPB_LOG_INFO
 #define TLPB_HOST_LOG_DEBUG TLPB_LOG_DEBUG
 
+/* One config write to replay after a reconnect (tlpb_host_ops.config_replay). */
+struct tlpb_host_config_reg {
+    uint16_t reg;     /* DW-aligned byte offset */
+    uint32_t value;
+    uint8_t be;       /* byte enables, 4 bits */
+};
+#define TLPB_HOST_MAX_REPLAY_REGS 32
+
 struct tlpb_host_ops {
     /* Guest memory for the device's DMA. Return 0, or a PCIe completion
      * status (1 = UR, 4 = CA) when [addr, addr + len) is not accessible.
@@ -88,6 +96,14 @@ struct tlpb_host_ops {
     /* Optional: the connection came up or went down, or a simulator
      * attached/detached at the bridge (the fd to watch may have changed). */
     void (*link_changed)(void *opaque, bool connected, bool simulator_attached);
+    /* Optional: a connection to the bridge came up again (a reconnect, not
+     * the first connection made by tlpb_host_open): fill regs with the
+     * config writes the bridge must see again (the guest's BARs, Device
+     * Control, MSI/MSI-X control, the command register last) and return how
+     * many (at most max). The library sends them, waiting for each, before
+     * the request that found the bridge back. Called from inside a library
+     * call: it must not call the library. */
+    unsigned (*config_replay)(void *opaque, struct tlpb_host_config_reg *regs, unsigned max);
     /* Optional: a log line (no trailing newline). Default: stderr. */
     void (*log)(void *opaque, enum tlpb_host_log_level level, const char *message);
 };
