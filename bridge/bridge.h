@@ -471,6 +471,12 @@ void trace_time_sync(struct bridge *b, Tlpb__TraceDirection dir, const struct de
  * with the formatted violation (text) as reason and its TLP or interrupt. */
 void trace_violation(struct bridge *b, const struct device *d,
                      const struct tlpb_check_violation *v, const char *text);
+/* A DMA fault (docs/protocol.md "DMA faults"): a TRACE_VIOLATION record with
+ * rule "dma_fault", the fault line as reason, and an Error carrying
+ * dma_fault_address and dma_fault_bytes. */
+#define TRACE_RULE_DMA_FAULT "dma_fault"
+void trace_dma_fault(struct bridge *b, const struct device *d, uint64_t address,
+                     uint32_t bytes, const char *text);
 void trace_rejected(struct bridge *b, const struct device *d, const struct tlpb_tlp *tlp,
                     const char *reason);
 void trace_rejected_pb(struct bridge *b, const struct device *d, const Tlpb__Tlp *pb,

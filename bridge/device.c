@@ -837,11 +837,14 @@ void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t b
     d->last_dma_fault.bytes = bytes;
     snprintf(d->last_dma_fault.context, sizeof(d->last_dma_fault.context), "%s",
              context ? context : "");
-    bridge_log(TLPB_LOG_WARN,
-               "device %s: DMA fault: %s of %u bytes at 0x%llx refused by the host (%s): not guest"
-               " memory, or not mapped for the device by the guest's IOMMU%s%s",
-               d->cfg->name, write ? "write" : "read", bytes, (unsigned long long)address, how,
-               context ? " while " : "", context ? context : "");
+    char text[512];
+    snprintf(text, sizeof(text),
+             "DMA fault: %s of %u bytes at 0x%llx refused by the host (%s): not guest memory, or"
+             " not mapped for the device by the guest's IOMMU%s%s",
+             write ? "write" : "read", bytes, (unsigned long long)address, how,
+             context ? " while " : "", context ? context : "");
+    bridge_log(TLPB_LOG_WARN, "device %s: %s", d->cfg->name, text);
+    trace_dma_fault(d->bridge, d, address, bytes, text);
 }
 
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)

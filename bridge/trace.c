@@ -241,6 +241,26 @@ void trace_violation(struct bridge *b, const struct device *d,
     write_record(b, &rec);
 }
 
+void trace_dma_fault(struct bridge *b, const struct device *d, uint64_t address,
+                     uint32_t bytes, const char *text)
+{
+    if (!b->trace)
+        return;
+    /* The fault as the host reports one: an Error with the fault's fields. */
+    Tlpb__Error err = TLPB__ERROR__INIT;
+    err.reason = (char *)text;
+    err.dma_fault_address = address;
+    err.dma_fault_bytes = bytes;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    Tlpb__TraceRecord rec;
+    record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_VIOLATION, d, &env);
+    rec.reason = (char *)text;
+    rec.rule = (char *)TRACE_RULE_DMA_FAULT;
+    write_record(b, &rec);
+}
+
 void trace_interrupt(struct bridge *b, const struct device *d, Tlpb__InterruptKind kind,
                      uint32_t vector, uint64_t sim_time_ps)
 {

@@ -101,13 +101,29 @@ static void case_bad_destination(struct dmacopy_fixture *fx)
     expect_status("read", BAD_DST + COPY_BYTES - 4, context);
 }
 
+/* Both faults are in the trace as violation records of rule dma_fault, with
+ * the descriptor. */
+static void case_trace(struct dmacopy_fixture *fx)
+{
+    (void)fx;
+    const char *args[] = {"--device", "dmacopy0", it_path("faults.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(args, &out, &err) == 0, "tlpbtrace: %s", err ? err : "");
+    CHECK(out && strstr(out, "violation of dma_fault") && strstr(out, "while copying descriptor 2"),
+          "the trace lacks the read fault of descriptor 2: %s", out ? out : "");
+    CHECK(out && strstr(out, "DMA fault: write of") && strstr(out, "descriptor 1"),
+          "the trace lacks the write fault of descriptor 1: %s", out ? out : "");
+    free(out);
+    free(err);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_dma_fault_context");
     REQUIRE(it_paths.model != NULL, "--model not given");
     char device_arg[1200];
     snprintf(device_arg, sizeof(device_arg), "dmacopy0:hlsim=%s", it_paths.model);
-    const char *args[] = {"--device", device_arg, NULL};
+    const char *args[] = {"--device", device_arg, "--trace", it_path("faults.trace"), NULL};
     it_start_bridge(args);
 
     /* No fault yet: status says so. */
@@ -126,6 +142,7 @@ int main(int argc, char **argv)
     IT_RUN("source not guest memory: the fault names the descriptor", case_bad_source(&fx));
     IT_RUN("destination not guest memory: the fault names the descriptor",
            case_bad_destination(&fx));
+    IT_RUN("the faults are marked in the trace", case_trace(&fx));
     fx_close(&fx);
     return it_finish();
 }
