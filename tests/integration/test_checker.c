@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/byteorder.h"
+#include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
 
 #define BDF 0x0100u
@@ -437,6 +438,33 @@ static void case_intx_disabled(void)
     close_pair(&p);
 }
 
+/* c_msi and c_msi2 are described with 4 MSI vectors (the raw simulator's
+ * description has none: the bridge matches BARs and MSI-X only), so the
+ * bridge takes IRQ_MSI for vectors 0..3 and the checker decides. */
+#define MSI_CONTROL_DW TLPB_CFG_MSI_CAP /* ID, next, Message Control (31:16) */
+
+static void case_msi_disabled(void)
+{
+    struct pair p;
+    open_pair(&p, "c_msi", 0x6); /* MSI never enabled */
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSI, 0);
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
+    expect_only("c_msi", "msi_disabled");
+    close_pair(&p);
+}
+
+static void case_msi_vector_range(void)
+{
+    struct pair p;
+    open_pair(&p, "c_msi2", 0x6);
+    /* MSI Enable, Multiple Message Enable 0: one vector granted of four. */
+    cfg_write(&p, MSI_CONTROL_DW, 1u << 16, 4);
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSI, 2);
+    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
+    expect_only("c_msi2", "msi_vector_range");
+    close_pair(&p);
+}
+
 /* ---- the trace ------------------------------------------------------------- */
 
 static void case_trace_record(void)
@@ -623,8 +651,18 @@ int main(int argc, char **argv)
                           "  { name = \"c_reject\"; backend = \"external\"; model = \"%s\";"
                           " check = \"reject\"; },\n"
                           "  { name = \"c_stop\"; backend = \"external\"; model = \"%s\";"
-                          " check = \"stop\"; }\n);\n",
+                          " check = \"stop\"; },\n",
                           it_paths.model, it_paths.model, it_paths.model);
+    static const char msi_desc[] =
+        "description = { vendor_id = 0x1234; device_id = 0x7a11; revision = 1;"
+        " class_code = 0x088000; bars = ( { index = 0; size = 4096; },"
+        " { index = 2; size = 4096; } ); msix = { vectors = 2; table_bar = 2;"
+        " table_offset = 0x0; pba_bar = 2; pba_offset = 0x800; }; msi = { vectors = 4; };"
+        " intx_pin = 1; max_payload_supported = 512; };";
+    n += (size_t)snprintf(cfg + n, sizeof(cfg) - n,
+                          "  { name = \"c_msi\"; backend = \"external\"; %s },\n"
+                          "  { name = \"c_msi2\"; backend = \"external\"; %s }\n);\n",
+                          msi_desc, msi_desc);
     const char *args[] = {"--config", it_write_file("checker.cfg", cfg), "--trace",
                           it_path("checker.trace"), NULL};
     it_start_bridge(args);
@@ -644,6 +682,8 @@ int main(int argc, char **argv)
     IT_RUN("completion_timeout", case_completion_timeout());
     IT_RUN("msix_disabled_or_masked", case_msix_disabled());
     IT_RUN("intx_disabled", case_intx_disabled());
+    IT_RUN("msi_disabled", case_msi_disabled());
+    IT_RUN("msi_vector_range", case_msi_vector_range());
     IT_RUN("a violation record in the trace", case_trace_record());
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());
