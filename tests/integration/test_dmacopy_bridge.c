@@ -6,8 +6,11 @@
  *   --mode inproc-tcp   model loaded in the bridge, the host over TCP (loopback)
  *   --mode rtl          the Verilog dmacopy in its Verilator simulator (the
  *                       executable named by TLPB_IT_RTL_SIM), strict DMA
- * Any mode but inproc-tcp with "-shm" appended (inproc-shm, external-fast-shm):
- * guest RAM in a memfd shared with the bridge, which serves the DMA. */
+ * On the unix socket the host's guest RAM is a memfd shared with the bridge,
+ * which serves the DMA from it (the default, as with QEMU); "-msg" appended
+ * (inproc-msg, external-fast-msg) keeps it private: every DMA a message.
+ *   --mode inproc-socket  the unix socket with neither shared memory nor the
+ *                         ring (TLPB_RING=off): everything on the socket */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +25,17 @@ int main(int argc, char **argv)
     char mode[64];
     snprintf(mode, sizeof(mode), "%s", full_mode);
     size_t mode_len = strlen(mode);
-    bool shm = mode_len > 4 && strcmp(mode + mode_len - 4, "-shm") == 0;
-    if (shm)
+    bool msg = mode_len > 4 && strcmp(mode + mode_len - 4, "-msg") == 0;
+    if (msg)
         mode[mode_len - 4] = '\0';
-    fx_guest_memory = shm;
     bool rtl = strcmp(mode, "rtl") == 0;
     bool external = strncmp(mode, "external", 8) == 0 || rtl;
     bool fast = strstr(mode, "-fast") != NULL;
     bool tcp = strcmp(mode, "inproc-tcp") == 0;
     /* The unix socket without the shared-memory ring (TLPB_RING=off). */
     bool socket_only = strcmp(mode, "inproc-socket") == 0;
+    bool shm = !msg && !tcp && !socket_only;
+    fx_guest_memory = shm;
     if (socket_only)
         setenv("TLPB_RING", "off", 1);
     if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp && !socket_only &&
