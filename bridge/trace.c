@@ -247,13 +247,9 @@ void trace_dma_fault(struct bridge *b, const struct device *d, uint64_t address,
     if (!b->trace)
         return;
     /* The fault as the host reports one: an Error with the fault's fields. */
-    Tlpb__Error err = TLPB__ERROR__INIT;
-    err.reason = (char *)text;
-    err.dma_fault_address = address;
-    err.dma_fault_bytes = bytes;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_ERROR;
-    env.error = &err;
+    Tlpb__Error err;
+    Tlpb__Envelope env;
+    tlpb_dma_fault_envelope(&env, &err, text, address, bytes);
     Tlpb__TraceRecord rec;
     record_init(&rec, TLPB__TRACE_DIRECTION__TRACE_VIOLATION, d, &env);
     rec.reason = (char *)text;

@@ -134,16 +134,24 @@ int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason)
     return tlpb_obuf_append_dma_fault(ob, reason, 0, 0);
 }
 
+void tlpb_dma_fault_envelope(Tlpb__Envelope *env, Tlpb__Error *err, const char *reason,
+                             uint64_t address, uint32_t bytes)
+{
+    tlpb__error__init(err);
+    err->reason = (char *)reason;
+    err->dma_fault_address = address;
+    err->dma_fault_bytes = bytes;
+    tlpb__envelope__init(env);
+    env->body_case = TLPB__ENVELOPE__BODY_ERROR;
+    env->error = err;
+}
+
 int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_t address,
                                uint32_t bytes)
 {
-    Tlpb__Error err = TLPB__ERROR__INIT;
-    err.reason = (char *)reason;
-    err.dma_fault_address = address;
-    err.dma_fault_bytes = bytes;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_ERROR;
-    env.error = &err;
+    Tlpb__Error err;
+    Tlpb__Envelope env;
+    tlpb_dma_fault_envelope(&env, &err, reason, address, bytes);
     return tlpb_obuf_append(ob, &env, true);
 }
 

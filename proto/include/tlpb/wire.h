@@ -63,6 +63,10 @@ int tlpb_obuf_append_error(struct tlpb_obuf *ob, const char *reason);
  * "DMA faults"); bytes 0 makes it a plain Error. */
 int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_t address,
                                uint32_t bytes);
+/* That Error in env (err holds it; the strings are not copied): what the host
+ * sends, and what the bridge's trace records for a DMA fault. */
+void tlpb_dma_fault_envelope(Tlpb__Envelope *env, Tlpb__Error *err, const char *reason,
+                             uint64_t address, uint32_t bytes);
 
 /* Write everything pending to a blocking fd (retrying on EINTR, partial
  * writes). Returns 0 or -errno. */
