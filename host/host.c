@@ -347,46 +347,6 @@ static int try_connect(struct tlpb_host *h)
     return h->connected ? 0 : -ECONNRESET;
 }
 
-/* Send frame (one encoded envelope, prefix included) with fds attached to
- * its first byte as one SCM_RIGHTS message; the rest follows in further
- * writes if the socket takes less. Returns 0 or -errno. */
-static int send_frame_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds,
-                               unsigned n)
-{
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * HOST_MAX_GUEST_REGIONS)];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct iovec iov = {.iov_base = (void *)frame, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (n > 0) {
-        msg.msg_control = control.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-    }
-    ssize_t sent;
-    do
-        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (sent < 0 && errno == EINTR);
-    if (sent < 0)
-        return -errno;
-    size_t done = (size_t)sent;
-    while (done < len) {
-        ssize_t w = send(sock, frame + done, len - done, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EPIPE;
-        done += (size_t)w;
-    }
-    return 0;
-}
-
 /* Send env on the socket with fds (GuestMemory, RingSetup), behind
  * everything queued before it. Returns 0, or -ENOTCONN when the connection
  * had to be dropped. */
@@ -399,7 +359,7 @@ static int send_with_fds(struct tlpb_host *h, const Tlpb__Envelope *env, const i
     tlpb_obuf_init(&frame, SIZE_MAX, h->ob.max_frame_bytes);
     int rc = tlpb_obuf_append(&frame, env, true);
     if (rc == 0)
-        rc = send_frame_with_fds(h->fd, tlpb_obuf_head(&frame), tlpb_obuf_pending(&frame), fds, n);
+        rc = tlpb_send_with_fds(h->fd, tlpb_obuf_head(&frame), tlpb_obuf_pending(&frame), fds, n);
     tlpb_obuf_free(&frame);
     if (rc) {
         disconnect(h, strerror(-rc));

@@ -320,3 +320,41 @@ Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb_
         rd->max_frame_bytes = reply->hello_reply->max_frame_bytes;
     return reply;
 }
+
+int tlpb_send_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds, unsigned n)
+{
+    if (n > TLPB_MAX_SEND_FDS || len == 0)
+        return -EINVAL;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * TLPB_MAX_SEND_FDS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)frame, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    }
+    ssize_t sent;
+    do
+        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0)
+        return -errno;
+    size_t done = (size_t)sent;
+    while (done < len) {
+        ssize_t w = send(sock, frame + done, len - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EPIPE;
+        done += (size_t)w;
+    }
+    return 0;
+}

@@ -65,32 +65,9 @@ void raw_send_env_fds(struct raw *r, const Tlpb__Envelope *env, const int *fds, 
     tlpb_obuf_init(&ob, TLPB_HARD_MAX_FRAME_BYTES, TLPB_HARD_MAX_FRAME_BYTES);
     REQUIRE(tlpb_obuf_append(&ob, env, true) == 0, "cannot frame a message");
     REQUIRE(n <= RAW_MAX_FDS, "%u descriptors: at most %u", n, RAW_MAX_FDS);
-    const uint8_t *p = tlpb_obuf_head(&ob);
-    size_t len = tlpb_obuf_pending(&ob);
-    /* The descriptors ride on the frame's first byte, the rest as usual. */
-    struct iovec iov = {.iov_base = (void *)p, .iov_len = 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * RAW_MAX_FDS)];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (n) {
-        msg.msg_control = control.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-    }
-    ssize_t sent;
-    do {
-        sent = sendmsg(r->fd, &msg, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    CHECK(sent == 1, "sendmsg with %u descriptors: %s", n, sent < 0 ? strerror(errno) : "short");
-    if (sent == 1)
-        raw_send(r, p + 1, len - 1);
+    /* The descriptors ride on the frame's first byte, as a host sends them. */
+    int rc = tlpb_send_with_fds(r->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n);
+    CHECK(rc == 0, "sendmsg with %u descriptors: %s", n, strerror(-rc));
     tlpb_obuf_free(&ob);
 }
 

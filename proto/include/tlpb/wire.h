@@ -148,6 +148,14 @@ const char *tlpb_malformed_tlp_reason(char *dst, size_t dst_size, const Tlpb__Tl
  * -errno with err filled in. */
 int tlpb_connect(const char *address, char *err, size_t err_size);
 
+/* Send frame (one encoded envelope, prefix included) on a blocking unix
+ * socket with n descriptors attached to its first byte as one SCM_RIGHTS
+ * message (GuestMemory, RingSetup); the rest follows in further writes if the
+ * socket takes less. Returns 0, or -EINVAL (more than TLPB_MAX_SEND_FDS, an
+ * empty frame), or -errno. */
+#define TLPB_MAX_SEND_FDS 64u
+int tlpb_send_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds, unsigned n);
+
 /* A Hello of this protocol version for role, with the default max frame
  * (device_name may be NULL for a control peer). The strings are not copied:
  * they must outlive hello. Callers add capabilities, a description, a
