@@ -153,7 +153,6 @@ struct TlpbridgePciState {
     struct tlpb_host *host;
     struct tlpb_devdesc desc;  /* what the device was realized from */
     bool realized;
-    bool link_up;              /* as last reported by link_changed */
     bool desc_mismatch_logged;
 
     TlpbridgeBar bars[TLPB_BAR_COUNT];
@@ -531,13 +530,11 @@ static void tlpbridge_link_changed(void *opaque, bool connected,
     trace_tlpbridge_link_changed(connected, simulator_attached, fd);
     tlpbridge_watch_update(s);
     if (!connected) {
-        s->link_up = false;
         timer_mod(s->reconnect_timer,
                   qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->reconnect_ms);
         return;
     }
     timer_del(s->reconnect_timer);
-    s->link_up = true;
     if (!s->realized) {
         return;
     }
