@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,8 @@ _Static_assert(sizeof(struct dmacopy_pollbusy) == 56, "dmacopy_pollbusy layout")
 _Static_assert(sizeof(struct dmacopy_stats) == 96, "dmacopy_stats layout");
 
 #define REASON_LEN 512
+/* What destinations hold before a copy (not the driver's DMACOPY_POISON). */
+#define DMACOPY_TEST_POISON 0xa5
 
 /* IORESOURCE_* flags as printed in sysfs "resource" (include/linux/ioport.h). */
 #define IORESOURCE_MEM		0x00000200
@@ -954,6 +957,94 @@ static int t_reset_mid_transfer(struct ctx *c, char *reason)
 	return 0;
 }
 
+/* Maps the driver's window of two in-place DMA buffers (DMACOPY_MAP_*). */
+static uint8_t *map_window(struct ctx *c, char *reason)
+{
+	void *m = mmap(NULL, DMACOPY_MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+
+	if (m == MAP_FAILED) {
+		fail(reason, "mmap of the %u-byte window: %s", DMACOPY_MAP_BYTES, strerror(errno));
+		return NULL;
+	}
+	return m;
+}
+
+static int t_copy_mapped(struct ctx *c, char *reason)
+{
+	const uint32_t cases_[][4] = {	/* len, src_off, dst_off, flags */
+		{ 1, 0, 0, DMACOPY_COPY_IRQ },
+		{ 4097, 4095, 13, DMACOPY_COPY_POLL },
+		{ 65536 + 3, 100, DMACOPY_MAP_BUF_BYTES - 65539, DMACOPY_COPY_IRQ | DMACOPY_COPY_POLL },
+		{ c->big_copy, 0, DMACOPY_MAP_BUF_BYTES - c->big_copy, DMACOPY_COPY_IRQ },
+	};
+	struct dmacopy_copy cp;
+	uint8_t *map, *src, *dst;
+	void *beyond;
+	int ret = -1;
+
+	if (need_dev(c, reason))
+		return -1;
+	beyond = mmap(NULL, 4096, PROT_READ, MAP_SHARED, c->fd, DMACOPY_MAP_BYTES);
+	if (beyond != MAP_FAILED) {
+		munmap(beyond, 4096);
+		return fail(reason, "mmap past the window succeeded");
+	}
+	map = map_window(c, reason);
+	if (!map)
+		return -1;
+	src = map + DMACOPY_MAP_SRC_OFFSET;
+	dst = map + DMACOPY_MAP_DST_OFFSET;
+	for (size_t i = 0; i < sizeof(cases_) / sizeof(cases_[0]); i++) {
+		uint32_t len = cases_[i][0], so = cases_[i][1], dof = cases_[i][2];
+		char what[96];
+
+		snprintf(what, sizeof(what), "mapped copy len %u src_off %u dst_off %u%s", len, so,
+			 dof, (cases_[i][3] & DMACOPY_COPY_POLL) ? " polled" : "");
+		fill_pattern(src + so, len, 1000 + (uint32_t)i);
+		memset(dst, DMACOPY_TEST_POISON, DMACOPY_MAP_BUF_BYTES);
+		memset(&cp, 0, sizeof(cp));
+		cp.len = len;
+		cp.src_off = so;
+		cp.dst_off = dof;
+		cp.flags = cases_[i][3] | DMACOPY_COPY_MAPPED;
+		if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp)) {
+			fail(reason, "%s: %s (ERR_CODE %u)", what, strerror(errno), cp.err_code);
+			goto out;
+		}
+		if (!(cp.desc_status & DMACOPY_DESC_DONE) || DMACOPY_DESC_ERR(cp.desc_status)) {
+			fail(reason, "%s: descriptor status 0x%x", what, cp.desc_status);
+			goto out;
+		}
+		if (check_data(src + so, dst + dof, len, cp.crc, what, reason))
+			goto out;
+		/* Exactly the range: the bytes next to it keep the poison. */
+		if ((dof && dst[dof - 1] != DMACOPY_TEST_POISON) ||
+		    (dof + len < DMACOPY_MAP_BUF_BYTES && dst[dof + len] != DMACOPY_TEST_POISON)) {
+			fail(reason, "%s: the device wrote outside the destination range", what);
+			goto out;
+		}
+	}
+	/* Refused: user pointers with a mapped copy, a range past the window. */
+	memset(&cp, 0, sizeof(cp));
+	cp.len = 16;
+	cp.flags = DMACOPY_COPY_MAPPED;
+	cp.src = (uintptr_t)src;
+	if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp) == 0 || errno != EINVAL) {
+		fail(reason, "mapped copy with a user pointer: not refused with EINVAL");
+		goto out;
+	}
+	cp.src = 0;
+	cp.dst_off = DMACOPY_MAP_BUF_BYTES - 8;
+	if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp) == 0 || errno != EINVAL) {
+		fail(reason, "mapped copy past the window: not refused with EINVAL");
+		goto out;
+	}
+	ret = 0;
+out:
+	munmap(map, DMACOPY_MAP_BYTES);
+	return ret;
+}
+
 /* ---- registry of cases --------------------------------------------------------------- */
 
 #define MODE_MSIX	1u
@@ -978,6 +1069,7 @@ static const struct test_case cases[] = {
 	{ "copy_1m", t_copy_1m, MODE_ALL, "1 MiB copies" },
 	{ "ring_wrap", t_ring_wrap, MODE_ALL, "1.5 x ring size single copies" },
 	{ "batch", t_batch, MODE_ALL, "ring_size-1 descriptors, one doorbell, wrapping" },
+	{ "copy_mapped", t_copy_mapped, MODE_ALL, "copies between the mmap()ed buffers, polled and with IRQ" },
 	{ "msix", t_msix, MODE_MSIX, "completion interrupts on MSI-X vector 0" },
 	{ "intx", t_intx, MODE_INTX, "completion interrupts on INTx (use_msix=0)" },
 	{ "irq_masked", t_irq_masked, MODE_ALL, "IRQ_MASK suppresses the completion interrupt" },
@@ -1032,13 +1124,23 @@ static int bench_mmio(struct ctx *c, uint32_t count, int offset)
 	return 0;
 }
 
-static int bench_copy(struct ctx *c, uint32_t size, uint32_t count)
+/*
+ * COUNT copies of SIZE bytes through DMACOPY_IOC_COPY, timed in user space.
+ * bounce: from and to user memory through the driver's bounce buffers;
+ * mapped: in place between the mmap()ed buffers, the destination moving over
+ * every SIZE slot of the window. irq: the descriptor asks for an interrupt and
+ * the driver sleeps until it; poll: no interrupt, the driver polls the
+ * descriptor's status in memory. Each copy's CRC is checked as it returns; the
+ * data itself once the clock has stopped.
+ */
+static int bench_copy(struct ctx *c, uint32_t size, uint32_t count, bool mapped, bool poll)
 {
 	char reason[REASON_LEN];
 	struct dmacopy_copy cp;
-	uint8_t *src, *dst;
-	uint32_t want;
+	uint8_t *map = NULL, *src, *dst;
+	uint32_t want, slots = 1;
 	uint64_t t0, dt;
+	int ret = -1;
 
 	if (c->fd < 0) {
 		fprintf(stderr, "dmacopy-test: cannot open %s: %s\n", c->node,
@@ -1055,41 +1157,59 @@ static int bench_copy(struct ctx *c, uint32_t size, uint32_t count)
 		fprintf(stderr, "dmacopy-test: bench copy failed: %s\n", reason);
 		return -1;
 	}
-	src = xmalloc(size);
-	dst = xmalloc(size);
+	memset(&cp, 0, sizeof(cp));
+	if (mapped) {
+		map = map_window(c, reason);
+		if (!map) {
+			fprintf(stderr, "dmacopy-test: %s\n", reason);
+			return -1;
+		}
+		src = map + DMACOPY_MAP_SRC_OFFSET;
+		dst = map + DMACOPY_MAP_DST_OFFSET;
+		slots = DMACOPY_MAP_BUF_BYTES / size;
+		memset(dst, DMACOPY_TEST_POISON, DMACOPY_MAP_BUF_BYTES);
+		cp.flags = DMACOPY_COPY_MAPPED;
+	} else {
+		src = xmalloc(size);
+		dst = xmalloc(size);
+		cp.src = (uintptr_t)src;
+		cp.dst = (uintptr_t)dst;
+	}
 	fill_pattern(src, size, 901);
 	want = crc32_ieee(src, size);
-	memset(&cp, 0, sizeof(cp));
-	cp.src = (uintptr_t)src;
-	cp.dst = (uintptr_t)dst;
 	cp.len = size;
-	cp.flags = DMACOPY_COPY_IRQ;
+	cp.flags |= poll ? DMACOPY_COPY_POLL : DMACOPY_COPY_IRQ;
 	t0 = now_ns();
 	for (uint32_t i = 0; i < count; i++) {
+		cp.dst_off = mapped ? (i % slots) * size : 0;
 		if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp) || cp.crc != want) {
 			fprintf(stderr, "dmacopy-test: bench copy %u: %s crc 0x%08x want 0x%08x\n",
 				i, strerror(errno), cp.crc, want);
-			free(src);
-			free(dst);
-			return -1;
+			goto out;
 		}
 	}
 	dt = now_ns() - t0;
-	/* The data itself, checked once the clock has stopped. */
-	if (memcmp(src, dst, size)) {
-		fprintf(stderr, "dmacopy-test: bench copy: destination differs from source\n");
-		free(src);
-		free(dst);
-		return -1;
-	}
+	/* The data itself, checked once the clock has stopped: every slot written. */
+	for (uint32_t k = 0; k < slots && k < count; k++)
+		if (memcmp(src, dst + (size_t)k * size, size)) {
+			fprintf(stderr, "dmacopy-test: bench copy: destination %u differs from source\n", k);
+			goto out;
+		}
 	printf("BENCH copy_MBps %.2f\n", (double)size * count * 1e3 / (double)dt);
 	/* The driver's own ktime from doorbell to completion, last copy. */
 	printf("BENCH copy_driver_ns %" PRIu64 "\n", (uint64_t)cp.elapsed_ns);
 	printf("BENCH copy_us_per_op %.2f\n", (double)dt / 1e3 / count);
-	printf("BENCH copy_size %u count %u elapsed_ns %" PRIu64 "\n", size, count, dt);
-	free(src);
-	free(dst);
-	return 0;
+	printf("BENCH copy_size %u count %u elapsed_ns %" PRIu64 " mode %s wait %s\n", size, count,
+	       dt, mapped ? "mapped" : "bounce", poll ? "poll" : "irq");
+	ret = 0;
+out:
+	if (map) {
+		munmap(map, DMACOPY_MAP_BYTES);
+	} else {
+		free(src);
+		free(dst);
+	}
+	return ret;
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -1107,6 +1227,9 @@ static void usage(FILE *f)
 		"  --bench-mmio N      time N MMIO reads in the driver, print BENCH mmio_read_ns_per_op\n"
 		"  --bench-offset OFF  register offset for --bench-mmio (default SCRATCH, or 0 on edu)\n"
 		"  --bench-copy SIZE COUNT  COUNT copies of SIZE bytes, print BENCH copy_MBps\n"
+		"  --copy-mode MODE    bounce (default: through user memory) or mapped (in place,\n"
+		"                      between the mmap()ed buffers)\n"
+		"  --copy-wait WAIT    irq (default: sleep until the interrupt) or poll (no interrupt)\n"
 		"  --big-copy SIZE     size of the large copies in copy_1m, poll_busy (default 1 MiB;\n"
 		"                      smaller for slow backends, e.g. RTL at a few k cycles/s)\n"
 		"  -v, --verbose       print INFO lines with measurements\n"
@@ -1139,6 +1262,8 @@ int main(int argc, char **argv)
 		{ "bench-offset", required_argument, NULL, 'O' },
 		{ "bench-copy", required_argument, NULL, 'c' },
 		{ "big-copy", required_argument, NULL, 'B' },
+		{ "copy-mode", required_argument, NULL, 'M' },
+		{ "copy-wait", required_argument, NULL, 'W' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1147,7 +1272,7 @@ int main(int argc, char **argv)
 	char node[64], only[1024] = "", skip[1024] = "";
 	uint32_t dev = 0, bench_mmio_n = 0, copy_size = 0, copy_count = 0, v;
 	int bench_offset = -1, opt, passed = 0, failed = 0;
-	bool bench = false;
+	bool bench = false, copy_mapped = false, copy_poll = false;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	crc32_init();
@@ -1203,6 +1328,16 @@ int main(int argc, char **argv)
 			    c.big_copy > DMACOPY_MAX_COPY_BYTES)
 				goto bad;
 			break;
+		case 'M':
+			if (strcmp(optarg, "bounce") && strcmp(optarg, "mapped"))
+				goto bad;
+			copy_mapped = !strcmp(optarg, "mapped");
+			break;
+		case 'W':
+			if (strcmp(optarg, "irq") && strcmp(optarg, "poll"))
+				goto bad;
+			copy_poll = !strcmp(optarg, "poll");
+			break;
 		case 'v':
 			c.verbose = true;
 			break;
@@ -1242,7 +1377,7 @@ int main(int argc, char **argv)
 		if (bench_mmio_n)
 			ret |= bench_mmio(&c, bench_mmio_n, bench_offset);
 		if (copy_size)
-			ret |= bench_copy(&c, copy_size, copy_count);
+			ret |= bench_copy(&c, copy_size, copy_count, copy_mapped, copy_poll);
 		return ret ? 1 : 0;
 	}
 

@@ -21,12 +21,14 @@
 #include <linux/kref.h>
 #include <linux/ktime.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/wait.h>
 
 #include "dmacopy_ioctl.h"
@@ -117,6 +119,15 @@ struct dmacopy_dev {
 	dma_addr_t src_bus;
 	u8 *dst_buf;
 	dma_addr_t dst_bus;
+
+	/*
+	 * The mapped window (DMACOPY_MAP_*), allocated on first use: order-N pages
+	 * split into single pages, so a user mapping holds its own page references
+	 * and outlives remove; one streaming DMA mapping over all of them.
+	 */
+	struct page *map_pages[DMACOPY_MAP_BYTES >> PAGE_SHIFT];
+	dma_addr_t map_bus;
+	bool map_ready;
 
 	atomic64_t vec_irqs[2];
 	atomic64_t intx_irqs;
@@ -468,29 +479,90 @@ static int dmacopy_check_lengths(u32 len, u32 src_off, u32 dst_off)
 	return 0;
 }
 
-/* ---- ioctls --------------------------------------------------------------- */
-
-static int dmacopy_ioc_copy(struct dmacopy_dev *dd, void __user *argp)
+/* Allocates and maps the mapped window once; called with dd->lock held. */
+static int dmacopy_map_alloc(struct dmacopy_dev *dd)
 {
-	struct dmacopy_copy c;
-	bool want_irq;
-	s64 done_snap, err_snap;
-	ktime_t t0;
-	u32 idx, status;
+	struct device *dev = &dd->pdev->dev;
+	unsigned int order = get_order(DMACOPY_MAP_BYTES);
+	struct page *page;
+	dma_addr_t bus;
+
+	if (dd->map_ready)
+		return 0;
+	page = alloc_pages(GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN, order);
+	if (!page) {
+		dev_warn(dev, "no %u contiguous bytes for the mapped window\n", DMACOPY_MAP_BYTES);
+		return -ENOMEM;
+	}
+	bus = dma_map_page(dev, page, 0, DMACOPY_MAP_BYTES, DMA_BIDIRECTIONAL);
+	if (dma_mapping_error(dev, bus)) {
+		__free_pages(page, order);
+		return -ENOMEM;
+	}
+	split_page(page, order);
+	for (unsigned int i = 0; i < ARRAY_SIZE(dd->map_pages); i++)
+		dd->map_pages[i] = page + i;
+	dd->map_bus = bus;
+	dd->map_ready = true;
+	return 0;
+}
+
+static int dmacopy_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct dmacopy_dev *dd = file->private_data;
+	unsigned long npages = vma_pages(vma), n;
+	const unsigned long max = ARRAY_SIZE(dd->map_pages);
 	int ret;
 
-	if (copy_from_user(&c, argp, sizeof(c)))
-		return -EFAULT;
-	ret = dmacopy_check_lengths(c.len, c.src_off, c.dst_off);
+	if (vma->vm_pgoff >= max || npages > max - vma->vm_pgoff)
+		return -EINVAL;
+	if (mutex_lock_interruptible(&dd->lock))
+		return -ERESTARTSYS;
+	ret = dd->gone ? -ENODEV : dmacopy_map_alloc(dd);
+	if (!ret) {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+		vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+#else
+		vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+#endif
+		n = npages;
+		ret = vm_insert_pages(vma, vma->vm_start, dd->map_pages + vma->vm_pgoff, &n);
+	}
+	mutex_unlock(&dd->lock);
+	return ret;
+}
+
+/* ---- ioctls --------------------------------------------------------------- */
+
+/* A copy between the mapped buffers: checks the window, gives the bytes to the device. */
+static int dmacopy_copy_prepare_mapped(struct dmacopy_dev *dd, struct dmacopy_copy *c)
+{
+	if (c->src || c->dst || !c->len || c->len > DMACOPY_MAP_BUF_BYTES ||
+	    c->src_off > DMACOPY_MAP_BUF_BYTES - c->len ||
+	    c->dst_off > DMACOPY_MAP_BUF_BYTES - c->len)
+		return -EINVAL;
+	if (!dd->map_ready)
+		return -ENXIO;		/* nothing mapped: no data to copy */
+	c->src_bus = dd->map_bus + DMACOPY_MAP_SRC_OFFSET + c->src_off;
+	c->dst_bus = dd->map_bus + DMACOPY_MAP_DST_OFFSET + c->dst_off;
+	dma_sync_single_for_device(&dd->pdev->dev, c->src_bus, c->len, DMA_BIDIRECTIONAL);
+	dma_sync_single_for_device(&dd->pdev->dev, c->dst_bus, c->len, DMA_BIDIRECTIONAL);
+	return 0;
+}
+
+/* A copy through the bounce buffers: the source bytes come from user memory. */
+static int dmacopy_copy_prepare_bounce(struct dmacopy_dev *dd, struct dmacopy_copy *c)
+{
+	int ret = dmacopy_check_lengths(c->len, c->src_off, c->dst_off);
+
 	if (ret)
 		return ret;
-	if (copy_from_user(dd->src_buf + c.src_off, u64_to_user_ptr(c.src), c.len))
+	if (copy_from_user(dd->src_buf + c->src_off, u64_to_user_ptr(c->src), c->len))
 		return -EFAULT;
-	memset(dd->dst_buf + c.dst_off, DMACOPY_POISON, c.len);
+	memset(dd->dst_buf + c->dst_off, DMACOPY_POISON, c->len);
 
-	want_irq = (c.flags & DMACOPY_COPY_IRQ) && !(c.flags & DMACOPY_COPY_POLL);
-	c.src_bus = dd->src_bus + c.src_off;
-	if (READ_ONCE(inject_stale_dma) && c.len <= PAGE_SIZE) {
+	c->src_bus = dd->src_bus + c->src_off;
+	if (READ_ONCE(inject_stale_dma) && c->len <= PAGE_SIZE) {
 		struct device *dev = &dd->pdev->dev;
 		dma_addr_t stale;
 		void *buf = dma_alloc_coherent(dev, PAGE_SIZE, &stale, GFP_KERNEL);
@@ -498,12 +570,32 @@ static int dmacopy_ioc_copy(struct dmacopy_dev *dd, void __user *argp)
 		if (buf) {
 			dma_free_coherent(dev, PAGE_SIZE, buf, stale);
 			WRITE_ONCE(inject_stale_dma, false);
-			c.src_bus = stale;
+			c->src_bus = stale;
 			dev_warn(dev, "injected bug: copy source at stale DMA address 0x%llx (%u bytes, freed)\n",
-				 (unsigned long long)stale, c.len);
+				 (unsigned long long)stale, c->len);
 		}
 	}
-	c.dst_bus = dd->dst_bus + c.dst_off;
+	c->dst_bus = dd->dst_bus + c->dst_off;
+	return 0;
+}
+
+static int dmacopy_ioc_copy(struct dmacopy_dev *dd, void __user *argp)
+{
+	struct dmacopy_copy c;
+	bool want_irq, mapped;
+	s64 done_snap, err_snap;
+	ktime_t t0;
+	u32 idx, status;
+	int ret;
+
+	if (copy_from_user(&c, argp, sizeof(c)))
+		return -EFAULT;
+	mapped = c.flags & DMACOPY_COPY_MAPPED;
+	ret = mapped ? dmacopy_copy_prepare_mapped(dd, &c) : dmacopy_copy_prepare_bounce(dd, &c);
+	if (ret)
+		return ret;
+
+	want_irq = (c.flags & DMACOPY_COPY_IRQ) && !(c.flags & DMACOPY_COPY_POLL);
 	dmacopy_fill_desc(dd, dd->tail, c.src_bus, c.dst_bus, c.len,
 			  (c.flags & DMACOPY_COPY_IRQ) ? DMACOPY_DESC_FLAG_IRQ : 0);
 	done_snap = atomic64_read(&dd->done_irqs);
@@ -527,7 +619,9 @@ static int dmacopy_ioc_copy(struct dmacopy_dev *dd, void __user *argp)
 		return -EIO;
 	}
 	dd->descs_done++;
-	if (c.dst && copy_to_user(u64_to_user_ptr(c.dst), dd->dst_buf + c.dst_off, c.len))
+	if (mapped)
+		dma_sync_single_for_cpu(&dd->pdev->dev, c.dst_bus, c.len, DMA_BIDIRECTIONAL);
+	else if (c.dst && copy_to_user(u64_to_user_ptr(c.dst), dd->dst_buf + c.dst_off, c.len))
 		return -EFAULT;
 	if (copy_to_user(argp, &c, sizeof(c)))
 		return -EFAULT;
@@ -995,6 +1089,7 @@ static const struct file_operations dmacopy_fops = {
 	.release = dmacopy_release_file,
 	.unlocked_ioctl = dmacopy_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = dmacopy_mmap,
 	.llseek = noop_llseek,
 };
 
@@ -1004,6 +1099,13 @@ static void dmacopy_free_dma(struct dmacopy_dev *dd)
 {
 	struct device *dev = &dd->pdev->dev;
 
+	if (dd->map_ready) {
+		dma_unmap_page(dev, dd->map_bus, DMACOPY_MAP_BYTES, DMA_BIDIRECTIONAL);
+		/* Pages still mapped by a process live on until it unmaps them. */
+		for (unsigned int i = 0; i < ARRAY_SIZE(dd->map_pages); i++)
+			put_page(dd->map_pages[i]);
+		dd->map_ready = false;
+	}
 	if (dd->dst_buf)
 		dma_free_coherent(dev, DMACOPY_BUF_BYTES, dd->dst_buf, dd->dst_bus);
 	if (dd->src_buf)

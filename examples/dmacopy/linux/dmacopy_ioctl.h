@@ -24,6 +24,22 @@
 /* dmacopy_copy.flags, dmacopy_batch.flags, dmacopy_errtest.flags */
 #define DMACOPY_COPY_IRQ	(1u << 0)	/* descriptor asks for a completion interrupt */
 #define DMACOPY_COPY_POLL	(1u << 1)	/* wait by polling even when IRQ is set */
+#define DMACOPY_COPY_MAPPED	(1u << 2)	/* copy: the buffers are the mapped window */
+
+/*
+ * mmap(2) of /dev/dmacopyN gives user programs the driver's mapped window, two
+ * more DMA buffers the device reads and writes in place: the source buffer at
+ * DMACOPY_MAP_SRC_OFFSET, the destination buffer at DMACOPY_MAP_DST_OFFSET, each
+ * DMACOPY_MAP_BUF_BYTES. A copy with DMACOPY_COPY_MAPPED uses them instead of
+ * the bounce buffers: nothing is copied to or from user memory, src and dst must
+ * be 0, and src_off/dst_off may be anywhere with off + len inside a buffer.
+ * Pages stay valid for the mapping's lifetime, also after the device is removed
+ * (the device no longer reaches them then).
+ */
+#define DMACOPY_MAP_BUF_BYTES	DMACOPY_MAX_COPY_BYTES
+#define DMACOPY_MAP_SRC_OFFSET	0u
+#define DMACOPY_MAP_DST_OFFSET	DMACOPY_MAP_BUF_BYTES
+#define DMACOPY_MAP_BYTES	(2u * DMACOPY_MAP_BUF_BYTES)
 
 /*
  * One copy: the driver puts len bytes from src (user memory) into its source DMA
@@ -31,6 +47,8 @@
  * buffer + dst_off), rings TAIL and waits. With DMACOPY_COPY_IRQ and without
  * DMACOPY_COPY_POLL it waits for the completion interrupt as well as for DONE.
  * The destination bytes go back to dst (user memory) unless dst is 0.
+ * With DMACOPY_COPY_MAPPED the copy runs between the mapped buffers instead
+ * (see DMACOPY_MAP_*), without touching user memory.
  * Returns 0 when the descriptor completed, -EIO when the device stopped on an
  * error (the structure is still filled in and the device has been reset),
  * -ETIMEDOUT when nothing happened within the driver's timeout_ms.
