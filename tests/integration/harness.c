@@ -584,6 +584,40 @@ void it_expect_violations(void)
     violations_expected = true;
 }
 
+#define IT_EXPECTED_RULES_MAX 8
+static struct {
+    char device[48];
+    char rule[48];
+    unsigned count;
+} expected_rules[IT_EXPECTED_RULES_MAX];
+static unsigned expected_rule_count;
+
+void it_expect_violation(const char *device, const char *rule, unsigned count)
+{
+    REQUIRE(expected_rule_count < IT_EXPECTED_RULES_MAX, "more than %u expected rules",
+            IT_EXPECTED_RULES_MAX);
+    snprintf(expected_rules[expected_rule_count].device, sizeof(expected_rules[0].device), "%s",
+             device);
+    snprintf(expected_rules[expected_rule_count].rule, sizeof(expected_rules[0].rule), "%s", rule);
+    expected_rules[expected_rule_count].count = count;
+    expected_rule_count++;
+}
+
+static const char *member(const char *obj, const char *key);
+
+/* How often device's checker counted rule in a status reply (0 when the
+ * rule is not listed; -1 when the device or its checker is missing). */
+static long long json_rule_count(const char *json, const char *device, const char *rule)
+{
+    const char *dev = it_json_device(json, device);
+    const char *checker = dev ? member(dev, "checker") : NULL;
+    const char *rules = checker && *checker == '{' ? member(checker + 1, "rules") : NULL;
+    if (!rules || *rules != '{')
+        return -1;
+    unsigned long long n = 0;
+    return it_json_uint(rules + 1, rule, &n) ? (long long)n : 0;
+}
+
 long long it_json_violations(const char *json)
 {
     long long total = -1;
@@ -612,9 +646,22 @@ static void check_no_violations(void)
     if (!json)
         return; /* it_control recorded the failure */
     long long n = it_json_violations(json);
-    if (!ok || n != 0) {
-        printf("FAILED: the bridge's PCIe checker counted %lld violation%s (docs/checker.md;"
-               " the log names them); status: %s\n", n, n == 1 ? "" : "s", json);
+    long long expected = 0;
+    bool as_declared = ok;
+    for (unsigned i = 0; i < expected_rule_count; i++) {
+        expected += expected_rules[i].count;
+        long long c = json_rule_count(json, expected_rules[i].device, expected_rules[i].rule);
+        if (c != (long long)expected_rules[i].count) {
+            printf("FAILED: device %s: the bridge's PCIe checker counted %s %lld times, the test"
+                   " breaks it %u times\n", expected_rules[i].device, expected_rules[i].rule, c,
+                   expected_rules[i].count);
+            as_declared = false;
+        }
+    }
+    if (!as_declared || n != expected) {
+        printf("FAILED: the bridge's PCIe checker counted %lld violation%s, expected %lld"
+               " (docs/checker.md; the log names them); status: %s\n", n, n == 1 ? "" : "s",
+               expected, json);
         __atomic_add_fetch(&it_failures, 1, __ATOMIC_SEQ_CST);
     }
     free(json);

@@ -112,6 +112,10 @@ int it_finish(void);
  * queries the status of the running bridge before stopping it and fails
  * the test when any device's checker counted a violation. */
 void it_expect_violations(void);
+/* Narrower: the test breaks rule on device on purpose, count times (call
+ * once per rule). it_finish then fails the test unless each rule so named
+ * was counted exactly as declared and no other violation on any device. */
+void it_expect_violation(const char *device, const char *rule, unsigned count);
 /* Total checker violations over every device of a status reply (-1: the
  * reply has no checker object). */
 long long it_json_violations(const char *json);

@@ -1,5 +1,6 @@
 /* A raw protocol peer for integration tests (raw_peer.h). */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +8,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/byteorder.h"
+#include "tlpb/cfgspace.h"
 
 
 void raw_open(struct raw *r)
@@ -81,6 +84,19 @@ void raw_send_tlp(struct raw *r, const struct tlpb_tlp *tlp)
     raw_send_env(r, &env);
 }
 
+/* A frame received on r, decoded; Errors counted. */
+static Tlpb__Envelope *raw_decode(struct raw *r, const uint8_t *frame, size_t len)
+{
+    const char *reason = "";
+    Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
+    CHECK(env != NULL, "the bridge sent a bad message: %s", reason);
+    if (env && env->body_case == TLPB__ENVELOPE__BODY_ERROR) {
+        r->errors_seen++;
+        snprintf(r->last_error, sizeof(r->last_error), "%s", env->error->reason);
+    }
+    return env;
+}
+
 /* Next message; NULL at EOF (*eof set) or on timeout (a failure). Error
  * messages are counted and returned like any other. */
 Tlpb__Envelope *raw_next(struct raw *r, bool *eof)
@@ -98,13 +114,7 @@ Tlpb__Envelope *raw_next(struct raw *r, bool *eof)
         it_fail_at(__FILE__, __LINE__, false, "raw peer: no message from the bridge: %s", reason);
         return NULL;
     }
-    Tlpb__Envelope *env = tlpb_envelope_decode(frame, len, &reason);
-    CHECK(env != NULL, "the bridge sent a bad message: %s", reason);
-    if (env && env->body_case == TLPB__ENVELOPE__BODY_ERROR) {
-        r->errors_seen++;
-        snprintf(r->last_error, sizeof(r->last_error), "%s", env->error->reason);
-    }
-    return env;
+    return raw_decode(r, frame, len);
 }
 
 /* Read until the bridge drops the connection; true if it did (bounded). */
@@ -294,3 +304,96 @@ Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabi
     return reply;
 }
 
+
+/* The next message on a or on b, whichever comes first (*from says which);
+ * NULL (a failure recorded) when either connection ends or nothing comes
+ * within the deadline. */
+static Tlpb__Envelope *raw_next_of_two(struct raw *a, struct raw *b, struct raw **from)
+{
+    struct raw *peers[2] = {a, b};
+    uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
+    for (;;) {
+        for (unsigned i = 0; i < 2; i++) {
+            const uint8_t *frame;
+            size_t len;
+            const char *reason = "";
+            /* Timeout 0: a frame already received, or readable now. */
+            int rc = tlpb_reader_read_frame(&peers[i]->rd, peers[i]->fd, 0, &frame, &len, &reason);
+            if (rc == -ETIMEDOUT)
+                continue;
+            if (rc <= 0) {
+                CHECK(false, "raw peer: connection %u of two ended or failed: %s", i, reason);
+                return NULL;
+            }
+            *from = peers[i];
+            return raw_decode(peers[i], frame, len);
+        }
+        uint64_t now = it_now_ms();
+        if (now >= deadline) {
+            CHECK(false, "raw peer: no message on either connection");
+            return NULL;
+        }
+        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN}, {.fd = b->fd, .events = POLLIN}};
+        poll(p, 2, (int)(deadline - now));
+    }
+}
+
+/* A simulator's answer to a config request: SC, a read returning zero. */
+static void raw_complete_config(struct raw *sim, uint16_t bdf, const Tlpb__Tlp *pb)
+{
+    struct tlpb_tlp req, cpl;
+    const char *reason = NULL;
+    if (tlpb_tlp_from_pb(&req, pb, &reason) != 0) {
+        CHECK(false, "a config request to the simulator does not convert: %s", reason);
+        return;
+    }
+    static const uint8_t zero[4];
+    tlpb_completion_for(&cpl, &req, bdf, 0, 4, 4);
+    if (cpl.kind == TLPB_TLP_CPLD)
+        cpl.payload = zero;
+    raw_send_tlp(sim, &cpl);
+}
+
+void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim)
+{
+    static const struct {
+        uint16_t reg;
+        uint32_t value;
+        uint8_t be;
+    } writes[] = {
+        {0x10, DMACOPY_BAR0_ADDR, 0xF},
+        {0x18, DMACOPY_BAR2_ADDR, 0xF},
+        {TLPB_CFG_MSIX_CAP, 1u << 31, 0xC}, /* MSI-X Enable, Function Mask clear */
+        {0x04, 0x0006, 0x3},                /* Memory Space, Bus Master Enable: last */
+    };
+    for (unsigned i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+        uint8_t payload[4];
+        tlpb_put_le32(payload, writes[i].value);
+        struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = (uint8_t)(0x80u + i), .length_dw = 1,
+                              .first_be = writes[i].be, .completer_id = bdf,
+                              .cfg_register = writes[i].reg, .bar_hint = TLPB_NO_BAR,
+                              .payload_bytes = 4, .payload = payload};
+        raw_send_tlp(h, &wr);
+        for (bool completed = false; !completed;) {
+            struct raw *from = h;
+            Tlpb__Envelope *env = sim ? raw_next_of_two(h, sim, &from) : raw_next_tlp(h);
+            REQUIRE(env != NULL, "enumeration: no completion for the CfgWr0 of 0x%x",
+                    writes[i].reg);
+            const Tlpb__Tlp *t = env->body_case == TLPB__ENVELOPE__BODY_TLP ? env->tlp : NULL;
+            if (t && from == h) {
+                completed = true;
+                CHECK(t->kind == TLPB__TLP_KIND__TLP_CPL &&
+                          t->status == TLPB__COMPLETION_STATUS__CPL_SC && t->tag == wr.tag,
+                      "enumeration: the CfgWr0 of 0x%x got kind %d status %d tag 0x%x, expected"
+                      " a Cpl SC for tag 0x%x", writes[i].reg, (int)t->kind, (int)t->status,
+                      t->tag, wr.tag);
+            } else if (t && (t->kind == TLPB__TLP_KIND__TLP_CFGWR0 ||
+                             t->kind == TLPB__TLP_KIND__TLP_CFGRD0)) {
+                raw_complete_config(sim, bdf, t); /* ours, or the bridge's replay */
+            } else if (t) {
+                CHECK(false, "enumeration: the simulator got a TLP of kind %d", (int)t->kind);
+            }
+            tlpb_envelope_free(env);
+        }
+    }
+}

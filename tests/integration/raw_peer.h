@@ -48,6 +48,20 @@ void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities
 /* Connect and handshake as the host of device; fatal if refused. */
 void raw_host(struct raw *r, const char *device);
 /* The same, offering capabilities; *granted: what the bridge granted. */
+/* Enumerate the dmacopy device from the host h as a root complex does
+ * before using it (the bridge's PCIe checker judges the device's traffic
+ * by it, docs/checker.md): config writes that tell the function its
+ * number bdf, program BAR0 and BAR2 at DMACOPY_BAR0_ADDR and
+ * DMACOPY_BAR2_ADDR, set MSI-X Enable (Function Mask clear), then Memory
+ * Space and Bus Master Enable in Command. Max_Payload_Size stays at its
+ * default, 128 bytes. Each write is completed SC (fatal if it gets no
+ * completion). With sim NULL the device's backend completes them (the
+ * fallback, an in-process model; a simulator attaching later gets them
+ * replayed); else sim is the simulator serving the device, and every config
+ * request reaching it meanwhile (the bridge's replay too) is completed
+ * here; other messages to it meanwhile (TimeSync, Events) are dropped, as
+ * are the host's messages that are not TLPs. */
+void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;

@@ -146,13 +146,16 @@ static void send_mrd(struct raw *r, uint8_t tag, uint64_t addr, uint64_t stamp)
     raw_send_tlp(r, &rd);
 }
 
-static void send_mwr(struct raw *r, uint64_t addr, uint32_t value, uint64_t stamp)
+/* A host's MWr (requester 0, the root port) or a device's DMA write
+ * (requester BDF). */
+static void send_mwr(struct raw *r, uint16_t requester, uint64_t addr, uint32_t value,
+                     uint64_t stamp)
 {
     uint8_t payload[4];
     tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_MWR, .length_dw = 1, .first_be = 0xF, .address = addr,
-                          .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload,
-                          .sim_time_ps = stamp};
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_MWR, .requester_id = requester, .length_dw = 1,
+                          .first_be = 0xF, .address = addr, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = payload, .sim_time_ps = stamp};
     raw_send_tlp(r, &wr);
 }
 
@@ -196,6 +199,7 @@ static void case_fallback_grant(void)
     char mode[128];
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "fb0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
     CHECK(strncmp(mode, "free-running (", 14) == 0, "fb0 time_mode '%s'", mode);
+    raw_host_enumerate(&h, BDF, NULL);
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, 1000, 5000, false);
     expect_reached(&h, 7, 5000, true, "GRANT on the fallback");
     /* A completion the bridge builds carries the request's stamp. */
@@ -245,12 +249,13 @@ static void case_relay(void)
     char mode[128];
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
     CHECK(strncmp(mode, "free-running (", 14) == 0, "ext0 time_mode before a simulator '%s'", mode);
+    raw_host_enumerate(&h, BDF, NULL);
     /* The host's time becomes known to the bridge. */
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2000, 3000, false);
     expect_reached(&h, 1, 3000, true, "GRANT with no simulator");
 
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext0", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
-    Tlpb__Envelope *env = next_message(&s);
+    Tlpb__Envelope *env = sim_next(&s);
     REQUIRE(env, "no message to the simulator");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
               env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED &&
@@ -259,7 +264,7 @@ static void case_relay(void)
           tlpb_message_name(env->body_case));
     tlpb_envelope_free(env);
 
-    send_mwr(&h, BAR0 + 0x10, 0xA5A5A5A5u, 5000);
+    send_mwr(&h, 0, BAR0 + 0x10, 0xA5A5A5A5u, 5000);
     send_mrd(&h, 5, BAR0 + 0x14, 6000);
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 2, 7000, 8000, false);
     env = sim_next(&s);
@@ -280,7 +285,7 @@ static void case_relay(void)
     tlpb_envelope_free(env);
 
     /* The device's answer, in order: DMA write, completion, interrupt, REACHED. */
-    send_mwr(&s, 0x10000, 0x5A5A5A5Au, 6500);
+    send_mwr(&s, BDF, 0x10000, 0x5A5A5A5Au, 6500);
     send_cpld(&s, mrd->tlp, 0xCAFEF00Du, 7000);
     tlpb_envelope_free(mrd);
     Tlpb__Interrupt irq;
@@ -395,6 +400,7 @@ static void case_no_cap(void)
     struct raw h, s;
     char mode[128];
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext2", TLPB__CAPABILITY__CAP_TIME_SYNC, mode, sizeof(mode));
+    raw_host_enumerate(&h, BDF, NULL);
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext2", 0, NULL, 0);
     /* The coupled host hears that time runs free now. */
     bool seen = false;
@@ -418,7 +424,7 @@ static void case_no_cap(void)
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 11, 100, 200, false);
     expect_reached(&h, 11, 200, true, "GRANT with a free-running simulator");
     /* Nothing of TimeSync reached the simulator: the next thing is the MWr. */
-    send_mwr(&h, BAR0, 1, 300);
+    send_mwr(&h, 0, BAR0, 1, 300);
     Tlpb__Envelope *env = sim_next(&s);
     CHECK(env && env->body_case == TLPB__ENVELOPE__BODY_TLP &&
               env->tlp->kind == TLPB__TLP_KIND__TLP_MWR,
@@ -537,6 +543,14 @@ static void case_progress_keeps_alive(void)
     struct raw h, s;
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext1", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext1", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    raw_host_enumerate(&h, BDF, &s);
+    /* The slow simulator's read is outstanding for three timeouts of wall
+     * time, past the PCIe checker's completion timeout (PCIe 2.8, two
+     * timeouts): completion_timeout, and its late completion is then
+     * unexpected_completion (PCIe 2.3.2). On purpose: PROGRESS keeps it
+     * alive in the bridge. */
+    it_expect_violation("ext1", "completion_timeout", 1);
+    it_expect_violation("ext1", "unexpected_completion", 1);
     unsigned long long timeouts = status_uint("ext1", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
     Tlpb__Envelope *mrd = sim_next_tlp(&s);
@@ -570,11 +584,11 @@ static void case_progress_keeps_alive(void)
     env = sim_next(&s);
     CHECK(env && env->body_case == TLPB__ENVELOPE__BODY_TLP, "the second MRd did not arrive");
     tlpb_envelope_free(env);
-    /* BAR0 is not enabled in the bridge's shadow: the fallback's UR. */
-    env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPL, 3000, "fallback completion of a silent simulator");
+    /* The fallback's answer: all ones (fallback_read's default). */
+    env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 3000, "fallback completion of a silent simulator");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->tag == 2 &&
-              env->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR,
-          "silent simulator: not the fallback's UR for tag 2");
+              env->tlp->payload.len == 4 && tlpb_get_le32(env->tlp->payload.data) == 0xFFFFFFFFu,
+          "silent simulator: not the fallback's all-ones CplD for tag 2");
     tlpb_envelope_free(env);
     CHECK_EQ_U64(status_uint("ext1", "timeouts") - timeouts, 1, "timeouts of a silent simulator");
     raw_close(&h);
@@ -590,6 +604,7 @@ static void case_device_time_timeout(void)
     const uint64_t cto = 50000000000ull; /* 50 ms in ps */
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    raw_host_enumerate(&h, BDF, &s);
     unsigned long long timeouts = status_uint("ext4", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
     Tlpb__Envelope *env = sim_next_tlp(&s);
@@ -599,10 +614,10 @@ static void case_device_time_timeout(void)
     CHECK(quiet_but_progress(&h, 300, &progress),
           "the host got something 1 ps before the completion timeout");
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS, 0, 1000 + cto, 0, false);
-    env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPL, 1000, "fallback completion after 50 ms of device time");
+    env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 1000, "fallback completion after 50 ms of device time");
     CHECK(env->body_case == TLPB__ENVELOPE__BODY_TLP && env->tlp->tag == 1 &&
-              env->tlp->status == TLPB__COMPLETION_STATUS__CPL_UR,
-          "not the fallback's UR for tag 1");
+              env->tlp->payload.len == 4 && tlpb_get_le32(env->tlp->payload.data) == 0xFFFFFFFFu,
+          "not the fallback's all-ones CplD for tag 1");
     tlpb_envelope_free(env);
     CHECK_EQ_U64(status_uint("ext4", "timeouts") - timeouts, 1, "device-time timeouts");
     /* The simulator, still in its implicit grant, runs past the next grant. */
@@ -633,6 +648,7 @@ static void case_stamp_beyond_allowance(void)
     const uint64_t cto = 50000000000ull; /* 50 ms in ps */
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext5", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext5", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    raw_host_enumerate(&h, BDF, &s);
     send_mrd(&h, 1, BAR0, 1000);
     Tlpb__Envelope *mrd = sim_next_tlp(&s);
     send_cpld(&s, mrd->tlp, 0x12345678u, 1000000000000000ull); /* 1000 s */
@@ -660,17 +676,18 @@ static void traced_run(const char *path)
     struct raw h, s;
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext3", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
+    raw_host_enumerate(&h, BDF, &s);
     send_mrd(&h, 1, BAR0 + 8, 1000);
     Tlpb__Envelope *mrd = sim_next_tlp(&s);
     send_cpld(&s, mrd->tlp, 0x11223344u, 1500);
     tlpb_envelope_free(mrd);
     Tlpb__Envelope *env = expect_tlp(&h, TLPB__TLP_KIND__TLP_CPLD, 1500, "traced completion");
     tlpb_envelope_free(env);
-    send_mwr(&h, BAR0 + 0x20, 0x1000, 2000);
+    send_mwr(&h, 0, BAR0 + 0x20, 0x1000, 2000);
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 1, 2500, 3000, false);
     /* The device writes and interrupts while the host has moved on: the
      * trace's order of the two streams is wall time, the stamps are not. */
-    send_mwr(&s, 0x20000, 0x77, 2600);
+    send_mwr(&s, BDF, 0x20000, 0x77, 2600);
     Tlpb__Interrupt irq;
     Tlpb__Envelope ienv;
     tlpb_interrupt_envelope(&ienv, &irq, TLPB__INTERRUPT_KIND__IRQ_MSIX, 1);
@@ -719,13 +736,11 @@ static void case_trace_sim(void)
         printf("  --sim listing:\n%s", sim_a);
         CHECK(strcmp(sim_a, sim_b) == 0, "--sim listings differ:\n%s---\n%s", sim_a, sim_b);
         CHECK(strcmp(wall_a, wall_b) != 0, "plain listings (with wall time) are identical");
-        /* MRd, CplD, MWr, GRANT, MWr, IRQ, REACHED: all stamped. */
+        /* MRd, CplD, MWr, GRANT, MWr, IRQ, REACHED: all stamped (the
+         * enumeration is not: it is no part of the guest's time). */
         unsigned lines = 0;
         for (const char *p = sim_a; *p; p++)
             lines += *p == '\n';
-        /* The PCIe checker's records (the raw host never enumerates). */
-        for (const char *p = sim_a; (p = strstr(p, " VIOL ")) != NULL; p++)
-            lines--;
         CHECK(lines == 7, "--sim listing has %u lines, expected 7", lines);
         CHECK(strstr(sim_a, "TimeSync GRANT id 1 until 3.000ns") &&
                   strstr(sim_a, "TimeSync REACHED id 1 at 3.000ns idle"),
@@ -741,8 +756,6 @@ static void case_trace_sim(void)
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_time_bridge");
-    /* The PCIe checker counts violations here: its raw hosts never enumerate the devices: Memory Space and Bus Master Enable stay clear, and coupled requests wait past the checker's completion timeout. */
-    it_expect_violations();
     REQUIRE(it_paths.model != NULL && it_paths.tracetool != NULL, "--model and --tlpbtrace are required");
     char cfg[4096];
     snprintf(cfg, sizeof(cfg),
