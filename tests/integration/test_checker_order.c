@@ -189,7 +189,8 @@ static void case_enabled_attributes(void)
         if (host_gets(&p, &t, &got))
             host_refuses(&p, &got);
     }
-    CHECK(host_read(&p, 10, 0, ro_ns) == ro_ns, "the completion's attributes did not reach the host");
+    CHECK(host_read(&p, 10, 0, ro_ns) == ro_ns,
+          "the completion's attributes did not reach the host");
     checker_expect_none("o_enabled");
     checker_pair_close(&p);
 }
