@@ -50,6 +50,7 @@
 #define PCIE_LINKCTL 0x10
 #define PCIE_LINKSTA 0x12
 #define PCIE_DEVCAP2 0x24
+#define PCIE_DEVCTL2 0x28
 #define PCIE_LINKCAP2 0x2C
 #define PCIE_LINKCTL2 0x30
 
@@ -67,6 +68,8 @@
 #define DEVCTL_MRRS_MASK (7u << DEVCTL_MRRS_SHIFT)
 #define DEVCTL_INITIATE_FLR 0x8000u
 #define DEVSTA_RW1C 0x000Fu /* error detected bits */
+#define DEVCTL2_IDO_REQUEST 0x0100u
+#define DEVCTL2_IDO_COMPLETION 0x0200u
 
 #define LINKCTL_WRITABLE 0x00CBu /* ASPM control, RCB, common clock, ext synch */
 
@@ -394,6 +397,31 @@ uint32_t tlpb_cfg_max_read_request_bytes(const struct tlpb_cfgspace *cfg)
 bool tlpb_cfg_extended_tags_enabled(const struct tlpb_cfgspace *cfg)
 {
     return devctl(cfg) & DEVCTL_EXT_TAG;
+}
+
+bool tlpb_cfg_relaxed_ordering_enabled(const struct tlpb_cfgspace *cfg)
+{
+    return devctl(cfg) & DEVCTL_RELAXED_ORDERING;
+}
+
+bool tlpb_cfg_no_snoop_enabled(const struct tlpb_cfgspace *cfg)
+{
+    return devctl(cfg) & DEVCTL_NO_SNOOP;
+}
+
+static uint16_t devctl2(const struct tlpb_cfgspace *cfg)
+{
+    return tlpb_get_le16(&cfg->bytes[TLPB_CFG_PCIE_CAP + PCIE_DEVCTL2]);
+}
+
+bool tlpb_cfg_ido_request_enabled(const struct tlpb_cfgspace *cfg)
+{
+    return devctl2(cfg) & DEVCTL2_IDO_REQUEST;
+}
+
+bool tlpb_cfg_ido_completion_enabled(const struct tlpb_cfgspace *cfg)
+{
+    return devctl2(cfg) & DEVCTL2_IDO_COMPLETION;
 }
 
 /* Index of the memory/IO BAR that starts at slot bar, or false for an

@@ -61,6 +61,16 @@ const struct tlpb_check_rule_info tlpb_check_rules[TLPB_CHECK_RULE_COUNT] = {
         "MSI vector at or beyond the vectors software enabled"},
     [TLPB_CHECK_INTX_DISABLED] = {TLPB_CHECK_INTX_DISABLED, "intx_disabled", "7.5.1.1.3",
         "INTx asserted while Interrupt Disable is set or with no interrupt pin"},
+    [TLPB_CHECK_TAG_REUSE] = {TLPB_CHECK_TAG_REUSE, "tag_reuse", "2.2.6.2",
+        "non-posted request with a tag still outstanding for its requester"},
+    [TLPB_CHECK_RELAXED_ORDERING_DISABLED] = {TLPB_CHECK_RELAXED_ORDERING_DISABLED,
+        "relaxed_ordering_disabled", "2.2.6.4",
+        "device TLP with Relaxed Ordering set while Enable Relaxed Ordering is clear"},
+    [TLPB_CHECK_NO_SNOOP_DISABLED] = {TLPB_CHECK_NO_SNOOP_DISABLED, "no_snoop_disabled",
+        "2.2.6.5", "device TLP with No Snoop set while Enable No Snoop is clear"},
+    [TLPB_CHECK_ID_ORDERING_DISABLED] = {TLPB_CHECK_ID_ORDERING_DISABLED,
+        "id_ordering_disabled", "2.2.6.4",
+        "device TLP with ID-Based Ordering set while IDO Request/Completion Enable is clear"},
 };
 
 const struct tlpb_check_rule_info *tlpb_check_rule(enum tlpb_check_rule rule)
@@ -207,6 +217,39 @@ static void track_request(struct tlpb_check *chk, struct tlpb_check_request *tab
     };
 }
 
+/* A requester's tag is unique among its requests still outstanding
+ * (PCIe 2.2.6.2). The newer request takes the tag's slot: completions
+ * under it are then checked against that one. */
+static void track_unique_request(struct report *r, struct tlpb_check_request *table,
+                                 const struct tlpb_tlp *tlp, uint64_t now_ns)
+{
+    const struct tlpb_check_request *slot = &table[tlp->tag];
+    if (slot->in_use && slot->requester_id == tlp->requester_id)
+        tlp_violation(r, TLPB_CHECK_TAG_REUSE, tlp, 0, 1);
+    track_request(r->chk, table, tlp, now_ns);
+}
+
+/* The ordering and snoop attributes the device set itself, against what
+ * software allowed: Device Control (Enable Relaxed Ordering, Enable No
+ * Snoop) and Device Control 2 (IDO Request Enable for requests, IDO
+ * Completion Enable for completions). A completion copies its request's
+ * attributes (PCIe 2.2.9): request_attributes are not the device's. */
+static void check_attributes(struct report *r, const struct tlpb_tlp *tlp,
+                             uint8_t request_attributes)
+{
+    const struct tlpb_cfgspace *cfg = cfg_of(r->chk);
+    unsigned own = tlp->attributes & ~request_attributes;
+    bool ido_enabled = tlpb_tlp_is_completion(tlp->kind) ? tlpb_cfg_ido_completion_enabled(cfg)
+                                                         : tlpb_cfg_ido_request_enabled(cfg);
+
+    if ((own & TLPB_ATTR_RELAXED_ORDERING) && !tlpb_cfg_relaxed_ordering_enabled(cfg))
+        tlp_violation(r, TLPB_CHECK_RELAXED_ORDERING_DISABLED, tlp, 0, 1);
+    if ((own & TLPB_ATTR_NO_SNOOP) && !tlpb_cfg_no_snoop_enabled(cfg))
+        tlp_violation(r, TLPB_CHECK_NO_SNOOP_DISABLED, tlp, 0, 1);
+    if ((own & TLPB_ATTR_ID_ORDERING) && !ido_enabled)
+        tlp_violation(r, TLPB_CHECK_ID_ORDERING_DISABLED, tlp, 0, 1);
+}
+
 static bool crosses_4k(const struct tlpb_tlp *tlp)
 {
     uint64_t bytes = (uint64_t)tlp->length_dw * 4u;
@@ -341,7 +384,7 @@ unsigned tlpb_check_host_tlp(struct tlpb_check *chk, const struct tlpb_tlp *tlp,
         }
         if (tlp->kind == TLPB_TLP_CFGWR0)
             chk->device_id_captured = true;
-        track_request(chk, chk->host_requests, tlp, now_ns);
+        track_unique_request(&r, chk->host_requests, tlp, now_ns);
         break;
     case TLPB_TLP_MRD:
     case TLPB_TLP_MWR:
@@ -351,7 +394,7 @@ unsigned tlpb_check_host_tlp(struct tlpb_check *chk, const struct tlpb_tlp *tlp,
             tlp_violation(&r, TLPB_CHECK_CROSSES_4K, tlp, TLPB_PAGE_BYTES,
                           (tlp->address & (TLPB_PAGE_BYTES - 1u)) + tlp->length_dw * 4ull);
         if (tlp->kind == TLPB_TLP_MRD)
-            track_request(chk, chk->host_requests, tlp, now_ns);
+            track_unique_request(&r, chk->host_requests, tlp, now_ns);
         break;
     case TLPB_TLP_CPL:
     case TLPB_TLP_CPLD:
@@ -388,8 +431,9 @@ unsigned tlpb_check_device_tlp(struct tlpb_check *chk, const struct tlpb_tlp *tl
         if (!unsplit && crosses_4k(tlp))
             tlp_violation(&r, TLPB_CHECK_CROSSES_4K, tlp, TLPB_PAGE_BYTES,
                           (tlp->address & (TLPB_PAGE_BYTES - 1u)) + bytes);
+        check_attributes(&r, tlp, 0);
         if (tlp->kind == TLPB_TLP_MRD)
-            track_request(chk, chk->device_requests, tlp, now_ns);
+            track_unique_request(&r, chk->device_requests, tlp, now_ns);
         break;
     }
     case TLPB_TLP_CPL:
@@ -400,6 +444,11 @@ unsigned tlpb_check_device_tlp(struct tlpb_check *chk, const struct tlpb_tlp *tl
         bool exempt = !chk->device_id_captured && slot->in_use && slot->kind == TLPB_TLP_CFGRD0;
         if (chk->device_id_known && !exempt && tlp->completer_id != chk->device_id)
             tlp_violation(&r, TLPB_CHECK_COMPLETER_ID, tlp, chk->device_id, tlp->completer_id);
+        /* Attributes against the request answered (also once finished: a
+         * late completion echoes it too); for no request at all, what it
+         * echoes is unknown, and it is reported as unexpected. */
+        if ((slot->in_use || slot->finished) && slot->requester_id == tlp->requester_id)
+            check_attributes(&r, tlp, slot->header.attributes);
         check_completion(&r, chk->host_requests, tlp);
         break;
     }

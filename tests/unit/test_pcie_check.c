@@ -32,6 +32,8 @@
 #define REG_DEVCTL (TLPB_CFG_PCIE_CAP + 0x08u)
 #define DEVCTL_MPS_256 (1u << 5)
 #define DEVCTL_MRRS_512 (2u << 12)
+#define DEVCTL_RELAXED_ORDERING (1u << 4)
+#define DEVCTL_NO_SNOOP (1u << 11)
 #define MSIX_ENABLE (0x8000u << 16)
 #define MSIX_FUNCTION_MASK (0x4000u << 16)
 #define MSI_ENABLE (0x0001u << 16)
@@ -737,6 +739,197 @@ static void test_hot_reset_forgets_the_captured_number(void **state)
     assert_int_equal(f->chk.total, 1);
 }
 
+/* ---- tags and ordering attributes ------------------------------------------ */
+
+static void test_tag_reuse(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp first = memory_request(TLPB_TLP_MRD, DEVICE_ID, 30, 0x100000, 64);
+    struct tlpb_tlp second = memory_request(TLPB_TLP_MRD, DEVICE_ID, 30, 0x100040, 64);
+
+    device_sends(f, &first);
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &second, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_TAG_REUSE, &result);
+    assert_int_equal(result.violations[0].direction, TLPB_CHECK_DEVICE_TO_HOST);
+    assert_int_equal(result.violations[0].tlp.tag, 30);
+    /* The newer request holds the tag: its completion is checked, cleanly. */
+    host_completes(f, &second, 0x100040, 64, MPS);
+    assert_int_equal(f->chk.total, 1);
+}
+
+static void test_host_tag_reuse(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp first = memory_request(TLPB_TLP_MRD, ROOT_ID, 31, BAR0_ADDR, 4);
+    struct tlpb_tlp second = memory_request(TLPB_TLP_MRD, ROOT_ID, 31, BAR0_ADDR + 4, 4);
+
+    host_sends(f, &first);
+    assert_int_equal(tlpb_check_host_tlp(&f->chk, &second, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_TAG_REUSE, &result);
+    assert_int_equal(result.violations[0].direction, TLPB_CHECK_HOST_TO_DEVICE);
+}
+
+/* A tag is free again once its last completion came, or for another
+ * requester; a posted write carries no tag to reuse. */
+static void test_tag_reuse_allowed(void **state)
+{
+    struct fixture *f = *state;
+
+    for (unsigned round = 0; round < 3; round++) {
+        struct tlpb_tlp rd = memory_request(TLPB_TLP_MRD, DEVICE_ID, 32, 0x100000, 128);
+        device_sends(f, &rd);
+        host_completes(f, &rd, 0x100000, 128, 64);
+        struct tlpb_tlp mmio = memory_request(TLPB_TLP_MRD, ROOT_ID, 32, BAR0_ADDR, 4);
+        struct tlpb_tlp cpl;
+        host_sends(f, &mmio);
+        tlpb_completion_for(&cpl, &mmio, DEVICE_ID, BAR0_ADDR, 4, 4);
+        cpl.payload = payload_bytes;
+        device_sends(f, &cpl);
+    }
+    struct tlpb_tlp outstanding = memory_request(TLPB_TLP_MRD, DEVICE_ID, 33, 0x100000, 4);
+    device_sends(f, &outstanding);
+    for (unsigned i = 0; i < 2; i++) {
+        struct tlpb_tlp wr = memory_request(TLPB_TLP_MWR, DEVICE_ID, 33, 0x200000, 4);
+        device_sends(f, &wr);
+    }
+    assert_int_equal(f->chk.total, 0);
+}
+
+/* The fixture's driver left Enable Relaxed Ordering and Enable No Snoop
+ * clear (its Device Control write carries only MPS and MRRS). */
+static struct tlpb_tlp device_write_with(uint8_t attributes)
+{
+    struct tlpb_tlp wr = memory_request(TLPB_TLP_MWR, DEVICE_ID, 0, 0x100000, 64);
+    wr.attributes = attributes;
+    return wr;
+}
+
+static void test_relaxed_ordering_disabled(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp wr = device_write_with(TLPB_ATTR_RELAXED_ORDERING);
+
+    assert_false(tlpb_cfg_relaxed_ordering_enabled(&f->cfg));
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &wr, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_RELAXED_ORDERING_DISABLED, &result);
+}
+
+static void test_no_snoop_disabled(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp rd = device_read_request(f, 0x100000, 64);
+
+    rd.attributes = TLPB_ATTR_NO_SNOOP;
+    assert_false(tlpb_cfg_no_snoop_enabled(&f->cfg));
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &rd, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_NO_SNOOP_DISABLED, &result);
+}
+
+static void test_id_ordering_disabled(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp wr = device_write_with(TLPB_ATTR_ID_ORDERING);
+
+    /* This config space does not implement IDO: both enables read 0. */
+    assert_false(tlpb_cfg_ido_request_enabled(&f->cfg));
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &wr, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_ID_ORDERING_DISABLED, &result);
+}
+
+/* A completion the device gave Relaxed Ordering its request did not have. */
+static void test_completion_with_own_relaxed_ordering(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp req = memory_request(TLPB_TLP_MRD, ROOT_ID, 34, BAR0_ADDR, 4);
+    struct tlpb_tlp cpl;
+
+    host_sends(f, &req);
+    tlpb_completion_for(&cpl, &req, DEVICE_ID, BAR0_ADDR, 4, 4);
+    cpl.payload = payload_bytes;
+    cpl.attributes = TLPB_ATTR_RELAXED_ORDERING;
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &cpl, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_RELAXED_ORDERING_DISABLED, &result);
+}
+
+static void test_completion_with_own_id_ordering(void **state)
+{
+    struct fixture *f = *state;
+    struct tlpb_check_result result;
+    struct tlpb_tlp req = memory_request(TLPB_TLP_MRD, ROOT_ID, 35, BAR0_ADDR, 4);
+    struct tlpb_tlp cpl;
+
+    host_sends(f, &req);
+    tlpb_completion_for(&cpl, &req, DEVICE_ID, BAR0_ADDR, 4, 4);
+    cpl.payload = payload_bytes;
+    cpl.attributes = TLPB_ATTR_ID_ORDERING;
+    assert_int_equal(tlpb_check_device_tlp(&f->chk, &cpl, 0, &result), 1);
+    assert_only(f, TLPB_CHECK_ID_ORDERING_DISABLED, &result);
+}
+
+/* A completion copies its request's attributes (PCIe 2.2.9), whatever the
+ * completer's own enables say: not the device's doing. */
+static void test_completion_echoing_the_request_is_clean(void **state)
+{
+    struct fixture *f = *state;
+    static const uint8_t attributes[] = {
+        TLPB_ATTR_RELAXED_ORDERING, TLPB_ATTR_NO_SNOOP, TLPB_ATTR_ID_ORDERING,
+        TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_NO_SNOOP | TLPB_ATTR_ID_ORDERING};
+
+    for (unsigned i = 0; i < sizeof(attributes); i++) {
+        struct tlpb_tlp req = memory_request(TLPB_TLP_MRD, ROOT_ID, f->host_tag++, BAR0_ADDR, 128);
+        req.attributes = attributes[i];
+        host_sends(f, &req);
+        /* In two completions, the second after the first finished half. */
+        for (uint32_t done = 0; done < 128; done += 64) {
+            struct tlpb_tlp cpl;
+            tlpb_completion_for(&cpl, &req, DEVICE_ID, BAR0_ADDR + done, 64, 128 - done);
+            cpl.payload = payload_bytes;
+            device_sends(f, &cpl);
+        }
+    }
+    assert_int_equal(f->chk.total, 0);
+}
+
+/* The driver enables Relaxed Ordering and No Snoop; the device uses them on
+ * its DMA and its completions, the host echoes them on its completions. */
+static void test_ordering_attributes_enabled_and_used_are_clean(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t ro_ns = TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_NO_SNOOP;
+
+    cfg_write(f, REG_DEVCTL,
+              DEVCTL_MPS_256 | DEVCTL_MRRS_512 | DEVCTL_RELAXED_ORDERING | DEVCTL_NO_SNOOP, 0x3);
+    assert_true(tlpb_cfg_relaxed_ordering_enabled(&f->cfg));
+    assert_true(tlpb_cfg_no_snoop_enabled(&f->cfg));
+    for (uint32_t done = 0; done < 4096; done += MRRS) {
+        struct tlpb_tlp rd = device_read_request(f, 0x300000 + done, MRRS);
+        rd.attributes = ro_ns;
+        device_sends(f, &rd);
+        host_completes(f, &rd, 0x300000 + done, MRRS, MPS);
+    }
+    for (uint32_t done = 0; done < 1024; done += MPS) {
+        struct tlpb_tlp wr = memory_request(TLPB_TLP_MWR, DEVICE_ID, 0, 0x400000 + done, MPS);
+        wr.attributes = done % (2 * MPS) ? TLPB_ATTR_RELAXED_ORDERING : TLPB_ATTR_NO_SNOOP;
+        device_sends(f, &wr);
+    }
+    struct tlpb_tlp req = memory_request(TLPB_TLP_MRD, ROOT_ID, f->host_tag++, BAR0_ADDR, 8);
+    struct tlpb_tlp cpl;
+    host_sends(f, &req);
+    tlpb_completion_for(&cpl, &req, DEVICE_ID, BAR0_ADDR, 8, 8);
+    cpl.payload = payload_bytes;
+    cpl.attributes = ro_ns; /* enabled: the device may set them */
+    device_sends(f, &cpl);
+    mmio_read(f, BAR0_ADDR + 8, 4);
+    assert_int_equal(tlpb_check_next_deadline(&f->chk), UINT64_MAX);
+    assert_int_equal(f->chk.total, 0);
+}
+
 static void test_more_violations_than_listed_are_counted(void **state)
 {
     struct fixture *f = *state;
@@ -838,6 +1031,16 @@ int main(void)
         cmocka_unit_test_setup(test_intx_disabled, setup),
         cmocka_unit_test_setup(test_flr_forgets_outstanding_requests, setup),
         cmocka_unit_test_setup(test_hot_reset_forgets_the_captured_number, setup),
+        cmocka_unit_test_setup(test_tag_reuse, setup),
+        cmocka_unit_test_setup(test_host_tag_reuse, setup),
+        cmocka_unit_test_setup(test_tag_reuse_allowed, setup),
+        cmocka_unit_test_setup(test_relaxed_ordering_disabled, setup),
+        cmocka_unit_test_setup(test_no_snoop_disabled, setup),
+        cmocka_unit_test_setup(test_id_ordering_disabled, setup),
+        cmocka_unit_test_setup(test_completion_with_own_relaxed_ordering, setup),
+        cmocka_unit_test_setup(test_completion_with_own_id_ordering, setup),
+        cmocka_unit_test_setup(test_completion_echoing_the_request_is_clean, setup),
+        cmocka_unit_test_setup(test_ordering_attributes_enabled_and_used_are_clean, setup),
         cmocka_unit_test_setup(test_more_violations_than_listed_are_counted, setup),
         cmocka_unit_test(test_rule_table),
         cmocka_unit_test(test_policy_names),

@@ -75,6 +75,14 @@ bool tlpb_cfg_msi_enabled(const struct tlpb_cfgspace *cfg);
 uint32_t tlpb_cfg_max_payload_bytes(const struct tlpb_cfgspace *cfg);      /* 128..4096 */
 uint32_t tlpb_cfg_max_read_request_bytes(const struct tlpb_cfgspace *cfg); /* 128..4096 */
 bool tlpb_cfg_extended_tags_enabled(const struct tlpb_cfgspace *cfg);
+/* Attributes the function may set on what it sends: Device Control's
+ * Enable Relaxed Ordering and Enable No Snoop, Device Control 2's IDO
+ * Request Enable and IDO Completion Enable (hardwired to 0 here: the
+ * function does not implement ID-based ordering). */
+bool tlpb_cfg_relaxed_ordering_enabled(const struct tlpb_cfgspace *cfg);
+bool tlpb_cfg_no_snoop_enabled(const struct tlpb_cfgspace *cfg);
+bool tlpb_cfg_ido_request_enabled(const struct tlpb_cfgspace *cfg);
+bool tlpb_cfg_ido_completion_enabled(const struct tlpb_cfgspace *cfg);
 
 /* Current base address programmed into BAR bar (0 if unprogrammed or not
  * implemented; 64-bit BARs combine both slots). */

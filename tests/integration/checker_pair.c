@@ -1,0 +1,152 @@
+/* One external device driven by hand for the checker's integration tests
+ * (checker_pair.h). */
+#include "checker_pair.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmacopy_suite.h"
+#include "harness.h"
+#include "tlpb/byteorder.h"
+#include "tlpb/cfgspace.h"
+#include "tlpb/wire.h"
+
+bool checker_next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
+{
+    Tlpb__Envelope *env = raw_next_tlp(r);
+    if (!env)
+        return false;
+    const char *reason = NULL;
+    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
+    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
+    if (ok && out->payload_bytes) {
+        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
+        memcpy(data, out->payload, n);
+        out->payload = data;
+    }
+    tlpb_envelope_free(env);
+    return ok;
+}
+
+bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
+                           size_t data_size)
+{
+    for (;;) {
+        if (!checker_next_tlp(&p->s, out, data, data_size))
+            return false;
+        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
+            return true;
+        struct tlpb_tlp cpl;
+        static const uint8_t zero[4];
+        tlpb_completion_for(&cpl, out, CHECKER_PAIR_BDF, 0, 4, 4);
+        if (cpl.kind == TLPB_TLP_CPLD)
+            cpl.payload = zero;
+        raw_send_tlp(&p->s, &cpl);
+    }
+}
+
+void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag)
+{
+    uint8_t payload[4];
+    tlpb_put_le32(payload, value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = 0xF,
+                          .completer_id = CHECKER_PAIR_BDF, .cfg_register = reg,
+                          .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload};
+    raw_send_tlp(&p->h, &wr);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    CHECK(checker_next_tlp(&p->h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
+              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
+          "%s: CfgWr0 of 0x%x not completed SC", p->dev, reg);
+}
+
+static void open_host(struct checker_pair *p, const char *dev, uint32_t command)
+{
+    p->dev = dev;
+    raw_host(&p->h, dev);
+    checker_pair_cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
+    checker_pair_cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
+    checker_pair_cfg_write(p, 0x04, command, 3);
+}
+
+void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command)
+{
+    open_host(p, dev, command);
+    raw_simulator(&p->s, dev);
+}
+
+void checker_pair_open_devctl(struct checker_pair *p, const char *dev, uint32_t command,
+                              uint16_t devctl)
+{
+    open_host(p, dev, command);
+    checker_pair_cfg_write(p, TLPB_CFG_PCIE_CAP + 0x08u, devctl, 4);
+    raw_simulator(&p->s, dev);
+}
+
+void checker_pair_close(struct checker_pair *p)
+{
+    raw_close(&p->h);
+    raw_close(&p->s);
+}
+
+bool checker_wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what)
+{
+    for (;;) {
+        bool eof = false;
+        Tlpb__Envelope *m = raw_next(r, &eof);
+        if (!m) {
+            CHECK(false, "no %s from the bridge", what);
+            return false;
+        }
+        bool match = m->body_case == body;
+        tlpb_envelope_free(m);
+        if (match)
+            return true;
+    }
+}
+
+bool checker_counts(const char *dev, const char *rule, unsigned long long *total,
+                    unsigned long long *of_rule)
+{
+    bool ok = false;
+    char *json = it_control("status", NULL, &ok);
+    const char *obj = json && ok ? it_json_device(json, dev) : NULL;
+    const char *checker = obj ? strstr(obj, "\"checker\": {") : NULL;
+    bool found = checker && it_json_uint(checker, "violations", total);
+    *of_rule = 0;
+    /* Only the rules broken are listed: absent is zero. */
+    if (found && rule && !it_json_uint(checker, rule, of_rule))
+        *of_rule = 0;
+    CHECK(found, "status has no checker counts for %s: %s", dev, json ? json : "(no reply)");
+    free(json);
+    return found;
+}
+
+void checker_expect_only(const char *dev, const char *rule)
+{
+    unsigned long long total = 0, n = 0;
+    if (checker_counts(dev, rule, &total, &n)) {
+        CHECK(n == 1, "%s: rule %s counted %llu times, expected once", dev, rule, n);
+        CHECK(total == 1, "%s: %llu violations in all, expected only the one of %s", dev, total,
+              rule);
+    }
+    char needle[160];
+    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
+    char *log = it_read_log(it.bridge);
+    bool named = false;
+    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
+        const char *eol = strchr(l, '\n');
+        const char *at = strstr(l, rule);
+        named = at && (!eol || at < eol);
+    }
+    CHECK(named, "the bridge log has no checker line of %s naming %s", dev, rule);
+    free(log);
+}
+
+void checker_expect_none(const char *dev)
+{
+    unsigned long long total = 0, n = 0;
+    if (checker_counts(dev, NULL, &total, &n))
+        CHECK(total == 0, "%s: %llu violations, expected none", dev, total);
+}

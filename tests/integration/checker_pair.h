@@ -1,0 +1,56 @@
+/* One external device driven by hand for the checker's integration tests:
+ * a raw host and a raw simulator on a running bridge (raw_peer.h), with
+ * the questions those tests ask of the bridge afterwards: the device's
+ * checker counts in the status, the log line naming a rule. */
+#ifndef TLPB_IT_CHECKER_PAIR_H
+#define TLPB_IT_CHECKER_PAIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raw_peer.h"
+#include "tlpb/tlp.h"
+
+/* The bus/device/function the host's config writes give the device. */
+#define CHECKER_PAIR_BDF 0x0100u
+
+struct checker_pair {
+    const char *dev;
+    struct raw h, s;
+};
+
+/* Next TLP on r, converted, its payload copied to data; false on none. */
+bool checker_next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size);
+/* The next TLP the simulator gets that is not a config request; config
+ * requests (the host's, the bridge's replay) are completed SC on the way. */
+bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
+                           size_t data_size);
+/* A config write from the host, completed SC (by the fallback before the
+ * simulator attaches; the bridge's shadow keeps it and replays it). */
+void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag);
+/* Host attached, BARs programmed (DMACOPY_BAR0_ADDR, DMACOPY_BAR2_ADDR),
+ * Command as given (0x6: memory space and bus master), then the simulator
+ * attached. */
+void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command);
+/* The same, with Device Control (PCI Express capability + 8) written too,
+ * before the simulator attaches (a config write after that would wait for
+ * the simulator's answer). */
+void checker_pair_open_devctl(struct checker_pair *p, const char *dev, uint32_t command,
+                              uint16_t devctl);
+void checker_pair_close(struct checker_pair *p);
+
+/* Wait for the next message of kind body on r (others skipped): what the
+ * bridge sends after it handled what the test sent orders a status query
+ * after the check. */
+bool checker_wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what);
+/* The device's violations in all, and of rule (NULL: none asked); false
+ * when the status has no checker object for dev. */
+bool checker_counts(const char *dev, const char *rule, unsigned long long *total,
+                    unsigned long long *of_rule);
+/* Exactly one violation on dev, of rule, and the bridge log names it. */
+void checker_expect_only(const char *dev, const char *rule);
+/* No violation on dev. */
+void checker_expect_none(const char *dev);
+
+#endif
