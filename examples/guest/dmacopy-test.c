@@ -1212,6 +1212,93 @@ out:
 	return ret;
 }
 
+/* Writes one line into the FIFO dir/name (blocks until the other side reads). */
+static void fifo_say(const char *dir, const char *name, const char *line)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%s\n", line);
+		fclose(f);
+	}
+	printf("%s\n", line);
+}
+
+/*
+ * --map-hold DIR: the mapped window across a hot-unplug. Maps the window, makes
+ * one mapped copy, says "MAPHOLD mapped" into the FIFO DIR/ready, then waits for
+ * a line in DIR/go (written once the device is removed). A copy must then fail
+ * with ENODEV while the mapping stays ordinary memory: the bytes it held are
+ * still there and it can be written and read back. The verdict goes to DIR/done.
+ */
+static int map_hold(struct ctx *c, const char *dir)
+{
+	char reason[REASON_LEN] = "", path[PATH_MAX], line[64];
+	const uint32_t len = 4096;
+	struct dmacopy_copy cp;
+	uint8_t *map, *src, *dst;
+	const char *waiting = "ready";	/* the FIFO the other side reads next */
+	FILE *f;
+	int ret = -1;
+
+	if (c->fd < 0) {
+		snprintf(reason, sizeof(reason), "cannot open %s: %s", c->node, strerror(c->open_errno));
+		goto say;
+	}
+	map = map_window(c, reason);
+	if (!map)
+		goto say;
+	src = map + DMACOPY_MAP_SRC_OFFSET;
+	dst = map + DMACOPY_MAP_DST_OFFSET;
+	fill_pattern(src, len, 4242);
+	memset(dst, DMACOPY_TEST_POISON, len);
+	memset(&cp, 0, sizeof(cp));
+	cp.len = len;
+	cp.flags = DMACOPY_COPY_MAPPED | DMACOPY_COPY_IRQ;
+	if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp)) {
+		fail(reason, "mapped copy: %s", strerror(errno));
+		goto unmap;
+	}
+	if (check_data(src, dst, len, cp.crc, "mapped copy", reason))
+		goto unmap;
+	fifo_say(dir, "ready", "MAPHOLD mapped");
+	waiting = "done";
+
+	snprintf(path, sizeof(path), "%s/go", dir);
+	f = fopen(path, "r");
+	if (!f || !fgets(line, sizeof(line), f)) {
+		fail(reason, "no line in %s", path);
+		if (f)
+			fclose(f);
+		goto unmap;
+	}
+	fclose(f);
+	if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp) == 0 || errno != ENODEV) {
+		fail(reason, "a mapped copy after the remove: %s, want ENODEV",
+		     errno ? strerror(errno) : "succeeded");
+		goto unmap;
+	}
+	if (check_data(src, dst, len, crc32_ieee(src, len), "the window after the remove", reason))
+		goto unmap;
+	memset(map, 0x3c, DMACOPY_MAP_BYTES);
+	for (size_t i = 0; i < DMACOPY_MAP_BYTES; i++)
+		if (map[i] != 0x3c) {
+			fail(reason, "the window after the remove: byte %zu reads 0x%02x", i, map[i]);
+			goto unmap;
+		}
+	ret = 0;
+unmap:
+	munmap(map, DMACOPY_MAP_BYTES);
+say:
+	if (ret)
+		fprintf(stderr, "dmacopy-test: --map-hold: %s\n", reason);
+	fifo_say(dir, waiting, ret ? "MAPHOLD FAIL" : "MAPHOLD ok");
+	return ret;
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -1230,6 +1317,8 @@ static void usage(FILE *f)
 		"  --copy-mode MODE    bounce (default: through user memory) or mapped (in place,\n"
 		"                      between the mmap()ed buffers)\n"
 		"  --copy-wait WAIT    irq (default: sleep until the interrupt) or poll (no interrupt)\n"
+		"  --map-hold DIR      the mapped window across a hot-unplug, synchronised through\n"
+		"                      the FIFOs DIR/ready, DIR/go and DIR/done (see the source)\n"
 		"  --big-copy SIZE     size of the large copies in copy_1m, poll_busy (default 1 MiB;\n"
 		"                      smaller for slow backends, e.g. RTL at a few k cycles/s)\n"
 		"  -v, --verbose       print INFO lines with measurements\n"
@@ -1264,6 +1353,7 @@ int main(int argc, char **argv)
 		{ "big-copy", required_argument, NULL, 'B' },
 		{ "copy-mode", required_argument, NULL, 'M' },
 		{ "copy-wait", required_argument, NULL, 'W' },
+		{ "map-hold", required_argument, NULL, 'H' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1273,6 +1363,7 @@ int main(int argc, char **argv)
 	uint32_t dev = 0, bench_mmio_n = 0, copy_size = 0, copy_count = 0, v;
 	int bench_offset = -1, opt, passed = 0, failed = 0;
 	bool bench = false, copy_mapped = false, copy_poll = false;
+	const char *map_hold_dir = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	crc32_init();
@@ -1338,6 +1429,10 @@ int main(int argc, char **argv)
 				goto bad;
 			copy_poll = !strcmp(optarg, "poll");
 			break;
+		case 'H':
+			map_hold_dir = optarg;
+			bench = true;
+			break;
 		case 'v':
 			c.verbose = true;
 			break;
@@ -1378,6 +1473,8 @@ int main(int argc, char **argv)
 			ret |= bench_mmio(&c, bench_mmio_n, bench_offset);
 		if (copy_size)
 			ret |= bench_copy(&c, copy_size, copy_count, copy_mapped, copy_poll);
+		if (map_hold_dir)
+			ret |= map_hold(&c, map_hold_dir);
 		return ret ? 1 : 0;
 	}
 
