@@ -1,8 +1,13 @@
 /* A DMA the host refuses is reported with what the device was doing: the
- * dmacopy model, loaded in a real tlpbridged, says per descriptor what its
- * DMA is for (hlsim_dma_set_context), and the bridge's fault line and status
- * name the descriptor whose source or destination was not guest memory
- * (docs/protocol.md "DMA faults"). */
+ * dmacopy model says per descriptor what its DMA is for
+ * (hlsim_dma_set_context), loaded in a real tlpbridged or run by hlsim-run
+ * (which passes it on in DmaContext messages), and the bridge's fault line
+ * and status name the descriptor whose source or destination was not guest
+ * memory (docs/protocol.md "DMA faults"). The fault is handled by the
+ * device's check policy (docs/checker.md "Policies"): warn and reject leave
+ * the device served (the host already failed the DMA), stop switches it to
+ * the fallback. A DMA fault is not a PCIe checker violation: the suite's
+ * zero-violation check holds here too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +30,44 @@ static void expect_failed(struct dmacopy_fixture *fx, unsigned index, uint32_t c
           status, code);
 }
 
-/* The bridge's status keeps the last fault with its context. */
-static void expect_status(const char *direction, uint64_t address, const char *context)
+/* The device's object in the bridge's status (malloc'd *json to free). */
+static const char *device_status(const char *device, char **json)
 {
     bool ok = false;
-    char *status = it_control("status", NULL, &ok);
-    REQUIRE(ok && status, "control status failed");
-    const char *dev = it_json_device(status, "dmacopy0");
-    REQUIRE(dev != NULL, "status has no dmacopy0: %s", status);
+    *json = it_control("status", NULL, &ok);
+    REQUIRE(ok && *json, "control status failed");
+    const char *dev = it_json_device(*json, device);
+    REQUIRE(dev != NULL, "status has no %s: %s", device, *json);
+    return dev;
+}
+
+static unsigned long long device_number(const char *device, const char *key)
+{
+    char *json;
+    const char *dev = device_status(device, &json);
+    unsigned long long value = 0;
+    CHECK(it_json_uint(dev, key, &value), "status of %s has no %s", device, key);
+    free(json);
+    return value;
+}
+
+static void expect_backend(const char *device, const char *backend)
+{
+    char *json;
+    const char *dev = device_status(device, &json);
+    char text[64] = "";
+    CHECK(it_json_str(dev, "backend", text, sizeof(text)) && strcmp(text, backend) == 0,
+          "%s's backend is '%s', expected %s", device, text, backend);
+    free(json);
+}
+
+/* The bridge's status keeps the last fault with its context; the checker
+ * counts no violation for it, under the device's policy. */
+static void expect_status_in(const char *device, const char *direction, uint64_t address,
+                             uint64_t span, const char *context, const char *policy)
+{
+    char *status;
+    const char *dev = device_status(device, &status);
     const char *fault = strstr(dev, "\"last_dma_fault\": {");
     CHECK(fault != NULL, "status has no last_dma_fault object: %s", dev);
     if (fault) {
@@ -41,38 +76,77 @@ static void expect_status(const char *direction, uint64_t address, const char *c
         unsigned long long value = 0;
         CHECK(it_json_str(fault, "direction", text, sizeof(text)) && strcmp(text, direction) == 0,
               "last_dma_fault direction '%s', expected %s", text, direction);
-        CHECK(it_json_uint(fault, "address", &value) && value == address,
-              "last_dma_fault address 0x%llx, expected 0x%llx", value, (unsigned long long)address);
+        CHECK(it_json_uint(fault, "address", &value) && value >= address &&
+                  value - address < span,
+              "last_dma_fault address 0x%llx, expected 0x%llx (+%llu)", value,
+              (unsigned long long)address, (unsigned long long)span - 1);
         CHECK(it_json_str(fault, "context", text, sizeof(text)) && strcmp(text, context) == 0,
               "last_dma_fault context '%s', expected '%s'", text, context);
     }
+    const char *checker = strstr(dev, "\"checker\": {");
+    char text[32] = "";
+    unsigned long long violations = 1;
+    CHECK(checker && it_json_str(checker, "policy", text, sizeof(text)) &&
+              strcmp(text, policy) == 0,
+          "%s's checker policy is '%s', expected %s", device, text, policy);
+    CHECK(checker && it_json_uint(checker, "violations", &violations) && violations == 0 &&
+              strstr(checker, "\"rules\": {}"),
+          "%s: a DMA fault counted as a checker violation: %s", device, checker ? checker : dev);
     free(status);
+}
+
+static void expect_status(const char *device, const char *direction, uint64_t address,
+                          const char *context, const char *policy)
+{
+    expect_status_in(device, direction, address, 1, context, policy);
+}
+
+/* The context dmacopy gives while copying descriptor index. */
+static void copy_context(char *out, size_t size, unsigned index, uint64_t src, uint64_t dst)
+{
+    snprintf(out, size, "copying descriptor %u (src 0x%llx dst 0x%llx len %u)", index,
+             (unsigned long long)src, (unsigned long long)dst, COPY_BYTES);
+}
+
+/* Enumerated and initialised, the simulator (if any) attached. */
+static void open_device(struct dmacopy_fixture *fx, const char *device, bool external)
+{
+    fx_open(fx, device, false);
+    if (external)
+        REQUIRE(fx_wait_attached(fx, true), "hlsim-run never attached for %s", device);
+    fx_enumerate(fx);
+    fx_init_device(fx);
 }
 
 static void case_bad_source(struct dmacopy_fixture *fx)
 {
+    const char *device = fx->device;
     fx_reset_engine(fx, 64);
     /* Two good copies first, so the bad one is descriptor 2. */
     fx_copy(fx, SRC_OFF, DST_OFF, 512, "copy before the fault");
     fx_copy(fx, SRC_OFF, DST_OFF, 512, "second copy before the fault");
+    unsigned long long faults = device_number(device, "dma_faults");
     unsigned index = fx_post(fx, BAD_SRC, GUEST_RAM_BASE + DST_OFF, COPY_BYTES, DESC_FLAG_IRQ);
     CHECK(index == 2, "the bad descriptor is %u, expected 2", index);
     fx_doorbell(fx);
+    /* Policy warn: the host's UR reaches the device, which fails the descriptor. */
     expect_failed(fx, index, 2);
 
-    char expected[512];
-    snprintf(expected, sizeof(expected),
-             "IOMMU while copying descriptor %u (src 0x%llx dst 0x%llx len %u)", index,
-             (unsigned long long)BAD_SRC, (unsigned long long)(GUEST_RAM_BASE + DST_OFF),
-             COPY_BYTES);
-    CHECK(it_log_contains(it.bridge, "device dmacopy0: DMA fault: read of 256 bytes at 0x100000000"),
-          "the bridge did not log the refused read at the bad source");
+    char context[160], expected[512], line[256];
+    copy_context(context, sizeof(context), index, BAD_SRC, GUEST_RAM_BASE + DST_OFF);
+    snprintf(expected, sizeof(expected), "IOMMU while %s", context);
+    snprintf(line, sizeof(line), "device %s: DMA fault: read of 256 bytes at 0x100000000", device);
+    CHECK(it_log_contains(it.bridge, line), "the bridge did not log the refused read at the bad"
+          " source");
     CHECK(it_log_contains(it.bridge, expected), "the fault line does not end with \"%s\"", expected);
-    expect_status("read", BAD_SRC, strstr(expected, "copying"));
+    expect_status(device, "read", BAD_SRC, context, "warn");
+    CHECK(device_number(device, "dma_faults") == faults + 1, "%s: dma_faults did not count the"
+          " one refused read", device);
 }
 
 static void case_bad_destination(struct dmacopy_fixture *fx)
 {
+    const char *device = fx->device;
     fx_reset_engine(fx, 64);
     fx_copy(fx, SRC_OFF, DST_OFF, 512, "copy before the fault");
     unsigned index = fx_post(fx, GUEST_RAM_BASE + SRC_OFF, BAD_DST, COPY_BYTES, DESC_FLAG_IRQ);
@@ -80,33 +154,31 @@ static void case_bad_destination(struct dmacopy_fixture *fx)
     fx_doorbell(fx);
     expect_failed(fx, index, 3);
 
-    char expected[512];
-    snprintf(expected, sizeof(expected),
-             "IOMMU while copying descriptor %u (src 0x%llx dst 0x%llx len %u)", index,
-             (unsigned long long)(GUEST_RAM_BASE + SRC_OFF), (unsigned long long)BAD_DST,
-             COPY_BYTES);
-    CHECK(it_log_contains(it.bridge, "device dmacopy0: DMA fault: write of"),
-          "the bridge did not log the refused write");
+    char context[160], expected[512], line[256];
+    copy_context(context, sizeof(context), index, GUEST_RAM_BASE + SRC_OFF, BAD_DST);
+    snprintf(expected, sizeof(expected), "IOMMU while %s", context);
+    snprintf(line, sizeof(line), "device %s: DMA fault: write of", device);
+    CHECK(it_log_contains(it.bridge, line), "the bridge did not log the refused write");
     CHECK(it_log_contains(it.bridge, expected), "the fault line does not end with \"%s\"", expected);
-    char context[160];
-    snprintf(context, sizeof(context), "%s", strstr(expected, "copying"));
     /* The last fault is the zero-length read that follows the data writes
      * (to learn whether they landed), at the last DW written: it names the
      * descriptor too. */
     snprintf(expected, sizeof(expected),
-             "DMA fault: read of 0 bytes at 0x%llx refused by the host (UR): not guest memory, or"
-             " not mapped for the device by the guest's IOMMU while %s",
-             (unsigned long long)(BAD_DST + COPY_BYTES - 4), context);
+             "device %s: DMA fault: read of 0 bytes at 0x%llx refused by the host (UR): not guest"
+             " memory, or not mapped for the device by the guest's IOMMU while %s",
+             device, (unsigned long long)(BAD_DST + COPY_BYTES - 4), context);
     CHECK(it_log_contains(it.bridge, expected), "no fault line \"%s\"", expected);
-    expect_status("read", BAD_DST + COPY_BYTES - 4, context);
+    expect_status(device, "read", BAD_DST + COPY_BYTES - 4, context, "warn");
+    /* Warn: the device goes on serving (its engine halted on the error). */
+    fx_reset_engine(fx, 64);
+    fx_copy(fx, SRC_OFF, DST_OFF, 512, "copy after the fault");
 }
 
 /* Both faults are in the trace as violation records of rule dma_fault, with
  * the descriptor. */
-static void case_trace(struct dmacopy_fixture *fx)
+static void case_trace(const char *device)
 {
-    (void)fx;
-    const char *args[] = {"--device", "dmacopy0", it_path("faults.trace"), NULL};
+    const char *args[] = {"--device", device, it_path("faults.trace"), NULL};
     char *out = NULL, *err = NULL;
     CHECK(it_trace_tool(args, &out, &err) == 0, "tlpbtrace: %s", err ? err : "");
     CHECK(out && strstr(out, "violation of dma_fault") && strstr(out, "while copying descriptor 2"),
@@ -117,14 +189,100 @@ static void case_trace(struct dmacopy_fixture *fx)
     free(err);
 }
 
+/* Policy reject: the host already failed the DMA, so the device gets the
+ * host's UR as it would under warn; nothing more is rejected. */
+static void case_policy_reject(struct dmacopy_fixture *fx)
+{
+    const char *device = fx->device;
+    fx_reset_engine(fx, 64);
+    unsigned index = fx_post(fx, BAD_SRC, GUEST_RAM_BASE + DST_OFF, COPY_BYTES, DESC_FLAG_IRQ);
+    fx_doorbell(fx);
+    expect_failed(fx, index, 2);
+    char context[160];
+    copy_context(context, sizeof(context), index, BAD_SRC, GUEST_RAM_BASE + DST_OFF);
+    expect_status(device, "read", BAD_SRC, context, "reject");
+    CHECK(device_number(device, "dma_faults") == 1, "%s: dma_faults is not 1", device);
+    CHECK(device_number(device, "rejected_tlps") == 0, "%s: the bridge rejected a TLP", device);
+    expect_backend(device, "hlsim");
+    fx_reset_engine(fx, 64); /* halted on the error */
+    fx_copy(fx, SRC_OFF, DST_OFF, 512, "copy after the fault");
+}
+
+/* Policy stop: the fault switches the device to the fallback, as a checker
+ * violation does; the guest keeps running and reads the fallback's all
+ * ones. */
+static void case_policy_stop(struct dmacopy_fixture *fx, bool write)
+{
+    const char *device = fx->device;
+    fx_reset_engine(fx, 64);
+    fx_copy(fx, SRC_OFF, DST_OFF, 512, "copy before the fault");
+    CHECK(fx_rd32(fx, REG_ID) != 0xFFFFFFFFu, "%s's ID register reads all ones", device);
+    uint64_t src = write ? GUEST_RAM_BASE + SRC_OFF : BAD_SRC;
+    uint64_t dst = write ? BAD_DST : GUEST_RAM_BASE + DST_OFF;
+    unsigned index = fx_post(fx, src, dst, COPY_BYTES, DESC_FLAG_IRQ);
+    fx_doorbell(fx);
+    REQUIRE(fx_wait_attached(fx, false), "%s was not switched to the fallback after its DMA"
+            " fault", device);
+    /* Stopped before it could report the descriptor: the DMA reached
+     * nothing more. */
+    CHECK(fx_desc_status(fx, index) == 0, "%s wrote the status of descriptor %u after the stop",
+          device, index);
+    char line[256];
+    snprintf(line, sizeof(line), "device %s: DMA fault: rule dma_fault broken, policy stop: the"
+             " device is switched to the fallback", device);
+    CHECK(it_log_contains(it.bridge, line), "no line \"%s\"", line);
+    /* The fault names the descriptor (in the trace: fault lines of all
+     * devices share one log rate limit). */
+    char context[160];
+    copy_context(context, sizeof(context), index, src, dst);
+    const char *args[] = {"--device", device, it_path("faults.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    snprintf(line, sizeof(line), "DMA fault: %s of ", write ? "write" : "read");
+    CHECK(it_trace_tool(args, &out, &err) == 0 && out && strstr(out, "violation of dma_fault") &&
+              strstr(out, line) && strstr(out, context),
+          "%s: the trace has no %sfault naming descriptor %u: %s", device, line, index,
+          out ? out : "");
+    free(out);
+    free(err);
+    expect_backend(device, "fallback");
+    /* Policy stop, no checker violation, the last fault with its context
+     * (for a write: any of the DMA's requests the host refused, also those
+     * it reports after the switch). */
+    if (write)
+        expect_status_in(device, "write", BAD_DST, COPY_BYTES, context, "stop");
+    else
+        expect_status(device, "read", BAD_SRC, context, "stop");
+    CHECK(device_number(device, "dma_faults") >= 1, "%s: dma_faults did not count", device);
+    CHECK(fx_rd32(fx, REG_ID) == 0xFFFFFFFFu && fx_rd32(fx, REG_STATUS) == 0xFFFFFFFFu,
+          "%s on the fallback: registers do not read all ones", device);
+    /* Logged once, however many of the DMA's requests faulted. */
+    char *log = it_read_log(it.bridge);
+    snprintf(line, sizeof(line), "device %s: DMA fault: rule dma_fault broken", device);
+    const char *first = log ? strstr(log, line) : NULL;
+    CHECK(first && !strstr(first + 1, line), "%s: the stop is not logged exactly once", device);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_dma_fault_context");
     REQUIRE(it_paths.model != NULL, "--model not given");
-    char device_arg[1200];
-    snprintf(device_arg, sizeof(device_arg), "dmacopy0:hlsim=%s", it_paths.model);
-    const char *args[] = {"--device", device_arg, "--trace", it_path("faults.trace"), NULL};
+    /* In-process and in hlsim-run, under each policy. */
+    char cfg[4096];
+    snprintf(cfg, sizeof(cfg),
+             "devices = (\n"
+             "  { name = \"dmacopy0\"; backend = \"hlsim\"; model = \"%s\"; },\n"
+             "  { name = \"dmacopy1\"; backend = \"external\"; model = \"%s\"; },\n"
+             "  { name = \"dmacopy2\"; backend = \"hlsim\"; model = \"%s\"; check = \"stop\"; },\n"
+             "  { name = \"dmacopy3\"; backend = \"external\"; model = \"%s\"; check = \"stop\"; },\n"
+             "  { name = \"dmacopy4\"; backend = \"hlsim\"; model = \"%s\"; check = \"reject\"; }\n"
+             ");\n",
+             it_paths.model, it_paths.model, it_paths.model, it_paths.model, it_paths.model);
+    const char *args[] = {"--config", it_write_file("faults.cfg", cfg), "--trace",
+                          it_path("faults.trace"), NULL};
     it_start_bridge(args);
+    it_start_sim("dmacopy1", false);
+    it_start_sim("dmacopy3", false);
 
     /* No fault yet: status says so. */
     bool ok = false;
@@ -136,13 +294,35 @@ int main(int argc, char **argv)
     free(status);
 
     struct dmacopy_fixture fx;
-    fx_open(&fx, "dmacopy0", false);
-    IT_RUN("enumeration", fx_enumerate(&fx));
-    IT_RUN("init", fx_init_device(&fx));
-    IT_RUN("source not guest memory: the fault names the descriptor", case_bad_source(&fx));
-    IT_RUN("destination not guest memory: the fault names the descriptor",
+    open_device(&fx, "dmacopy0", false);
+    IT_RUN("in-process: source not guest memory: the fault names the descriptor",
+           case_bad_source(&fx));
+    IT_RUN("in-process: destination not guest memory: the fault names the descriptor",
            case_bad_destination(&fx));
-    IT_RUN("the faults are marked in the trace", case_trace(&fx));
+    IT_RUN("in-process: the faults are marked in the trace", case_trace("dmacopy0"));
+    fx_close(&fx);
+
+    open_device(&fx, "dmacopy1", true);
+    IT_RUN("hlsim-run: source not guest memory: the fault names the descriptor",
+           case_bad_source(&fx));
+    IT_RUN("hlsim-run: destination not guest memory: the fault names the descriptor",
+           case_bad_destination(&fx));
+    IT_RUN("hlsim-run: the faults are marked in the trace", case_trace("dmacopy1"));
+    expect_backend("dmacopy1", "external");
+    fx_close(&fx);
+
+    open_device(&fx, "dmacopy4", false);
+    IT_RUN("policy reject: the device gets the host's UR and goes on", case_policy_reject(&fx));
+    fx_close(&fx);
+
+    open_device(&fx, "dmacopy2", false);
+    IT_RUN("policy stop, in-process, read fault: the device is on the fallback",
+           case_policy_stop(&fx, false));
+    fx_close(&fx);
+
+    open_device(&fx, "dmacopy3", true);
+    IT_RUN("policy stop, hlsim-run, write fault: the device is on the fallback",
+           case_policy_stop(&fx, true));
     fx_close(&fx);
     return it_finish();
 }
