@@ -14,11 +14,14 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "raw_peer.h"
+#include "tlpb/byteorder.h"
 
 /* Outside the fixture's guest RAM: the host refuses DMA there. */
 #define BAD_SRC 0x100000000ull
 #define BAD_DST 0x200000000ull
 #define COPY_BYTES 256u
+#define RAW_BDF 0x0100u
 
 /* Serve the device until the descriptor's status is written, then check it
  * failed with the expected error code (2: DMA read, 3: DMA write). */
@@ -263,6 +266,113 @@ static void case_policy_stop(struct dmacopy_fixture *fx, bool write)
     free(log);
 }
 
+/* The next TLP on r as sent (payload not kept); false on none. */
+static bool raw_tlp(struct raw *r, struct tlpb_tlp *out)
+{
+    Tlpb__Envelope *env = raw_next_tlp(r);
+    if (!env)
+        return false;
+    const char *reason = NULL;
+    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
+    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
+    out->payload = NULL;
+    out->payload_bytes = 0;
+    tlpb_envelope_free(env);
+    return ok;
+}
+
+static void send_dma_context(struct raw *r, bool write, uint64_t address, uint32_t length_bytes,
+                             const char *text)
+{
+    Tlpb__DmaContext ctx = TLPB__DMA_CONTEXT__INIT;
+    ctx.write = write;
+    ctx.address = address;
+    ctx.length_bytes = length_bytes;
+    ctx.text = (char *)text;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_DMA_CONTEXT;
+    env.dma_context = &ctx;
+    raw_send_env(r, &env);
+}
+
+/* A DmaContext is the simulator's to send: from a host it is refused with an
+ * Error and the connection goes on. Its text is peer text: the bridge keeps
+ * the first 120 bytes, escaped, so it cannot forge or colour a log line. */
+static void case_raw_context(void)
+{
+    const char *dev = "dmacopy5";
+    struct raw h, s;
+    raw_host(&h, dev);
+    /* Bus mastering and memory space on (completed by the fallback, then
+     * replayed to the simulator). */
+    uint8_t payload[4];
+    tlpb_put_le32(payload, 0x6);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = 1, .length_dw = 1, .first_be = 0xF,
+                          .completer_id = RAW_BDF, .cfg_register = 0x04, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = payload};
+    raw_send_tlp(&h, &wr);
+    struct tlpb_tlp got;
+    CHECK(raw_tlp(&h, &got) && got.kind == TLPB_TLP_CPL && got.status == TLPB_CPL_SC,
+          "%s: the Command write was not completed SC", dev);
+
+    send_dma_context(&h, false, BAD_SRC, COPY_BYTES, "from the host");
+    bool refused = false;
+    for (int i = 0; i < 8 && !refused; i++) {
+        bool eof = false;
+        Tlpb__Envelope *env = raw_next(&h, &eof);
+        if (!env)
+            break;
+        refused = env->body_case == TLPB__ENVELOPE__BODY_ERROR &&
+                  strstr(env->error->reason, "DmaContext from a host is not accepted");
+        tlpb_envelope_free(env);
+    }
+    CHECK(refused, "a DmaContext from the host was not refused with an Error");
+
+    raw_simulator(&s, dev);
+    char text[256];
+    int n = snprintf(text, sizeof(text), "\x1b[31mred\nforged ");
+    memset(text + n, 'x', sizeof(text) - 1 - (size_t)n);
+    text[sizeof(text) - 1] = '\0';
+    send_dma_context(&s, false, BAD_SRC, COPY_BYTES, text);
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = RAW_BDF, .tag = 5,
+                          .bar_hint = TLPB_NO_BAR};
+    REQUIRE(tlpb_tlp_set_mem_range(&rd, BAD_SRC, COPY_BYTES) == 0, "MRd not encodable");
+    raw_send_tlp(&s, &rd);
+    /* The host refuses the read, as for an address that is not guest memory. */
+    struct tlpb_tlp req;
+    REQUIRE(raw_tlp(&h, &req) && req.kind == TLPB_TLP_MRD, "%s: the host got no MRd", dev);
+    struct tlpb_tlp cpl;
+    tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
+    raw_send_tlp(&h, &cpl);
+    /* The simulator gets the UR (config requests replayed to it completed
+     * on the way). */
+    bool ur = false;
+    while (!ur && raw_tlp(&s, &got)) {
+        if (got.kind == TLPB_TLP_CFGWR0 || got.kind == TLPB_TLP_CFGRD0) {
+            static const uint8_t zero[4];
+            struct tlpb_tlp c;
+            tlpb_completion_for(&c, &got, RAW_BDF, 0, 4, 4);
+            if (c.kind == TLPB_TLP_CPLD)
+                c.payload = zero;
+            raw_send_tlp(&s, &c);
+            continue;
+        }
+        ur = got.kind == TLPB_TLP_CPL && got.tag == 5 && got.status == TLPB_CPL_UR;
+    }
+    CHECK(ur, "%s: the simulator did not get the UR of its read", dev);
+
+    /* 120 bytes of the text: ESC and the newline escaped, then cut. */
+    char expected[256];
+    n = snprintf(expected, sizeof(expected), "\\x1b[31mred\\x0aforged ");
+    memset(expected + n, 'x', 104);
+    snprintf(expected + n + 104, sizeof(expected) - (size_t)n - 104, "...");
+    expect_status(dev, "read", BAD_SRC, expected, "warn");
+    CHECK(!it_log_contains(it.bridge, "\x1b[31m") && !it_log_contains(it.bridge, "\nforged"),
+          "the simulator's text reached the bridge log unescaped");
+    raw_close(&s);
+    raw_close(&h);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_dma_fault_context");
@@ -275,9 +385,11 @@ int main(int argc, char **argv)
              "  { name = \"dmacopy1\"; backend = \"external\"; model = \"%s\"; },\n"
              "  { name = \"dmacopy2\"; backend = \"hlsim\"; model = \"%s\"; check = \"stop\"; },\n"
              "  { name = \"dmacopy3\"; backend = \"external\"; model = \"%s\"; check = \"stop\"; },\n"
-             "  { name = \"dmacopy4\"; backend = \"hlsim\"; model = \"%s\"; check = \"reject\"; }\n"
+             "  { name = \"dmacopy4\"; backend = \"hlsim\"; model = \"%s\"; check = \"reject\"; },\n"
+             "  { name = \"dmacopy5\"; backend = \"external\"; model = \"%s\"; }\n"
              ");\n",
-             it_paths.model, it_paths.model, it_paths.model, it_paths.model, it_paths.model);
+             it_paths.model, it_paths.model, it_paths.model, it_paths.model, it_paths.model,
+             it_paths.model);
     const char *args[] = {"--config", it_write_file("faults.cfg", cfg), "--trace",
                           it_path("faults.trace"), NULL};
     it_start_bridge(args);
@@ -324,5 +436,8 @@ int main(int argc, char **argv)
     IT_RUN("policy stop, hlsim-run, write fault: the device is on the fallback",
            case_policy_stop(&fx, true));
     fx_close(&fx);
+
+    IT_RUN("a simulator's text is bounded and escaped; a host's DmaContext is refused",
+           case_raw_context());
     return it_finish();
 }
