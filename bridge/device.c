@@ -843,8 +843,8 @@ void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t b
                       const char *how)
 {
     /* What the backend that sent the DMA said it was for: the model while
-     * it serves, else the simulator (also for its writes the host reports
-     * after policy stop switched it away). */
+     * it serves, else the attached simulator (also for its writes the host
+     * reports after policy stop switched it away). */
     const char *context = d->backend == BACKEND_HLSIM
                               ? hlsim_backend_dma_context(d, write, address)
                               : tlpb_dma_context_find(&d->sim_dma_contexts, write, address);
@@ -1558,6 +1558,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
 void device_sim_detached(struct device *d, const char *why)
 {
     d->sim = NULL;
+    tlpb_dma_context_forget(&d->sim_dma_contexts);
     if (d->backend != BACKEND_EXTERNAL)
         return;
     char detail[200];

@@ -20,11 +20,13 @@ void tlpb_dma_context_note(struct tlpb_dma_context_history *h, bool write, uint6
 const char *tlpb_dma_context_find(const struct tlpb_dma_context_history *h, bool write,
                                   uint64_t address)
 {
+    /* Newest first: a later DMA to the same place is the likelier culprit. */
     for (unsigned i = 1; i <= TLPB_DMA_CONTEXT_HISTORY; i++) {
         const struct tlpb_dma_context_record *r =
             &h->records[(h->next + TLPB_DMA_CONTEXT_HISTORY - i) % TLPB_DMA_CONTEXT_HISTORY];
         if (!r->text[0] || r->write != write)
             continue;
+        /* A zero-length read names one byte. */
         uint64_t span = r->length_bytes ? r->length_bytes : 1u;
         if (address >= r->address && address - r->address < span)
             return r->text;

@@ -46,9 +46,10 @@ struct hlsim_env_ops {
 
     /* Optional. The model said (hlsim_dma_set_context) that the DMA it just
      * asked for (length_bytes at address; the zero-length read after a
-     * write comes as the 4 bytes of the DW it reads) is for text. Called before any
-     * request of that DMA is sent: an environment that runs the model in its
-     * own process passes it on to the bridge (hlsim-run: DmaContext). */
+     * write comes as the 4 bytes of the DW it reads) is for text. Called
+     * before any request of that DMA is sent: an environment that runs the
+     * model in its own process passes it on to the bridge (hlsim-run:
+     * DmaContext). */
     void (*dma_context)(void *env, bool write, uint64_t address, uint32_t length_bytes,
                         const char *text);
 };
