@@ -11,6 +11,7 @@
 #include "hlsim_uv.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/dma.h"
+#include "tlpb/dma_context.h"
 #include "tlpb/log.h"
 #include "tlpb/pcie_check.h"
 #include "tlpb/ring.h"
@@ -278,6 +279,8 @@ struct device {
         uint32_t bytes;
         char context[HLSIM_DMA_CONTEXT_MAX]; /* what the model said it was for, or "" */
     } last_dma_fault;
+    /* What a simulator process said its last DMAs were for (DmaContext). */
+    struct tlpb_dma_context_history sim_dma_contexts;
     bool logged_no_host;
     struct device_time time;
     struct guestmem guest_memory;  /* from the host; count 0: none */
@@ -402,9 +405,14 @@ uint64_t device_grant_capabilities(const struct device *d, const char *label, ui
 /* Complete a non-posted request that broke a PCIe rule with UR, back to the
  * connection that sent it. */
 void device_reject_request(struct device *d, struct conn *from, const struct tlpb_tlp *req);
-/* A device DMA the host refused: counted, logged with its address. */
+/* A device DMA the host refused: counted, logged with its address and what
+ * the DMA was for, traced, and handled by the device's check policy (stop:
+ * the device goes to the fallback, d->check_stopped). */
 void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t bytes,
                       const char *how);
+/* A DmaContext from the device's simulator: kept (escaped, bounded) to name
+ * a fault on that DMA. */
+void device_dma_context_from_sim(struct device *d, const Tlpb__DmaContext *ctx);
 void device_reset_from_host(struct device *d, Tlpb__ResetKind kind, uint64_t sim_time_ps);
 /* Coupled time: a TIME_SYNC_GRANT from the host (in env); a REACHED or
  * PROGRESS from the simulator connection sim (0, or -1 with err: refuse it). */

@@ -127,6 +127,22 @@ static void check_stop_device(void *arg)
         bridge_log(TLPB_LOG_ERROR, "device %s: %s", d->cfg->name, err);
 }
 
+/* Policy stop for rule (what: who caught it, for the log line): the device
+ * goes to the fallback, logged once; what the device sends until then
+ * reaches nothing. */
+static void check_policy_stop(struct device *d, const char *what, const char *rule)
+{
+    if (d->backend == BACKEND_FALLBACK || d->check_stopped)
+        return;
+    bridge_log(TLPB_LOG_ERROR, "device %s: %s: rule %s broken, policy stop: the device is"
+               " switched to the fallback", d->cfg->name, what, rule);
+    d->check_stopped = true;
+    /* An in-process model is in the middle of a call into the bridge:
+     * it is reset once that returns, from the event loop. */
+    if (d->backend != BACKEND_HLSIM || hlsim_uv_defer(&d->deferred, check_stop_device, d) != 0)
+        check_stop_device(d);
+}
+
 /* Count (done by the checker), log, trace and apply the policy to what the
  * checker reported. act: false for what the bridge built itself (its own
  * bugs are reported, not acted on). */
@@ -159,16 +175,7 @@ static enum check_action check_report(struct device *d, const struct tlpb_check_
         d->stats.rejected_tlps++;
         return CHECK_REJECT;
     }
-    if (d->backend != BACKEND_FALLBACK && !d->check_stopped) {
-        bridge_log(TLPB_LOG_ERROR, "device %s: PCIe checker: rule %s broken, policy stop: the"
-                   " device is switched to the fallback", d->cfg->name,
-                   first_rule ? first_rule : "?");
-        d->check_stopped = true;
-        /* An in-process model is in the middle of a call into the bridge:
-         * it is reset once that returns, from the event loop. */
-        if (d->backend != BACKEND_HLSIM || hlsim_uv_defer(&d->deferred, check_stop_device, d) != 0)
-            check_stop_device(d);
-    }
+    check_policy_stop(d, "PCIe checker", first_rule ? first_rule : "?");
     return CHECK_STOPPED;
 }
 
@@ -441,9 +448,8 @@ static void completion_to_device(struct device *d, const struct tlpb_tlp *tlp, b
 {
     if (check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, tlp, !built) != CHECK_PASS)
         return; /* a violating completion is dropped */
-    if (tlp->status != TLPB_CPL_SC)
-        device_dma_fault(d, false, d->device_read_next[tlp->tag], d->device_read_owed[tlp->tag],
-                         tlpb_cpl_status_name(tlp->status));
+    uint64_t next = d->device_read_next[tlp->tag];
+    uint32_t owed = d->device_read_owed[tlp->tag];
     if (completion_is_final(tlp)) {
         d->device_read_active[tlp->tag] = false;
     } else {
@@ -451,6 +457,13 @@ static void completion_to_device(struct device *d, const struct tlpb_tlp *tlp, b
         uint32_t data = tlp->length_dw * 4u - (tlp->lower_address & 3u);
         d->device_read_owed[tlp->tag] = tlp->byte_count - data;
         d->device_read_next[tlp->tag] += data;
+    }
+    /* After the read is done with: policy stop switches the backend, which
+     * abandons the reads still active. The completion then reaches nothing. */
+    if (tlp->status != TLPB_CPL_SC) {
+        device_dma_fault(d, false, next, owed, tlpb_cpl_status_name(tlp->status));
+        if (d->check_stopped)
+            return;
     }
     d->stats.completions_to_device++;
     if (tlp->kind == TLPB_TLP_CPLD)
@@ -829,7 +842,12 @@ static uint64_t time_checked_stamp(struct device *d, const char *what, uint64_t 
 void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t bytes,
                       const char *how)
 {
-    const char *context = hlsim_backend_dma_context(d, write, address);
+    /* What the backend that sent the DMA said it was for: the model while
+     * it serves, else the attached simulator (also for its writes the host
+     * reports after policy stop switched it away). */
+    const char *context = d->backend == BACKEND_HLSIM
+                              ? hlsim_backend_dma_context(d, write, address)
+                              : tlpb_dma_context_find(&d->sim_dma_contexts, write, address);
     d->stats.dma_faults++;
     d->last_dma_fault.seen = true;
     d->last_dma_fault.write = write;
@@ -845,6 +863,18 @@ void device_dma_fault(struct device *d, bool write, uint64_t address, uint32_t b
              context ? " while " : "", context ? context : "");
     bridge_log(TLPB_LOG_WARN, "device %s: %s", d->cfg->name, text);
     trace_dma_fault(d->bridge, d, address, bytes, text);
+    /* The host already failed the DMA (a read gets its UR, a write is
+     * dropped): that is all warn and reject do. Stop acts as for a rule. */
+    if (d->cfg->check_policy == TLPB_CHECK_POLICY_STOP)
+        check_policy_stop(d, "DMA fault", TRACE_RULE_DMA_FAULT);
+}
+
+void device_dma_context_from_sim(struct device *d, const Tlpb__DmaContext *ctx)
+{
+    char text[TLPB_DMA_CONTEXT_MAX];
+    BRIDGE_PEER_TEXT(text, ctx->text);
+    tlpb_dma_context_note(&d->sim_dma_contexts, ctx->write, ctx->address, ctx->length_bytes,
+                          text);
 }
 
 void device_upstream_from_sim(struct device *d, const struct tlpb_tlp *tlp)
@@ -1515,6 +1545,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
         c->completion_timeout_ms = BRIDGE_MAX_ANNOUNCED_TIMEOUT_MS;
     }
     d->sim = c;
+    tlpb_dma_context_forget(&d->sim_dma_contexts); /* a new simulator's DMA is its own */
     d->time.last_sim_frame_ns = tlpb_now_ns();
     activate(d, BACKEND_EXTERNAL, "simulator attached");
     char detail[160];
@@ -1527,6 +1558,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
 void device_sim_detached(struct device *d, const char *why)
 {
     d->sim = NULL;
+    tlpb_dma_context_forget(&d->sim_dma_contexts);
     if (d->backend != BACKEND_EXTERNAL)
         return;
     char detail[200];

@@ -806,6 +806,12 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
         }
         bridge_log(TLPB_LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
         break;
+    case TLPB__ENVELOPE__BODY_DMA_CONTEXT:
+        if (simulator)
+            device_dma_context_from_sim(c->device, env->dma_context);
+        else
+            wrong_direction(c, env);
+        break;
     case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
         if (host && (c->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY))
             guestmem_from_host(c, env);

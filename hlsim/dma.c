@@ -119,32 +119,22 @@ void dma_clear_context(hlsim_device *dev)
     dev->dma_context[0] = '\0';
 }
 
+_Static_assert(HLSIM_DMA_CONTEXT_MAX == TLPB_DMA_CONTEXT_MAX, "one bound for the DMA context");
+
 static void record_context(hlsim_device *dev, bool write, uint64_t address, uint32_t len)
 {
     if (!dev->dma_context[0])
         return;
-    struct hlsim_dma_record *r = &dev->dma_history[dev->dma_history_next];
-    dev->dma_history_next = (dev->dma_history_next + 1) % HLSIM_DMA_HISTORY;
-    r->write = write;
-    r->address = address;
-    r->length_bytes = len;
-    memcpy(r->context, dev->dma_context, sizeof(r->context));
+    tlpb_dma_context_note(&dev->dma_history, write, address, len, dev->dma_context);
+    /* A model in its own process: the bridge keeps it too (hlsim-run sends
+     * it ahead of the DMA's requests). */
+    if (dev->env_ops->dma_context)
+        dev->env_ops->dma_context(dev->env, write, address, len, dev->dma_context);
 }
 
 const char *hlsim_device_dma_context(const hlsim_device *dev, bool write, uint64_t address)
 {
-    /* Newest first: a later DMA to the same place is the likelier culprit. */
-    for (unsigned i = 1; i <= HLSIM_DMA_HISTORY; i++) {
-        const struct hlsim_dma_record *r =
-            &dev->dma_history[(dev->dma_history_next + HLSIM_DMA_HISTORY - i) % HLSIM_DMA_HISTORY];
-        if (!r->context[0] || r->write != write)
-            continue;
-        /* A zero-length read names one byte. */
-        uint64_t span = r->length_bytes ? r->length_bytes : 1u;
-        if (address >= r->address && address - r->address < span)
-            return r->context;
-    }
-    return NULL;
+    return tlpb_dma_context_find(&dev->dma_history, write, address);
 }
 
 /* ---- link throughput (coupled time only) ------------------------------------ */

@@ -116,6 +116,16 @@ static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
     return rc;
 }
 
+/* What the model's next DMA is for: to the bridge, ahead of its requests. */
+static void env_dma_context(void *env, bool write, uint64_t address, uint32_t length_bytes,
+                            const char *text)
+{
+    struct runner *r = env;
+
+    if (r->sim && tlpb_sim_connected(r->sim))
+        tlpb_sim_send_dma_context(r->sim, write, address, length_bytes, text);
+}
+
 static void env_send_interrupt(void *env, Tlpb__InterruptKind kind, unsigned vector)
 {
     struct runner *r = env;
@@ -153,6 +163,7 @@ static void env_log(void *env, int level, const char *message)
 static const struct hlsim_env_ops runner_env_ops = {
     .send_tlp = env_send_tlp,
     .send_interrupt = env_send_interrupt,
+    .dma_context = env_dma_context,
     .now_ns = env_now_ns,
     .timer_create = env_timer_create,
     .timer_start = hlsim_simclock_env_timer_start,

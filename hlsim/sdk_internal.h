@@ -8,6 +8,7 @@
 #include "hlsim_env.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
+#include "tlpb/dma_context.h"
 #include "tlpb/msix.h"
 #include "tlpb/tlp.h"
 #include "tlpbridge.pb-c.h"
@@ -91,16 +92,6 @@ struct hlsim_timer {
 };
 TAILQ_HEAD(hlsim_timer_list, hlsim_timer);
 
-/* A DMA the model asked for while it had said what it was for: kept so a
- * DMA fault the host reports later (writes are posted) can be named. */
-#define HLSIM_DMA_HISTORY 64u
-struct hlsim_dma_record {
-    bool write;
-    uint64_t address;
-    uint32_t length_bytes;
-    char context[HLSIM_DMA_CONTEXT_MAX];
-};
-
 struct hlsim_device {
     const struct hlsim_model_ops *ops;
     void *model;
@@ -139,10 +130,9 @@ struct hlsim_device {
     bool link_timer_armed;
 
     /* hlsim_dma_set_context: the current text, and the last DMAs with one
-     * (a ring, dma_history_next is the oldest once full). */
+     * (so a DMA fault the host reports later can be named). */
     char dma_context[HLSIM_DMA_CONTEXT_MAX];
-    struct hlsim_dma_record dma_history[HLSIM_DMA_HISTORY];
-    unsigned dma_history_next;
+    struct tlpb_dma_context_history dma_history;
     const char *model_callback; /* the model operation running now, or NULL */
     bool defer_pending;    /* a deferred_run is queued in the environment */
     bool destroying;

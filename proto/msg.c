@@ -269,6 +269,8 @@ const char *tlpb_message_name(Tlpb__Envelope__BodyCase body)
         return "GuestMemory";
     case TLPB__ENVELOPE__BODY_RING_SETUP:
         return "RingSetup";
+    case TLPB__ENVELOPE__BODY_DMA_CONTEXT:
+        return "DmaContext";
     default:
         return "unknown message";
     }

@@ -267,6 +267,23 @@ int tlpb_sim_send_error(tlpb_sim *sim, const char *reason)
     return rc;
 }
 
+int tlpb_sim_send_dma_context(tlpb_sim *sim, bool write, uint64_t address, uint32_t length_bytes,
+                              const char *text)
+{
+    if (sim->lost)
+        return -ENOTCONN;
+    Tlpb__DmaContext ctx = TLPB__DMA_CONTEXT__INIT;
+    ctx.write = write;
+    ctx.address = address;
+    ctx.length_bytes = length_bytes;
+    ctx.text = (char *)text;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_DMA_CONTEXT;
+    env.dma_context = &ctx;
+    /* Forced, like the requests it goes ahead of once they are taken. */
+    return tlpb_obuf_append(&sim->ob, &env, true);
+}
+
 int tlpb_sim_complete_config(tlpb_sim *sim, struct tlpb_cfgspace *cfg,
                              const struct tlpb_tlp *req, unsigned *changes)
 {

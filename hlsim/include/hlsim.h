@@ -97,8 +97,9 @@ HLSIM_EXPORT int hlsim_dma_write(hlsim_device *dev, uint64_t addr, const void *b
  * changed; NULL (or "") clears it, and so does a reset. When the host refuses
  * one of those DMAs (a DMA fault: not guest memory, or not mapped by the
  * guest's IOMMU) the bridge's fault report ends with " while <text>".
- * Longer texts are cut to HLSIM_DMA_CONTEXT_MAX - 1 bytes. Only in-process
- * models: hlsim-run has no way to tell the bridge (docs/hlsim.md). */
+ * Longer texts are cut to HLSIM_DMA_CONTEXT_MAX - 1 bytes. Loaded in the
+ * bridge or run by hlsim-run alike (which passes it on in a DmaContext
+ * message; the bridge keeps its first 120 bytes, escaped: docs/hlsim.md). */
 #define HLSIM_DMA_CONTEXT_MAX 160
 HLSIM_EXPORT void hlsim_dma_set_context(hlsim_device *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

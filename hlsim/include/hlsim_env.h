@@ -43,6 +43,15 @@ struct hlsim_env_ops {
      * an environment that runs the model in its own process can then name
      * the operation that crashed it. */
     void (*model_callback)(void *env, const char *callback);
+
+    /* Optional. The model said (hlsim_dma_set_context) that the DMA it just
+     * asked for (length_bytes at address; the zero-length read after a
+     * write comes as the 4 bytes of the DW it reads) is for text. Called
+     * before any request of that DMA is sent: an environment that runs the
+     * model in its own process passes it on to the bridge (hlsim-run:
+     * DmaContext). */
+    void (*dma_context)(void *env, bool write, uint64_t address, uint32_t length_bytes,
+                        const char *text);
 };
 
 struct hlsim_device_options {

@@ -136,6 +136,11 @@ int tlpb_sim_send_tlp(tlpb_sim *sim, const struct tlpb_tlp *tlp);
 int tlpb_sim_send_interrupt(tlpb_sim *sim, Tlpb__InterruptKind kind, uint32_t vector);
 /* Queue an Error message: the bridge logs the reason. */
 int tlpb_sim_send_error(tlpb_sim *sim, const char *reason);
+/* Queue a DmaContext: the DMA of length_bytes at address in this direction,
+ * whose requests the simulator sends next, is for text (what a DMA fault on
+ * it is reported with, docs/protocol.md "DMA faults"). */
+int tlpb_sim_send_dma_context(tlpb_sim *sim, bool write, uint64_t address, uint32_t length_bytes,
+                              const char *text);
 
 /* Answer a CfgRd0 or CfgWr0 from config space cfg (tlpb/cfgspace.h, built
  * from the device's description): a read completes with the register, a

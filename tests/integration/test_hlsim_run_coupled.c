@@ -113,6 +113,8 @@ static Tlpb__Envelope *serve_until(struct run *run, int want_tag, uint64_t host_
             if (env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_PROGRESS)
                 run->progress_seen++; /* still simulating */
             break;
+        case TLPB__ENVELOPE__BODY_DMA_CONTEXT:
+            break; /* what a DMA is for: no part of its timing */
         case TLPB__ENVELOPE__BODY_ERROR:
             CHECK(false, "hlsim-run sent an Error: %s", env->error->reason);
             break;
