@@ -1,13 +1,15 @@
 /* The bridge's PCIe checker (docs/checker.md) against a running tlpbridged,
- * with a raw simulator and a raw host of an external device: for each rule
- * that can be broken from outside (crosses_4k, msix_vector_range and the MSI
- * rules are refused earlier by the bridge's validator and interrupt check,
- * and this device has no MSI), one case breaks exactly that rule on a
- * device of its own and checks that the status counts it once and nothing
- * else, and that the log names it (the trace has the violation record for
- * one rule); then the policies: reject answers a violating host request
- * with UR and counts it in rejected_tlps; stop puts the device on the
- * fallback (reads all ones) while another device keeps working. */
+ * with a raw simulator and a raw host of an external device: for each rule,
+ * one case breaks exactly that rule on a device of its own and checks that
+ * the status counts it once and nothing else, and that the log names it
+ * (the trace has the violation record for one rule); the rules the bridge
+ * refuses before the checker (its validator: crosses_4k,
+ * cpl_status_with_data, cpl_length; its interrupt check: msix_vector_range)
+ * are counted as the rule too, with their trace records, the refusal
+ * handled as before and the other devices still served; then the policies:
+ * reject answers a violating host request with UR and counts it in
+ * rejected_tlps; stop puts the device on the fallback (reads all ones)
+ * while another device keeps working. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,14 +85,20 @@ static void cfg_write(struct pair *p, uint16_t reg, uint32_t value, uint8_t tag)
 }
 
 /* Host attached, BARs programmed, Command as given (0x6: memory space and
- * bus master on), then the simulator attached. */
-static void open_pair(struct pair *p, const char *dev, uint32_t command)
+ * bus master on); the simulator not yet. */
+static void open_host(struct pair *p, const char *dev, uint32_t command)
 {
     p->dev = dev;
     raw_host(&p->h, dev);
     cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
     cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
     cfg_write(p, 0x04, command, 3);
+}
+
+/* The same, then the simulator attached. */
+static void open_pair(struct pair *p, const char *dev, uint32_t command)
+{
+    open_host(p, dev, command);
     raw_simulator(&p->s, dev);
 }
 
@@ -261,6 +269,41 @@ static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_t
     bool ok = sim_next(p, at_sim, data, sizeof(data));
     CHECK(ok && at_sim->kind == TLPB_TLP_MRD, "%s: the simulator did not get the MRd", p->dev);
     return ok && at_sim->kind == TLPB_TLP_MRD;
+}
+
+/* A 4-byte host read of BAR0 (tag) is served by p's simulator: the
+ * host gets the value the simulator returns. */
+static void expect_served(struct pair *p, uint8_t tag)
+{
+    struct tlpb_tlp req;
+    if (!host_read(p, 4, tag, &req))
+        return;
+    static const uint8_t value[4] = {0x78, 0x56, 0x34, 0x12};
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
+    cpl.payload = value;
+    raw_send_tlp(&p->s, &cpl);
+    struct tlpb_tlp got;
+    uint8_t buf[8];
+    CHECK(next_tlp(&p->h, &got, buf, sizeof(buf)) && got.tag == tag &&
+              got.payload_bytes >= 4 && tlpb_get_le32(got.payload) == 0x12345678u,
+          "%s: the host's read was not served by its simulator", p->dev);
+}
+
+/* The trace has dev's violation record of rule, as tlpbtrace prints it. */
+static void expect_trace_violation(const char *dev, const char *rule)
+{
+    const char *args[] = {"--device", dev, it_path("checker.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(args, &out, &err) == 0, "tlpbtrace: %s", err ? err : "");
+    char needle[96];
+    snprintf(needle, sizeof(needle), "violation of %s:", rule);
+    const char *viol = out ? strstr(out, " VIOL ") : NULL;
+    CHECK(viol && strstr(out, needle) && !strstr(viol + 1, " VIOL "),
+          "the trace of %s lacks its one violation record, of %s: %s", dev, rule,
+          out ? out : "");
+    free(out);
+    free(err);
 }
 
 static void case_memory_space_disabled(void)
@@ -465,6 +508,100 @@ static void case_msi_vector_range(void)
     close_pair(&p);
 }
 
+/* ---- rules the bridge refuses before the checker -------------------------- */
+
+/* A device of the same bridge that breaks nothing, served throughout. */
+static struct pair bystander;
+
+/* The simulator's TLP is refused as before (an Error to it; the connection
+ * goes on), and counted, logged and traced as the rule it breaks. */
+static void refused_tlp(struct pair *p, const struct tlpb_tlp *tlp, const char *rule)
+{
+    raw_send_tlp(&p->s, tlp);
+    wait_message(&p->s, TLPB__ENVELOPE__BODY_ERROR, "Error for the refused TLP");
+    expect_only(p->dev, rule);
+    expect_trace_violation(p->dev, rule);
+}
+
+static void case_refused_crosses_4k(void)
+{
+    struct pair p;
+    open_pair(&p, "c_4k", 0x6);
+    struct tlpb_tlp t;
+    mwr(&t, HOST_MEM + 0xff8, 16, BDF); /* 8 bytes each side of a 4 KiB line */
+    refused_tlp(&p, &t, "crosses_4k");
+    expect_served(&p, 20);
+    expect_served(&bystander, 21);
+    expect_only("c_4k", "crosses_4k");
+    close_pair(&p);
+}
+
+/* The simulator answers an 8-byte host read first with the completion
+ * change makes of the right one (refused), then with the right one, which
+ * the host gets. */
+static void refused_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl),
+                               const char *rule)
+{
+    struct pair p;
+    open_pair(&p, dev, 0x6);
+    struct tlpb_tlp req;
+    if (host_read(&p, 8, 22, &req)) {
+        static const uint8_t data[16] = {1, 2, 3, 4, 5, 6, 7, 8};
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &req, BDF, req.address, 8, 8);
+        cpl.payload = data;
+        struct tlpb_tlp bad = cpl;
+        change(&bad);
+        refused_tlp(&p, &bad, rule);
+        raw_send_tlp(&p.s, &cpl);
+        struct tlpb_tlp got;
+        uint8_t buf[16];
+        CHECK(next_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 22 &&
+                  got.status == TLPB_CPL_SC && got.payload_bytes == 8 &&
+                  memcmp(got.payload, data, 8) == 0,
+              "%s: the host did not get the right completion after the refused one", dev);
+    }
+    expect_served(&bystander, 23);
+    expect_only(dev, rule);
+    close_pair(&p);
+}
+
+static void data_with_ur(struct tlpb_tlp *c) { c->status = TLPB_CPL_UR; }
+static void data_past_byte_count(struct tlpb_tlp *c)
+{
+    c->length_dw = 3; /* 8 bytes from offset 0 need 2 DWs */
+    c->payload_bytes = 12;
+}
+
+static void case_refused_cpl_status_with_data(void)
+{
+    refused_completion("c_cplst", data_with_ur, "cpl_status_with_data");
+}
+
+static void case_refused_cpl_length(void)
+{
+    refused_completion("c_cpllen", data_past_byte_count, "cpl_length");
+}
+
+static void case_refused_msix_vector_range(void)
+{
+    struct pair p;
+    open_host(&p, "c_msixv", 0x6);
+    /* MSI-X Enable: only the vector breaks a rule. */
+    cfg_write(&p, TLPB_CFG_MSIX_CAP, 0x8000u << 16, 4);
+    raw_simulator(&p.s, p.dev);
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 5); /* the device has 2 */
+    /* A protocol error as before: an Error, then the connection ends. */
+    CHECK(raw_expect_dropped(&p.s) && p.s.errors_seen == 1 &&
+              strstr(p.s.last_error, "IRQ_MSIX vector 5"),
+          "the simulator was not dropped with one Error naming the vector (%u: %s)",
+          p.s.errors_seen, p.s.last_error);
+    expect_only("c_msixv", "msix_vector_range");
+    expect_trace_violation("c_msixv", "msix_vector_range");
+    expect_served(&bystander, 24);
+    close_pair(&p);
+}
+
 /* ---- the trace ------------------------------------------------------------- */
 
 static void case_trace_record(void)
@@ -581,25 +718,7 @@ static void case_policy_stop(void)
                                      " broken, policy stop"),
           "the stop is not logged with its rule");
     /* The other device is still served by its simulator. */
-    struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 11);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
-    raw_send_tlp(&other.h, &rd);
-    struct tlpb_tlp req;
-    uint8_t data[8];
-    if (sim_next(&other, &req, data, sizeof(data))) {
-        static const uint8_t value[4] = {0x78, 0x56, 0x34, 0x12};
-        struct tlpb_tlp cpl;
-        tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
-        cpl.payload = value;
-        raw_send_tlp(&other.s, &cpl);
-        struct tlpb_tlp got;
-        uint8_t buf[8];
-        CHECK(next_tlp(&other.h, &got, buf, sizeof(buf)) && got.payload_bytes >= 4 &&
-                  tlpb_get_le32(got.payload) == 0x12345678u,
-              "the other device's read was not served by its simulator");
-    }
+    expect_served(&other, 11);
     close_pair(&other);
     close_pair(&p);
 }
@@ -638,7 +757,8 @@ int main(int argc, char **argv)
     REQUIRE(it_paths.model != NULL, "--model is required");
     static const char *const names[] = {
         "c_mps", "c_mrrs", "c_bme", "c_rid", "c_mse", "c_cid", "c_bc", "c_la",
-        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other"};
+        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other",
+        "c_4k", "c_cplst", "c_cpllen", "c_msixv", "c_by"};
     char cfg[8192];
     size_t n = (size_t)snprintf(cfg, sizeof(cfg), "devices = (\n");
     for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -684,6 +804,14 @@ int main(int argc, char **argv)
     IT_RUN("intx_disabled", case_intx_disabled());
     IT_RUN("msi_disabled", case_msi_disabled());
     IT_RUN("msi_vector_range", case_msi_vector_range());
+    open_pair(&bystander, "c_by", 0x6);
+    IT_RUN("crosses_4k, refused by the validator", case_refused_crosses_4k());
+    IT_RUN("cpl_status_with_data, refused by the validator",
+           case_refused_cpl_status_with_data());
+    IT_RUN("cpl_length, refused by the validator", case_refused_cpl_length());
+    IT_RUN("msix_vector_range, refused by the interrupt check",
+           case_refused_msix_vector_range());
+    close_pair(&bystander);
     IT_RUN("a violation record in the trace", case_trace_record());
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());
