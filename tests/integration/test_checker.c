@@ -271,6 +271,23 @@ static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_t
     return ok && at_sim->kind == TLPB_TLP_MRD;
 }
 
+/* A 4-byte host read of BAR0 (tag): the value, and the status in *status. */
+static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
+{
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(h, &rd);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    *status = (enum tlpb_cpl_status)-1;
+    if (!next_tlp(h, &cpl, data, sizeof(data)))
+        return 0;
+    *status = cpl.status;
+    return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
+}
+
 /* A 4-byte host read of BAR0 (tag) is served by p's simulator: the
  * host gets the value the simulator returns. */
 static void expect_served(struct pair *p, uint8_t tag)
@@ -602,6 +619,46 @@ static void case_refused_msix_vector_range(void)
     close_pair(&p);
 }
 
+/* Under reject the refusal is the rejection (counted once in
+ * rejected_tlps); under stop the device goes to the fallback. */
+static void case_refused_policies(void)
+{
+    struct pair p;
+    struct tlpb_tlp t;
+    open_pair(&p, "c_rej4k", 0x6);
+    mwr(&t, HOST_MEM + 0xffc, 8, BDF);
+    refused_tlp(&p, &t, "crosses_4k");
+    char *json;
+    const char *obj = device_status("c_rej4k", &json);
+    unsigned long long rejected = 0;
+    CHECK(obj && it_json_uint(obj, "rejected_tlps", &rejected) && rejected == 1,
+          "c_rej4k: rejected_tlps %llu, expected 1", rejected);
+    free(json);
+    expect_served(&p, 25);
+    close_pair(&p);
+
+    open_pair(&p, "c_stop4k", 0x6);
+    refused_tlp(&p, &t, "crosses_4k");
+    CHECK(it_log_contains(it.bridge, "device c_stop4k: PCIe checker: rule crosses_4k broken,"
+                                     " policy stop"),
+          "the stop is not logged with its rule");
+    obj = device_status("c_stop4k", &json);
+    char backend[32] = "";
+    bool stopped = obj && it_json_str(obj, "backend", backend, sizeof(backend)) &&
+                   strcmp(backend, "fallback") == 0;
+    CHECK(stopped, "c_stop4k's backend is %s, expected fallback", backend);
+    free(json);
+    if (stopped) {
+        enum tlpb_cpl_status st;
+        uint32_t v = read_bar0(&p.h, 26, &st);
+        CHECK(st == TLPB_CPL_SC && v == 0xFFFFFFFFu,
+              "c_stop4k after stop: read status %d value 0x%08x, expected all ones from the"
+              " fallback", (int)st, v);
+    }
+    expect_served(&bystander, 27);
+    close_pair(&p);
+}
+
 /* ---- the trace ------------------------------------------------------------- */
 
 static void case_trace_record(void)
@@ -680,22 +737,6 @@ static void case_policy_reject(void)
     close_pair(&p);
 }
 
-static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
-{
-    struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
-    raw_send_tlp(h, &rd);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    *status = (enum tlpb_cpl_status)-1;
-    if (!next_tlp(h, &cpl, data, sizeof(data)))
-        return 0;
-    *status = cpl.status;
-    return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
-}
-
 static void case_policy_stop(void)
 {
     struct pair p, other;
@@ -771,8 +812,13 @@ int main(int argc, char **argv)
                           "  { name = \"c_reject\"; backend = \"external\"; model = \"%s\";"
                           " check = \"reject\"; },\n"
                           "  { name = \"c_stop\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"stop\"; },\n"
+                          "  { name = \"c_rej4k\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"reject\"; },\n"
+                          "  { name = \"c_stop4k\"; backend = \"external\"; model = \"%s\";"
                           " check = \"stop\"; },\n",
-                          it_paths.model, it_paths.model, it_paths.model);
+                          it_paths.model, it_paths.model, it_paths.model, it_paths.model,
+                          it_paths.model);
     static const char msi_desc[] =
         "description = { vendor_id = 0x1234; device_id = 0x7a11; revision = 1;"
         " class_code = 0x088000; bars = ( { index = 0; size = 4096; },"
@@ -811,6 +857,7 @@ int main(int argc, char **argv)
     IT_RUN("cpl_length, refused by the validator", case_refused_cpl_length());
     IT_RUN("msix_vector_range, refused by the interrupt check",
            case_refused_msix_vector_range());
+    IT_RUN("refused rule violations under reject and stop", case_refused_policies());
     close_pair(&bystander);
     IT_RUN("a violation record in the trace", case_trace_record());
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
