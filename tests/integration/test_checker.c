@@ -369,6 +369,14 @@ static void wrong_lower_address(struct tlpb_tlp *c) { c->lower_address = 4; }
 
 static void case_completer_id(void) { bad_completion("c_cid", wrong_completer, "completer_id"); }
 static void case_cpl_byte_count(void) { bad_completion("c_bc", wrong_byte_count, "cpl_byte_count"); }
+static void no_data(struct tlpb_tlp *c)
+{
+    c->kind = TLPB_TLP_CPL; /* SC without data: the read ends with nothing */
+    c->length_dw = 0;
+    c->payload = NULL;
+    c->payload_bytes = 0;
+}
+static void case_cpl_length(void) { bad_completion("c_nodata", no_data, "cpl_length"); }
 static void case_cpl_lower_address(void)
 {
     bad_completion("c_la", wrong_lower_address, "cpl_lower_address");
@@ -799,7 +807,7 @@ int main(int argc, char **argv)
     static const char *const names[] = {
         "c_mps", "c_mrrs", "c_bme", "c_rid", "c_mse", "c_cid", "c_bc", "c_la",
         "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other",
-        "c_4k", "c_cplst", "c_cpllen", "c_msixv", "c_by"};
+        "c_4k", "c_cplst", "c_cpllen", "c_msixv", "c_by", "c_nodata"};
     char cfg[8192];
     size_t n = (size_t)snprintf(cfg, sizeof(cfg), "devices = (\n");
     for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -841,6 +849,7 @@ int main(int argc, char **argv)
     IT_RUN("completer_id", case_completer_id());
     IT_RUN("cpl_byte_count", case_cpl_byte_count());
     IT_RUN("cpl_lower_address", case_cpl_lower_address());
+    IT_RUN("cpl_length", case_cpl_length());
     IT_RUN("cpl_exceeds_mps", case_cpl_exceeds_mps());
     IT_RUN("cpl_rcb", case_cpl_rcb());
     IT_RUN("unexpected_completion", case_unexpected_completion());
