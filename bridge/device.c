@@ -231,11 +231,19 @@ void device_check_refused_tlp(struct device *d, const struct conn *from,
 {
     if (!refusal_checked(d, from))
         return;
+    /* A completion for a host request is reported as the host sees it, as
+     * the checker's own (upstream_completion_to_host). */
+    struct tlpb_tlp seen = *tlp;
+    const struct pending_request *p = &d->pending[tlp->tag];
+    if (from == d->sim && tlpb_tlp_is_completion(tlp->kind) && p->state == PENDING_ACTIVE) {
+        seen.tag = p->host_tag;
+        seen.requester_id = p->request.requester_id;
+    }
     struct tlpb_check_result res;
     unsigned n = tlpb_check_refused_tlp(&d->check,
                                         from == d->host ? TLPB_CHECK_HOST_TO_DEVICE
                                                         : TLPB_CHECK_DEVICE_TO_HOST,
-                                        tlp, refused, &res);
+                                        &seen, refused, &res);
     check_report(d, &res, n, d->cfg->check_policy == TLPB_CHECK_POLICY_STOP);
 }
 

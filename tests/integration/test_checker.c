@@ -118,6 +118,22 @@ static const char *device_status(const char *dev, char **json)
     return obj;
 }
 
+/* Whether a checker line of dev in the bridge log has what in it. */
+static bool checker_log_names(const char *dev, const char *what)
+{
+    char needle[160];
+    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
+    char *log = it_read_log(it.bridge);
+    bool named = false;
+    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
+        const char *eol = strchr(l, '\n');
+        const char *at = strstr(l, what);
+        named = at && (!eol || at < eol);
+    }
+    free(log);
+    return named;
+}
+
 /* Exactly one violation on dev, of rule, and the log line names it. */
 static void expect_only(const char *dev, const char *rule)
 {
@@ -134,17 +150,8 @@ static void expect_only(const char *dev, const char *rule)
               total, rule, obj);
     }
     free(json);
-    char needle[160];
-    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
-    char *log = it_read_log(it.bridge);
-    bool named = false;
-    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
-        const char *eol = strchr(l, '\n');
-        const char *at = strstr(l, rule);
-        named = at && (!eol || at < eol);
-    }
-    CHECK(named, "the bridge log has no checker line of %s naming %s", dev, rule);
-    free(log);
+    CHECK(checker_log_names(dev, rule), "the bridge log has no checker line of %s naming %s",
+          dev, rule);
 }
 
 /* Wait for the next message of kind body on r (others skipped): what the
@@ -578,6 +585,9 @@ static void refused_completion(const char *dev, void (*change)(struct tlpb_tlp *
         struct tlpb_tlp bad = cpl;
         change(&bad);
         refused_tlp(&p, &bad, rule);
+        /* Reported under the host's tag, as the checker's own. */
+        CHECK(checker_log_names(dev, "tag 0x16"), "%s: the checker line lacks the host's tag 22",
+              dev);
         raw_send_tlp(&p.s, &cpl);
         struct tlpb_tlp got;
         uint8_t buf[16];
