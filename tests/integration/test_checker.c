@@ -618,23 +618,29 @@ static void case_refused_cpl_length(void)
     refused_completion("c_cpllen", data_past_byte_count, "cpl_length");
 }
 
-static void case_refused_msix_vector_range(void)
+/* dev's simulator sends an MSI-X vector the device does not have, with
+ * MSI-X enabled (only the vector breaks a rule). */
+static void refused_msix_vector(const char *dev, uint8_t bystander_tag)
 {
     struct pair p;
-    open_host(&p, "c_msixv", 0x6);
-    /* MSI-X Enable: only the vector breaks a rule. */
+    open_host(&p, dev, 0x6);
     cfg_write(&p, TLPB_CFG_MSIX_CAP, 0x8000u << 16, 4);
     raw_simulator(&p.s, p.dev);
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 5); /* the device has 2 */
     /* A protocol error as before: an Error, then the connection ends. */
     CHECK(raw_expect_dropped(&p.s) && p.s.errors_seen == 1 &&
               strstr(p.s.last_error, "IRQ_MSIX vector 5"),
-          "the simulator was not dropped with one Error naming the vector (%u: %s)",
+          "%s: the simulator was not dropped with one Error naming the vector (%u: %s)", dev,
           p.s.errors_seen, p.s.last_error);
-    expect_only("c_msixv", "msix_vector_range");
-    expect_trace_violation("c_msixv", "msix_vector_range");
-    expect_served(&bystander, 24);
+    expect_only(dev, "msix_vector_range");
+    expect_trace_violation(dev, "msix_vector_range");
+    expect_served(&bystander, bystander_tag);
     close_pair(&p);
+}
+
+static void case_refused_msix_vector_range(void)
+{
+    refused_msix_vector("c_msixv", 24);
 }
 
 /* Under reject the refusal is the rejection (counted once in
@@ -675,6 +681,12 @@ static void case_refused_policies(void)
     }
     expect_served(&bystander, 27);
     close_pair(&p);
+
+    /* The simulator is dropped all the same; the stop is logged. */
+    refused_msix_vector("c_stopmsix", 28);
+    CHECK(it_log_contains(it.bridge, "device c_stopmsix: PCIe checker: rule msix_vector_range"
+                                     " broken, policy stop"),
+          "the stop is not logged with its rule");
 }
 
 /* ---- the trace ------------------------------------------------------------- */
@@ -834,9 +846,11 @@ int main(int argc, char **argv)
                           "  { name = \"c_rej4k\"; backend = \"external\"; model = \"%s\";"
                           " check = \"reject\"; },\n"
                           "  { name = \"c_stop4k\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"stop\"; },\n"
+                          "  { name = \"c_stopmsix\"; backend = \"external\"; model = \"%s\";"
                           " check = \"stop\"; },\n",
                           it_paths.model, it_paths.model, it_paths.model, it_paths.model,
-                          it_paths.model);
+                          it_paths.model, it_paths.model);
     static const char msi_desc[] =
         "description = { vendor_id = 0x1234; device_id = 0x7a11; revision = 1;"
         " class_code = 0x088000; bars = ( { index = 0; size = 4096; },"
