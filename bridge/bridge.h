@@ -399,6 +399,14 @@ void device_upstream_interrupt_from_sim(struct device *d, const struct conn *sim
  * has (0, or -1 with err naming the field). */
 int device_interrupt_check(const struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
                            char *err, size_t err_size);
+/* A TLP or Interrupt from the device's host or simulator, refused before
+ * the checker saw it, for one of the checker's rules (a TLP's: refused not
+ * TLPB_TLP_RULE_OTHER; an Interrupt's: whatever the checker says of it):
+ * counted, logged and traced as that rule's violation. */
+void device_check_refused_tlp(struct device *d, const struct conn *from,
+                              const struct tlpb_tlp *tlp, enum tlpb_tlp_rule refused);
+void device_check_refused_interrupt(struct device *d, const struct conn *from,
+                                    Tlpb__InterruptKind kind, uint32_t vector);
 /* The capabilities a peer of d (labelled for logs) gets of those it offered:
  * unsplit DMA only on a device configured for fast DMA. */
 uint64_t device_grant_capabilities(const struct device *d, const char *label, uint64_t offered);

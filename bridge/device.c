@@ -198,7 +198,7 @@ static enum check_action check_tlp(struct device *d, enum tlpb_check_direction d
 }
 
 static enum check_action check_interrupt(struct device *d, Tlpb__InterruptKind kind,
-                                         uint32_t vector)
+                                         uint32_t vector, bool act)
 {
     enum tlpb_check_interrupt k;
     switch (kind) {
@@ -211,7 +211,7 @@ static enum check_action check_interrupt(struct device *d, Tlpb__InterruptKind k
     check_configure(d);
     struct tlpb_check_result res;
     unsigned n = tlpb_check_device_interrupt(&d->check, k, vector, &res);
-    return check_report(d, &res, n, true);
+    return check_report(d, &res, n, act);
 }
 
 /* Completion timeouts the checker has due (from the device's timeout timer). */
@@ -220,6 +220,45 @@ static void check_expire(struct device *d, uint64_t now)
     struct tlpb_check_result res;
     unsigned n = tlpb_check_expire(&d->check, now, &res);
     check_report(d, &res, n, false);
+}
+
+/* What the bridge refused before the checker saw it (tlpb_tlp_validate,
+ * device_interrupt_check) for one of the checker's rules is that rule's
+ * violation: counted, logged and traced as the checker's own, from the
+ * host or the simulator serving the device (a switched-away one drives
+ * nothing). The refusal stands under every policy (a reject is already
+ * done, not counted twice); stop stops the device. */
+static bool refusal_checked(const struct device *d, const struct conn *from)
+{
+    return from == d->host || (d->backend == BACKEND_EXTERNAL && d->sim == from);
+}
+
+void device_check_refused_tlp(struct device *d, const struct conn *from,
+                              const struct tlpb_tlp *tlp, enum tlpb_tlp_rule refused)
+{
+    if (!refusal_checked(d, from))
+        return;
+    /* A completion for a host request is reported as the host sees it, as
+     * the checker's own (upstream_completion_to_host). */
+    struct tlpb_tlp seen = *tlp;
+    const struct pending_request *p = &d->pending[tlp->tag];
+    if (from == d->sim && tlpb_tlp_is_completion(tlp->kind) && p->state == PENDING_ACTIVE) {
+        seen.tag = p->host_tag;
+        seen.requester_id = p->request.requester_id;
+    }
+    struct tlpb_check_result res;
+    unsigned n = tlpb_check_refused_tlp(&d->check,
+                                        from == d->host ? TLPB_CHECK_HOST_TO_DEVICE
+                                                        : TLPB_CHECK_DEVICE_TO_HOST,
+                                        &seen, refused, &res);
+    check_report(d, &res, n, d->cfg->check_policy == TLPB_CHECK_POLICY_STOP);
+}
+
+void device_check_refused_interrupt(struct device *d, const struct conn *from,
+                                    Tlpb__InterruptKind kind, uint32_t vector)
+{
+    if (refusal_checked(d, from))
+        check_interrupt(d, kind, vector, d->cfg->check_policy == TLPB_CHECK_POLICY_STOP);
 }
 
 /* ---- Fallback responder --------------------------------------------------- */
@@ -897,7 +936,7 @@ void device_upstream_interrupt(struct device *d, Tlpb__InterruptKind kind, uint3
 void device_upstream_interrupt_at(struct device *d, Tlpb__InterruptKind kind, uint32_t vector,
                                   uint64_t sim_time_ps)
 {
-    if (check_interrupt(d, kind, vector) != CHECK_PASS)
+    if (check_interrupt(d, kind, vector, true) != CHECK_PASS)
         return; /* dropped (reject), or the device is stopped */
     d->stats.interrupts++;
     if (sim_time_ps > d->time.device_time_ps)

@@ -599,8 +599,12 @@ static void dispatch_tlp(struct conn *c, const struct tlpb_tlp *tlp_in, const Tl
 {
     struct tlpb_tlp tlp = *tlp_in;
     const char *reason = NULL;
+    enum tlpb_tlp_rule rule = TLPB_TLP_RULE_OTHER;
     struct tlpb_tlp_limits lim = conn_limits(c);
-    int rc = tlpb_tlp_validate(&tlp, &lim, &reason);
+    int rc = tlpb_tlp_validate_rule(&tlp, &lim, &reason, &rule);
+    /* Refused for a rule the checker has too: that rule's violation. */
+    if (rule != TLPB_TLP_RULE_OTHER)
+        device_check_refused_tlp(c->device, c, &tlp, rule);
     if (rc == -ERANGE && pb) {
         malformed_tlp(c, pb, reason);
         return;
@@ -767,6 +771,10 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
             wrong_direction(c, env);
         } else if (device_interrupt_check(c->device, env->interrupt->kind, env->interrupt->vector,
                                           why, sizeof(why)) != 0) {
+            /* A vector the device does not have may break a checker rule
+             * (msix_vector_range): counted as such, then the protocol error. */
+            device_check_refused_interrupt(c->device, c, env->interrupt->kind,
+                                           env->interrupt->vector);
             conn_fail(c, why);
             return;
         } else {

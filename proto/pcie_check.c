@@ -503,6 +503,33 @@ unsigned tlpb_check_device_interrupt(struct tlpb_check *chk, enum tlpb_check_int
     return r.count;
 }
 
+unsigned tlpb_check_refused_tlp(struct tlpb_check *chk, enum tlpb_check_direction dir,
+                                const struct tlpb_tlp *tlp, enum tlpb_tlp_rule refused,
+                                struct tlpb_check_result *result)
+{
+    struct report r = report_start(chk, result, dir);
+    uint64_t span_bytes = (uint64_t)tlp->length_dw * 4u;
+
+    switch (refused) {
+    case TLPB_TLP_RULE_CROSSES_4K:
+        tlp_violation(&r, TLPB_CHECK_CROSSES_4K, tlp, TLPB_PAGE_BYTES,
+                      (tlp->address & (TLPB_PAGE_BYTES - 1u)) + span_bytes);
+        break;
+    case TLPB_TLP_RULE_CPLD_STATUS:
+        tlp_violation(&r, TLPB_CHECK_CPL_STATUS_WITH_DATA, tlp, TLPB_CPL_SC, tlp->status);
+        break;
+    case TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT:
+        /* The DWs its byte count needs, from where its data starts. */
+        tlp_violation(&r, TLPB_CHECK_CPL_LENGTH, tlp,
+                      ((tlp->lower_address & 3u) + (uint64_t)tlp->byte_count + 3u) / 4u,
+                      tlp->length_dw);
+        break;
+    case TLPB_TLP_RULE_OTHER:
+        break;
+    }
+    return r.count;
+}
+
 /* ---- timeouts and reset --------------------------------------------------- */
 
 static void expire_table(struct report *r, struct tlpb_check_request *table, uint64_t now_ns)

@@ -1,13 +1,15 @@
 /* The bridge's PCIe checker (docs/checker.md) against a running tlpbridged,
- * with a raw simulator and a raw host of an external device: for each rule
- * that can be broken from outside (crosses_4k, msix_vector_range and the MSI
- * rules are refused earlier by the bridge's validator and interrupt check,
- * and this device has no MSI), one case breaks exactly that rule on a
- * device of its own and checks that the status counts it once and nothing
- * else, and that the log names it (the trace has the violation record for
- * one rule); then the policies: reject answers a violating host request
- * with UR and counts it in rejected_tlps; stop puts the device on the
- * fallback (reads all ones) while another device keeps working. */
+ * with a raw simulator and a raw host of an external device: for each rule,
+ * one case breaks exactly that rule on a device of its own and checks that
+ * the status counts it once and nothing else, and that the log names it
+ * (the trace has the violation record for one rule); the rules the bridge
+ * refuses before the checker (its validator: crosses_4k,
+ * cpl_status_with_data, cpl_length; its interrupt check: msix_vector_range)
+ * are counted as the rule too, with their trace records, the refusal
+ * handled as before and the other devices still served; then the policies:
+ * reject answers a violating host request with UR and counts it in
+ * rejected_tlps; stop puts the device on the fallback (reads all ones)
+ * while another device keeps working. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,14 +85,20 @@ static void cfg_write(struct pair *p, uint16_t reg, uint32_t value, uint8_t tag)
 }
 
 /* Host attached, BARs programmed, Command as given (0x6: memory space and
- * bus master on), then the simulator attached. */
-static void open_pair(struct pair *p, const char *dev, uint32_t command)
+ * bus master on); the simulator not yet. */
+static void open_host(struct pair *p, const char *dev, uint32_t command)
 {
     p->dev = dev;
     raw_host(&p->h, dev);
     cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
     cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
     cfg_write(p, 0x04, command, 3);
+}
+
+/* The same, then the simulator attached. */
+static void open_pair(struct pair *p, const char *dev, uint32_t command)
+{
+    open_host(p, dev, command);
     raw_simulator(&p->s, dev);
 }
 
@@ -110,6 +118,22 @@ static const char *device_status(const char *dev, char **json)
     return obj;
 }
 
+/* Whether a checker line of dev in the bridge log has what in it. */
+static bool checker_log_names(const char *dev, const char *what)
+{
+    char needle[160];
+    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
+    char *log = it_read_log(it.bridge);
+    bool named = false;
+    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
+        const char *eol = strchr(l, '\n');
+        const char *at = strstr(l, what);
+        named = at && (!eol || at < eol);
+    }
+    free(log);
+    return named;
+}
+
 /* Exactly one violation on dev, of rule, and the log line names it. */
 static void expect_only(const char *dev, const char *rule)
 {
@@ -126,17 +150,8 @@ static void expect_only(const char *dev, const char *rule)
               total, rule, obj);
     }
     free(json);
-    char needle[160];
-    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
-    char *log = it_read_log(it.bridge);
-    bool named = false;
-    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
-        const char *eol = strchr(l, '\n');
-        const char *at = strstr(l, rule);
-        named = at && (!eol || at < eol);
-    }
-    CHECK(named, "the bridge log has no checker line of %s naming %s", dev, rule);
-    free(log);
+    CHECK(checker_log_names(dev, rule), "the bridge log has no checker line of %s naming %s",
+          dev, rule);
 }
 
 /* Wait for the next message of kind body on r (others skipped): what the
@@ -263,6 +278,58 @@ static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_t
     return ok && at_sim->kind == TLPB_TLP_MRD;
 }
 
+/* A 4-byte host read of BAR0 (tag): the value, and the status in *status. */
+static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
+{
+    struct tlpb_tlp rd;
+    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
+    rd.requester_id = 0;
+    rd.bar_hint = 0;
+    raw_send_tlp(h, &rd);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    *status = (enum tlpb_cpl_status)-1;
+    if (!next_tlp(h, &cpl, data, sizeof(data)))
+        return 0;
+    *status = cpl.status;
+    return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
+}
+
+/* A 4-byte host read of BAR0 (tag) is served by p's simulator: the
+ * host gets the value the simulator returns. */
+static void expect_served(struct pair *p, uint8_t tag)
+{
+    struct tlpb_tlp req;
+    if (!host_read(p, 4, tag, &req))
+        return;
+    static const uint8_t value[4] = {0x78, 0x56, 0x34, 0x12};
+    struct tlpb_tlp cpl;
+    tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
+    cpl.payload = value;
+    raw_send_tlp(&p->s, &cpl);
+    struct tlpb_tlp got;
+    uint8_t buf[8];
+    CHECK(next_tlp(&p->h, &got, buf, sizeof(buf)) && got.tag == tag &&
+              got.payload_bytes >= 4 && tlpb_get_le32(got.payload) == 0x12345678u,
+          "%s: the host's read was not served by its simulator", p->dev);
+}
+
+/* The trace has dev's violation record of rule, as tlpbtrace prints it. */
+static void expect_trace_violation(const char *dev, const char *rule)
+{
+    const char *args[] = {"--device", dev, it_path("checker.trace"), NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(it_trace_tool(args, &out, &err) == 0, "tlpbtrace: %s", err ? err : "");
+    char needle[96];
+    snprintf(needle, sizeof(needle), "violation of %s:", rule);
+    const char *viol = out ? strstr(out, " VIOL ") : NULL;
+    CHECK(viol && strstr(out, needle) && !strstr(viol + 1, " VIOL "),
+          "the trace of %s lacks its one violation record, of %s: %s", dev, rule,
+          out ? out : "");
+    free(out);
+    free(err);
+}
+
 static void case_memory_space_disabled(void)
 {
     struct pair p;
@@ -309,6 +376,14 @@ static void wrong_lower_address(struct tlpb_tlp *c) { c->lower_address = 4; }
 
 static void case_completer_id(void) { bad_completion("c_cid", wrong_completer, "completer_id"); }
 static void case_cpl_byte_count(void) { bad_completion("c_bc", wrong_byte_count, "cpl_byte_count"); }
+static void no_data(struct tlpb_tlp *c)
+{
+    c->kind = TLPB_TLP_CPL; /* SC without data: the read ends with nothing */
+    c->length_dw = 0;
+    c->payload = NULL;
+    c->payload_bytes = 0;
+}
+static void case_cpl_length(void) { bad_completion("c_nodata", no_data, "cpl_length"); }
 static void case_cpl_lower_address(void)
 {
     bad_completion("c_la", wrong_lower_address, "cpl_lower_address");
@@ -465,6 +540,155 @@ static void case_msi_vector_range(void)
     close_pair(&p);
 }
 
+/* ---- rules the bridge refuses before the checker -------------------------- */
+
+/* A device of the same bridge that breaks nothing, served throughout. */
+static struct pair bystander;
+
+/* The simulator's TLP is refused as before (an Error to it; the connection
+ * goes on), and counted, logged and traced as the rule it breaks. */
+static void refused_tlp(struct pair *p, const struct tlpb_tlp *tlp, const char *rule)
+{
+    raw_send_tlp(&p->s, tlp);
+    wait_message(&p->s, TLPB__ENVELOPE__BODY_ERROR, "Error for the refused TLP");
+    expect_only(p->dev, rule);
+    expect_trace_violation(p->dev, rule);
+}
+
+static void case_refused_crosses_4k(void)
+{
+    struct pair p;
+    open_pair(&p, "c_4k", 0x6);
+    struct tlpb_tlp t;
+    mwr(&t, HOST_MEM + 0xff8, 16, BDF); /* 8 bytes each side of a 4 KiB line */
+    refused_tlp(&p, &t, "crosses_4k");
+    expect_served(&p, 20);
+    expect_served(&bystander, 21);
+    expect_only("c_4k", "crosses_4k");
+    close_pair(&p);
+}
+
+/* The simulator answers an 8-byte host read first with the completion
+ * change makes of the right one (refused), then with the right one, which
+ * the host gets. */
+static void refused_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl),
+                               const char *rule)
+{
+    struct pair p;
+    open_pair(&p, dev, 0x6);
+    struct tlpb_tlp req;
+    if (host_read(&p, 8, 22, &req)) {
+        static const uint8_t data[16] = {1, 2, 3, 4, 5, 6, 7, 8};
+        struct tlpb_tlp cpl;
+        tlpb_completion_for(&cpl, &req, BDF, req.address, 8, 8);
+        cpl.payload = data;
+        struct tlpb_tlp bad = cpl;
+        change(&bad);
+        refused_tlp(&p, &bad, rule);
+        /* Reported under the host's tag, as the checker's own. */
+        CHECK(checker_log_names(dev, "tag 0x16"), "%s: the checker line lacks the host's tag 22",
+              dev);
+        raw_send_tlp(&p.s, &cpl);
+        struct tlpb_tlp got;
+        uint8_t buf[16];
+        CHECK(next_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 22 &&
+                  got.status == TLPB_CPL_SC && got.payload_bytes == 8 &&
+                  memcmp(got.payload, data, 8) == 0,
+              "%s: the host did not get the right completion after the refused one", dev);
+    }
+    expect_served(&bystander, 23);
+    expect_only(dev, rule);
+    close_pair(&p);
+}
+
+static void data_with_ur(struct tlpb_tlp *c) { c->status = TLPB_CPL_UR; }
+static void data_past_byte_count(struct tlpb_tlp *c)
+{
+    c->length_dw = 3; /* 8 bytes from offset 0 need 2 DWs */
+    c->payload_bytes = 12;
+}
+
+static void case_refused_cpl_status_with_data(void)
+{
+    refused_completion("c_cplst", data_with_ur, "cpl_status_with_data");
+}
+
+static void case_refused_cpl_length(void)
+{
+    refused_completion("c_cpllen", data_past_byte_count, "cpl_length");
+}
+
+/* dev's simulator sends an MSI-X vector the device does not have, with
+ * MSI-X enabled (only the vector breaks a rule). */
+static void refused_msix_vector(const char *dev, uint8_t bystander_tag)
+{
+    struct pair p;
+    open_host(&p, dev, 0x6);
+    cfg_write(&p, TLPB_CFG_MSIX_CAP, 0x8000u << 16, 4);
+    raw_simulator(&p.s, p.dev);
+    send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 5); /* the device has 2 */
+    /* A protocol error as before: an Error, then the connection ends. */
+    CHECK(raw_expect_dropped(&p.s) && p.s.errors_seen == 1 &&
+              strstr(p.s.last_error, "IRQ_MSIX vector 5"),
+          "%s: the simulator was not dropped with one Error naming the vector (%u: %s)", dev,
+          p.s.errors_seen, p.s.last_error);
+    expect_only(dev, "msix_vector_range");
+    expect_trace_violation(dev, "msix_vector_range");
+    expect_served(&bystander, bystander_tag);
+    close_pair(&p);
+}
+
+static void case_refused_msix_vector_range(void)
+{
+    refused_msix_vector("c_msixv", 24);
+}
+
+/* Under reject the refusal is the rejection (counted once in
+ * rejected_tlps); under stop the device goes to the fallback. */
+static void case_refused_policies(void)
+{
+    struct pair p;
+    struct tlpb_tlp t;
+    open_pair(&p, "c_rej4k", 0x6);
+    mwr(&t, HOST_MEM + 0xffc, 8, BDF);
+    refused_tlp(&p, &t, "crosses_4k");
+    char *json;
+    const char *obj = device_status("c_rej4k", &json);
+    unsigned long long rejected = 0;
+    CHECK(obj && it_json_uint(obj, "rejected_tlps", &rejected) && rejected == 1,
+          "c_rej4k: rejected_tlps %llu, expected 1", rejected);
+    free(json);
+    expect_served(&p, 25);
+    close_pair(&p);
+
+    open_pair(&p, "c_stop4k", 0x6);
+    refused_tlp(&p, &t, "crosses_4k");
+    CHECK(it_log_contains(it.bridge, "device c_stop4k: PCIe checker: rule crosses_4k broken,"
+                                     " policy stop"),
+          "the stop is not logged with its rule");
+    obj = device_status("c_stop4k", &json);
+    char backend[32] = "";
+    bool stopped = obj && it_json_str(obj, "backend", backend, sizeof(backend)) &&
+                   strcmp(backend, "fallback") == 0;
+    CHECK(stopped, "c_stop4k's backend is %s, expected fallback", backend);
+    free(json);
+    if (stopped) {
+        enum tlpb_cpl_status st;
+        uint32_t v = read_bar0(&p.h, 26, &st);
+        CHECK(st == TLPB_CPL_SC && v == 0xFFFFFFFFu,
+              "c_stop4k after stop: read status %d value 0x%08x, expected all ones from the"
+              " fallback", (int)st, v);
+    }
+    expect_served(&bystander, 27);
+    close_pair(&p);
+
+    /* The simulator is dropped all the same; the stop is logged. */
+    refused_msix_vector("c_stopmsix", 28);
+    CHECK(it_log_contains(it.bridge, "device c_stopmsix: PCIe checker: rule msix_vector_range"
+                                     " broken, policy stop"),
+          "the stop is not logged with its rule");
+}
+
 /* ---- the trace ------------------------------------------------------------- */
 
 static void case_trace_record(void)
@@ -543,22 +767,6 @@ static void case_policy_reject(void)
     close_pair(&p);
 }
 
-static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
-{
-    struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
-    raw_send_tlp(h, &rd);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    *status = (enum tlpb_cpl_status)-1;
-    if (!next_tlp(h, &cpl, data, sizeof(data)))
-        return 0;
-    *status = cpl.status;
-    return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
-}
-
 static void case_policy_stop(void)
 {
     struct pair p, other;
@@ -581,25 +789,7 @@ static void case_policy_stop(void)
                                      " broken, policy stop"),
           "the stop is not logged with its rule");
     /* The other device is still served by its simulator. */
-    struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 11);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
-    raw_send_tlp(&other.h, &rd);
-    struct tlpb_tlp req;
-    uint8_t data[8];
-    if (sim_next(&other, &req, data, sizeof(data))) {
-        static const uint8_t value[4] = {0x78, 0x56, 0x34, 0x12};
-        struct tlpb_tlp cpl;
-        tlpb_completion_for(&cpl, &req, BDF, req.address, 4, 4);
-        cpl.payload = value;
-        raw_send_tlp(&other.s, &cpl);
-        struct tlpb_tlp got;
-        uint8_t buf[8];
-        CHECK(next_tlp(&other.h, &got, buf, sizeof(buf)) && got.payload_bytes >= 4 &&
-                  tlpb_get_le32(got.payload) == 0x12345678u,
-              "the other device's read was not served by its simulator");
-    }
+    expect_served(&other, 11);
     close_pair(&other);
     close_pair(&p);
 }
@@ -638,7 +828,8 @@ int main(int argc, char **argv)
     REQUIRE(it_paths.model != NULL, "--model is required");
     static const char *const names[] = {
         "c_mps", "c_mrrs", "c_bme", "c_rid", "c_mse", "c_cid", "c_bc", "c_la",
-        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other"};
+        "c_unexp", "c_after", "c_cmps", "c_rcb", "c_msix", "c_intx", "c_other",
+        "c_4k", "c_cplst", "c_cpllen", "c_msixv", "c_by", "c_nodata"};
     char cfg[8192];
     size_t n = (size_t)snprintf(cfg, sizeof(cfg), "devices = (\n");
     for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -651,8 +842,15 @@ int main(int argc, char **argv)
                           "  { name = \"c_reject\"; backend = \"external\"; model = \"%s\";"
                           " check = \"reject\"; },\n"
                           "  { name = \"c_stop\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"stop\"; },\n"
+                          "  { name = \"c_rej4k\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"reject\"; },\n"
+                          "  { name = \"c_stop4k\"; backend = \"external\"; model = \"%s\";"
+                          " check = \"stop\"; },\n"
+                          "  { name = \"c_stopmsix\"; backend = \"external\"; model = \"%s\";"
                           " check = \"stop\"; },\n",
-                          it_paths.model, it_paths.model, it_paths.model);
+                          it_paths.model, it_paths.model, it_paths.model, it_paths.model,
+                          it_paths.model, it_paths.model);
     static const char msi_desc[] =
         "description = { vendor_id = 0x1234; device_id = 0x7a11; revision = 1;"
         " class_code = 0x088000; bars = ( { index = 0; size = 4096; },"
@@ -675,6 +873,7 @@ int main(int argc, char **argv)
     IT_RUN("completer_id", case_completer_id());
     IT_RUN("cpl_byte_count", case_cpl_byte_count());
     IT_RUN("cpl_lower_address", case_cpl_lower_address());
+    IT_RUN("cpl_length", case_cpl_length());
     IT_RUN("cpl_exceeds_mps", case_cpl_exceeds_mps());
     IT_RUN("cpl_rcb", case_cpl_rcb());
     IT_RUN("unexpected_completion", case_unexpected_completion());
@@ -684,6 +883,15 @@ int main(int argc, char **argv)
     IT_RUN("intx_disabled", case_intx_disabled());
     IT_RUN("msi_disabled", case_msi_disabled());
     IT_RUN("msi_vector_range", case_msi_vector_range());
+    open_pair(&bystander, "c_by", 0x6);
+    IT_RUN("crosses_4k, refused by the validator", case_refused_crosses_4k());
+    IT_RUN("cpl_status_with_data, refused by the validator",
+           case_refused_cpl_status_with_data());
+    IT_RUN("cpl_length, refused by the validator", case_refused_cpl_length());
+    IT_RUN("msix_vector_range, refused by the interrupt check",
+           case_refused_msix_vector_range());
+    IT_RUN("refused rule violations under reject and stop", case_refused_policies());
+    close_pair(&bystander);
     IT_RUN("a violation record in the trace", case_trace_record());
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());

@@ -250,6 +250,9 @@ static void case_round_trip(void)
     CHECK(errors == 1, "4 KiB-crossing MRd: %u Error records before its UR, expected 1", errors);
     CHECK(it_log_contains(it.bridge, "rejected MRd tag 200: memory request crosses a 4 KiB"),
           "the rejection is not logged");
+    /* And counted as the checker's rule, as from the socket. */
+    CHECK_EQ_U64(status_uint("dmacopy0", "crosses_4k"), 1,
+                 "crosses_4k counted for the 4 KiB-crossing MRd from the ring");
 
     /* An interrupt from the device arrives on the ring: a bad descriptor
      * ring halts the engine with IRQ_ERROR, INTx asserted. */
@@ -615,5 +618,13 @@ int main(int argc, char **argv)
     IT_RUN("bad RingSetup", case_bad_ring_setup());
 
     ring_host_close(&other);
+    /* The checker counted the one rule case_round_trip broke, nothing else. */
+    it_expect_violations();
+    bool ok = false;
+    char *status = it_control("status", NULL, &ok);
+    long long violations = status && ok ? it_json_violations(status) : -1;
+    CHECK(violations == 1, "the checker counted %lld violations, expected the crosses_4k one: %s",
+          violations, status ? status : "");
+    free(status);
     return it_finish();
 }

@@ -1,6 +1,7 @@
-/* TLP validation: every rejection reason at least once, and the valid
- * edge cases (limits, zero-length forms, byte-enable exceptions, fast-mode
- * sizes) accepted. */
+/* TLP validation: every rejection reason at least once, each with the
+ * checker rule it is (only crossing 4 KiB, a CplD not SC and CplD data past
+ * its byte count are one), and the valid edge cases (limits, zero-length
+ * forms, byte-enable exceptions, fast-mode sizes) accepted. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "tlpb/cfgspace.h"
+#include "tlpb/pcie_check.h"
 #include "tlpb/tlp.h"
 #include "tlpb/wire.h"
 
@@ -94,18 +97,33 @@ static struct tlpb_tlp cpl(enum tlpb_cpl_status status, uint32_t byte_count)
 static void expect_valid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits)
 {
     const char *reason = NULL;
-    int err = tlpb_tlp_validate(tlp, limits, &reason);
+    enum tlpb_tlp_rule rule = TLPB_TLP_RULE_CPLD_STATUS;
+    int err = tlpb_tlp_validate_rule(tlp, limits, &reason, &rule);
     if (err != 0)
         fail_msg("rejected: %s", reason ? reason : "(no reason)");
+    assert_int_equal(rule, TLPB_TLP_RULE_OTHER);
+}
+
+/* Refused for the rule why, which is the checker's rule (OTHER: none). */
+static void expect_invalid_rule(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
+                                const char *why, enum tlpb_tlp_rule checker_rule)
+{
+    const char *reason = NULL;
+    enum tlpb_tlp_rule rule = TLPB_TLP_RULE_OTHER;
+    assert_int_equal(tlpb_tlp_validate_rule(tlp, limits, &reason, &rule), -EINVAL);
+    assert_non_null(reason);
+    assert_string_equal(reason, why);
+    assert_int_equal(rule, checker_rule);
+    /* The plain form refuses it alike. */
+    reason = NULL;
+    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -EINVAL);
+    assert_string_equal(reason, why);
 }
 
 static void expect_invalid(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
                            const char *why)
 {
-    const char *reason = NULL;
-    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -EINVAL);
-    assert_non_null(reason);
-    assert_string_equal(reason, why);
+    expect_invalid_rule(tlp, limits, why, TLPB_TLP_RULE_OTHER);
 }
 
 /* A field that does not fit its PCIe width: malformed (-ERANGE), which the
@@ -114,9 +132,11 @@ static void expect_malformed(const struct tlpb_tlp *tlp, const struct tlpb_tlp_l
                              const char *why)
 {
     const char *reason = NULL;
-    assert_int_equal(tlpb_tlp_validate(tlp, limits, &reason), -ERANGE);
+    enum tlpb_tlp_rule rule = TLPB_TLP_RULE_CROSSES_4K;
+    assert_int_equal(tlpb_tlp_validate_rule(tlp, limits, &reason, &rule), -ERANGE);
     assert_non_null(reason);
     assert_string_equal(reason, why);
+    assert_int_equal(rule, TLPB_TLP_RULE_OTHER);
 }
 
 /* ---- valid TLPs ------------------------------------------------------ */
@@ -246,7 +266,8 @@ static void test_valid_unsplit(void **state)
     t = mwr(0x1000, 128);
     expect_invalid(&t, &mps_256, "MWr payload exceeds max payload size");
     t = mrd(0x1ff8, 4);
-    expect_invalid(&t, &mps_256, "memory request crosses a 4 KiB boundary");
+    expect_invalid_rule(&t, &mps_256, "memory request crosses a 4 KiB boundary",
+                        TLPB_TLP_RULE_CROSSES_4K);
 }
 
 /* ---- every rejection --------------------------------------------------- */
@@ -345,12 +366,15 @@ static void test_reject_memory_addresses(void **state)
 
     /* One DW past the boundary, and the classic one-byte-over case. */
     t = mrd(0x1ffc, 2);
-    expect_invalid(&t, &mps_128, "memory request crosses a 4 KiB boundary");
+    expect_invalid_rule(&t, &mps_128, "memory request crosses a 4 KiB boundary",
+                        TLPB_TLP_RULE_CROSSES_4K);
     t = mwr(0xf80, 33);
     t.payload_bytes = 33 * 4;
-    expect_invalid(&t, &mps_4096, "memory request crosses a 4 KiB boundary");
+    expect_invalid_rule(&t, &mps_4096, "memory request crosses a 4 KiB boundary",
+                        TLPB_TLP_RULE_CROSSES_4K);
     t = mrd(0x1004, 1024);
-    expect_invalid(&t, &mps_128, "memory request crosses a 4 KiB boundary");
+    expect_invalid_rule(&t, &mps_128, "memory request crosses a 4 KiB boundary",
+                        TLPB_TLP_RULE_CROSSES_4K);
 }
 
 static void test_reject_byte_enables(void **state)
@@ -438,9 +462,11 @@ static void test_reject_completions(void **state)
 
     t = cpld(1, 4, 0);
     t.status = TLPB_CPL_UR;
-    expect_invalid(&t, &mps_128, "completion with data has non-SC status");
+    expect_invalid_rule(&t, &mps_128, "completion with data has non-SC status",
+                        TLPB_TLP_RULE_CPLD_STATUS);
     t.status = TLPB_CPL_CA;
-    expect_invalid(&t, &mps_128, "completion with data has non-SC status");
+    expect_invalid_rule(&t, &mps_128, "completion with data has non-SC status",
+                        TLPB_TLP_RULE_CPLD_STATUS);
 
     t = cpl(TLPB_CPL_UR, 0);
     expect_invalid(&t, &mps_128, "completion byte count is 0");
@@ -469,11 +495,13 @@ static void test_reject_completions(void **state)
 
     /* 4 bytes from offset 0 fit in 1 DW; from offset 1 they need 2. */
     t = cpld(2, 4, 0x40);
-    expect_invalid(&t, &mps_128, "CplD carries more data than its byte count");
+    expect_invalid_rule(&t, &mps_128, "CplD carries more data than its byte count",
+                        TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT);
     t = cpld(2, 4, 0x41);
     expect_valid(&t, &mps_128);
     t = cpld(3, 4, 0x41);
-    expect_invalid(&t, &mps_128, "CplD carries more data than its byte count");
+    expect_invalid_rule(&t, &mps_128, "CplD carries more data than its byte count",
+                        TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT);
 }
 
 static void test_reason_pointer_optional(void **state)
@@ -483,6 +511,102 @@ static void test_reason_pointer_optional(void **state)
     assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), -EINVAL);
     t = mrd(0x1000, 1);
     assert_int_equal(tlpb_tlp_validate(&t, &mps_128, NULL), 0);
+}
+
+/* ---- a refusal counted as the checker's rule --------------------------- */
+
+/* A checker of a device with memory space and bus master on, whose host
+ * read of 8 bytes at 0x1040 (tag 3) is outstanding. */
+static void refusal_checker(struct tlpb_cfgspace *cfg, struct tlpb_check *chk)
+{
+    struct tlpb_devdesc desc;
+    memset(&desc, 0, sizeof(desc));
+    desc.bars[0] = (struct tlpb_bar_desc){.size_bytes = 4096};
+    desc.max_payload_supported_bytes = 256;
+    tlpb_cfgspace_init(cfg, &desc);
+    tlpb_cfgspace_write(cfg, 0x04, 0x6, 0x3);
+    tlpb_check_init(chk, &(struct tlpb_check_config){.cfgspace = cfg});
+    struct tlpb_tlp rd = mrd(0x1040, 2);
+    rd.requester_id = 0x0000;
+    rd.tag = 3;
+    assert_int_equal(tlpb_check_host_tlp(chk, &rd, 0, NULL), 0);
+}
+
+/* What tlpb_check_refused_tlp reports for refused equals what the checker's
+ * own check of the same TLP reports for rule, and nothing is tracked. */
+static void expect_refused_as_checked(const struct tlpb_tlp *tlp, bool from_host,
+                                      enum tlpb_tlp_rule refused, enum tlpb_check_rule rule)
+{
+    struct tlpb_cfgspace cfg;
+    struct tlpb_check checked, counted;
+    refusal_checker(&cfg, &checked);
+    refusal_checker(&cfg, &counted);
+    struct tlpb_check_result own, res;
+    unsigned n = from_host ? tlpb_check_host_tlp(&checked, tlp, 0, &own)
+                           : tlpb_check_device_tlp(&checked, tlp, 0, &own);
+    assert_int_equal(n, 1);
+    assert_int_equal(own.violations[0].rule, rule);
+
+    struct tlpb_check before = counted;
+    assert_int_equal(tlpb_check_refused_tlp(&counted,
+                                            from_host ? TLPB_CHECK_HOST_TO_DEVICE
+                                                      : TLPB_CHECK_DEVICE_TO_HOST,
+                                            tlp, refused, &res), 1);
+    assert_int_equal(res.count, 1);
+    const struct tlpb_check_violation *v = &res.violations[0];
+    assert_int_equal(v->rule, rule);
+    assert_int_equal(v->direction, own.violations[0].direction);
+    assert_int_equal(v->expected, own.violations[0].expected);
+    assert_int_equal(v->actual, own.violations[0].actual);
+    assert_int_equal(v->tlp.kind, tlp->kind);
+    assert_null(v->tlp.payload);
+    assert_int_equal(counted.counts[rule], 1);
+    assert_int_equal(counted.total, 1);
+    /* Counted, not tracked: the outstanding read is as it was. */
+    assert_memory_equal(counted.host_requests, before.host_requests,
+                        sizeof(before.host_requests));
+    assert_memory_equal(counted.device_requests, before.device_requests,
+                        sizeof(before.device_requests));
+}
+
+static void test_refused_counted_as_checker_rule(void **state)
+{
+    (void)state;
+    /* A device's write and a host's read across 4 KiB. */
+    struct tlpb_tlp t = mwr(0x2ff8, 4);
+    expect_invalid_rule(&t, &mps_128, "memory request crosses a 4 KiB boundary",
+                        TLPB_TLP_RULE_CROSSES_4K);
+    expect_refused_as_checked(&t, false, TLPB_TLP_RULE_CROSSES_4K, TLPB_CHECK_CROSSES_4K);
+    t = mrd(0x1ffc, 2);
+    expect_refused_as_checked(&t, true, TLPB_TLP_RULE_CROSSES_4K, TLPB_CHECK_CROSSES_4K);
+
+    /* The outstanding read completed with data and a UR status. */
+    t = cpld(2, 8, 0x40);
+    t.tag = 3;
+    t.status = TLPB_CPL_UR;
+    expect_invalid_rule(&t, &mps_128, "completion with data has non-SC status",
+                        TLPB_TLP_RULE_CPLD_STATUS);
+    expect_refused_as_checked(&t, false, TLPB_TLP_RULE_CPLD_STATUS,
+                              TLPB_CHECK_CPL_STATUS_WITH_DATA);
+
+    /* The read's 8 bytes from 0x1040 need 2 DWs, not 3. */
+    t = cpld(3, 8, 0x40);
+    t.tag = 3;
+    expect_invalid_rule(&t, &mps_128, "CplD carries more data than its byte count",
+                        TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT);
+    expect_refused_as_checked(&t, false, TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT,
+                              TLPB_CHECK_CPL_LENGTH);
+
+    /* Any other refusal is no checker rule: nothing counted. */
+    struct tlpb_cfgspace cfg;
+    struct tlpb_check chk;
+    struct tlpb_check_result res;
+    refusal_checker(&cfg, &chk);
+    t = mrd(0x1002, 1);
+    assert_int_equal(tlpb_check_refused_tlp(&chk, TLPB_CHECK_HOST_TO_DEVICE, &t,
+                                            TLPB_TLP_RULE_OTHER, &res), 0);
+    assert_int_equal(res.count, 0);
+    assert_int_equal(chk.total, 0);
 }
 
 /* ---- completions the bridge and the SDK build ------------------------- */
@@ -635,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_reject_config),
         cmocka_unit_test(test_reject_completions),
         cmocka_unit_test(test_reason_pointer_optional),
+        cmocka_unit_test(test_refused_counted_as_checker_rule),
         cmocka_unit_test(test_built_completions_valid),
         cmocka_unit_test(test_pb_fields_named),
         cmocka_unit_test(test_pb_description_field_named),

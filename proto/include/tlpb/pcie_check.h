@@ -170,6 +170,15 @@ unsigned tlpb_check_device_tlp(struct tlpb_check *chk, const struct tlpb_tlp *tl
 unsigned tlpb_check_device_interrupt(struct tlpb_check *chk, enum tlpb_check_interrupt kind,
                                      uint32_t vector, struct tlpb_check_result *result);
 
+/* A TLP its owner refused before checking it (tlpb_tlp_validate_rule),
+ * in direction dir, for one of the rules the checker has too (refused not
+ * TLPB_TLP_RULE_OTHER): counted and listed as that rule's violation, with
+ * the values the checker's own check reports; nothing is tracked (the TLP
+ * goes nowhere). Returns 1, or 0 for TLPB_TLP_RULE_OTHER. */
+unsigned tlpb_check_refused_tlp(struct tlpb_check *chk, enum tlpb_check_direction dir,
+                                const struct tlpb_tlp *tlp, enum tlpb_tlp_rule refused,
+                                struct tlpb_check_result *result);
+
 /* Report every outstanding request whose deadline is <= now_ns as a
  * completion timeout, and forget it. Returns how many. Violations beyond
  * TLPB_CHECK_VIOLATIONS_MAX are counted but not listed. */

@@ -260,4 +260,19 @@ uint64_t tlpb_tags_next_deadline(const struct tlpb_tag_table *tags);
 int tlpb_tlp_validate(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
                       const char **reason);
 
+/* The rules of tlpb_tlp_validate the PCIe checker has too (docs/checker.md):
+ * a TLP refused for one of them is that rule's violation, which the bridge
+ * counts as the checker's (tlpb_check_refused_tlp). */
+enum tlpb_tlp_rule {
+    TLPB_TLP_RULE_OTHER = 0,             /* valid, or refused for another reason */
+    TLPB_TLP_RULE_CROSSES_4K,            /* a memory request crosses 4 KiB: crosses_4k */
+    TLPB_TLP_RULE_CPLD_STATUS,           /* a CplD not SC: cpl_status_with_data */
+    TLPB_TLP_RULE_CPLD_BEYOND_BYTE_COUNT, /* more CplD data than byte count: cpl_length */
+};
+
+/* tlpb_tlp_validate, also saying in *rule (may be NULL) which of the rules
+ * above a refused TLP broke. */
+int tlpb_tlp_validate_rule(const struct tlpb_tlp *tlp, const struct tlpb_tlp_limits *limits,
+                           const char **reason, enum tlpb_tlp_rule *rule);
+
 #endif
