@@ -642,9 +642,11 @@ static void test_msix_function_masked(void **state)
     struct fixture *f = *state;
     struct tlpb_check_result result;
 
+    /* Not a violation: the host holds it pending (protocol.md, "MSI-X
+     * ownership"), as QEMU's MSI-X emulation does. */
     cfg_write(f, TLPB_CFG_MSIX_CAP, MSIX_ENABLE | MSIX_FUNCTION_MASK, 0x8);
-    tlpb_check_device_interrupt(&f->chk, TLPB_CHECK_MSIX, 0, &result);
-    assert_only(f, TLPB_CHECK_MSIX_DISABLED_OR_MASKED, &result);
+    assert_int_equal(tlpb_check_device_interrupt(&f->chk, TLPB_CHECK_MSIX, 0, &result), 0);
+    assert_int_equal(f->chk.total, 0);
 }
 
 static void test_msix_disabled(void **state)
@@ -654,7 +656,7 @@ static void test_msix_disabled(void **state)
 
     cfg_write(f, TLPB_CFG_MSIX_CAP, 0, 0x8);
     tlpb_check_device_interrupt(&f->chk, TLPB_CHECK_MSIX, 0, &result);
-    assert_only(f, TLPB_CHECK_MSIX_DISABLED_OR_MASKED, &result);
+    assert_only(f, TLPB_CHECK_MSIX_DISABLED, &result);
 }
 
 static void test_msi_disabled(void **state)
