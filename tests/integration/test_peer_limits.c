@@ -66,7 +66,8 @@ static void append_env(struct tlpb_obuf *ob, const Tlpb__Envelope *env)
 
 /* One round of the flood: a Reset, an Event, a TimeSync and a
  * ControlRequest (none of them a simulator's to send: an Error each) and
- * an MRd that crosses a 4 KiB boundary (an Error and a UR). */
+ * an MRd of one DW with Last DW BE set (an Error and a UR; a refusal that is
+ * no PCIe checker rule, so the flood counts no violation). */
 static void append_flood_round(struct tlpb_obuf *ob)
 {
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
@@ -98,7 +99,7 @@ static void append_flood_round(struct tlpb_obuf *ob)
     env.body_case = TLPB__ENVELOPE__BODY_CONTROL_REQUEST;
     env.control_request = &cr;
     append_env(ob, &env);
-    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = BDF, .tag = 5, .length_dw = 2,
+    struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = BDF, .tag = 5, .length_dw = 1,
                           .first_be = 0xF, .last_be = 0xF, .address = GUEST_RAM_BASE + 0xFFC,
                           .bar_hint = TLPB_NO_BAR};
     Tlpb__Tlp pb;
