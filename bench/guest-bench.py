@@ -99,9 +99,13 @@ def bridge_figures(tlpbctl, s):
     if not os.path.exists(tlpbctl):
         return "not read: %s not found" % tlpbctl
     st = tg.tlpbctl_status(tlpbctl, s.socket)
-    return {k: st.get(k) for k in ("ring", "guest_memory_regions", "guest_memory_bytes",
-                                   "dma_shm_requests", "dma_shm_bytes", "ring_records_in",
-                                   "ring_records_out", "ring_wakeups_sent", "ring_sleeps")}
+    figures = {k: st.get(k) for k in ("ring", "guest_memory_regions", "guest_memory_bytes",
+                                      "ring_records_in", "ring_records_out",
+                                      "ring_wakeups_sent", "ring_sleeps")}
+    counters = st.get("counters", {})
+    figures.update({k: counters.get(k) for k in ("dma_shm_requests", "dma_shm_bytes",
+                                                 "dma_bytes")})
+    return figures
 
 
 def boot(s, paths, accel, name, dma, ring, devices_extra=()):
