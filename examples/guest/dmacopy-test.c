@@ -989,6 +989,11 @@ static int t_copy_mapped(struct ctx *c, char *reason)
 		munmap(beyond, 4096);
 		return fail(reason, "mmap past the window succeeded");
 	}
+	beyond = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, c->fd, 0);
+	if (beyond != MAP_FAILED) {
+		munmap(beyond, 4096);
+		return fail(reason, "a private (copy-on-write) mapping of the window succeeded");
+	}
 	map = map_window(c, reason);
 	if (!map)
 		return -1;

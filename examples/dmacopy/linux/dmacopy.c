@@ -516,6 +516,9 @@ static int dmacopy_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (vma->vm_pgoff >= max || npages > max - vma->vm_pgoff)
 		return -EINVAL;
+	/* A private mapping would copy on write: the device would not see the data. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
 	if (mutex_lock_interruptible(&dd->lock))
 		return -ERESTARTSYS;
 	ret = dd->gone ? -ENODEV : dmacopy_map_alloc(dd);
