@@ -34,6 +34,9 @@ Tlpb__Envelope *raw_next(struct raw *r, bool *eof);
 bool raw_expect_dropped(struct raw *r);
 /* Wait for a TLP (skipping Errors and events, which are counted). */
 Tlpb__Envelope *raw_next_tlp(struct raw *r);
+/* The same, converted into *out, its payload copied to data (at most
+ * data_size bytes); false on none. */
+bool raw_recv_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size);
 /* Send hello; returns the reply (checked to be a HelloReply). */
 Tlpb__Envelope *raw_send_hello(struct raw *r, Tlpb__Hello *hello);
 /* Send Hello (desc for a simulator, else NULL); returns the reply. */
@@ -62,6 +65,9 @@ void raw_host(struct raw *r, const char *device);
  * here; other messages to it meanwhile (TimeSync, Events) are dropped, as
  * are the host's messages that are not TLPs. */
 void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim);
+/* As the simulator sim of function bdf, complete the config request req SC
+ * (a read with zeros): a raw simulator keeps no config space. */
+void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *req);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;

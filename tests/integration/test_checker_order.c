@@ -16,9 +16,11 @@
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
+#include "tlpb/cfgspace.h"
 
 #define BDF CHECKER_PAIR_BDF
 #define HOST_MEM 0x10000u /* a host address the raw host answers for */
+#define DEVCTL (TLPB_CFG_PCIE_CAP + 0x08u) /* Device Control */
 #define DEVCTL_MRRS_512 (2u << 12)
 
 static void mwr(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes)
@@ -51,7 +53,7 @@ static bool host_gets(struct checker_pair *p, const struct tlpb_tlp *req, struct
 {
     raw_send_tlp(&p->s, req);
     static uint8_t data[64];
-    bool ok = checker_next_tlp(&p->h, got, data, sizeof(data));
+    bool ok = raw_recv_tlp(&p->h, got, data, sizeof(data));
     CHECK(ok && got->kind == req->kind && got->tag == req->tag &&
               got->attributes == req->attributes,
           "%s: the host did not get the %s tag %u with attributes 0x%x", p->dev,
@@ -94,7 +96,7 @@ static int host_read(struct checker_pair *p, uint8_t tag, uint8_t attributes, in
     if (cpl_attributes >= 0)
         cpl.attributes = (uint8_t)cpl_attributes;
     raw_send_tlp(&p->s, &cpl);
-    if (!checker_next_tlp(&p->h, &got, data, sizeof(data)) || got.tag != tag) {
+    if (!raw_recv_tlp(&p->h, &got, data, sizeof(data)) || got.tag != tag) {
         CHECK(false, "%s: no completion for tag %u to the host", p->dev, tag);
         return -1;
     }
@@ -119,7 +121,7 @@ static void case_tag_reuse(void)
 static void case_relaxed_ordering_disabled(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_ro", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_ro", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     struct tlpb_tlp wr, got;
     mwr(&wr, HOST_MEM, 4, TLPB_ATTR_RELAXED_ORDERING);
     host_gets(&p, &wr, &got);
@@ -130,7 +132,7 @@ static void case_relaxed_ordering_disabled(void)
 static void case_no_snoop_disabled(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_ns", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_ns", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     struct tlpb_tlp rd, got;
     mrd(&rd, HOST_MEM, 4, 6, TLPB_ATTR_NO_SNOOP);
     if (host_gets(&p, &rd, &got))
@@ -153,7 +155,7 @@ static void case_id_ordering_disabled(void)
 static void case_completion_relaxed_ordering(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_cpl", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_cpl", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     /* The host asked without attributes; the device's completion adds RO. */
     host_read(&p, 7, 0, TLPB_ATTR_RELAXED_ORDERING);
     checker_expect_only("o_cpl", "relaxed_ordering_disabled");
@@ -167,7 +169,7 @@ static void case_completion_relaxed_ordering(void)
 static void case_echoed_attributes(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_echo", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_echo", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     const uint8_t all = TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_NO_SNOOP | TLPB_ATTR_ID_ORDERING;
     CHECK(host_read(&p, 8, all, -1) == all, "the echoed attributes did not reach the host");
     checker_expect_none("o_echo");
