@@ -12,18 +12,6 @@
 #include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
 
-bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
-                           size_t data_size)
-{
-    for (;;) {
-        if (!raw_recv_tlp(&p->s, out, data, data_size))
-            return false;
-        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
-            return true;
-        raw_complete_config(&p->s, CHECKER_PAIR_BDF, out);
-    }
-}
-
 void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag)
 {
     uint8_t payload[4];

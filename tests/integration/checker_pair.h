@@ -20,10 +20,6 @@ struct checker_pair {
     struct raw h, s;
 };
 
-/* The next TLP the simulator gets that is not a config request; config
- * requests (the host's, the bridge's replay) are completed SC on the way. */
-bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
-                           size_t data_size);
 /* A config write from the host, completed SC (by the fallback before the
  * simulator attaches; the bridge's shadow keeps it and replays it). */
 void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag);

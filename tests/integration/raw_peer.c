@@ -366,6 +366,18 @@ void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *r
     raw_send_tlp(sim, &cpl);
 }
 
+bool raw_sim_recv_tlp(struct raw *sim, uint16_t bdf, struct tlpb_tlp *out, uint8_t *data,
+                      size_t data_size)
+{
+    for (;;) {
+        if (!raw_recv_tlp(sim, out, data, data_size))
+            return false;
+        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
+            return true;
+        raw_complete_config(sim, bdf, out);
+    }
+}
+
 void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim)
 {
     static const struct {

@@ -68,6 +68,11 @@ void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim);
 /* As the simulator sim of function bdf, complete the config request req SC
  * (a read with zeros): a raw simulator keeps no config space. */
 void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *req);
+/* The next TLP the simulator sim of function bdf gets that is not a config
+ * request, as raw_recv_tlp; config requests (the host's, the bridge's
+ * replay) are completed on the way (raw_complete_config). */
+bool raw_sim_recv_tlp(struct raw *sim, uint16_t bdf, struct tlpb_tlp *out, uint8_t *data,
+                      size_t data_size);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;

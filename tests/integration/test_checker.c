@@ -53,7 +53,7 @@ static void device_request(struct checker_pair *p, struct tlpb_tlp *req)
         tlpb_completion_error_for(&cpl, &got, 0, TLPB_CPL_UR);
         raw_send_tlp(&p->h, &cpl);
         struct tlpb_tlp back;
-        CHECK(checker_pair_sim_next(p, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR,
+        CHECK(raw_sim_recv_tlp(&p->s, BDF, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR,
               "%s: the UR did not reach the simulator", p->dev);
     }
 }
@@ -136,7 +136,7 @@ static bool host_read(struct checker_pair *p, uint32_t bytes, uint8_t tag, struc
     rd.bar_hint = 0;
     raw_send_tlp(&p->h, &rd);
     static uint8_t data[64];
-    bool ok = checker_pair_sim_next(p, at_sim, data, sizeof(data));
+    bool ok = raw_sim_recv_tlp(&p->s, BDF, at_sim, data, sizeof(data));
     CHECK(ok && at_sim->kind == TLPB_TLP_MRD, "%s: the simulator did not get the MRd", p->dev);
     return ok && at_sim->kind == TLPB_TLP_MRD;
 }

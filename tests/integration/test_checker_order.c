@@ -68,7 +68,7 @@ static void host_refuses(struct checker_pair *p, const struct tlpb_tlp *got)
     static uint8_t data[64];
     tlpb_completion_error_for(&cpl, got, 0, TLPB_CPL_UR);
     raw_send_tlp(&p->h, &cpl);
-    CHECK(checker_pair_sim_next(p, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR &&
+    CHECK(raw_sim_recv_tlp(&p->s, BDF, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR &&
               back.tag == got->tag,
           "%s: the UR for tag %u did not reach the simulator", p->dev, got->tag);
 }
@@ -85,7 +85,7 @@ static int host_read(struct checker_pair *p, uint8_t tag, uint8_t attributes, in
     rd.requester_id = 0;
     rd.bar_hint = 0;
     raw_send_tlp(&p->h, &rd);
-    if (!checker_pair_sim_next(p, &req, data, sizeof(data)) || req.kind != TLPB_TLP_MRD) {
+    if (!raw_sim_recv_tlp(&p->s, BDF, &req, data, sizeof(data)) || req.kind != TLPB_TLP_MRD) {
         CHECK(false, "%s: the simulator did not get the MRd", p->dev);
         return -1;
     }
