@@ -56,6 +56,38 @@ void checker_pair_close(struct checker_pair *p)
     raw_close(&p->s);
 }
 
+void checker_device_write(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes)
+{
+    static const uint8_t zeros[4096];
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MWR;
+    t->requester_id = CHECKER_PAIR_BDF;
+    t->attributes = attributes;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+    t->payload = zeros;
+    t->payload_bytes = t->length_dw * 4u;
+}
+
+void checker_device_read(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag,
+                         uint8_t attributes)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MRD;
+    t->requester_id = CHECKER_PAIR_BDF;
+    t->tag = tag;
+    t->attributes = attributes;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+}
+
+void checker_host_read(struct tlpb_tlp *t, uint32_t bytes, uint8_t tag, uint8_t attributes)
+{
+    checker_device_read(t, DMACOPY_BAR0_ADDR, bytes, tag, attributes);
+    t->requester_id = 0;
+    t->bar_hint = 0;
+}
+
 bool checker_wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what)
 {
     for (;;) {

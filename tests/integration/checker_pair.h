@@ -15,6 +15,10 @@
 /* The bus/device/function the host's config writes give the device. */
 #define CHECKER_PAIR_BDF 0x0100u
 
+/* A host address for the device's DMA (the raw host answers for it, or
+ * not: the checker judges the request, not where it lands). */
+#define CHECKER_PAIR_HOST_MEM 0x10000u
+
 struct checker_pair {
     const char *dev;
     struct raw h, s;
@@ -34,6 +38,15 @@ void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command
 void checker_pair_open_cfg(struct checker_pair *p, const char *dev, uint32_t command,
                            uint16_t reg, uint32_t value);
 void checker_pair_close(struct checker_pair *p);
+
+/* A DMA write from the device (requester CHECKER_PAIR_BDF, no BAR, zeros
+ * as data, at most 4 KiB) of bytes at addr, with attributes (TLPB_ATTR_*). */
+void checker_device_write(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes);
+/* A DMA read from the device of bytes at addr, under tag. */
+void checker_device_read(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag,
+                         uint8_t attributes);
+/* A host read of bytes at the start of BAR0 (DMACOPY_BAR0_ADDR), under tag. */
+void checker_host_read(struct tlpb_tlp *t, uint32_t bytes, uint8_t tag, uint8_t attributes);
 
 /* Wait for the next message of kind body on r (others skipped): what the
  * bridge sends after it handled what the test sent orders a status query

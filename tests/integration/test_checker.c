@@ -24,7 +24,7 @@
 #include "tlpb/wire.h"
 
 #define BDF CHECKER_PAIR_BDF
-#define HOST_MEM 0x10000u /* a host address the raw host answers for */
+#define HOST_MEM CHECKER_PAIR_HOST_MEM
 
 /* The device's status object (malloc'd reply in *json). */
 static const char *device_status(const char *dev, char **json)
@@ -58,34 +58,12 @@ static void device_request(struct checker_pair *p, struct tlpb_tlp *req)
     }
 }
 
-static void mwr(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint16_t requester)
-{
-    static uint8_t payload[4096];
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MWR;
-    t->requester_id = requester;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-    t->payload = payload;
-    t->payload_bytes = t->length_dw * 4u;
-}
-
-static void mrd(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag)
-{
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MRD;
-    t->requester_id = BDF;
-    t->tag = tag;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-}
-
 static void case_mwr_exceeds_mps(void)
 {
     struct checker_pair p;
     checker_pair_open(&p, "c_mps", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 512, BDF); /* MPS is 128 bytes after reset */
+    checker_device_write(&t, HOST_MEM, 512, 0); /* MPS is 128 bytes after reset */
     device_request(&p, &t);
     checker_expect_only("c_mps", "mwr_exceeds_mps");
     checker_pair_close(&p);
@@ -96,7 +74,7 @@ static void case_mrd_exceeds_mrrs(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_mrrs", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 1024, 5); /* MRRS is 512 bytes after reset */
+    checker_device_read(&t, HOST_MEM, 1024, 5, 0); /* MRRS is 512 bytes after reset */
     device_request(&p, &t);
     checker_expect_only("c_mrrs", "mrd_exceeds_mrrs");
     checker_pair_close(&p);
@@ -107,7 +85,7 @@ static void case_bus_master_disabled(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_bme", 0x2); /* memory space only */
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 4, BDF);
+    checker_device_write(&t, HOST_MEM, 4, 0);
     device_request(&p, &t);
     checker_expect_only("c_bme", "bus_master_disabled");
     checker_pair_close(&p);
@@ -118,7 +96,8 @@ static void case_requester_id(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_rid", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 4, 0x0200); /* not the device's 01:00.0 */
+    checker_device_write(&t, HOST_MEM, 4, 0);
+    t.requester_id = 0x0200; /* not the device's 01:00.0 */
     device_request(&p, &t);
     checker_expect_only("c_rid", "requester_id");
     checker_pair_close(&p);
@@ -131,9 +110,7 @@ static void case_requester_id(void)
 static bool host_read(struct checker_pair *p, uint32_t bytes, uint8_t tag, struct tlpb_tlp *at_sim)
 {
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, bytes, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, bytes, tag, 0);
     raw_send_tlp(&p->h, &rd);
     static uint8_t data[64];
     bool ok = raw_sim_recv_tlp(&p->s, BDF, at_sim, data, sizeof(data));
@@ -145,9 +122,7 @@ static bool host_read(struct checker_pair *p, uint32_t bytes, uint8_t tag, struc
 static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
 {
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, 4, tag, 0);
     raw_send_tlp(h, &rd);
     struct tlpb_tlp cpl;
     uint8_t data[8];
@@ -294,7 +269,7 @@ static void case_unexpected_completion(void)
     checker_pair_open(&p, "c_unexp", 0x6);
     /* A completion for a DMA read the device never sent, from the host. */
     struct tlpb_tlp req, cpl;
-    mrd(&req, HOST_MEM, 4, 40);
+    checker_device_read(&req, HOST_MEM, 4, 40, 0);
     tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
     raw_send_tlp(&p.h, &cpl);
     checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the unmatched completion");
@@ -307,7 +282,7 @@ static void case_cpl_after_last_byte(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_after", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 4, 41);
+    checker_device_read(&t, HOST_MEM, 4, 41, 0);
     device_request(&p, &t); /* answered with UR: complete */
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, &t, 0, TLPB_CPL_UR);
@@ -322,7 +297,7 @@ static void case_completion_timeout(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_cto", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 4, 42);
+    checker_device_read(&t, HOST_MEM, 4, 42, 0);
     raw_send_tlp(&p.s, &t);
     struct tlpb_tlp got;
     uint8_t data[8];
@@ -417,7 +392,7 @@ static void case_refused_crosses_4k(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_4k", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM + 0xff8, 16, BDF); /* 8 bytes each side of a 4 KiB line */
+    checker_device_write(&t, HOST_MEM + 0xff8, 16, 0); /* 8 bytes each side of a 4 KiB line */
     refused_tlp(&p, &t, "crosses_4k");
     expect_served(&p, 20);
     expect_served(&bystander, 21);
@@ -505,7 +480,7 @@ static void case_refused_policies(void)
     struct checker_pair p;
     struct tlpb_tlp t;
     checker_pair_open(&p, "c_rej4k", 0x6);
-    mwr(&t, HOST_MEM + 0xffc, 8, BDF);
+    checker_device_write(&t, HOST_MEM + 0xffc, 8, 0);
     refused_tlp(&p, &t, "crosses_4k");
     char *json;
     const char *obj = device_status("c_rej4k", &json);
@@ -606,9 +581,7 @@ static void case_policy_reject(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_reject", 0x4); /* memory space off */
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 9);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, 4, 9, 0);
     raw_send_tlp(&p.h, &rd);
     expect_ur(&p.h, 9, "a host read with Memory Space Enable clear, policy reject");
     char *json;
