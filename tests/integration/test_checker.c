@@ -181,7 +181,8 @@ static void case_memory_space_disabled(void)
         raw_send_tlp(&p.s, &cpl);
         struct tlpb_tlp got;
         uint8_t buf[8];
-        CHECK(raw_recv_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 7, "no completion to the host");
+        CHECK(raw_recv_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 7,
+              "no completion to the host");
     }
     checker_expect_only("c_mse", "memory_space_disabled");
     checker_pair_close(&p);
