@@ -8,32 +8,15 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
-#include "tlpb/byteorder.h"
-#include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
-
-void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag)
-{
-    uint8_t payload[4];
-    tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = 0xF,
-                          .completer_id = CHECKER_PAIR_BDF, .cfg_register = reg,
-                          .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(&p->h, &wr);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    CHECK(raw_recv_tlp(&p->h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
-              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
-          "%s: CfgWr0 of 0x%x not completed SC", p->dev, reg);
-}
 
 void checker_pair_open_host(struct checker_pair *p, const char *dev, uint32_t command)
 {
     p->dev = dev;
     raw_host(&p->h, dev);
-    checker_pair_cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
-    checker_pair_cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
-    checker_pair_cfg_write(p, 0x04, command, 3);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x10, DMACOPY_BAR0_ADDR, 0xF, 1);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x18, DMACOPY_BAR2_ADDR, 0xF, 2);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x04, command, 0xF, 3);
 }
 
 void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command)
@@ -46,7 +29,7 @@ void checker_pair_open_cfg(struct checker_pair *p, const char *dev, uint32_t com
                            uint16_t reg, uint32_t value)
 {
     checker_pair_open_host(p, dev, command);
-    checker_pair_cfg_write(p, reg, value, 4);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, reg, value, 0xF, 4);
     raw_simulator(&p->s, dev);
 }
 

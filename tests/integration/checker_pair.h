@@ -24,11 +24,10 @@ struct checker_pair {
     struct raw h, s;
 };
 
-/* A config write from the host, completed SC (by the fallback before the
- * simulator attaches; the bridge's shadow keeps it and replays it). */
-void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag);
 /* Host attached, BARs programmed (DMACOPY_BAR0_ADDR, DMACOPY_BAR2_ADDR),
- * Command as given (0x6: memory space and bus master); no simulator yet. */
+ * Command as given (0x6: memory space and bus master), each completed SC
+ * by the fallback (the bridge's shadow keeps them and replays them to the
+ * simulator); no simulator yet. */
 void checker_pair_open_host(struct checker_pair *p, const char *dev, uint32_t command);
 /* The same, then the simulator attached. */
 void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command);

@@ -356,6 +356,23 @@ static Tlpb__Envelope *raw_next_of_two(struct raw *a, struct raw *b, struct raw 
 }
 
 /* A simulator's answer to a config request: SC, a read returning zero. */
+void raw_cfg_write(struct raw *h, uint16_t bdf, uint16_t reg, uint32_t value, uint8_t be,
+                   uint8_t tag)
+{
+    uint8_t payload[4];
+    tlpb_put_le32(payload, value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
+                          .completer_id = bdf, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = payload};
+    raw_send_tlp(h, &wr);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    CHECK(raw_recv_tlp(h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
+              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
+          "CfgWr0 of 0x%x to %02x:%02x.%x not completed SC", reg, bdf >> 8, (bdf >> 3) & 0x1f,
+          bdf & 7);
+}
+
 void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *req)
 {
     struct tlpb_tlp cpl;

@@ -366,7 +366,7 @@ static void case_msi_vector_range(void)
     struct checker_pair p;
     checker_pair_open(&p, "c_msi2", 0x6);
     /* MSI Enable, Multiple Message Enable 0: one vector granted of four. */
-    checker_pair_cfg_write(&p, MSI_CONTROL_DW, 1u << 16, 4);
+    raw_cfg_write(&p.h, BDF, MSI_CONTROL_DW, 1u << 16, 0xF, 4);
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSI, 2);
     checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
     checker_expect_only("c_msi2", "msi_vector_range");

@@ -35,34 +35,6 @@ static void check_logged(const char *needle, const char *what)
     CHECK(it_log_contains(it.bridge, needle), "%s: the bridge log lacks \"%s\"", what, needle);
 }
 
-
-/* Hello as a host offering capabilities; returns the reply (caller frees). */
-static Tlpb__Envelope *host_hello_caps(struct raw *r, const char *device, uint64_t caps)
-{
-    raw_open(r);
-    Tlpb__Hello hello;
-    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, device, "rules-test-host");
-    hello.capabilities = caps;
-    Tlpb__Envelope *reply = raw_send_hello(r, &hello);
-    REQUIRE(reply && reply->hello_reply->accepted, "host handshake for %s refused", device);
-    return reply;
-}
-
-static void cfg_write(struct raw *r, uint16_t reg, uint32_t value, uint8_t be, uint8_t tag)
-{
-    uint8_t payload[4];
-    tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
-                          .completer_id = BDF, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
-                          .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(r, &wr);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    CHECK(raw_recv_tlp(r, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
-              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
-          "CfgWr0 of 0x%x not completed SC", reg);
-}
-
 /* One MRd of a DW; returns the completion status (SC with *value set). */
 static enum tlpb_cpl_status read_dw(struct raw *r, uint64_t addr, int8_t bar_hint, uint8_t tag,
                                     uint32_t *value)
@@ -253,7 +225,7 @@ static void expect_malformed_request(const char *device, const struct tlpb_tlp *
                                      const char *reason, const char *what)
 {
     struct raw r;
-    Tlpb__Envelope *reply = host_hello_caps(&r, device, TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    Tlpb__Envelope *reply = raw_host_caps(&r, device, TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     tlpb_envelope_free(reply);
     raw_send_tlp(&r, req);
     CHECK(raw_expect_dropped(&r), "%s: connection not closed", what);
@@ -265,7 +237,7 @@ static void expect_malformed_request(const char *device, const struct tlpb_tlp *
 static void case_unsplit_grant(void)
 {
     struct raw r;
-    Tlpb__Envelope *reply = host_hello_caps(&r, "dmacopy0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    Tlpb__Envelope *reply = raw_host_caps(&r, "dmacopy0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     CHECK((reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) == 0,
           "unsplit DMA granted to a host of a strict device");
     tlpb_envelope_free(reply);
@@ -273,7 +245,7 @@ static void case_unsplit_grant(void)
     check_logged("host[dmacopy0]: device dmacopy0 is configured for strict DMA: unsplit DMA not granted",
                  "strict device");
 
-    reply = host_hello_caps(&r, "fast0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    reply = raw_host_caps(&r, "fast0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     CHECK((reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0,
           "unsplit DMA not granted to a host of a fast device");
     tlpb_envelope_free(reply);
@@ -309,10 +281,10 @@ static void address_rule(struct raw *r, const char *device, bool model_answers)
     CHECK(read_dw(r, NO_BAR_ADDR + REG_ID, TLPB_NO_BAR, 12, &v) == TLPB_CPL_UR,
           "%s: read outside every BAR without a hint not UR", device);
     /* Memory Space Enable off: UR, also in a BAR with the right hint. */
-    cfg_write(r, 0x04, 0x0004, 0x3, 13);
+    raw_cfg_write(r, BDF, 0x04, 0x0004, 0x3, 13);
     CHECK(read_dw(r, DMACOPY_BAR0_ADDR + REG_ID, 0, 14, &v) == TLPB_CPL_UR,
           "%s: read with memory space disabled not UR", device);
-    cfg_write(r, 0x04, 0x0006, 0x3, 15);
+    raw_cfg_write(r, BDF, 0x04, 0x0006, 0x3, 15);
     CHECK(read_dw(r, DMACOPY_BAR0_ADDR + REG_ID, 0, 16, &v) == TLPB_CPL_SC,
           "%s: read with memory space enabled again not SC", device);
 }
