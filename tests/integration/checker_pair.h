@@ -15,8 +15,7 @@
 /* The bus/device/function the host's config writes give the device. */
 #define CHECKER_PAIR_BDF 0x0100u
 
-/* A host address for the device's DMA (the raw host answers for it, or
- * not: the checker judges the request, not where it lands). */
+/* A host address for the device's DMA (the raw host answers for it). */
 #define CHECKER_PAIR_HOST_MEM 0x10000u
 
 struct checker_pair {
