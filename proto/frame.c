@@ -146,6 +146,19 @@ void tlpb_dma_fault_envelope(Tlpb__Envelope *env, Tlpb__Error *err, const char *
     env->error = err;
 }
 
+void tlpb_dma_context_envelope(Tlpb__Envelope *env, Tlpb__DmaContext *ctx, bool write,
+                               uint64_t address, uint32_t length_bytes, const char *text)
+{
+    tlpb__dma_context__init(ctx);
+    ctx->write = write;
+    ctx->address = address;
+    ctx->length_bytes = length_bytes;
+    ctx->text = (char *)text;
+    tlpb__envelope__init(env);
+    env->body_case = TLPB__ENVELOPE__BODY_DMA_CONTEXT;
+    env->dma_context = ctx;
+}
+
 int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_t address,
                                uint32_t bytes)
 {

@@ -272,14 +272,9 @@ int tlpb_sim_send_dma_context(tlpb_sim *sim, bool write, uint64_t address, uint3
 {
     if (sim->lost)
         return -ENOTCONN;
-    Tlpb__DmaContext ctx = TLPB__DMA_CONTEXT__INIT;
-    ctx.write = write;
-    ctx.address = address;
-    ctx.length_bytes = length_bytes;
-    ctx.text = (char *)text;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_DMA_CONTEXT;
-    env.dma_context = &ctx;
+    Tlpb__DmaContext ctx;
+    Tlpb__Envelope env;
+    tlpb_dma_context_envelope(&env, &ctx, write, address, length_bytes, text);
     /* Forced, like the requests it goes ahead of once they are taken. */
     return tlpb_obuf_append(&sim->ob, &env, true);
 }

@@ -8,79 +8,28 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
-#include "tlpb/byteorder.h"
-#include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
 
-bool checker_next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
-{
-    Tlpb__Envelope *env = raw_next_tlp(r);
-    if (!env)
-        return false;
-    const char *reason = NULL;
-    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
-    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
-    if (ok && out->payload_bytes) {
-        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
-        memcpy(data, out->payload, n);
-        out->payload = data;
-    }
-    tlpb_envelope_free(env);
-    return ok;
-}
-
-bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
-                           size_t data_size)
-{
-    for (;;) {
-        if (!checker_next_tlp(&p->s, out, data, data_size))
-            return false;
-        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
-            return true;
-        struct tlpb_tlp cpl;
-        static const uint8_t zero[4];
-        tlpb_completion_for(&cpl, out, CHECKER_PAIR_BDF, 0, 4, 4);
-        if (cpl.kind == TLPB_TLP_CPLD)
-            cpl.payload = zero;
-        raw_send_tlp(&p->s, &cpl);
-    }
-}
-
-void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag)
-{
-    uint8_t payload[4];
-    tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = 0xF,
-                          .completer_id = CHECKER_PAIR_BDF, .cfg_register = reg,
-                          .bar_hint = TLPB_NO_BAR, .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(&p->h, &wr);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    CHECK(checker_next_tlp(&p->h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
-              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
-          "%s: CfgWr0 of 0x%x not completed SC", p->dev, reg);
-}
-
-static void open_host(struct checker_pair *p, const char *dev, uint32_t command)
+void checker_pair_open_host(struct checker_pair *p, const char *dev, uint32_t command)
 {
     p->dev = dev;
     raw_host(&p->h, dev);
-    checker_pair_cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
-    checker_pair_cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
-    checker_pair_cfg_write(p, 0x04, command, 3);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x10, DMACOPY_BAR0_ADDR, 0xF, 1);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x18, DMACOPY_BAR2_ADDR, 0xF, 2);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, 0x04, command, 0xF, 3);
 }
 
 void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command)
 {
-    open_host(p, dev, command);
+    checker_pair_open_host(p, dev, command);
     raw_simulator(&p->s, dev);
 }
 
-void checker_pair_open_devctl(struct checker_pair *p, const char *dev, uint32_t command,
-                              uint16_t devctl)
+void checker_pair_open_cfg(struct checker_pair *p, const char *dev, uint32_t command,
+                           uint16_t reg, uint32_t value)
 {
-    open_host(p, dev, command);
-    checker_pair_cfg_write(p, TLPB_CFG_PCIE_CAP + 0x08u, devctl, 4);
+    checker_pair_open_host(p, dev, command);
+    raw_cfg_write(&p->h, CHECKER_PAIR_BDF, reg, value, 0xF, 4);
     raw_simulator(&p->s, dev);
 }
 
@@ -88,6 +37,38 @@ void checker_pair_close(struct checker_pair *p)
 {
     raw_close(&p->h);
     raw_close(&p->s);
+}
+
+void checker_device_write(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes)
+{
+    static const uint8_t zeros[4096];
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MWR;
+    t->requester_id = CHECKER_PAIR_BDF;
+    t->attributes = attributes;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+    t->payload = zeros;
+    t->payload_bytes = t->length_dw * 4u;
+}
+
+void checker_device_read(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag,
+                         uint8_t attributes)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = TLPB_TLP_MRD;
+    t->requester_id = CHECKER_PAIR_BDF;
+    t->tag = tag;
+    t->attributes = attributes;
+    t->bar_hint = TLPB_NO_BAR;
+    tlpb_tlp_set_mem_range(t, addr, bytes);
+}
+
+void checker_host_read(struct tlpb_tlp *t, uint32_t bytes, uint8_t tag, uint8_t attributes)
+{
+    checker_device_read(t, DMACOPY_BAR0_ADDR, bytes, tag, attributes);
+    t->requester_id = 0;
+    t->bar_hint = 0;
 }
 
 bool checker_wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what)
@@ -123,6 +104,21 @@ bool checker_counts(const char *dev, const char *rule, unsigned long long *total
     return found;
 }
 
+bool checker_log_names(const char *dev, const char *what)
+{
+    char needle[160];
+    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
+    char *log = it_read_log(it.bridge);
+    bool named = false;
+    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
+        const char *eol = strchr(l, '\n');
+        const char *at = strstr(l, what);
+        named = at && (!eol || at < eol);
+    }
+    free(log);
+    return named;
+}
+
 void checker_expect_only(const char *dev, const char *rule)
 {
     unsigned long long total = 0, n = 0;
@@ -131,17 +127,8 @@ void checker_expect_only(const char *dev, const char *rule)
         CHECK(total == 1, "%s: %llu violations in all, expected only the one of %s", dev, total,
               rule);
     }
-    char needle[160];
-    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
-    char *log = it_read_log(it.bridge);
-    bool named = false;
-    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
-        const char *eol = strchr(l, '\n');
-        const char *at = strstr(l, rule);
-        named = at && (!eol || at < eol);
-    }
-    CHECK(named, "the bridge log has no checker line of %s naming %s", dev, rule);
-    free(log);
+    CHECK(checker_log_names(dev, rule), "the bridge log has no checker line of %s naming %s",
+          dev, rule);
 }
 
 void checker_expect_none(const char *dev)

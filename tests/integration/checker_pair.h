@@ -15,30 +15,36 @@
 /* The bus/device/function the host's config writes give the device. */
 #define CHECKER_PAIR_BDF 0x0100u
 
+/* A host address for the device's DMA (the raw host answers for it). */
+#define CHECKER_PAIR_HOST_MEM 0x10000u
+
 struct checker_pair {
     const char *dev;
     struct raw h, s;
 };
 
-/* Next TLP on r, converted, its payload copied to data; false on none. */
-bool checker_next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size);
-/* The next TLP the simulator gets that is not a config request; config
- * requests (the host's, the bridge's replay) are completed SC on the way. */
-bool checker_pair_sim_next(struct checker_pair *p, struct tlpb_tlp *out, uint8_t *data,
-                           size_t data_size);
-/* A config write from the host, completed SC (by the fallback before the
- * simulator attaches; the bridge's shadow keeps it and replays it). */
-void checker_pair_cfg_write(struct checker_pair *p, uint16_t reg, uint32_t value, uint8_t tag);
 /* Host attached, BARs programmed (DMACOPY_BAR0_ADDR, DMACOPY_BAR2_ADDR),
- * Command as given (0x6: memory space and bus master), then the simulator
- * attached. */
+ * Command as given (0x6: memory space and bus master), each completed SC
+ * by the fallback (the bridge's shadow keeps them and replays them to the
+ * simulator); no simulator yet. */
+void checker_pair_open_host(struct checker_pair *p, const char *dev, uint32_t command);
+/* The same, then the simulator attached. */
 void checker_pair_open(struct checker_pair *p, const char *dev, uint32_t command);
-/* The same, with Device Control (PCI Express capability + 8) written too,
- * before the simulator attaches (a config write after that would wait for
- * the simulator's answer). */
-void checker_pair_open_devctl(struct checker_pair *p, const char *dev, uint32_t command,
-                              uint16_t devctl);
+/* The same, with one more config write (reg, value: Device Control, MSI-X
+ * Message Control...) before the simulator attaches (a config write after
+ * that would wait for the simulator's answer). */
+void checker_pair_open_cfg(struct checker_pair *p, const char *dev, uint32_t command,
+                           uint16_t reg, uint32_t value);
 void checker_pair_close(struct checker_pair *p);
+
+/* A DMA write from the device (requester CHECKER_PAIR_BDF, no BAR, zeros
+ * as data, at most 4 KiB) of bytes at addr, with attributes (TLPB_ATTR_*). */
+void checker_device_write(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes);
+/* A DMA read from the device of bytes at addr, under tag. */
+void checker_device_read(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag,
+                         uint8_t attributes);
+/* A host read of bytes at the start of BAR0 (DMACOPY_BAR0_ADDR), under tag. */
+void checker_host_read(struct tlpb_tlp *t, uint32_t bytes, uint8_t tag, uint8_t attributes);
 
 /* Wait for the next message of kind body on r (others skipped): what the
  * bridge sends after it handled what the test sent orders a status query
@@ -48,6 +54,8 @@ bool checker_wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const ch
  * when the status has no checker object for dev. */
 bool checker_counts(const char *dev, const char *rule, unsigned long long *total,
                     unsigned long long *of_rule);
+/* Whether a checker line of dev in the bridge log has what in it. */
+bool checker_log_names(const char *dev, const char *what);
 /* Exactly one violation on dev, of rule, and the bridge log names it. */
 void checker_expect_only(const char *dev, const char *rule);
 /* No violation on dev. */

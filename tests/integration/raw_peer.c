@@ -147,6 +147,23 @@ Tlpb__Envelope *raw_next_tlp(struct raw *r)
     }
 }
 
+bool raw_recv_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
+{
+    Tlpb__Envelope *env = raw_next_tlp(r);
+    if (!env)
+        return false;
+    const char *reason = NULL;
+    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
+    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
+    if (ok && out->payload_bytes) {
+        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
+        memcpy(data, out->payload, n);
+        out->payload = data;
+    }
+    tlpb_envelope_free(env);
+    return ok;
+}
+
 Tlpb__Envelope *raw_send_hello(struct raw *r, Tlpb__Hello *hello)
 {
     Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
@@ -339,19 +356,43 @@ static Tlpb__Envelope *raw_next_of_two(struct raw *a, struct raw *b, struct raw 
 }
 
 /* A simulator's answer to a config request: SC, a read returning zero. */
-static void raw_complete_config(struct raw *sim, uint16_t bdf, const Tlpb__Tlp *pb)
+void raw_cfg_write(struct raw *h, uint16_t bdf, uint16_t reg, uint32_t value, uint8_t be,
+                   uint8_t tag)
 {
-    struct tlpb_tlp req, cpl;
-    const char *reason = NULL;
-    if (tlpb_tlp_from_pb(&req, pb, &reason) != 0) {
-        CHECK(false, "a config request to the simulator does not convert: %s", reason);
-        return;
-    }
+    uint8_t payload[4];
+    tlpb_put_le32(payload, value);
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
+                          .completer_id = bdf, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
+                          .payload_bytes = 4, .payload = payload};
+    raw_send_tlp(h, &wr);
+    struct tlpb_tlp cpl;
+    uint8_t data[8];
+    CHECK(raw_recv_tlp(h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
+              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
+          "CfgWr0 of 0x%x to %02x:%02x.%x not completed SC", reg, bdf >> 8, (bdf >> 3) & 0x1f,
+          bdf & 7);
+}
+
+void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *req)
+{
+    struct tlpb_tlp cpl;
     static const uint8_t zero[4];
-    tlpb_completion_for(&cpl, &req, bdf, 0, 4, 4);
+    tlpb_completion_for(&cpl, req, bdf, 0, 4, 4);
     if (cpl.kind == TLPB_TLP_CPLD)
         cpl.payload = zero;
     raw_send_tlp(sim, &cpl);
+}
+
+bool raw_sim_recv_tlp(struct raw *sim, uint16_t bdf, struct tlpb_tlp *out, uint8_t *data,
+                      size_t data_size)
+{
+    for (;;) {
+        if (!raw_recv_tlp(sim, out, data, data_size))
+            return false;
+        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
+            return true;
+        raw_complete_config(sim, bdf, out);
+    }
 }
 
 void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim)
@@ -389,7 +430,12 @@ void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim)
                       t->tag, wr.tag);
             } else if (t && (t->kind == TLPB__TLP_KIND__TLP_CFGWR0 ||
                              t->kind == TLPB__TLP_KIND__TLP_CFGRD0)) {
-                raw_complete_config(sim, bdf, t); /* ours, or the bridge's replay */
+                struct tlpb_tlp req;
+                const char *reason = NULL;
+                if (tlpb_tlp_from_pb(&req, t, &reason) == 0)
+                    raw_complete_config(sim, bdf, &req); /* ours, or the bridge's replay */
+                else
+                    CHECK(false, "a config request to the simulator does not convert: %s", reason);
             } else if (t) {
                 CHECK(false, "enumeration: the simulator got a TLP of kind %d", (int)t->kind);
             }

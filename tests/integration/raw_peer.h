@@ -34,6 +34,9 @@ Tlpb__Envelope *raw_next(struct raw *r, bool *eof);
 bool raw_expect_dropped(struct raw *r);
 /* Wait for a TLP (skipping Errors and events, which are counted). */
 Tlpb__Envelope *raw_next_tlp(struct raw *r);
+/* The same, converted into *out, its payload copied to data (at most
+ * data_size bytes); false on none. */
+bool raw_recv_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size);
 /* Send hello; returns the reply (checked to be a HelloReply). */
 Tlpb__Envelope *raw_send_hello(struct raw *r, Tlpb__Hello *hello);
 /* Send Hello (desc for a simulator, else NULL); returns the reply. */
@@ -47,7 +50,6 @@ void raw_simulator(struct raw *r, const char *device);
 void raw_simulator_caps(struct raw *r, const char *device, uint64_t capabilities);
 /* Connect and handshake as the host of device; fatal if refused. */
 void raw_host(struct raw *r, const char *device);
-/* The same, offering capabilities; *granted: what the bridge granted. */
 /* Enumerate the dmacopy device from the host h as a root complex does
  * before using it (the bridge's PCIe checker judges the device's traffic
  * by it, docs/checker.md): config writes that tell the function its
@@ -62,6 +64,19 @@ void raw_host(struct raw *r, const char *device);
  * here; other messages to it meanwhile (TimeSync, Events) are dropped, as
  * are the host's messages that are not TLPs. */
 void raw_host_enumerate(struct raw *h, uint16_t bdf, struct raw *sim);
+/* A config write from the host h to register reg of function bdf, byte
+ * enables be; checks that h gets it completed SC (by whatever serves the
+ * device: a raw simulator attached must answer it meanwhile). */
+void raw_cfg_write(struct raw *h, uint16_t bdf, uint16_t reg, uint32_t value, uint8_t be,
+                   uint8_t tag);
+/* As the simulator sim of function bdf, complete the config request req SC
+ * (a read with zeros): a raw simulator keeps no config space. */
+void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *req);
+/* The next TLP the simulator sim of function bdf gets that is not a config
+ * request, as raw_recv_tlp; config requests (the host's, the bridge's
+ * replay) are completed on the way (raw_complete_config). */
+bool raw_sim_recv_tlp(struct raw *sim, uint16_t bdf, struct tlpb_tlp *out, uint8_t *data,
+                      size_t data_size);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;
@@ -89,7 +104,5 @@ const struct tlpb_devdesc *dmacopy_description(void);
 /* Connect and handshake as the host of device offering capabilities; fatal
  * if refused. Returns the HelloReply (free with tlpb_envelope_free). */
 Tlpb__Envelope *raw_host_caps(struct raw *r, const char *device, uint64_t capabilities);
-/* Send env with n descriptors attached to its frame's first byte
- * (SCM_RIGHTS), as a host sends RingSetup or GuestMemory. */
 
 #endif

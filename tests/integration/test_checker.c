@@ -17,96 +17,14 @@
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+#include "checker_pair.h"
 #include "raw_peer.h"
 #include "tlpb/byteorder.h"
 #include "tlpb/cfgspace.h"
 #include "tlpb/wire.h"
 
-#define BDF 0x0100u
-#define HOST_MEM 0x10000u /* a host address the raw host answers for */
-
-struct pair {
-    const char *dev;
-    struct raw h, s;
-};
-
-/* Next TLP on r, converted, payload copied to data; false on none. */
-static bool next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
-{
-    Tlpb__Envelope *env = raw_next_tlp(r);
-    if (!env)
-        return false;
-    const char *reason = NULL;
-    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
-    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
-    if (ok && out->payload_bytes) {
-        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
-        memcpy(data, out->payload, n);
-        out->payload = data;
-    }
-    tlpb_envelope_free(env);
-    return ok;
-}
-
-/* The next TLP the simulator gets that is not a config request; config
- * requests (the host's, the bridge's replay) are completed SC on the way. */
-static bool sim_next(struct pair *p, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
-{
-    for (;;) {
-        if (!next_tlp(&p->s, out, data, data_size))
-            return false;
-        if (out->kind != TLPB_TLP_CFGWR0 && out->kind != TLPB_TLP_CFGRD0)
-            return true;
-        struct tlpb_tlp cpl;
-        static const uint8_t zero[4];
-        tlpb_completion_for(&cpl, out, BDF, 0, 4, 4);
-        if (cpl.kind == TLPB_TLP_CPLD)
-            cpl.payload = zero;
-        raw_send_tlp(&p->s, &cpl);
-    }
-}
-
-/* A config write from the host. The simulator is not attached yet: the
- * fallback completes it, the bridge's shadow keeps it, and the bridge
- * replays it to the simulator when it attaches (answered by sim_next). */
-static void cfg_write(struct pair *p, uint16_t reg, uint32_t value, uint8_t tag)
-{
-    uint8_t payload[4];
-    tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = 0xF,
-                          .completer_id = BDF, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
-                          .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(&p->h, &wr);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    CHECK(next_tlp(&p->h, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
-              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
-          "%s: CfgWr0 of 0x%x not completed SC", p->dev, reg);
-}
-
-/* Host attached, BARs programmed, Command as given (0x6: memory space and
- * bus master on); the simulator not yet. */
-static void open_host(struct pair *p, const char *dev, uint32_t command)
-{
-    p->dev = dev;
-    raw_host(&p->h, dev);
-    cfg_write(p, 0x10, DMACOPY_BAR0_ADDR, 1);
-    cfg_write(p, 0x18, DMACOPY_BAR2_ADDR, 2);
-    cfg_write(p, 0x04, command, 3);
-}
-
-/* The same, then the simulator attached. */
-static void open_pair(struct pair *p, const char *dev, uint32_t command)
-{
-    open_host(p, dev, command);
-    raw_simulator(&p->s, dev);
-}
-
-static void close_pair(struct pair *p)
-{
-    raw_close(&p->h);
-    raw_close(&p->s);
-}
+#define BDF CHECKER_PAIR_BDF
+#define HOST_MEM CHECKER_PAIR_HOST_MEM
 
 /* The device's status object (malloc'd reply in *json). */
 static const char *device_status(const char *dev, char **json)
@@ -118,71 +36,16 @@ static const char *device_status(const char *dev, char **json)
     return obj;
 }
 
-/* Whether a checker line of dev in the bridge log has what in it. */
-static bool checker_log_names(const char *dev, const char *what)
-{
-    char needle[160];
-    snprintf(needle, sizeof(needle), "device %s: PCIe checker: ", dev);
-    char *log = it_read_log(it.bridge);
-    bool named = false;
-    for (const char *l = log ? strstr(log, needle) : NULL; l && !named; l = strstr(l + 1, needle)) {
-        const char *eol = strchr(l, '\n');
-        const char *at = strstr(l, what);
-        named = at && (!eol || at < eol);
-    }
-    free(log);
-    return named;
-}
-
-/* Exactly one violation on dev, of rule, and the log line names it. */
-static void expect_only(const char *dev, const char *rule)
-{
-    char *json;
-    const char *obj = device_status(dev, &json);
-    unsigned long long n = 0, total = 0;
-    if (obj) {
-        const char *checker = strstr(obj, "\"checker\": {");
-        CHECK(checker && it_json_uint(checker, "violations", &total), "%s: no checker counts", dev);
-        bool has = checker && it_json_uint(checker, rule, &n);
-        CHECK(has && n == 1, "%s: rule %s counted %llu times, expected once: %s", dev, rule, n,
-              obj);
-        CHECK(total == 1, "%s: %llu violations in all, expected only the one of %s: %s", dev,
-              total, rule, obj);
-    }
-    free(json);
-    CHECK(checker_log_names(dev, rule), "the bridge log has no checker line of %s naming %s",
-          dev, rule);
-}
-
-/* Wait for the next message of kind body on r (others skipped): what the
- * bridge sends after it handled what the test sent on r, or on the peer
- * it forwards from, orders a status query after the check. */
-static bool wait_message(struct raw *r, Tlpb__Envelope__BodyCase body, const char *what)
-{
-    for (;;) {
-        bool eof = false;
-        Tlpb__Envelope *m = raw_next(r, &eof);
-        if (!m) {
-            CHECK(false, "no %s from the bridge", what);
-            return false;
-        }
-        bool match = m->body_case == body;
-        tlpb_envelope_free(m);
-        if (match)
-            return true;
-    }
-}
-
 /* ---- device requests ---------------------------------------------------- */
 
 /* The simulator sends req; the host gets it; a read is answered with UR
  * (the checker's request then completes). */
-static void device_request(struct pair *p, struct tlpb_tlp *req)
+static void device_request(struct checker_pair *p, struct tlpb_tlp *req)
 {
     raw_send_tlp(&p->s, req);
     struct tlpb_tlp got;
     static uint8_t data[4096];
-    bool ok = next_tlp(&p->h, &got, data, sizeof(data));
+    bool ok = raw_recv_tlp(&p->h, &got, data, sizeof(data));
     CHECK(ok && got.kind == req->kind, "%s: the host did not get the %s", p->dev,
           tlpb_tlp_kind_name(req->kind));
     if (ok && got.kind == TLPB_TLP_MRD) {
@@ -190,90 +53,67 @@ static void device_request(struct pair *p, struct tlpb_tlp *req)
         tlpb_completion_error_for(&cpl, &got, 0, TLPB_CPL_UR);
         raw_send_tlp(&p->h, &cpl);
         struct tlpb_tlp back;
-        CHECK(sim_next(p, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR,
+        CHECK(raw_sim_recv_tlp(&p->s, BDF, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR,
               "%s: the UR did not reach the simulator", p->dev);
     }
 }
 
-static void mwr(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint16_t requester)
-{
-    static uint8_t payload[4096];
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MWR;
-    t->requester_id = requester;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-    t->payload = payload;
-    t->payload_bytes = t->length_dw * 4u;
-}
-
-static void mrd(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag)
-{
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MRD;
-    t->requester_id = BDF;
-    t->tag = tag;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-}
-
 static void case_mwr_exceeds_mps(void)
 {
-    struct pair p;
-    open_pair(&p, "c_mps", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_mps", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 512, BDF); /* MPS is 128 bytes after reset */
+    checker_device_write(&t, HOST_MEM, 512, 0); /* MPS is 128 bytes after reset */
     device_request(&p, &t);
-    expect_only("c_mps", "mwr_exceeds_mps");
-    close_pair(&p);
+    checker_expect_only("c_mps", "mwr_exceeds_mps");
+    checker_pair_close(&p);
 }
 
 static void case_mrd_exceeds_mrrs(void)
 {
-    struct pair p;
-    open_pair(&p, "c_mrrs", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_mrrs", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 1024, 5); /* MRRS is 512 bytes after reset */
+    checker_device_read(&t, HOST_MEM, 1024, 5, 0); /* MRRS is 512 bytes after reset */
     device_request(&p, &t);
-    expect_only("c_mrrs", "mrd_exceeds_mrrs");
-    close_pair(&p);
+    checker_expect_only("c_mrrs", "mrd_exceeds_mrrs");
+    checker_pair_close(&p);
 }
 
 static void case_bus_master_disabled(void)
 {
-    struct pair p;
-    open_pair(&p, "c_bme", 0x2); /* memory space only */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_bme", 0x2); /* memory space only */
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 4, BDF);
+    checker_device_write(&t, HOST_MEM, 4, 0);
     device_request(&p, &t);
-    expect_only("c_bme", "bus_master_disabled");
-    close_pair(&p);
+    checker_expect_only("c_bme", "bus_master_disabled");
+    checker_pair_close(&p);
 }
 
 static void case_requester_id(void)
 {
-    struct pair p;
-    open_pair(&p, "c_rid", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_rid", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM, 4, 0x0200); /* not the device's 01:00.0 */
+    checker_device_write(&t, HOST_MEM, 4, 0);
+    t.requester_id = 0x0200; /* not the device's 01:00.0 */
     device_request(&p, &t);
-    expect_only("c_rid", "requester_id");
-    close_pair(&p);
+    checker_expect_only("c_rid", "requester_id");
+    checker_pair_close(&p);
 }
 
 /* ---- completions to host requests ----------------------------------------- */
 
 /* The host reads bytes at BAR0; returns the request as the simulator got
  * it (bridge tag). */
-static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_tlp *at_sim)
+static bool host_read(struct checker_pair *p, uint32_t bytes, uint8_t tag, struct tlpb_tlp *at_sim)
 {
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, bytes, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, bytes, tag, 0);
     raw_send_tlp(&p->h, &rd);
     static uint8_t data[64];
-    bool ok = sim_next(p, at_sim, data, sizeof(data));
+    bool ok = raw_sim_recv_tlp(&p->s, BDF, at_sim, data, sizeof(data));
     CHECK(ok && at_sim->kind == TLPB_TLP_MRD, "%s: the simulator did not get the MRd", p->dev);
     return ok && at_sim->kind == TLPB_TLP_MRD;
 }
@@ -282,14 +122,12 @@ static bool host_read(struct pair *p, uint32_t bytes, uint8_t tag, struct tlpb_t
 static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *status)
 {
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, tag);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, 4, tag, 0);
     raw_send_tlp(h, &rd);
     struct tlpb_tlp cpl;
     uint8_t data[8];
     *status = (enum tlpb_cpl_status)-1;
-    if (!next_tlp(h, &cpl, data, sizeof(data)))
+    if (!raw_recv_tlp(h, &cpl, data, sizeof(data)))
         return 0;
     *status = cpl.status;
     return cpl.payload_bytes >= 4 ? tlpb_get_le32(cpl.payload) : 0;
@@ -297,7 +135,7 @@ static uint32_t read_bar0(struct raw *h, uint8_t tag, enum tlpb_cpl_status *stat
 
 /* A 4-byte host read of BAR0 (tag) is served by p's simulator: the
  * host gets the value the simulator returns. */
-static void expect_served(struct pair *p, uint8_t tag)
+static void expect_served(struct checker_pair *p, uint8_t tag)
 {
     struct tlpb_tlp req;
     if (!host_read(p, 4, tag, &req))
@@ -309,7 +147,7 @@ static void expect_served(struct pair *p, uint8_t tag)
     raw_send_tlp(&p->s, &cpl);
     struct tlpb_tlp got;
     uint8_t buf[8];
-    CHECK(next_tlp(&p->h, &got, buf, sizeof(buf)) && got.tag == tag &&
+    CHECK(raw_recv_tlp(&p->h, &got, buf, sizeof(buf)) && got.tag == tag &&
               got.payload_bytes >= 4 && tlpb_get_le32(got.payload) == 0x12345678u,
           "%s: the host's read was not served by its simulator", p->dev);
 }
@@ -332,8 +170,8 @@ static void expect_trace_violation(const char *dev, const char *rule)
 
 static void case_memory_space_disabled(void)
 {
-    struct pair p;
-    open_pair(&p, "c_mse", 0x4); /* bus master only */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_mse", 0x4); /* bus master only */
     struct tlpb_tlp req;
     if (host_read(&p, 4, 7, &req)) {
         static const uint8_t data[4];
@@ -343,18 +181,19 @@ static void case_memory_space_disabled(void)
         raw_send_tlp(&p.s, &cpl);
         struct tlpb_tlp got;
         uint8_t buf[8];
-        CHECK(next_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 7, "no completion to the host");
+        CHECK(raw_recv_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 7,
+              "no completion to the host");
     }
-    expect_only("c_mse", "memory_space_disabled");
-    close_pair(&p);
+    checker_expect_only("c_mse", "memory_space_disabled");
+    checker_pair_close(&p);
 }
 
 /* A completion the simulator builds for a 8-byte host read, altered by
  * change; the host gets it or not (not waited for). */
 static void bad_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl), const char *rule)
 {
-    struct pair p;
-    open_pair(&p, dev, 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, dev, 0x6);
     struct tlpb_tlp req;
     if (host_read(&p, 8, 8, &req)) {
         static const uint8_t data[16];
@@ -364,10 +203,10 @@ static void bad_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl)
         change(&cpl);
         raw_send_tlp(&p.s, &cpl);
         /* Delivered (policy warn): the bridge has checked it. */
-        wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
+        checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
     }
-    expect_only(dev, rule);
-    close_pair(&p);
+    checker_expect_only(dev, rule);
+    checker_pair_close(&p);
 }
 
 static void wrong_completer(struct tlpb_tlp *c) { c->completer_id = 0x0300; }
@@ -393,8 +232,8 @@ static void case_cpl_lower_address(void)
  * in pieces of the sizes given (0-terminated, adding up to 256). */
 static void read_in_pieces(const char *dev, const uint32_t *pieces, const char *rule)
 {
-    struct pair p;
-    open_pair(&p, dev, 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, dev, 0x6);
     struct tlpb_tlp req;
     if (host_read(&p, 256, 12, &req)) {
         static const uint8_t data[256];
@@ -404,12 +243,12 @@ static void read_in_pieces(const char *dev, const uint32_t *pieces, const char *
             tlpb_completion_for(&cpl, &req, BDF, req.address + done, n, 256 - done);
             cpl.payload = data;
             raw_send_tlp(&p.s, &cpl);
-            wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
+            checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_TLP, "completion to the host");
             done += n;
         }
     }
-    expect_only(dev, rule);
-    close_pair(&p);
+    checker_expect_only(dev, rule);
+    checker_pair_close(&p);
 }
 
 static void case_cpl_exceeds_mps(void)
@@ -427,65 +266,59 @@ static void case_cpl_rcb(void)
 
 static void case_unexpected_completion(void)
 {
-    struct pair p;
-    open_pair(&p, "c_unexp", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_unexp", 0x6);
     /* A completion for a DMA read the device never sent, from the host. */
     struct tlpb_tlp req, cpl;
-    mrd(&req, HOST_MEM, 4, 40);
+    checker_device_read(&req, HOST_MEM, 4, 40, 0);
     tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
     raw_send_tlp(&p.h, &cpl);
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the unmatched completion");
-    expect_only("c_unexp", "unexpected_completion");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the unmatched completion");
+    checker_expect_only("c_unexp", "unexpected_completion");
+    checker_pair_close(&p);
 }
 
 static void case_cpl_after_last_byte(void)
 {
-    struct pair p;
-    open_pair(&p, "c_after", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_after", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 4, 41);
+    checker_device_read(&t, HOST_MEM, 4, 41, 0);
     device_request(&p, &t); /* answered with UR: complete */
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, &t, 0, TLPB_CPL_UR);
     raw_send_tlp(&p.h, &cpl); /* once more */
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the extra completion");
-    expect_only("c_after", "cpl_after_last_byte");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_ERROR, "Error for the extra completion");
+    checker_expect_only("c_after", "cpl_after_last_byte");
+    checker_pair_close(&p);
 }
 
 static void case_completion_timeout(void)
 {
-    struct pair p;
-    open_pair(&p, "c_cto", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_cto", 0x6);
     struct tlpb_tlp t;
-    mrd(&t, HOST_MEM, 4, 42);
+    checker_device_read(&t, HOST_MEM, 4, 42, 0);
     raw_send_tlp(&p.s, &t);
     struct tlpb_tlp got;
     uint8_t data[8];
-    CHECK(next_tlp(&p.h, &got, data, sizeof(data)) && got.kind == TLPB_TLP_MRD,
+    CHECK(raw_recv_tlp(&p.h, &got, data, sizeof(data)) && got.kind == TLPB_TLP_MRD,
           "the host did not get the MRd");
     /* The host never answers: the checker reports it from the device's
      * timer (c_cto's timeout is 100 ms); polled through status, bounded. */
     uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
     unsigned long long total = 0;
-    while (total == 0 && it_now_ms() < deadline) {
-        char *json;
-        const char *obj = device_status("c_cto", &json);
-        const char *checker = obj ? strstr(obj, "\"checker\": {") : NULL;
-        if (!checker || !it_json_uint(checker, "violations", &total))
-            total = 0;
-        free(json);
-        if (!obj)
+    unsigned long long of_rule = 0;
+    while (total == 0 && it_now_ms() < deadline)
+        if (!checker_counts("c_cto", NULL, &total, &of_rule))
             break;
-    }
-    expect_only("c_cto", "completion_timeout");
-    close_pair(&p);
+    checker_expect_only("c_cto", "completion_timeout");
+    checker_pair_close(&p);
 }
 
 /* ---- interrupts ------------------------------------------------------------ */
 
-static void send_irq(struct pair *p, Tlpb__InterruptKind kind, uint32_t vector)
+static void send_irq(struct checker_pair *p, Tlpb__InterruptKind kind, uint32_t vector)
 {
     Tlpb__Interrupt irq;
     Tlpb__Envelope env;
@@ -495,22 +328,22 @@ static void send_irq(struct pair *p, Tlpb__InterruptKind kind, uint32_t vector)
 
 static void case_msix_disabled(void)
 {
-    struct pair p;
-    open_pair(&p, "c_msix", 0x6); /* MSI-X never enabled */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_msix", 0x6); /* MSI-X never enabled */
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI-X to the host");
-    expect_only("c_msix", "msix_disabled");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI-X to the host");
+    checker_expect_only("c_msix", "msix_disabled");
+    checker_pair_close(&p);
 }
 
 static void case_intx_disabled(void)
 {
-    struct pair p;
-    open_pair(&p, "c_intx", 0x6 | 0x400); /* Interrupt Disable */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_intx", 0x6 | 0x400); /* Interrupt Disable */
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_INTX_ASSERT, 0);
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "INTx to the host");
-    expect_only("c_intx", "intx_disabled");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "INTx to the host");
+    checker_expect_only("c_intx", "intx_disabled");
+    checker_pair_close(&p);
 }
 
 /* c_msi and c_msi2 are described with 4 MSI vectors (the raw simulator's
@@ -520,52 +353,52 @@ static void case_intx_disabled(void)
 
 static void case_msi_disabled(void)
 {
-    struct pair p;
-    open_pair(&p, "c_msi", 0x6); /* MSI never enabled */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_msi", 0x6); /* MSI never enabled */
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSI, 0);
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
-    expect_only("c_msi", "msi_disabled");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
+    checker_expect_only("c_msi", "msi_disabled");
+    checker_pair_close(&p);
 }
 
 static void case_msi_vector_range(void)
 {
-    struct pair p;
-    open_pair(&p, "c_msi2", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_msi2", 0x6);
     /* MSI Enable, Multiple Message Enable 0: one vector granted of four. */
-    cfg_write(&p, MSI_CONTROL_DW, 1u << 16, 4);
+    raw_cfg_write(&p.h, BDF, MSI_CONTROL_DW, 1u << 16, 0xF, 4);
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSI, 2);
-    wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
-    expect_only("c_msi2", "msi_vector_range");
-    close_pair(&p);
+    checker_wait_message(&p.h, TLPB__ENVELOPE__BODY_INTERRUPT, "MSI to the host");
+    checker_expect_only("c_msi2", "msi_vector_range");
+    checker_pair_close(&p);
 }
 
 /* ---- rules the bridge refuses before the checker -------------------------- */
 
 /* A device of the same bridge that breaks nothing, served throughout. */
-static struct pair bystander;
+static struct checker_pair bystander;
 
 /* The simulator's TLP is refused as before (an Error to it; the connection
  * goes on), and counted, logged and traced as the rule it breaks. */
-static void refused_tlp(struct pair *p, const struct tlpb_tlp *tlp, const char *rule)
+static void refused_tlp(struct checker_pair *p, const struct tlpb_tlp *tlp, const char *rule)
 {
     raw_send_tlp(&p->s, tlp);
-    wait_message(&p->s, TLPB__ENVELOPE__BODY_ERROR, "Error for the refused TLP");
-    expect_only(p->dev, rule);
+    checker_wait_message(&p->s, TLPB__ENVELOPE__BODY_ERROR, "Error for the refused TLP");
+    checker_expect_only(p->dev, rule);
     expect_trace_violation(p->dev, rule);
 }
 
 static void case_refused_crosses_4k(void)
 {
-    struct pair p;
-    open_pair(&p, "c_4k", 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, "c_4k", 0x6);
     struct tlpb_tlp t;
-    mwr(&t, HOST_MEM + 0xff8, 16, BDF); /* 8 bytes each side of a 4 KiB line */
+    checker_device_write(&t, HOST_MEM + 0xff8, 16, 0); /* 8 bytes each side of a 4 KiB line */
     refused_tlp(&p, &t, "crosses_4k");
     expect_served(&p, 20);
     expect_served(&bystander, 21);
-    expect_only("c_4k", "crosses_4k");
-    close_pair(&p);
+    checker_expect_only("c_4k", "crosses_4k");
+    checker_pair_close(&p);
 }
 
 /* The simulator answers an 8-byte host read first with the completion
@@ -574,8 +407,8 @@ static void case_refused_crosses_4k(void)
 static void refused_completion(const char *dev, void (*change)(struct tlpb_tlp *cpl),
                                const char *rule)
 {
-    struct pair p;
-    open_pair(&p, dev, 0x6);
+    struct checker_pair p;
+    checker_pair_open(&p, dev, 0x6);
     struct tlpb_tlp req;
     if (host_read(&p, 8, 22, &req)) {
         static const uint8_t data[16] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -591,14 +424,14 @@ static void refused_completion(const char *dev, void (*change)(struct tlpb_tlp *
         raw_send_tlp(&p.s, &cpl);
         struct tlpb_tlp got;
         uint8_t buf[16];
-        CHECK(next_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 22 &&
+        CHECK(raw_recv_tlp(&p.h, &got, buf, sizeof(buf)) && got.tag == 22 &&
                   got.status == TLPB_CPL_SC && got.payload_bytes == 8 &&
                   memcmp(got.payload, data, 8) == 0,
               "%s: the host did not get the right completion after the refused one", dev);
     }
     expect_served(&bystander, 23);
-    expect_only(dev, rule);
-    close_pair(&p);
+    checker_expect_only(dev, rule);
+    checker_pair_close(&p);
 }
 
 static void data_with_ur(struct tlpb_tlp *c) { c->status = TLPB_CPL_UR; }
@@ -622,20 +455,18 @@ static void case_refused_cpl_length(void)
  * MSI-X enabled (only the vector breaks a rule). */
 static void refused_msix_vector(const char *dev, uint8_t bystander_tag)
 {
-    struct pair p;
-    open_host(&p, dev, 0x6);
-    cfg_write(&p, TLPB_CFG_MSIX_CAP, 0x8000u << 16, 4);
-    raw_simulator(&p.s, p.dev);
+    struct checker_pair p;
+    checker_pair_open_cfg(&p, dev, 0x6, TLPB_CFG_MSIX_CAP, 0x8000u << 16);
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 5); /* the device has 2 */
     /* A protocol error as before: an Error, then the connection ends. */
     CHECK(raw_expect_dropped(&p.s) && p.s.errors_seen == 1 &&
               strstr(p.s.last_error, "IRQ_MSIX vector 5"),
           "%s: the simulator was not dropped with one Error naming the vector (%u: %s)", dev,
           p.s.errors_seen, p.s.last_error);
-    expect_only(dev, "msix_vector_range");
+    checker_expect_only(dev, "msix_vector_range");
     expect_trace_violation(dev, "msix_vector_range");
     expect_served(&bystander, bystander_tag);
-    close_pair(&p);
+    checker_pair_close(&p);
 }
 
 static void case_refused_msix_vector_range(void)
@@ -647,10 +478,10 @@ static void case_refused_msix_vector_range(void)
  * rejected_tlps); under stop the device goes to the fallback. */
 static void case_refused_policies(void)
 {
-    struct pair p;
+    struct checker_pair p;
     struct tlpb_tlp t;
-    open_pair(&p, "c_rej4k", 0x6);
-    mwr(&t, HOST_MEM + 0xffc, 8, BDF);
+    checker_pair_open(&p, "c_rej4k", 0x6);
+    checker_device_write(&t, HOST_MEM + 0xffc, 8, 0);
     refused_tlp(&p, &t, "crosses_4k");
     char *json;
     const char *obj = device_status("c_rej4k", &json);
@@ -659,9 +490,9 @@ static void case_refused_policies(void)
           "c_rej4k: rejected_tlps %llu, expected 1", rejected);
     free(json);
     expect_served(&p, 25);
-    close_pair(&p);
+    checker_pair_close(&p);
 
-    open_pair(&p, "c_stop4k", 0x6);
+    checker_pair_open(&p, "c_stop4k", 0x6);
     refused_tlp(&p, &t, "crosses_4k");
     CHECK(it_log_contains(it.bridge, "device c_stop4k: PCIe checker: rule crosses_4k broken,"
                                      " policy stop"),
@@ -680,7 +511,7 @@ static void case_refused_policies(void)
               " fallback", (int)st, v);
     }
     expect_served(&bystander, 27);
-    close_pair(&p);
+    checker_pair_close(&p);
 
     /* The simulator is dropped all the same; the stop is logged. */
     refused_msix_vector("c_stopmsix", 28);
@@ -748,12 +579,10 @@ static void case_pcapng_violation(void)
 
 static void case_policy_reject(void)
 {
-    struct pair p;
-    open_pair(&p, "c_reject", 0x4); /* memory space off */
+    struct checker_pair p;
+    checker_pair_open(&p, "c_reject", 0x4); /* memory space off */
     struct tlpb_tlp rd;
-    mrd(&rd, DMACOPY_BAR0_ADDR, 4, 9);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, 4, 9, 0);
     raw_send_tlp(&p.h, &rd);
     expect_ur(&p.h, 9, "a host read with Memory Space Enable clear, policy reject");
     char *json;
@@ -763,15 +592,15 @@ static void case_policy_reject(void)
           "rejected_tlps %llu, expected 1", rejected);
     CHECK(obj && it_json_uint(obj, "host_requests", &host_requests), "no host_requests");
     free(json);
-    expect_only("c_reject", "memory_space_disabled");
-    close_pair(&p);
+    checker_expect_only("c_reject", "memory_space_disabled");
+    checker_pair_close(&p);
 }
 
 static void case_policy_stop(void)
 {
-    struct pair p, other;
-    open_pair(&p, "c_stop", 0x6);
-    open_pair(&other, "c_other", 0x6);
+    struct checker_pair p, other;
+    checker_pair_open(&p, "c_stop", 0x6);
+    checker_pair_open(&other, "c_other", 0x6);
     send_irq(&p, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0); /* MSI-X is off */
     enum tlpb_cpl_status st;
     uint32_t v = read_bar0(&p.h, 10, &st);
@@ -790,8 +619,8 @@ static void case_policy_stop(void)
           "the stop is not logged with its rule");
     /* The other device is still served by its simulator. */
     expect_served(&other, 11);
-    close_pair(&other);
-    close_pair(&p);
+    checker_pair_close(&other);
+    checker_pair_close(&p);
 }
 
 static void case_bad_policy(void)
@@ -883,7 +712,7 @@ int main(int argc, char **argv)
     IT_RUN("intx_disabled", case_intx_disabled());
     IT_RUN("msi_disabled", case_msi_disabled());
     IT_RUN("msi_vector_range", case_msi_vector_range());
-    open_pair(&bystander, "c_by", 0x6);
+    checker_pair_open(&bystander, "c_by", 0x6);
     IT_RUN("crosses_4k, refused by the validator", case_refused_crosses_4k());
     IT_RUN("cpl_status_with_data, refused by the validator",
            case_refused_cpl_status_with_data());
@@ -891,7 +720,7 @@ int main(int argc, char **argv)
     IT_RUN("msix_vector_range, refused by the interrupt check",
            case_refused_msix_vector_range());
     IT_RUN("refused rule violations under reject and stop", case_refused_policies());
-    close_pair(&bystander);
+    checker_pair_close(&bystander);
     IT_RUN("a violation record in the trace", case_trace_record());
     IT_RUN("the violation in the pcapng export and Wireshark", case_pcapng_violation());
     IT_RUN("policy reject: UR and rejected_tlps", case_policy_reject());

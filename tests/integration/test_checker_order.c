@@ -16,42 +16,19 @@
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
+#include "tlpb/cfgspace.h"
 
 #define BDF CHECKER_PAIR_BDF
-#define HOST_MEM 0x10000u /* a host address the raw host answers for */
+#define HOST_MEM CHECKER_PAIR_HOST_MEM
+#define DEVCTL (TLPB_CFG_PCIE_CAP + 0x08u) /* Device Control */
 #define DEVCTL_MRRS_512 (2u << 12)
-
-static void mwr(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t attributes)
-{
-    static uint8_t payload[64];
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MWR;
-    t->requester_id = BDF;
-    t->attributes = attributes;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-    t->payload = payload;
-    t->payload_bytes = t->length_dw * 4u;
-}
-
-static void mrd(struct tlpb_tlp *t, uint64_t addr, uint32_t bytes, uint8_t tag,
-                uint8_t attributes)
-{
-    memset(t, 0, sizeof(*t));
-    t->kind = TLPB_TLP_MRD;
-    t->requester_id = BDF;
-    t->tag = tag;
-    t->attributes = attributes;
-    t->bar_hint = TLPB_NO_BAR;
-    tlpb_tlp_set_mem_range(t, addr, bytes);
-}
 
 /* The simulator sends req; the host gets it, attributes as sent. */
 static bool host_gets(struct checker_pair *p, const struct tlpb_tlp *req, struct tlpb_tlp *got)
 {
     raw_send_tlp(&p->s, req);
     static uint8_t data[64];
-    bool ok = checker_next_tlp(&p->h, got, data, sizeof(data));
+    bool ok = raw_recv_tlp(&p->h, got, data, sizeof(data));
     CHECK(ok && got->kind == req->kind && got->tag == req->tag &&
               got->attributes == req->attributes,
           "%s: the host did not get the %s tag %u with attributes 0x%x", p->dev,
@@ -66,7 +43,7 @@ static void host_refuses(struct checker_pair *p, const struct tlpb_tlp *got)
     static uint8_t data[64];
     tlpb_completion_error_for(&cpl, got, 0, TLPB_CPL_UR);
     raw_send_tlp(&p->h, &cpl);
-    CHECK(checker_pair_sim_next(p, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR &&
+    CHECK(raw_sim_recv_tlp(&p->s, BDF, &back, data, sizeof(data)) && back.status == TLPB_CPL_UR &&
               back.tag == got->tag,
           "%s: the UR for tag %u did not reach the simulator", p->dev, got->tag);
 }
@@ -79,11 +56,9 @@ static int host_read(struct checker_pair *p, uint8_t tag, uint8_t attributes, in
     struct tlpb_tlp rd, req, cpl, got;
     static uint8_t data[64];
     static const uint8_t value[8];
-    mrd(&rd, DMACOPY_BAR0_ADDR, 8, tag, attributes);
-    rd.requester_id = 0;
-    rd.bar_hint = 0;
+    checker_host_read(&rd, 8, tag, attributes);
     raw_send_tlp(&p->h, &rd);
-    if (!checker_pair_sim_next(p, &req, data, sizeof(data)) || req.kind != TLPB_TLP_MRD) {
+    if (!raw_sim_recv_tlp(&p->s, BDF, &req, data, sizeof(data)) || req.kind != TLPB_TLP_MRD) {
         CHECK(false, "%s: the simulator did not get the MRd", p->dev);
         return -1;
     }
@@ -94,7 +69,7 @@ static int host_read(struct checker_pair *p, uint8_t tag, uint8_t attributes, in
     if (cpl_attributes >= 0)
         cpl.attributes = (uint8_t)cpl_attributes;
     raw_send_tlp(&p->s, &cpl);
-    if (!checker_next_tlp(&p->h, &got, data, sizeof(data)) || got.tag != tag) {
+    if (!raw_recv_tlp(&p->h, &got, data, sizeof(data)) || got.tag != tag) {
         CHECK(false, "%s: no completion for tag %u to the host", p->dev, tag);
         return -1;
     }
@@ -108,8 +83,8 @@ static void case_tag_reuse(void)
     struct checker_pair p;
     checker_pair_open(&p, "o_tag", 0x6);
     struct tlpb_tlp first, second, got;
-    mrd(&first, HOST_MEM, 4, 5, 0);
-    mrd(&second, HOST_MEM + 0x40, 4, 5, 0);
+    checker_device_read(&first, HOST_MEM, 4, 5, 0);
+    checker_device_read(&second, HOST_MEM + 0x40, 4, 5, 0);
     if (host_gets(&p, &first, &got) && host_gets(&p, &second, &got))
         host_refuses(&p, &got); /* completes the read that holds the tag */
     checker_expect_only("o_tag", "tag_reuse");
@@ -119,9 +94,9 @@ static void case_tag_reuse(void)
 static void case_relaxed_ordering_disabled(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_ro", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_ro", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     struct tlpb_tlp wr, got;
-    mwr(&wr, HOST_MEM, 4, TLPB_ATTR_RELAXED_ORDERING);
+    checker_device_write(&wr, HOST_MEM, 4, TLPB_ATTR_RELAXED_ORDERING);
     host_gets(&p, &wr, &got);
     checker_expect_only("o_ro", "relaxed_ordering_disabled");
     checker_pair_close(&p);
@@ -130,9 +105,9 @@ static void case_relaxed_ordering_disabled(void)
 static void case_no_snoop_disabled(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_ns", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_ns", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     struct tlpb_tlp rd, got;
-    mrd(&rd, HOST_MEM, 4, 6, TLPB_ATTR_NO_SNOOP);
+    checker_device_read(&rd, HOST_MEM, 4, 6, TLPB_ATTR_NO_SNOOP);
     if (host_gets(&p, &rd, &got))
         host_refuses(&p, &got);
     checker_expect_only("o_ns", "no_snoop_disabled");
@@ -144,7 +119,7 @@ static void case_id_ordering_disabled(void)
     struct checker_pair p;
     checker_pair_open(&p, "o_ido", 0x6); /* Device Control 2 as at reset */
     struct tlpb_tlp wr, got;
-    mwr(&wr, HOST_MEM, 4, TLPB_ATTR_ID_ORDERING);
+    checker_device_write(&wr, HOST_MEM, 4, TLPB_ATTR_ID_ORDERING);
     host_gets(&p, &wr, &got);
     checker_expect_only("o_ido", "id_ordering_disabled");
     checker_pair_close(&p);
@@ -153,7 +128,7 @@ static void case_id_ordering_disabled(void)
 static void case_completion_relaxed_ordering(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_cpl", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_cpl", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     /* The host asked without attributes; the device's completion adds RO. */
     host_read(&p, 7, 0, TLPB_ATTR_RELAXED_ORDERING);
     checker_expect_only("o_cpl", "relaxed_ordering_disabled");
@@ -167,7 +142,7 @@ static void case_completion_relaxed_ordering(void)
 static void case_echoed_attributes(void)
 {
     struct checker_pair p;
-    checker_pair_open_devctl(&p, "o_echo", 0x6, DEVCTL_MRRS_512); /* RO and NS off */
+    checker_pair_open_cfg(&p, "o_echo", 0x6, DEVCTL, DEVCTL_MRRS_512); /* RO and NS off */
     const uint8_t all = TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_NO_SNOOP | TLPB_ATTR_ID_ORDERING;
     CHECK(host_read(&p, 8, all, -1) == all, "the echoed attributes did not reach the host");
     checker_expect_none("o_echo");
@@ -182,10 +157,10 @@ static void case_enabled_attributes(void)
     checker_pair_open(&p, "o_enabled", 0x6);
     const uint8_t ro_ns = TLPB_ATTR_RELAXED_ORDERING | TLPB_ATTR_NO_SNOOP;
     struct tlpb_tlp t, got;
-    mwr(&t, HOST_MEM, 64, ro_ns);
+    checker_device_write(&t, HOST_MEM, 64, ro_ns);
     host_gets(&p, &t, &got);
     for (unsigned i = 0; i < 2; i++) {
-        mrd(&t, HOST_MEM, 64, 9, ro_ns);
+        checker_device_read(&t, HOST_MEM, 64, 9, ro_ns);
         if (host_gets(&p, &t, &got))
             host_refuses(&p, &got);
     }

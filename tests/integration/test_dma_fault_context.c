@@ -15,7 +15,6 @@
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
-#include "tlpb/byteorder.h"
 
 /* Outside the fixture's guest RAM: the host refuses DMA there. */
 #define BAD_SRC 0x100000000ull
@@ -266,32 +265,12 @@ static void case_policy_stop(struct dmacopy_fixture *fx, bool write)
     free(log);
 }
 
-/* The next TLP on r as sent (payload not kept); false on none. */
-static bool raw_tlp(struct raw *r, struct tlpb_tlp *out)
-{
-    Tlpb__Envelope *env = raw_next_tlp(r);
-    if (!env)
-        return false;
-    const char *reason = NULL;
-    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
-    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
-    out->payload = NULL;
-    out->payload_bytes = 0;
-    tlpb_envelope_free(env);
-    return ok;
-}
-
 static void send_dma_context(struct raw *r, bool write, uint64_t address, uint32_t length_bytes,
                              const char *text)
 {
-    Tlpb__DmaContext ctx = TLPB__DMA_CONTEXT__INIT;
-    ctx.write = write;
-    ctx.address = address;
-    ctx.length_bytes = length_bytes;
-    ctx.text = (char *)text;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_DMA_CONTEXT;
-    env.dma_context = &ctx;
+    Tlpb__DmaContext ctx;
+    Tlpb__Envelope env;
+    tlpb_dma_context_envelope(&env, &ctx, write, address, length_bytes, text);
     raw_send_env(r, &env);
 }
 
@@ -305,15 +284,7 @@ static void case_raw_context(void)
     raw_host(&h, dev);
     /* Bus mastering and memory space on (completed by the fallback, then
      * replayed to the simulator). */
-    uint8_t payload[4];
-    tlpb_put_le32(payload, 0x6);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = 1, .length_dw = 1, .first_be = 0xF,
-                          .completer_id = RAW_BDF, .cfg_register = 0x04, .bar_hint = TLPB_NO_BAR,
-                          .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(&h, &wr);
-    struct tlpb_tlp got;
-    CHECK(raw_tlp(&h, &got) && got.kind == TLPB_TLP_CPL && got.status == TLPB_CPL_SC,
-          "%s: the Command write was not completed SC", dev);
+    raw_host_enumerate(&h, RAW_BDF, NULL);
 
     send_dma_context(&h, false, BAD_SRC, COPY_BYTES, "from the host");
     bool refused = false;
@@ -339,26 +310,17 @@ static void case_raw_context(void)
     REQUIRE(tlpb_tlp_set_mem_range(&rd, BAD_SRC, COPY_BYTES) == 0, "MRd not encodable");
     raw_send_tlp(&s, &rd);
     /* The host refuses the read, as for an address that is not guest memory. */
-    struct tlpb_tlp req;
-    REQUIRE(raw_tlp(&h, &req) && req.kind == TLPB_TLP_MRD, "%s: the host got no MRd", dev);
+    struct tlpb_tlp req, got;
+    uint8_t data[16];
+    REQUIRE(raw_recv_tlp(&h, &req, data, sizeof(data)) && req.kind == TLPB_TLP_MRD,
+            "%s: the host got no MRd", dev);
     struct tlpb_tlp cpl;
     tlpb_completion_error_for(&cpl, &req, 0, TLPB_CPL_UR);
     raw_send_tlp(&h, &cpl);
     /* The simulator gets the UR (config requests replayed to it completed
      * on the way). */
-    bool ur = false;
-    while (!ur && raw_tlp(&s, &got)) {
-        if (got.kind == TLPB_TLP_CFGWR0 || got.kind == TLPB_TLP_CFGRD0) {
-            static const uint8_t zero[4];
-            struct tlpb_tlp c;
-            tlpb_completion_for(&c, &got, RAW_BDF, 0, 4, 4);
-            if (c.kind == TLPB_TLP_CPLD)
-                c.payload = zero;
-            raw_send_tlp(&s, &c);
-            continue;
-        }
-        ur = got.kind == TLPB_TLP_CPL && got.tag == 5 && got.status == TLPB_CPL_UR;
-    }
+    bool ur = raw_sim_recv_tlp(&s, RAW_BDF, &got, data, sizeof(data)) &&
+              got.kind == TLPB_TLP_CPL && got.tag == 5 && got.status == TLPB_CPL_UR;
     CHECK(ur, "%s: the simulator did not get the UR of its read", dev);
 
     /* 120 bytes of the text: ESC and the newline escaped, then cut. */

@@ -35,60 +35,6 @@ static void check_logged(const char *needle, const char *what)
     CHECK(it_log_contains(it.bridge, needle), "%s: the bridge log lacks \"%s\"", what, needle);
 }
 
-
-/* Hello as a host offering capabilities; returns the reply (caller frees). */
-static Tlpb__Envelope *host_hello_caps(struct raw *r, const char *device, uint64_t caps)
-{
-    raw_open(r);
-    Tlpb__Hello hello;
-    tlpb_hello_init(&hello, TLPB__ROLE__ROLE_HOST, device, "rules-test-host");
-    hello.capabilities = caps;
-    Tlpb__Envelope *reply = raw_send_hello(r, &hello);
-    REQUIRE(reply && reply->hello_reply->accepted, "host handshake for %s refused", device);
-    return reply;
-}
-
-/* Next TLP, converted; false on none. */
-static bool next_tlp(struct raw *r, struct tlpb_tlp *out, uint8_t *data, size_t data_size)
-{
-    Tlpb__Envelope *env = raw_next_tlp(r);
-    if (!env)
-        return false;
-    const char *reason = NULL;
-    bool ok = tlpb_tlp_from_pb(out, env->tlp, &reason) == 0;
-    CHECK(ok, "the bridge sent a TLP that does not convert: %s", reason);
-    if (ok && out->payload_bytes) {
-        size_t n = out->payload_bytes < data_size ? out->payload_bytes : data_size;
-        memcpy(data, out->payload, n);
-        out->payload = data;
-    }
-    tlpb_envelope_free(env);
-    return ok;
-}
-
-static void cfg_write(struct raw *r, uint16_t reg, uint32_t value, uint8_t be, uint8_t tag)
-{
-    uint8_t payload[4];
-    tlpb_put_le32(payload, value);
-    struct tlpb_tlp wr = {.kind = TLPB_TLP_CFGWR0, .tag = tag, .length_dw = 1, .first_be = be,
-                          .completer_id = BDF, .cfg_register = reg, .bar_hint = TLPB_NO_BAR,
-                          .payload_bytes = 4, .payload = payload};
-    raw_send_tlp(r, &wr);
-    struct tlpb_tlp cpl;
-    uint8_t data[8];
-    CHECK(next_tlp(r, &cpl, data, sizeof(data)) && cpl.kind == TLPB_TLP_CPL &&
-              cpl.status == TLPB_CPL_SC && cpl.tag == tag,
-          "CfgWr0 of 0x%x not completed SC", reg);
-}
-
-/* BAR0 and BAR2 programmed, memory space and bus master on. */
-static void program_bars(struct raw *r)
-{
-    cfg_write(r, 0x10, DMACOPY_BAR0_ADDR, 0xF, 1);
-    cfg_write(r, 0x18, DMACOPY_BAR2_ADDR, 0xF, 2);
-    cfg_write(r, 0x04, 0x0006, 0x3, 3);
-}
-
 /* One MRd of a DW; returns the completion status (SC with *value set). */
 static enum tlpb_cpl_status read_dw(struct raw *r, uint64_t addr, int8_t bar_hint, uint8_t tag,
                                     uint32_t *value)
@@ -98,7 +44,7 @@ static enum tlpb_cpl_status read_dw(struct raw *r, uint64_t addr, int8_t bar_hin
     raw_send_tlp(r, &rd);
     struct tlpb_tlp cpl;
     uint8_t data[16];
-    if (!next_tlp(r, &cpl, data, sizeof(data)))
+    if (!raw_recv_tlp(r, &cpl, data, sizeof(data)))
         return (enum tlpb_cpl_status)-1;
     CHECK(cpl.tag == tag, "completion tag %u, expected %u", cpl.tag, tag);
     const char *reason = NULL;
@@ -175,7 +121,7 @@ static void ur_for(struct raw *r, const struct tlpb_tlp *req, uint32_t byte_coun
     raw_send_tlp(r, req);
     struct tlpb_tlp cpl;
     uint8_t data[16];
-    if (!next_tlp(r, &cpl, data, sizeof(data))) {
+    if (!raw_recv_tlp(r, &cpl, data, sizeof(data))) {
         CHECK(false, "%s: no completion", what);
         return;
     }
@@ -194,7 +140,7 @@ static void case_well_formed_ur(void)
 {
     struct raw r;
     raw_host(&r, "dmacopy0");
-    program_bars(&r);
+    raw_host_enumerate(&r, BDF, NULL);
     /* a full 1-DW read with a last_be: UR owes 4 bytes from the DW */
     struct tlpb_tlp rd = {.kind = TLPB_TLP_MRD, .requester_id = 0x0010, .tag = 5, .length_dw = 1,
                           .first_be = 0xF, .last_be = 0xF,
@@ -238,7 +184,7 @@ static void case_ur_after_host_left(void)
     uint8_t data[16];
     bool ok;
     do {
-        ok = next_tlp(&h, &got, data, sizeof(data));
+        ok = raw_recv_tlp(&h, &got, data, sizeof(data));
     } while (ok && got.kind != TLPB_TLP_MRD);
     REQUIRE(ok && got.tag == 17, "the host did not get the DMA read");
     /* The first 62 bytes (to the 64-byte boundary), then the host leaves. */
@@ -279,7 +225,7 @@ static void expect_malformed_request(const char *device, const struct tlpb_tlp *
                                      const char *reason, const char *what)
 {
     struct raw r;
-    Tlpb__Envelope *reply = host_hello_caps(&r, device, TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    Tlpb__Envelope *reply = raw_host_caps(&r, device, TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     tlpb_envelope_free(reply);
     raw_send_tlp(&r, req);
     CHECK(raw_expect_dropped(&r), "%s: connection not closed", what);
@@ -291,7 +237,7 @@ static void expect_malformed_request(const char *device, const struct tlpb_tlp *
 static void case_unsplit_grant(void)
 {
     struct raw r;
-    Tlpb__Envelope *reply = host_hello_caps(&r, "dmacopy0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    Tlpb__Envelope *reply = raw_host_caps(&r, "dmacopy0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     CHECK((reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) == 0,
           "unsplit DMA granted to a host of a strict device");
     tlpb_envelope_free(reply);
@@ -299,7 +245,7 @@ static void case_unsplit_grant(void)
     check_logged("host[dmacopy0]: device dmacopy0 is configured for strict DMA: unsplit DMA not granted",
                  "strict device");
 
-    reply = host_hello_caps(&r, "fast0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    reply = raw_host_caps(&r, "fast0", TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     CHECK((reply->hello_reply->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) != 0,
           "unsplit DMA not granted to a host of a fast device");
     tlpb_envelope_free(reply);
@@ -323,7 +269,7 @@ static void case_unsplit_grant(void)
 
 static void address_rule(struct raw *r, const char *device, bool model_answers)
 {
-    program_bars(r);
+    raw_host_enumerate(r, BDF, NULL);
     uint32_t v = 0;
     /* In a BAR, with a hint naming another BAR: the address decides. */
     CHECK(read_dw(r, DMACOPY_BAR0_ADDR + REG_ID, 2, 10, &v) == TLPB_CPL_SC,
@@ -335,10 +281,10 @@ static void address_rule(struct raw *r, const char *device, bool model_answers)
     CHECK(read_dw(r, NO_BAR_ADDR + REG_ID, TLPB_NO_BAR, 12, &v) == TLPB_CPL_UR,
           "%s: read outside every BAR without a hint not UR", device);
     /* Memory Space Enable off: UR, also in a BAR with the right hint. */
-    cfg_write(r, 0x04, 0x0004, 0x3, 13);
+    raw_cfg_write(r, BDF, 0x04, 0x0004, 0x3, 13);
     CHECK(read_dw(r, DMACOPY_BAR0_ADDR + REG_ID, 0, 14, &v) == TLPB_CPL_UR,
           "%s: read with memory space disabled not UR", device);
-    cfg_write(r, 0x04, 0x0006, 0x3, 15);
+    raw_cfg_write(r, BDF, 0x04, 0x0006, 0x3, 15);
     CHECK(read_dw(r, DMACOPY_BAR0_ADDR + REG_ID, 0, 16, &v) == TLPB_CPL_SC,
           "%s: read with memory space enabled again not SC", device);
 }
@@ -390,7 +336,7 @@ static void bad_reset(int kind)
 {
     struct raw r;
     raw_host(&r, "dmacopy0");
-    program_bars(&r);
+    raw_host_enumerate(&r, BDF, NULL);
     write_scratch(&r, 0x600DCAFEu + (uint32_t)kind);
     uint32_t v = 0;
     CHECK(read_dw(&r, DMACOPY_BAR0_ADDR + REG_SCRATCH, 0, 20, &v) == TLPB_CPL_SC, "SCRATCH read");
@@ -447,7 +393,7 @@ static void case_messages(void)
     unsigned long long before = rejected_messages();
     struct raw r;
     raw_host(&r, "dmacopy0");
-    program_bars(&r);
+    raw_host_enumerate(&r, BDF, NULL);
     Tlpb__Envelope env;
     Tlpb__Interrupt irq;
     tlpb_interrupt_envelope(&env, &irq, TLPB__INTERRUPT_KIND__IRQ_MSIX, 0);

@@ -67,6 +67,10 @@ int tlpb_obuf_append_dma_fault(struct tlpb_obuf *ob, const char *reason, uint64_
  * sends, and what the bridge's trace records for a DMA fault. */
 void tlpb_dma_fault_envelope(Tlpb__Envelope *env, Tlpb__Error *err, const char *reason,
                              uint64_t address, uint32_t bytes);
+/* A simulator's DmaContext in env (ctx holds it; text is not copied): what
+ * the DMA whose requests follow is for (docs/protocol.md, "DMA faults"). */
+void tlpb_dma_context_envelope(Tlpb__Envelope *env, Tlpb__DmaContext *ctx, bool write,
+                               uint64_t address, uint32_t length_bytes, const char *text);
 
 /* Write everything pending to a blocking fd (retrying on EINTR, partial
  * writes). Returns 0 or -errno. */
