@@ -976,8 +976,11 @@ static void case_reset_mid_transfer(struct dmacopy_fixture *fx)
     CHECK_EQ_U64(fx_rd32(fx, REG_HEAD), 0, "HEAD after reset during a copy");
     CHECK_EQ_U64(fx_rd32(fx, REG_COMPLETED), 0, "COMPLETED after reset during a copy");
     /* Three round trips later the abandoned descriptor is still not
-     * completed (look before the ring is cleared for the next copy). */
-    if (!fx_guest_memory)
+     * completed (look before the ring is cleared for the next copy). In
+     * strict mode only: the host serves DMA requests while it waits for
+     * its reads, and a fast device's 1 MiB is few enough requests to be
+     * served, and the copy finished, within those round trips. */
+    if (!fx_guest_memory && fx->dma_mode == FX_DMA_STRICT)
         CHECK_EQ_U64(fx_desc_status(fx, index), 0, "abandoned descriptor status after the reset");
     fx_reset_engine(fx, 64);
     fx_copy(fx, SRC_OFF + 8, DST_OFF + 0x200000, 8192, "copy after a reset mid-transfer");
