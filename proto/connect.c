@@ -141,10 +141,10 @@ int tlpb_connect(const char *address, char *err, size_t err_size)
     return connect_unix(address, err, err_size);
 }
 
-/* exact: never read past the frame being completed. A handshake reads so:
- * descriptors the bridge sends right behind its HelloReply (GuestMemory to a
- * simulator) arrive on a later byte, and a plain read() that took that byte
- * would have the kernel discard them. */
+/* exact: never read past the frame being completed. A simulator's
+ * handshake reads so when descriptors may follow: those the bridge sends
+ * right behind its HelloReply (GuestMemory) arrive on a later byte, and a
+ * plain read() that took that byte would have the kernel discard them. */
 static int read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms, bool exact,
                       const uint8_t **frame, size_t *len, const char **reason)
 {
@@ -309,7 +309,11 @@ Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb_
     const uint8_t *frame;
     size_t len;
     const char *reason = "";
-    rc = read_frame(rd, fd, timeout_ms, true, &frame, &len, &reason);
+    /* Only a simulator that offered CAP_GUEST_MEMORY may be sent
+     * descriptors; everyone else takes what came with the reply at once. */
+    bool exact = hello->role == TLPB__ROLE__ROLE_SIMULATOR &&
+                 (hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY);
+    rc = read_frame(rd, fd, timeout_ms, exact, &frame, &len, &reason);
     if (rc <= 0) {
         snprintf(err, err_size, "waiting for HelloReply: %s", reason);
         return NULL;
