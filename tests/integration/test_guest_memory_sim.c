@@ -10,10 +10,13 @@
  *   the host's posted writes pile up) arrives after every message queued
  *   before it, with its descriptor on its own frame;
  * - a simulator's Error refusing the map clears the status;
- * - when the host leaves, the simulator gets an empty GuestMemory. */
+ * - when the host leaves, the simulator gets an empty GuestMemory;
+ * - on a device whose checker policy is stop, a simulator that breaks a
+ *   rule is switched away and its map withdrawn. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@
 #define RAM_BASE 0x80000000ull
 #define RAM_BYTES (1u << 20)
 #define DEVICE "fast0"
+#define STOP_DEVICE "stop0"          /* check = "stop" */
 /* Posted writes the host sends while the simulator reads nothing: well
  * over what a unix socket buffers, so the bridge's write is in flight. */
 #define FLOOD_WRITES 20000u
@@ -62,15 +66,20 @@ static void send_map(struct raw *h, int fd, uint64_t bytes)
     raw_send_env_fds(h, &env, &fd, 1);
 }
 
-static bool status_simulator_guest_memory(void)
+static bool device_simulator_guest_memory(const char *device)
 {
     bool ok = false, shared = false;
     char *status = it_control("status", NULL, &ok);
-    const char *dev = ok ? it_json_device(status, DEVICE) : NULL;
+    const char *dev = ok ? it_json_device(status, device) : NULL;
     CHECK(dev && it_json_bool(dev, "simulator_guest_memory", &shared),
-          "status of %s has no simulator_guest_memory", DEVICE);
+          "status of %s has no simulator_guest_memory", device);
     free(status);
     return shared;
+}
+
+static bool status_simulator_guest_memory(void)
+{
+    return device_simulator_guest_memory(DEVICE);
 }
 
 /* Descriptors received by the simulator and not yet claimed by a
@@ -108,7 +117,9 @@ static Tlpb__Envelope *sim_next(struct raw *r, int *fds, unsigned max_fds, unsig
             }
             return env;
         }
-        if (it_now_ms() >= deadline) {
+        uint64_t now = it_now_ms();
+        struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+        if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0) {
             it_fail_at(__FILE__, __LINE__, false, "simulator: no message from the bridge");
             return NULL;
         }
@@ -315,6 +326,44 @@ static void case_not_offered(void)
     close(fd);
 }
 
+static void case_stop_policy_withdraws(void)
+{
+    struct raw h, s;
+    raw_simulator_caps(&s, STOP_DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                            TLPB__CAPABILITY__CAP_GUEST_MEMORY);
+    Tlpb__Envelope *reply = raw_host_caps(&h, STOP_DEVICE, TLPB__CAPABILITY__CAP_GUEST_MEMORY |
+                                                               TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
+    tlpb_envelope_free(reply);
+    raw_host_enumerate(&h, BDF, &s);
+    int fd = sealed_memfd(RAM_BYTES);
+    send_map(&h, fd, RAM_BYTES);
+    int fds[4];
+    unsigned nfds = 0;
+    Tlpb__Envelope *gm = sim_next_guest_memory(&s, fds, &nfds, NULL);
+    REQUIRE(gm != NULL && gm->guest_memory->n_regions == 1, "the simulator was not sent the map");
+    for (unsigned i = 0; i < nfds; i++)
+        close(fds[i]);
+    tlpb_envelope_free(gm);
+    CHECK(device_simulator_guest_memory(STOP_DEVICE), "status: the simulator has no map");
+    /* A DMA write under another function's requester ID: rule
+     * requester_id, policy stop. */
+    uint8_t payload[4] = {1, 2, 3, 4};
+    struct tlpb_tlp wr = {.kind = TLPB_TLP_MWR, .requester_id = BDF + 0x100,
+                          .bar_hint = TLPB_NO_BAR, .payload = payload, .payload_bytes = 4};
+    REQUIRE(tlpb_tlp_set_mem_range(&wr, RAM_BASE, 4) == 0, "MWr range");
+    raw_send_tlp(&s, &wr);
+    gm = sim_next_guest_memory(&s, fds, &nfds, NULL);
+    REQUIRE(gm != NULL, "the stopped simulator's map was not withdrawn");
+    CHECK(gm->guest_memory->n_regions == 0 && nfds == 0, "the withdrawal carries a map");
+    tlpb_envelope_free(gm);
+    CHECK(!device_simulator_guest_memory(STOP_DEVICE),
+          "status: the stopped simulator still has the map");
+    it_expect_violation(STOP_DEVICE, "requester_id", 1);
+    raw_close(&h);
+    raw_close(&s);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_guest_memory_sim");
@@ -322,12 +371,14 @@ int main(int argc, char **argv)
     char cfg[1024];
     snprintf(cfg, sizeof(cfg),
              "devices = (\n  { name = \"" DEVICE "\"; backend = \"external\"; model = \"%s\";"
-             " dma = \"fast\"; }\n);\n",
-             it_paths.model);
+             " dma = \"fast\"; },\n  { name = \"" STOP_DEVICE "\"; backend = \"external\";"
+             " model = \"%s\"; dma = \"fast\"; check = \"stop\"; }\n);\n",
+             it_paths.model, it_paths.model);
     const char *args[] = {"--config", it_write_file("guestmem_sim.cfg", cfg), NULL};
     it_start_bridge(args);
     IT_RUN("a fast simulator gets the host's map, in order, and loses it",
            case_map_to_fast_simulator());
     IT_RUN("a simulator that did not offer it gets no map", case_not_offered());
+    IT_RUN("policy stop withdraws the map", case_stop_policy_withdraws());
     return it_finish();
 }
