@@ -12,7 +12,9 @@
  * - a simulator's Error refusing the map clears the status;
  * - when the host leaves, the simulator gets an empty GuestMemory;
  * - on a device whose checker policy is stop, a simulator that breaks a
- *   rule is switched away and its map withdrawn. */
+ *   rule is switched away and its map withdrawn;
+ * - a simulator coupled in simulated time gets no map (its DMA is stamped
+ *   and ordered by its messages). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -364,6 +366,70 @@ static void case_stop_policy_withdraws(void)
     close(fd);
 }
 
+/* Everything the host sent before has been acted on once this returns (an
+ * Interrupt, not a host's to send, is answered with an Error). */
+static void host_fence(struct raw *h)
+{
+    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
+    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
+    env.interrupt = &irq;
+    raw_send_env(h, &env);
+    for (;;) {
+        bool eof;
+        Tlpb__Envelope *m = raw_next(h, &eof);
+        REQUIRE(m != NULL, "host: no Error for its Interrupt (eof %d)", eof);
+        bool fence = m->body_case == TLPB__ENVELOPE__BODY_ERROR &&
+                     strstr(m->error->reason, "Interrupt from a host");
+        tlpb_envelope_free(m);
+        if (fence)
+            return;
+    }
+}
+
+static void case_coupled_gets_none(void)
+{
+    struct raw h, s;
+    raw_simulator_caps(&s, DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY |
+                                       TLPB__CAPABILITY__CAP_TIME_SYNC);
+    Tlpb__Envelope *reply = raw_host_caps(&h, DEVICE, TLPB__CAPABILITY__CAP_GUEST_MEMORY |
+                                                          TLPB__CAPABILITY__CAP_TIME_SYNC);
+    tlpb_envelope_free(reply);
+    int fd = sealed_memfd(RAM_BYTES);
+    send_map(&h, fd, RAM_BYTES);
+    host_fence(&h);
+    /* The bridge has written whatever it had for the simulator by now:
+     * COUPLED, and no map. */
+    bool coupled = false;
+    for (;;) {
+        struct pollfd pfd = {.fd = s.fd, .events = POLLIN};
+        size_t buffered = s.rd.end - s.rd.start;
+        if (buffered == 0 && poll(&pfd, 1, 0) <= 0)
+            break;
+        int fds[4];
+        unsigned nfds = 0;
+        Tlpb__Envelope *env = sim_next(&s, fds, 4, &nfds);
+        if (!env)
+            break;
+        CHECK(env->body_case != TLPB__ENVELOPE__BODY_GUEST_MEMORY,
+              "a coupled simulator was sent guest memory");
+        if (env->body_case == TLPB__ENVELOPE__BODY_TIME_SYNC &&
+            env->time_sync->kind == TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED)
+            coupled = true;
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        tlpb_envelope_free(env);
+    }
+    CHECK(coupled, "the simulator was not coupled to the host's time");
+    CHECK(pending_fd_count == 0, "a coupled simulator got %u descriptors", pending_fd_count);
+    CHECK(!status_simulator_guest_memory(), "status says the coupled simulator has the map");
+    raw_close(&h);
+    raw_close(&s);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     it_init(argc, argv, "test_guest_memory_sim");
@@ -380,5 +446,6 @@ int main(int argc, char **argv)
            case_map_to_fast_simulator());
     IT_RUN("a simulator that did not offer it gets no map", case_not_offered());
     IT_RUN("policy stop withdraws the map", case_stop_policy_withdraws());
+    IT_RUN("a coupled simulator gets no map", case_coupled_gets_none());
     return it_finish();
 }
