@@ -399,7 +399,8 @@ static void destroy_device(struct runner *r)
         return;
     hlsim_uv_defer_drop_all(&r->deferred); /* deferred calls of the old instance must not run */
     if (r->direct_dma_requests)
-        runner_log(r, HLSIM_LOG_INFO, "%llu DMA requests (%llu bytes) went directly to guest memory",
+        runner_log(r, HLSIM_LOG_INFO,
+                   "%llu DMA requests (%llu bytes) went directly to guest memory",
                    (unsigned long long)r->direct_dma_requests,
                    (unsigned long long)r->direct_dma_bytes);
     r->direct_dma_requests = r->direct_dma_bytes = 0;

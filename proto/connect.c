@@ -179,9 +179,10 @@ static int read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms, bool
         }
         if (exact) {
             size_t have = rd->end - rd->start;
-            size_t want = have < TLPB_FRAME_PREFIX_BYTES
-                              ? TLPB_FRAME_PREFIX_BYTES - have
-                              : TLPB_FRAME_PREFIX_BYTES + tlpb_get_le32(rd->data + rd->start) - have;
+            size_t frame_end = have < TLPB_FRAME_PREFIX_BYTES
+                                   ? TLPB_FRAME_PREFIX_BYTES
+                                   : TLPB_FRAME_PREFIX_BYTES + tlpb_get_le32(rd->data + rd->start);
+            size_t want = frame_end - have;
             if (want < space)
                 space = want;
         }

@@ -101,8 +101,8 @@ static void send_guest_memory(struct fake_bridge *fb, const uint64_t (*regions)[
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, 1u << 20, TLPB_DEFAULT_MAX_FRAME_BYTES);
     assert_int_equal(tlpb_obuf_append(&ob, &env, true), 0);
-    assert_int_equal(tlpb_send_with_fds(fb->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n),
-                     0);
+    int rc = tlpb_send_with_fds(fb->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n);
+    assert_int_equal(rc, 0);
     tlpb_obuf_free(&ob);
 }
 
