@@ -12,6 +12,7 @@
 #include "tlpb/cfgspace.h"
 #include "tlpb/dma.h"
 #include "tlpb/dma_context.h"
+#include "tlpb/guestmem.h"
 #include "tlpb/log.h"
 #include "tlpb/pcie_check.h"
 #include "tlpb/ring.h"
@@ -147,6 +148,12 @@ struct conn {
     bool ring_poll_init;
     bool ring_asleep;              /* prepare_sleep said sleep: wait for ring_poll */
     const char *ring_broken;       /* a put found the ring corrupt: failed at the next flush */
+    /* Frames that carry descriptors (GuestMemory to a simulator), in
+     * order, each written with sendmsg once the bytes queued before it are
+     * written (conn_send_with_fds). */
+    struct conn_fd_frame *fd_frames;
+    uv_poll_t fd_frame_poll;       /* writable: on a duplicate of the socket */
+    int fd_frame_poll_fd;          /* that duplicate; -1: none */
 };
 
 /* Whether c negotiated CAP_TIME_SYNC. */
@@ -193,21 +200,16 @@ struct device_stats {
 };
 
 /* Shared guest memory (docs/protocol.md "Shared guest memory"): the host's
- * map of guest RAM, each region mapped read/write into the bridge. */
-#define GUESTMEM_MAX_FDS 32
-#define GUESTMEM_MAX_REGIONS 32
-struct guestmem_region {
-    uint64_t bus_address;
-    uint64_t size;
-    uint8_t *data;                 /* the byte at bus_address */
-    void *map;                     /* what to munmap */
-    size_t map_bytes;
-};
-
+ * map of guest RAM, each region mapped read/write into the bridge
+ * (tlpb/guestmem.h), and what a simulator granted CAP_GUEST_MEMORY is sent
+ * of it: the host's regions and its descriptors, kept open while the map
+ * lives. */
 struct guestmem {
-    unsigned count;
-    uint64_t bytes;                /* of all regions */
-    struct guestmem_region regions[GUESTMEM_MAX_REGIONS];
+    struct tlpb_guestmem map;      /* count 0: none */
+    Tlpb__GuestMemoryRegion regions[TLPB_GUESTMEM_MAX_REGIONS];
+    int fds[TLPB_GUESTMEM_MAX_FDS];
+    unsigned fd_count;
+    bool sim_shared;               /* the simulator was sent this map and has not refused it */
 };
 
 /* Log2 histogram of sync wall times, 4 buckets per octave of ns. */
@@ -351,6 +353,11 @@ void conn_close(struct conn *c, const char *reason);
 #define BRIDGE_MAX_PENDING_FDS 35
 unsigned conn_pending_fds(struct conn *c);
 int conn_take_fds(struct conn *c, int *fds, unsigned n);
+/* Queue env to c with the descriptors fds[0..n) attached to its first byte
+ * (SCM_RIGHTS; a unix connection without a ring only). The descriptors are
+ * duplicated: the caller keeps its own. The frame keeps its place behind
+ * what is queued before it. 0 or -errno. */
+int conn_send_with_fds(struct conn *c, const Tlpb__Envelope *env, const int *fds, unsigned n);
 /* Queue to c and start writing. force: see tlpb_obuf_append. */
 int conn_send_tlp(struct conn *c, const struct tlpb_tlp *tlp, bool force);
 int conn_send_envelope(struct conn *c, const Tlpb__Envelope *env);
@@ -506,8 +513,18 @@ void trace_rejected_message(struct bridge *b, const struct device *d, const Tlpb
  * device's map; a bad one is refused with an Error naming the problem and
  * the map dropped. Every descriptor is closed before it returns. */
 void guestmem_from_host(struct conn *c, const Tlpb__Envelope *env);
-/* Unmap d's guest memory (why: for the log; nothing logged with no map). */
+/* Unmap d's guest memory and close its descriptors (why: for the log;
+ * nothing logged with no map); a simulator that had it is told. */
 void guestmem_drop(struct device *d, const char *why);
+/* Send d's simulator (CAP_GUEST_MEMORY granted) the host's map when it may
+ * use it and has not got it (map_changed: the host's map is new), or an empty
+ * GuestMemory when it had one and may no longer: it may while it is the
+ * device's active backend, not stopped by the checker, and not coupled in
+ * simulated time. Called wherever one of these changes. */
+void guestmem_update_sim(struct device *d, bool map_changed);
+/* d's simulator refused the map (its Error said why), or left. */
+void guestmem_sim_refused(struct device *d, const char *why);
+void guestmem_sim_detached(struct device *d);
 /* The mapping of [addr, addr + bytes) when it lies inside one region of d's
  * map (bytes 0: the byte at addr), else NULL. */
 uint8_t *guestmem_lookup(const struct device *d, uint64_t addr, uint64_t bytes);

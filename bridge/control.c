@@ -185,8 +185,10 @@ static void status_json(struct bridge *b, struct text *t)
         time_json(d, t);
         ring_json(d, t);
         checker_json(d, t);
-        appendf(t, ", \"guest_memory_regions\": %u, \"guest_memory_bytes\": %llu",
-                d->guest_memory.count, (unsigned long long)d->guest_memory.bytes);
+        appendf(t, ", \"guest_memory_regions\": %u, \"guest_memory_bytes\": %llu,"
+                   " \"simulator_guest_memory\": %s",
+                d->guest_memory.map.count, (unsigned long long)d->guest_memory.map.bytes,
+                d->guest_memory.sim_shared ? "true" : "false");
         appendf(t, ", \"last_dma_fault\": ");
         if (d->last_dma_fault.seen) {
             appendf(t, "{\"address\": %llu, \"bytes\": %u, \"direction\": \"%s\", \"context\": ",

@@ -742,7 +742,7 @@ static void guest_read_completion(void *opaque, struct tlpb_tlp *cpl)
  * be overtaken: maps change with QEMU's memory map, not during DMA to it. */
 static bool dma_from_guest_memory(struct device *d, const struct tlpb_tlp *tlp)
 {
-    if (!d->guest_memory.count || (tlp->kind != TLPB_TLP_MRD && tlp->kind != TLPB_TLP_MWR))
+    if (!d->guest_memory.map.count || (tlp->kind != TLPB_TLP_MRD && tlp->kind != TLPB_TLP_MWR))
         return false;
     uint64_t addr = tlpb_tlp_first_byte_address(tlp);
     uint32_t bytes = tlpb_tlp_request_bytes(tlp);
@@ -755,18 +755,7 @@ static bool dma_from_guest_memory(struct device *d, const struct tlpb_tlp *tlp)
     if (tlp->kind == TLPB_TLP_MWR) {
         d->stats.device_posted_writes++;
         d->stats.dma_bytes += tlp->payload_bytes;
-        const uint8_t *src = tlp->payload + (addr - tlp->address);
-        if (tlp->length_dw <= 2 && bytes) {
-            /* Byte enables may be sparse in a 1-2 DW write: only enabled bytes. */
-            for (uint32_t i = 0; i < bytes; i++) {
-                uint32_t k = (uint32_t)(addr - tlp->address) + i;
-                uint8_t be = k < 4 ? tlp->first_be : tlp->last_be;
-                if (be & (1u << (k & 3u)))
-                    mem[i] = src[i];
-            }
-        } else {
-            memcpy(mem, src, bytes);
-        }
+        tlpb_guestmem_apply_write(mem, tlp);
         return true;
     }
     d->stats.device_requests++;
@@ -1069,6 +1058,9 @@ static void time_update_coupling(struct device *d)
 {
     struct device_time *t = &d->time;
     bool want_sim = t->coupled && d->backend == BACKEND_EXTERNAL && conn_time_sync(d->sim);
+    /* A coupled simulator's DMA goes as messages, stamped (rule 3): the map
+     * is withdrawn ahead of COUPLED. */
+    guestmem_update_sim(d, false);
     if (d->sim && conn_time_sync(d->sim) && want_sim != d->sim->time_coupled_sent) {
         Tlpb__TimeSync ts = TLPB__TIME_SYNC__INIT;
         ts.kind = want_sim ? TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED
@@ -1468,6 +1460,8 @@ static unsigned activate(struct device *d, enum backend_kind kind, const char *w
     time_update_coupling(d);
     if (kind != BACKEND_FALLBACK)
         replay_config(d);
+    /* A simulator switched away loses the map, one that serves gets it. */
+    guestmem_update_sim(d, false);
     return abandoned;
 }
 
@@ -1597,6 +1591,7 @@ int device_sim_attach(struct device *d, struct conn *c, const struct tlpb_devdes
 void device_sim_detached(struct device *d, const char *why)
 {
     d->sim = NULL;
+    guestmem_sim_detached(d);
     tlpb_dma_context_forget(&d->sim_dma_contexts);
     if (d->backend != BACKEND_EXTERNAL)
         return;

@@ -1,166 +1,140 @@
 /* Shared guest memory (docs/protocol.md "Shared guest memory"): the host's
  * guest RAM mapped into the bridge, so device DMA inside it is served
- * without a message to the host and back. */
+ * without a message to the host and back; and passed on to a simulator
+ * process granted CAP_GUEST_MEMORY, whose fast-mode DMA then reads and
+ * writes it directly. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bridge.h"
 
-static void unmap_all(struct guestmem *gm)
+static void close_host_fds(struct guestmem *gm)
 {
-    for (unsigned i = 0; i < gm->count; i++)
-        munmap(gm->regions[i].map, gm->regions[i].map_bytes);
-    gm->count = 0;
-    gm->bytes = 0;
+    for (unsigned i = 0; i < gm->fd_count; i++)
+        close(gm->fds[i]);
+    gm->fd_count = 0;
 }
 
 void guestmem_drop(struct device *d, const char *why)
 {
-    if (!d->guest_memory.count)
+    struct guestmem *gm = &d->guest_memory;
+    if (!gm->map.count && !gm->fd_count)
         return;
-    unmap_all(&d->guest_memory);
+    tlpb_guestmem_unmap(&gm->map);
+    close_host_fds(gm);
     bridge_log(TLPB_LOG_INFO, "device %s: guest memory no longer shared (%s)", d->cfg->name, why);
+    guestmem_update_sim(d, true);
 }
 
 uint8_t *guestmem_lookup(const struct device *d, uint64_t addr, uint64_t bytes)
 {
-    const struct guestmem *gm = &d->guest_memory;
-    if (bytes == 0)
-        bytes = 1;
-    for (unsigned i = 0; i < gm->count; i++) {
-        const struct guestmem_region *r = &gm->regions[i];
-        if (addr >= r->bus_address && addr - r->bus_address < r->size &&
-            bytes <= r->size - (addr - r->bus_address))
-            return r->data + (addr - r->bus_address);
-    }
-    return NULL;
+    return tlpb_guestmem_lookup(&d->guest_memory.map, addr, bytes);
 }
 
-/* Whether fd is a memfd its sender can no longer shrink: a file truncated
- * under the mapping would make the bridge's next access fault (SIGBUS). */
-static bool sealed_against_shrinking(int fd)
+/* Whether d's simulator may have the map now (guestmem_update_sim). */
+static bool sim_may_share(const struct device *d)
 {
-    int seals = fcntl(fd, F_GET_SEALS);
-    return seals >= 0 && (seals & F_SEAL_SHRINK);
+    const struct conn *s = d->sim;
+    return s && !s->closing && (s->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY) &&
+           (s->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA) &&
+           d->backend == BACKEND_EXTERNAL && !d->check_stopped &&
+           !(d->time.coupled && conn_time_sync(s));
 }
 
-/* Check the map in msg against the descriptors fds and map it into out.
- * 0, or -1 with why (out holds nothing mapped). */
-static int map_regions(const Tlpb__GuestMemory *msg, const int *fds, struct guestmem *out,
-                       char *why, size_t why_size)
+void guestmem_update_sim(struct device *d, bool map_changed)
 {
-    out->count = 0;
-    out->bytes = 0;
-    if (msg->n_regions > GUESTMEM_MAX_REGIONS) {
-        snprintf(why, why_size, "GuestMemory with %zu regions: at most %u", msg->n_regions,
-                 GUESTMEM_MAX_REGIONS);
-        return -1;
+    struct guestmem *gm = &d->guest_memory;
+    bool share = sim_may_share(d) && gm->map.count;
+    if (share && !map_changed && gm->sim_shared)
+        return;
+    if (!share && !gm->sim_shared)
+        return;
+    Tlpb__GuestMemoryRegion *regions[TLPB_GUESTMEM_MAX_REGIONS];
+    Tlpb__GuestMemory msg = TLPB__GUEST_MEMORY__INIT;
+    if (share) {
+        for (unsigned i = 0; i < gm->map.count; i++)
+            regions[i] = &gm->regions[i];
+        msg.regions = regions;
+        msg.n_regions = gm->map.count;
+        msg.fd_count = gm->fd_count;
     }
-    long page = sysconf(_SC_PAGESIZE);
-    for (size_t i = 0; i < msg->n_regions; i++) {
-        const Tlpb__GuestMemoryRegion *r = msg->regions[i];
-        if (r->fd_index >= msg->fd_count) {
-            snprintf(why, why_size, "GuestMemory region %zu: fd_index %u out of range (%u descriptors)",
-                     i, r->fd_index, msg->fd_count);
-            goto fail;
-        }
-        if (r->size_bytes == 0) {
-            snprintf(why, why_size, "GuestMemory region %zu: size 0", i);
-            goto fail;
-        }
-        if (r->bus_address + r->size_bytes < r->bus_address ||
-            r->fd_offset + r->size_bytes < r->fd_offset || r->size_bytes > SIZE_MAX / 2) {
-            snprintf(why, why_size, "GuestMemory region %zu: address or offset plus size overflows",
-                     i);
-            goto fail;
-        }
-        for (size_t j = 0; j < i; j++) {
-            const Tlpb__GuestMemoryRegion *o = msg->regions[j];
-            if (r->bus_address < o->bus_address + o->size_bytes &&
-                o->bus_address < r->bus_address + r->size_bytes) {
-                snprintf(why, why_size, "GuestMemory regions %zu and %zu overlap", j, i);
-                goto fail;
-            }
-        }
-        int fd = fds[r->fd_index];
-        if (!sealed_against_shrinking(fd)) {
-            snprintf(why, why_size,
-                     "GuestMemory region %zu: descriptor %u is not a memfd sealed against"
-                     " shrinking (F_SEAL_SHRINK)", i, r->fd_index);
-            goto fail;
-        }
-        struct stat st;
-        if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < r->fd_offset + r->size_bytes) {
-            snprintf(why, why_size, "GuestMemory region %zu: ends past the end of its file", i);
-            goto fail;
-        }
-        /* mmap wants a page-aligned offset: map from the page it starts in. */
-        uint64_t lead = r->fd_offset % (uint64_t)page;
-        size_t map_bytes = (size_t)(lead + r->size_bytes);
-        void *map = mmap(NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                         (off_t)(r->fd_offset - lead));
-        if (map == MAP_FAILED) {
-            snprintf(why, why_size, "GuestMemory region %zu: cannot map it: %s", i, strerror(errno));
-            goto fail;
-        }
-        struct guestmem_region *g = &out->regions[out->count++];
-        g->bus_address = r->bus_address;
-        g->size = r->size_bytes;
-        g->map = map;
-        g->map_bytes = map_bytes;
-        g->data = (uint8_t *)map + lead;
-        out->bytes += r->size_bytes;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
+    env.guest_memory = &msg;
+    int rc = conn_send_with_fds(d->sim, &env, gm->fds, msg.fd_count);
+    if (rc < 0) {
+        bridge_log(TLPB_LOG_ERROR, "device %s: cannot send guest memory to the simulator: %s",
+                   d->cfg->name, strerror(-rc));
+        gm->sim_shared = false;
+        return;
     }
-    return 0;
-fail:
-    unmap_all(out);
-    return -1;
+    gm->sim_shared = share;
+    bridge_log(TLPB_LOG_INFO, "device %s: guest memory %s the simulator", d->cfg->name,
+               share ? "shared with" : "withdrawn from");
+    conn_flush(d->sim);
+}
+
+void guestmem_sim_refused(struct device *d, const char *why)
+{
+    if (!d->guest_memory.sim_shared)
+        return;
+    d->guest_memory.sim_shared = false;
+    bridge_log(TLPB_LOG_WARN, "device %s: the simulator refused guest memory (%s); its DMA goes"
+                              " as messages", d->cfg->name, why);
+}
+
+void guestmem_sim_detached(struct device *d)
+{
+    d->guest_memory.sim_shared = false;
 }
 
 void guestmem_from_host(struct conn *c, const Tlpb__Envelope *env)
 {
     struct device *d = c->device;
+    struct guestmem *gm = &d->guest_memory;
     const Tlpb__GuestMemory *msg = env->guest_memory;
-    char why[200];
+    char why[200] = "";
     int fds[BRIDGE_MAX_PENDING_FDS];
-    /* Whatever arrived for it is taken (and closed below), even when the
-     * message is refused: descriptors never pile up. */
+    /* Whatever arrived for it is taken (and closed unless kept), even when
+     * the message is refused: descriptors never pile up. */
     unsigned pending = conn_pending_fds(c);
     unsigned take = msg->fd_count < pending ? msg->fd_count : pending;
     if (take > BRIDGE_MAX_PENDING_FDS)
         take = BRIDGE_MAX_PENDING_FDS;
     int rc = conn_take_fds(c, fds, take);
+    struct tlpb_guestmem next;
     if (rc != 0) {
         take = 0;
         snprintf(why, sizeof(why), "GuestMemory: cannot receive its descriptors: %s", strerror(-rc));
-    } else if (msg->fd_count > GUESTMEM_MAX_FDS) {
-        snprintf(why, sizeof(why), "GuestMemory with %u descriptors: at most %u", msg->fd_count,
-                 GUESTMEM_MAX_FDS);
-    } else if (take < msg->fd_count) {
-        snprintf(why, sizeof(why),
-                 "GuestMemory names %u descriptors but %u arrived with it (SCM_RIGHTS on its"
-                 " first byte)", msg->fd_count, take);
-    } else {
-        struct guestmem next;
-        if (map_regions(msg, fds, &next, why, sizeof(why)) == 0) {
-            unmap_all(&d->guest_memory);
-            d->guest_memory = next;
-            if (next.count)
-                bridge_log(TLPB_LOG_INFO, "device %s: guest memory shared: %u regions, %llu MiB",
-                           d->cfg->name, next.count, (unsigned long long)(next.bytes >> 20));
-            else
-                bridge_log(TLPB_LOG_INFO, "device %s: guest memory withdrawn by the host",
-                           d->cfg->name);
-            why[0] = '\0';
+    } else if (tlpb_guestmem_map(&next, msg, fds, take, why, sizeof(why)) == 0) {
+        tlpb_guestmem_unmap(&gm->map);
+        close_host_fds(gm);
+        gm->map = next;
+        /* Kept for a simulator while the map lives. */
+        for (unsigned i = 0; i < next.count; i++) {
+            Tlpb__GuestMemoryRegion r = TLPB__GUEST_MEMORY_REGION__INIT;
+            r.bus_address = msg->regions[i]->bus_address;
+            r.size_bytes = msg->regions[i]->size_bytes;
+            r.fd_index = msg->regions[i]->fd_index;
+            r.fd_offset = msg->regions[i]->fd_offset;
+            gm->regions[i] = r;
         }
+        memcpy(gm->fds, fds, take * sizeof(int));
+        gm->fd_count = next.count ? take : 0;
+        if (!next.count)
+            for (unsigned i = 0; i < take; i++)
+                close(fds[i]);
+        take = 0;
+        if (next.count)
+            bridge_log(TLPB_LOG_INFO, "device %s: guest memory shared: %u regions, %llu MiB",
+                       d->cfg->name, next.count, (unsigned long long)(next.bytes >> 20));
+        else
+            bridge_log(TLPB_LOG_INFO, "device %s: guest memory withdrawn by the host",
+                       d->cfg->name);
+        guestmem_update_sim(d, true);
     }
-    /* The mappings keep the memory; the descriptors are not needed. */
     for (unsigned i = 0; i < take; i++)
         close(fds[i]);
     if (why[0]) {

@@ -20,6 +20,27 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void ring_activity(struct bridge *b);
 
+struct conn_fd_frame {
+    struct conn_fd_frame *next;
+    size_t ahead;                  /* bytes queued before it not yet written */
+    size_t len, sent;              /* the frame, and how much of it is written */
+    bool fds_sent;
+    unsigned fd_count;
+    int fds[TLPB_GUESTMEM_MAX_FDS];
+    uint8_t frame[];
+};
+
+/* At most this many wait (a simulator that reads nothing while the host's
+ * map keeps changing): more ends the connection, descriptors never pile up. */
+#define CONN_MAX_FD_FRAMES 4u
+
+static void fd_frame_free(struct conn_fd_frame *f)
+{
+    for (unsigned i = 0; i < f->fd_count; i++)
+        close(f->fds[i]);
+    free(f);
+}
+
 static void conn_free_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -65,6 +86,16 @@ void conn_close(struct conn *c, const char *reason)
     if (c->ring_poll_init) {
         c->ring_poll_init = false;
         uv_close((uv_handle_t *)&c->ring_poll, conn_free_cb);
+    }
+    if (c->fd_frame_poll_fd >= 0) {
+        uv_close((uv_handle_t *)&c->fd_frame_poll, conn_free_cb);
+        close(c->fd_frame_poll_fd); /* the poll is stopped by uv_close */
+        c->fd_frame_poll_fd = -1;
+    }
+    while (c->fd_frames) {
+        struct conn_fd_frame *f = c->fd_frames;
+        c->fd_frames = f->next;
+        fd_frame_free(f);
     }
     uv_close(&c->h.handle, conn_free_cb);
     conn_resume_paused(b);
@@ -165,10 +196,156 @@ static void conn_ring_fail(struct conn *c)
     conn_drop_with_error(c, reason);
 }
 
+/* ---- frames with descriptors (conn_send_with_fds) ------------------------- */
+
+/* n bytes queued before the first frame with descriptors were written. */
+static void fd_frames_wrote(struct conn *c, size_t n)
+{
+    if (c->fd_frames)
+        c->fd_frames->ahead -= n < c->fd_frames->ahead ? n : c->fd_frames->ahead;
+}
+
+/* Move the first bytes of from into the empty to (which appends to from
+ * cannot move while a write owns it). 0 or -ENOMEM. */
+static int obuf_move_head(struct tlpb_obuf *to, struct tlpb_obuf *from, size_t bytes)
+{
+    to->start = to->end = 0;
+    if (to->capacity < bytes) {
+        uint8_t *data = realloc(to->data, bytes);
+        if (!data)
+            return -ENOMEM;
+        to->data = data;
+        to->capacity = bytes;
+    }
+    memcpy(to->data, tlpb_obuf_head(from), bytes);
+    to->end = bytes;
+    tlpb_obuf_consume(from, bytes);
+    return 0;
+}
+
+/* Write the first frame with descriptors (everything before it is written):
+ * 1 when all of it went, 0 when the socket is full, or -errno. */
+static int fd_frame_send(struct conn *c)
+{
+    struct conn_fd_frame *f = c->fd_frames;
+    uv_os_fd_t sock;
+    int rc = uv_fileno(&c->h.handle, &sock);
+    if (rc < 0)
+        return -EBADF;
+    while (f->sent < f->len) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * TLPB_GUESTMEM_MAX_FDS)];
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct iovec iov = {.iov_base = f->frame + f->sent, .iov_len = f->len - f->sent};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (!f->fds_sent && f->fd_count) {
+            msg.msg_control = control.buf;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * f->fd_count);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * f->fd_count);
+            memcpy(CMSG_DATA(cm), f->fds, sizeof(int) * f->fd_count);
+        }
+        ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0)
+            return -errno;
+        f->fds_sent = true;
+        f->sent += (size_t)n;
+    }
+    c->fd_frames = f->next;
+    c->frames_out++;
+    fd_frame_free(f);
+    return 1;
+}
+static void fd_frame_writable_cb(uv_poll_t *p, int status, int events)
+{
+    struct conn *c = p->data;
+    (void)events;
+    uv_poll_stop(p);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    conn_flush(c);
+}
+
+/* The socket is full with a frame with descriptors next: libuv's stream
+ * writes cannot carry it, so wait for room on a duplicate of the socket
+ * (a second poll handle on the same descriptor is not allowed). */
+static void fd_frame_wait_writable(struct conn *c)
+{
+    if (c->fd_frame_poll_fd < 0) {
+        uv_os_fd_t sock;
+        int fd = uv_fileno(&c->h.handle, &sock) == 0 ? fcntl(sock, F_DUPFD_CLOEXEC, 3) : -1;
+        if (fd < 0 || uv_poll_init(c->bridge->loop, &c->fd_frame_poll, fd) != 0) {
+            if (fd >= 0)
+                close(fd);
+            conn_close(c, "cannot watch the socket for a frame with descriptors");
+            return;
+        }
+        c->fd_frame_poll_fd = fd;
+        c->fd_frame_poll.data = c;
+        c->open_handles++;
+    }
+    uv_poll_start(&c->fd_frame_poll, UV_WRITABLE, fd_frame_writable_cb);
+}
+
+int conn_send_with_fds(struct conn *c, const Tlpb__Envelope *env, const int *fds, unsigned n)
+{
+    if (!c || c->closing)
+        return -ENOTCONN;
+    if (c->is_tcp || c->ring || n > TLPB_GUESTMEM_MAX_FDS)
+        return -EINVAL;
+    unsigned queued = 0;
+    size_t ahead = tlpb_obuf_pending(&c->ob) + tlpb_obuf_pending(&c->inflight);
+    struct conn_fd_frame **tail = &c->fd_frames;
+    for (; *tail; tail = &(*tail)->next) {
+        queued++;
+        ahead -= (*tail)->ahead;
+    }
+    if (queued >= CONN_MAX_FD_FRAMES) {
+        conn_close(c, "the peer reads nothing while frames with descriptors pile up");
+        return -ENOBUFS;
+    }
+    /* Encoded with the connection's framing (and its frame size limit). */
+    struct tlpb_obuf tmp;
+    tlpb_obuf_init(&tmp, SIZE_MAX, c->ob.max_frame_bytes);
+    int rc = tlpb_obuf_append(&tmp, env, true);
+    struct conn_fd_frame *f = rc == 0 ? calloc(1, sizeof(*f) + tlpb_obuf_pending(&tmp)) : NULL;
+    if (!f) {
+        tlpb_obuf_free(&tmp);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    f->len = tlpb_obuf_pending(&tmp);
+    memcpy(f->frame, tlpb_obuf_head(&tmp), f->len);
+    tlpb_obuf_free(&tmp);
+    for (; f->fd_count < n; f->fd_count++) {
+        f->fds[f->fd_count] = fcntl(fds[f->fd_count], F_DUPFD_CLOEXEC, 3);
+        if (f->fds[f->fd_count] < 0) {
+            rc = -errno;
+            fd_frame_free(f);
+            return rc;
+        }
+    }
+    f->ahead = ahead;
+    *tail = f;
+    return 0;
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
     c->write_in_flight = false;
+    size_t written = tlpb_obuf_pending(&c->inflight);
     c->inflight.start = c->inflight.end = 0;
     if (status < 0) {
         if (!c->closing)
@@ -177,6 +354,7 @@ static void write_cb(uv_write_t *req, int status)
     }
     if (c->closing)
         return;
+    fd_frames_wrote(c, written);
     conn_flush(c);
     if (tlpb_obuf_pending(&c->ob) < BRIDGE_QUEUE_LOW_BYTES)
         conn_resume_paused(c->bridge);
@@ -242,27 +420,57 @@ void conn_flush(struct conn *c)
         conn_ring_flush(c);
         return;
     }
-    if (c->write_in_flight || tlpb_obuf_pending(&c->ob) == 0)
+    if (c->write_in_flight)
         return;
+    /* A frame with descriptors goes once everything before it is written. */
+    while (c->fd_frames && c->fd_frames->ahead == 0) {
+        int rc = fd_frame_send(c);
+        if (rc < 0) {
+            conn_close(c, strerror(-rc));
+            return;
+        }
+        if (rc == 0) {
+            fd_frame_wait_writable(c);
+            return;
+        }
+    }
+    size_t len = tlpb_obuf_pending(&c->ob);
+    if (len == 0)
+        return;
+    if (c->fd_frames && c->fd_frames->ahead < len)
+        len = c->fd_frames->ahead;
     /* Try the fast path first: most batches fit the socket buffer. */
-    uv_buf_t buf = uv_buf_init((char *)tlpb_obuf_head(&c->ob), (unsigned)tlpb_obuf_pending(&c->ob));
+    uv_buf_t buf = uv_buf_init((char *)tlpb_obuf_head(&c->ob), (unsigned)len);
     int n = uv_try_write(&c->h.stream, &buf, 1);
     if (n > 0) {
         c->frames_out++;
         tlpb_obuf_consume(&c->ob, (size_t)n);
+        fd_frames_wrote(c, (size_t)n);
+        len -= (size_t)n;
     } else if (n < 0 && n != UV_EAGAIN) {
         conn_close(c, uv_strerror(n));
         return;
     }
-    if (tlpb_obuf_pending(&c->ob) == 0)
+    if (len == 0) {
+        if (c->fd_frames && c->fd_frames->ahead == 0)
+            conn_flush(c); /* the frame with descriptors is next */
         return;
-    /* The rest goes asynchronously from a buffer that appends cannot move. */
-    struct tlpb_obuf tmp = c->inflight;
-    c->inflight = c->ob;
-    c->ob = tmp;
-    c->ob.start = c->ob.end = 0;
-    c->ob.limit_bytes = c->inflight.limit_bytes;
-    c->ob.max_frame_bytes = c->inflight.max_frame_bytes;
+    }
+    if (c->fd_frames) {
+        /* Only the bytes ahead of the descriptors go: copied out. */
+        if (obuf_move_head(&c->inflight, &c->ob, len) != 0) {
+            conn_close(c, "out of memory");
+            return;
+        }
+    } else {
+        /* The rest goes asynchronously from a buffer that appends cannot move. */
+        struct tlpb_obuf tmp = c->inflight;
+        c->inflight = c->ob;
+        c->ob = tmp;
+        c->ob.start = c->ob.end = 0;
+        c->ob.limit_bytes = c->inflight.limit_bytes;
+        c->ob.max_frame_bytes = c->inflight.max_frame_bytes;
+    }
     buf = uv_buf_init((char *)tlpb_obuf_head(&c->inflight), (unsigned)tlpb_obuf_pending(&c->inflight));
     c->write_req.data = c;
     c->write_in_flight = true;
@@ -500,8 +708,12 @@ static void handle_hello(struct conn *c, const Tlpb__Hello *hello)
     c->capabilities = device_grant_capabilities(
         d, c->label, hello->capabilities & (TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                             TLPB__CAPABILITY__CAP_TIME_SYNC));
-    /* Descriptors travel only on a unix socket, to the host's bridge. */
+    /* Descriptors travel only on a unix socket: from the host to the
+     * bridge, and on to a simulator whose fast (unsplit) DMA is granted. */
     if (hello->role == TLPB__ROLE__ROLE_HOST && !c->is_tcp)
+        c->capabilities |= hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY;
+    if (hello->role == TLPB__ROLE__ROLE_SIMULATOR && !c->is_tcp &&
+        (c->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA))
         c->capabilities |= hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY;
     if (hello->role == TLPB__ROLE__ROLE_HOST) {
         /* The ring shares memory and descriptors: a unix socket only. */
@@ -812,6 +1024,8 @@ static void dispatch(struct conn *c, Tlpb__Envelope *env)
                              env->error->dma_fault_bytes, "reported by the host");
             break;
         }
+        if (simulator && strncmp(env->error->reason, "GuestMemory", 11) == 0)
+            guestmem_sim_refused(c->device, env->error->reason);
         bridge_log(TLPB_LOG_WARN, "%s: peer reports: %s", c->label, env->error->reason);
         break;
     case TLPB__ENVELOPE__BODY_DMA_CONTEXT:
@@ -1236,6 +1450,7 @@ static int conn_from_fd(struct bridge *b, bool is_tcp, int fd)
         close(fd);
         return UV_ENOMEM;
     }
+    c->fd_frame_poll_fd = -1;
     int rc;
     if (is_tcp) {
         uv_tcp_init(b->loop, &c->h.tcp);

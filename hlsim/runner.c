@@ -2,8 +2,8 @@
  * tlpbridged over its socket as role SIMULATOR for one device.
  *
  *   hlsim-run --socket PATH|tcp:HOST:PORT --device NAME --model libdmacopy.so
- *             [--model-args S] [--fast-dma] [--log-level N] [--reconnect]
- *             [--max-sim-ns-per-s N]
+ *             [--model-args S] [--fast-dma] [--no-guest-memory] [--log-level N]
+ *             [--reconnect] [--max-sim-ns-per-s N]
  *
  * The connection is libtlpbsim's (docs/simulator-api.md); its socket is
  * watched with a libuv poll handle: a readable event reads what is there
@@ -14,7 +14,11 @@
  * The model's time is the simulated clock (hlsim_simclock.h): free-running
  * until the bridge sends TIME_SYNC_COUPLED, then advanced only by the
  * host's grants, answered with REACHED (docs/protocol.md "Simulated
- * time"). */
+ * time").
+ *
+ * Fast DMA on a unix socket asks for the guest's memory as well
+ * (CAP_GUEST_MEMORY): a model DMA that lies in the map the bridge shares is
+ * a copy from or to guest memory here, not messages (docs/hlsim.md). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +33,8 @@
 #include "hlsim_env.h"
 #include "hlsim_simclock.h"
 #include "hlsim_uv.h"
+#include "tlpb/dma.h"
+#include "tlpb/guestmem.h"
 #include "tlpb_sim.h"
 
 #define READ_BUDGET_BYTES (4u * 1024u * 1024u) /* per readable event, for fairness */
@@ -42,6 +48,7 @@ struct runner {
     const char *model_path;
     const char *model_args;
     bool fast_dma;
+    bool no_guest_memory;      /* fast DMA as messages even on a unix socket */
     bool reconnect;
     int log_level;
     uint64_t max_sim_ns_per_s; /* throttle of busy simulated time; 0: none */
@@ -64,6 +71,8 @@ struct runner {
 
     hlsim_device *dev;
     hlsim_simclock *clock;
+    struct tlpb_dma_scratch dma_scratch; /* DMA reads served from guest memory */
+    uint64_t direct_dma_requests, direct_dma_bytes;
 
     bool stopping;
     int exit_code;
@@ -101,12 +110,82 @@ static void stamp_output(struct runner *r)
         tlpb_sim_set_time_ps(r->sim, hlsim_simclock_time_ps(r->clock));
 }
 
+/* A completion built from guest memory, to the model from the event loop
+ * as one from the bridge would come (send_tlp must not call back). */
+struct direct_completion {
+    struct runner *runner;
+    struct tlpb_tlp tlp;
+    uint8_t payload[];
+};
+
+static void direct_completion_run(void *arg)
+{
+    struct direct_completion *dc = arg;
+    if (dc->runner->clock)
+        hlsim_simclock_host_tlp(dc->runner->clock, &dc->tlp);
+}
+
+static void direct_completion_queue(void *opaque, struct tlpb_tlp *cpl)
+{
+    struct runner *r = opaque;
+    struct direct_completion *dc;
+    if (hlsim_uv_defer_alloc(&r->deferred, direct_completion_run, sizeof(*dc) + cpl->payload_bytes,
+                             (void **)&dc) != 0) {
+        runner_log(r, HLSIM_LOG_ERROR, "out of memory queueing a DMA completion");
+        return;
+    }
+    dc->runner = r;
+    dc->tlp = *cpl;
+    if (cpl->payload_bytes) {
+        memcpy(dc->payload, cpl->payload, cpl->payload_bytes);
+        dc->tlp.payload = dc->payload;
+    }
+}
+
+static int read_guest_memory(void *opaque, uint64_t addr, void *dst, uint32_t bytes)
+{
+    struct runner *r = opaque;
+    const uint8_t *src = tlpb_sim_guest_memory(r->sim, addr, bytes);
+    if (!src)
+        return TLPB_CPL_UR;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+/* Fast DMA whose whole range lies in the guest memory the bridge shared:
+ * a write is copied into it now (so it is in memory before anything the
+ * model sends after it, an MSI-X included), a read answered from it with
+ * the completions the root complex would build, as the bridge does for an
+ * in-process model. Returns false (nothing done) for anything else: it
+ * goes as messages. Strict DMA never comes here (no map is granted). */
+static bool dma_direct(struct runner *r, const struct tlpb_tlp *tlp)
+{
+    if ((tlp->kind != TLPB_TLP_MRD && tlp->kind != TLPB_TLP_MWR) || !tlpb_sim_unsplit_dma(r->sim))
+        return false;
+    uint32_t bytes = tlpb_tlp_request_bytes(tlp);
+    uint8_t *mem = tlpb_sim_guest_memory(r->sim, tlpb_tlp_first_byte_address(tlp), bytes);
+    if (!mem)
+        return false;
+    r->direct_dma_requests++;
+    r->direct_dma_bytes += bytes;
+    if (tlp->kind == TLPB_TLP_MWR) {
+        tlpb_guestmem_apply_write(mem, tlp);
+        return true;
+    }
+    tlpb_dma_serve_read(&r->dma_scratch, tlp, 0,
+                        tlpb_cfg_max_payload_bytes(hlsim_config(r->dev)), true,
+                        read_guest_memory, r, direct_completion_queue, r);
+    return true;
+}
+
 static int env_send_tlp(void *env, const struct tlpb_tlp *tlp)
 {
     struct runner *r = env;
 
     if (!r->sim || !tlpb_sim_connected(r->sim))
         return tlpb_tlp_is_completion(tlp->kind) ? 0 : -ENOTCONN;
+    if (dma_direct(r, tlp))
+        return 0;
     stamp_output(r);
     struct tlpb_tlp out = *tlp;
     out.sim_time_ps = 0; /* the library's clock, not a stamp copied from a request */
@@ -319,6 +398,12 @@ static void destroy_device(struct runner *r)
     if (!r->dev)
         return;
     hlsim_uv_defer_drop_all(&r->deferred); /* deferred calls of the old instance must not run */
+    if (r->direct_dma_requests)
+        runner_log(r, HLSIM_LOG_INFO,
+                   "%llu DMA requests (%llu bytes) went directly to guest memory",
+                   (unsigned long long)r->direct_dma_requests,
+                   (unsigned long long)r->direct_dma_bytes);
+    r->direct_dma_requests = r->direct_dma_bytes = 0;
     hlsim_simclock_set_device(r->clock, NULL);
     hlsim_device_destroy(r->dev);
     r->dev = NULL;
@@ -373,6 +458,7 @@ static int attach(struct runner *r, char *err, size_t err_size)
         .log_name = "hlsim-run",
         .log_level = r->log_level,
         .time_sync = true,
+        .guest_memory = !r->no_guest_memory,
     };
     int rc = tlpb_sim_connect(&r->sim, r->address, &opts, &runner_sim_callbacks, r, err,
                               err_size);
@@ -492,8 +578,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hlsim-run --socket PATH|unix:PATH|tcp:HOST:PORT --device NAME --model MODEL.so\n"
-            "                 [--model-args STRING] [--fast-dma] [--log-level 0-3] [--reconnect]\n"
-            "                 [--max-sim-ns-per-s N]\n"
+            "                 [--model-args STRING] [--fast-dma] [--no-guest-memory]\n"
+            "                 [--log-level 0-3] [--reconnect] [--max-sim-ns-per-s N]\n"
             "\n"
             "Runs an hlsim device model in this process, attached to tlpbridged as the\n"
             "simulator of device NAME.\n"
@@ -501,7 +587,9 @@ static void usage(FILE *out)
             "  --device NAME      device name in the bridge configuration\n"
             "  --model PATH       model shared object (exports '" HLSIM_MODEL_SYMBOL "')\n"
             "  --model-args S     argument string passed to the model's create()\n"
-            "  --fast-dma         ask for unsplit DMA (fast mode; not PCIe-exact)\n"
+            "  --fast-dma         ask for unsplit DMA (fast mode; not PCIe-exact); on a unix\n"
+            "                     socket DMA in guest memory the bridge shares goes directly\n"
+            "  --no-guest-memory  fast DMA as messages even when guest memory could be shared\n"
             "  --log-level N      0 error, 1 warn, 2 info (default), 3 debug\n"
             "  --reconnect        when the bridge goes away, retry instead of exiting\n"
             "  --max-sim-ns-per-s N  coupled time: simulate at most N busy ns per wall second\n"
@@ -516,6 +604,7 @@ int main(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},
         {"model-args", required_argument, NULL, 'a'},
         {"fast-dma", no_argument, NULL, 'f'},
+        {"no-guest-memory", no_argument, NULL, 'G'},
         {"log-level", required_argument, NULL, 'l'},
         {"reconnect", no_argument, NULL, 'r'},
         {"max-sim-ns-per-s", required_argument, NULL, 'M'},
@@ -545,6 +634,9 @@ int main(int argc, char **argv)
             break;
         case 'f':
             r->fast_dma = true;
+            break;
+        case 'G':
+            r->no_guest_memory = true;
             break;
         case 'l': {
             char *end;
@@ -633,6 +725,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "hlsim-run: exiting: %s\n", r->exit_reason);
     uv_loop_close(&r->loop);
     dlclose(r->model_handle);
+    tlpb_dma_scratch_free(&r->dma_scratch);
     int code = r->exit_code;
     free(r);
     return code;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tlpb/byteorder.h"
 #include "tlpb/wire.h"
 
 uint64_t tlpb_now_ns(void)
@@ -140,8 +141,12 @@ int tlpb_connect(const char *address, char *err, size_t err_size)
     return connect_unix(address, err, err_size);
 }
 
-int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
-                           const uint8_t **frame, size_t *len, const char **reason)
+/* exact: never read past the frame being completed. A simulator's
+ * handshake reads so when descriptors may follow: those the bridge sends
+ * right behind its HelloReply (GuestMemory) arrive on a later byte, and a
+ * plain read() that took that byte would have the kernel discard them. */
+static int read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms, bool exact,
+                      const uint8_t **frame, size_t *len, const char **reason)
 {
     uint64_t deadline = timeout_ms >= 0 ? tlpb_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
     for (;;) {
@@ -172,6 +177,15 @@ int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
             *reason = "out of memory";
             return -ENOMEM;
         }
+        if (exact) {
+            size_t have = rd->end - rd->start;
+            size_t frame_end = have < TLPB_FRAME_PREFIX_BYTES
+                                   ? TLPB_FRAME_PREFIX_BYTES
+                                   : TLPB_FRAME_PREFIX_BYTES + tlpb_get_le32(rd->data + rd->start);
+            size_t want = frame_end - have;
+            if (want < space)
+                space = want;
+        }
         ssize_t n = read(fd, dst, space);
         if (n == 0) {
             *reason = "connection closed by peer";
@@ -185,6 +199,12 @@ int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
         }
         tlpb_reader_commit(rd, (size_t)n);
     }
+}
+
+int tlpb_reader_read_frame(struct tlpb_frame_reader *rd, int fd, int timeout_ms,
+                           const uint8_t **frame, size_t *len, const char **reason)
+{
+    return read_frame(rd, fd, timeout_ms, false, frame, len, reason);
 }
 
 int tlpb_token_read_file(const char *path, char *token, size_t token_size, char *err,
@@ -290,7 +310,11 @@ Tlpb__Envelope *tlpb_handshake(int fd, struct tlpb_frame_reader *rd, const Tlpb_
     const uint8_t *frame;
     size_t len;
     const char *reason = "";
-    rc = tlpb_reader_read_frame(rd, fd, timeout_ms, &frame, &len, &reason);
+    /* Only a simulator that offered CAP_GUEST_MEMORY may be sent
+     * descriptors; everyone else takes what came with the reply at once. */
+    bool exact = hello->role == TLPB__ROLE__ROLE_SIMULATOR &&
+                 (hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY);
+    rc = read_frame(rd, fd, timeout_ms, exact, &frame, &len, &reason);
     if (rc <= 0) {
         snprintf(err, err_size, "waiting for HelloReply: %s", reason);
         return NULL;

@@ -9,12 +9,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tlpb/guestmem.h"
 #include "tlpb_sim.h"
 
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
 #define DEFAULT_OUTPUT_LIMIT_BYTES (8u * 1024u * 1024u)
 #define RECV_CHUNK_BYTES (64u * 1024u)
 #define FLUSH_ROUNDS 4 /* output_ready may queue more: bounded per call */
+/* Descriptors received and not yet claimed by a GuestMemory: more is a
+ * protocol error (they are closed). */
+#define MAX_PENDING_FDS (TLPB_GUESTMEM_MAX_FDS + 3u)
 
 struct tlpb_sim {
     int fd;
@@ -38,6 +42,11 @@ struct tlpb_sim {
     uint64_t input_time_ps; /* stamp of the message being delivered */
     uint64_t last_progress_ns;
     uint64_t (*now_ns)(void); /* wall clock of the PROGRESS rate limit */
+    /* shared guest memory (docs/protocol.md "Shared guest memory") */
+    bool guest_memory_negotiated; /* CAP_GUEST_MEMORY granted */
+    struct tlpb_guestmem guest_memory;
+    int pending_fds[MAX_PENDING_FDS]; /* received (SCM_RIGHTS), in order */
+    unsigned pending_fd_count;
 };
 
 static void sim_log(tlpb_sim *sim, enum tlpb_log_level level, const char *fmt, ...)
@@ -85,6 +94,8 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     hello.capabilities = opts->unsplit_dma ? TLPB__CAPABILITY__CAP_UNSPLIT_DMA : 0;
     if (opts->time_sync)
         hello.capabilities |= TLPB__CAPABILITY__CAP_TIME_SYNC;
+    if (opts->guest_memory && opts->unsplit_dma)
+        hello.capabilities |= TLPB__CAPABILITY__CAP_GUEST_MEMORY;
     hello.description = &desc_pb.msg;
     hello.completion_timeout_ms = opts->completion_timeout_ms;
     hello.clock_period_ps = opts->clock_period_ps;
@@ -103,6 +114,8 @@ static int attach(tlpb_sim *sim, const struct tlpb_sim_options *opts, char *err,
     }
     sim->unsplit = opts->unsplit_dma && (hr->capabilities & TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     sim->time_negotiated = opts->time_sync && (hr->capabilities & TLPB__CAPABILITY__CAP_TIME_SYNC);
+    sim->guest_memory_negotiated = opts->guest_memory && sim->unsplit &&
+                                   (hr->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY);
     tlpb_envelope_free(reply);
     if (opts->time_sync && !sim->time_negotiated)
         sim_log(sim, TLPB_LOG_INFO, "the bridge has no coupled time: running free");
@@ -183,6 +196,9 @@ void tlpb_sim_close(tlpb_sim *sim)
         return;
     if (sim->fd >= 0)
         close(sim->fd);
+    tlpb_guestmem_unmap(&sim->guest_memory);
+    for (unsigned i = 0; i < sim->pending_fd_count; i++)
+        close(sim->pending_fds[i]);
     tlpb_reader_free(&sim->rd);
     tlpb_obuf_free(&sim->ob);
     free(sim);
@@ -196,6 +212,16 @@ int tlpb_sim_fd(const tlpb_sim *sim)
 bool tlpb_sim_unsplit_dma(const tlpb_sim *sim)
 {
     return sim->unsplit;
+}
+
+bool tlpb_sim_guest_memory_negotiated(const tlpb_sim *sim)
+{
+    return sim->guest_memory_negotiated;
+}
+
+uint8_t *tlpb_sim_guest_memory(const tlpb_sim *sim, uint64_t addr, uint64_t bytes)
+{
+    return tlpb_guestmem_lookup(&sim->guest_memory, addr, bytes);
 }
 
 uint32_t tlpb_sim_max_frame_bytes(const tlpb_sim *sim)
@@ -465,6 +491,41 @@ static void receive_time_sync(tlpb_sim *sim, const Tlpb__TimeSync *pb)
     sim->cb.time_sync(sim->arg, &ts);
 }
 
+/* The bridge's map of guest memory (CAP_GUEST_MEMORY): it replaces the one
+ * in use; the descriptors that came with it are claimed (and closed: the
+ * mappings keep the memory). A bad map is refused with an Error and no map
+ * stays: DMA goes as messages. */
+static void receive_guest_memory(tlpb_sim *sim, const Tlpb__GuestMemory *msg)
+{
+    char why[200];
+    unsigned take = msg->fd_count < sim->pending_fd_count ? msg->fd_count : sim->pending_fd_count;
+    int fds[MAX_PENDING_FDS];
+    memcpy(fds, sim->pending_fds, take * sizeof(int));
+    sim->pending_fd_count -= take;
+    memmove(sim->pending_fds, sim->pending_fds + take, sim->pending_fd_count * sizeof(int));
+    struct tlpb_guestmem next;
+    int rc = -1;
+    if (!sim->guest_memory_negotiated)
+        snprintf(why, sizeof(why), "GuestMemory refused: CAP_GUEST_MEMORY not negotiated");
+    else
+        rc = tlpb_guestmem_map(&next, msg, fds, take, why, sizeof(why));
+    for (unsigned i = 0; i < take; i++)
+        close(fds[i]);
+    tlpb_guestmem_unmap(&sim->guest_memory);
+    if (rc != 0) {
+        /* "GuestMemory..." leads the Error: the bridge knows it refused. */
+        sim_log(sim, TLPB_LOG_WARN, "%s; DMA goes as messages", why);
+        tlpb_sim_send_error(sim, why);
+        return;
+    }
+    sim->guest_memory = next;
+    if (next.count)
+        sim_log(sim, TLPB_LOG_INFO, "guest memory shared: %u regions, %llu MiB: fast DMA inside"
+                " it goes directly", next.count, (unsigned long long)(next.bytes >> 20));
+    else
+        sim_log(sim, TLPB_LOG_INFO, "guest memory withdrawn: DMA goes as messages");
+}
+
 static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
 {
     const char *reason = "?";
@@ -506,6 +567,9 @@ static void receive_frame(tlpb_sim *sim, const uint8_t *frame, size_t len)
     case TLPB__ENVELOPE__BODY_TIME_SYNC:
         receive_time_sync(sim, env->time_sync);
         break;
+    case TLPB__ENVELOPE__BODY_GUEST_MEMORY:
+        receive_guest_memory(sim, env->guest_memory);
+        break;
     default:
         /* A message in the wrong direction: an Error, the connection goes on. */
         snprintf(text, sizeof(text), "%s from the bridge ignored",
@@ -534,6 +598,49 @@ static int receive_buffered_frames(tlpb_sim *sim)
     return -ECONNRESET;
 }
 
+/* recv that keeps descriptors sent with SCM_RIGHTS (they arrive with the
+ * first byte of their frame, so before it is parsed), up to MAX_PENDING_FDS
+ * unclaimed; more, or any without CAP_GUEST_MEMORY, are closed and said in
+ * an Error. */
+static ssize_t receive_with_fds(tlpb_sim *sim, uint8_t *dst, size_t space)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_PENDING_FDS)];
+    } control;
+    struct iovec iov = {.iov_base = dst, .iov_len = space};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof(control.buf)};
+    ssize_t n = recvmsg(sim->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    unsigned dropped = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (sim->guest_memory_negotiated && sim->pending_fd_count < MAX_PENDING_FDS) {
+                sim->pending_fds[sim->pending_fd_count++] = fd;
+            } else {
+                close(fd);
+                dropped++;
+            }
+        }
+    }
+    if (dropped || (msg.msg_flags & MSG_CTRUNC)) {
+        char why[160];
+        snprintf(why, sizeof(why), "GuestMemory descriptors refused: %s",
+                 sim->guest_memory_negotiated ? "more than a GuestMemory may carry"
+                                              : "CAP_GUEST_MEMORY not negotiated");
+        sim_log(sim, TLPB_LOG_WARN, "%s", why);
+        tlpb_sim_send_error(sim, why);
+    }
+    return n;
+}
+
 int tlpb_sim_read_input(tlpb_sim *sim, size_t max_bytes)
 {
     size_t total = 0;
@@ -546,7 +653,7 @@ int tlpb_sim_read_input(tlpb_sim *sim, size_t max_bytes)
         uint8_t *dst = tlpb_reader_space(&sim->rd, RECV_CHUNK_BYTES, &space);
         if (!dst)
             return sim_lost(sim, "out of memory for input");
-        ssize_t n = recv(sim->fd, dst, space, MSG_DONTWAIT);
+        ssize_t n = receive_with_fds(sim, dst, space);
         if (n == 0)
             return sim_lost(sim, "the bridge closed the connection");
         if (n < 0) {

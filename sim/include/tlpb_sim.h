@@ -82,6 +82,8 @@ struct tlpb_sim_options {
     size_t output_limit_bytes;             /* queued output above this refuses DMA
                                             * requests with -EAGAIN; 0: 8 MiB */
     bool time_sync;                        /* offer CAP_TIME_SYNC (coupled time) */
+    bool guest_memory;                     /* with unsplit_dma on a unix socket: offer
+                                            * CAP_GUEST_MEMORY (tlpb_sim_guest_memory) */
     uint64_t clock_period_ps;              /* cycle-based simulator: its clock period */
     /* Without a log callback the library writes "LOG_NAME[DEVICE] LEVEL:
      * message" lines to stderr, up to log_level. */
@@ -110,6 +112,17 @@ int tlpb_sim_fd(const tlpb_sim *sim);
 /* What the handshake settled. */
 bool tlpb_sim_unsplit_dma(const tlpb_sim *sim);
 uint32_t tlpb_sim_max_frame_bytes(const tlpb_sim *sim);
+/* Whether the bridge granted CAP_GUEST_MEMORY. */
+bool tlpb_sim_guest_memory_negotiated(const tlpb_sim *sim);
+
+/* Shared guest memory (docs/simulator-api.md): the bytes [addr, addr +
+ * bytes) of guest memory (bus addresses; bytes 0 as 1) mapped into this
+ * process when the bridge shared a map with it and the whole range lies in
+ * one region of it, else NULL: then DMA goes as messages. A pointer is good
+ * until the library next reads input (a new map, or its withdrawal, may
+ * come in any read). Fast-mode DMA only: such a copy is seen by no checker
+ * or trace. */
+uint8_t *tlpb_sim_guest_memory(const tlpb_sim *sim, uint64_t addr, uint64_t bytes);
 
 /* ---- from the bridge ----------------------------------------------------- */
 

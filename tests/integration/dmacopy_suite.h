@@ -76,6 +76,12 @@ extern const char *fx_bridge_address;
  * memory): DMA in RAM is served by the bridge, not the host's callbacks;
  * the cases check the bridge's dma_shm_bytes instead. */
 extern bool fx_guest_memory;
+/* With fx_guest_memory: the simulator process has the map too (fast DMA,
+ * CAP_GUEST_MEMORY) and copies in guest memory itself; the cases check that
+ * no DMA byte went through the bridge. */
+extern bool fx_sim_direct;
+/* The bridge's status says the device's simulator has guest memory. */
+bool fx_bridge_simulator_guest_memory(struct dmacopy_fixture *fx);
 
 /* Connect a host for device (offer_unsplit: accept fast-mode DMA). Fatal if
  * the bridge does not accept it. */

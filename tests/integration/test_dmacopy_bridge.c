@@ -9,14 +9,51 @@
  * On the unix socket the host's guest RAM is a memfd shared with the bridge,
  * which serves the DMA from it (the default, as with QEMU); "-msg" appended
  * (inproc-msg, external-fast-msg) keeps it private: every DMA a message.
+ * With shared memory, external-fast's hlsim-run gets the map too and copies
+ * in guest memory itself (no DMA crosses the bridge; afterwards the host
+ * disconnects and reconnects: the map is withdrawn, then shared again);
+ *   --mode external-fast-nodirect  hlsim-run --no-guest-memory: the bridge
+ *                         serves its DMA from the shared memory instead
  *   --mode inproc-socket  the unix socket with neither shared memory nor the
  *                         ring (TLPB_RING=off): everything on the socket */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dmacopy_suite.h"
 #include "harness.h"
+
+/* Status until the device's simulator_guest_memory is want (a host's
+ * disconnect reaches the bridge on its own time). */
+static bool wait_simulator_guest_memory(struct dmacopy_fixture *fx, bool want)
+{
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (fx_bridge_simulator_guest_memory(fx) != want) {
+        if (it_now_ms() >= deadline)
+            return false;
+        poll(NULL, 0, 1);
+    }
+    return true;
+}
+
+/* The host goes away and comes back: the simulator's map is withdrawn, then
+ * shared again, and its DMA is still right (and still direct). */
+static void case_host_reconnect(struct dmacopy_fixture *fx)
+{
+    fx_close(fx);
+    CHECK(wait_simulator_guest_memory(fx, false),
+          "the simulator kept guest memory after the host left");
+    fx_open(fx, "dmacopy0", true);
+    REQUIRE(fx_wait_attached(fx, true), "no simulator after the host reconnected");
+    fx_enumerate(fx);
+    fx_init_device(fx);
+    CHECK(wait_simulator_guest_memory(fx, true),
+          "the simulator did not get the reconnected host's guest memory");
+    fx_copy(fx, SRC_OFF + 0x10, DST_OFF + 0x20, 256u * 1024u, "256 KiB copy after reconnect");
+    CHECK(fx->dma_read_requests == 0, "%llu DMA reads reached the host after reconnect",
+          (unsigned long long)fx->dma_read_requests);
+}
 
 int main(int argc, char **argv)
 {
@@ -31,15 +68,18 @@ int main(int argc, char **argv)
     bool rtl = strcmp(mode, "rtl") == 0;
     bool external = strncmp(mode, "external", 8) == 0 || rtl;
     bool fast = strstr(mode, "-fast") != NULL;
+    /* hlsim-run without CAP_GUEST_MEMORY: the bridge serves its DMA. */
+    bool nodirect = strcmp(mode, "external-fast-nodirect") == 0;
     bool tcp = strcmp(mode, "inproc-tcp") == 0;
     /* The unix socket without the shared-memory ring (TLPB_RING=off). */
     bool socket_only = strcmp(mode, "inproc-socket") == 0;
     bool shm = !msg && !tcp && !socket_only;
     fx_guest_memory = shm;
+    fx_sim_direct = shm && fast && external && !rtl && !nodirect;
     if (socket_only)
         setenv("TLPB_RING", "off", 1);
     if (strcmp(mode, "inproc") != 0 && strcmp(mode, "inproc-fast") != 0 && !tcp && !socket_only &&
-        strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0 && !rtl) {
+        strcmp(mode, "external") != 0 && strcmp(mode, "external-fast") != 0 && !nodirect && !rtl) {
         fprintf(stderr, "unknown --mode %s\n", full_mode);
         return 2;
     }
@@ -80,6 +120,12 @@ int main(int argc, char **argv)
         const char *sim_argv[] = {rtl_sim, "--socket", it.socket_path, "--device", "dmacopy0",
                                   NULL};
         it_start_child("rtl-sim", sim_argv);
+    } else if (nodirect) {
+        REQUIRE(it_paths.sim != NULL, "--hlsim-run not given");
+        const char *sim_argv[] = {it_paths.sim, "--socket", it.socket_path, "--device", "dmacopy0",
+                                  "--model", it_paths.model, "--fast-dma", "--no-guest-memory",
+                                  NULL};
+        it_start_child("hlsim-run", sim_argv);
     } else if (external) {
         it_start_sim("dmacopy0", fast);
     }
@@ -115,6 +161,14 @@ int main(int argc, char **argv)
           hst.ring_active ? "uses" : "does not use");
 
     dmacopy_suite_run(&fx);
+
+    /* Only a fast simulator that asked for it has the guest's memory. */
+    if (shm)
+        CHECK(fx_bridge_simulator_guest_memory(&fx) == fx_sim_direct,
+              "status simulator_guest_memory is not %s", fx_sim_direct ? "true" : "false");
+    if (fx_sim_direct)
+        IT_RUN("host reconnects: guest memory withdrawn and shared again",
+               case_host_reconnect(&fx));
 
     fx_close(&fx);
     return it_finish();

@@ -1,0 +1,330 @@
+/* libtlpbsim's shared guest memory (docs/simulator-api.md, docs/protocol.md
+ * "Shared guest memory") against a fake bridge on a socketpair: CAP_GUEST_
+ * MEMORY offered only with fast DMA; a map sent right behind the HelloReply
+ * arrives with its descriptor (the handshake reads no further than its
+ * reply); a good map reaches guest memory, an empty one withdraws it; a bad
+ * map (not a sealed memfd, overlapping regions, descriptors missing, no
+ * capability) is refused with an Error that names GuestMemory, leaves no map
+ * and the connection up; no descriptor is kept or leaked. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake_bridge.h"
+#include "tlpb_sim.h"
+
+#define RAM_BUS 0x40000000ull
+#define RAM_BYTES (64u * 1024u)
+
+static const struct tlpb_devdesc test_description = {
+    .vendor_id = 0x1234,
+    .device_id = 0x5eed,
+    .class_code = 0xff0000,
+    .bars = {[0] = {.size_bytes = 4096}},
+    .intx_pin = 1,
+    .max_payload_supported_bytes = 128,
+};
+
+static void on_tlp(void *arg, const struct tlpb_tlp *tlp)
+{
+    (void)arg;
+    (void)tlp;
+}
+
+static void on_reset(void *arg, Tlpb__ResetKind kind)
+{
+    (void)arg;
+    (void)kind;
+}
+
+static const struct tlpb_sim_callbacks callbacks = {.tlp = on_tlp, .reset = on_reset};
+
+static unsigned open_fds(void)
+{
+    unsigned n = 0;
+    DIR *dir = opendir("/proc/self/fd");
+    assert_non_null(dir);
+    while (readdir(dir))
+        n++;
+    closedir(dir);
+    return n;
+}
+
+/* A memfd like QEMU's memory-backend-memfd: sized, sealed (seal false:
+ * left shrinkable, which a receiver must refuse). */
+static int ram_memfd(bool seal)
+{
+    int fd = memfd_create("test-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, RAM_BYTES), 0);
+    if (seal)
+        assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    return fd;
+}
+
+/* GuestMemory with regions {bus, size, fd_index, fd_offset} naming fd_count
+ * descriptors, sent with the n descriptors fds (SCM_RIGHTS). */
+static void send_guest_memory(struct fake_bridge *fb, const uint64_t (*regions)[4],
+                              unsigned n_regions, unsigned fd_count, const int *fds, unsigned n)
+{
+    Tlpb__GuestMemoryRegion r[4];
+    Tlpb__GuestMemoryRegion *rp[4];
+    assert_true(n_regions <= 4);
+    for (unsigned i = 0; i < n_regions; i++) {
+        Tlpb__GuestMemoryRegion init = TLPB__GUEST_MEMORY_REGION__INIT;
+        r[i] = init;
+        r[i].bus_address = regions[i][0];
+        r[i].size_bytes = regions[i][1];
+        r[i].fd_index = (uint32_t)regions[i][2];
+        r[i].fd_offset = regions[i][3];
+        rp[i] = &r[i];
+    }
+    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
+    gm.regions = rp;
+    gm.n_regions = n_regions;
+    gm.fd_count = fd_count;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
+    env.guest_memory = &gm;
+    struct tlpb_obuf ob;
+    tlpb_obuf_init(&ob, 1u << 20, TLPB_DEFAULT_MAX_FRAME_BYTES);
+    assert_int_equal(tlpb_obuf_append(&ob, &env, true), 0);
+    int rc = tlpb_send_with_fds(fb->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n);
+    assert_int_equal(rc, 0);
+    tlpb_obuf_free(&ob);
+}
+
+struct rig {
+    tlpb_sim *sim;
+    struct fake_bridge fb;
+    unsigned fds_before;
+    int ram_fd;
+    uint8_t *ram;                 /* the test's own view of guest RAM */
+};
+
+/* A fast simulator that offers guest memory (offer) to a bridge that grants
+ * caps; with first_map, a good map is queued right behind the HelloReply. */
+static struct rig *rig_open(bool offer, uint32_t caps, bool first_map)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    r->fds_before = open_fds();
+    r->ram_fd = ram_memfd(true);
+    r->ram = mmap(NULL, RAM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, r->ram_fd, 0);
+    assert_true(r->ram != MAP_FAILED);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fb_init(&r->fb, sv[1]);
+    assert_int_equal(fb_send_hello_reply_caps(&r->fb, caps), 0);
+    if (first_map) {
+        const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+        send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
+    }
+    const struct tlpb_sim_options opts = {
+        .device_name = "sim0",
+        .description = &test_description,
+        .unsplit_dma = true,
+        .guest_memory = offer,
+        .log_level = 3,
+    };
+    char err[256] = "";
+    if (tlpb_sim_attach_fd(&r->sim, sv[0], &opts, &callbacks, r, err, sizeof(err)) != 0)
+        fail_msg("attach: %s", err);
+    Tlpb__Envelope *hello = fb_recv(&r->fb, 2000);
+    assert_non_null(hello);
+    assert_int_equal(hello->body_case, TLPB__ENVELOPE__BODY_HELLO);
+    assert_int_equal(!!(hello->hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY), offer);
+    tlpb_envelope_free(hello);
+    return r;
+}
+
+/* Close everything: no descriptor may remain (the library's copies of the
+ * map's descriptors included). */
+static void rig_close(struct rig *r)
+{
+    tlpb_sim_close(r->sim);
+    fb_fini(&r->fb);
+    munmap(r->ram, RAM_BYTES);
+    close(r->ram_fd);
+    assert_int_equal(open_fds(), r->fds_before);
+    free(r);
+}
+
+static void read_input(struct rig *r)
+{
+    assert_int_equal(tlpb_sim_flush(r->sim), 0);
+    assert_int_equal(tlpb_sim_read_input(r->sim, 1u << 20), 0);
+    assert_int_equal(tlpb_sim_flush(r->sim), 0);
+}
+
+/* The Error the library sent about the map: its reason starts with
+ * "GuestMemory" and holds want. */
+static void expect_refusal(struct rig *r, const char *want)
+{
+    Tlpb__Envelope *env = fb_recv(&r->fb, 2000);
+    assert_non_null(env);
+    assert_int_equal(env->body_case, TLPB__ENVELOPE__BODY_ERROR);
+    assert_int_equal(strncmp(env->error->reason, "GuestMemory", 11), 0);
+    if (!strstr(env->error->reason, want))
+        fail_msg("Error '%s' does not say '%s'", env->error->reason, want);
+    tlpb_envelope_free(env);
+    assert_true(tlpb_sim_connected(r->sim));
+    assert_null(tlpb_sim_guest_memory(r->sim, RAM_BUS, 4));
+}
+
+static void test_offered_only_with_fast_dma(void **state)
+{
+    (void)state;
+    int sv[2];
+    struct fake_bridge fb;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fb_init(&fb, sv[1]);
+    assert_int_equal(fb_send_hello_reply(&fb), 0);
+    const struct tlpb_sim_options opts = {
+        .device_name = "sim0", .description = &test_description, .guest_memory = true,
+    };
+    tlpb_sim *sim;
+    char err[256];
+    assert_int_equal(tlpb_sim_attach_fd(&sim, sv[0], &opts, &callbacks, NULL, err, sizeof(err)), 0);
+    Tlpb__Envelope *hello = fb_recv(&fb, 2000);
+    assert_non_null(hello);
+    assert_int_equal(hello->hello->capabilities & TLPB__CAPABILITY__CAP_GUEST_MEMORY, 0);
+    tlpb_envelope_free(hello);
+    tlpb_sim_close(sim);
+    fb_fini(&fb);
+}
+
+static void test_map_behind_reply_then_withdrawn(void **state)
+{
+    (void)state;
+    struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY, true);
+    assert_true(tlpb_sim_guest_memory_negotiated(r->sim));
+    read_input(r);
+    uint8_t *p = tlpb_sim_guest_memory(r->sim, RAM_BUS + 0x100, 64);
+    assert_non_null(p);
+    /* The same memory: what one side writes, the other reads. */
+    memset(p, 0xa5, 64);
+    assert_int_equal(r->ram[0x100], 0xa5);
+    assert_int_equal(r->ram[0x13f], 0xa5);
+    r->ram[RAM_BYTES - 1] = 0x5a;
+    uint8_t *last = tlpb_sim_guest_memory(r->sim, RAM_BUS + RAM_BYTES - 1, 1);
+    assert_non_null(last);
+    assert_int_equal(*last, 0x5a);
+    /* A range not wholly inside: messages. */
+    assert_null(tlpb_sim_guest_memory(r->sim, RAM_BUS + RAM_BYTES - 2, 4));
+    assert_null(tlpb_sim_guest_memory(r->sim, RAM_BUS - 1, 2));
+    /* Withdrawn: no regions, no descriptors. */
+    send_guest_memory(&r->fb, NULL, 0, 0, NULL, 0);
+    read_input(r);
+    assert_null(tlpb_sim_guest_memory(r->sim, RAM_BUS + 0x100, 64));
+    assert_null(fb_recv(&r->fb, 0)); /* accepted silently */
+    rig_close(r);
+}
+
+static void test_not_sealed_refused(void **state)
+{
+    (void)state;
+    struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY, true);
+    read_input(r);
+    assert_non_null(tlpb_sim_guest_memory(r->sim, RAM_BUS, 4));
+    /* A shrinkable memfd, then a pipe: neither is memory to map. A refused
+     * map also ends the one before it. */
+    int loose = ram_memfd(false);
+    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    send_guest_memory(&r->fb, regions, 1, 1, &loose, 1);
+    close(loose);
+    read_input(r);
+    expect_refusal(r, "F_SEAL_SHRINK");
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    send_guest_memory(&r->fb, regions, 1, 1, &pipefd[0], 1);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    read_input(r);
+    expect_refusal(r, "F_SEAL_SHRINK");
+    rig_close(r);
+}
+
+static void test_overlap_refused(void **state)
+{
+    (void)state;
+    struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
+    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x7000, 0x8000, 0, 0x8000}};
+    send_guest_memory(&r->fb, regions, 2, 1, &r->ram_fd, 1);
+    read_input(r);
+    expect_refusal(r, "overlap");
+    /* Past the end of its file. */
+    const uint64_t past[1][4] = {{RAM_BUS, RAM_BYTES, 0, 4096}};
+    send_guest_memory(&r->fb, past, 1, 1, &r->ram_fd, 1);
+    read_input(r);
+    expect_refusal(r, "past the end");
+    rig_close(r);
+}
+
+static void test_missing_descriptors_refused(void **state)
+{
+    (void)state;
+    struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
+                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
+    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x8000, 0x8000, 1, 0x8000}};
+    send_guest_memory(&r->fb, regions, 2, 2, &r->ram_fd, 1);
+    read_input(r);
+    expect_refusal(r, "names 2 descriptors but 1 arrived");
+    /* None at all, and an index past fd_count. */
+    send_guest_memory(&r->fb, regions, 1, 1, NULL, 0);
+    read_input(r);
+    expect_refusal(r, "names 1 descriptors but 0 arrived");
+    const uint64_t bad_index[1][4] = {{RAM_BUS, 0x8000, 3, 0}};
+    send_guest_memory(&r->fb, bad_index, 1, 1, &r->ram_fd, 1);
+    read_input(r);
+    expect_refusal(r, "fd_index 3 out of range");
+    /* Still good for a proper map afterwards. */
+    const uint64_t good[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    send_guest_memory(&r->fb, good, 1, 1, &r->ram_fd, 1);
+    read_input(r);
+    assert_non_null(tlpb_sim_guest_memory(r->sim, RAM_BUS, RAM_BYTES));
+    rig_close(r);
+}
+
+static void test_without_capability_refused(void **state)
+{
+    (void)state;
+    /* Offered, not granted: a map anyway is refused and its descriptor
+     * closed. */
+    struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA, false);
+    assert_false(tlpb_sim_guest_memory_negotiated(r->sim));
+    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
+    read_input(r);
+    expect_refusal(r, "CAP_GUEST_MEMORY not negotiated");
+    expect_refusal(r, "CAP_GUEST_MEMORY not negotiated");
+    rig_close(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_offered_only_with_fast_dma),
+        cmocka_unit_test(test_map_behind_reply_then_withdrawn),
+        cmocka_unit_test(test_not_sealed_refused),
+        cmocka_unit_test(test_overlap_refused),
+        cmocka_unit_test(test_missing_descriptors_refused),
+        cmocka_unit_test(test_without_capability_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
