@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../guest_ram_memfd.h"
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/wire.h"
@@ -29,15 +30,12 @@
 #define RAM_BYTES (1u << 20)
 #define DEVICE "ext0"
 
-/* A memfd of bytes, sealed against shrinking (as QEMU's memfd backend). */
+/* Guest RAM of bytes, sealed (or not, seal false); fatal on failure. */
 static int sealed_memfd(size_t bytes, bool seal)
 {
-    int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    REQUIRE(fd >= 0, "memfd_create: %s", strerror(errno));
-    REQUIRE(ftruncate(fd, (off_t)bytes) == 0, "ftruncate: %s", strerror(errno));
-    if (seal)
-        REQUIRE(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS: %s",
-                strerror(errno));
+    const char *failed;
+    int fd = guest_ram_memfd(bytes, seal, &failed);
+    REQUIRE(fd >= 0, "%s: %s", failed, strerror(-fd));
     return fd;
 }
 
@@ -145,24 +143,15 @@ static Tlpb__Envelope *next_tlp(struct raw *r, const char *who)
     return m;
 }
 
-/* The next completion for the simulator s; the bridge's config replay
- * (writes the host made before, none here but possible) is answered. */
-static Tlpb__Envelope *next_sim_completion(struct raw *s)
+/* The next completion for the simulator s, as raw_sim_recv_tlp (fatal if
+ * none): the bridge's config replay (writes the host made before, none here
+ * but possible) is answered, other requests skipped. */
+static void next_sim_completion(struct raw *s, struct tlpb_tlp *cpl, uint8_t *data,
+                                size_t data_size)
 {
-    for (;;) {
-        Tlpb__Envelope *m = next_tlp(s, "simulator");
-        if (tlpb_tlp_is_completion((enum tlpb_tlp_kind)m->tlp->kind))
-            return m;
-        struct tlpb_tlp req;
-        const char *reason = NULL;
-        if (m->tlp->kind == TLPB__TLP_KIND__TLP_CFGWR0 &&
-            tlpb_tlp_from_pb(&req, m->tlp, &reason) == 0) {
-            struct tlpb_tlp cpl;
-            tlpb_completion_for(&cpl, &req, BDF, 0, 0, 0);
-            raw_send_tlp(s, &cpl);
-        }
-        tlpb_envelope_free(m);
-    }
+    do
+        REQUIRE(raw_sim_recv_tlp(s, BDF, cpl, data, data_size), "simulator: no TLP");
+    while (!tlpb_tlp_is_completion(cpl->kind));
 }
 
 static void send_mwr(struct raw *s, uint64_t addr, const uint8_t *data, uint32_t bytes)
@@ -246,28 +235,27 @@ static void case_dma_from_shared_memory(void)
     uint32_t got = 0, completions = 0;
     bool data_ok = true, ur_seen = false;
     while (got < 256 || !ur_seen) {
-        m = next_sim_completion(&s);
-        const Tlpb__Tlp *c = m->tlp;
-        if (c->tag == 6) {
-            ur_seen = c->kind == TLPB__TLP_KIND__TLP_CPL &&
-                      c->status == TLPB__COMPLETION_STATUS__CPL_UR;
+        struct tlpb_tlp c;
+        uint8_t cpl_data[4096 + 8];
+        next_sim_completion(&s, &c, cpl_data, sizeof(cpl_data));
+        if (c.tag == 6) {
+            ur_seen = c.kind == TLPB_TLP_CPL && c.status == TLPB_CPL_UR;
             CHECK(ur_seen, "the host's UR for the read outside the map did not reach the device");
             ur_seen = true;
         } else {
-            REQUIRE(c->tag == 5 && c->kind == TLPB__TLP_KIND__TLP_CPLD,
-                    "simulator: kind %d tag %u, expected CplD tag 5", (int)c->kind, c->tag);
-            CHECK_EQ_U64(c->byte_count, 256 - got, "byte count");
-            uint32_t lead = (c->lower_address & 3u);
-            uint32_t n = (uint32_t)c->payload.len - lead;
+            REQUIRE(c.tag == 5 && c.kind == TLPB_TLP_CPLD,
+                    "simulator: kind %d tag %u, expected CplD tag 5", (int)c.kind, c.tag);
+            CHECK_EQ_U64(c.byte_count, 256 - got, "byte count");
+            uint32_t lead = (c.lower_address & 3u);
+            uint32_t n = c.payload_bytes - lead;
             if (n > 256 - got)
                 n = 256 - got;
             for (uint32_t i = 0; i < n; i++)
-                if (c->payload.data[lead + i] != ram[0x2010 + got + i])
+                if (c.payload[lead + i] != ram[0x2010 + got + i])
                     data_ok = false;
             got += n;
             completions++;
         }
-        tlpb_envelope_free(m);
     }
     CHECK(data_ok, "the DMA read's data is not the memfd's");
     /* 0x2010 + 256: 0x2010..0x2080 (112 bytes to the 128-byte MPS from the

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../guest_ram_memfd.h"
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
@@ -42,13 +43,12 @@
  * over what a unix socket buffers, so the bridge's write is in flight. */
 #define FLOOD_WRITES 20000u
 
+/* Sealed guest RAM of bytes; fatal on failure. */
 static int sealed_memfd(size_t bytes)
 {
-    int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    REQUIRE(fd >= 0, "memfd_create: %s", strerror(errno));
-    REQUIRE(ftruncate(fd, (off_t)bytes) == 0, "ftruncate: %s", strerror(errno));
-    REQUIRE(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS: %s",
-            strerror(errno));
+    const char *failed;
+    int fd = guest_ram_memfd(bytes, true, &failed);
+    REQUIRE(fd >= 0, "%s: %s", failed, strerror(-fd));
     return fd;
 }
 
@@ -88,7 +88,8 @@ static bool status_simulator_guest_memory(void)
  * GuestMemory, in order. A read that brings a frame's first byte brings the
  * descriptors sent on it, but may bring bytes of earlier frames too: a
  * GuestMemory claims its fd_count from here, as libtlpbsim does. */
-static int pending_fds[16];
+#define MAX_PENDING_FDS 16u
+static int pending_fds[MAX_PENDING_FDS];
 static unsigned pending_fd_count;
 
 /* The next message on the simulator r, read with recvmsg so descriptors
@@ -128,30 +129,14 @@ static Tlpb__Envelope *sim_next(struct raw *r, int *fds, unsigned max_fds, unsig
         size_t space;
         uint8_t *dst = tlpb_reader_space(&r->rd, 65536, &space);
         REQUIRE(dst != NULL, "out of memory");
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * 40)];
-        } control;
-        struct iovec iov = {.iov_base = dst, .iov_len = space};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t n = recvmsg(r->fd, &msg, MSG_CMSG_CLOEXEC);
+        unsigned got;
+        bool piled_up;
+        ssize_t n = tlpb_recv_with_fds(r->fd, dst, space, 0, pending_fds + pending_fd_count,
+                                       MAX_PENDING_FDS - pending_fd_count, &got, &piled_up);
         if (n <= 0)
             return NULL;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < count; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                CHECK(pending_fd_count < 16, "descriptors pile up at the simulator");
-                if (pending_fd_count < 16)
-                    pending_fds[pending_fd_count++] = fd;
-                else
-                    close(fd);
-            }
-        }
+        pending_fd_count += got;
+        CHECK(!piled_up, "descriptors pile up at the simulator");
         tlpb_reader_commit(&r->rd, (size_t)n);
     }
 }
@@ -171,11 +156,8 @@ static Tlpb__Envelope *sim_next_guest_memory(struct raw *s, int *fds, unsigned *
             struct tlpb_tlp req;
             const char *reason = NULL;
             if (env->tlp->kind == TLPB__TLP_KIND__TLP_CFGWR0 &&
-                tlpb_tlp_from_pb(&req, env->tlp, &reason) == 0) {
-                struct tlpb_tlp cpl;
-                tlpb_completion_for(&cpl, &req, BDF, 0, 0, 0);
-                raw_send_tlp(s, &cpl);
-            }
+                tlpb_tlp_from_pb(&req, env->tlp, &reason) == 0)
+                raw_complete_config(s, BDF, &req);
             if (env->tlp->kind == TLPB__TLP_KIND__TLP_MWR && others)
                 (*others)++;
         }

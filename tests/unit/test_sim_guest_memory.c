@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "../guest_ram_memfd.h"
 #include "fake_bridge.h"
 #include "tlpb_sim.h"
 
@@ -62,15 +63,13 @@ static unsigned open_fds(void)
     return n;
 }
 
-/* A memfd like QEMU's memory-backend-memfd: sized, sealed (seal false:
- * left shrinkable, which a receiver must refuse). */
+/* Guest RAM of RAM_BYTES (seal false: left shrinkable, which a receiver
+ * must refuse). */
 static int ram_memfd(bool seal)
 {
-    int fd = memfd_create("test-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    const char *failed;
+    int fd = guest_ram_memfd(RAM_BYTES, seal, &failed);
     assert_true(fd >= 0);
-    assert_int_equal(ftruncate(fd, RAM_BYTES), 0);
-    if (seal)
-        assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
     return fd;
 }
 
@@ -316,6 +315,72 @@ static void test_without_capability_refused(void **state)
     rig_close(r);
 }
 
+/* tlpb_recv_with_fds (proto/connect.c), under receive_with_fds of the
+ * library: the bytes and, in order, the descriptors sent on them, up to
+ * max_fds; any beyond are closed (no leak) and said in *truncated. */
+static void test_recv_with_fds_keeps_at_most_max(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    enum { SENT = 5, KEPT = 2 };
+    int sent[SENT];
+    for (unsigned i = 0; i < SENT; i++)
+        sent[i] = ram_memfd(i == 0);
+    unsigned fds_before = open_fds();
+    const uint8_t frame[3] = {7, 8, 9};
+
+    /* Room for all: every one kept, nothing truncated. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    int got[SENT] = {-1, -1, -1, -1, -1};
+    unsigned nfds = 99;
+    bool truncated = true;
+    uint8_t buf[8] = {0};
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, got, SENT, &nfds, &truncated),
+                     sizeof(frame));
+    assert_memory_equal(buf, frame, sizeof(frame));
+    assert_int_equal(nfds, SENT);
+    assert_false(truncated);
+    assert_int_equal(open_fds(), fds_before + SENT);
+    /* In order: only the first one is sealed. */
+    assert_int_equal(fcntl(got[0], F_GET_SEALS) & F_SEAL_SHRINK, F_SEAL_SHRINK);
+    assert_int_equal(fcntl(got[1], F_GET_SEALS) & F_SEAL_SHRINK, 0);
+    assert_true(fcntl(got[0], F_GETFD) & FD_CLOEXEC);
+    for (unsigned i = 0; i < nfds; i++)
+        close(got[i]);
+
+    /* Room for KEPT: the first KEPT kept, the rest closed. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, got, KEPT, &nfds, &truncated),
+                     sizeof(frame));
+    assert_int_equal(nfds, KEPT);
+    assert_true(truncated);
+    assert_int_equal(fcntl(got[0], F_GET_SEALS) & F_SEAL_SHRINK, F_SEAL_SHRINK);
+    assert_int_equal(open_fds(), fds_before + KEPT);
+    for (unsigned i = 0; i < nfds; i++)
+        close(got[i]);
+
+    /* Room for none (a receiver that takes no descriptors): all closed. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, NULL, 0, &nfds, &truncated),
+                     sizeof(frame));
+    assert_int_equal(nfds, 0);
+    assert_true(truncated);
+    assert_int_equal(open_fds(), fds_before);
+
+    /* Nothing to read: recvmsg's -1 and errno, nothing kept. */
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), MSG_DONTWAIT, got, SENT, &nfds,
+                                        &truncated),
+                     -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(nfds, 0);
+
+    for (unsigned i = 0; i < SENT; i++)
+        close(sent[i]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_overlap_refused),
         cmocka_unit_test(test_missing_descriptors_refused),
         cmocka_unit_test(test_without_capability_refused),
+        cmocka_unit_test(test_recv_with_fds_keeps_at_most_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
