@@ -23,20 +23,12 @@
 #include <cmocka.h>
 
 #include "../guest_ram_memfd.h"
+#include "../sim_test_description.h"
 #include "fake_bridge.h"
 #include "tlpb_sim.h"
 
 #define RAM_BUS 0x40000000ull
 #define RAM_BYTES (64u * 1024u)
-
-static const struct tlpb_devdesc test_description = {
-    .vendor_id = 0x1234,
-    .device_id = 0x5eed,
-    .class_code = 0xff0000,
-    .bars = {[0] = {.size_bytes = 4096}},
-    .intx_pin = 1,
-    .max_payload_supported_bytes = 128,
-};
 
 static void on_tlp(void *arg, const struct tlpb_tlp *tlp)
 {
