@@ -20,7 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../guest_ram_memfd.h"
+#include "../guest_memory_map.h"
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/wire.h"
@@ -39,34 +39,13 @@ static int sealed_memfd(size_t bytes, bool seal)
     return fd;
 }
 
-struct region {
-    uint64_t bus_address, size;
-    uint32_t fd_index;
-    uint64_t fd_offset;
-};
-
-static void send_map(struct raw *h, const struct region *regions, unsigned n, uint32_t fd_count,
-                     const int *fds, unsigned fds_sent)
+static void send_map(struct raw *h, const struct test_guest_region *regions, unsigned n,
+                     uint32_t fd_count, const int *fds, unsigned fds_sent)
 {
-    Tlpb__GuestMemoryRegion pbr[8];
-    Tlpb__GuestMemoryRegion *ptrs[8];
-    REQUIRE(n <= 8, "at most 8 regions here");
-    for (unsigned i = 0; i < n; i++) {
-        tlpb__guest_memory_region__init(&pbr[i]);
-        pbr[i].bus_address = regions[i].bus_address;
-        pbr[i].size_bytes = regions[i].size;
-        pbr[i].fd_index = regions[i].fd_index;
-        pbr[i].fd_offset = regions[i].fd_offset;
-        ptrs[i] = &pbr[i];
-    }
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.n_regions = n;
-    gm.regions = ptrs;
-    gm.fd_count = fd_count;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
-    raw_send_env_fds(h, &env, fds, fds_sent);
+    struct test_guest_memory m;
+    const Tlpb__Envelope *env = test_guest_memory_envelope(&m, regions, n, fd_count);
+    REQUIRE(env != NULL, "at most %u regions here", TEST_GUEST_MAX_REGIONS);
+    raw_send_env_fds(h, env, fds, fds_sent);
 }
 
 /* Everything the host sent before is acted on once this returns: an
@@ -185,7 +164,7 @@ static void case_dma_from_shared_memory(void)
     for (unsigned i = 0; i < RAM_BYTES; i++)
         ram[i] = (uint8_t)(i * 13u + 5u);
     /* Two regions of one file: the second at an offset in it. */
-    struct region map[2] = {{RAM_BASE, RAM_BYTES / 2, 0, 0},
+    struct test_guest_region map[2] = {{RAM_BASE, RAM_BYTES / 2, 0, 0},
                             {RAM_BASE + 0x10000000ull, RAM_BYTES / 2, 0, RAM_BYTES / 2}};
     char errors[256];
     send_map(&h, map, 2, 1, &fd, 1);
@@ -299,7 +278,7 @@ static void case_bad_maps(void)
     for (unsigned i = 0; i < 33; i++)
         many[i] = good;
     char errors[256];
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     unsigned fds_before = bridge_open_fds();
     for (unsigned k = 0; k < 9; k++) {
         /* A good map first: each bad one must drop it. */
@@ -314,25 +293,25 @@ static void case_bad_maps(void)
             break;
         }
         case 1: {
-            struct region r = {RAM_BASE, RAM_BYTES, 1, 0};
+            struct test_guest_region r = {RAM_BASE, RAM_BYTES, 1, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "fd_index 1 out of range";
             break;
         }
         case 2: {
-            struct region r = {RAM_BASE, 0, 0, 0};
+            struct test_guest_region r = {RAM_BASE, 0, 0, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "size 0";
             break;
         }
         case 3: {
-            struct region r = {UINT64_MAX - 0xfff, 0x2000, 0, 0};
+            struct test_guest_region r = {UINT64_MAX - 0xfff, 0x2000, 0, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "overflows";
             break;
         }
         case 4: {
-            struct region r[2] = {{RAM_BASE, 0x2000, 0, 0}, {RAM_BASE + 0x1000, 0x2000, 0, 0x4000}};
+            struct test_guest_region r[2] = {{RAM_BASE, 0x2000, 0, 0}, {RAM_BASE + 0x1000, 0x2000, 0, 0x4000}};
             send_map(&h, r, 2, 1, &good, 1);
             expect = "regions 0 and 1 overlap";
             break;
@@ -346,7 +325,7 @@ static void case_bad_maps(void)
             expect = "not a memfd sealed against shrinking";
             break;
         case 7: {
-            struct region r = {RAM_BASE, RAM_BYTES, 0, 0x1000};
+            struct test_guest_region r = {RAM_BASE, RAM_BYTES, 0, 0x1000};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "ends past the end of its file";
             break;
@@ -387,7 +366,7 @@ static void case_not_granted(void)
                  "CAP_GUEST_MEMORY granted although not offered");
     tlpb_envelope_free(reply);
     int fd = sealed_memfd(RAM_BYTES, true);
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     send_map(&h, &one, 1, 1, &fd, 1);
     char errors[256];
     host_fence(&h, errors, sizeof(errors));
@@ -403,7 +382,7 @@ static void case_host_disconnect_drops_map(void)
     struct raw h;
     shm_host(&h);
     int fd = sealed_memfd(RAM_BYTES, true);
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     send_map(&h, &one, 1, 1, &fd, 1);
     char errors[256];
     host_fence(&h, errors, sizeof(errors));

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../guest_ram_memfd.h"
+#include "../guest_memory_map.h"
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
@@ -52,20 +52,12 @@ static int sealed_memfd(size_t bytes)
     return fd;
 }
 
+/* The host h shares bytes of fd at RAM_BASE. */
 static void send_map(struct raw *h, int fd, uint64_t bytes)
 {
-    Tlpb__GuestMemoryRegion r = TLPB__GUEST_MEMORY_REGION__INIT;
-    r.bus_address = RAM_BASE;
-    r.size_bytes = bytes;
-    Tlpb__GuestMemoryRegion *rp = &r;
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.n_regions = 1;
-    gm.regions = &rp;
-    gm.fd_count = 1;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
-    raw_send_env_fds(h, &env, &fd, 1);
+    const struct test_guest_region region = {RAM_BASE, bytes, 0, 0};
+    struct test_guest_memory m;
+    raw_send_env_fds(h, test_guest_memory_envelope(&m, &region, 1, 1), &fd, 1);
 }
 
 static bool device_simulator_guest_memory(const char *device)

@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "../guest_ram_memfd.h"
+#include "../guest_memory_map.h"
 #include "../sim_test_description.h"
 #include "fake_bridge.h"
 #include "tlpb_sim.h"
@@ -65,33 +65,17 @@ static int ram_memfd(bool seal)
     return fd;
 }
 
-/* GuestMemory with regions {bus, size, fd_index, fd_offset} naming fd_count
- * descriptors, sent with the n descriptors fds (SCM_RIGHTS). */
-static void send_guest_memory(struct fake_bridge *fb, const uint64_t (*regions)[4],
+/* GuestMemory with the n_regions regions naming fd_count descriptors, sent
+ * with the n descriptors fds (SCM_RIGHTS). */
+static void send_guest_memory(struct fake_bridge *fb, const struct test_guest_region *regions,
                               unsigned n_regions, unsigned fd_count, const int *fds, unsigned n)
 {
-    Tlpb__GuestMemoryRegion r[4];
-    Tlpb__GuestMemoryRegion *rp[4];
-    assert_true(n_regions <= 4);
-    for (unsigned i = 0; i < n_regions; i++) {
-        Tlpb__GuestMemoryRegion init = TLPB__GUEST_MEMORY_REGION__INIT;
-        r[i] = init;
-        r[i].bus_address = regions[i][0];
-        r[i].size_bytes = regions[i][1];
-        r[i].fd_index = (uint32_t)regions[i][2];
-        r[i].fd_offset = regions[i][3];
-        rp[i] = &r[i];
-    }
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.regions = rp;
-    gm.n_regions = n_regions;
-    gm.fd_count = fd_count;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
+    struct test_guest_memory m;
+    const Tlpb__Envelope *env = test_guest_memory_envelope(&m, regions, n_regions, fd_count);
+    assert_non_null(env);
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, 1u << 20, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    assert_int_equal(tlpb_obuf_append(&ob, &env, true), 0);
+    assert_int_equal(tlpb_obuf_append(&ob, env, true), 0);
     int rc = tlpb_send_with_fds(fb->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n);
     assert_int_equal(rc, 0);
     tlpb_obuf_free(&ob);
@@ -120,7 +104,7 @@ static struct rig *rig_open(bool offer, uint32_t caps, bool first_map)
     fb_init(&r->fb, sv[1]);
     assert_int_equal(fb_send_hello_reply_caps(&r->fb, caps), 0);
     if (first_map) {
-        const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+        const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
         send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
     }
     const struct tlpb_sim_options opts = {
@@ -235,7 +219,7 @@ static void test_not_sealed_refused(void **state)
     /* A shrinkable memfd, then a pipe: neither is memory to map. A refused
      * map also ends the one before it. */
     int loose = ram_memfd(false);
-    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, regions, 1, 1, &loose, 1);
     close(loose);
     read_input(r);
@@ -255,12 +239,12 @@ static void test_overlap_refused(void **state)
     (void)state;
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                        TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
-    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x7000, 0x8000, 0, 0x8000}};
+    const struct test_guest_region regions[2] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x7000, 0x8000, 0, 0x8000}};
     send_guest_memory(&r->fb, regions, 2, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "overlap");
     /* Past the end of its file. */
-    const uint64_t past[1][4] = {{RAM_BUS, RAM_BYTES, 0, 4096}};
+    const struct test_guest_region past[1] = {{RAM_BUS, RAM_BYTES, 0, 4096}};
     send_guest_memory(&r->fb, past, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "past the end");
@@ -272,7 +256,7 @@ static void test_missing_descriptors_refused(void **state)
     (void)state;
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                        TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
-    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x8000, 0x8000, 1, 0x8000}};
+    const struct test_guest_region regions[2] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x8000, 0x8000, 1, 0x8000}};
     send_guest_memory(&r->fb, regions, 2, 2, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "names 2 descriptors but 1 arrived");
@@ -280,12 +264,12 @@ static void test_missing_descriptors_refused(void **state)
     send_guest_memory(&r->fb, regions, 1, 1, NULL, 0);
     read_input(r);
     expect_refusal(r, "names 1 descriptors but 0 arrived");
-    const uint64_t bad_index[1][4] = {{RAM_BUS, 0x8000, 3, 0}};
+    const struct test_guest_region bad_index[1] = {{RAM_BUS, 0x8000, 3, 0}};
     send_guest_memory(&r->fb, bad_index, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "fd_index 3 out of range");
     /* Still good for a proper map afterwards. */
-    const uint64_t good[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region good[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, good, 1, 1, &r->ram_fd, 1);
     read_input(r);
     assert_non_null(tlpb_sim_guest_memory(r->sim, RAM_BUS, RAM_BYTES));
@@ -299,7 +283,7 @@ static void test_without_capability_refused(void **state)
      * closed. */
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA, false);
     assert_false(tlpb_sim_guest_memory_negotiated(r->sim));
-    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "CAP_GUEST_MEMORY not negotiated");
