@@ -48,33 +48,12 @@ static void send_map(struct raw *h, const struct test_guest_region *regions, uns
     raw_send_env_fds(h, env, fds, fds_sent);
 }
 
-/* Everything the host sent before is acted on once this returns: an
- * Interrupt (not a host's to send) is answered with an Error, after any
- * Error for earlier messages. Returns the Errors before it ('' if none;
- * the first one's reason). */
+/* raw_host_fence, the host getting no TLP meanwhile. */
 static void host_fence(struct raw *h, char *errors, size_t size)
 {
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
-    raw_send_env(h, &env);
-    errors[0] = '\0';
-    for (;;) {
-        bool eof;
-        Tlpb__Envelope *m = raw_next(h, &eof);
-        REQUIRE(m != NULL, "host: no Error for its Interrupt (eof %d)", eof);
-        bool fence = m->body_case == TLPB__ENVELOPE__BODY_ERROR &&
-                     strstr(m->error->reason, "Interrupt from a host");
-        if (!fence && m->body_case == TLPB__ENVELOPE__BODY_ERROR && !errors[0])
-            snprintf(errors, size, "%s", m->error->reason);
-        CHECK(m->body_case != TLPB__ENVELOPE__BODY_TLP, "host: unexpected TLP kind %d",
-              m->body_case == TLPB__ENVELOPE__BODY_TLP ? (int)m->tlp->kind : -1);
-        tlpb_envelope_free(m);
-        if (fence)
-            return;
-    }
+    unsigned tlps;
+    raw_host_fence(h, errors, size, &tlps);
+    CHECK(tlps == 0, "host: %u unexpected TLPs", tlps);
 }
 
 static unsigned long long device_status(const char *key)
