@@ -382,3 +382,40 @@ int tlpb_send_with_fds(int sock, const uint8_t *frame, size_t len, const int *fd
     }
     return 0;
 }
+
+ssize_t tlpb_recv_with_fds(int sock, uint8_t *buf, size_t len, int flags, int *fds,
+                           unsigned max_fds, unsigned *nfds, bool *truncated)
+{
+    /* Room for as many as tlpb_send_with_fds sends: a peer sending more is
+     * cut by the kernel (MSG_CTRUNC), which closes what did not fit. */
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * TLPB_MAX_SEND_FDS)];
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof(control.buf)};
+    *nfds = 0;
+    *truncated = false;
+    ssize_t n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (*nfds < max_fds) {
+                fds[(*nfds)++] = fd;
+            } else {
+                close(fd);
+                *truncated = true;
+            }
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC)
+        *truncated = true;
+    return n;
+}

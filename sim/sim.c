@@ -604,33 +604,15 @@ static int receive_buffered_frames(tlpb_sim *sim)
  * an Error. */
 static ssize_t receive_with_fds(tlpb_sim *sim, uint8_t *dst, size_t space)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * MAX_PENDING_FDS)];
-    } control;
-    struct iovec iov = {.iov_base = dst, .iov_len = space};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                         .msg_controllen = sizeof(control.buf)};
-    ssize_t n = recvmsg(sim->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    unsigned room = sim->guest_memory_negotiated ? MAX_PENDING_FDS - sim->pending_fd_count : 0;
+    unsigned got;
+    bool dropped;
+    ssize_t n = tlpb_recv_with_fds(sim->fd, dst, space, MSG_DONTWAIT,
+                                   sim->pending_fds + sim->pending_fd_count, room, &got, &dropped);
     if (n < 0)
         return n;
-    unsigned dropped = 0;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (sim->guest_memory_negotiated && sim->pending_fd_count < MAX_PENDING_FDS) {
-                sim->pending_fds[sim->pending_fd_count++] = fd;
-            } else {
-                close(fd);
-                dropped++;
-            }
-        }
-    }
-    if (dropped || (msg.msg_flags & MSG_CTRUNC)) {
+    sim->pending_fd_count += got;
+    if (dropped) {
         char why[160];
         snprintf(why, sizeof(why), "GuestMemory descriptors refused: %s",
                  sim->guest_memory_negotiated ? "more than a GuestMemory may carry"

@@ -228,6 +228,34 @@ void raw_host(struct raw *r, const char *device)
     tlpb_envelope_free(reply);
 }
 
+void raw_host_fence(struct raw *h, char *errors, size_t size, unsigned *tlps)
+{
+    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
+    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
+    env.interrupt = &irq;
+    raw_send_env(h, &env);
+    if (errors)
+        errors[0] = '\0';
+    if (tlps)
+        *tlps = 0;
+    for (;;) {
+        bool eof;
+        Tlpb__Envelope *m = raw_next(h, &eof);
+        REQUIRE(m != NULL, "host: no Error for its Interrupt (eof %d)", eof);
+        bool fence = m->body_case == TLPB__ENVELOPE__BODY_ERROR &&
+                     strstr(m->error->reason, "Interrupt from a host");
+        if (!fence && m->body_case == TLPB__ENVELOPE__BODY_ERROR && errors && !errors[0])
+            snprintf(errors, size, "%s", m->error->reason);
+        if (m->body_case == TLPB__ENVELOPE__BODY_TLP && tlps)
+            (*tlps)++;
+        tlpb_envelope_free(m);
+        if (fence)
+            return;
+    }
+}
+
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what)
 {

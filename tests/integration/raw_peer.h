@@ -77,6 +77,12 @@ void raw_complete_config(struct raw *sim, uint16_t bdf, const struct tlpb_tlp *r
  * replay) are completed on the way (raw_complete_config). */
 bool raw_sim_recv_tlp(struct raw *sim, uint16_t bdf, struct tlpb_tlp *out, uint8_t *data,
                       size_t data_size);
+/* Everything the host h sent before has been acted on once this returns:
+ * an Interrupt (not a host's to send) is answered with an Error, after any
+ * Error for earlier messages. errors (size bytes; may be NULL) gets the
+ * first of those Errors' reason ('' if none), *tlps (may be NULL) the number
+ * of TLPs h got meanwhile. Fatal if the Error does not come. */
+void raw_host_fence(struct raw *h, char *errors, size_t size, unsigned *tlps);
 /* Expect a UR completion (no data) for tag on r. */
 void expect_ur(struct raw *r, uint8_t tag, const char *what);
 /* Send a TimeSync of kind (grant_until_ps for a GRANT, idle for a REACHED;

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../guest_memory_map.h"
 #include "harness.h"
 #include "raw_peer.h"
 #include "tlpb/wire.h"
@@ -29,75 +30,30 @@
 #define RAM_BYTES (1u << 20)
 #define DEVICE "ext0"
 
-/* A memfd of bytes, sealed against shrinking (as QEMU's memfd backend). */
+/* Guest RAM of bytes, sealed (or not, seal false); fatal on failure. */
 static int sealed_memfd(size_t bytes, bool seal)
 {
-    int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    REQUIRE(fd >= 0, "memfd_create: %s", strerror(errno));
-    REQUIRE(ftruncate(fd, (off_t)bytes) == 0, "ftruncate: %s", strerror(errno));
-    if (seal)
-        REQUIRE(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS: %s",
-                strerror(errno));
+    const char *failed;
+    int fd = guest_ram_memfd(bytes, seal, &failed);
+    REQUIRE(fd >= 0, "%s: %s", failed, strerror(-fd));
     return fd;
 }
 
-struct region {
-    uint64_t bus_address, size;
-    uint32_t fd_index;
-    uint64_t fd_offset;
-};
-
-static void send_map(struct raw *h, const struct region *regions, unsigned n, uint32_t fd_count,
-                     const int *fds, unsigned fds_sent)
+static void send_map(struct raw *h, const struct test_guest_region *regions, unsigned n,
+                     uint32_t fd_count, const int *fds, unsigned fds_sent)
 {
-    Tlpb__GuestMemoryRegion pbr[8];
-    Tlpb__GuestMemoryRegion *ptrs[8];
-    REQUIRE(n <= 8, "at most 8 regions here");
-    for (unsigned i = 0; i < n; i++) {
-        tlpb__guest_memory_region__init(&pbr[i]);
-        pbr[i].bus_address = regions[i].bus_address;
-        pbr[i].size_bytes = regions[i].size;
-        pbr[i].fd_index = regions[i].fd_index;
-        pbr[i].fd_offset = regions[i].fd_offset;
-        ptrs[i] = &pbr[i];
-    }
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.n_regions = n;
-    gm.regions = ptrs;
-    gm.fd_count = fd_count;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
-    raw_send_env_fds(h, &env, fds, fds_sent);
+    struct test_guest_memory m;
+    const Tlpb__Envelope *env = test_guest_memory_envelope(&m, regions, n, fd_count);
+    REQUIRE(env != NULL, "at most %u regions here", TEST_GUEST_MAX_REGIONS);
+    raw_send_env_fds(h, env, fds, fds_sent);
 }
 
-/* Everything the host sent before is acted on once this returns: an
- * Interrupt (not a host's to send) is answered with an Error, after any
- * Error for earlier messages. Returns the Errors before it ('' if none;
- * the first one's reason). */
+/* raw_host_fence, the host getting no TLP meanwhile. */
 static void host_fence(struct raw *h, char *errors, size_t size)
 {
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
-    raw_send_env(h, &env);
-    errors[0] = '\0';
-    for (;;) {
-        bool eof;
-        Tlpb__Envelope *m = raw_next(h, &eof);
-        REQUIRE(m != NULL, "host: no Error for its Interrupt (eof %d)", eof);
-        bool fence = m->body_case == TLPB__ENVELOPE__BODY_ERROR &&
-                     strstr(m->error->reason, "Interrupt from a host");
-        if (!fence && m->body_case == TLPB__ENVELOPE__BODY_ERROR && !errors[0])
-            snprintf(errors, size, "%s", m->error->reason);
-        CHECK(m->body_case != TLPB__ENVELOPE__BODY_TLP, "host: unexpected TLP kind %d",
-              m->body_case == TLPB__ENVELOPE__BODY_TLP ? (int)m->tlp->kind : -1);
-        tlpb_envelope_free(m);
-        if (fence)
-            return;
-    }
+    unsigned tlps;
+    raw_host_fence(h, errors, size, &tlps);
+    CHECK(tlps == 0, "host: %u unexpected TLPs", tlps);
 }
 
 static unsigned long long device_status(const char *key)
@@ -145,24 +101,15 @@ static Tlpb__Envelope *next_tlp(struct raw *r, const char *who)
     return m;
 }
 
-/* The next completion for the simulator s; the bridge's config replay
- * (writes the host made before, none here but possible) is answered. */
-static Tlpb__Envelope *next_sim_completion(struct raw *s)
+/* The next completion for the simulator s, as raw_sim_recv_tlp (fatal if
+ * none): the bridge's config replay (writes the host made before, none here
+ * but possible) is answered, other requests skipped. */
+static void next_sim_completion(struct raw *s, struct tlpb_tlp *cpl, uint8_t *data,
+                                size_t data_size)
 {
-    for (;;) {
-        Tlpb__Envelope *m = next_tlp(s, "simulator");
-        if (tlpb_tlp_is_completion((enum tlpb_tlp_kind)m->tlp->kind))
-            return m;
-        struct tlpb_tlp req;
-        const char *reason = NULL;
-        if (m->tlp->kind == TLPB__TLP_KIND__TLP_CFGWR0 &&
-            tlpb_tlp_from_pb(&req, m->tlp, &reason) == 0) {
-            struct tlpb_tlp cpl;
-            tlpb_completion_for(&cpl, &req, BDF, 0, 0, 0);
-            raw_send_tlp(s, &cpl);
-        }
-        tlpb_envelope_free(m);
-    }
+    do
+        REQUIRE(raw_sim_recv_tlp(s, BDF, cpl, data, data_size), "simulator: no TLP");
+    while (!tlpb_tlp_is_completion(cpl->kind));
 }
 
 static void send_mwr(struct raw *s, uint64_t addr, const uint8_t *data, uint32_t bytes)
@@ -196,7 +143,7 @@ static void case_dma_from_shared_memory(void)
     for (unsigned i = 0; i < RAM_BYTES; i++)
         ram[i] = (uint8_t)(i * 13u + 5u);
     /* Two regions of one file: the second at an offset in it. */
-    struct region map[2] = {{RAM_BASE, RAM_BYTES / 2, 0, 0},
+    struct test_guest_region map[2] = {{RAM_BASE, RAM_BYTES / 2, 0, 0},
                             {RAM_BASE + 0x10000000ull, RAM_BYTES / 2, 0, RAM_BYTES / 2}};
     char errors[256];
     send_map(&h, map, 2, 1, &fd, 1);
@@ -246,28 +193,27 @@ static void case_dma_from_shared_memory(void)
     uint32_t got = 0, completions = 0;
     bool data_ok = true, ur_seen = false;
     while (got < 256 || !ur_seen) {
-        m = next_sim_completion(&s);
-        const Tlpb__Tlp *c = m->tlp;
-        if (c->tag == 6) {
-            ur_seen = c->kind == TLPB__TLP_KIND__TLP_CPL &&
-                      c->status == TLPB__COMPLETION_STATUS__CPL_UR;
+        struct tlpb_tlp c;
+        uint8_t cpl_data[4096 + 8];
+        next_sim_completion(&s, &c, cpl_data, sizeof(cpl_data));
+        if (c.tag == 6) {
+            ur_seen = c.kind == TLPB_TLP_CPL && c.status == TLPB_CPL_UR;
             CHECK(ur_seen, "the host's UR for the read outside the map did not reach the device");
             ur_seen = true;
         } else {
-            REQUIRE(c->tag == 5 && c->kind == TLPB__TLP_KIND__TLP_CPLD,
-                    "simulator: kind %d tag %u, expected CplD tag 5", (int)c->kind, c->tag);
-            CHECK_EQ_U64(c->byte_count, 256 - got, "byte count");
-            uint32_t lead = (c->lower_address & 3u);
-            uint32_t n = (uint32_t)c->payload.len - lead;
+            REQUIRE(c.tag == 5 && c.kind == TLPB_TLP_CPLD,
+                    "simulator: kind %d tag %u, expected CplD tag 5", (int)c.kind, c.tag);
+            CHECK_EQ_U64(c.byte_count, 256 - got, "byte count");
+            uint32_t lead = (c.lower_address & 3u);
+            uint32_t n = c.payload_bytes - lead;
             if (n > 256 - got)
                 n = 256 - got;
             for (uint32_t i = 0; i < n; i++)
-                if (c->payload.data[lead + i] != ram[0x2010 + got + i])
+                if (c.payload[lead + i] != ram[0x2010 + got + i])
                     data_ok = false;
             got += n;
             completions++;
         }
-        tlpb_envelope_free(m);
     }
     CHECK(data_ok, "the DMA read's data is not the memfd's");
     /* 0x2010 + 256: 0x2010..0x2080 (112 bytes to the 128-byte MPS from the
@@ -311,7 +257,7 @@ static void case_bad_maps(void)
     for (unsigned i = 0; i < 33; i++)
         many[i] = good;
     char errors[256];
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     unsigned fds_before = bridge_open_fds();
     for (unsigned k = 0; k < 9; k++) {
         /* A good map first: each bad one must drop it. */
@@ -326,25 +272,25 @@ static void case_bad_maps(void)
             break;
         }
         case 1: {
-            struct region r = {RAM_BASE, RAM_BYTES, 1, 0};
+            struct test_guest_region r = {RAM_BASE, RAM_BYTES, 1, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "fd_index 1 out of range";
             break;
         }
         case 2: {
-            struct region r = {RAM_BASE, 0, 0, 0};
+            struct test_guest_region r = {RAM_BASE, 0, 0, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "size 0";
             break;
         }
         case 3: {
-            struct region r = {UINT64_MAX - 0xfff, 0x2000, 0, 0};
+            struct test_guest_region r = {UINT64_MAX - 0xfff, 0x2000, 0, 0};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "overflows";
             break;
         }
         case 4: {
-            struct region r[2] = {{RAM_BASE, 0x2000, 0, 0}, {RAM_BASE + 0x1000, 0x2000, 0, 0x4000}};
+            struct test_guest_region r[2] = {{RAM_BASE, 0x2000, 0, 0}, {RAM_BASE + 0x1000, 0x2000, 0, 0x4000}};
             send_map(&h, r, 2, 1, &good, 1);
             expect = "regions 0 and 1 overlap";
             break;
@@ -358,7 +304,7 @@ static void case_bad_maps(void)
             expect = "not a memfd sealed against shrinking";
             break;
         case 7: {
-            struct region r = {RAM_BASE, RAM_BYTES, 0, 0x1000};
+            struct test_guest_region r = {RAM_BASE, RAM_BYTES, 0, 0x1000};
             send_map(&h, &r, 1, 1, &good, 1);
             expect = "ends past the end of its file";
             break;
@@ -399,7 +345,7 @@ static void case_not_granted(void)
                  "CAP_GUEST_MEMORY granted although not offered");
     tlpb_envelope_free(reply);
     int fd = sealed_memfd(RAM_BYTES, true);
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     send_map(&h, &one, 1, 1, &fd, 1);
     char errors[256];
     host_fence(&h, errors, sizeof(errors));
@@ -415,7 +361,7 @@ static void case_host_disconnect_drops_map(void)
     struct raw h;
     shm_host(&h);
     int fd = sealed_memfd(RAM_BYTES, true);
-    struct region one = {RAM_BASE, RAM_BYTES, 0, 0};
+    struct test_guest_region one = {RAM_BASE, RAM_BYTES, 0, 0};
     send_map(&h, &one, 1, 1, &fd, 1);
     char errors[256];
     host_fence(&h, errors, sizeof(errors));

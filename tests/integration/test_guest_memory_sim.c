@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../guest_memory_map.h"
 #include "dmacopy_suite.h"
 #include "harness.h"
 #include "raw_peer.h"
@@ -42,30 +43,21 @@
  * over what a unix socket buffers, so the bridge's write is in flight. */
 #define FLOOD_WRITES 20000u
 
+/* Sealed guest RAM of bytes; fatal on failure. */
 static int sealed_memfd(size_t bytes)
 {
-    int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    REQUIRE(fd >= 0, "memfd_create: %s", strerror(errno));
-    REQUIRE(ftruncate(fd, (off_t)bytes) == 0, "ftruncate: %s", strerror(errno));
-    REQUIRE(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0, "F_ADD_SEALS: %s",
-            strerror(errno));
+    const char *failed;
+    int fd = guest_ram_memfd(bytes, true, &failed);
+    REQUIRE(fd >= 0, "%s: %s", failed, strerror(-fd));
     return fd;
 }
 
+/* The host h shares bytes of fd at RAM_BASE. */
 static void send_map(struct raw *h, int fd, uint64_t bytes)
 {
-    Tlpb__GuestMemoryRegion r = TLPB__GUEST_MEMORY_REGION__INIT;
-    r.bus_address = RAM_BASE;
-    r.size_bytes = bytes;
-    Tlpb__GuestMemoryRegion *rp = &r;
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.n_regions = 1;
-    gm.regions = &rp;
-    gm.fd_count = 1;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
-    raw_send_env_fds(h, &env, &fd, 1);
+    const struct test_guest_region region = {RAM_BASE, bytes, 0, 0};
+    struct test_guest_memory m;
+    raw_send_env_fds(h, test_guest_memory_envelope(&m, &region, 1, 1), &fd, 1);
 }
 
 static bool device_simulator_guest_memory(const char *device)
@@ -88,7 +80,8 @@ static bool status_simulator_guest_memory(void)
  * GuestMemory, in order. A read that brings a frame's first byte brings the
  * descriptors sent on it, but may bring bytes of earlier frames too: a
  * GuestMemory claims its fd_count from here, as libtlpbsim does. */
-static int pending_fds[16];
+#define MAX_PENDING_FDS 16u
+static int pending_fds[MAX_PENDING_FDS];
 static unsigned pending_fd_count;
 
 /* The next message on the simulator r, read with recvmsg so descriptors
@@ -128,30 +121,14 @@ static Tlpb__Envelope *sim_next(struct raw *r, int *fds, unsigned max_fds, unsig
         size_t space;
         uint8_t *dst = tlpb_reader_space(&r->rd, 65536, &space);
         REQUIRE(dst != NULL, "out of memory");
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * 40)];
-        } control;
-        struct iovec iov = {.iov_base = dst, .iov_len = space};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t n = recvmsg(r->fd, &msg, MSG_CMSG_CLOEXEC);
+        unsigned got;
+        bool piled_up;
+        ssize_t n = tlpb_recv_with_fds(r->fd, dst, space, 0, pending_fds + pending_fd_count,
+                                       MAX_PENDING_FDS - pending_fd_count, &got, &piled_up);
         if (n <= 0)
             return NULL;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < count; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                CHECK(pending_fd_count < 16, "descriptors pile up at the simulator");
-                if (pending_fd_count < 16)
-                    pending_fds[pending_fd_count++] = fd;
-                else
-                    close(fd);
-            }
-        }
+        pending_fd_count += got;
+        CHECK(!piled_up, "descriptors pile up at the simulator");
         tlpb_reader_commit(&r->rd, (size_t)n);
     }
 }
@@ -171,11 +148,8 @@ static Tlpb__Envelope *sim_next_guest_memory(struct raw *s, int *fds, unsigned *
             struct tlpb_tlp req;
             const char *reason = NULL;
             if (env->tlp->kind == TLPB__TLP_KIND__TLP_CFGWR0 &&
-                tlpb_tlp_from_pb(&req, env->tlp, &reason) == 0) {
-                struct tlpb_tlp cpl;
-                tlpb_completion_for(&cpl, &req, BDF, 0, 0, 0);
-                raw_send_tlp(s, &cpl);
-            }
+                tlpb_tlp_from_pb(&req, env->tlp, &reason) == 0)
+                raw_complete_config(s, BDF, &req);
             if (env->tlp->kind == TLPB__TLP_KIND__TLP_MWR && others)
                 (*others)++;
         }
@@ -366,28 +340,6 @@ static void case_stop_policy_withdraws(void)
     close(fd);
 }
 
-/* Everything the host sent before has been acted on once this returns (an
- * Interrupt, not a host's to send, is answered with an Error). */
-static void host_fence(struct raw *h)
-{
-    Tlpb__Interrupt irq = TLPB__INTERRUPT__INIT;
-    irq.kind = TLPB__INTERRUPT_KIND__IRQ_MSIX;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_INTERRUPT;
-    env.interrupt = &irq;
-    raw_send_env(h, &env);
-    for (;;) {
-        bool eof;
-        Tlpb__Envelope *m = raw_next(h, &eof);
-        REQUIRE(m != NULL, "host: no Error for its Interrupt (eof %d)", eof);
-        bool fence = m->body_case == TLPB__ENVELOPE__BODY_ERROR &&
-                     strstr(m->error->reason, "Interrupt from a host");
-        tlpb_envelope_free(m);
-        if (fence)
-            return;
-    }
-}
-
 static void case_coupled_gets_none(void)
 {
     struct raw h, s;
@@ -399,7 +351,7 @@ static void case_coupled_gets_none(void)
     tlpb_envelope_free(reply);
     int fd = sealed_memfd(RAM_BYTES);
     send_map(&h, fd, RAM_BYTES);
-    host_fence(&h);
+    raw_host_fence(&h, NULL, 0, NULL);
     /* The bridge has written whatever it had for the simulator by now:
      * COUPLED, and no map. */
     bool coupled = false;

@@ -119,29 +119,14 @@ static Tlpb__Envelope *fake_next(struct fake_conn *fc)
         uint8_t *dst = tlpb_reader_space(&fc->rd, 4096, &space);
         if (!dst)
             return NULL;
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * 64)];
-        } control;
-        struct iovec iov = {.iov_base = dst, .iov_len = space};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t n = recvmsg(fc->fd, &msg, MSG_CMSG_CLOEXEC);
+        unsigned got;
+        bool truncated; /* beyond what fds holds: closed (the checks on nfds see it) */
+        ssize_t n = tlpb_recv_with_fds(fc->fd, dst, space, 0, fc->fds + fc->nfds,
+                                       (unsigned)(sizeof(fc->fds) / sizeof(fc->fds[0])) - fc->nfds,
+                                       &got, &truncated);
         if (n <= 0)
             return NULL;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            unsigned k = (unsigned)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (unsigned i = 0; i < k; i++) {
-                int got;
-                memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                if (fc->nfds < 64)
-                    fc->fds[fc->nfds++] = got;
-                else
-                    close(got);
-            }
-        }
+        fc->nfds += got;
         tlpb_reader_commit(&fc->rd, (size_t)n);
     }
 }

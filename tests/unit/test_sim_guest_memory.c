@@ -22,20 +22,13 @@
 
 #include <cmocka.h>
 
+#include "../guest_memory_map.h"
+#include "../sim_test_description.h"
 #include "fake_bridge.h"
 #include "tlpb_sim.h"
 
 #define RAM_BUS 0x40000000ull
 #define RAM_BYTES (64u * 1024u)
-
-static const struct tlpb_devdesc test_description = {
-    .vendor_id = 0x1234,
-    .device_id = 0x5eed,
-    .class_code = 0xff0000,
-    .bars = {[0] = {.size_bytes = 4096}},
-    .intx_pin = 1,
-    .max_payload_supported_bytes = 128,
-};
 
 static void on_tlp(void *arg, const struct tlpb_tlp *tlp)
 {
@@ -62,45 +55,27 @@ static unsigned open_fds(void)
     return n;
 }
 
-/* A memfd like QEMU's memory-backend-memfd: sized, sealed (seal false:
- * left shrinkable, which a receiver must refuse). */
+/* Guest RAM of RAM_BYTES (seal false: left shrinkable, which a receiver
+ * must refuse). */
 static int ram_memfd(bool seal)
 {
-    int fd = memfd_create("test-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    const char *failed;
+    int fd = guest_ram_memfd(RAM_BYTES, seal, &failed);
     assert_true(fd >= 0);
-    assert_int_equal(ftruncate(fd, RAM_BYTES), 0);
-    if (seal)
-        assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
     return fd;
 }
 
-/* GuestMemory with regions {bus, size, fd_index, fd_offset} naming fd_count
- * descriptors, sent with the n descriptors fds (SCM_RIGHTS). */
-static void send_guest_memory(struct fake_bridge *fb, const uint64_t (*regions)[4],
+/* GuestMemory with the n_regions regions naming fd_count descriptors, sent
+ * with the n descriptors fds (SCM_RIGHTS). */
+static void send_guest_memory(struct fake_bridge *fb, const struct test_guest_region *regions,
                               unsigned n_regions, unsigned fd_count, const int *fds, unsigned n)
 {
-    Tlpb__GuestMemoryRegion r[4];
-    Tlpb__GuestMemoryRegion *rp[4];
-    assert_true(n_regions <= 4);
-    for (unsigned i = 0; i < n_regions; i++) {
-        Tlpb__GuestMemoryRegion init = TLPB__GUEST_MEMORY_REGION__INIT;
-        r[i] = init;
-        r[i].bus_address = regions[i][0];
-        r[i].size_bytes = regions[i][1];
-        r[i].fd_index = (uint32_t)regions[i][2];
-        r[i].fd_offset = regions[i][3];
-        rp[i] = &r[i];
-    }
-    Tlpb__GuestMemory gm = TLPB__GUEST_MEMORY__INIT;
-    gm.regions = rp;
-    gm.n_regions = n_regions;
-    gm.fd_count = fd_count;
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_GUEST_MEMORY;
-    env.guest_memory = &gm;
+    struct test_guest_memory m;
+    const Tlpb__Envelope *env = test_guest_memory_envelope(&m, regions, n_regions, fd_count);
+    assert_non_null(env);
     struct tlpb_obuf ob;
     tlpb_obuf_init(&ob, 1u << 20, TLPB_DEFAULT_MAX_FRAME_BYTES);
-    assert_int_equal(tlpb_obuf_append(&ob, &env, true), 0);
+    assert_int_equal(tlpb_obuf_append(&ob, env, true), 0);
     int rc = tlpb_send_with_fds(fb->fd, tlpb_obuf_head(&ob), tlpb_obuf_pending(&ob), fds, n);
     assert_int_equal(rc, 0);
     tlpb_obuf_free(&ob);
@@ -129,7 +104,7 @@ static struct rig *rig_open(bool offer, uint32_t caps, bool first_map)
     fb_init(&r->fb, sv[1]);
     assert_int_equal(fb_send_hello_reply_caps(&r->fb, caps), 0);
     if (first_map) {
-        const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+        const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
         send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
     }
     const struct tlpb_sim_options opts = {
@@ -244,7 +219,7 @@ static void test_not_sealed_refused(void **state)
     /* A shrinkable memfd, then a pipe: neither is memory to map. A refused
      * map also ends the one before it. */
     int loose = ram_memfd(false);
-    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, regions, 1, 1, &loose, 1);
     close(loose);
     read_input(r);
@@ -264,12 +239,12 @@ static void test_overlap_refused(void **state)
     (void)state;
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                        TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
-    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x7000, 0x8000, 0, 0x8000}};
+    const struct test_guest_region regions[2] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x7000, 0x8000, 0, 0x8000}};
     send_guest_memory(&r->fb, regions, 2, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "overlap");
     /* Past the end of its file. */
-    const uint64_t past[1][4] = {{RAM_BUS, RAM_BYTES, 0, 4096}};
+    const struct test_guest_region past[1] = {{RAM_BUS, RAM_BYTES, 0, 4096}};
     send_guest_memory(&r->fb, past, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "past the end");
@@ -281,7 +256,7 @@ static void test_missing_descriptors_refused(void **state)
     (void)state;
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
                                        TLPB__CAPABILITY__CAP_GUEST_MEMORY, false);
-    const uint64_t regions[2][4] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x8000, 0x8000, 1, 0x8000}};
+    const struct test_guest_region regions[2] = {{RAM_BUS, 0x8000, 0, 0}, {RAM_BUS + 0x8000, 0x8000, 1, 0x8000}};
     send_guest_memory(&r->fb, regions, 2, 2, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "names 2 descriptors but 1 arrived");
@@ -289,12 +264,12 @@ static void test_missing_descriptors_refused(void **state)
     send_guest_memory(&r->fb, regions, 1, 1, NULL, 0);
     read_input(r);
     expect_refusal(r, "names 1 descriptors but 0 arrived");
-    const uint64_t bad_index[1][4] = {{RAM_BUS, 0x8000, 3, 0}};
+    const struct test_guest_region bad_index[1] = {{RAM_BUS, 0x8000, 3, 0}};
     send_guest_memory(&r->fb, bad_index, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "fd_index 3 out of range");
     /* Still good for a proper map afterwards. */
-    const uint64_t good[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region good[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, good, 1, 1, &r->ram_fd, 1);
     read_input(r);
     assert_non_null(tlpb_sim_guest_memory(r->sim, RAM_BUS, RAM_BYTES));
@@ -308,12 +283,78 @@ static void test_without_capability_refused(void **state)
      * closed. */
     struct rig *r = rig_open(true, TLPB__CAPABILITY__CAP_UNSPLIT_DMA, false);
     assert_false(tlpb_sim_guest_memory_negotiated(r->sim));
-    const uint64_t regions[1][4] = {{RAM_BUS, RAM_BYTES, 0, 0}};
+    const struct test_guest_region regions[1] = {{RAM_BUS, RAM_BYTES, 0, 0}};
     send_guest_memory(&r->fb, regions, 1, 1, &r->ram_fd, 1);
     read_input(r);
     expect_refusal(r, "CAP_GUEST_MEMORY not negotiated");
     expect_refusal(r, "CAP_GUEST_MEMORY not negotiated");
     rig_close(r);
+}
+
+/* tlpb_recv_with_fds (proto/connect.c), under receive_with_fds of the
+ * library: the bytes and, in order, the descriptors sent on them, up to
+ * max_fds; any beyond are closed (no leak) and said in *truncated. */
+static void test_recv_with_fds_keeps_at_most_max(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    enum { SENT = 5, KEPT = 2 };
+    int sent[SENT];
+    for (unsigned i = 0; i < SENT; i++)
+        sent[i] = ram_memfd(i == 0);
+    unsigned fds_before = open_fds();
+    const uint8_t frame[3] = {7, 8, 9};
+
+    /* Room for all: every one kept, nothing truncated. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    int got[SENT] = {-1, -1, -1, -1, -1};
+    unsigned nfds = 99;
+    bool truncated = true;
+    uint8_t buf[8] = {0};
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, got, SENT, &nfds, &truncated),
+                     sizeof(frame));
+    assert_memory_equal(buf, frame, sizeof(frame));
+    assert_int_equal(nfds, SENT);
+    assert_false(truncated);
+    assert_int_equal(open_fds(), fds_before + SENT);
+    /* In order: only the first one is sealed. */
+    assert_int_equal(fcntl(got[0], F_GET_SEALS) & F_SEAL_SHRINK, F_SEAL_SHRINK);
+    assert_int_equal(fcntl(got[1], F_GET_SEALS) & F_SEAL_SHRINK, 0);
+    assert_true(fcntl(got[0], F_GETFD) & FD_CLOEXEC);
+    for (unsigned i = 0; i < nfds; i++)
+        close(got[i]);
+
+    /* Room for KEPT: the first KEPT kept, the rest closed. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, got, KEPT, &nfds, &truncated),
+                     sizeof(frame));
+    assert_int_equal(nfds, KEPT);
+    assert_true(truncated);
+    assert_int_equal(fcntl(got[0], F_GET_SEALS) & F_SEAL_SHRINK, F_SEAL_SHRINK);
+    assert_int_equal(open_fds(), fds_before + KEPT);
+    for (unsigned i = 0; i < nfds; i++)
+        close(got[i]);
+
+    /* Room for none (a receiver that takes no descriptors): all closed. */
+    assert_int_equal(tlpb_send_with_fds(sv[0], frame, sizeof(frame), sent, SENT), 0);
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), 0, NULL, 0, &nfds, &truncated),
+                     sizeof(frame));
+    assert_int_equal(nfds, 0);
+    assert_true(truncated);
+    assert_int_equal(open_fds(), fds_before);
+
+    /* Nothing to read: recvmsg's -1 and errno, nothing kept. */
+    assert_int_equal(tlpb_recv_with_fds(sv[1], buf, sizeof(buf), MSG_DONTWAIT, got, SENT, &nfds,
+                                        &truncated),
+                     -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(nfds, 0);
+
+    for (unsigned i = 0; i < SENT; i++)
+        close(sent[i]);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 int main(void)
@@ -325,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_overlap_refused),
         cmocka_unit_test(test_missing_descriptors_refused),
         cmocka_unit_test(test_without_capability_refused),
+        cmocka_unit_test(test_recv_with_fds_keeps_at_most_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

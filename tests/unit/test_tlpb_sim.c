@@ -22,19 +22,11 @@
 
 #include <cmocka.h>
 
+#include "../sim_test_description.h"
 #include "fake_bridge.h"
 #include "tlpb_sim.h"
 
 #define MAX_SEEN 16
-
-static const struct tlpb_devdesc test_description = {
-    .vendor_id = 0x1234,
-    .device_id = 0x5eed,
-    .class_code = 0xff0000,
-    .bars = {[0] = {.size_bytes = 4096}},
-    .intx_pin = 1,
-    .max_payload_supported_bytes = 128,
-};
 
 struct rig {
     tlpb_sim *sim;

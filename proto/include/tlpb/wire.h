@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tlpbridge.pb-c.h"
 #include "tlpb/devdesc.h"
@@ -159,6 +160,15 @@ int tlpb_connect(const char *address, char *err, size_t err_size);
  * empty frame), or -errno. */
 #define TLPB_MAX_SEND_FDS 64u
 int tlpb_send_with_fds(int sock, const uint8_t *frame, size_t len, const int *fds, unsigned n);
+
+/* The receiving side: recvmsg of up to len bytes into buf (flags such as
+ * MSG_DONTWAIT; descriptors are always received close-on-exec), keeping the
+ * descriptors that came with them in fds, at most max_fds (*nfds of them,
+ * in order). Any beyond max_fds, or beyond TLPB_MAX_SEND_FDS in one call,
+ * are closed and *truncated is set. Returns what recvmsg returns (-1 with
+ * errno; no descriptor is kept then). */
+ssize_t tlpb_recv_with_fds(int sock, uint8_t *buf, size_t len, int flags, int *fds,
+                           unsigned max_fds, unsigned *nfds, bool *truncated);
 
 /* A Hello of this protocol version for role, with the default max frame
  * (device_name may be NULL for a control peer). The strings are not copied:
