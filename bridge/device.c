@@ -1009,6 +1009,12 @@ void device_reject_request(struct device *d, struct conn *from, const struct tlp
     tlpb_completion_error_for(&cpl, req, completer, TLPB_CPL_UR);
     cpl.sim_time_ps = req->sim_time_ps;
     check_built_completion(d, &cpl, from);
+    /* The UR answers the request: the checker forgets it now, or a later
+     * request under the same tag would count as tag_reuse. */
+    if (from == d->host && d->check.host_requests[cpl.tag].in_use)
+        check_tlp(d, TLPB_CHECK_DEVICE_TO_HOST, &cpl, false);
+    else if (from != d->host && d->check.device_requests[cpl.tag].in_use)
+        check_tlp(d, TLPB_CHECK_HOST_TO_DEVICE, &cpl, false);
     trace_tlp(d->bridge,
               from == d->host ? TLPB__TRACE_DIRECTION__TRACE_FALLBACK
                               : TLPB__TRACE_DIRECTION__TRACE_HOST_TO_DEVICE,

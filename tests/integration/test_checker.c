@@ -593,6 +593,15 @@ static void case_policy_reject(void)
     CHECK(obj && it_json_uint(obj, "host_requests", &host_requests), "no host_requests");
     free(json);
     checker_expect_only("c_reject", "memory_space_disabled");
+    /* The UR answered the rejected read: the next read under the same tag
+     * breaks the same rule again, and is no tag_reuse. */
+    raw_send_tlp(&p.h, &rd);
+    expect_ur(&p.h, 9, "a second host read under the same tag, policy reject");
+    unsigned long long total = 0, n = 0;
+    CHECK(checker_counts("c_reject", "memory_space_disabled", &total, &n) && n == 2 &&
+              total == 2,
+          "after a second rejected read under tag 9: memory_space_disabled %llu, %llu in all "
+          "(expected 2 and 2: no tag_reuse)", n, total);
     checker_pair_close(&p);
 }
 
