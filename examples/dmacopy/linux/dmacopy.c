@@ -128,6 +128,12 @@ struct dmacopy_dev {
 	struct page *map_pages[DMACOPY_MAP_BYTES >> PAGE_SHIFT];
 	dma_addr_t map_bus;
 	bool map_ready;
+	/*
+	 * Guards the window. Never held across a user copy: mmap() takes it
+	 * with mmap_lock held, and ioctls hold dd->lock across user copies that
+	 * may fault (and take mmap_lock), so mmap() must not take dd->lock.
+	 */
+	struct mutex map_lock;
 
 	atomic64_t vec_irqs[2];
 	atomic64_t intx_irqs;
@@ -479,7 +485,7 @@ static int dmacopy_check_lengths(u32 len, u32 src_off, u32 dst_off)
 	return 0;
 }
 
-/* Allocates and maps the mapped window once; called with dd->lock held. */
+/* Allocates and maps the mapped window once; called with dd->map_lock held. */
 static int dmacopy_map_alloc(struct dmacopy_dev *dd)
 {
 	struct device *dev = &dd->pdev->dev;
@@ -519,9 +525,10 @@ static int dmacopy_mmap(struct file *file, struct vm_area_struct *vma)
 	/* A private mapping would copy on write: the device would not see the data. */
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
-	if (mutex_lock_interruptible(&dd->lock))
+	if (mutex_lock_interruptible(&dd->map_lock))
 		return -ERESTARTSYS;
-	ret = dd->gone ? -ENODEV : dmacopy_map_alloc(dd);
+	/* remove sets gone before it frees the window under map_lock. */
+	ret = READ_ONCE(dd->gone) ? -ENODEV : dmacopy_map_alloc(dd);
 	if (!ret) {
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
 		vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
@@ -531,7 +538,7 @@ static int dmacopy_mmap(struct file *file, struct vm_area_struct *vma)
 		n = npages;
 		ret = vm_insert_pages(vma, vma->vm_start, dd->map_pages + vma->vm_pgoff, &n);
 	}
-	mutex_unlock(&dd->lock);
+	mutex_unlock(&dd->map_lock);
 	return ret;
 }
 
@@ -540,14 +547,22 @@ static int dmacopy_mmap(struct file *file, struct vm_area_struct *vma)
 /* A copy between the mapped buffers: checks the window, gives the bytes to the device. */
 static int dmacopy_copy_prepare_mapped(struct dmacopy_dev *dd, struct dmacopy_copy *c)
 {
+	dma_addr_t bus;
+	bool ready;
+
 	if (c->src || c->dst || !c->len || c->len > DMACOPY_MAP_BUF_BYTES ||
 	    c->src_off > DMACOPY_MAP_BUF_BYTES - c->len ||
 	    c->dst_off > DMACOPY_MAP_BUF_BYTES - c->len)
 		return -EINVAL;
-	if (!dd->map_ready)
+	mutex_lock(&dd->map_lock);
+	ready = dd->map_ready;
+	bus = dd->map_bus;
+	mutex_unlock(&dd->map_lock);
+	/* Once ready, the window stays until remove, which needs dd->lock. */
+	if (!ready)
 		return -ENXIO;		/* nothing mapped: no data to copy */
-	c->src_bus = dd->map_bus + DMACOPY_MAP_SRC_OFFSET + c->src_off;
-	c->dst_bus = dd->map_bus + DMACOPY_MAP_DST_OFFSET + c->dst_off;
+	c->src_bus = bus + DMACOPY_MAP_SRC_OFFSET + c->src_off;
+	c->dst_bus = bus + DMACOPY_MAP_DST_OFFSET + c->dst_off;
 	dma_sync_single_for_device(&dd->pdev->dev, c->src_bus, c->len, DMA_BIDIRECTIONAL);
 	dma_sync_single_for_device(&dd->pdev->dev, c->dst_bus, c->len, DMA_BIDIRECTIONAL);
 	return 0;
@@ -1102,6 +1117,7 @@ static void dmacopy_free_dma(struct dmacopy_dev *dd)
 {
 	struct device *dev = &dd->pdev->dev;
 
+	mutex_lock(&dd->map_lock);
 	if (dd->map_ready) {
 		dma_unmap_page(dev, dd->map_bus, DMACOPY_MAP_BYTES, DMA_BIDIRECTIONAL);
 		/* Pages still mapped by a process live on until it unmaps them. */
@@ -1109,6 +1125,7 @@ static void dmacopy_free_dma(struct dmacopy_dev *dd)
 			put_page(dd->map_pages[i]);
 		dd->map_ready = false;
 	}
+	mutex_unlock(&dd->map_lock);
 	if (dd->dst_buf)
 		dma_free_coherent(dev, DMACOPY_BUF_BYTES, dd->dst_buf, dd->dst_bus);
 	if (dd->src_buf)
@@ -1161,6 +1178,7 @@ static int dmacopy_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	dd->pdev = pdev;
 	dd->ring_size = ring_size;
 	mutex_init(&dd->lock);
+	mutex_init(&dd->map_lock);
 	init_waitqueue_head(&dd->wq);
 	dd->minor_id = -1;
 	pci_set_drvdata(pdev, dd);
@@ -1289,7 +1307,7 @@ static void dmacopy_remove(struct pci_dev *pdev)
 		misc_deregister(&dd->misc);
 
 	mutex_lock(&dd->lock);
-	dd->gone = true;
+	WRITE_ONCE(dd->gone, true);
 	dmacopy_hw_stop(dd);
 	dmacopy_free_irqs(dd);
 	pci_clear_master(pdev);
