@@ -209,7 +209,8 @@ struct guestmem {
     Tlpb__GuestMemoryRegion regions[TLPB_GUESTMEM_MAX_REGIONS];
     int fds[TLPB_GUESTMEM_MAX_FDS];
     unsigned fd_count;
-    bool sim_shared;               /* the simulator was sent this map and has not refused it */
+    bool sim_sent;                 /* the simulator was sent a map not withdrawn since */
+    bool sim_shared;               /* ... and has not refused one since (status) */
 };
 
 /* Log2 histogram of sync wall times, 4 buckets per octave of ns. */

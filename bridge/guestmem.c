@@ -47,9 +47,12 @@ void guestmem_update_sim(struct device *d, bool map_changed)
 {
     struct guestmem *gm = &d->guest_memory;
     bool share = sim_may_share(d) && gm->map.count;
-    if (share && !map_changed && gm->sim_shared)
+    /* A map sent stays sent until withdrawn, refused or not: a refusal may
+     * be for an older map than the simulator now holds, so only a
+     * withdrawal makes sure it stops. */
+    if (share && !map_changed && gm->sim_sent)
         return;
-    if (!share && !gm->sim_shared)
+    if (!share && !gm->sim_sent)
         return;
     Tlpb__GuestMemoryRegion *regions[TLPB_GUESTMEM_MAX_REGIONS];
     Tlpb__GuestMemory msg = TLPB__GUEST_MEMORY__INIT;
@@ -67,10 +70,10 @@ void guestmem_update_sim(struct device *d, bool map_changed)
     if (rc < 0) {
         bridge_log(TLPB_LOG_ERROR, "device %s: cannot send guest memory to the simulator: %s",
                    d->cfg->name, strerror(-rc));
-        gm->sim_shared = false;
+        gm->sim_sent = gm->sim_shared = false;
         return;
     }
-    gm->sim_shared = share;
+    gm->sim_sent = gm->sim_shared = share;
     bridge_log(TLPB_LOG_INFO, "device %s: guest memory %s the simulator", d->cfg->name,
                share ? "shared with" : "withdrawn from");
     conn_flush(d->sim);
@@ -87,7 +90,7 @@ void guestmem_sim_refused(struct device *d, const char *why)
 
 void guestmem_sim_detached(struct device *d)
 {
-    d->guest_memory.sim_shared = false;
+    d->guest_memory.sim_sent = d->guest_memory.sim_shared = false;
 }
 
 void guestmem_from_host(struct conn *c, const Tlpb__Envelope *env)

@@ -183,6 +183,21 @@ static void scratch_write(struct raw *h, uint32_t value)
     raw_send_tlp(h, &wr);
 }
 
+/* The simulator s refuses its map (as libtlpbsim does when it cannot map
+ * it); returns once status no longer shows it. */
+static void sim_refuses_map(struct raw *s)
+{
+    Tlpb__Error err = TLPB__ERROR__INIT;
+    err.reason = (char *)"GuestMemory region 0: cannot map it: test";
+    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
+    env.body_case = TLPB__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    raw_send_env(s, &env);
+    uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
+    while (status_simulator_guest_memory() && it_now_ms() < deadline)
+        ;
+}
+
 static void case_map_to_fast_simulator(void)
 {
     struct raw h, s;
@@ -234,24 +249,21 @@ static void case_map_to_fast_simulator(void)
     tlpb_envelope_free(gm);
 
     /* A simulator that cannot use the map says so: the bridge believes it. */
-    Tlpb__Error err = TLPB__ERROR__INIT;
-    err.reason = (char *)"GuestMemory region 0: cannot map it: test";
-    Tlpb__Envelope env = TLPB__ENVELOPE__INIT;
-    env.body_case = TLPB__ENVELOPE__BODY_ERROR;
-    env.error = &err;
-    raw_send_env(&s, &env);
-    uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
-    while (status_simulator_guest_memory() && it_now_ms() < deadline)
-        ;
+    sim_refuses_map(&s);
     CHECK(!status_simulator_guest_memory(), "a refused map still shows in status");
 
-    /* The host leaves: the simulator's map is withdrawn, with nothing. */
-    send_map(&h, fd, RAM_BYTES); /* shared again first */
+    /* The host leaves: the simulator's map is withdrawn, with nothing. The
+     * map is shared again first, then refused once more: a refusal may be
+     * for an older map than the simulator holds, so the withdrawal still
+     * comes. */
+    send_map(&h, fd, RAM_BYTES);
     gm = sim_next_guest_memory(&s, fds, &nfds, NULL);
     REQUIRE(gm != NULL, "the map was not shared again");
     for (unsigned i = 0; i < nfds; i++)
         close(fds[i]);
     tlpb_envelope_free(gm);
+    CHECK(status_simulator_guest_memory(), "status: the map shared again does not show");
+    sim_refuses_map(&s);
     raw_close(&h);
     gm = sim_next_guest_memory(&s, fds, &nfds, NULL);
     REQUIRE(gm != NULL, "the map was not withdrawn when the host left");
