@@ -211,30 +211,6 @@ void fx_close(struct dmacopy_fixture *fx)
     fx->ram = NULL;
 }
 
-/* A counter of the device in the bridge's status (0 and a failure if absent). */
-static unsigned long long fx_bridge_counter(struct dmacopy_fixture *fx, const char *key)
-{
-    bool ok = false;
-    char *status = it_control("status", NULL, &ok);
-    const char *dev = ok ? it_json_device(status, fx->device) : NULL;
-    unsigned long long v = 0;
-    CHECK(dev && it_json_uint(dev, key, &v), "status of %s has no %s", fx->device, key);
-    free(status);
-    return v;
-}
-
-bool fx_bridge_simulator_guest_memory(struct dmacopy_fixture *fx)
-{
-    bool ok = false;
-    char *status = it_control("status", NULL, &ok);
-    const char *dev = ok ? it_json_device(status, fx->device) : NULL;
-    bool shared = false;
-    CHECK(dev && it_json_bool(dev, "simulator_guest_memory", &shared),
-          "status of %s has no simulator_guest_memory", fx->device);
-    free(status);
-    return shared;
-}
-
 typedef bool (*fx_pred)(struct dmacopy_fixture *fx, const void *arg);
 
 /* Serve the device until pred holds; bounded. */
@@ -708,22 +684,24 @@ static void case_copy_1mib(struct dmacopy_fixture *fx)
     uint64_t reads_before = fx->dma_read_requests;
     uint32_t max_read_before = fx->max_dma_read_bytes;
     fx->max_dma_read_bytes = 0;
-    unsigned long long shm_before = fx_guest_memory ? fx_bridge_counter(fx, "dma_shm_bytes") : 0;
-    unsigned long long bytes_before = fx_bridge_counter(fx, "dma_bytes");
+    unsigned long long shm_before =
+        fx_guest_memory ? it_status_uint(fx->device, "dma_shm_bytes") : 0;
+    unsigned long long bytes_before = it_status_uint(fx->device, "dma_bytes");
     fx_copy(fx, SRC_OFF, DST_OFF, 1024u * 1024u, "1 MiB copy");
     uint64_t reads = fx->dma_read_requests - reads_before;
     if (fx_sim_direct) {
         /* The simulator copied it in guest memory itself: no DMA byte
          * crossed the bridge (fx_copy verified the data). */
-        CHECK(fx_bridge_simulator_guest_memory(fx), "the simulator does not have guest memory");
-        CHECK(fx_bridge_counter(fx, "dma_shm_bytes") == shm_before &&
-                  fx_bridge_counter(fx, "dma_bytes") == bytes_before,
+        CHECK(it_status_bool(fx->device, "simulator_guest_memory"),
+              "the simulator does not have guest memory");
+        CHECK(it_status_uint(fx->device, "dma_shm_bytes") == shm_before &&
+                  it_status_uint(fx->device, "dma_bytes") == bytes_before,
               "1 MiB copy by a simulator with guest memory: DMA went through the bridge");
         CHECK(reads == 0, "1 MiB copy with shared guest memory: %llu reads reached the host",
               (unsigned long long)reads);
     } else if (fx_guest_memory) {
         /* The bridge served it from the shared RAM: the host saw none of it. */
-        CHECK(fx_bridge_counter(fx, "dma_shm_bytes") - shm_before >= 2u * 1024u * 1024u,
+        CHECK(it_status_uint(fx->device, "dma_shm_bytes") - shm_before >= 2u * 1024u * 1024u,
               "1 MiB copy with shared guest memory: the bridge served less than 2 MiB of DMA");
         CHECK(reads == 0, "1 MiB copy with shared guest memory: %llu reads reached the host",
               (unsigned long long)reads);
@@ -751,7 +729,7 @@ static void case_dma_rules(struct dmacopy_fixture *fx)
     if (fx_guest_memory) {
         /* The host sees no DMA in RAM: the bridge's validator (which every
          * device TLP passes before it is served) refused none. */
-        CHECK(fx_bridge_counter(fx, "rejected_tlps") == 0, "the bridge rejected device TLPs");
+        CHECK(it_status_uint(fx->device, "rejected_tlps") == 0, "the bridge rejected device TLPs");
     } else if (fx->dma_mode == FX_DMA_STRICT) {
         CHECK(fx->max_dma_read_bytes <= 512, "read request of %u bytes > max read request 512",
               fx->max_dma_read_bytes);

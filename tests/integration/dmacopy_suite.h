@@ -80,9 +80,6 @@ extern bool fx_guest_memory;
  * CAP_GUEST_MEMORY) and copies in guest memory itself; the cases check that
  * no DMA byte went through the bridge. */
 extern bool fx_sim_direct;
-/* The bridge's status says the device's simulator has guest memory. */
-bool fx_bridge_simulator_guest_memory(struct dmacopy_fixture *fx);
-
 /* Connect a host for device (offer_unsplit: accept fast-mode DMA). Fatal if
  * the bridge does not accept it. */
 void fx_open(struct dmacopy_fixture *fx, const char *device, bool offer_unsplit);

@@ -857,6 +857,40 @@ static const char *member(const char *obj, const char *key)
     return NULL;
 }
 
+/* The object it_status_* read key from (device NULL: the whole reply), in
+ * a reply malloc'd into *json; NULL after a failed check. */
+static const char *status_object(const char *device, const char *key, char **json)
+{
+    bool ok = false;
+    *json = it_control("status", NULL, &ok);
+    const char *obj = *json && ok ? (device ? it_json_device(*json, device) : *json) : NULL;
+    CHECK(obj != NULL, "no status%s%s to read %s from: %s", device ? " of " : "",
+          device ? device : "", key, *json ? *json : "(no reply)");
+    return obj;
+}
+
+unsigned long long it_status_uint(const char *device, const char *key)
+{
+    char *json;
+    const char *obj = status_object(device, key, &json);
+    unsigned long long v = 0;
+    CHECK(!obj || it_json_uint(obj, key, &v), "status of %s has no %s",
+          device ? device : "the bridge", key);
+    free(json);
+    return v;
+}
+
+bool it_status_bool(const char *device, const char *key)
+{
+    char *json;
+    const char *obj = status_object(device, key, &json);
+    bool v = false;
+    CHECK(!obj || it_json_bool(obj, key, &v), "status of %s has no %s",
+          device ? device : "the bridge", key);
+    free(json);
+    return v;
+}
+
 const char *it_json_device(const char *json, const char *name)
 {
     if (!json)

@@ -219,6 +219,11 @@ bool it_json_uint(const char *obj, const char *key, unsigned long long *value);
 bool it_json_bool(const char *obj, const char *key, bool *value);
 /* String member: copies into out. "null" gives an empty string and false. */
 bool it_json_str(const char *obj, const char *key, char *out, size_t out_size);
+/* Integer / boolean member key of device's object in the bridge's status
+ * (device NULL: of the status reply itself), asked for now; 0 / false and a
+ * failed check when the member is absent. */
+unsigned long long it_status_uint(const char *device, const char *key);
+bool it_status_bool(const char *device, const char *key);
 
 uint64_t it_now_ms(void);
 

@@ -29,7 +29,7 @@
 static bool wait_simulator_guest_memory(struct dmacopy_fixture *fx, bool want)
 {
     uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
-    while (fx_bridge_simulator_guest_memory(fx) != want) {
+    while (it_status_bool(fx->device, "simulator_guest_memory") != want) {
         if (it_now_ms() >= deadline)
             return false;
         poll(NULL, 0, 1);
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 
     /* Only a fast simulator that asked for it has the guest's memory. */
     if (shm)
-        CHECK(fx_bridge_simulator_guest_memory(&fx) == fx_sim_direct,
+        CHECK(it_status_bool(fx.device, "simulator_guest_memory") == fx_sim_direct,
               "status simulator_guest_memory is not %s", fx_sim_direct ? "true" : "false");
     if (fx_sim_direct)
         IT_RUN("host reconnects: guest memory withdrawn and shared again",

@@ -56,17 +56,6 @@ static void host_fence(struct raw *h, char *errors, size_t size)
     CHECK(tlps == 0, "host: %u unexpected TLPs", tlps);
 }
 
-static unsigned long long device_status(const char *key)
-{
-    bool ok;
-    char *status = it_control("status", NULL, &ok);
-    const char *dev = ok ? it_json_device(status, DEVICE) : NULL;
-    unsigned long long v = 0;
-    CHECK(dev && it_json_uint(dev, key, &v), "status of %s has no %s", DEVICE, key);
-    free(status);
-    return v;
-}
-
 static unsigned bridge_open_fds(void)
 {
     char path[64];
@@ -149,8 +138,8 @@ static void case_dma_from_shared_memory(void)
     send_map(&h, map, 2, 1, &fd, 1);
     host_fence(&h, errors, sizeof(errors));
     CHECK(errors[0] == '\0', "a good map was refused: %s", errors);
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 2, "guest_memory_regions");
-    CHECK_EQ_U64(device_status("guest_memory_bytes"), RAM_BYTES, "guest_memory_bytes");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 2, "guest_memory_regions");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_bytes"), RAM_BYTES, "guest_memory_bytes");
     CHECK(it_log_contains(it.bridge, "device " DEVICE ": guest memory shared: 2 regions, 1 MiB"),
           "the new map was not logged");
 
@@ -219,14 +208,14 @@ static void case_dma_from_shared_memory(void)
     /* 0x2010 + 256: 0x2010..0x2080 (112 bytes to the 128-byte MPS from the
      * DW start), then 0x2080..0x2100 (128), then 16. */
     CHECK_EQ_U64(completions, 3, "completions for a 256-byte read at 0x..10 with MPS 128");
-    CHECK_EQ_U64(device_status("dma_shm_requests"), 3, "dma_shm_requests");
-    CHECK_EQ_U64(device_status("dma_shm_bytes"), sizeof(data) + 8 + 256, "dma_shm_bytes");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "dma_shm_requests"), 3, "dma_shm_requests");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "dma_shm_bytes"), sizeof(data) + 8 + 256, "dma_shm_bytes");
 
     /* Withdrawn: DMA goes to the host again. */
     send_map(&h, NULL, 0, 0, NULL, 0);
     host_fence(&h, errors, sizeof(errors));
     CHECK(errors[0] == '\0', "an empty map was refused: %s", errors);
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 0, "regions after withdrawing");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 0, "regions after withdrawing");
     send_mwr(&s, RAM_BASE + 0x3000, data, 4);
     m = next_tlp(&h, "host");
     CHECK(m->tlp->kind == TLPB__TLP_KIND__TLP_MWR && m->tlp->address == RAM_BASE + 0x3000,
@@ -318,7 +307,7 @@ static void case_bad_maps(void)
         CHECK(strstr(errors, expect), "bad map %u: Error '%s', expected '%s'", k, errors, expect);
     }
     CHECK_EQ_U64(bridge_open_fds(), fds_before, "descriptors open in the bridge");
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 0, "regions after a refused map");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 0, "regions after a refused map");
     CHECK(it_log_contains(it.bridge, "guest memory no longer shared (the host's new map was refused)"),
           "dropping the map was not logged");
 
@@ -351,7 +340,8 @@ static void case_not_granted(void)
     host_fence(&h, errors, sizeof(errors));
     CHECK(strstr(errors, "GuestMemory from a host is not accepted"),
           "GuestMemory without CAP_GUEST_MEMORY: Error '%s'", errors);
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 0, "regions without the capability");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 0,
+                 "regions without the capability");
     close(fd);
     raw_close(&h);
 }
@@ -366,7 +356,8 @@ static void case_host_disconnect_drops_map(void)
     char errors[256];
     host_fence(&h, errors, sizeof(errors));
     CHECK(errors[0] == '\0', "a good map was refused: %s", errors);
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 1, "regions while the host is connected");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 1,
+                 "regions while the host is connected");
     raw_close(&h);
     /* The next host is accepted only once the bridge has seen the first one
      * go (else "already has a host"): then the map must be gone. */
@@ -382,7 +373,8 @@ static void case_host_disconnect_drops_map(void)
             raw_close(&h);
     }
     REQUIRE(attached, "no new host accepted after the first disconnected");
-    CHECK_EQ_U64(device_status("guest_memory_regions"), 0, "regions after the host disconnected");
+    CHECK_EQ_U64(it_status_uint(DEVICE, "guest_memory_regions"), 0,
+                 "regions after the host disconnected");
     CHECK(it_log_contains(it.bridge, "guest memory no longer shared (host disconnected)"),
           "dropping the map was not logged");
     close(fd);

@@ -60,22 +60,6 @@ static void send_map(struct raw *h, int fd, uint64_t bytes)
     raw_send_env_fds(h, test_guest_memory_envelope(&m, &region, 1, 1), &fd, 1);
 }
 
-static bool device_simulator_guest_memory(const char *device)
-{
-    bool ok = false, shared = false;
-    char *status = it_control("status", NULL, &ok);
-    const char *dev = ok ? it_json_device(status, device) : NULL;
-    CHECK(dev && it_json_bool(dev, "simulator_guest_memory", &shared),
-          "status of %s has no simulator_guest_memory", device);
-    free(status);
-    return shared;
-}
-
-static bool status_simulator_guest_memory(void)
-{
-    return device_simulator_guest_memory(DEVICE);
-}
-
 /* Descriptors received by the simulator and not yet claimed by a
  * GuestMemory, in order. A read that brings a frame's first byte brings the
  * descriptors sent on it, but may bring bytes of earlier frames too: a
@@ -194,7 +178,7 @@ static void sim_refuses_map(struct raw *s)
     env.error = &err;
     raw_send_env(s, &env);
     uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
-    while (status_simulator_guest_memory() && it_now_ms() < deadline)
+    while (it_status_bool(DEVICE, "simulator_guest_memory") && it_now_ms() < deadline)
         ;
 }
 
@@ -207,7 +191,8 @@ static void case_map_to_fast_simulator(void)
                                                           TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
     tlpb_envelope_free(reply);
     raw_host_enumerate(&h, BDF, &s);
-    CHECK(!status_simulator_guest_memory(), "simulator_guest_memory before the host shared any");
+    CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"),
+          "simulator_guest_memory before the host shared any");
 
     int fd = sealed_memfd(RAM_BYTES);
     uint8_t *ram = mmap(NULL, RAM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -227,7 +212,8 @@ static void case_map_to_fast_simulator(void)
     for (unsigned i = 0; i < nfds; i++)
         close(fds[i]);
     tlpb_envelope_free(gm);
-    CHECK(status_simulator_guest_memory(), "status does not say the simulator has guest memory");
+    CHECK(it_status_bool(DEVICE, "simulator_guest_memory"),
+          "status does not say the simulator has guest memory");
 
     /* A new map while the simulator's socket is full: it comes after every
      * write the host sent before it, with its own descriptor. */
@@ -250,7 +236,7 @@ static void case_map_to_fast_simulator(void)
 
     /* A simulator that cannot use the map says so: the bridge believes it. */
     sim_refuses_map(&s);
-    CHECK(!status_simulator_guest_memory(), "a refused map still shows in status");
+    CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"), "a refused map still shows in status");
 
     /* The host leaves: the simulator's map is withdrawn, with nothing. The
      * map is shared again first, then refused once more: a refusal may be
@@ -262,7 +248,8 @@ static void case_map_to_fast_simulator(void)
     for (unsigned i = 0; i < nfds; i++)
         close(fds[i]);
     tlpb_envelope_free(gm);
-    CHECK(status_simulator_guest_memory(), "status: the map shared again does not show");
+    CHECK(it_status_bool(DEVICE, "simulator_guest_memory"),
+          "status: the map shared again does not show");
     sim_refuses_map(&s);
     raw_close(&h);
     gm = sim_next_guest_memory(&s, fds, &nfds, NULL);
@@ -271,7 +258,8 @@ static void case_map_to_fast_simulator(void)
           "the withdrawal carries %zu regions, %u descriptors", gm->guest_memory->n_regions,
           nfds);
     tlpb_envelope_free(gm);
-    CHECK(!status_simulator_guest_memory(), "status still says the simulator has guest memory");
+    CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"),
+          "status still says the simulator has guest memory");
     CHECK(pending_fd_count == 0, "%u descriptors came that no GuestMemory named",
           pending_fd_count);
     raw_close(&s);
@@ -306,7 +294,8 @@ static void case_not_offered(void)
         if (done)
             break;
     }
-    CHECK(!status_simulator_guest_memory(), "status says the simulator has guest memory");
+    CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"),
+          "status says the simulator has guest memory");
     CHECK(pending_fd_count == 0, "a simulator that did not offer CAP_GUEST_MEMORY got %u"
           " descriptors", pending_fd_count);
     raw_close(&h);
@@ -332,7 +321,8 @@ static void case_stop_policy_withdraws(void)
     for (unsigned i = 0; i < nfds; i++)
         close(fds[i]);
     tlpb_envelope_free(gm);
-    CHECK(device_simulator_guest_memory(STOP_DEVICE), "status: the simulator has no map");
+    CHECK(it_status_bool(STOP_DEVICE, "simulator_guest_memory"),
+          "status: the simulator has no map");
     /* A DMA write under another function's requester ID: rule
      * requester_id, policy stop. */
     uint8_t payload[4] = {1, 2, 3, 4};
@@ -344,7 +334,7 @@ static void case_stop_policy_withdraws(void)
     REQUIRE(gm != NULL, "the stopped simulator's map was not withdrawn");
     CHECK(gm->guest_memory->n_regions == 0 && nfds == 0, "the withdrawal carries a map");
     tlpb_envelope_free(gm);
-    CHECK(!device_simulator_guest_memory(STOP_DEVICE),
+    CHECK(!it_status_bool(STOP_DEVICE, "simulator_guest_memory"),
           "status: the stopped simulator still has the map");
     it_expect_violation(STOP_DEVICE, "requester_id", 1);
     raw_close(&h);
@@ -388,7 +378,8 @@ static void case_coupled_gets_none(void)
     }
     CHECK(coupled, "the simulator was not coupled to the host's time");
     CHECK(pending_fd_count == 0, "a coupled simulator got %u descriptors", pending_fd_count);
-    CHECK(!status_simulator_guest_memory(), "status says the coupled simulator has the map");
+    CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"),
+          "status says the coupled simulator has the map");
     raw_close(&h);
     raw_close(&s);
     close(fd);

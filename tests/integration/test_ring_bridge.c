@@ -216,18 +216,6 @@ static void check_other_served(const char *after)
     CHECK(mem_read(&other, REG_SCRATCH) == v, "after %s: dmacopy1 scratch not read back", after);
 }
 
-/* Integer member key of device's status (0 and a failed check when absent). */
-static unsigned long long status_uint(const char *device, const char *key)
-{
-    bool ok = false;
-    char *status = it_control("status", NULL, &ok);
-    const char *dev = status ? it_json_device(status, device) : NULL;
-    unsigned long long v = 0;
-    CHECK(dev && it_json_uint(dev, key, &v), "status of %s has no %s", device, key);
-    free(status);
-    return v;
-}
-
 static void case_round_trip(void)
 {
     struct ring_host h;
@@ -251,7 +239,7 @@ static void case_round_trip(void)
     CHECK(it_log_contains(it.bridge, "rejected MRd tag 200: memory request crosses a 4 KiB"),
           "the rejection is not logged");
     /* And counted as the checker's rule, as from the socket. */
-    CHECK_EQ_U64(status_uint("dmacopy0", "crosses_4k"), 1,
+    CHECK_EQ_U64(it_status_uint("dmacopy0", "crosses_4k"), 1,
                  "crosses_4k counted for the 4 KiB-crossing MRd from the ring");
 
     /* An interrupt from the device arrives on the ring: a bad descriptor
@@ -289,12 +277,12 @@ static void case_round_trip(void)
         /* Quiet now: the bridge stops polling and sleeps on the eventfd;
          * a request then wakes it. */
         uint64_t deadline = it_now_ms() + (uint64_t)IT_DEADLINE_MS;
-        while (status_uint("dmacopy0", "ring_sleeps") == 0 && it_now_ms() < deadline)
+        while (it_status_uint("dmacopy0", "ring_sleeps") == 0 && it_now_ms() < deadline)
             ;
-        CHECK(status_uint("dmacopy0", "ring_sleeps") > 0, "adaptive: the bridge never slept");
+        CHECK(it_status_uint("dmacopy0", "ring_sleeps") > 0, "adaptive: the bridge never slept");
         CHECK_EQ_U64(mem_read(&h, REG_SCRATCH), 0x12345678u, "scratch read after a sleep");
     } else {
-        CHECK_EQ_U64(status_uint("dmacopy0", "ring_sleeps"), 0, "busy-poll: ring_sleeps");
+        CHECK_EQ_U64(it_status_uint("dmacopy0", "ring_sleeps"), 0, "busy-poll: ring_sleeps");
     }
     ring_host_close(&h);
 }

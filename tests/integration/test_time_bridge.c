@@ -174,18 +174,6 @@ static void send_cpld(struct raw *s, const Tlpb__Tlp *req, uint32_t value, uint6
     raw_send_tlp(s, &cpl);
 }
 
-static unsigned long long status_uint(const char *device, const char *key)
-{
-    bool ok;
-    char *status = it_control("status", NULL, &ok);
-    unsigned long long n = 0;
-    const char *dev = device ? it_json_device(status, device) : status;
-    CHECK(ok && dev && it_json_uint(dev, key, &n), "status lacks %s: %s", key,
-          status ? status : "(none)");
-    free(status);
-    return n;
-}
-
 static void check_logged(const char *needle, const char *what)
 {
     CHECK(it_log_contains(it.bridge, needle), "%s: the bridge log lacks \"%s\"", what, needle);
@@ -346,7 +334,7 @@ static void case_relay(void)
     free(line);
 
     /* Wrong kinds, and a REACHED for no pending grant: Error, counted. */
-    unsigned long long before = status_uint(NULL, "rejected_messages");
+    unsigned long long before = it_status_uint(NULL, "rejected_messages");
     unsigned errors = s.errors_seen;
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 9, 0, 1, false);
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 99, 9000, 0, true);
@@ -386,7 +374,7 @@ static void case_relay(void)
               strstr(env->error->reason, "sync_id 0"),
           "Error for a GRANT with id 0: '%s'", h.last_error);
     tlpb_envelope_free(env);
-    CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 4, "rejected_messages");
+    CHECK_EQ_U64(it_status_uint(NULL, "rejected_messages") - before, 4, "rejected_messages");
     check_logged("TIME_SYNC_GRANT from a simulator is not accepted", "wrong kind");
 
     /* The simulator leaves with grant 3 pending: the host is answered. */
@@ -489,7 +477,7 @@ static void case_switch(void)
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_FREE, 0, "FREE when switched away");
     control_ok("switch", "ext0", "external");
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_COUPLED, 20000, "COUPLED again");
-    unsigned long long before = status_uint(NULL, "rejected_messages");
+    unsigned long long before = it_status_uint(NULL, "rejected_messages");
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 21, 21000, 0, true);
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22, 22000, 23000, false);
     expect_sim_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 22000, "GRANT 22");
@@ -504,7 +492,7 @@ static void case_switch(void)
     raw_send_time_sync(&s, TLPB__TIME_SYNC_KIND__TIME_SYNC_REACHED, 22, 23000, 0, true);
     expect_reached(&h, 22, 23000, true, "REACHED 22 after switching back");
     /* Only the second grant counted, not the late answer to grant 21. */
-    CHECK_EQ_U64(status_uint(NULL, "rejected_messages") - before, 1,
+    CHECK_EQ_U64(it_status_uint(NULL, "rejected_messages") - before, 1,
                  "rejected_messages for the late answer to an answered grant");
     raw_close(&h);
     /* The coupled host left: FREE. */
@@ -551,7 +539,7 @@ static void case_progress_keeps_alive(void)
      * alive in the bridge. */
     it_expect_violation("ext1", "completion_timeout", 1);
     it_expect_violation("ext1", "unexpected_completion", 1);
-    unsigned long long timeouts = status_uint("ext1", "timeouts");
+    unsigned long long timeouts = it_status_uint("ext1", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
     Tlpb__Envelope *mrd = sim_next_tlp(&s);
     /* A slow simulator, alive: PROGRESS every tenth of the timeout, for
@@ -577,7 +565,7 @@ static void case_progress_keeps_alive(void)
               tlpb_get_le32(env->tlp->payload.data) == 0x600DDA7Au,
           "the host got the fallback's data, not the simulator's");
     tlpb_envelope_free(env);
-    CHECK_EQ_U64(status_uint("ext1", "timeouts") - timeouts, 0, "timeouts with PROGRESS");
+    CHECK_EQ_U64(it_status_uint("ext1", "timeouts") - timeouts, 0, "timeouts with PROGRESS");
 
     /* A silent simulator: its request is completed by the fallback. */
     send_mrd(&h, 2, BAR0, 3000);
@@ -590,7 +578,8 @@ static void case_progress_keeps_alive(void)
               env->tlp->payload.len == 4 && tlpb_get_le32(env->tlp->payload.data) == 0xFFFFFFFFu,
           "silent simulator: not the fallback's all-ones CplD for tag 2");
     tlpb_envelope_free(env);
-    CHECK_EQ_U64(status_uint("ext1", "timeouts") - timeouts, 1, "timeouts of a silent simulator");
+    CHECK_EQ_U64(it_status_uint("ext1", "timeouts") - timeouts, 1,
+                 "timeouts of a silent simulator");
     raw_close(&h);
     raw_close(&s);
 }
@@ -605,7 +594,7 @@ static void case_device_time_timeout(void)
     time_peer(&s, TLPB__ROLE__ROLE_SIMULATOR, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     time_peer(&h, TLPB__ROLE__ROLE_HOST, "ext4", TLPB__CAPABILITY__CAP_TIME_SYNC, NULL, 0);
     raw_host_enumerate(&h, BDF, &s);
-    unsigned long long timeouts = status_uint("ext4", "timeouts");
+    unsigned long long timeouts = it_status_uint("ext4", "timeouts");
     send_mrd(&h, 1, BAR0, 1000);
     Tlpb__Envelope *env = sim_next_tlp(&s);
     tlpb_envelope_free(env);
@@ -619,7 +608,7 @@ static void case_device_time_timeout(void)
               env->tlp->payload.len == 4 && tlpb_get_le32(env->tlp->payload.data) == 0xFFFFFFFFu,
           "not the fallback's all-ones CplD for tag 1");
     tlpb_envelope_free(env);
-    CHECK_EQ_U64(status_uint("ext4", "timeouts") - timeouts, 1, "device-time timeouts");
+    CHECK_EQ_U64(it_status_uint("ext4", "timeouts") - timeouts, 1, "device-time timeouts");
     /* The simulator, still in its implicit grant, runs past the next grant. */
     uint64_t now = 1000 + cto + 10;
     raw_send_time_sync(&h, TLPB__TIME_SYNC_KIND__TIME_SYNC_GRANT, 7, now, now, false);
