@@ -332,16 +332,23 @@ static void mode_mmio(void)
     finish_qemu(&q, failures);
 }
 
+/* A bridge and QEMU with the dmacopy device enumerated, MSI-X on (both
+ * entries aimed at RAM) and the descriptor ring set up: ready for copies. */
+static void start_copy_device(struct qt_qemu *q)
+{
+    start_bridge();
+    start_qemu(q, NULL, false);
+    setup_root_port(q);
+    map_device(q);
+    setup_msix(q);
+    setup_ring(q);
+}
+
 static void mode_dma(void)
 {
     struct qt_qemu q;
     int failures = it_failures;
-    start_bridge();
-    start_qemu(&q, NULL, false);
-    setup_root_port(&q);
-    map_device(&q);
-    setup_msix(&q);
-    setup_ring(&q);
+    start_copy_device(&q);
 
     copy_and_check(&q, 0, 1, 3);
     copy_and_check(&q, 1, 5000, 11);  /* crosses 4 KiB boundaries: split DMA */
@@ -434,12 +441,7 @@ static void mode_msixmask(void)
 {
     struct qt_qemu q;
     int failures = it_failures;
-    start_bridge();
-    start_qemu(&q, NULL, false);
-    setup_root_port(&q);
-    map_device(&q);
-    setup_msix(&q);
-    setup_ring(&q);
+    start_copy_device(&q);
     CHECK_EQ_U64(qt_readl(&q, BAR2_ADDR + 0x800), 0, "PBA before any interrupt");
 
     /* Vector 0 masked in its Vector Control word. The unmask is the MMIO
