@@ -167,6 +167,21 @@ static void scratch_write(struct raw *h, uint32_t value)
     raw_send_tlp(h, &wr);
 }
 
+/* A simulator in fast mode that can take guest memory, and a host that
+ * shares it and accepts unsplit DMA. */
+#define FAST_SIM_CAPS (TLPB__CAPABILITY__CAP_UNSPLIT_DMA | TLPB__CAPABILITY__CAP_GUEST_MEMORY)
+#define FAST_HOST_CAPS (TLPB__CAPABILITY__CAP_GUEST_MEMORY | TLPB__CAPABILITY__CAP_UNSPLIT_DMA)
+
+/* A simulator s offering sim_caps and a host h offering host_caps on
+ * device, the device enumerated by the host. */
+static void open_pair(struct raw *h, struct raw *s, const char *device, uint64_t sim_caps,
+                      uint64_t host_caps)
+{
+    raw_simulator_caps(s, device, sim_caps);
+    tlpb_envelope_free(raw_host_caps(h, device, host_caps));
+    raw_host_enumerate(h, BDF, s);
+}
+
 /* The simulator s refuses its map (as libtlpbsim does when it cannot map
  * it); returns once status no longer shows it. */
 static void sim_refuses_map(struct raw *s)
@@ -185,12 +200,7 @@ static void sim_refuses_map(struct raw *s)
 static void case_map_to_fast_simulator(void)
 {
     struct raw h, s;
-    raw_simulator_caps(&s, DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
-                                       TLPB__CAPABILITY__CAP_GUEST_MEMORY);
-    Tlpb__Envelope *reply = raw_host_caps(&h, DEVICE, TLPB__CAPABILITY__CAP_GUEST_MEMORY |
-                                                          TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
-    tlpb_envelope_free(reply);
-    raw_host_enumerate(&h, BDF, &s);
+    open_pair(&h, &s, DEVICE, FAST_SIM_CAPS, FAST_HOST_CAPS);
     CHECK(!it_status_bool(DEVICE, "simulator_guest_memory"),
           "simulator_guest_memory before the host shared any");
 
@@ -272,10 +282,8 @@ static void case_map_to_fast_simulator(void)
 static void case_not_offered(void)
 {
     struct raw h, s;
-    raw_simulator_caps(&s, DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
-    Tlpb__Envelope *reply = raw_host_caps(&h, DEVICE, TLPB__CAPABILITY__CAP_GUEST_MEMORY);
-    tlpb_envelope_free(reply);
-    raw_host_enumerate(&h, BDF, &s);
+    open_pair(&h, &s, DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA,
+              TLPB__CAPABILITY__CAP_GUEST_MEMORY);
     int fd = sealed_memfd(RAM_BYTES);
     send_map(&h, fd, RAM_BYTES);
     /* Behind the map, a write: what reaches the simulator before it is all
@@ -306,12 +314,7 @@ static void case_not_offered(void)
 static void case_stop_policy_withdraws(void)
 {
     struct raw h, s;
-    raw_simulator_caps(&s, STOP_DEVICE, TLPB__CAPABILITY__CAP_UNSPLIT_DMA |
-                                            TLPB__CAPABILITY__CAP_GUEST_MEMORY);
-    Tlpb__Envelope *reply = raw_host_caps(&h, STOP_DEVICE, TLPB__CAPABILITY__CAP_GUEST_MEMORY |
-                                                               TLPB__CAPABILITY__CAP_UNSPLIT_DMA);
-    tlpb_envelope_free(reply);
-    raw_host_enumerate(&h, BDF, &s);
+    open_pair(&h, &s, STOP_DEVICE, FAST_SIM_CAPS, FAST_HOST_CAPS);
     int fd = sealed_memfd(RAM_BYTES);
     send_map(&h, fd, RAM_BYTES);
     int fds[4];

@@ -567,6 +567,17 @@ static void read_once(const char *what)
     CHECK(rc == 0 && v == READ_VALUE, "%s: read rc %d value 0x%x", what, rc, v);
 }
 
+/* Serve the host until the scripted bridge saw its second connection and
+ * the host is connected again; bounded. */
+static void serve_until_reconnected(void)
+{
+    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
+    while (fb.seen[1].offered == 0 || !tlpb_host_connected(host)) {
+        REQUIRE(it_now_ms() < deadline, "the host never reconnected");
+        tlpb_host_wait(host, 10);
+    }
+}
+
 static void case_map_sent(void)
 {
     unsigned fds_before = open_fds();
@@ -599,11 +610,7 @@ static void case_reconnect_resends(void)
     read_once("before the bridge drops the connection");
     /* The scripted bridge hangs up after that read: serve until the host
      * noticed and reconnected. */
-    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
-    while (fb.seen[1].offered == 0 || !tlpb_host_connected(host)) {
-        REQUIRE(it_now_ms() < deadline, "the host never reconnected");
-        tlpb_host_wait(host, 10);
-    }
+    serve_until_reconnected();
     read_once("after the reconnect");
     struct tlpb_host_stats st;
     tlpb_host_get_stats(host, &st);
@@ -810,11 +817,7 @@ static void case_ring_refused(void)
     start(CAPS_ALL, 2, false);
     start_connected = true;
     /* the first connection ends at its RingSetup; the host reconnects */
-    uint64_t deadline = it_now_ms() + IT_DEADLINE_MS;
-    while (fb.seen[1].offered == 0 || !tlpb_host_connected(host)) {
-        REQUIRE(it_now_ms() < deadline, "the host never reconnected");
-        tlpb_host_wait(host, 10);
-    }
+    serve_until_reconnected();
     read_once("after the ring was refused");
     struct tlpb_host_stats st;
     tlpb_host_get_stats(host, &st);
