@@ -971,7 +971,7 @@ static uint8_t *map_window(struct ctx *c, char *reason)
 
 static int t_copy_mapped(struct ctx *c, char *reason)
 {
-	const uint32_t cases_[][4] = {	/* len, src_off, dst_off, flags */
+	const uint32_t copies[][4] = {	/* len, src_off, dst_off, flags */
 		{ 1, 0, 0, DMACOPY_COPY_IRQ },
 		{ 4097, 4095, 13, DMACOPY_COPY_POLL },
 		{ 65536 + 3, 100, DMACOPY_MAP_BUF_BYTES - 65539, DMACOPY_COPY_IRQ | DMACOPY_COPY_POLL },
@@ -999,19 +999,19 @@ static int t_copy_mapped(struct ctx *c, char *reason)
 		return -1;
 	src = map + DMACOPY_MAP_SRC_OFFSET;
 	dst = map + DMACOPY_MAP_DST_OFFSET;
-	for (size_t i = 0; i < sizeof(cases_) / sizeof(cases_[0]); i++) {
-		uint32_t len = cases_[i][0], so = cases_[i][1], dof = cases_[i][2];
+	for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+		uint32_t len = copies[i][0], so = copies[i][1], dof = copies[i][2];
 		char what[96];
 
 		snprintf(what, sizeof(what), "mapped copy len %u src_off %u dst_off %u%s", len, so,
-			 dof, (cases_[i][3] & DMACOPY_COPY_POLL) ? " polled" : "");
+			 dof, (copies[i][3] & DMACOPY_COPY_POLL) ? " polled" : "");
 		fill_pattern(src + so, len, 1000 + (uint32_t)i);
 		memset(dst, DMACOPY_TEST_POISON, DMACOPY_MAP_BUF_BYTES);
 		memset(&cp, 0, sizeof(cp));
 		cp.len = len;
 		cp.src_off = so;
 		cp.dst_off = dof;
-		cp.flags = cases_[i][3] | DMACOPY_COPY_MAPPED;
+		cp.flags = copies[i][3] | DMACOPY_COPY_MAPPED;
 		if (ioctl(c->fd, DMACOPY_IOC_COPY, &cp)) {
 			fail(reason, "%s: %s (ERR_CODE %u)", what, strerror(errno), cp.err_code);
 			goto out;
